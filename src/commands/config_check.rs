@@ -1,0 +1,93 @@
+//! `devlogd config check`: validate the configuration and print what is in effect.
+//! Secrets are shown as `***`; credentials are named by their source only.
+
+use super::{CliError, filter_for};
+use crate::config::{Config, RemoteConfig};
+use crate::remote::credential;
+use crate::state::StateIndex;
+use std::fmt::Write as _;
+
+pub fn run(config: &Config) -> Result<i32, CliError> {
+    filter_for(config)?;
+    let mut out = String::new();
+    let file_note = if config.file_exists {
+        "ok"
+    } else {
+        "not found, using defaults"
+    };
+    let _ = writeln!(
+        out,
+        "config file    {} ({file_note})",
+        config.file.display()
+    );
+    let root_note = if config.root.is_dir() {
+        ""
+    } else {
+        " (does not exist yet)"
+    };
+    let _ = writeln!(out, "root           {}{root_note}", config.root.display());
+    match &config.remote {
+        RemoteConfig::Directory {
+            path,
+            embedded_default,
+        } => {
+            let note = if *embedded_default {
+                " (the built-in mirror: no remote.url set)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "remote         file://{}{note}", path.display());
+        }
+        RemoteConfig::Azure(location) => {
+            let sas = if location.sas_in_url.is_some() {
+                "?***"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "remote         {location}{sas}");
+            let _ = writeln!(
+                out,
+                "account        {}  container {}  prefix {}",
+                location.account,
+                location.container,
+                if location.prefix.is_empty() {
+                    "(none)"
+                } else {
+                    &location.prefix
+                }
+            );
+            let cred = match credential::resolve(location) {
+                Ok(c) => format!("{} (***)", c.source()),
+                Err(e) => format!("none usable: {e}"),
+            };
+            let _ = writeln!(out, "credential     {cred}");
+        }
+    }
+    let s = &config.sync;
+    let _ = writeln!(out, "include        {}", s.include.join(", "));
+    let _ = writeln!(
+        out,
+        "exclude        {} (and hidden files, and {})",
+        s.exclude.join(", "),
+        crate::filter::IGNORE_FILE
+    );
+    let _ = writeln!(
+        out,
+        "debounce       {} ms   max delay {} ms   rescan every {} s",
+        s.debounce.as_millis(),
+        s.max_delay.as_millis(),
+        s.rescan_interval.as_secs()
+    );
+    let _ = writeln!(
+        out,
+        "concurrency    {}   on conflict {}",
+        s.concurrency, s.on_conflict
+    );
+    let _ = write!(
+        out,
+        "state index    {}",
+        StateIndex::path_for(config.state_dir(), &config.remote.identity()).display()
+    );
+    println!("{out}");
+    Ok(super::exit::OK)
+}

@@ -1,0 +1,111 @@
+//! `devlogd push`: one run of the pipeline without a daemon.
+
+use super::{CliError, exit, filter_for, hostname, remote_setup_error, require_root};
+use crate::config::{Config, OnConflict, RemoteConfig};
+use crate::push::{self, PushContext, PushError, PushOptions};
+use crate::retry::RetryPolicy;
+use crate::state::StateIndex;
+use crate::ui::{self, Progress};
+
+#[derive(Debug, Clone, Default)]
+pub struct PushArgs {
+    pub all: bool,
+    pub force: bool,
+    pub dry_run: bool,
+    pub json: bool,
+    pub on_conflict: Option<OnConflict>,
+}
+
+pub async fn run(config: &Config, args: &PushArgs) -> Result<i32, CliError> {
+    require_root(config)?;
+    let filter = filter_for(config)?;
+    let remote = crate::remote::open(config).map_err(remote_setup_error)?;
+    if let RemoteConfig::Directory {
+        path,
+        embedded_default: true,
+    } = &config.remote
+    {
+        eprintln!(
+            "No remote configured: mirroring into {} (set remote.url in {} to push to Azure).",
+            path.display(),
+            config.file.display()
+        );
+    }
+    let mut state = open_state(config, args.all)?;
+    let options = PushOptions {
+        all: args.all,
+        force: args.force,
+        dry_run: args.dry_run,
+        on_conflict: args.on_conflict.unwrap_or(config.sync.on_conflict),
+        concurrency: config.sync.concurrency,
+        paths: None,
+        retry: RetryPolicy::default(),
+    };
+    let progress = Progress::new(args.json);
+    let host = hostname();
+    let ctx = PushContext {
+        root: &config.root,
+        filter: &filter,
+        remote: remote.as_ref(),
+        state: &mut state,
+        host: &host,
+    };
+    let result = push::run(ctx, &options, &|event| progress.event(event)).await;
+    progress.finish();
+    let root = config.root.display().to_string();
+    let remote_name = remote.describe();
+    match result {
+        Ok(report) => {
+            if args.json {
+                println!("{}", json(&report));
+            } else {
+                println!("{}", ui::push_summary(&report, &root, &remote_name));
+            }
+            Ok(if report.is_clean() {
+                exit::OK
+            } else {
+                exit::FILES_FAILED
+            })
+        }
+        Err(PushError::Auth { ref report, .. }) => {
+            let message = result_message(&result);
+            if args.json {
+                println!("{}", json(report));
+            }
+            Err(CliError::new(exit::AUTH, message))
+        }
+        Err(PushError::State(e)) => Err(CliError::new(exit::USAGE, e.to_string())),
+        Err(e @ PushError::List { .. }) => Err(CliError::new(exit::FILES_FAILED, e.to_string())),
+    }
+}
+
+fn result_message(result: &Result<push::PushReport, PushError>) -> String {
+    match result {
+        Err(e) => e.to_string(),
+        Ok(_) => String::new(),
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// Open the remote's index; with `--all`, a damaged one is set aside and rebuilt.
+fn open_state(config: &Config, all: bool) -> Result<StateIndex, CliError> {
+    let identity = config.remote.identity();
+    match StateIndex::open(config.state_dir(), &identity) {
+        Ok(s) => Ok(s),
+        Err(e) if all && e.is_rebuildable() => {
+            let aside = StateIndex::move_aside(config.state_dir(), &identity).map_err(|io| {
+                CliError::new(exit::USAGE, format!("{e}; moving it aside failed: {io}"))
+            })?;
+            eprintln!(
+                "The state index was unusable ({e}); kept it as {} and rebuilding from the remote.",
+                aside.display()
+            );
+            StateIndex::open(config.state_dir(), &identity)
+                .map_err(|e| CliError::new(exit::USAGE, e.to_string()))
+        }
+        Err(e) => Err(CliError::new(exit::USAGE, e.to_string())),
+    }
+}

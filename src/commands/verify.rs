@@ -1,0 +1,48 @@
+//! `devlogd verify`: compare local files with the remote by MD5.
+
+use super::{CliError, exit, filter_for, remote_setup_error, require_root};
+use crate::config::Config;
+use crate::remote::RemoteError;
+use crate::ui;
+
+pub async fn run(config: &Config, json: bool) -> Result<i32, CliError> {
+    require_root(config)?;
+    let filter = filter_for(config)?;
+    let remote = crate::remote::open(config).map_err(remote_setup_error)?;
+    let report = crate::verify::verify(&config.root, &filter, remote.as_ref())
+        .await
+        .map_err(|e| match e {
+            RemoteError::Auth { message } => CliError::new(
+                exit::AUTH,
+                format!(
+                    "the remote {} refused the credentials ({message}); they came from {}",
+                    remote.describe(),
+                    remote.credential_source()
+                ),
+            ),
+            e => CliError::new(
+                exit::FILES_FAILED,
+                format!("cannot list {}: {e}", remote.describe()),
+            ),
+        })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        println!(
+            "{}",
+            ui::verify_summary(
+                &report,
+                &config.root.display().to_string(),
+                &remote.describe()
+            )
+        );
+    }
+    Ok(if report.all_match() {
+        exit::OK
+    } else {
+        exit::FILES_FAILED
+    })
+}

@@ -1,0 +1,682 @@
+//! Configuration: the raw TOML file, its defaults, and the validated [`Config`].
+//!
+//! Two tiers, as in ripgrep and rustic: [`RawConfig`] mirrors the file exactly (every key
+//! optional, unknown keys rejected), and [`Config::load`] turns it into absolute paths,
+//! durations and a checked remote. Everything that reads configuration goes through here.
+
+use crate::redact::Secret;
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+/// Environment variable that names the config file (overridden by `--config`).
+pub const CONFIG_ENV: &str = "DEVLOG_CONFIG";
+
+/// Default include patterns (the seed's).
+pub const DEFAULT_INCLUDE: &[&str] = &["*.md", "*.jsonl", "*.toml"];
+/// Default excluded directory names; hidden files and directories are always skipped.
+pub const DEFAULT_EXCLUDE: &[&str] = &["target", "node_modules"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: `{key}` {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        problem: String,
+    },
+    #[error(
+        "config file {path} holds a secret ({what}) but its mode is {mode:o}, readable by others: run `chmod 600 {path}`"
+    )]
+    InsecureFile {
+        path: PathBuf,
+        what: &'static str,
+        mode: u32,
+    },
+    #[error("cannot find the home directory: set HOME")]
+    NoHome,
+}
+
+/// The file as written. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub root: Option<String>,
+    #[serde(default)]
+    pub remote: RawRemote,
+    #[serde(default)]
+    pub sync: RawSync,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRemote {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSync {
+    pub include: Option<Vec<String>>,
+    pub exclude: Option<Vec<String>>,
+    pub debounce_ms: Option<u64>,
+    pub max_delay_ms: Option<u64>,
+    pub rescan_interval_s: Option<u64>,
+    pub concurrency: Option<usize>,
+    pub on_conflict: Option<OnConflict>,
+}
+
+/// What to do when the remote blob was changed by another writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnConflict {
+    /// Push ours under a conflict name and leave theirs in place.
+    #[default]
+    KeepBoth,
+    /// Replace theirs with ours (reported).
+    Overwrite,
+    /// Leave theirs, push nothing for that file (reported).
+    Skip,
+}
+
+impl std::str::FromStr for OnConflict {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "keep-both" => Ok(Self::KeepBoth),
+            "overwrite" => Ok(Self::Overwrite),
+            "skip" => Ok(Self::Skip),
+            other => Err(format!(
+                "unknown conflict policy `{other}`: use keep-both, overwrite or skip"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for OnConflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::KeepBoth => "keep-both",
+            Self::Overwrite => "overwrite",
+            Self::Skip => "skip",
+        })
+    }
+}
+
+/// Where pushes go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RemoteConfig {
+    Azure(AzureLocation),
+    Directory {
+        path: PathBuf,
+        /// True when no remote was configured and this is the built-in mirror.
+        embedded_default: bool,
+    },
+}
+
+impl RemoteConfig {
+    /// A stable identity for the state index: one index per remote.
+    pub fn identity(&self) -> String {
+        match self {
+            RemoteConfig::Azure(a) => format!(
+                "azure:{}/{}/{}/{}",
+                a.endpoint.as_str().trim_end_matches('/'),
+                a.account,
+                a.container,
+                a.prefix
+            ),
+            RemoteConfig::Directory { path, .. } => format!("dir:{}", path.display()),
+        }
+    }
+}
+
+impl fmt::Display for RemoteConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RemoteConfig::Azure(a) => write!(f, "{a}"),
+            RemoteConfig::Directory { path, .. } => write!(f, "file://{}", path.display()),
+        }
+    }
+}
+
+/// An Azure container, parsed from `remote.url`. Never holds a secret in plain sight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AzureLocation {
+    /// Scheme, host and port, plus `/ACCOUNT` for path-style (emulator) URLs.
+    pub endpoint: Url,
+    pub account: String,
+    pub container: String,
+    /// Blob-name prefix without leading or trailing `/` (empty for none).
+    pub prefix: String,
+    /// A SAS token that was written into the URL's query string.
+    pub sas_in_url: Option<Secret>,
+}
+
+impl AzureLocation {
+    /// The container URL without any query string.
+    pub fn container_url(&self) -> String {
+        format!(
+            "{}/{}",
+            self.endpoint.as_str().trim_end_matches('/'),
+            self.container
+        )
+    }
+}
+
+impl fmt::Display for AzureLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.container_url())?;
+        if !self.prefix.is_empty() {
+            write!(f, "/{}", self.prefix)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncConfig {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub debounce: Duration,
+    pub max_delay: Duration,
+    pub rescan_interval: Duration,
+    pub concurrency: usize,
+    pub on_conflict: OnConflict,
+}
+
+/// The platform directories devlogd uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dirs {
+    pub home: PathBuf,
+    pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub data_dir: PathBuf,
+    /// Where the control socket lives; `None` falls back to the state directory.
+    pub runtime_dir: Option<PathBuf>,
+}
+
+impl Dirs {
+    /// Resolve from the environment (`HOME`, `XDG_*` on Linux, the usual places on macOS).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let base = directories::BaseDirs::new().ok_or(ConfigError::NoHome)?;
+        let project =
+            directories::ProjectDirs::from("", "", "devlog").ok_or(ConfigError::NoHome)?;
+        Ok(Dirs {
+            home: base.home_dir().to_path_buf(),
+            config_dir: project.config_dir().to_path_buf(),
+            state_dir: project
+                .state_dir()
+                .unwrap_or_else(|| project.data_local_dir())
+                .to_path_buf(),
+            data_dir: project.data_dir().to_path_buf(),
+            runtime_dir: project.runtime_dir().map(Path::to_path_buf),
+        })
+    }
+
+    pub fn default_config_file(&self) -> PathBuf {
+        self.config_dir.join("config.toml")
+    }
+}
+
+/// The validated configuration every command works from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, and whether that file exists (defaults otherwise).
+    pub file: PathBuf,
+    pub file_exists: bool,
+    pub root: PathBuf,
+    pub remote: RemoteConfig,
+    pub sync: SyncConfig,
+    pub dirs: Dirs,
+}
+
+impl Config {
+    /// Load from `explicit` (`--config`), else `$DEVLOG_CONFIG`, else the platform default.
+    /// A missing file at the default place means "all defaults"; a missing explicit file is
+    /// an error.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let dirs = Dirs::from_env()?;
+        let env_path = std::env::var_os(CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let (file, must_exist) = match explicit.map(Path::to_path_buf).or(env_path) {
+            Some(p) => (p, true),
+            None => (dirs.default_config_file(), false),
+        };
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => None,
+            Err(source) => return Err(ConfigError::Read { path: file, source }),
+        };
+        let raw = match &text {
+            Some(text) => parse_raw(&file, text)?,
+            None => RawConfig::default(),
+        };
+        let config = Self::from_raw(raw, file.clone(), text.is_some(), dirs)?;
+        if text.is_some() {
+            check_secret_file_mode(&file, &config)?;
+        }
+        Ok(config)
+    }
+
+    /// Validate a parsed file against the platform directories.
+    pub fn from_raw(
+        raw: RawConfig,
+        file: PathBuf,
+        file_exists: bool,
+        dirs: Dirs,
+    ) -> Result<Self, ConfigError> {
+        let invalid = |key: &str, problem: String| ConfigError::Invalid {
+            path: file.clone(),
+            key: key.to_string(),
+            problem,
+        };
+        let root = match raw.root.as_deref() {
+            Some("") => return Err(invalid("root", "is empty".into())),
+            Some(r) => expand_home(r, &dirs.home),
+            None => dirs.home.join(".devlog"),
+        };
+        if !root.is_absolute() {
+            return Err(invalid(
+                "root",
+                format!(
+                    "must be an absolute path or start with ~/ (got {})",
+                    root.display()
+                ),
+            ));
+        }
+        let remote = match raw.remote.url.as_deref() {
+            None => RemoteConfig::Directory {
+                path: dirs.data_dir.join("mirror"),
+                embedded_default: true,
+            },
+            Some(url) => parse_remote_url(url, &dirs.home).map_err(|p| invalid("remote.url", p))?,
+        };
+        if let RemoteConfig::Directory { path, .. } = &remote
+            && (path.starts_with(&root) || root.starts_with(path))
+        {
+            return Err(invalid(
+                "remote.url",
+                format!(
+                    "the directory remote {} overlaps the journal root {}: choose a directory outside it",
+                    path.display(),
+                    root.display()
+                ),
+            ));
+        }
+        let s = raw.sync;
+        let include = s
+            .include
+            .unwrap_or_else(|| DEFAULT_INCLUDE.iter().map(|p| p.to_string()).collect());
+        let exclude = s
+            .exclude
+            .unwrap_or_else(|| DEFAULT_EXCLUDE.iter().map(|p| p.to_string()).collect());
+        for (key, patterns) in [("sync.include", &include), ("sync.exclude", &exclude)] {
+            for p in patterns {
+                globset::Glob::new(p)
+                    .map_err(|e| invalid(key, format!("has a bad pattern `{p}`: {}", e.kind())))?;
+            }
+        }
+        let concurrency = s.concurrency.unwrap_or(16);
+        if !(1..=256).contains(&concurrency) {
+            return Err(invalid(
+                "sync.concurrency",
+                format!("must be between 1 and 256 (got {concurrency})"),
+            ));
+        }
+        let debounce = Duration::from_millis(s.debounce_ms.unwrap_or(300));
+        let max_delay = Duration::from_millis(s.max_delay_ms.unwrap_or(5000));
+        if max_delay < debounce {
+            return Err(invalid(
+                "sync.max_delay_ms",
+                format!(
+                    "must be at least sync.debounce_ms ({} ms)",
+                    debounce.as_millis()
+                ),
+            ));
+        }
+        let rescan_interval = Duration::from_secs(s.rescan_interval_s.unwrap_or(3600));
+        if rescan_interval < Duration::from_secs(10) {
+            return Err(invalid(
+                "sync.rescan_interval_s",
+                "must be at least 10 seconds".into(),
+            ));
+        }
+        Ok(Config {
+            file,
+            file_exists,
+            root,
+            remote,
+            sync: SyncConfig {
+                include,
+                exclude,
+                debounce,
+                max_delay,
+                rescan_interval,
+                concurrency,
+                on_conflict: s.on_conflict.unwrap_or_default(),
+            },
+            dirs,
+        })
+    }
+
+    /// Directory holding the state indexes and the lock.
+    pub fn state_dir(&self) -> &Path {
+        &self.dirs.state_dir
+    }
+}
+
+/// Parse TOML, turning serde's message into one line that names the key and the line.
+pub fn parse_raw(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let mut message = e.message().trim().to_string();
+        if let Some(span) = e.span() {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            if let Some(key) = key_at(text, span.start)
+                && !message.contains(&format!("`{key}`"))
+            {
+                message = format!("`{key}`: {message}");
+            }
+            message = format!("{message} (line {line})");
+        }
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        }
+    })
+}
+
+/// The dotted key whose line holds byte `offset` (`sync.debounce_ms`), for error messages.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split('=').next()?.trim();
+    if key.is_empty() || key.starts_with('[') || line.find('=').is_none() {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
+fn expand_home(path: &str, home: &Path) -> PathBuf {
+    if path == "~" {
+        home.to_path_buf()
+    } else if let Some(rest) = path.strip_prefix("~/") {
+        home.join(rest)
+    } else {
+        PathBuf::from(path)
+    }
+}
+
+/// Parse `remote.url`: an Azure container URL (with optional prefix and SAS query), an
+/// emulator URL (`http://127.0.0.1:10000/devstoreaccount1/CONTAINER`), or `file:///dir`.
+pub fn parse_remote_url(text: &str, home: &Path) -> Result<RemoteConfig, String> {
+    let text = text.trim();
+    if let Some(rest) = text.strip_prefix("file://") {
+        let path = expand_home(rest, home);
+        if !path.is_absolute() {
+            return Err(format!(
+                "a directory remote needs an absolute path, like file:///srv/devlog (got {text})"
+            ));
+        }
+        return Ok(RemoteConfig::Directory {
+            path,
+            embedded_default: false,
+        });
+    }
+    let url = Url::parse(text).map_err(|e| {
+        format!(
+            "is not a URL ({e}): use https://ACCOUNT.blob.core.windows.net/CONTAINER or file:///DIR"
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "has unsupported scheme `{}`: use https:// (Azure), http:// (an emulator on this machine) or file://",
+            url.scheme()
+        ));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| "has no host".to_string())?
+        .to_string();
+    let mut segments: Vec<String> = url
+        .path_segments()
+        .map(|s| {
+            s.filter(|s| !s.is_empty())
+                .map(|s| {
+                    percent_encoding::percent_decode_str(s)
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // Path-style URLs (emulators, IP addresses) carry the account as the first segment.
+    let path_style = url
+        .host()
+        .is_some_and(|h| !matches!(h, url::Host::Domain(_)))
+        || host == "localhost"
+        || !host.contains('.');
+    let mut endpoint = url.clone();
+    endpoint.set_query(None);
+    endpoint.set_fragment(None);
+    let account = if path_style {
+        if segments.is_empty() {
+            return Err("needs the account and container, like http://127.0.0.1:10000/devstoreaccount1/CONTAINER".into());
+        }
+        let account = segments.remove(0);
+        endpoint.set_path(&format!("/{account}"));
+        account
+    } else {
+        endpoint.set_path("/");
+        host.split('.').next().unwrap_or_default().to_string()
+    };
+    if segments.is_empty() {
+        return Err(format!(
+            "names no container: add it to the path, like {}/CONTAINER",
+            endpoint.as_str().trim_end_matches('/')
+        ));
+    }
+    let container = segments.remove(0);
+    validate_container_name(&container)?;
+    let prefix = segments.join("/");
+    let sas_in_url = url
+        .query()
+        .filter(|q| q.split('&').any(|kv| kv.starts_with("sig=")))
+        .map(|q| Secret::new(q.to_string()));
+    if url.query().is_some() && sas_in_url.is_none() {
+        return Err("has a query string that is not a SAS token (no sig=)".into());
+    }
+    Ok(RemoteConfig::Azure(AzureLocation {
+        endpoint,
+        account,
+        container,
+        prefix,
+        sas_in_url,
+    }))
+}
+
+fn validate_container_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if (3..=63).contains(&name.len())
+        && ok_chars
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "has an invalid container name `{name}`: 3-63 lowercase letters, digits and single hyphens"
+        ))
+    }
+}
+
+#[cfg(unix)]
+fn check_secret_file_mode(path: &Path, config: &Config) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let holds_secret = matches!(&config.remote, RemoteConfig::Azure(a) if a.sas_in_url.is_some());
+    if !holds_secret {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::InsecureFile {
+            path: path.to_path_buf(),
+            what: "a SAS token in remote.url",
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_secret_file_mode(_: &Path, _: &Config) -> Result<(), ConfigError> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs() -> Dirs {
+        Dirs {
+            home: "/home/u".into(),
+            config_dir: "/home/u/.config/devlog".into(),
+            state_dir: "/home/u/.local/state/devlog".into(),
+            data_dir: "/home/u/.local/share/devlog".into(),
+            runtime_dir: None,
+        }
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let path = PathBuf::from("/c.toml");
+        let raw = parse_raw(&path, text)?;
+        Config::from_raw(raw, path, true, dirs())
+    }
+
+    #[test]
+    fn defaults_mirror_into_the_data_dir() {
+        let c = load("").unwrap();
+        assert_eq!(c.root, PathBuf::from("/home/u/.devlog"));
+        assert_eq!(
+            c.remote,
+            RemoteConfig::Directory {
+                path: "/home/u/.local/share/devlog/mirror".into(),
+                embedded_default: true
+            }
+        );
+        assert_eq!(c.sync.concurrency, 16);
+        assert_eq!(c.sync.debounce, Duration::from_millis(300));
+        assert_eq!(c.sync.include, vec!["*.md", "*.jsonl", "*.toml"]);
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = load("root = \"~/j\"\n[sync]\ndebounce = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("debounce"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_dotted_key() {
+        let e = load("[sync]\nconcurrency = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`sync.concurrency`"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        let e = load("[sync]\nconcurrency = 0\n").unwrap_err().to_string();
+        assert!(e.contains("sync.concurrency"), "{e}");
+        let e = load("[sync]\non_conflict = \"merge\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("on_conflict") || e.contains("merge"), "{e}");
+    }
+
+    #[test]
+    fn parses_azure_urls() {
+        let r = parse_remote_url(
+            "https://acct.blob.core.windows.net/journal/laptop/notes",
+            Path::new("/h"),
+        )
+        .unwrap();
+        let RemoteConfig::Azure(a) = r else { panic!() };
+        assert_eq!(a.account, "acct");
+        assert_eq!(a.container, "journal");
+        assert_eq!(a.prefix, "laptop/notes");
+        assert_eq!(
+            a.container_url(),
+            "https://acct.blob.core.windows.net/journal"
+        );
+
+        let r = parse_remote_url(
+            "http://127.0.0.1:10000/devstoreaccount1/cc1?sv=1&sig=abcdefghij",
+            Path::new("/h"),
+        )
+        .unwrap();
+        let RemoteConfig::Azure(a) = r else { panic!() };
+        assert_eq!(a.account, "devstoreaccount1");
+        assert_eq!(
+            a.container_url(),
+            "http://127.0.0.1:10000/devstoreaccount1/cc1"
+        );
+        assert_eq!(a.sas_in_url.unwrap().expose(), "sv=1&sig=abcdefghij");
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for bad in [
+            "ftp://x/y",
+            "https://acct.blob.core.windows.net/",
+            "https://acct.blob.core.windows.net/Bad_Name",
+            "file://relative",
+            "not a url",
+        ] {
+            assert!(parse_remote_url(bad, Path::new("/h")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn directory_remote_must_not_overlap_root() {
+        let e = load("root = \"/j\"\n[remote]\nurl = \"file:///j/mirror\"\n").unwrap_err();
+        assert!(e.to_string().contains("overlaps"), "{e}");
+    }
+
+    #[test]
+    fn identity_differs_per_container_and_prefix() {
+        let a = parse_remote_url("https://a.blob.core.windows.net/cc1", Path::new("/")).unwrap();
+        let b = parse_remote_url("https://a.blob.core.windows.net/cc2", Path::new("/")).unwrap();
+        let c = parse_remote_url("https://a.blob.core.windows.net/cc1/p", Path::new("/")).unwrap();
+        assert_ne!(a.identity(), b.identity());
+        assert_ne!(a.identity(), c.identity());
+    }
+}

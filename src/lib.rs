@@ -1,0 +1,19 @@
+//! devlogd: keeps a developer journal directory backed up to Azure Blob Storage (or a
+//! directory), pushing only what changed.
+//!
+//! Data flow: [`scan`] → [`plan`] (against [`state`]) → upload through a [`remote`] →
+//! commit, all in [`push`]. The command front ends live in [`commands`].
+
+pub mod commands;
+pub mod config;
+pub mod filter;
+pub mod logging;
+pub mod plan;
+pub mod push;
+pub mod redact;
+pub mod remote;
+pub mod retry;
+pub mod scan;
+pub mod state;
+pub mod ui;
+pub mod verify;

@@ -1,0 +1,59 @@
+//! Logging setup: tracing to stderr, filtered by `RUST_LOG` or `-v`, every line scrubbed of
+//! secrets before it is written (see `redact.rs`), whatever module produced it.
+
+use std::io::Write;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// Install the global subscriber. `default_level` applies when `RUST_LOG` is unset;
+/// `verbose` raises it (`-v` debug, `-vv` trace).
+pub fn init(default_level: &str, verbose: u8) {
+    let level = match verbose {
+        0 => default_level,
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() && verbose == 0 => EnvFilter::new(v),
+        _ => EnvFilter::new(format!("{level},hyper_util=info,reqwest=info,rustls=info")),
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(ScrubbedStderr)
+        .with_ansi(ansi)
+        .with_target(verbose > 0)
+        .try_init();
+}
+
+/// Hands out one [`ScrubbedLine`] per event.
+struct ScrubbedStderr;
+
+impl<'a> MakeWriter<'a> for ScrubbedStderr {
+    type Writer = ScrubbedLine;
+    fn make_writer(&'a self) -> Self::Writer {
+        ScrubbedLine(Vec::with_capacity(256))
+    }
+}
+
+/// Buffers one formatted event and writes it, scrubbed, when dropped.
+struct ScrubbedLine(Vec<u8>);
+
+impl Write for ScrubbedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ScrubbedLine {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        let clean = crate::redact::scrub(&text);
+        let _ = std::io::stderr().write_all(clean.as_bytes());
+    }
+}

@@ -1,0 +1,414 @@
+//! Change detection: one decision per candidate file, from its stat, the state index and
+//! (with `--all`) the remote listing.
+//!
+//! Pure logic: the file's content hash is asked for through a closure, only when the
+//! fast path (size and mtime equal to the index) cannot decide, so the decision table is
+//! unit-tested without touching a disk or a network.
+
+use crate::remote::{Precondition, RemoteBlob};
+use crate::scan::LocalFile;
+use crate::state::IndexEntry;
+
+/// What the remote listing says about a path.
+#[derive(Debug, Clone, Copy)]
+pub enum RemoteView<'a> {
+    /// Incremental mode: the remote was not asked.
+    NotListed,
+    Missing,
+    Present(&'a RemoteBlob),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UploadReason {
+    New,
+    Changed,
+    MissingOnRemote,
+    RemoteDiffers,
+    Forced,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// In sync; nothing to write anywhere.
+    Unchanged,
+    /// In sync, but the index row needs rewriting (new mtime, or adopting a remote ETag).
+    Record(IndexEntry),
+    Upload {
+        reason: UploadReason,
+        precondition: Precondition,
+    },
+    /// The blob at this path is another writer's and differs from ours.
+    Conflict { their_etag: String },
+}
+
+/// Decide for one file. `hash` returns the file's MD5; it is called at most once.
+pub fn decide(
+    file: &LocalFile,
+    known: Option<&IndexEntry>,
+    remote: RemoteView<'_>,
+    force: bool,
+    hash: &mut dyn FnMut() -> std::io::Result<[u8; 16]>,
+) -> std::io::Result<Decision> {
+    let stat_same = known.is_some_and(|k| k.size == file.size && k.mtime_ns == file.mtime_ns);
+    let refreshed = |k: &IndexEntry, md5: [u8; 16], etag: Option<String>, conflict: bool| {
+        Decision::Record(IndexEntry {
+            size: file.size,
+            mtime_ns: file.mtime_ns,
+            md5,
+            etag: etag.or_else(|| k.etag.clone()),
+            conflict,
+        })
+    };
+    let if_match_known = |k: &IndexEntry| match &k.etag {
+        Some(etag) => Precondition::IfMatch(etag.clone()),
+        None => Precondition::IfAbsent,
+    };
+
+    if force {
+        return Ok(match (known, remote) {
+            (Some(k), _) if k.conflict => Decision::Conflict {
+                their_etag: k.etag.clone().unwrap_or_default(),
+            },
+            (_, RemoteView::Present(r)) => {
+                let md5 = hash()?;
+                if known.is_some_and(|k| k.etag.as_deref() == Some(&r.etag)) || r.md5 == Some(md5) {
+                    upload(UploadReason::Forced, Precondition::IfMatch(r.etag.clone()))
+                } else {
+                    Decision::Conflict {
+                        their_etag: r.etag.clone(),
+                    }
+                }
+            }
+            (_, RemoteView::Missing) | (None, RemoteView::NotListed) => {
+                upload(UploadReason::Forced, Precondition::IfAbsent)
+            }
+            (Some(k), RemoteView::NotListed) => upload(UploadReason::Forced, if_match_known(k)),
+        });
+    }
+
+    match (known, remote) {
+        // Incremental: the index alone decides.
+        (None, RemoteView::NotListed) => Ok(upload(UploadReason::New, Precondition::IfAbsent)),
+        (Some(k), RemoteView::NotListed) => {
+            if stat_same {
+                return Ok(Decision::Unchanged);
+            }
+            let md5 = hash()?;
+            Ok(if md5 == k.md5 {
+                refreshed(k, md5, None, k.conflict)
+            } else if k.conflict {
+                Decision::Conflict {
+                    their_etag: k.etag.clone().unwrap_or_default(),
+                }
+            } else {
+                upload(UploadReason::Changed, if_match_known(k))
+            })
+        }
+        // --all: the listing is checked as well.
+        (None, RemoteView::Missing) => Ok(upload(UploadReason::New, Precondition::IfAbsent)),
+        (Some(_), RemoteView::Missing) => Ok(upload(
+            UploadReason::MissingOnRemote,
+            Precondition::IfAbsent,
+        )),
+        (Some(k), RemoteView::Present(r)) if k.etag.as_deref() == Some(r.etag.as_str()) => {
+            // The blob is the version the index knows.
+            let remote_differs_from_index = r.md5.is_some_and(|m| m != k.md5);
+            let md5 = if stat_same { k.md5 } else { hash()? };
+            let local_is_indexed = md5 == k.md5;
+            Ok(if k.conflict {
+                if local_is_indexed {
+                    if stat_same {
+                        Decision::Unchanged
+                    } else {
+                        refreshed(k, md5, None, true)
+                    }
+                } else if r.md5 == Some(md5) {
+                    refreshed(k, md5, Some(r.etag.clone()), false)
+                } else {
+                    Decision::Conflict {
+                        their_etag: r.etag.clone(),
+                    }
+                }
+            } else if !local_is_indexed {
+                upload(UploadReason::Changed, Precondition::IfMatch(r.etag.clone()))
+            } else if remote_differs_from_index {
+                upload(
+                    UploadReason::RemoteDiffers,
+                    Precondition::IfMatch(r.etag.clone()),
+                )
+            } else if stat_same {
+                Decision::Unchanged
+            } else {
+                refreshed(k, md5, None, false)
+            })
+        }
+        (_, RemoteView::Present(r)) => {
+            // Unknown to the index, or changed by someone else since we last wrote it.
+            let md5 = hash()?;
+            Ok(if r.md5 == Some(md5) {
+                Decision::Record(IndexEntry {
+                    size: file.size,
+                    mtime_ns: file.mtime_ns,
+                    md5,
+                    etag: Some(r.etag.clone()),
+                    conflict: false,
+                })
+            } else {
+                Decision::Conflict {
+                    their_etag: r.etag.clone(),
+                }
+            })
+        }
+    }
+}
+
+fn upload(reason: UploadReason, precondition: Precondition) -> Decision {
+    Decision::Upload {
+        reason,
+        precondition,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: [u8; 16] = [0xa; 16];
+    const B: [u8; 16] = [0xb; 16];
+
+    fn file() -> LocalFile {
+        LocalFile {
+            rel: "n.md".into(),
+            size: 10,
+            mtime_ns: 100,
+        }
+    }
+
+    fn entry(md5: [u8; 16], etag: &str, conflict: bool, same_stat: bool) -> IndexEntry {
+        IndexEntry {
+            size: 10,
+            mtime_ns: if same_stat { 100 } else { 50 },
+            md5,
+            etag: Some(etag.into()),
+            conflict,
+        }
+    }
+
+    fn blob(md5: [u8; 16], etag: &str) -> RemoteBlob {
+        RemoteBlob {
+            name: "n.md".into(),
+            size: 10,
+            md5: Some(md5),
+            etag: etag.into(),
+        }
+    }
+
+    /// Runs `decide` with a file whose content hashes to `content`; returns the decision
+    /// and how many times the file was hashed.
+    fn run(
+        known: Option<IndexEntry>,
+        remote: RemoteView<'_>,
+        force: bool,
+        content: [u8; 16],
+    ) -> (Decision, u32) {
+        let mut reads = 0;
+        let d = decide(&file(), known.as_ref(), remote, force, &mut || {
+            reads += 1;
+            Ok(content)
+        })
+        .unwrap();
+        (d, reads)
+    }
+
+    fn up(reason: UploadReason, p: Precondition) -> Decision {
+        upload(reason, p)
+    }
+
+    #[test]
+    fn incremental_table() {
+        use Precondition::{IfAbsent, IfMatch};
+        use RemoteView::NotListed;
+        let m = "\"e1\"".to_string();
+        // (name, index row, content hash, expected decision, expected reads)
+        type Case = (&'static str, Option<IndexEntry>, [u8; 16], Decision, u32);
+        let cases: Vec<Case> = vec![
+            (
+                "new file, no read",
+                None,
+                A,
+                up(UploadReason::New, IfAbsent),
+                0,
+            ),
+            (
+                "fast path, no read",
+                Some(entry(A, &m, false, true)),
+                B,
+                Decision::Unchanged,
+                0,
+            ),
+            (
+                "touched, same content",
+                Some(entry(A, &m, false, false)),
+                A,
+                Decision::Record(IndexEntry {
+                    mtime_ns: 100,
+                    ..entry(A, &m, false, false)
+                }),
+                1,
+            ),
+            (
+                "edited",
+                Some(entry(A, &m, false, false)),
+                B,
+                up(UploadReason::Changed, IfMatch(m.clone())),
+                1,
+            ),
+            (
+                "edited after a conflict: never onto theirs",
+                Some(entry(A, &m, true, false)),
+                B,
+                Decision::Conflict {
+                    their_etag: m.clone(),
+                },
+                1,
+            ),
+        ];
+        for (name, known, content, want, want_reads) in cases {
+            let (got, reads) = run(known, NotListed, false, content);
+            assert_eq!(got, want, "{name}");
+            assert_eq!(reads, want_reads, "{name}: reads");
+        }
+    }
+
+    #[test]
+    fn all_mode_table() {
+        use Precondition::{IfAbsent, IfMatch};
+        let ours = "\"ours\"".to_string();
+        let theirs = "\"theirs\"".to_string();
+        let b_ours = blob(A, &ours);
+        let b_theirs_a = blob(A, &theirs);
+        let b_theirs_b = blob(B, &theirs);
+        let b_ours_corrupt = blob(B, &ours);
+        // (name, index row, remote listing, content hash, expected decision)
+        type Case<'a> = (
+            &'static str,
+            Option<IndexEntry>,
+            RemoteView<'a>,
+            [u8; 16],
+            Decision,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "in sync",
+                Some(entry(A, &ours, false, true)),
+                RemoteView::Present(&b_ours),
+                A,
+                Decision::Unchanged,
+            ),
+            (
+                "deleted behind our back",
+                Some(entry(A, &ours, false, true)),
+                RemoteView::Missing,
+                A,
+                up(UploadReason::MissingOnRemote, IfAbsent),
+            ),
+            (
+                "remote content differs under our etag",
+                Some(entry(A, &ours, false, true)),
+                RemoteView::Present(&b_ours_corrupt),
+                A,
+                up(UploadReason::RemoteDiffers, IfMatch(ours.clone())),
+            ),
+            (
+                "another writer, different content",
+                Some(entry(A, &ours, false, true)),
+                RemoteView::Present(&b_theirs_b),
+                A,
+                Decision::Conflict {
+                    their_etag: theirs.clone(),
+                },
+            ),
+            (
+                "another writer, same content: adopt",
+                Some(entry(A, &ours, false, true)),
+                RemoteView::Present(&b_theirs_a),
+                A,
+                Decision::Record(entry(A, &theirs, false, true)),
+            ),
+            (
+                "empty index, equal blob: adopt (index rebuild)",
+                None,
+                RemoteView::Present(&b_theirs_a),
+                A,
+                Decision::Record(entry(A, &theirs, false, true)),
+            ),
+            (
+                "empty index, different blob: conflict",
+                None,
+                RemoteView::Present(&b_theirs_b),
+                A,
+                Decision::Conflict {
+                    their_etag: theirs.clone(),
+                },
+            ),
+            (
+                "new everywhere",
+                None,
+                RemoteView::Missing,
+                A,
+                up(UploadReason::New, IfAbsent),
+            ),
+            (
+                "conflict resolved by making local equal to theirs",
+                Some(entry(A, &theirs, true, false)),
+                RemoteView::Present(&b_theirs_b),
+                B,
+                Decision::Record(IndexEntry {
+                    mtime_ns: 100,
+                    ..entry(B, &theirs, false, false)
+                }),
+            ),
+        ];
+        for (name, known, remote, content, want) in cases {
+            let (got, _) = run(known, remote, false, content);
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn force_uploads_everything_but_respects_other_writers() {
+        use Precondition::{IfAbsent, IfMatch};
+        let ours = "\"ours\"".to_string();
+        let (d, _) = run(
+            Some(entry(A, &ours, false, true)),
+            RemoteView::NotListed,
+            true,
+            A,
+        );
+        assert_eq!(d, up(UploadReason::Forced, IfMatch(ours.clone())));
+        let (d, _) = run(None, RemoteView::NotListed, true, A);
+        assert_eq!(d, up(UploadReason::Forced, IfAbsent));
+        let theirs = blob(B, "\"theirs\"");
+        let (d, _) = run(None, RemoteView::Present(&theirs), true, A);
+        assert_eq!(
+            d,
+            Decision::Conflict {
+                their_etag: "\"theirs\"".into()
+            }
+        );
+    }
+
+    #[test]
+    fn hash_errors_propagate() {
+        let known = entry(A, "e", false, false);
+        let r = decide(
+            &file(),
+            Some(&known),
+            RemoteView::NotListed,
+            false,
+            &mut || Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+        );
+        assert!(r.is_err());
+    }
+}

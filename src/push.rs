@@ -1,0 +1,681 @@
+//! The push pipeline: scan → plan against the state index → upload → commit.
+//!
+//! Every upload goes through [`run`], whoever asks (the `push` command, the daemon's
+//! worker). Uploads run with bounded concurrency; each carries its MD5 and a precondition,
+//! transient failures are retried by [`RetryPolicy`], a conflict goes to the configured
+//! policy, and one file's failure never stops the others. Only an authentication failure
+//! stops the run, since every further request would fail the same way. Successes are
+//! committed to the index in batches as they arrive, so an interrupted run keeps them.
+
+use crate::config::OnConflict;
+use crate::filter::Filter;
+use crate::plan::{self, Decision, RemoteView, UploadReason};
+use crate::remote::{Precondition, Remote, RemoteBlob, RemoteError};
+use crate::retry::RetryPolicy;
+use crate::scan::{self, LocalFile};
+use crate::state::{IndexEntry, Record, StateError, StateIndex};
+use bytes::Bytes;
+use futures::StreamExt;
+use md5::{Digest, Md5};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Rows are committed at least this often during a long run.
+const COMMIT_EVERY: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// List the remote and repair what differs (`--all`).
+    pub all: bool,
+    /// Upload every candidate (`--force`).
+    pub force: bool,
+    /// Plan and report only (`--dry-run`).
+    pub dry_run: bool,
+    pub on_conflict: OnConflict,
+    pub concurrency: usize,
+    /// Only these relative paths (a daemon batch); `None` scans the whole root.
+    pub paths: Option<Vec<String>>,
+    pub retry: RetryPolicy,
+}
+
+/// What one run did; printed by the front ends, `--json` as is.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushReport {
+    pub mode: &'static str,
+    pub dry_run: bool,
+    pub force: bool,
+    /// Candidate files seen.
+    pub scanned: u64,
+    pub uploaded: u64,
+    pub uploaded_bytes: u64,
+    pub unchanged: u64,
+    /// Dry run: what would be uploaded.
+    pub would_upload: Vec<PlannedUpload>,
+    pub conflicts: Vec<ConflictReport>,
+    pub failed: Vec<FileFailure>,
+    /// Blobs with no local file (`--all`); never deleted.
+    pub remote_only: Vec<String>,
+    /// Files that changed while they were uploaded; pushed again next time.
+    pub changed_during_upload: Vec<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedUpload {
+    pub path: String,
+    pub bytes: u64,
+    pub reason: UploadReason,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ConflictReport {
+    pub path: String,
+    /// `kept-both`, `overwritten` or `skipped` (`would-…` in a dry run).
+    pub action: String,
+    /// Where our version went, for keep-both.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileFailure {
+    pub path: String,
+    pub error: String,
+}
+
+impl PushReport {
+    pub fn is_clean(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// Progress, as it happens.
+#[derive(Debug, Clone)]
+pub enum PushEvent {
+    Planned { files: u64, bytes: u64 },
+    Uploaded { path: String, bytes: u64 },
+    Failed { path: String, error: String },
+    Conflict(ConflictReport),
+}
+
+/// Errors that stop a run as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(
+        "the remote {remote} refused the credentials ({detail}); they came from {credential_source}: check that the token is valid, not expired, and allows read, add, create, write and list"
+    )]
+    Auth {
+        remote: String,
+        credential_source: String,
+        detail: String,
+        /// What was done before the refusal.
+        report: Box<PushReport>,
+    },
+    #[error("cannot list {remote}: {error}")]
+    List { remote: String, error: RemoteError },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// What the pipeline works on.
+pub struct PushContext<'a> {
+    pub root: &'a Path,
+    pub filter: &'a Filter,
+    pub remote: &'a dyn Remote,
+    pub state: &'a mut StateIndex,
+    /// Host name used in conflict copy names.
+    pub host: &'a str,
+}
+
+pub async fn run(
+    ctx: PushContext<'_>,
+    opts: &PushOptions,
+    progress: &(dyn Fn(PushEvent) + Send + Sync),
+) -> Result<PushReport, PushError> {
+    let started = Instant::now();
+    let PushContext {
+        root,
+        filter,
+        remote,
+        state,
+        host,
+    } = ctx;
+    let mut report = PushReport {
+        mode: if opts.all { "all" } else { "incremental" },
+        dry_run: opts.dry_run,
+        force: opts.force,
+        ..Default::default()
+    };
+
+    // Scan and read the index at the same time: both are I/O-bound and independent.
+    let (scanned, index) = std::thread::scope(|s| {
+        let scan = s.spawn(|| match &opts.paths {
+            Some(paths) => scan::scan_paths(root, filter, paths),
+            None => scan::scan_root(root, filter),
+        });
+        let index = match &opts.paths {
+            Some(paths) => state.load_paths(paths.iter().map(String::as_str)),
+            None => state.load(),
+        };
+        let scanned = scan.join().unwrap_or_default();
+        (scanned, index)
+    });
+    let index = index?;
+    for issue in scanned.issues {
+        report.failed.push(FileFailure {
+            path: issue.rel,
+            error: issue.message,
+        });
+    }
+    report.scanned = scanned.files.len() as u64;
+
+    let listing: Option<HashMap<String, RemoteBlob>> = if opts.all {
+        let blobs = remote.list().await.map_err(|error| match error {
+            RemoteError::Auth { message } => PushError::Auth {
+                remote: remote.describe(),
+                credential_source: remote.credential_source(),
+                detail: message,
+                report: Box::new(report.clone()),
+            },
+            error => PushError::List {
+                remote: remote.describe(),
+                error,
+            },
+        })?;
+        Some(blobs.into_iter().map(|b| (b.name.clone(), b)).collect())
+    } else {
+        None
+    };
+    if let Some(listing) = &listing {
+        let local: HashSet<&str> = scanned.files.iter().map(|f| f.rel.as_str()).collect();
+        let mut only: Vec<String> = listing
+            .keys()
+            .filter(|name| !local.contains(name.as_str()))
+            .cloned()
+            .collect();
+        only.sort();
+        report.remote_only = only;
+    }
+
+    // Plan.
+    let mut records = Vec::new();
+    let mut jobs = Vec::new();
+    for file in scanned.files {
+        let known = index.get(&file.rel);
+        let view = match &listing {
+            None => RemoteView::NotListed,
+            Some(l) => l
+                .get(&file.rel)
+                .map_or(RemoteView::Missing, RemoteView::Present),
+        };
+        let abs = root.join(&file.rel);
+        let decision = plan::decide(&file, known, view, opts.force, &mut || md5_of(&abs));
+        match decision {
+            Err(e) => report.failed.push(FileFailure {
+                path: file.rel.clone(),
+                error: read_error(&e),
+            }),
+            Ok(Decision::Unchanged) => report.unchanged += 1,
+            Ok(Decision::Record(entry)) => {
+                report.unchanged += 1;
+                records.push(Record {
+                    rel: file.rel,
+                    entry,
+                });
+            }
+            Ok(Decision::Upload {
+                reason,
+                precondition,
+            }) => jobs.push(Job {
+                file,
+                action: JobAction::Put {
+                    reason,
+                    precondition,
+                },
+            }),
+            Ok(Decision::Conflict { .. }) => jobs.push(Job {
+                file,
+                action: JobAction::Conflict,
+            }),
+        }
+    }
+
+    if opts.dry_run {
+        for job in jobs {
+            match job.action {
+                JobAction::Conflict => report.conflicts.push(ConflictReport {
+                    path: job.file.rel.clone(),
+                    action: format!("would-{}", policy_action(opts.on_conflict)),
+                    copy: None,
+                }),
+                JobAction::Put { reason, .. } => report.would_upload.push(PlannedUpload {
+                    path: job.file.rel,
+                    bytes: job.file.size,
+                    reason,
+                }),
+            }
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+    state.commit(&records)?;
+    records.clear();
+
+    progress(PushEvent::Planned {
+        files: jobs.len() as u64,
+        bytes: jobs.iter().map(|j| j.file.size).sum(),
+    });
+
+    // Upload.
+    let abort = AtomicBool::new(false);
+    let uploader = Uploader {
+        root,
+        remote,
+        retry: opts.retry,
+        on_conflict: opts.on_conflict,
+        force: opts.force,
+        host,
+        abort: &abort,
+    };
+    let mut outcomes = futures::stream::iter(jobs)
+        .map(|job| uploader.upload(job))
+        .buffer_unordered(opts.concurrency.max(1));
+    let mut auth_failure = None;
+    while let Some(outcome) = outcomes.next().await {
+        match outcome {
+            Outcome::Stored {
+                record,
+                bytes,
+                conflict,
+                uploaded,
+                changed_during_upload,
+            } => {
+                if uploaded {
+                    report.uploaded += 1;
+                    report.uploaded_bytes += bytes;
+                    progress(PushEvent::Uploaded {
+                        path: record.rel.clone(),
+                        bytes,
+                    });
+                } else if conflict.is_none() {
+                    report.unchanged += 1;
+                }
+                if let Some(c) = conflict {
+                    progress(PushEvent::Conflict(c.clone()));
+                    report.conflicts.push(c);
+                }
+                if changed_during_upload {
+                    report.changed_during_upload.push(record.rel.clone());
+                }
+                records.push(record);
+                if records.len() >= COMMIT_EVERY {
+                    state.commit(&records)?;
+                    records.clear();
+                }
+            }
+            Outcome::Failed { path, error } => {
+                progress(PushEvent::Failed {
+                    path: path.clone(),
+                    error: error.clone(),
+                });
+                report.failed.push(FileFailure { path, error });
+            }
+            Outcome::AuthFailed { detail } => {
+                auth_failure.get_or_insert(detail);
+            }
+            Outcome::NotStarted => {}
+        }
+    }
+    drop(outcomes);
+    state.commit(&records)?;
+    report.failed.sort_by(|a, b| a.path.cmp(&b.path));
+    report.conflicts.sort_by(|a, b| a.path.cmp(&b.path));
+    report.changed_during_upload.sort();
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    if let Some(detail) = auth_failure {
+        return Err(PushError::Auth {
+            remote: remote.describe(),
+            credential_source: remote.credential_source(),
+            detail,
+            report: Box::new(report),
+        });
+    }
+    Ok(report)
+}
+
+fn policy_action(policy: OnConflict) -> &'static str {
+    match policy {
+        OnConflict::KeepBoth => "kept-both",
+        OnConflict::Overwrite => "overwritten",
+        OnConflict::Skip => "skipped",
+    }
+}
+
+struct Job {
+    file: LocalFile,
+    action: JobAction,
+}
+
+enum JobAction {
+    Put {
+        reason: UploadReason,
+        precondition: Precondition,
+    },
+    /// Planning already knows the blob is another writer's: go straight to the policy.
+    Conflict,
+}
+
+enum Outcome {
+    Stored {
+        record: Record,
+        bytes: u64,
+        conflict: Option<ConflictReport>,
+        /// False when the remote already held this content (adopted, or skipped).
+        uploaded: bool,
+        changed_during_upload: bool,
+    },
+    Failed {
+        path: String,
+        error: String,
+    },
+    AuthFailed {
+        detail: String,
+    },
+    NotStarted,
+}
+
+/// The content of one file as read for upload, with its stat at open time.
+struct Snapshot {
+    data: Bytes,
+    md5: [u8; 16],
+    size: u64,
+    mtime_ns: i64,
+}
+
+struct Uploader<'a> {
+    root: &'a Path,
+    remote: &'a dyn Remote,
+    retry: RetryPolicy,
+    on_conflict: OnConflict,
+    force: bool,
+    host: &'a str,
+    abort: &'a AtomicBool,
+}
+
+impl Uploader<'_> {
+    async fn upload(&self, job: Job) -> Outcome {
+        if self.abort.load(Ordering::Relaxed) {
+            return Outcome::NotStarted;
+        }
+        let rel = job.file.rel.clone();
+        let abs = self.root.join(&rel);
+        let snap = match read_snapshot(abs.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Outcome::Failed {
+                    path: rel,
+                    error: read_error(&e),
+                };
+            }
+        };
+        let result = match &job.action {
+            JobAction::Conflict => self.resolve_conflict(&rel, &snap).await,
+            JobAction::Put { precondition, .. } => {
+                match self.put(&rel, &snap, precondition).await {
+                    Err(RemoteError::Conflict) => self.resolve_conflict(&rel, &snap).await,
+                    other => other.map(|etag| Resolution::Uploaded { etag }),
+                }
+            }
+        };
+        let resolution = match result {
+            Ok(r) => r,
+            Err(RemoteError::Auth { message }) => {
+                self.abort.store(true, Ordering::Relaxed);
+                return Outcome::AuthFailed { detail: message };
+            }
+            Err(e) => {
+                return Outcome::Failed {
+                    path: rel,
+                    error: e.to_string(),
+                };
+            }
+        };
+        // Record what was actually sent, with the stat it had when opened. If the file
+        // changed meanwhile, its current stat differs from the row and it stays dirty.
+        let changed_during_upload = match std::fs::metadata(&abs) {
+            Ok(meta) => scan::stat_of(&meta) != (snap.size, snap.mtime_ns),
+            Err(_) => true,
+        };
+        let (etag, conflict_flag, conflict, uploaded) = match resolution {
+            Resolution::Uploaded { etag } => (etag, false, None, true),
+            Resolution::AlreadyThere { etag } => (etag, false, None, false),
+            Resolution::Conflict {
+                their_etag,
+                report,
+                uploaded_copy,
+            } => (their_etag, true, Some(report), uploaded_copy),
+            Resolution::Overwritten { etag, report } => (etag, false, Some(report), true),
+        };
+        Outcome::Stored {
+            record: Record {
+                rel,
+                entry: IndexEntry {
+                    size: snap.size,
+                    mtime_ns: snap.mtime_ns,
+                    md5: snap.md5,
+                    etag: Some(etag),
+                    conflict: conflict_flag,
+                },
+            },
+            bytes: snap.size,
+            conflict,
+            uploaded,
+            changed_during_upload,
+        }
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        snap: &Snapshot,
+        precondition: &Precondition,
+    ) -> Result<String, RemoteError> {
+        self.retry
+            .run(|| {
+                self.remote
+                    .put(name, snap.data.clone(), snap.md5, precondition)
+            })
+            .await
+            .map(|o| o.etag)
+    }
+
+    /// The blob is not the version we expected: look at it, then apply the policy.
+    async fn resolve_conflict(
+        &self,
+        rel: &str,
+        snap: &Snapshot,
+    ) -> Result<Resolution, RemoteError> {
+        let current = self.retry.run(|| self.remote.head(rel)).await?;
+        let Some(theirs) = current else {
+            // Gone meanwhile (or deleted behind our back): create it.
+            let etag = self.put(rel, snap, &Precondition::IfAbsent).await?;
+            return Ok(Resolution::Uploaded { etag });
+        };
+        if theirs.md5 == Some(snap.md5) {
+            if self.force {
+                let etag = self
+                    .put(rel, snap, &Precondition::IfMatch(theirs.etag.clone()))
+                    .await?;
+                return Ok(Resolution::Uploaded { etag });
+            }
+            return Ok(Resolution::AlreadyThere { etag: theirs.etag });
+        }
+        match self.on_conflict {
+            OnConflict::KeepBoth => {
+                let copy = conflict_name(rel, self.host, time::OffsetDateTime::now_utc());
+                self.put(&copy, snap, &Precondition::IfAbsent).await?;
+                tracing::warn!(path = rel, copy = %copy, "conflict: the remote blob was changed by another writer; kept both");
+                Ok(Resolution::Conflict {
+                    their_etag: theirs.etag,
+                    report: ConflictReport {
+                        path: rel.to_string(),
+                        action: "kept-both".into(),
+                        copy: Some(copy),
+                    },
+                    uploaded_copy: true,
+                })
+            }
+            OnConflict::Overwrite => {
+                let etag = self
+                    .put(rel, snap, &Precondition::IfMatch(theirs.etag))
+                    .await?;
+                tracing::warn!(
+                    path = rel,
+                    "conflict: overwrote another writer's blob (on_conflict = overwrite)"
+                );
+                Ok(Resolution::Overwritten {
+                    etag,
+                    report: ConflictReport {
+                        path: rel.to_string(),
+                        action: "overwritten".into(),
+                        copy: None,
+                    },
+                })
+            }
+            OnConflict::Skip => {
+                tracing::warn!(
+                    path = rel,
+                    "conflict: skipped; the remote keeps the other writer's version"
+                );
+                Ok(Resolution::Conflict {
+                    their_etag: theirs.etag,
+                    report: ConflictReport {
+                        path: rel.to_string(),
+                        action: "skipped".into(),
+                        copy: None,
+                    },
+                    uploaded_copy: false,
+                })
+            }
+        }
+    }
+}
+
+enum Resolution {
+    Uploaded {
+        etag: String,
+    },
+    /// The remote already holds exactly our content (e.g. uploaded before a crash).
+    AlreadyThere {
+        etag: String,
+    },
+    /// Theirs stays at the path; ours went to a copy (or nowhere, with `skip`).
+    Conflict {
+        their_etag: String,
+        report: ConflictReport,
+        uploaded_copy: bool,
+    },
+    Overwritten {
+        etag: String,
+        report: ConflictReport,
+    },
+}
+
+/// `notes.md` → `notes.conflict-HOST-20261122T101500Z.md` (same directory).
+pub fn conflict_name(rel: &str, host: &str, when: time::OffsetDateTime) -> String {
+    let stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        when.year(),
+        u8::from(when.month()),
+        when.day(),
+        when.hour(),
+        when.minute(),
+        when.second()
+    );
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let (dir, name) = match rel.rfind('/') {
+        Some(i) => (&rel[..=i], &rel[i + 1..]),
+        None => ("", rel),
+    };
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    format!("{dir}{stem}.conflict-{host}-{stamp}{ext}")
+}
+
+fn read_error(e: &std::io::Error) -> String {
+    format!("cannot read: {e}")
+}
+
+/// Streamed MD5 of a file (planning only reads files whose stat changed).
+pub fn md5_of(path: &Path) -> std::io::Result<[u8; 16]> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+async fn read_snapshot(path: PathBuf) -> std::io::Result<Snapshot> {
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)?;
+        let meta = file.metadata()?;
+        let (size, mtime_ns) = scan::stat_of(&meta);
+        let mut data = Vec::with_capacity(size as usize);
+        file.read_to_end(&mut data)?;
+        let md5: [u8; 16] = Md5::digest(&data).into();
+        Ok(Snapshot {
+            data: Bytes::from(data),
+            md5,
+            size,
+            mtime_ns,
+        })
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflict_names_keep_directory_and_extension() {
+        let when = time::macros::datetime!(2026-11-22 10:15:00 UTC);
+        assert_eq!(
+            conflict_name("notes.md", "laptop", when),
+            "notes.conflict-laptop-20261122T101500Z.md"
+        );
+        assert_eq!(
+            conflict_name("events/20261122.jsonl", "my host.local", when),
+            "events/20261122.conflict-my_host_local-20261122T101500Z.jsonl"
+        );
+        assert_eq!(
+            conflict_name("dir.d/README", "h", when),
+            "dir.d/README.conflict-h-20261122T101500Z"
+        );
+        assert_eq!(
+            conflict_name(".hidden", "h", when),
+            ".hidden.conflict-h-20261122T101500Z"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! Secret scrubbing for everything devlogd prints or logs.
+//!
+//! Credentials are registered here once, when they are resolved; every error message that
+//! comes from the SDK or the network, and every log line (see `logging.rs`), passes through
+//! [`scrub`] before it reaches a terminal, a log or a status reply. Besides the registered
+//! values, any `sig=` query parameter (a SAS signature) is masked, so a SAS pasted into a
+//! URL that we never registered still does not leak.
+
+use std::borrow::Cow;
+use std::sync::RwLock;
+
+/// What a secret is replaced with.
+pub const MASK: &str = "***";
+
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Remember a secret value so that [`scrub`] masks it wherever it appears.
+pub fn register_secret(value: &str) {
+    // Very short values would mask ordinary words; real tokens and keys are long.
+    if value.len() < 8 {
+        return;
+    }
+    if let Ok(mut secrets) = SECRETS.write()
+        && !secrets.iter().any(|s| s == value)
+    {
+        secrets.push(value.to_string());
+        // Percent-encoded copies appear in URLs.
+        let encoded =
+            percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        if encoded != value {
+            secrets.push(encoded);
+        }
+    }
+}
+
+/// Return `text` with every registered secret and every SAS signature masked.
+pub fn scrub(text: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(text);
+    if let Ok(secrets) = SECRETS.read() {
+        for secret in secrets.iter() {
+            if out.contains(secret.as_str()) {
+                out = Cow::Owned(out.replace(secret.as_str(), MASK));
+            }
+        }
+    }
+    for key in [
+        "sig=",
+        "Sig=",
+        "SIG=",
+        "AccountKey=",
+        "SharedAccessSignature=",
+    ] {
+        if out.contains(key) {
+            out = Cow::Owned(mask_values_after(&out, key));
+        }
+    }
+    out
+}
+
+/// Mask the value that follows each occurrence of `key` up to a delimiter.
+fn mask_values_after(text: &str, key: &str) -> String {
+    let mut result = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(key) {
+        let (head, tail) = rest.split_at(pos + key.len());
+        result.push_str(head);
+        let end = tail
+            .find(['&', ';', ' ', '"', '\'', ')', '>', '\n', ','])
+            .unwrap_or(tail.len());
+        if end > 0 && !tail[..end].starts_with(MASK) {
+            result.push_str(MASK);
+        } else {
+            result.push_str(&tail[..end]);
+        }
+        rest = &tail[end..];
+    }
+    result.push_str(rest);
+    result
+}
+
+/// A secret value: its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap and register a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        let value = value.into();
+        register_secret(&value);
+        Secret(value)
+    }
+
+    /// The value itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_sas_signature_in_urls() {
+        let url = "http://h/a/c/x.md?sv=2021&sp=rw&sig=abc%2Bdef%3D&se=2030 (os error 111)";
+        let out = scrub(url);
+        assert_eq!(
+            out,
+            "http://h/a/c/x.md?sv=2021&sp=rw&sig=***&se=2030 (os error 111)"
+        );
+    }
+
+    #[test]
+    fn masks_registered_secrets_and_their_encoding() {
+        let secret = Secret::new("s3cr3t/value+with=chars");
+        let plain = format!(
+            "token {} and {}",
+            secret.expose(),
+            "s3cr3t%2Fvalue%2Bwith%3Dchars"
+        );
+        let out = scrub(&plain);
+        assert!(!out.contains("s3cr3t"), "{out}");
+        assert_eq!(format!("{secret:?} {secret}"), "*** ***");
+    }
+
+    #[test]
+    fn masks_connection_string_parts() {
+        let cs =
+            "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=Zm9vYmFy==;EndpointSuffix=x";
+        assert_eq!(
+            scrub(cs),
+            "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=***;EndpointSuffix=x"
+        );
+    }
+
+    #[test]
+    fn leaves_ordinary_text_alone() {
+        assert!(matches!(scrub("uploaded 3 files"), Cow::Borrowed(_)));
+    }
+}

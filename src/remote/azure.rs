@@ -1,0 +1,407 @@
+//! Azure Blob Storage through the official SDK (`azure_storage_blob`).
+//!
+//! One HTTP transport (one connection pool) is shared by every request. The SDK's own
+//! retry policy is switched off: the push pipeline decides about retries from the
+//! [`RemoteError`] kind this file assigns (rclone's `shouldRetry`). Every message that
+//! leaves this file has passed through [`crate::redact::scrub`].
+
+use super::credential::Credential;
+use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
+use crate::config::AzureLocation;
+use crate::redact::scrub;
+use async_trait::async_trait;
+use azure_core::error::ErrorKind;
+use azure_core::http::headers::HeaderName;
+use azure_core::http::policies::{Policy, PolicyResult};
+use azure_core::http::{
+    ClientOptions, Context, Etag, HttpClientOptions, Method, Request, RequestContent, RetryOptions,
+    StatusCode, Transport, Url, new_http_client,
+};
+use azure_storage_blob::models::{
+    BlobClientGetPropertiesResultHeaders, BlobClientUploadOptions,
+    BlobContainerClientListBlobsOptions,
+};
+use azure_storage_blob::{
+    BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions,
+};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Everything but RFC 3986 unreserved characters is encoded inside a path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// An upper bound for one request, above the transport's own connect/read timeouts.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct AzureRemote {
+    location: AzureLocation,
+    credential: Credential,
+    /// `https://host/container` (no query).
+    container_url: String,
+    blob_options: BlobClientOptions,
+    container: BlobContainerClient,
+    /// Set once the container is known to exist (or was created by us).
+    container_created: Mutex<bool>,
+}
+
+impl AzureRemote {
+    pub fn new(location: &AzureLocation, credential: Credential) -> Result<Self, RemoteError> {
+        let client_options = ClientOptions {
+            retry: RetryOptions::none(),
+            transport: Some(Transport::new(new_http_client(Some(HttpClientOptions {
+                automatic_decompression: false,
+            })))),
+            per_try_policies: vec![Arc::new(TransactionalMd5Policy)],
+            ..Default::default()
+        };
+        let blob_options = BlobClientOptions {
+            client_options: client_options.clone(),
+            ..Default::default()
+        };
+        let container_options = BlobContainerClientOptions {
+            client_options,
+            ..Default::default()
+        };
+        let container_url = location.container_url();
+        let container = BlobContainerClient::new(
+            auth_url(&credential, &container_url)?,
+            None,
+            Some(container_options),
+        )
+        .map_err(map_error)?;
+        Ok(AzureRemote {
+            location: location.clone(),
+            credential,
+            container_url,
+            blob_options,
+            container,
+            container_created: Mutex::new(false),
+        })
+    }
+
+    /// The blob's full name in the container (prefix included).
+    fn full_name(&self, name: &str) -> String {
+        if self.location.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{}", self.location.prefix, name)
+        }
+    }
+
+    fn blob_url(&self, name: &str) -> Result<Url, RemoteError> {
+        let encoded: Vec<String> = self
+            .full_name(name)
+            .split('/')
+            .map(|seg| utf8_percent_encode(seg, SEGMENT).to_string())
+            .collect();
+        self.with_auth(&format!("{}/{}", self.container_url, encoded.join("/")))
+    }
+
+    fn with_auth(&self, base: &str) -> Result<Url, RemoteError> {
+        auth_url(&self.credential, base)
+    }
+
+    fn blob_client(&self, name: &str) -> Result<BlobClient, RemoteError> {
+        BlobClient::new(self.blob_url(name)?, None, Some(self.blob_options.clone()))
+            .map_err(map_error)
+    }
+
+    /// Create the container after the service said it is missing; once per process.
+    async fn create_container(&self) -> Result<(), RemoteError> {
+        let mut created = self.container_created.lock().await;
+        if *created {
+            return Ok(());
+        }
+        match self.container.create(None).await {
+            Ok(_) => {
+                tracing::info!(container = %self.container_url, "created the container");
+            }
+            Err(e) if e.http_status() == Some(StatusCode::Conflict) => {}
+            Err(e) => {
+                let err = map_error(e);
+                return Err(match err {
+                    RemoteError::Auth { message } => RemoteError::Auth {
+                        message: format!(
+                            "the container {} does not exist and the credentials may not create it ({message}): create it, or use a SAS that allows creating containers",
+                            self.container_url
+                        ),
+                    },
+                    other => other,
+                });
+            }
+        }
+        *created = true;
+        Ok(())
+    }
+
+    async fn put_once(
+        &self,
+        name: &str,
+        data: Bytes,
+        md5: [u8; 16],
+        precondition: &Precondition,
+    ) -> Result<PutOutcome, azure_core::Error> {
+        let client = self
+            .blob_client(name)
+            .map_err(|e| azure_core::Error::with_message(ErrorKind::Other, e.to_string()))?;
+        let mut options = BlobClientUploadOptions {
+            blob_content_md5: Some(md5.to_vec()),
+            ..Default::default()
+        };
+        match precondition {
+            Precondition::IfAbsent => options.if_none_match = Some(Etag::from("*")),
+            Precondition::IfMatch(etag) => options.if_match = Some(Etag::from(etag.clone())),
+            Precondition::None => {}
+        }
+        let content: RequestContent<Bytes, _> = data.into();
+        let result = client.upload(content, Some(options)).await?;
+        if let Some(returned) = &result.content_md5
+            && returned.as_slice() != md5
+        {
+            return Err(azure_core::Error::with_message(
+                ErrorKind::DataConversion,
+                format!(
+                    "integrity check failed for {name}: the service stored different content (Content-MD5 mismatch)"
+                ),
+            ));
+        }
+        let etag = result.etag.map(|e| e.to_string()).unwrap_or_default();
+        Ok(PutOutcome { etag })
+    }
+}
+
+#[async_trait]
+impl Remote for AzureRemote {
+    fn describe(&self) -> String {
+        self.location.to_string()
+    }
+
+    fn credential_source(&self) -> String {
+        self.credential.source().to_string()
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        data: Bytes,
+        md5: [u8; 16],
+        precondition: &Precondition,
+    ) -> Result<PutOutcome, RemoteError> {
+        let attempt = |data: Bytes| {
+            tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                self.put_once(name, data, md5, precondition),
+            )
+        };
+        match attempt(data.clone()).await {
+            Err(_) => Err(timed_out()),
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) if is_container_not_found(&e) => {
+                self.create_container().await?;
+                match attempt(data).await {
+                    Err(_) => Err(timed_out()),
+                    Ok(result) => result.map_err(map_error),
+                }
+            }
+            Ok(Err(e)) => Err(map_error(e)),
+        }
+    }
+
+    async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
+        let client = self.blob_client(name)?;
+        let response =
+            match tokio::time::timeout(REQUEST_TIMEOUT, client.get_properties(None)).await {
+                Err(_) => return Err(timed_out()),
+                Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
+                Ok(Err(e)) => return Err(map_error(e)),
+                Ok(Ok(r)) => r,
+            };
+        let md5 = response.content_md5().ok().flatten().and_then(md5_array);
+        Ok(Some(RemoteBlob {
+            name: name.to_string(),
+            size: response.content_length().ok().flatten().unwrap_or(0),
+            md5,
+            etag: response
+                .etag()
+                .ok()
+                .flatten()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError> {
+        let mut options = BlobContainerClientListBlobsOptions::default();
+        let strip = if self.location.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.location.prefix)
+        };
+        if !strip.is_empty() {
+            options.prefix = Some(strip.clone());
+        }
+        let mut pager = self
+            .container
+            .list_blobs(Some(options))
+            .map_err(map_error)?;
+        let mut blobs = Vec::new();
+        loop {
+            let next = tokio::time::timeout(REQUEST_TIMEOUT, pager.try_next()).await;
+            let item = match next {
+                Err(_) => return Err(timed_out()),
+                Ok(Ok(Some(item))) => item,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) if is_container_not_found(&e) => return Ok(Vec::new()),
+                Ok(Err(e)) => return Err(map_error(e)),
+            };
+            let Some(full) = item.name else { continue };
+            let Some(name) = full.strip_prefix(&strip) else {
+                continue;
+            };
+            let props = item.properties.unwrap_or_default();
+            blobs.push(RemoteBlob {
+                name: name.to_string(),
+                size: props.content_length.unwrap_or(0),
+                md5: props.content_md5.and_then(md5_array),
+                etag: props.etag.map(|e| e.to_string()).unwrap_or_default(),
+            });
+        }
+        Ok(blobs)
+    }
+}
+
+/// `base` with the credential's query string (a SAS) appended.
+fn auth_url(credential: &Credential, base: &str) -> Result<Url, RemoteError> {
+    let Credential::Sas { token, .. } = credential;
+    Url::parse(&format!("{base}?{}", token.expose())).map_err(permanent_url)
+}
+
+fn md5_array(v: Vec<u8>) -> Option<[u8; 16]> {
+    v.try_into().ok()
+}
+
+fn timed_out() -> RemoteError {
+    RemoteError::Transient {
+        message: format!(
+            "no answer from the service within {} s",
+            REQUEST_TIMEOUT.as_secs()
+        ),
+        retry_after: None,
+    }
+}
+
+fn permanent_url(e: url::ParseError) -> RemoteError {
+    RemoteError::Permanent {
+        message: format!("cannot build a request URL: {e}"),
+    }
+}
+
+fn is_container_not_found(e: &azure_core::Error) -> bool {
+    matches!(e.kind(), ErrorKind::HttpResponse { status, error_code: Some(code), .. }
+        if *status == StatusCode::NotFound && code == "ContainerNotFound")
+}
+
+/// Sort an SDK error into retry / conflict / auth / permanent, scrubbing its text.
+pub fn map_error(e: azure_core::Error) -> RemoteError {
+    let message = scrub(&error_chain(&e)).into_owned();
+    match e.kind() {
+        ErrorKind::HttpResponse {
+            status,
+            error_code,
+            raw_response,
+        } => {
+            let code = error_code.as_deref().unwrap_or("");
+            let retry_after = raw_response
+                .as_ref()
+                .and_then(|r| {
+                    r.headers()
+                        .get_optional_str(&HeaderName::from_static("retry-after"))
+                })
+                .and_then(crate::retry::parse_retry_after);
+            let status_num = u16::from(*status);
+            match status_num {
+                412 => RemoteError::Conflict,
+                409 if code == "BlobAlreadyExists" => RemoteError::Conflict,
+                401 | 403 => RemoteError::Auth {
+                    message: format!("HTTP {status_num} {code}"),
+                },
+                408 | 429 | 500..=599 => RemoteError::Transient {
+                    message,
+                    retry_after,
+                },
+                _ => RemoteError::Permanent { message },
+            }
+        }
+        ErrorKind::Connection | ErrorKind::Io => RemoteError::Transient {
+            message,
+            retry_after: None,
+        },
+        ErrorKind::Credential => RemoteError::Auth { message },
+        _ => RemoteError::Permanent { message },
+    }
+}
+
+/// The error and its sources on one line (reqwest hides the useful part in `source()`).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Adds the transactional `Content-MD5` header to Put Blob requests, so the service checks
+/// the bytes it received against the hash we computed (the SDK only sets
+/// `x-ms-blob-content-md5`, which is stored but not verified).
+#[derive(Debug)]
+struct TransactionalMd5Policy;
+
+#[async_trait]
+impl Policy for TransactionalMd5Policy {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        if request.method() == Method::Put && !request.url().query().unwrap_or("").contains("comp=")
+        {
+            let md5 = request
+                .headers()
+                .get_optional_str(&HeaderName::from_static("x-ms-blob-content-md5"))
+                .map(str::to_string);
+            if let Some(md5) = md5 {
+                request.insert_header("content-md5", md5);
+            }
+        }
+        next[0].send(ctx, request, &next[1..]).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_encoded_and_slashes_kept() {
+        let enc: Vec<String> = "a b/#1 %2?+é.md"
+            .split('/')
+            .map(|s| utf8_percent_encode(s, SEGMENT).to_string())
+            .collect();
+        assert_eq!(enc.join("/"), "a%20b/%231%20%252%3F%2B%C3%A9.md");
+    }
+}

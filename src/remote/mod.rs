@@ -1,0 +1,104 @@
+//! The remote interface: one sync engine, many backends (rclone's model).
+//!
+//! A [`Remote`] stores blobs by name (the `/`-separated relative path). It does single
+//! conditional writes and listings and says, through [`RemoteError`], whether a failure
+//! is worth retrying; the push pipeline owns retries, back-off and conflict policy.
+
+pub mod azure;
+pub mod credential;
+pub mod local;
+
+use crate::config::{Config, RemoteConfig};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A blob as the remote lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteBlob {
+    /// Name below the configured prefix.
+    pub name: String,
+    pub size: u64,
+    /// Content-MD5, when the remote has one.
+    pub md5: Option<[u8; 16]>,
+    pub etag: String,
+}
+
+/// The write precondition that keeps us from overwriting another writer's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// `If-None-Match: *`: only create.
+    IfAbsent,
+    /// `If-Match: etag`: only replace the version we last wrote (or were told to replace).
+    IfMatch(String),
+    /// Unconditional (the `overwrite` conflict policy after a conflict).
+    None,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RemoteError {
+    /// Worth retrying: timeouts, connection failures, 408/429/5xx.
+    #[error("{message}")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The precondition failed: another writer changed (or created) the blob.
+    #[error("the blob was changed by another writer")]
+    Conflict,
+    /// The service refused the credentials (401/403).
+    #[error("{message}")]
+    Auth { message: String },
+    /// Anything else: a bad request, a missing container that cannot be created, local I/O.
+    #[error("{message}")]
+    Permanent { message: String },
+}
+
+impl RemoteError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RemoteError::Transient { .. })
+    }
+}
+
+/// What a successful write returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub etag: String,
+}
+
+#[async_trait]
+pub trait Remote: Send + Sync {
+    /// The remote as shown to people: a URL or path, never a secret.
+    fn describe(&self) -> String;
+
+    /// Where credentials came from (`AZURE_STORAGE_SAS_TOKEN`, …), for messages.
+    fn credential_source(&self) -> String;
+
+    /// Write `data` at `name` if `precondition` holds. `md5` is the content's MD5, sent so
+    /// the service verifies what it received.
+    async fn put(
+        &self,
+        name: &str,
+        data: Bytes,
+        md5: [u8; 16],
+        precondition: &Precondition,
+    ) -> Result<PutOutcome, RemoteError>;
+
+    /// Properties of one blob, `None` when it does not exist.
+    async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError>;
+
+    /// Every blob below the prefix.
+    async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError>;
+}
+
+/// Build the remote a configuration names, resolving its credentials.
+pub fn open(config: &Config) -> Result<Arc<dyn Remote>, RemoteError> {
+    match &config.remote {
+        RemoteConfig::Directory { path, .. } => Ok(Arc::new(local::DirectoryRemote::new(path))),
+        RemoteConfig::Azure(location) => {
+            let credential = credential::resolve(location)?;
+            Ok(Arc::new(azure::AzureRemote::new(location, credential)?))
+        }
+    }
+}

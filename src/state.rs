@@ -1,0 +1,340 @@
+//! The state index: one SQLite database per remote, one row per synced file.
+//!
+//! Written only by the push pipeline (the worker in the daemon). A row means "the remote
+//! acknowledged this content for this path": size and mtime for the no-read fast path, the
+//! MD5 of what was sent, and the ETag the service returned (the `If-Match` precondition of
+//! the next upload). A crash between upload and commit loses nothing: the next pass finds
+//! the blob equal by hash and adopts it.
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Bump when the table layout changes; older binaries refuse newer files.
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "the state index {path} is damaged ({detail}): run `devlogd push --all` to rebuild it from the remote"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "the state index {path} has schema version {found}, which this devlogd does not know (it writes {SCHEMA_VERSION}): upgrade devlogd, or run `devlogd push --all` to rebuild the index from the remote"
+    )]
+    UnknownSchema { path: PathBuf, found: i64 },
+    #[error("cannot use the state index {path}: {detail}")]
+    Other { path: PathBuf, detail: String },
+}
+
+impl StateError {
+    /// Errors that `push --all` repairs by starting a fresh index.
+    pub fn is_rebuildable(&self) -> bool {
+        matches!(
+            self,
+            StateError::Corrupt { .. } | StateError::UnknownSchema { .. }
+        )
+    }
+}
+
+/// What the index knows about one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub md5: [u8; 16],
+    /// ETag of the blob at the path: ours when we wrote it, theirs when `conflict`.
+    pub etag: Option<String>,
+    /// The remote blob belongs to another writer; ours went to a conflict copy (or was
+    /// skipped). The next local change must not overwrite theirs.
+    pub conflict: bool,
+}
+
+/// One row to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub rel: String,
+    pub entry: IndexEntry,
+}
+
+pub struct StateIndex {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl StateIndex {
+    /// The database file for `remote_identity` inside `state_dir`.
+    pub fn path_for(state_dir: &Path, remote_identity: &str) -> PathBuf {
+        use md5::{Digest, Md5};
+        let digest = Md5::digest(remote_identity.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        state_dir.join(format!("index-{hex}.sqlite"))
+    }
+
+    /// Open (creating if needed) the index for a remote.
+    pub fn open(state_dir: &Path, remote_identity: &str) -> Result<Self, StateError> {
+        let path = Self::path_for(state_dir, remote_identity);
+        std::fs::create_dir_all(state_dir).map_err(|e| StateError::Other {
+            path: path.clone(),
+            detail: format!("cannot create {}: {e}", state_dir.display()),
+        })?;
+        Self::open_at(&path, remote_identity)
+    }
+
+    /// Move a damaged index aside (kept for inspection) so a fresh one can be built.
+    pub fn move_aside(state_dir: &Path, remote_identity: &str) -> std::io::Result<PathBuf> {
+        let path = Self::path_for(state_dir, remote_identity);
+        let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        let aside = path.with_extension(format!("sqlite.broken-{stamp}"));
+        std::fs::rename(&path, &aside)?;
+        for suffix in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{suffix}", path.display()));
+            let _ = std::fs::remove_file(side);
+        }
+        Ok(aside)
+    }
+
+    pub fn open_at(path: &Path, remote_identity: &str) -> Result<Self, StateError> {
+        let err = |e: rusqlite::Error| classify(path, e);
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if !(0..=SCHEMA_VERSION).contains(&version) {
+            return Err(StateError::UnknownSchema {
+                path: path.to_path_buf(),
+                found: version,
+            });
+        }
+        // WAL: readers never block the writer; NORMAL is durable against process crashes,
+        // and a power cut can only lose rows that the next pass re-derives by hash.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        if version == 0 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS files (
+                     path      TEXT PRIMARY KEY,
+                     size      INTEGER NOT NULL,
+                     mtime_ns  INTEGER NOT NULL,
+                     md5       BLOB NOT NULL,
+                     etag      TEXT,
+                     conflict  INTEGER NOT NULL DEFAULT 0,
+                     pushed_at INTEGER NOT NULL
+                 ) WITHOUT ROWID;
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )
+            .map_err(err)?;
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('remote', ?1)",
+                params![remote_identity],
+            )
+            .map_err(err)?;
+        }
+        Ok(StateIndex {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every row, keyed by relative path.
+    pub fn load(&self) -> Result<HashMap<String, IndexEntry>, StateError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT path, size, mtime_ns, md5, etag, conflict FROM files")
+            .map_err(err)?;
+        let rows = stmt.query_map([], row_to_entry).map_err(err)?;
+        let mut map = HashMap::new();
+        for row in rows {
+            let (path, entry) = row.map_err(err)?;
+            map.insert(path, entry);
+        }
+        Ok(map)
+    }
+
+    /// The rows for just these paths (daemon batches).
+    pub fn load_paths<'a>(
+        &self,
+        rels: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashMap<String, IndexEntry>, StateError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT path, size, mtime_ns, md5, etag, conflict FROM files WHERE path = ?1",
+            )
+            .map_err(err)?;
+        let mut map = HashMap::new();
+        for rel in rels {
+            let mut rows = stmt.query_map([rel], row_to_entry).map_err(err)?;
+            if let Some(row) = rows.next() {
+                let (path, entry) = row.map_err(err)?;
+                map.insert(path, entry);
+            }
+        }
+        Ok(map)
+    }
+
+    /// Write rows in one transaction.
+    pub fn commit(&mut self, records: &[Record]) -> Result<(), StateError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |e| classify(&path, e);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, md5, etag, conflict, pushed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(err)?;
+            for r in records {
+                let e = &r.entry;
+                stmt.execute(params![
+                    r.rel,
+                    e.size as i64,
+                    e.mtime_ns,
+                    &e.md5[..],
+                    e.etag,
+                    e.conflict,
+                    now
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Number of rows.
+    pub fn count(&self) -> Result<u64, StateError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM files", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| classify(&self.path, e))
+    }
+}
+
+fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, IndexEntry)> {
+    let md5: Vec<u8> = row.get(3)?;
+    let md5: [u8; 16] = md5.try_into().unwrap_or([0; 16]);
+    Ok((
+        row.get(0)?,
+        IndexEntry {
+            size: row.get::<_, i64>(1)? as u64,
+            mtime_ns: row.get(2)?,
+            md5,
+            etag: row.get(4)?,
+            conflict: row.get(5)?,
+        },
+    ))
+}
+
+fn classify(path: &Path, e: rusqlite::Error) -> StateError {
+    let path = path.to_path_buf();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StateError::Corrupt {
+            path,
+            detail: e.to_string(),
+        },
+        _ => StateError::Other {
+            path,
+            detail: e.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8) -> IndexEntry {
+        IndexEntry {
+            size: n as u64,
+            mtime_ns: 1_000 + n as i64,
+            md5: [n; 16],
+            etag: Some(format!("\"0x{n}\"")),
+            conflict: false,
+        }
+    }
+
+    #[test]
+    fn commit_and_load_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = StateIndex::open(dir.path(), "azure:x").unwrap();
+        let recs: Vec<_> = (0..3)
+            .map(|n| Record {
+                rel: format!("d/{n}.md"),
+                entry: entry(n),
+            })
+            .collect();
+        idx.commit(&recs).unwrap();
+        drop(idx);
+        let idx = StateIndex::open(dir.path(), "azure:x").unwrap();
+        let map = idx.load().unwrap();
+        assert_eq!(map.len(), 3);
+        assert_eq!(map["d/2.md"], entry(2));
+        assert_eq!(idx.count().unwrap(), 3);
+        let some = idx.load_paths(["d/1.md", "nope.md"]).unwrap();
+        assert_eq!(some.len(), 1);
+    }
+
+    #[test]
+    fn each_remote_has_its_own_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = StateIndex::open(dir.path(), "azure:a").unwrap();
+        a.commit(&[Record {
+            rel: "x.md".into(),
+            entry: entry(1),
+        }])
+        .unwrap();
+        let b = StateIndex::open(dir.path(), "dir:/b").unwrap();
+        assert!(b.load().unwrap().is_empty());
+        assert_ne!(a.path(), b.path());
+    }
+
+    #[test]
+    fn garbage_file_is_reported_corrupt_and_can_be_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = StateIndex::path_for(dir.path(), "r");
+        std::fs::write(&path, b"this is not a database at all, not even close....").unwrap();
+        let e = StateIndex::open(dir.path(), "r").err().unwrap();
+        assert!(e.is_rebuildable(), "{e}");
+        assert!(e.to_string().contains("devlogd push --all"), "{e}");
+        StateIndex::move_aside(dir.path(), "r").unwrap();
+        assert!(StateIndex::open(dir.path(), "r").is_ok());
+    }
+
+    #[test]
+    fn newer_schema_is_refused_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = StateIndex::path_for(dir.path(), "r");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let e = StateIndex::open(dir.path(), "r").err().unwrap();
+        assert!(
+            matches!(e, StateError::UnknownSchema { found: 99, .. }),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! Terminal front end for pushes: a progress bar on a terminal, plain lines otherwise,
+//! and the human summary. `--json` bypasses all of it.
+
+use crate::push::{PushEvent, PushReport};
+use crate::verify::VerifyReport;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Receives [`PushEvent`]s while a push runs.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    plain: bool,
+    files_total: AtomicU64,
+    files_done: AtomicU64,
+    lines: Mutex<()>,
+}
+
+impl Progress {
+    /// A bar when stderr is a terminal, plain lines when not, silence for `--json`.
+    pub fn new(json: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        let bar = (!json && tty).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{spinner} [{bar:30}] {msg} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar
+        });
+        Progress {
+            bar,
+            plain: !json && !tty,
+            files_total: AtomicU64::new(0),
+            files_done: AtomicU64::new(0),
+            lines: Mutex::new(()),
+        }
+    }
+
+    pub fn event(&self, event: PushEvent) {
+        match event {
+            PushEvent::Planned { files, bytes } => {
+                self.files_total.store(files, Ordering::Relaxed);
+                if let Some(bar) = &self.bar {
+                    bar.set_length(bytes);
+                    bar.set_message(format!("0/{files} files"));
+                }
+            }
+            PushEvent::Uploaded { path, bytes } => {
+                let done = self.files_done.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(bar) = &self.bar {
+                    bar.inc(bytes);
+                    bar.set_message(format!(
+                        "{done}/{} files",
+                        self.files_total.load(Ordering::Relaxed)
+                    ));
+                } else if self.plain {
+                    self.line(&format!("uploaded {path} ({})", human_bytes(bytes)));
+                }
+            }
+            PushEvent::Failed { path, error } => {
+                self.line(&format!("failed {path}: {error}"));
+            }
+            PushEvent::Conflict(c) => {
+                let what = match &c.copy {
+                    Some(copy) => format!("conflict {}: kept both, ours is {copy}", c.path),
+                    None => format!("conflict {}: {}", c.path, c.action),
+                };
+                self.line(&what);
+            }
+        }
+    }
+
+    fn line(&self, text: &str) {
+        if let Some(bar) = &self.bar {
+            bar.println(text);
+        } else if self.plain {
+            let _guard = self.lines.lock();
+            eprintln!("{text}");
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The human summary of a push.
+pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
+    let mut out = String::new();
+    let secs = report.duration_ms as f64 / 1000.0;
+    if report.dry_run {
+        let _ = writeln!(out, "Dry run: {root} → {remote} (nothing was changed)");
+        if report.would_upload.is_empty() {
+            let _ = writeln!(out, "  would upload nothing");
+        } else {
+            let bytes: u64 = report.would_upload.iter().map(|u| u.bytes).sum();
+            let _ = writeln!(
+                out,
+                "  would upload {} ({}):",
+                files(report.would_upload.len() as u64),
+                human_bytes(bytes)
+            );
+            for u in &report.would_upload {
+                let reason = serde_json::to_value(u.reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "    {reason:<17} {}", u.path);
+            }
+        }
+    } else {
+        let _ = writeln!(out, "Pushed {root} → {remote}");
+        let _ = writeln!(
+            out,
+            "  uploaded    {} ({})",
+            files(report.uploaded),
+            human_bytes(report.uploaded_bytes)
+        );
+    }
+    let _ = writeln!(out, "  unchanged   {}", files(report.unchanged));
+    for c in &report.conflicts {
+        match &c.copy {
+            Some(copy) => {
+                let _ = writeln!(
+                    out,
+                    "  conflict    {}: changed by another writer; kept theirs, ours is {copy}",
+                    c.path
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  conflict    {}: {}", c.path, c.action);
+            }
+        }
+    }
+    for f in &report.failed {
+        let path = if f.path.is_empty() { "(root)" } else { &f.path };
+        let _ = writeln!(out, "  failed      {path}: {}", f.error);
+    }
+    for p in &report.changed_during_upload {
+        let _ = writeln!(
+            out,
+            "  changing    {p}: modified while uploading; pushed again next time"
+        );
+    }
+    if !report.remote_only.is_empty() {
+        let shown: Vec<&str> = report
+            .remote_only
+            .iter()
+            .take(5)
+            .map(String::as_str)
+            .collect();
+        let more = report.remote_only.len().saturating_sub(shown.len());
+        let _ = writeln!(
+            out,
+            "  remote only {} with no local file (kept, never deleted): {}{}",
+            report.remote_only.len(),
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let _ = write!(out, "Done in {secs:.2} s");
+    if !report.failed.is_empty() {
+        let _ = write!(out, "; {} failed", files(report.failed.len() as u64));
+    }
+    out.push('.');
+    out
+}
+
+/// The human output of `verify`.
+pub fn verify_summary(report: &VerifyReport, root: &str, remote: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Verified {root} against {remote}");
+    for p in &report.differs {
+        let _ = writeln!(out, "  differs            {p}");
+    }
+    for p in &report.missing_on_remote {
+        let _ = writeln!(out, "  missing on remote  {p}");
+    }
+    for f in &report.unreadable {
+        let _ = writeln!(out, "  unreadable         {}: {}", f.path, f.error);
+    }
+    for p in &report.only_on_remote {
+        let _ = writeln!(out, "  only on remote     {p}");
+    }
+    let _ = write!(
+        out,
+        "{} in sync, {} differ, {} missing on remote, {} only on remote, {} unreadable",
+        report.in_sync,
+        report.differs.len(),
+        report.missing_on_remote.len(),
+        report.only_on_remote.len(),
+        report.unreadable.len()
+    );
+    if !report.all_match() {
+        out.push_str(": run `devlogd push --all` to repair");
+    }
+    out
+}
+
+fn files(n: u64) -> String {
+    if n == 1 {
+        "1 file".into()
+    } else {
+        format!("{n} files")
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(10 * 1024 * 1024), "10.0 MiB");
+    }
+}

@@ -1,0 +1,88 @@
+//! `devlogd verify`: compare every local candidate with the remote by MD5, like
+//! `rclone check`. Reads everything, writes nothing.
+
+use crate::filter::Filter;
+use crate::push::{FileFailure, md5_of};
+use crate::remote::{Remote, RemoteError};
+use crate::scan;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub in_sync: u64,
+    /// Present on both sides with different content.
+    pub differs: Vec<String>,
+    pub missing_on_remote: Vec<String>,
+    /// Blobs with no local file (conflict copies, files deleted locally). Informational.
+    pub only_on_remote: Vec<String>,
+    /// Local files that could not be read.
+    pub unreadable: Vec<FileFailure>,
+}
+
+impl VerifyReport {
+    /// True when every local file is on the remote with the same content.
+    pub fn all_match(&self) -> bool {
+        self.differs.is_empty() && self.missing_on_remote.is_empty() && self.unreadable.is_empty()
+    }
+}
+
+pub async fn verify(
+    root: &Path,
+    filter: &Filter,
+    remote: &dyn Remote,
+) -> Result<VerifyReport, RemoteError> {
+    let listing = remote.list().await?;
+    let mut remote_by_name: HashMap<String, _> =
+        listing.into_iter().map(|b| (b.name.clone(), b)).collect();
+    let root = root.to_path_buf();
+    let filter = filter.clone();
+    let local = tokio::task::spawn_blocking(move || {
+        let scanned = scan::scan_root(&root, &filter);
+        let hashed: Vec<_> = scanned
+            .files
+            .into_iter()
+            .map(|f| {
+                let md5 = md5_of(&root.join(&f.rel));
+                (f.rel, md5)
+            })
+            .collect();
+        (hashed, scanned.issues)
+    })
+    .await
+    .map_err(|e| RemoteError::Permanent {
+        message: format!("verify task failed: {e}"),
+    })?;
+    let (hashed, issues) = local;
+    let mut report = VerifyReport::default();
+    for issue in issues {
+        report.unreadable.push(FileFailure {
+            path: issue.rel,
+            error: issue.message,
+        });
+    }
+    for (rel, md5) in hashed {
+        let md5 = match md5 {
+            Ok(m) => m,
+            Err(e) => {
+                remote_by_name.remove(&rel);
+                report.unreadable.push(FileFailure {
+                    path: rel,
+                    error: format!("cannot read: {e}"),
+                });
+                continue;
+            }
+        };
+        match remote_by_name.remove(&rel) {
+            None => report.missing_on_remote.push(rel),
+            Some(blob) if blob.md5 == Some(md5) => report.in_sync += 1,
+            Some(_) => report.differs.push(rel),
+        }
+    }
+    report.only_on_remote = remote_by_name.into_keys().collect();
+    report.only_on_remote.sort();
+    report.differs.sort();
+    report.missing_on_remote.sort();
+    Ok(report)
+}
