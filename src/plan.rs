@@ -43,13 +43,23 @@ pub enum Decision {
 }
 
 /// Decide for one file. `hash` returns the file's MD5; it is called at most once.
+/// `revisit_conflicts` (the `overwrite` policy) sends every path still in conflict back to
+/// the policy, even when the local file has not changed since the conflict was recorded.
 pub fn decide(
     file: &LocalFile,
     known: Option<&IndexEntry>,
     remote: RemoteView<'_>,
     force: bool,
+    revisit_conflicts: bool,
     hash: &mut dyn FnMut() -> std::io::Result<[u8; 16]>,
 ) -> std::io::Result<Decision> {
+    if let Some(k) = known.filter(|k| k.conflict && revisit_conflicts) {
+        let their_etag = match remote {
+            RemoteView::Present(r) => r.etag.clone(),
+            _ => k.etag.clone().unwrap_or_default(),
+        };
+        return Ok(Decision::Conflict { their_etag });
+    }
     let stat_same = known.is_some_and(|k| k.size == file.size && k.mtime_ns == file.mtime_ns);
     let refreshed = |k: &IndexEntry, md5: [u8; 16], etag: Option<String>, conflict: bool| {
         Decision::Record(IndexEntry {
@@ -213,7 +223,7 @@ mod tests {
         content: [u8; 16],
     ) -> (Decision, u32) {
         let mut reads = 0;
-        let d = decide(&file(), known.as_ref(), remote, force, &mut || {
+        let d = decide(&file(), known.as_ref(), remote, force, false, &mut || {
             reads += 1;
             Ok(content)
         })
@@ -396,6 +406,33 @@ mod tests {
             Decision::Conflict {
                 their_etag: "\"theirs\"".into()
             }
+        );
+    }
+
+    #[test]
+    fn overwrite_policy_revisits_recorded_conflicts() {
+        let theirs = "\"theirs\"";
+        let known = entry(A, theirs, true, true);
+        let d = decide(
+            &file(),
+            Some(&known),
+            RemoteView::NotListed,
+            false,
+            true,
+            &mut || panic!("no read needed"),
+        )
+        .unwrap();
+        assert_eq!(
+            d,
+            Decision::Conflict {
+                their_etag: theirs.into()
+            }
+        );
+        let (d, reads) = run(Some(known), RemoteView::NotListed, false, A);
+        assert_eq!(
+            (d, reads),
+            (Decision::Unchanged, 0),
+            "keep-both: already handled"
         );
     }
 

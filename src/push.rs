@@ -115,6 +115,15 @@ pub enum PushError {
         /// What was done before the refusal.
         report: Box<PushReport>,
     },
+    #[error(
+        "cannot reach {remote} ({detail}); stopped after {pending} file(s) could not be pushed: check remote.url and the network, then push again"
+    )]
+    Unreachable {
+        remote: String,
+        detail: String,
+        pending: u64,
+        report: Box<PushReport>,
+    },
     #[error("cannot list {remote}: {error}")]
     List { remote: String, error: RemoteError },
     #[error(transparent)]
@@ -181,6 +190,12 @@ pub async fn run(
                 detail: message,
                 report: Box::new(report.clone()),
             },
+            RemoteError::Unreachable { message } => PushError::Unreachable {
+                remote: remote.describe(),
+                detail: message,
+                pending: report.scanned,
+                report: Box::new(report.clone()),
+            },
             error => PushError::List {
                 remote: remote.describe(),
                 error,
@@ -213,7 +228,10 @@ pub async fn run(
                 .map_or(RemoteView::Missing, RemoteView::Present),
         };
         let abs = root.join(&file.rel);
-        let decision = plan::decide(&file, known, view, opts.force, &mut || md5_of(&abs));
+        let revisit = opts.on_conflict == OnConflict::Overwrite;
+        let decision = plan::decide(&file, known, view, opts.force, revisit, &mut || {
+            md5_of(&abs)
+        });
         match decision {
             Err(e) => report.failed.push(FileFailure {
                 path: file.rel.clone(),
@@ -285,6 +303,8 @@ pub async fn run(
         .map(|job| uploader.upload(job))
         .buffer_unordered(opts.concurrency.max(1));
     let mut auth_failure = None;
+    let mut unreachable = None;
+    let mut not_started = 0u64;
     while let Some(outcome) = outcomes.next().await {
         match outcome {
             Outcome::Stored {
@@ -297,10 +317,12 @@ pub async fn run(
                 if uploaded {
                     report.uploaded += 1;
                     report.uploaded_bytes += bytes;
-                    progress(PushEvent::Uploaded {
-                        path: record.rel.clone(),
-                        bytes,
-                    });
+                    if conflict.is_none() {
+                        progress(PushEvent::Uploaded {
+                            path: record.rel.clone(),
+                            bytes,
+                        });
+                    }
                 } else if conflict.is_none() {
                     report.unchanged += 1;
                 }
@@ -327,7 +349,14 @@ pub async fn run(
             Outcome::AuthFailed { detail } => {
                 auth_failure.get_or_insert(detail);
             }
-            Outcome::NotStarted => {}
+            Outcome::Unreachable { path, detail } => {
+                report.failed.push(FileFailure {
+                    path,
+                    error: format!("cannot reach the remote: {detail}"),
+                });
+                unreachable.get_or_insert(detail);
+            }
+            Outcome::NotStarted => not_started += 1,
         }
     }
     drop(outcomes);
@@ -341,6 +370,14 @@ pub async fn run(
             remote: remote.describe(),
             credential_source: remote.credential_source(),
             detail,
+            report: Box::new(report),
+        });
+    }
+    if let Some(detail) = unreachable {
+        return Err(PushError::Unreachable {
+            remote: remote.describe(),
+            detail,
+            pending: not_started + report.failed.len() as u64,
             report: Box::new(report),
         });
     }
@@ -383,6 +420,11 @@ enum Outcome {
         error: String,
     },
     AuthFailed {
+        detail: String,
+    },
+    /// Retries ran out without reaching the service; the run stops.
+    Unreachable {
+        path: String,
         detail: String,
     },
     NotStarted,
@@ -436,6 +478,13 @@ impl Uploader<'_> {
             Err(RemoteError::Auth { message }) => {
                 self.abort.store(true, Ordering::Relaxed);
                 return Outcome::AuthFailed { detail: message };
+            }
+            Err(RemoteError::Unreachable { message }) => {
+                self.abort.store(true, Ordering::Relaxed);
+                return Outcome::Unreachable {
+                    path: rel,
+                    detail: message,
+                };
             }
             Err(e) => {
                 return Outcome::Failed {
@@ -493,6 +542,27 @@ impl Uploader<'_> {
             .map(|o| o.etag)
     }
 
+    /// Upload ours under a fresh conflict name; a name taken within the same second gets a
+    /// counter, so one copy never replaces another.
+    async fn put_conflict_copy(&self, rel: &str, snap: &Snapshot) -> Result<String, RemoteError> {
+        let base = conflict_name(rel, self.host, time::OffsetDateTime::now_utc());
+        for n in 1..=100u32 {
+            let copy = if n == 1 {
+                base.clone()
+            } else {
+                numbered(&base, n)
+            };
+            match self.put(&copy, snap, &Precondition::IfAbsent).await {
+                Err(RemoteError::Conflict) => continue,
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(copy),
+            }
+        }
+        Err(RemoteError::Permanent {
+            message: format!("cannot find a free conflict name for {rel}"),
+        })
+    }
+
     /// The blob is not the version we expected: look at it, then apply the policy.
     async fn resolve_conflict(
         &self,
@@ -516,8 +586,7 @@ impl Uploader<'_> {
         }
         match self.on_conflict {
             OnConflict::KeepBoth => {
-                let copy = conflict_name(rel, self.host, time::OffsetDateTime::now_utc());
-                self.put(&copy, snap, &Precondition::IfAbsent).await?;
+                let copy = self.put_conflict_copy(rel, snap).await?;
                 tracing::warn!(path = rel, copy = %copy, "conflict: the remote blob was changed by another writer; kept both");
                 Ok(Resolution::Conflict {
                     their_etag: theirs.etag,
@@ -617,6 +686,18 @@ pub fn conflict_name(rel: &str, host: &str, when: time::OffsetDateTime) -> Strin
     format!("{dir}{stem}.conflict-{host}-{stamp}{ext}")
 }
 
+/// `a.conflict-h-T.md` → `a.conflict-h-T-2.md`.
+fn numbered(name: &str, n: u32) -> String {
+    let file_start = name.rfind('/').map_or(0, |i| i + 1);
+    match name[file_start..].rfind('.') {
+        Some(i) if i > 0 => {
+            let dot = file_start + i;
+            format!("{}-{n}{}", &name[..dot], &name[dot..])
+        }
+        _ => format!("{name}-{n}"),
+    }
+}
+
 fn read_error(e: &std::io::Error) -> String {
     format!("cannot read: {e}")
 }
@@ -672,6 +753,14 @@ mod tests {
         assert_eq!(
             conflict_name("dir.d/README", "h", when),
             "dir.d/README.conflict-h-20261122T101500Z"
+        );
+        assert_eq!(
+            numbered("d/n.conflict-h-20261122T101500Z.md", 2),
+            "d/n.conflict-h-20261122T101500Z-2.md"
+        );
+        assert_eq!(
+            numbered("d.x/README.conflict-h-T", 3),
+            "d.x/README.conflict-h-T-3"
         );
         assert_eq!(
             conflict_name(".hidden", "h", when),

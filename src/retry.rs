@@ -1,5 +1,5 @@
 //! Retries for transient remote errors: exponential back-off with jitter, honouring
-//! `Retry-After`. Only [`RemoteError::Transient`] is retried; conflicts, auth failures and
+//! `Retry-After`. Only transient errors ([`RemoteError::is_transient`]) are retried; conflicts, auth failures and
 //! permanent errors return at once. Delays are computed by a pure function so they are
 //! unit-tested without sleeping.
 

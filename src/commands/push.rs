@@ -74,6 +74,13 @@ pub async fn run(config: &Config, args: &PushArgs) -> Result<i32, CliError> {
             }
             Err(CliError::new(exit::AUTH, message))
         }
+        Err(PushError::Unreachable { ref report, .. }) => {
+            let message = result_message(&result);
+            if args.json {
+                println!("{}", json(report));
+            }
+            Err(CliError::new(exit::FILES_FAILED, message))
+        }
         Err(PushError::State(e)) => Err(CliError::new(exit::USAGE, e.to_string())),
         Err(e @ PushError::List { .. }) => Err(CliError::new(exit::FILES_FAILED, e.to_string())),
     }

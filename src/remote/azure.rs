@@ -173,7 +173,10 @@ impl AzureRemote {
                 ),
             ));
         }
-        let etag = result.etag.map(|e| e.to_string()).unwrap_or_default();
+        let etag = result
+            .etag
+            .map(|e| quoted(&e.to_string()))
+            .unwrap_or_default();
         Ok(PutOutcome { etag })
     }
 }
@@ -233,7 +236,7 @@ impl Remote for AzureRemote {
                 .etag()
                 .ok()
                 .flatten()
-                .map(|e| e.to_string())
+                .map(|e| quoted(&e.to_string()))
                 .unwrap_or_default(),
         }))
     }
@@ -271,7 +274,10 @@ impl Remote for AzureRemote {
                 name: name.to_string(),
                 size: props.content_length.unwrap_or(0),
                 md5: props.content_md5.and_then(md5_array),
-                etag: props.etag.map(|e| e.to_string()).unwrap_or_default(),
+                etag: props
+                    .etag
+                    .map(|e| quoted(&e.to_string()))
+                    .unwrap_or_default(),
             });
         }
         Ok(blobs)
@@ -284,17 +290,23 @@ fn auth_url(credential: &Credential, base: &str) -> Result<Url, RemoteError> {
     Url::parse(&format!("{base}?{}", token.expose())).map_err(permanent_url)
 }
 
+/// ETags in one form, quoted as in HTTP headers: List Blobs gives them bare, headers
+/// quoted, and the index compares them as strings.
+fn quoted(etag: &str) -> String {
+    let bare = etag.trim_matches('"');
+    format!("\"{bare}\"")
+}
+
 fn md5_array(v: Vec<u8>) -> Option<[u8; 16]> {
     v.try_into().ok()
 }
 
 fn timed_out() -> RemoteError {
-    RemoteError::Transient {
+    RemoteError::Unreachable {
         message: format!(
             "no answer from the service within {} s",
             REQUEST_TIMEOUT.as_secs()
         ),
-        retry_after: None,
     }
 }
 
@@ -340,13 +352,23 @@ pub fn map_error(e: azure_core::Error) -> RemoteError {
                 _ => RemoteError::Permanent { message },
             }
         }
-        ErrorKind::Connection | ErrorKind::Io => RemoteError::Transient {
-            message,
-            retry_after: None,
+        ErrorKind::Connection | ErrorKind::Io => RemoteError::Unreachable {
+            message: root_cause(&e),
         },
         ErrorKind::Credential => RemoteError::Auth { message },
         _ => RemoteError::Permanent { message },
     }
+}
+
+/// The innermost cause ("Connection refused (os error 111)"), scrubbed: what a user can act on.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        last = s.to_string();
+        source = s.source();
+    }
+    scrub(&last).into_owned()
 }
 
 /// The error and its sources on one line (reqwest hides the useful part in `source()`).

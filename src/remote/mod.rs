@@ -44,6 +44,11 @@ pub enum RemoteError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// The service could not be reached at all (connection refused, DNS, timeout). Retried
+    /// like `Transient`; when retries run out the whole run stops, since every other
+    /// request would fail the same way.
+    #[error("cannot reach the remote: {message}")]
+    Unreachable { message: String },
     /// The precondition failed: another writer changed (or created) the blob.
     #[error("the blob was changed by another writer")]
     Conflict,
@@ -57,7 +62,10 @@ pub enum RemoteError {
 
 impl RemoteError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, RemoteError::Transient { .. })
+        matches!(
+            self,
+            RemoteError::Transient { .. } | RemoteError::Unreachable { .. }
+        )
     }
 }
 

@@ -1,0 +1,558 @@
+//! The push behaviours every remote must have (rclone's fstests idea): one suite, run
+//! against Azure Blob Storage (a real Azurite) and against the directory remote, driving
+//! the real `devlogd` binary in a throwaway HOME.
+
+mod common;
+
+use common::{Azurite, RunOutput, TestEnv, md5_b64, unique_container};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// What a test needs to see and touch on the remote side, independently of devlogd.
+trait Backend: Sized {
+    fn setup(env: &TestEnv) -> Self;
+    /// The `[remote] url` for devlogd.
+    fn remote_url(&self) -> String;
+    /// A SAS for devlogd's environment, if the backend needs one.
+    fn sas(&self) -> Option<String>;
+    /// Every blob: name → base64 MD5 of its content.
+    fn blobs(&self) -> BTreeMap<String, String>;
+    fn get(&self, name: &str) -> Option<Vec<u8>>;
+    /// Something that changes on every write of `name` (ETag; inode+mtime).
+    fn version(&self, name: &str) -> Option<String>;
+    /// Another writer replaces `name`.
+    fn write_as_other(&self, name: &str, bytes: &[u8]);
+    fn delete(&self, name: &str);
+}
+
+struct AzureBackend {
+    az: &'static Azurite,
+    container: String,
+}
+
+impl Backend for AzureBackend {
+    fn setup(_: &TestEnv) -> Self {
+        AzureBackend {
+            az: Azurite::shared(),
+            container: unique_container("conf"),
+        }
+    }
+    fn remote_url(&self) -> String {
+        self.az.container_url(&self.container)
+    }
+    fn sas(&self) -> Option<String> {
+        Some(self.az.account_sas())
+    }
+    fn blobs(&self) -> BTreeMap<String, String> {
+        if !self.container_exists() {
+            return BTreeMap::new();
+        }
+        self.az
+            .list_blobs(&self.container)
+            .into_iter()
+            .map(|b| {
+                let md5 = b.content_md5_b64.unwrap_or_default();
+                (b.name, md5)
+            })
+            .collect()
+    }
+    fn get(&self, name: &str) -> Option<Vec<u8>> {
+        self.az.get_blob(&self.container, name)
+    }
+    fn version(&self, name: &str) -> Option<String> {
+        self.az
+            .list_blobs(&self.container)
+            .into_iter()
+            .find(|b| b.name == name)
+            .map(|b| b.etag)
+    }
+    fn write_as_other(&self, name: &str, bytes: &[u8]) {
+        self.az.put_blob(&self.container, name, bytes);
+    }
+    fn delete(&self, name: &str) {
+        assert!(self.az.delete_blob(&self.container, name), "delete {name}");
+    }
+}
+
+impl AzureBackend {
+    fn container_exists(&self) -> bool {
+        let url = format!(
+            "{}?restype=container&{}",
+            self.az.container_url(&self.container),
+            self.az.account_sas()
+        );
+        let status = self
+            .az
+            .agent()
+            .get(&url)
+            .call()
+            .expect("get container")
+            .status();
+        assert!(
+            status == 200 || status == 404,
+            "container properties: {status}"
+        );
+        status == 200
+    }
+}
+
+struct DirectoryBackend {
+    dir: PathBuf,
+}
+
+impl Backend for DirectoryBackend {
+    fn setup(env: &TestEnv) -> Self {
+        DirectoryBackend {
+            dir: env.root().join("mirror"),
+        }
+    }
+    fn remote_url(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+    fn sas(&self) -> Option<String> {
+        None
+    }
+    fn blobs(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if !self.dir.exists() {
+            return out;
+        }
+        let mut stack = vec![self.dir.clone()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let entry = entry.unwrap();
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let name = path
+                        .strip_prefix(&self.dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    out.insert(name, md5_b64(&std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        out
+    }
+    fn get(&self, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join(name)).ok()
+    }
+    fn version(&self, name: &str) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(self.dir.join(name)).ok()?;
+        Some(format!("{}:{}.{}", m.ino(), m.mtime(), m.mtime_nsec()))
+    }
+    fn write_as_other(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.dir.join(name), bytes).unwrap();
+    }
+    fn delete(&self, name: &str) {
+        std::fs::remove_file(self.dir.join(name)).unwrap();
+    }
+}
+
+/// A journal, a config pointing at the backend, and the backend.
+fn world<B: Backend>() -> (TestEnv, B) {
+    let env = TestEnv::new();
+    let backend = B::setup(&env);
+    let env = match backend.sas() {
+        Some(sas) => env.with_sas(sas),
+        None => env,
+    };
+    env.write_config(&format!("[remote]\nurl = \"{}\"\n", backend.remote_url()));
+    (env, backend)
+}
+
+/// `devlogd push ARGS --json`, checked for `code`; returns the parsed report.
+fn push(env: &TestEnv, args: &[&str], code: i32) -> (serde_json::Value, RunOutput) {
+    let mut all = vec!["push", "--json"];
+    all.extend_from_slice(args);
+    let out = env.run(&all);
+    out.assert_code(code);
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("--json output is not JSON ({e}): {}", out.stdout));
+    (report, out)
+}
+
+fn count(report: &serde_json::Value, key: &str) -> u64 {
+    report[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} in {report}"))
+}
+
+/// A journal with candidates and non-candidates; returns the candidates and their bytes.
+fn journal(env: &TestEnv) -> BTreeMap<String, Vec<u8>> {
+    let candidates: BTreeMap<String, Vec<u8>> = [
+        ("notes.md", b"# notes\nfirst\n".to_vec()),
+        ("2026/11/2026-11-22-abc.md", b"entry".to_vec()),
+        ("events/20261122.jsonl", b"{\"a\":1}\n".to_vec()),
+        ("config.toml", b"x = 1\n".to_vec()),
+        ("empty.md", Vec::new()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (rel, bytes) in &candidates {
+        env.write_file(rel, bytes);
+    }
+    for skipped in [
+        "picture.png",
+        ".hidden.md",
+        ".git/HEAD.md",
+        "target/debug/out.md",
+        "node_modules/x/readme.md",
+        "notes.md.swp",
+        "notes.md~",
+        "4913",
+    ] {
+        env.write_file(skipped, b"not synced");
+    }
+    candidates
+}
+
+fn assert_remote_equals<B: Backend>(backend: &B, want: &BTreeMap<String, Vec<u8>>) {
+    let blobs = backend.blobs();
+    let names: Vec<&String> = blobs.keys().collect();
+    let want_names: Vec<&String> = want.keys().collect();
+    assert_eq!(names, want_names, "blob names");
+    for (name, bytes) in want {
+        assert_eq!(
+            backend.get(name).as_deref(),
+            Some(bytes.as_slice()),
+            "bytes of {name}"
+        );
+        assert_eq!(blobs[name], md5_b64(bytes), "Content-MD5 of {name}");
+    }
+}
+
+fn first_push_uploads_every_candidate_and_nothing_else<B: Backend>() {
+    let (env, backend) = world::<B>();
+    let want = journal(&env);
+    let (report, _) = push(&env, &[], 0);
+    assert_eq!(count(&report, "uploaded"), want.len() as u64);
+    assert_remote_equals(&backend, &want);
+}
+
+fn second_push_uploads_nothing<B: Backend>() {
+    let (env, backend) = world::<B>();
+    let want = journal(&env);
+    push(&env, &[], 0);
+    let before: Vec<_> = want.keys().map(|n| backend.version(n)).collect();
+    let (report, _) = push(&env, &[], 0);
+    assert_eq!(count(&report, "uploaded"), 0);
+    assert_eq!(count(&report, "unchanged"), want.len() as u64);
+    let after: Vec<_> = want.keys().map(|n| backend.version(n)).collect();
+    assert_eq!(before, after, "no blob was rewritten");
+}
+
+fn editing_one_file_uploads_exactly_that_file<B: Backend>() {
+    let (env, backend) = world::<B>();
+    let mut want = journal(&env);
+    push(&env, &[], 0);
+    let before: BTreeMap<_, _> = want
+        .keys()
+        .map(|n| (n.clone(), backend.version(n)))
+        .collect();
+    env.write_file("notes.md", b"# notes\nsecond\n");
+    want.insert("notes.md".into(), b"# notes\nsecond\n".to_vec());
+    let (report, _) = push(&env, &[], 0);
+    assert_eq!(count(&report, "uploaded"), 1);
+    assert_remote_equals(&backend, &want);
+    for (name, version) in before {
+        let now = backend.version(&name);
+        if name == "notes.md" {
+            assert_ne!(now, version, "{name} rewritten");
+        } else {
+            assert_eq!(now, version, "{name} untouched");
+        }
+    }
+}
+
+fn dry_run_changes_nothing_anywhere<B: Backend>() {
+    let (env, backend) = world::<B>();
+    let want = journal(&env);
+    // A dry first push: nothing on the remote, nothing recorded.
+    let (report, out) = push(&env, &["--dry-run"], 0);
+    assert_eq!(report["would_upload"].as_array().unwrap().len(), want.len());
+    assert!(backend.blobs().is_empty(), "dry run wrote blobs");
+    assert_eq!(count(&report, "uploaded"), 0, "{}", out.stdout);
+    push(&env, &[], 0);
+    env.write_file("notes.md", b"changed");
+    env.write_file("new.md", b"new");
+    let before = backend.blobs();
+    for args in [
+        &["--dry-run"][..],
+        &["--dry-run", "--all"],
+        &["--dry-run", "--force"],
+    ] {
+        let (report, _) = push(&env, args, 0);
+        let paths: Vec<&str> = report["would_upload"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["path"].as_str().unwrap())
+            .collect();
+        if args.contains(&"--force") {
+            assert_eq!(paths.len(), want.len() + 1, "{args:?}");
+        } else {
+            assert_eq!(paths, vec!["new.md", "notes.md"], "{args:?}");
+        }
+        assert_eq!(backend.blobs(), before, "{args:?} changed the remote");
+    }
+    // The index was not touched either: the real push still sees both changes.
+    let (report, _) = push(&env, &[], 0);
+    assert_eq!(count(&report, "uploaded"), 2);
+}
+
+fn force_reuploads_everything<B: Backend>() {
+    let (env, backend) = world::<B>();
+    let want = journal(&env);
+    push(&env, &[], 0);
+    let before: Vec<_> = want.keys().map(|n| backend.version(n)).collect();
+    let (report, _) = push(&env, &["--force"], 0);
+    assert_eq!(count(&report, "uploaded"), want.len() as u64);
+    let after: Vec<_> = want.keys().map(|n| backend.version(n)).collect();
+    for (b, a) in before.iter().zip(&after) {
+        assert_ne!(b, a, "every blob rewritten");
+    }
+    assert_remote_equals(&backend, &want);
+}
+
+fn all_repairs_a_blob_deleted_behind_our_back<B: Backend>() {
+    let (env, backend) = world::<B>();
+    let want = journal(&env);
+    push(&env, &[], 0);
+    backend.delete("events/20261122.jsonl");
+    // Incremental trusts the index and asks nothing of the remote.
+    let (report, _) = push(&env, &[], 0);
+    assert_eq!(count(&report, "uploaded"), 0);
+    let (report, _) = push(&env, &["--all"], 0);
+    assert_eq!(count(&report, "uploaded"), 1);
+    assert_remote_equals(&backend, &want);
+    // Remote-only blobs are reported, never deleted.
+    backend.write_as_other("only-remote.md", b"theirs");
+    let (report, _) = push(&env, &["--all"], 0);
+    assert_eq!(report["remote_only"], serde_json::json!(["only-remote.md"]));
+    assert_eq!(backend.get("only-remote.md").unwrap(), b"theirs");
+}
+
+fn conflicting_remote_write_keeps_both<B: Backend>() {
+    let (env, backend) = world::<B>();
+    journal(&env);
+    push(&env, &[], 0);
+    backend.write_as_other("notes.md", b"their version\n");
+    env.write_file("notes.md", b"our version\n");
+    let (report, out) = push(&env, &[], 0);
+    let conflicts = report["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{report}");
+    assert_eq!(conflicts[0]["path"], "notes.md");
+    assert_eq!(conflicts[0]["action"], "kept-both");
+    let copy = conflicts[0]["copy"].as_str().unwrap().to_string();
+    assert!(
+        copy.starts_with("notes.conflict-") && copy.ends_with(".md"),
+        "{copy}"
+    );
+    assert_eq!(backend.get("notes.md").unwrap(), b"their version\n");
+    assert_eq!(backend.get(&copy).unwrap(), b"our version\n");
+    assert!(!out.stderr.is_empty() || !out.stdout.is_empty());
+    // Nothing new to do: no second copy, theirs still in place.
+    let blobs_before = backend.blobs();
+    let (report, _) = push(&env, &[], 0);
+    assert_eq!(count(&report, "uploaded"), 0);
+    assert_eq!(backend.blobs(), blobs_before);
+    // A further local edit must still not overwrite theirs.
+    env.write_file("notes.md", b"our version, edited\n");
+    let (report, _) = push(&env, &[], 0);
+    assert_eq!(report["conflicts"].as_array().unwrap().len(), 1);
+    assert_eq!(backend.get("notes.md").unwrap(), b"their version\n");
+    // The user resolves it by choosing ours explicitly.
+    let (report, _) = push(&env, &["--on-conflict", "overwrite"], 0);
+    assert_eq!(report["conflicts"][0]["action"], "overwritten");
+    assert_eq!(backend.get("notes.md").unwrap(), b"our version, edited\n");
+    let (report, _) = push(&env, &["--all"], 0);
+    assert_eq!(count(&report, "uploaded"), 0, "{report}");
+    assert!(report["conflicts"].as_array().unwrap().is_empty());
+}
+
+fn unreadable_file_fails_alone<B: Backend>() {
+    let (env, backend) = world::<B>();
+    let mut want = journal(&env);
+    let secret = env.write_file("locked.md", b"cannot read me");
+    set_mode(&secret, 0o000);
+    let (report, out) = push_unprivileged(&env, 1);
+    let failed = report["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{report}");
+    assert_eq!(failed[0]["path"], "locked.md");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("ermission denied"),
+        "{report}\n{}",
+        out.stderr
+    );
+    assert_eq!(count(&report, "uploaded"), want.len() as u64);
+    assert_remote_equals(&backend, &want);
+    // Once readable it is pushed, and only it.
+    set_mode(&secret, 0o644);
+    want.insert("locked.md".into(), b"cannot read me".to_vec());
+    let (report, _) = push_unprivileged(&env, 0);
+    assert_eq!(count(&report, "uploaded"), 1);
+    assert_remote_equals(&backend, &want);
+}
+
+fn awkward_names_round_trip<B: Backend>() {
+    let (env, backend) = world::<B>();
+    let want: BTreeMap<String, Vec<u8>> = [
+        "with space.md",
+        "hash#tag.md",
+        "per%cent%2F.md",
+        "question?.md",
+        "plus+sign.md",
+        "ünïcödé/日本語.md",
+        "a b/c#d/e%f?g+h.md",
+    ]
+    .iter()
+    .map(|n| (n.to_string(), format!("content of {n}").into_bytes()))
+    .collect();
+    for (rel, bytes) in &want {
+        env.write_file(rel, bytes);
+    }
+    let (report, _) = push(&env, &[], 0);
+    assert_eq!(count(&report, "uploaded"), want.len() as u64);
+    assert_remote_equals(&backend, &want);
+    let verify = env.run(&["verify"]);
+    verify.assert_code(0);
+    let (report, _) = push(&env, &["--all"], 0);
+    assert_eq!(count(&report, "uploaded"), 0, "{report}");
+    assert!(
+        report["remote_only"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+}
+
+fn verify_reports_differences<B: Backend>() {
+    let (env, backend) = world::<B>();
+    journal(&env);
+    push(&env, &[], 0);
+    env.run(&["verify"]).assert_code(0);
+    backend.delete("config.toml");
+    backend.write_as_other("notes.md", b"tampered");
+    env.write_file("unpushed.md", b"u");
+    let out = env.run(&["verify"]);
+    out.assert_code(1);
+    assert!(
+        out.stdout.contains("differs            notes.md"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("missing on remote  config.toml"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("missing on remote  unpushed.md"),
+        "{}",
+        out.stdout
+    );
+}
+
+// ---- running devlogd without the privilege to read a 0000 file ----
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+const NOBODY: u32 = 65534;
+
+/// Push without root's power to read anything: as root, the push runs as `nobody`, with
+/// the test's tree handed to that user.
+fn push_unprivileged(env: &TestEnv, code: i32) -> (serde_json::Value, RunOutput) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = env.devlogd();
+    cmd.args(["push", "--json"]);
+    if is_root() {
+        chown_tree(env.root(), NOBODY);
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    let out = cmd.output().expect("run devlogd");
+    let out = RunOutput {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    out.assert_code(code);
+    let report = serde_json::from_str(out.stdout.trim()).expect("json report");
+    (report, out)
+}
+
+fn set_mode(file: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn chown_tree(dir: &std::path::Path, uid: u32) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        std::os::unix::fs::lchown(&p, Some(uid), Some(uid)).unwrap();
+        if p.is_dir() && !p.is_symlink() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+}
+
+macro_rules! conformance {
+    ($module:ident, $backend:ty) => {
+        mod $module {
+            use super::*;
+            #[test]
+            fn first_push_uploads_every_candidate_and_nothing_else() {
+                super::first_push_uploads_every_candidate_and_nothing_else::<$backend>();
+            }
+            #[test]
+            fn second_push_uploads_nothing() {
+                super::second_push_uploads_nothing::<$backend>();
+            }
+            #[test]
+            fn editing_one_file_uploads_exactly_that_file() {
+                super::editing_one_file_uploads_exactly_that_file::<$backend>();
+            }
+            #[test]
+            fn dry_run_changes_nothing_anywhere() {
+                super::dry_run_changes_nothing_anywhere::<$backend>();
+            }
+            #[test]
+            fn force_reuploads_everything() {
+                super::force_reuploads_everything::<$backend>();
+            }
+            #[test]
+            fn all_repairs_a_blob_deleted_behind_our_back() {
+                super::all_repairs_a_blob_deleted_behind_our_back::<$backend>();
+            }
+            #[test]
+            fn conflicting_remote_write_keeps_both() {
+                super::conflicting_remote_write_keeps_both::<$backend>();
+            }
+            #[test]
+            fn unreadable_file_fails_alone() {
+                super::unreadable_file_fails_alone::<$backend>();
+            }
+            #[test]
+            fn awkward_names_round_trip() {
+                super::awkward_names_round_trip::<$backend>();
+            }
+            #[test]
+            fn verify_reports_differences() {
+                super::verify_reports_differences::<$backend>();
+            }
+        }
+    };
+}
+
+conformance!(azure, AzureBackend);
+conformance!(directory, DirectoryBackend);
