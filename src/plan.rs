@@ -444,6 +444,7 @@ mod tests {
             Some(&known),
             RemoteView::NotListed,
             false,
+            false,
             &mut || Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
         );
         assert!(r.is_err());

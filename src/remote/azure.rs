@@ -173,10 +173,7 @@ impl AzureRemote {
                 ),
             ));
         }
-        let etag = result
-            .etag
-            .map(|e| quoted(&e.to_string()))
-            .unwrap_or_default();
+        let etag = result.etag.map(|e| quoted(e.as_ref())).unwrap_or_default();
         Ok(PutOutcome { etag })
     }
 }
@@ -236,7 +233,7 @@ impl Remote for AzureRemote {
                 .etag()
                 .ok()
                 .flatten()
-                .map(|e| quoted(&e.to_string()))
+                .map(|e| quoted(e.as_ref()))
                 .unwrap_or_default(),
         }))
     }
@@ -274,10 +271,7 @@ impl Remote for AzureRemote {
                 name: name.to_string(),
                 size: props.content_length.unwrap_or(0),
                 md5: props.content_md5.and_then(md5_array),
-                etag: props
-                    .etag
-                    .map(|e| quoted(&e.to_string()))
-                    .unwrap_or_default(),
+                etag: props.etag.map(|e| quoted(e.as_ref())).unwrap_or_default(),
             });
         }
         Ok(blobs)
