@@ -545,13 +545,9 @@ impl Uploader<'_> {
     /// Upload ours under a fresh conflict name; a name taken within the same second gets a
     /// counter, so one copy never replaces another.
     async fn put_conflict_copy(&self, rel: &str, snap: &Snapshot) -> Result<String, RemoteError> {
-        let base = conflict_name(rel, self.host, time::OffsetDateTime::now_utc());
+        let now = time::OffsetDateTime::now_utc();
         for n in 1..=100u32 {
-            let copy = if n == 1 {
-                base.clone()
-            } else {
-                numbered(&base, n)
-            };
+            let copy = conflict_name(rel, self.host, now, n);
             match self.put(&copy, snap, &Precondition::IfAbsent).await {
                 Err(RemoteError::Conflict) => continue,
                 Err(e) => return Err(e),
@@ -654,8 +650,9 @@ enum Resolution {
     },
 }
 
-/// `notes.md` → `notes.conflict-HOST-20261122T101500Z.md` (same directory).
-pub fn conflict_name(rel: &str, host: &str, when: time::OffsetDateTime) -> String {
+/// `notes.md` → `notes.conflict-HOST-20261122T101500Z.md` (same directory); copy `n` > 1
+/// of the same second gets `-n` after the time.
+pub fn conflict_name(rel: &str, host: &str, when: time::OffsetDateTime, n: u32) -> String {
     let stamp = format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
         when.year(),
@@ -683,19 +680,12 @@ pub fn conflict_name(rel: &str, host: &str, when: time::OffsetDateTime) -> Strin
         Some(i) if i > 0 => (&name[..i], &name[i..]),
         _ => (name, ""),
     };
-    format!("{dir}{stem}.conflict-{host}-{stamp}{ext}")
-}
-
-/// `a.conflict-h-T.md` → `a.conflict-h-T-2.md`.
-fn numbered(name: &str, n: u32) -> String {
-    let file_start = name.rfind('/').map_or(0, |i| i + 1);
-    match name[file_start..].rfind('.') {
-        Some(i) if i > 0 => {
-            let dot = file_start + i;
-            format!("{}-{n}{}", &name[..dot], &name[dot..])
-        }
-        _ => format!("{name}-{n}"),
-    }
+    let counter = if n > 1 {
+        format!("-{n}")
+    } else {
+        String::new()
+    };
+    format!("{dir}{stem}.conflict-{host}-{stamp}{counter}{ext}")
 }
 
 fn read_error(e: &std::io::Error) -> String {
@@ -743,27 +733,27 @@ mod tests {
     fn conflict_names_keep_directory_and_extension() {
         let when = time::macros::datetime!(2026-11-22 10:15:00 UTC);
         assert_eq!(
-            conflict_name("notes.md", "laptop", when),
+            conflict_name("notes.md", "laptop", when, 1),
             "notes.conflict-laptop-20261122T101500Z.md"
         );
         assert_eq!(
-            conflict_name("events/20261122.jsonl", "my host.local", when),
+            conflict_name("events/20261122.jsonl", "my host.local", when, 1),
             "events/20261122.conflict-my_host_local-20261122T101500Z.jsonl"
         );
         assert_eq!(
-            conflict_name("dir.d/README", "h", when),
+            conflict_name("dir.d/README", "h", when, 1),
             "dir.d/README.conflict-h-20261122T101500Z"
         );
         assert_eq!(
-            numbered("d/n.conflict-h-20261122T101500Z.md", 2),
+            conflict_name("d/n.md", "h", when, 2),
             "d/n.conflict-h-20261122T101500Z-2.md"
         );
         assert_eq!(
-            numbered("d.x/README.conflict-h-T", 3),
-            "d.x/README.conflict-h-T-3"
+            conflict_name("d.x/README", "h", when, 3),
+            "d.x/README.conflict-h-20261122T101500Z-3"
         );
         assert_eq!(
-            conflict_name(".hidden", "h", when),
+            conflict_name(".hidden", "h", when, 1),
             ".hidden.conflict-h-20261122T101500Z"
         );
     }

@@ -249,7 +249,7 @@ fn switching_remotes_starts_a_full_first_push() {
 fn damaged_index_is_explained_and_rebuilt_by_push_all() {
     let az = Azurite::shared();
     let container = unique_container("corrupt");
-    let env = azure_env(&az, &container);
+    let env = azure_env(az, &container);
     for i in 0..10 {
         env.write_file(&format!("n{i}.md"), format!("{i}"));
     }
