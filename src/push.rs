@@ -728,6 +728,99 @@ async fn read_snapshot(path: PathBuf) -> std::io::Result<Snapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::local::DirectoryRemote;
+    use crate::remote::{PutOutcome, RemoteBlob};
+    use async_trait::async_trait;
+
+    /// The directory remote, plus a writer that edits the local file while its upload is
+    /// in flight (the race the pipeline must not record as synced).
+    struct EditDuringUpload {
+        inner: DirectoryRemote,
+        file: PathBuf,
+        edits: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait]
+    impl Remote for EditDuringUpload {
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        fn credential_source(&self) -> String {
+            self.inner.credential_source()
+        }
+        async fn put(
+            &self,
+            name: &str,
+            data: Bytes,
+            md5: [u8; 16],
+            p: &Precondition,
+        ) -> Result<PutOutcome, RemoteError> {
+            if self.edits.fetch_add(1, Ordering::SeqCst) == 0 {
+                std::fs::write(&self.file, b"edited during upload, longer").unwrap();
+            }
+            self.inner.put(name, data, md5, p).await
+        }
+        async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
+            self.inner.head(name).await
+        }
+        async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError> {
+            self.inner.list().await
+        }
+    }
+
+    fn options() -> PushOptions {
+        PushOptions {
+            all: false,
+            force: false,
+            dry_run: false,
+            on_conflict: OnConflict::KeepBoth,
+            concurrency: 4,
+            paths: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_changed_during_upload_stays_dirty_and_is_pushed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let file = root.join("n.md");
+        std::fs::write(&file, b"original").unwrap();
+        let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+        let remote = EditDuringUpload {
+            inner: DirectoryRemote::new(&dir.path().join("mirror")),
+            file: file.clone(),
+            edits: Default::default(),
+        };
+        let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+        let mut push_once = async |state: &mut StateIndex| {
+            let ctx = PushContext {
+                root: &root,
+                filter: &filter,
+                remote: &remote,
+                state,
+                host: "h",
+            };
+            run(ctx, &options(), &|_| {}).await.unwrap()
+        };
+        let first = push_once(&mut state).await;
+        assert_eq!(first.uploaded, 1);
+        assert_eq!(first.changed_during_upload, vec!["n.md".to_string()]);
+        let mirror = dir.path().join("mirror/n.md");
+        assert_eq!(std::fs::read(&mirror).unwrap(), b"original");
+        // Not recorded as synced: the next pass pushes the new content, without a conflict.
+        let second = push_once(&mut state).await;
+        assert_eq!(second.uploaded, 1, "{second:?}");
+        assert!(second.conflicts.is_empty(), "{second:?}");
+        assert!(second.changed_during_upload.is_empty());
+        assert_eq!(
+            std::fs::read(&mirror).unwrap(),
+            b"edited during upload, longer"
+        );
+        let third = push_once(&mut state).await;
+        assert_eq!((third.uploaded, third.unchanged), (0, 1));
+    }
 
     #[test]
     fn conflict_names_keep_directory_and_extension() {

@@ -86,6 +86,32 @@ fn wrong_sas_exits_4_without_leaking_it() {
 }
 
 #[test]
+fn trace_logs_of_a_real_push_never_show_the_sas() {
+    let az = Azurite::shared();
+    let container = unique_container("trace");
+    let env = azure_env(az, &container);
+    env.write_file("a b#?.md", "a");
+    let out = env.run(&["-vv", "push", "--all"]);
+    out.assert_code(0);
+    assert!(
+        out.stderr.contains("TRACE") || out.stderr.contains("DEBUG"),
+        "logs at trace"
+    );
+    let sas = az.account_sas();
+    let sig = sas
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("sig="))
+        .unwrap();
+    let decoded = percent_encoding::percent_decode_str(sig)
+        .decode_utf8_lossy()
+        .into_owned();
+    for leak in [sig, decoded.as_str()] {
+        assert!(!out.stderr.contains(leak), "SAS signature in the logs");
+        assert!(!out.stdout.contains(leak), "SAS signature in the output");
+    }
+}
+
+#[test]
 fn bad_config_exits_2_and_names_the_key_and_file() {
     let cases = [
         ("[sync]\ndebounce = 300\n", "debounce"),
