@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Helpers for bench/push_bench.sh. Python standard library only.
+
+  benchlib.py sas                          account SAS for Azurite's dev account (no leading '?')
+  benchlib.py free-port                    a free loopback port
+  benchlib.py wait-ready PORT LOG SECONDS  poll until Azurite answers on PORT (exit 3: port taken)
+  benchlib.py gen DIR FILES DIRS SIZE      write FILES files of SIZE bytes spread over DIRS dirs
+  benchlib.py container PORT NAME create|delete
+  benchlib.py snapshot PORT NAME           "COUNT DIGEST": blob count and a digest of names+ETags
+  benchlib.py report RESULTS.tsv FILES     Markdown tables (medians and ratios) on stdout
+"""
+
+import base64
+import hashlib
+import hmac
+import os
+import socket
+import statistics
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+
+ACCOUNT = "devstoreaccount1"
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def account_sas(account=ACCOUNT, key_b64=KEY):
+    """Microsoft's "Create an account SAS", service versions 2020-12-06 and later: HMAC-SHA256,
+    keyed with the base64-decoded account key, over the newline-joined fields (start, IP and
+    encryption scope empty) ending with a newline; the signature base64, then URL-encoded."""
+    f = {
+        "sv": "2021-08-06",
+        "ss": "b",
+        "srt": "sco",
+        "sp": "rwdlacup",
+        "se": "2099-01-01T00:00:00Z",
+        "spr": "https,http",
+    }
+    to_sign = "\n".join(
+        [account, f["sp"], f["ss"], f["srt"], "", f["se"], "", f["spr"], f["sv"], "", ""]
+    )
+    mac = hmac.new(base64.b64decode(key_b64), to_sign.encode(), hashlib.sha256)
+    f["sig"] = base64.b64encode(mac.digest()).decode()
+    return urllib.parse.urlencode(f, safe="", quote_via=urllib.parse.quote)
+
+
+# No proxy, ever: everything here talks to 127.0.0.1.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def request(method, url, timeout=30):
+    req = urllib.request.Request(url, method=method, data=b"" if method == "PUT" else None)
+    try:
+        with _opener.open(req, timeout=timeout) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port, log, seconds):
+    deadline = time.monotonic() + seconds
+    url = f"http://127.0.0.1:{port}/{ACCOUNT}?comp=list&{account_sas()}"
+    while True:
+        text = open(log, errors="replace").read() if os.path.exists(log) else ""
+        if "EADDRINUSE" in text:
+            return 3
+        if "successfully listens on" in text:
+            try:
+                status, headers, body = request("GET", url, timeout=2)
+                if not (headers.get("Server") or "").startswith("Azurite-Blob"):
+                    sys.exit(f"port {port} answers, but it is not Azurite")
+                if status != 200:
+                    sys.exit(f"Azurite refused the account SAS: HTTP {status}: {body[:300]!r}")
+                return 0
+            except OSError:
+                pass
+        if time.monotonic() >= deadline:
+            sys.exit(f"Azurite not ready on port {port} within {seconds}s; log:\n{text[-2000:]}")
+        time.sleep(0.05)
+
+
+def gen(root, files, dirs, size):
+    for d in range(dirs):
+        os.makedirs(os.path.join(root, f"d{d:03}"), exist_ok=True)
+    for i in range(files):
+        head = f"# note {i}\n".encode()
+        body = (head + hashlib.sha256(head).hexdigest().encode() * (size // 64 + 1))[:size]
+        with open(os.path.join(root, f"d{i % dirs:03}", f"note-{i:06}.md"), "wb") as fh:
+            fh.write(body)
+
+
+def container(port, name, action):
+    url = f"http://127.0.0.1:{port}/{ACCOUNT}/{name}?restype=container&{account_sas()}"
+    status, _, body = request("PUT" if action == "create" else "DELETE", url)
+    if status not in (201, 202):
+        sys.exit(f"{action} container {name}: HTTP {status}: {body[:300]!r}")
+
+
+def snapshot(port, name):
+    """Blob count and a digest of (name, ETag) pairs: equal before and after a no-change run
+    means nothing was rewritten."""
+    digest, count, marker = hashlib.sha256(), 0, ""
+    while True:
+        url = (
+            f"http://127.0.0.1:{port}/{ACCOUNT}/{name}?restype=container&comp=list"
+            f"&marker={urllib.parse.quote(marker, safe='')}&{account_sas()}"
+        )
+        status, _, body = request("GET", url)
+        if status != 200:
+            sys.exit(f"list {name}: HTTP {status}: {body[:300]!r}")
+        root = ET.fromstring(body)
+        for blob in root.iter("Blob"):
+            digest.update(f"{blob.findtext('Name')}\0{blob.findtext('Properties/Etag')}\n".encode())
+            count += 1
+        marker = root.findtext("NextMarker") or ""
+        if not marker:
+            return f"{count} {digest.hexdigest()[:16]}"
+
+
+CASES = [
+    ("devlogd-first", "devlogd push, first push (empty container)"),
+    ("devlogd-nochange", "devlogd push, no change"),
+    ("rclone-first", "rclone copy, default flags (fresh container)"),
+    ("rclone32-first", "rclone copy --transfers 32 --checkers 32 (fresh container)"),
+    ("rclone-nochange", "rclone copy, default flags, no change"),
+    ("rclone32-nochange", "rclone copy --transfers 32 --checkers 32, no change"),
+    ("find", "find -printf '%s %T@' (walk + stat only)"),
+]
+
+RATIOS = [
+    ("devlogd-first", "rclone-first", "first push: devlogd ÷ rclone (default)"),
+    ("devlogd-first", "rclone32-first", "first push: devlogd ÷ rclone (32/32)"),
+    ("devlogd-nochange", "rclone-nochange", "no change: devlogd ÷ rclone (default)"),
+    ("devlogd-nochange", "rclone32-nochange", "no change: devlogd ÷ rclone (32/32)"),
+    ("devlogd-nochange", "find", "no change: devlogd ÷ find"),
+]
+
+
+def report(path, files):
+    rows = {}
+    notes = []
+    for line in open(path):
+        case, rnd, wall, user, sys_, rss_kib, verified = line.rstrip("\n").split("\t")
+        rows.setdefault(case, []).append(
+            (float(wall), float(user) + float(sys_), int(rss_kib) / 1024.0)
+        )
+        if verified != "ok":
+            notes.append(f"round {rnd}, {case}: {verified}")
+    med = {
+        case: tuple(statistics.median(r[i] for r in runs) for i in range(3))
+        for case, runs in rows.items()
+    }
+    out = [
+        "| case | runs | wall s (median) | files/s | CPU s (user+sys) | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for case, label in CASES:
+        if case in med:
+            wall, cpu, rss = med[case]
+            rate = files / wall if wall > 0 else float("inf")
+            out.append(
+                f"| {label} | {len(rows[case])} | {wall:.3f} | {rate:,.0f} | {cpu:.2f} | {rss:.1f} |"
+            )
+    ratio_rows = [
+        (label, med[a], med[b]) for a, b, label in RATIOS if a in med and b in med
+    ]
+    if ratio_rows:
+        out += [
+            "",
+            "Ratios of medians (below 1: devlogd takes less):",
+            "",
+            "| comparison | wall | CPU | peak RSS |",
+            "|---|---:|---:|---:|",
+        ]
+
+        def ratio(x, y):
+            return f"{x / y:.2f}" if y > 0 else "n/a"
+
+        for label, a, b in ratio_rows:
+            out.append(f"| {label} | {ratio(a[0], b[0])} | {ratio(a[1], b[1])} | {ratio(a[2], b[2])} |")
+    if notes:
+        out += ["", "Checks that failed:", ""] + [f"- {n}" for n in notes]
+    print("\n".join(out))
+
+
+def main(argv):
+    cmd, args = argv[1], argv[2:]
+    if cmd == "sas":
+        print(account_sas())
+    elif cmd == "free-port":
+        print(free_port())
+    elif cmd == "wait-ready":
+        return wait_ready(int(args[0]), args[1], float(args[2]))
+    elif cmd == "gen":
+        gen(args[0], int(args[1]), int(args[2]), int(args[3]))
+    elif cmd == "container":
+        container(int(args[0]), args[1], args[2])
+    elif cmd == "snapshot":
+        print(snapshot(int(args[0]), args[1]))
+    elif cmd == "report":
+        report(args[0], int(args[1]))
+    else:
+        sys.exit(f"unknown command {cmd!r}\n{__doc__}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

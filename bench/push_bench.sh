@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# devlogd push against rclone copy, on one machine in one run, both talking to the same
+# in-memory Azurite on a loopback port.
+#
+# Generates BENCH_FILES files of 1 KiB in BENCH_DIRS directories, then for BENCH_ROUNDS rounds,
+# alternating which tool goes first, times under /usr/bin/time (wall, user+sys CPU, peak RSS):
+#   devlogd push      first push into an empty container, with a fresh state dir
+#   devlogd push      again, nothing changed
+#   rclone copy       into a fresh container, default flags; again with --transfers 32
+#                     --checkers 32; and each re-run with nothing changed
+#   find -printf      a walk that stats every file: the floor for a no-change pass
+# Each first push is checked to have uploaded every file, and each no-change run to have
+# rewritten no blob (same names and ETags). Prints Markdown tables (medians, ratios) for
+# BENCHMARKS.md on stdout; progress goes to stderr.
+#
+# Environment:
+#   BENCH_FILES   number of files (10000; 100000 for the no-change-vs-find comparison)
+#   BENCH_ROUNDS  rounds (3)
+#   BENCH_DIRS    directories (100)
+#   BENCH_TOOLS   which tools to run ("devlogd rclone")
+#   BENCH_DEVLOGD a devlogd binary to use; without it the script runs `cargo build --release`
+#   BENCH_KEEP=1  keep the work dir (files, logs, raw results.tsv)
+# Needs python3, GNU time (installed with apt-get when missing and run as root), rclone (Debian's
+# 1.60 is fine) and Azurite (tests/azurite, installed with npm ci when missing).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(dirname "$here")"
+files=${BENCH_FILES:-10000}
+rounds=${BENCH_ROUNDS:-3}
+dirs=${BENCH_DIRS:-100}
+tools=" ${BENCH_TOOLS:-devlogd rclone} "
+azurite=${DEVLOGD_AZURITE_BIN:-$repo/tests/azurite/node_modules/.bin/azurite-blob}
+
+say() { printf 'push_bench: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+uses() { [[ $tools == *" $1 "* ]]; }
+lib() { python3 "$here/benchlib.py" "$@" 9>&-; }
+
+# --- prerequisites ---------------------------------------------------------------------------
+command -v python3 >/dev/null || die "python3 is required"
+if [[ ! -x /usr/bin/time ]]; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    say "GNU time is missing: installing it (apt-get install time)"
+    apt-get install -y -q time >&2 || { apt-get update -q >&2 && apt-get install -y -q time >&2; }
+  else
+    die "GNU time is required at /usr/bin/time: apt-get install time"
+  fi
+fi
+if uses rclone; then
+  command -v rclone >/dev/null || die "rclone is required: apt-get install rclone"
+fi
+if [[ ! -x $azurite ]]; then
+  command -v npm >/dev/null || die "Azurite is not installed and npm is missing: install Node.js and npm"
+  say "installing Azurite (npm ci in tests/azurite)"
+  (cd "$repo/tests/azurite" && npm ci --no-audit --no-fund) >&2
+fi
+if uses devlogd; then
+  if [[ -n ${BENCH_DEVLOGD:-} ]]; then
+    devlogd=$BENCH_DEVLOGD
+  else
+    say "building devlogd (cargo build --release)"
+    (cd "$repo" && cargo build --release --bin devlogd) >&2
+    devlogd=$repo/target/release/devlogd
+  fi
+  [[ -x $devlogd ]] || die "no devlogd binary at $devlogd"
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/devlogd-bench.XXXXXX")
+port=
+azurite_up=
+port_open() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+stop_azurite() {
+  [[ -n $azurite_up ]] || return 0
+  exec 9>&- # the wrapper sees EOF and stops Azurite
+  azurite_up=
+  local deadline=$((SECONDS + 20))
+  while port_open "$port" && ((SECONDS < deadline)); do sleep 0.1; done
+}
+cleanup() {
+  stop_azurite
+  if [[ ${BENCH_KEEP:-} == 1 ]]; then say "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- data ------------------------------------------------------------------------------------
+src=$work/journal
+say "generating $files files of 1 KiB in $dirs directories"
+lib gen "$src" "$files" "$dirs" 1024
+
+# --- Azurite ---------------------------------------------------------------------------------
+# Its stdin is a pipe whose only writer is this script's fd 9 (closed for every child): when the
+# script ends, however it ends, the wrapper reads EOF and kills Azurite.
+sas=$(lib sas)
+for attempt in 1 2 3 4 5; do
+  port=$(lib free-port)
+  : >"$work/azurite.log"
+  azurite_up=1
+  exec 9> >(exec sh -c '"$0" "$@" </dev/null & pid=$!; read -r _; kill "$pid"' \
+    "$azurite" --disableTelemetry --skipApiVersionCheck --loose --silent --inMemoryPersistence \
+    --blobHost 127.0.0.1 --blobPort "$port" >"$work/azurite.log" 2>&1)
+  rc=0
+  lib wait-ready "$port" "$work/azurite.log" 30 || rc=$?
+  [[ $rc == 0 ]] && break
+  stop_azurite
+  [[ $rc == 3 && $attempt -lt 5 ]] || die "Azurite did not start (see above)"
+  say "port $port was taken, trying another"
+done
+say "Azurite $("$azurite" --version 2>/dev/null | tail -n1) on 127.0.0.1:$port (in memory)"
+
+export RCLONE_CONFIG=$work/rclone.conf
+: >"$RCLONE_CONFIG"
+export RCLONE_CONFIG_BENCH_TYPE=azureblob
+export RCLONE_CONFIG_BENCH_SAS_URL="http://127.0.0.1:$port/devstoreaccount1?$sas"
+
+# --- measuring -------------------------------------------------------------------------------
+results=$work/results.tsv
+: >"$results"
+
+# measure CASE ROUND CMD...: runs CMD under /usr/bin/time, aborts with its log if it fails, and
+# leaves wall (s), user, sys (CPU s) and rss (peak, KiB) in globals. Stdout goes to $stdout_to (default: the log).
+measure() {
+  local case=$1 round=$2
+  shift 2
+  say "round $round: $case"
+  local t0=$EPOCHREALTIME t1 us
+  # 9>&-: the tool must not hold Azurite's lifeline open if this script dies.
+  if ! /usr/bin/time -f '%U %S %M' -o "$work/time.out" "$@" 9>&- \
+    >"${stdout_to:-$work/run.log}" 2>"$work/run.err"; then
+    tail -n 30 "$work/run.log" "$work/run.err" >&2 || true
+    die "$case (round $round) failed: $*"
+  fi
+  t1=$EPOCHREALTIME
+  # Wall time from bash's microsecond clock: GNU time's %e has only 10 ms resolution.
+  us=$((10#${t1//[.,]/} - 10#${t0//[.,]/}))
+  wall=$(printf '%d.%06d' $((us / 1000000)) $((us % 1000000)))
+  read -r user sys rss <"$work/time.out"
+}
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$wall" "$user" "$sys" "$rss" "$3" >>"$results"; }
+check_full() { # CONTAINER: "ok" when every file is there
+  local n
+  n=$(lib snapshot "$port" "$1" | cut -d' ' -f1)
+  if [[ $n == "$files" ]]; then echo ok; else echo "only $n of $files blobs"; fi
+}
+check_same() { # BEFORE CONTAINER: "ok" when no blob was added or rewritten
+  if [[ $(lib snapshot "$port" "$2") == "$1" ]]; then echo ok; else echo "blobs were rewritten"; fi
+}
+
+run_devlogd() { # ROUND
+  local r=$1 c=dl-r$1 d=$work/devlogd-r$1
+  mkdir -p "$d/config" "$d/state" "$d/data" "$d/home"
+  printf 'root = "%s"\n\n[remote]\nurl = "http://127.0.0.1:%s/devstoreaccount1/%s"\n' \
+    "$src" "$port" "$c" >"$d/devlogd.toml"
+  chmod 600 "$d/devlogd.toml"
+  lib container "$port" "$c" create
+  local cmd=(env -i PATH="$PATH" HOME="$d/home" NO_COLOR=1 AZURE_STORAGE_SAS_TOKEN="$sas"
+    XDG_CONFIG_HOME="$d/config" XDG_STATE_HOME="$d/state" XDG_DATA_HOME="$d/data"
+    "$devlogd" push --config "$d/devlogd.toml")
+  measure devlogd-first "$r" "${cmd[@]}"
+  record devlogd-first "$r" "$(check_full "$c")"
+  local before
+  before=$(lib snapshot "$port" "$c")
+  measure devlogd-nochange "$r" "${cmd[@]}"
+  record devlogd-nochange "$r" "$(check_same "$before" "$c")"
+  lib container "$port" "$c" delete
+}
+
+run_rclone() { # ROUND
+  local r=$1 variant c before
+  for variant in rclone rclone32; do
+    c=$variant-r$r
+    local cmd=(rclone copy "$src" "bench:$c")
+    [[ $variant == rclone32 ]] && cmd+=(--transfers 32 --checkers 32)
+    lib container "$port" "$c" create
+    measure "$variant-first" "$r" "${cmd[@]}"
+    record "$variant-first" "$r" "$(check_full "$c")"
+    before=$(lib snapshot "$port" "$c")
+    measure "$variant-nochange" "$r" "${cmd[@]}"
+    record "$variant-nochange" "$r" "$(check_same "$before" "$c")"
+    lib container "$port" "$c" delete
+  done
+}
+
+for ((r = 1; r <= rounds; r++)); do
+  if ((r % 2 == 1)); then order="devlogd rclone"; else order="rclone devlogd"; fi
+  for tool in $order; do
+    if uses "$tool"; then "run_$tool" "$r"; fi
+  done
+  stdout_to=/dev/null measure find "$r" find "$src" -printf '%s %T@\n'
+  record find "$r" ok
+done
+
+# --- report ----------------------------------------------------------------------------------
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n1)
+echo "### Push benchmark: $files files of 1 KiB in $dirs directories, $rounds round(s)"
+echo
+echo "- $(date -u +%Y-%m-%d), $(nproc) cores${cpu:+ ($cpu)}, $(uname -sr)"
+if uses devlogd; then
+  built=${BENCH_DEVLOGD:+"prebuilt, $devlogd"}
+  echo "- $("$devlogd" --version 2>/dev/null | head -n1) (${built:-release build by this script}; source $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?'))"
+fi
+if uses rclone; then echo "- $(rclone version 2>/dev/null | head -n1) (Debian), azureblob remote via sas_url"; fi
+echo "- Azurite $("$azurite" --version 2>/dev/null | tail -n1), in memory, --silent, on 127.0.0.1; node $(node --version)"
+echo "- medians over the rounds; client CPU and peak RSS from GNU time; files/s = files ÷ wall"
+echo
+lib report "$results" "$files"
