@@ -100,7 +100,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::new(exit::USAGE, format!("cannot start the runtime: {e}")))

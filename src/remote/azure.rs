@@ -27,6 +27,7 @@ use azure_storage_blob::{
 use bytes::Bytes;
 use futures::TryStreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -154,6 +155,9 @@ impl AzureRemote {
             .map_err(|e| azure_core::Error::with_message(ErrorKind::Other, e.to_string()))?;
         let mut options = BlobClientUploadOptions {
             blob_content_md5: Some(md5.to_vec()),
+            // Set explicitly: the SDK's default asks the OS for the CPU count (cgroup files
+            // under /proc) on every upload.
+            parallel: NonZeroUsize::new(4),
             ..Default::default()
         };
         match precondition {
