@@ -6,9 +6,12 @@
 
 pub mod commands;
 pub mod config;
+pub mod ctl;
+pub mod daemon;
 pub mod filter;
 pub mod logging;
 pub mod plan;
+pub mod protocol;
 pub mod push;
 pub mod redact;
 pub mod remote;

@@ -47,11 +47,53 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the daemon: watch the journal and push changes as they happen (logs to stderr).
+    Run {
+        /// Accepted for service managers; devlogd always stays in the foreground.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Talk to the running daemon over its control socket.
+    Ctl {
+        #[command(subcommand)]
+        command: CtlCommand,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+    /// What the daemon is doing: state, pending paths, last push, last error, …
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Push now through the daemon; waits and prints the report unless --no-wait.
+    Push {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        dry_run: bool,
+        /// Return as soon as the push is queued.
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop pushing (changes are still collected).
+    Pause,
+    /// Push again, starting with what changed while paused.
+    Resume,
+    /// Re-read the configuration (like SIGHUP); a bad one is refused and the old one kept.
+    Reload,
+    /// Stop the daemon gracefully.
+    Stop,
 }
 
 #[derive(Subcommand)]
@@ -62,7 +104,12 @@ enum ConfigCommand {
 
 fn main() {
     let cli = Cli::parse();
-    devlogd::logging::init("warn", cli.verbose);
+    let level = if matches!(cli.command, Command::Run { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    devlogd::logging::init(level, cli.verbose);
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -75,6 +122,12 @@ fn main() {
 
 fn run(cli: Cli) -> Result<i32, CliError> {
     let config = Config::load(cli.config.as_deref())?;
+    // The daemon re-reads the same file on reload.
+    let cli_config = cli.config.clone();
+    let cli = Cli {
+        config: cli_config,
+        ..cli
+    };
     match cli.command {
         Command::Config {
             command: ConfigCommand::Check,
@@ -96,6 +149,42 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             runtime()?.block_on(commands::push::run(&config, &args))
         }
         Command::Verify { json } => runtime()?.block_on(commands::verify::run(&config, json)),
+        Command::Run { foreground: _ } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    CliError::new(exit::USAGE, format!("cannot start the runtime: {e}"))
+                })?;
+            runtime.block_on(devlogd::daemon::run(cli.config, config))
+        }
+        Command::Ctl { command } => {
+            use devlogd::protocol::Command as P;
+            let (cmd, json) = match command {
+                CtlCommand::Status { json } => (P::Status, json),
+                CtlCommand::Push {
+                    all,
+                    force,
+                    dry_run,
+                    no_wait,
+                    json,
+                } => (
+                    P::Push {
+                        all,
+                        force,
+                        dry_run,
+                        wait: !no_wait,
+                    },
+                    json,
+                ),
+                CtlCommand::Pause => (P::Pause, false),
+                CtlCommand::Resume => (P::Resume, false),
+                CtlCommand::Reload => (P::Reload, false),
+                CtlCommand::Stop => (P::Stop, false),
+            };
+            runtime()?.block_on(devlogd::ctl::run(&config, cmd, json))
+        }
     }
 }
 

@@ -18,7 +18,7 @@ pub enum RemoteView<'a> {
     Present(&'a RemoteBlob),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UploadReason {
     New,

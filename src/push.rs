@@ -17,7 +17,7 @@ use crate::state::{IndexEntry, Record, StateError, StateIndex};
 use bytes::Bytes;
 use futures::StreamExt;
 use md5::{Digest, Md5};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -40,12 +40,14 @@ pub struct PushOptions {
     /// Only these relative paths (a daemon batch); `None` scans the whole root.
     pub paths: Option<Vec<String>>,
     pub retry: RetryPolicy,
+    /// Stops starting new uploads (daemon shutdown); those in flight finish.
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// What one run did; printed by the front ends, `--json` as is.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PushReport {
-    pub mode: &'static str,
+    pub mode: String,
     pub dry_run: bool,
     pub force: bool,
     /// Candidate files seen.
@@ -64,14 +66,14 @@ pub struct PushReport {
     pub duration_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedUpload {
     pub path: String,
     pub bytes: u64,
     pub reason: UploadReason,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ConflictReport {
     pub path: String,
     /// `kept-both`, `overwritten` or `skipped` (`would-…` in a dry run).
@@ -81,10 +83,13 @@ pub struct ConflictReport {
     pub copy: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileFailure {
     pub path: String,
     pub error: String,
+    /// Worth trying again later (the remote failed), as opposed to a local problem.
+    #[serde(skip)]
+    pub transient: bool,
 }
 
 impl PushReport {
@@ -154,7 +159,7 @@ pub async fn run(
         host,
     } = ctx;
     let mut report = PushReport {
-        mode: if opts.all { "all" } else { "incremental" },
+        mode: if opts.all { "all" } else { "incremental" }.to_string(),
         dry_run: opts.dry_run,
         force: opts.force,
         ..Default::default()
@@ -178,6 +183,7 @@ pub async fn run(
         report.failed.push(FileFailure {
             path: issue.rel,
             error: issue.message,
+            transient: false,
         });
     }
     report.scanned = scanned.files.len() as u64;
@@ -236,6 +242,7 @@ pub async fn run(
             Err(e) => report.failed.push(FileFailure {
                 path: file.rel.clone(),
                 error: read_error(&e),
+                transient: false,
             }),
             Ok(Decision::Unchanged) => report.unchanged += 1,
             Ok(Decision::Record(entry)) => {
@@ -298,6 +305,7 @@ pub async fn run(
         force: opts.force,
         host,
         abort: &abort,
+        cancel: opts.cancel.as_ref(),
     };
     let mut outcomes = futures::stream::iter(jobs)
         .map(|job| uploader.upload(job))
@@ -339,12 +347,20 @@ pub async fn run(
                     records.clear();
                 }
             }
-            Outcome::Failed { path, error } => {
+            Outcome::Failed {
+                path,
+                error,
+                transient,
+            } => {
                 progress(PushEvent::Failed {
                     path: path.clone(),
                     error: error.clone(),
                 });
-                report.failed.push(FileFailure { path, error });
+                report.failed.push(FileFailure {
+                    path,
+                    error,
+                    transient,
+                });
             }
             Outcome::AuthFailed { detail } => {
                 auth_failure.get_or_insert(detail);
@@ -353,6 +369,7 @@ pub async fn run(
                 report.failed.push(FileFailure {
                     path,
                     error: format!("cannot reach the remote: {detail}"),
+                    transient: true,
                 });
                 unreachable.get_or_insert(detail);
             }
@@ -418,6 +435,7 @@ enum Outcome {
     Failed {
         path: String,
         error: String,
+        transient: bool,
     },
     AuthFailed {
         detail: String,
@@ -446,11 +464,12 @@ struct Uploader<'a> {
     force: bool,
     host: &'a str,
     abort: &'a AtomicBool,
+    cancel: Option<&'a tokio_util::sync::CancellationToken>,
 }
 
 impl Uploader<'_> {
     async fn upload(&self, job: Job) -> Outcome {
-        if self.abort.load(Ordering::Relaxed) {
+        if self.abort.load(Ordering::Relaxed) || self.cancel.is_some_and(|c| c.is_cancelled()) {
             return Outcome::NotStarted;
         }
         let rel = job.file.rel.clone();
@@ -461,6 +480,7 @@ impl Uploader<'_> {
                 return Outcome::Failed {
                     path: rel,
                     error: read_error(&e),
+                    transient: false,
                 };
             }
         };
@@ -489,6 +509,7 @@ impl Uploader<'_> {
             Err(e) => {
                 return Outcome::Failed {
                     path: rel,
+                    transient: e.is_transient(),
                     error: e.to_string(),
                 };
             }
@@ -788,6 +809,7 @@ mod tests {
             concurrency: 4,
             paths: None,
             retry: RetryPolicy::default(),
+            cancel: None,
         }
     }
 

@@ -60,6 +60,7 @@ pub async fn verify(
         report.unreadable.push(FileFailure {
             path: issue.rel,
             error: issue.message,
+            transient: false,
         });
     }
     for (rel, md5) in hashed {
@@ -70,6 +71,7 @@ pub async fn verify(
                 report.unreadable.push(FileFailure {
                     path: rel,
                     error: format!("cannot read: {e}"),
+                    transient: false,
                 });
                 continue;
             }

@@ -40,6 +40,7 @@ pub async fn run(config: &Config, args: &PushArgs) -> Result<i32, CliError> {
         concurrency: config.sync.concurrency,
         paths: None,
         retry: RetryPolicy::default(),
+        cancel: None,
     };
     let progress = Progress::new(args.json);
     let host = hostname();

@@ -1,0 +1,310 @@
+//! The control socket: a Unix socket in a 0700 directory, mode 0600, that answers only to
+//! our own uid. One task per connection (mini-redis style); each reads newline-delimited
+//! JSON requests with a size limit and an idle timeout, so a silent or abusive client costs
+//! one task and never blocks the daemon. Requests become [`WorkerCmd`]s.
+
+use super::worker::{PushRequest, WorkerCmd, WorkerStatus};
+use super::{QueueStatus, ReloadRequest};
+use crate::commands::exit;
+use crate::protocol::{self, Command, Event, Line, MAX_REQUEST_BYTES, Reply};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a connection may stay silent before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the socket lives: `$XDG_RUNTIME_DIR/devlog/` or the state directory.
+pub fn socket_path(config: &crate::config::Config) -> PathBuf {
+    config
+        .dirs
+        .runtime_dir
+        .clone()
+        .unwrap_or_else(|| config.dirs.state_dir.clone())
+        .join("devlogd.sock")
+}
+
+/// Bind, replacing a stale socket file but never a live daemon's.
+pub async fn bind(path: &Path) -> Result<UnixListener, String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    set_mode(dir, 0o700)?;
+    if path.exists() {
+        match UnixStream::connect(path).await {
+            Ok(_) => {
+                return Err(format!(
+                    "another devlogd is already listening on {}",
+                    path.display()
+                ));
+            }
+            Err(_) => {
+                tracing::info!(socket = %path.display(), "replacing a stale socket file");
+                std::fs::remove_file(path)
+                    .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
+            }
+        }
+    }
+    let listener =
+        UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    set_mode(path, 0o600)?;
+    Ok(listener)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot chmod {:o} {}: {e}", mode, path.display()))
+}
+
+/// What a connection needs to answer.
+pub struct ControlContext {
+    pub worker: mpsc::Sender<WorkerCmd>,
+    pub worker_status: watch::Receiver<WorkerStatus>,
+    pub queue_status: watch::Receiver<QueueStatus>,
+    pub reload: mpsc::Sender<ReloadRequest>,
+    pub started: Instant,
+    pub socket: PathBuf,
+    pub cancel: CancellationToken,
+}
+
+pub async fn serve(listener: UnixListener, ctx: Arc<ControlContext>, tracker: TaskTracker) {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    loop {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let ctx = ctx.clone();
+                    tracker.spawn(async move {
+                        if let Err(e) = connection(stream, uid, &ctx).await {
+                            tracing::debug!(error = %e, "control connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    // Out of descriptors and the like: do not spin on a failing accept.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, uid: u32, ctx: &ControlContext) -> std::io::Result<()> {
+    let peer = stream.peer_cred()?;
+    let (read, mut write) = stream.into_split();
+    if peer.uid() != uid {
+        tracing::warn!(
+            peer_uid = peer.uid(),
+            "refused a control connection from another user"
+        );
+        send(
+            &mut write,
+            &Line::Reply(Reply::error(
+                exit::USAGE,
+                "permission denied: not the daemon's user",
+            )),
+        )
+        .await?;
+        return Ok(());
+    }
+    let mut reader = BufReader::new(read);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let limit = (MAX_REQUEST_BYTES + 1) as u64;
+        let read = tokio::time::timeout(
+            IDLE_TIMEOUT,
+            (&mut reader).take(limit).read_until(b'\n', &mut buf),
+        )
+        .await;
+        let n = match read {
+            Err(_) => {
+                let reply = Reply::error(exit::USAGE, "timed out waiting for a request");
+                send(&mut write, &Line::Reply(reply)).await?;
+                return Ok(());
+            }
+            Ok(r) => r?,
+        };
+        if n == 0 {
+            return Ok(()); // the client closed
+        }
+        if buf.len() > MAX_REQUEST_BYTES {
+            let reply = Reply::error(
+                exit::USAGE,
+                format!("request too large (over {} KiB)", MAX_REQUEST_BYTES / 1024),
+            );
+            send(&mut write, &Line::Reply(reply)).await?;
+            return Ok(());
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match protocol::parse_request(line) {
+            Err(e) => send(&mut write, &Line::Reply(Reply::error(exit::USAGE, e))).await?,
+            Ok(request) => respond(request.cmd, ctx, &mut write).await?,
+        }
+    }
+}
+
+async fn respond(
+    cmd: Command,
+    ctx: &ControlContext,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
+    let gone = || Reply::error(exit::NO_DAEMON, "the daemon is shutting down");
+    let reply = match cmd {
+        Command::Status => {
+            let mut reply = Reply::ok("status");
+            reply.status = Some(status_json(ctx));
+            reply
+        }
+        Command::Pause | Command::Resume => {
+            let (worker_cmd, word) = if cmd == Command::Pause {
+                (WorkerCmd::Pause, "paused")
+            } else {
+                (WorkerCmd::Resume, "resumed")
+            };
+            match ctx.worker.send(worker_cmd).await {
+                Ok(()) => Reply::ok(word),
+                Err(_) => gone(),
+            }
+        }
+        Command::Stop => {
+            ctx.cancel.cancel();
+            Reply::ok("stopping")
+        }
+        Command::Reload => {
+            let (tx, rx) = oneshot::channel();
+            if ctx.reload.send(ReloadRequest { reply: tx }).await.is_err() {
+                gone()
+            } else {
+                match rx.await {
+                    Ok(Ok(())) => Reply::ok("configuration reloaded"),
+                    Ok(Err(e)) => Reply::error(
+                        exit::USAGE,
+                        format!("reload refused, the old configuration stays: {e}"),
+                    ),
+                    Err(_) => gone(),
+                }
+            }
+        }
+        Command::Push {
+            all,
+            force,
+            dry_run,
+            wait,
+        } => {
+            let request = PushRequest {
+                all,
+                force,
+                dry_run,
+            };
+            if !wait {
+                let cmd = WorkerCmd::Push {
+                    request,
+                    progress: None,
+                    reply: None,
+                };
+                match ctx.worker.send(cmd).await {
+                    Ok(()) => Reply::ok("queued"),
+                    Err(_) => gone(),
+                }
+            } else {
+                return push_and_stream(request, ctx, write).await;
+            }
+        }
+    };
+    send(write, &Line::Reply(reply)).await
+}
+
+async fn push_and_stream(
+    request: PushRequest,
+    ctx: &ControlContext,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
+    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel();
+    let (reply_tx, mut reply_rx) = oneshot::channel();
+    let cmd = WorkerCmd::Push {
+        request,
+        progress: Some(progress_tx),
+        reply: Some(reply_tx),
+    };
+    if ctx.worker.send(cmd).await.is_err() {
+        return send(
+            write,
+            &Line::Reply(Reply::error(exit::NO_DAEMON, "the daemon is shutting down")),
+        )
+        .await;
+    }
+    loop {
+        tokio::select! {
+            Some(event) = progress_rx.recv() => {
+                send(write, &Line::Event(Event::from(event))).await?;
+            }
+            result = &mut reply_rx => {
+                // Flush progress that raced the reply.
+                while let Ok(event) = progress_rx.try_recv() {
+                    send(write, &Line::Event(Event::from(event))).await?;
+                }
+                let reply = match result {
+                    Ok(Ok(report)) => {
+                        let code = if report.is_clean() { exit::OK } else { exit::FILES_FAILED };
+                        Reply::with_report(code, &report, None)
+                    }
+                    Ok(Err((code, message, report))) => match report {
+                        Some(r) => Reply::with_report(code, &r, Some(message)),
+                        None => Reply::error(code, message),
+                    },
+                    Err(_) => Reply::error(exit::NO_DAEMON, "the daemon stopped before the push finished"),
+                };
+                return send(write, &Line::Reply(reply)).await;
+            }
+        }
+    }
+}
+
+async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, line: &Line) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+    text = crate::redact::scrub(&text).into_owned();
+    text.push('\n');
+    write.write_all(text.as_bytes()).await
+}
+
+/// The `status` reply: the worker's and the queue's published state plus the basics.
+fn status_json(ctx: &ControlContext) -> serde_json::Value {
+    let worker = ctx.worker_status.borrow().clone();
+    let queue = ctx.queue_status.borrow().clone();
+    let now = super::worker::unix_now();
+    let mut value = serde_json::to_value(&worker).unwrap_or_default();
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+        obj.insert("pid".into(), std::process::id().into());
+        obj.insert("uptime_s".into(), ctx.started.elapsed().as_secs().into());
+        obj.insert("socket".into(), ctx.socket.display().to_string().into());
+        obj.insert(
+            "pending_paths".into(),
+            (queue.pending + worker.waiting_paths).into(),
+        );
+        let oldest = queue.oldest.map(|t| t.elapsed().as_millis() as u64);
+        obj.insert("pending_oldest_ms".into(), oldest.into());
+        obj.insert(
+            "last_success_age_s".into(),
+            worker.last_success_unix.map(|t| now - t).into(),
+        );
+        let retry = worker
+            .next_retry
+            .map(|t| t.saturating_duration_since(Instant::now()).as_secs());
+        obj.insert("next_retry_in_s".into(), retry.into());
+    }
+    value
+}

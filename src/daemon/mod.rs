@@ -1,0 +1,318 @@
+//! `devlogd run`: the daemon. Start-up order, task layout and shutdown live here.
+//!
+//! Tasks (one owner per piece of state, as in mini-redis):
+//! - the watcher thread (notify) fills an [`watch::EventSink`];
+//! - the queue task owns the dirty set ([`queue::DirtyQueue`]) and hands ready batches to
+//! - the worker task, which owns the pipeline, the state index and the status;
+//! - the control server answers `devlogd ctl` on a Unix socket;
+//! - this supervisor handles signals and reloads and runs the shutdown.
+//!
+//! Every loop selects on one [`CancellationToken`]; stop waits for the tasks with a bound.
+
+pub mod control;
+pub mod lock;
+pub mod queue;
+pub mod sd_notify;
+pub mod watch;
+pub mod worker;
+
+use crate::commands::{CliError, exit, filter_for, hostname, remote_setup_error, require_root};
+use crate::config::Config;
+use crate::state::StateIndex;
+use futures::StreamExt;
+use queue::DirtyQueue;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use watch::{EventSink, RescanReason};
+use worker::{Setup, Worker, WorkerCmd};
+
+/// How long in-flight uploads may take to finish on stop.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The queue's part of `ctl status`.
+#[derive(Debug, Clone, Default)]
+pub struct QueueStatus {
+    pub pending: usize,
+    pub oldest: Option<Instant>,
+}
+
+/// A reload asked for over the control socket (SIGHUP needs no reply).
+pub struct ReloadRequest {
+    pub reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// Settings the queue task needs, replaced on reload.
+struct QueueSettings {
+    debounce: Duration,
+    max_delay: Duration,
+    filter: crate::filter::Filter,
+}
+
+/// Build everything one configuration needs, or say why it cannot be used.
+fn build_setup(config: Config) -> Result<Setup, CliError> {
+    require_root(&config)?;
+    let filter = filter_for(&config)?;
+    let remote = crate::remote::open(&config).map_err(remote_setup_error)?;
+    let state = StateIndex::open(config.state_dir(), &config.remote.identity())
+        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+    Ok(Setup {
+        config,
+        filter,
+        remote,
+        state,
+    })
+}
+
+/// Directories the watcher will need (compared with the inotify limit).
+fn count_watched_dirs(root: &Path, filter: &crate::filter::Filter) -> usize {
+    let filter = filter.clone();
+    let root_buf = root.to_path_buf();
+    ignore::WalkBuilder::new(root)
+        .standard_filters(false)
+        .follow_links(false)
+        .filter_entry(move |e| {
+            e.depth() == 0
+                || crate::scan::relative(&root_buf, e.path())
+                    .map(|rel| !filter.skip_dir(&rel))
+                    .unwrap_or(true)
+        })
+        .build()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_some_and(|t| t.is_dir()))
+        .count()
+}
+
+pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, CliError> {
+    let started = Instant::now();
+    let lock = lock::acquire(config.state_dir()).map_err(|e| CliError::new(exit::USAGE, e))?;
+    let setup = build_setup(config)?;
+    if let crate::config::RemoteConfig::Directory {
+        path,
+        embedded_default: true,
+    } = &setup.config.remote
+    {
+        tracing::info!(
+            mirror = %path.display(),
+            "no remote configured: mirroring into the local directory (set remote.url to push to Azure)"
+        );
+    }
+    let socket = control::socket_path(&setup.config);
+    let listener = control::bind(&socket)
+        .await
+        .map_err(|e| CliError::new(exit::USAGE, e))?;
+
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let sink = Arc::new(EventSink::default());
+    let root = setup.config.root.clone();
+    let dirs = count_watched_dirs(&root, &setup.filter);
+    let mut current_watch =
+        watch::start(&root, dirs, sink.clone()).map_err(|e| CliError::new(exit::USAGE, e))?;
+    if let Some(limited) = &current_watch.limited {
+        tracing::warn!("{limited}");
+    }
+
+    let (worker_tx, worker_rx) = mpsc::channel::<WorkerCmd>(64);
+    let (status_tx, status_rx) = tokio::sync::watch::channel(worker::WorkerStatus::default());
+    let (queue_status_tx, queue_status_rx) = tokio::sync::watch::channel(QueueStatus::default());
+    let (queue_settings_tx, queue_settings_rx) = mpsc::channel::<QueueSettings>(4);
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+
+    let queue_settings = QueueSettings {
+        debounce: setup.config.sync.debounce,
+        max_delay: setup.config.sync.max_delay,
+        filter: setup.filter.clone(),
+    };
+    let watch_limited = current_watch.limited.clone();
+    let worker = Worker::new(setup, hostname(), status_tx, cancel.clone());
+    if watch_limited.is_some() {
+        worker_tx
+            .send(WorkerCmd::WatchLimited(watch_limited))
+            .await
+            .ok();
+    }
+    // What changed while the daemon was down.
+    worker_tx
+        .send(WorkerCmd::Rescan(RescanReason::Startup))
+        .await
+        .ok();
+    tracker.spawn(worker.run(worker_rx));
+    tracker.spawn(queue_task(
+        sink.clone(),
+        queue_settings,
+        queue_settings_rx,
+        worker_tx.clone(),
+        queue_status_tx,
+        cancel.clone(),
+    ));
+    let ctx = Arc::new(control::ControlContext {
+        worker: worker_tx.clone(),
+        worker_status: status_rx,
+        queue_status: queue_status_rx,
+        reload: reload_tx,
+        started,
+        socket: socket.clone(),
+        cancel: cancel.clone(),
+    });
+    tracker.spawn(control::serve(listener, ctx, tracker.clone()));
+
+    let mut signals = signal_hook_tokio::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| CliError::new(exit::USAGE, format!("cannot install signal handlers: {e}")))?;
+    sd_notify::ready("started; first pass running");
+    tracing::info!(root = %root.display(), socket = %socket.display(), pid = std::process::id(), "devlogd running");
+
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            signal = signals.next() => match signal {
+                Some(signal_hook::consts::SIGHUP) => {
+                    if let Err(e) = reload(&config_path, &worker_tx, &queue_settings_tx, &sink, &mut current_watch).await {
+                        tracing::error!("reload refused, the old configuration stays: {e}");
+                    }
+                }
+                Some(_) | None => {
+                    tracing::info!("stopping");
+                    cancel.cancel();
+                }
+            },
+            Some(request) = reload_rx.recv() => {
+                let result = reload(&config_path, &worker_tx, &queue_settings_tx, &sink, &mut current_watch).await;
+                if let Err(e) = &result {
+                    tracing::error!("reload refused, the old configuration stays: {e}");
+                }
+                let _ = request.reply.send(result);
+            }
+        }
+    }
+
+    sd_notify::stopping();
+    drop(current_watch);
+    tracker.close();
+    if tokio::time::timeout(STOP_GRACE + Duration::from_secs(2), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "uploads still running after {} s; stopping anyway (nothing half-recorded)",
+            STOP_GRACE.as_secs()
+        );
+    }
+    let _ = std::fs::remove_file(&socket);
+    signals.handle().close();
+    drop(lock);
+    tracing::info!("stopped");
+    Ok(exit::OK)
+}
+
+/// Validate the new configuration completely before anything switches to it.
+async fn reload(
+    config_path: &Option<PathBuf>,
+    worker_tx: &mpsc::Sender<WorkerCmd>,
+    queue_tx: &mpsc::Sender<QueueSettings>,
+    sink: &Arc<EventSink>,
+    current_watch: &mut watch::Watch,
+) -> Result<(), String> {
+    let config = Config::load(config_path.as_deref()).map_err(|e| e.to_string())?;
+    let setup = build_setup(config).map_err(|e| e.message)?;
+    let root = setup.config.root.clone();
+    let dirs = count_watched_dirs(&root, &setup.filter);
+    let new_watch = watch::start(&root, dirs, sink.clone())?;
+    let limited = new_watch.limited.clone();
+    *current_watch = new_watch;
+    let settings = QueueSettings {
+        debounce: setup.config.sync.debounce,
+        max_delay: setup.config.sync.max_delay,
+        filter: setup.filter.clone(),
+    };
+    queue_tx
+        .send(settings)
+        .await
+        .map_err(|_| "the daemon is stopping".to_string())?;
+    let (tx, rx) = oneshot::channel();
+    worker_tx
+        .send(WorkerCmd::Reload {
+            setup: Box::new(setup),
+            watch_limited: limited,
+            reply: tx,
+        })
+        .await
+        .map_err(|_| "the daemon is stopping".to_string())?;
+    rx.await.map_err(|_| "the daemon is stopping".to_string())?;
+    tracing::info!(root = %root.display(), "configuration reloaded");
+    Ok(())
+}
+
+/// The queue task: drains watcher events into the dirty set and sends ready batches.
+async fn queue_task(
+    sink: Arc<EventSink>,
+    mut settings: QueueSettings,
+    mut settings_rx: mpsc::Receiver<QueueSettings>,
+    worker: mpsc::Sender<WorkerCmd>,
+    status: tokio::sync::watch::Sender<QueueStatus>,
+    cancel: CancellationToken,
+) {
+    let mut queue = DirtyQueue::new(settings.debounce, settings.max_delay);
+    loop {
+        let deadline = queue.next_deadline();
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = sink.wait() => {
+                let (paths, rescan) = sink.drain();
+                let now = Instant::now();
+                for path in paths {
+                    if worth_queueing(&settings.filter, &path) {
+                        queue.touch(path, now);
+                    }
+                }
+                if let Some(reason) = rescan
+                    && worker.send(WorkerCmd::Rescan(reason)).await.is_err()
+                {
+                    break;
+                }
+            }
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                let ready = queue.take_ready(Instant::now());
+                if !ready.is_empty() && worker.send(WorkerCmd::Batch(ready)).await.is_err() {
+                    break;
+                }
+            }
+            Some(new) = settings_rx.recv() => {
+                queue.set_timings(new.debounce, new.max_delay);
+                settings = new;
+            }
+        }
+        status.send_replace(QueueStatus {
+            pending: queue.len(),
+            oldest: queue.oldest(),
+        });
+    }
+}
+
+/// Drop events for paths inside skipped directories (`.git`, `target`, …) and hidden
+/// names early; everything else is checked against the rules by the worker's scan, which
+/// also knows whether a path is a file or a new directory.
+fn worth_queueing(filter: &crate::filter::Filter, rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    if name.starts_with('.') {
+        return false;
+    }
+    match rel.rfind('/') {
+        Some(pos) => filter.accepts_dir(&rel[..pos]),
+        None => true,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,539 @@
+//! The sync worker: the one owner of the push pipeline, the state index and the status.
+//!
+//! Everything that wants a push sends a [`WorkerCmd`]: the queue (batches of dirty
+//! paths), the watcher (rescans), the control socket (`ctl push`, pause, …) and the timers.
+//! One push runs at a time; commands that arrive meanwhile wait in the channel, and
+//! identical `ctl push` requests waiting together run once. When the remote cannot be
+//! reached the dirty set is kept and retried with capped, jittered back-off — the worker
+//! sleeps in between, it never spins.
+
+use super::watch::RescanReason;
+use crate::config::Config;
+use crate::filter::Filter;
+use crate::push::{self, PushContext, PushError, PushEvent, PushOptions, PushReport};
+use crate::remote::Remote;
+use crate::retry::RetryPolicy;
+use crate::state::StateIndex;
+use serde::Serialize;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+/// The longest wait between two attempts while the remote is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often a partly-watched tree is scanned.
+pub const LIMITED_SCAN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Everything one configuration needs to push; rebuilt whole on reload.
+pub struct Setup {
+    pub config: Config,
+    pub filter: Filter,
+    pub remote: Arc<dyn Remote>,
+    pub state: StateIndex,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PushRequest {
+    pub all: bool,
+    pub force: bool,
+    pub dry_run: bool,
+}
+
+/// A failed push as the control socket reports it: exit code, message, partial report.
+pub type PushFailure = (i32, String, Option<PushReport>);
+
+pub enum WorkerCmd {
+    /// Paths the queue found ready.
+    Batch(Vec<String>),
+    Rescan(RescanReason),
+    Push {
+        request: PushRequest,
+        progress: Option<mpsc::UnboundedSender<PushEvent>>,
+        reply: Option<oneshot::Sender<Result<PushReport, PushFailure>>>,
+    },
+    Pause,
+    Resume,
+    Reload {
+        setup: Box<Setup>,
+        watch_limited: Option<String>,
+        reply: oneshot::Sender<()>,
+    },
+    /// The watcher covers only part of the tree (or all of it again).
+    WatchLimited(Option<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    #[default]
+    Idle,
+    Pushing,
+    Offline,
+    Paused,
+}
+
+/// The worker's part of `ctl status`, published after every change.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct WorkerStatus {
+    pub state: State,
+    pub root: String,
+    pub remote: String,
+    pub credential: String,
+    pub last_push: Option<LastPush>,
+    /// Unix seconds of the last push that finished without error.
+    pub last_success_unix: Option<i64>,
+    pub last_error: Option<String>,
+    pub offline_since_unix: Option<i64>,
+    #[serde(skip)]
+    pub next_retry: Option<Instant>,
+    /// Dirty paths waiting in the worker (offline, paused, or failed and retrying).
+    pub waiting_paths: usize,
+    pub pushes: u64,
+    pub files_uploaded: u64,
+    pub rescans: u64,
+    pub watcher_overflows: u64,
+    pub files_in_index: u64,
+    pub watch_limited: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastPush {
+    pub finished_unix: i64,
+    pub ok: bool,
+    pub full: bool,
+    pub uploaded: u64,
+    pub unchanged: u64,
+    pub failed: usize,
+    pub conflicts: usize,
+    pub duration_ms: u64,
+}
+
+pub struct Worker {
+    setup: Setup,
+    host: String,
+    status: watch::Sender<WorkerStatus>,
+    /// Dirty paths not yet pushed (from batches that could not run or failed transiently).
+    pending: BTreeSet<String>,
+    full_pass_pending: bool,
+    paused: bool,
+    failures_in_a_row: u32,
+    next_retry: Option<Instant>,
+    next_scan: Instant,
+    cancel: CancellationToken,
+    backlog: VecDeque<WorkerCmd>,
+}
+
+impl Worker {
+    pub fn new(
+        setup: Setup,
+        host: String,
+        status: watch::Sender<WorkerStatus>,
+        cancel: CancellationToken,
+    ) -> Self {
+        let next_scan = Instant::now() + setup.config.sync.rescan_interval;
+        let mut worker = Worker {
+            setup,
+            host,
+            status,
+            pending: BTreeSet::new(),
+            full_pass_pending: false,
+            paused: false,
+            failures_in_a_row: 0,
+            next_retry: None,
+            next_scan,
+            cancel,
+            backlog: VecDeque::new(),
+        };
+        worker.publish_setup();
+        worker
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<WorkerCmd>) {
+        loop {
+            if let Some(cmd) = self.backlog.pop_front() {
+                self.handle(cmd, &mut rx).await;
+                continue;
+            }
+            let retry = self.next_retry.filter(|_| !self.paused);
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd, &mut rx).await,
+                    None => break,
+                },
+                _ = sleep_until(retry), if retry.is_some() => {
+                    self.next_retry = None;
+                    self.attempt().await;
+                }
+                _ = tokio::time::sleep_until(self.next_scan.into()) => {
+                    let reason = if self.status.borrow().watch_limited.is_some() {
+                        RescanReason::WatchLimited
+                    } else {
+                        RescanReason::Scheduled
+                    };
+                    self.handle(WorkerCmd::Rescan(reason), &mut rx).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, cmd: WorkerCmd, rx: &mut mpsc::Receiver<WorkerCmd>) {
+        match cmd {
+            WorkerCmd::Batch(paths) => {
+                self.pending.extend(paths);
+                // Batches that queued up behind a push are one batch now.
+                self.absorb_queued_batches(rx);
+                self.attempt_unless_backing_off().await;
+            }
+            WorkerCmd::Rescan(reason) => {
+                self.full_pass_pending = true;
+                self.schedule_next_scan();
+                self.status.send_modify(|s| {
+                    s.rescans += 1;
+                    if reason == RescanReason::Overflow || reason == RescanReason::WatcherError {
+                        s.watcher_overflows += 1;
+                    }
+                });
+                self.attempt_unless_backing_off().await;
+            }
+            WorkerCmd::Push {
+                request,
+                progress,
+                reply,
+            } => {
+                let mut waiters = vec![(progress, reply)];
+                self.absorb_identical_pushes(request, rx, &mut waiters);
+                self.explicit_push(request, waiters).await;
+            }
+            WorkerCmd::Pause => {
+                self.paused = true;
+                self.publish_state();
+            }
+            WorkerCmd::Resume => {
+                self.paused = false;
+                self.publish_state();
+                self.attempt().await;
+            }
+            WorkerCmd::Reload {
+                setup,
+                watch_limited,
+                reply,
+            } => {
+                self.setup = *setup;
+                self.publish_setup();
+                self.status.send_modify(|s| s.watch_limited = watch_limited);
+                self.schedule_next_scan();
+                self.full_pass_pending = true;
+                let _ = reply.send(());
+                self.attempt_unless_backing_off().await;
+            }
+            WorkerCmd::WatchLimited(limited) => {
+                self.status.send_modify(|s| s.watch_limited = limited);
+                self.schedule_next_scan();
+            }
+        }
+    }
+
+    /// Merge batches already waiting in the channel; keep anything else for later, in order.
+    fn absorb_queued_batches(&mut self, rx: &mut mpsc::Receiver<WorkerCmd>) {
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                WorkerCmd::Batch(paths) => self.pending.extend(paths),
+                other => {
+                    self.backlog.push_back(other);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// `ctl push` requests identical to `request` that are already waiting run with it.
+    fn absorb_identical_pushes(
+        &mut self,
+        request: PushRequest,
+        rx: &mut mpsc::Receiver<WorkerCmd>,
+        waiters: &mut Vec<Waiter>,
+    ) {
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                WorkerCmd::Push {
+                    request: r,
+                    progress,
+                    reply,
+                } if r == request => waiters.push((progress, reply)),
+                WorkerCmd::Batch(paths) => self.pending.extend(paths),
+                other => self.backlog.push_back(other),
+            }
+        }
+    }
+
+    fn schedule_next_scan(&mut self) {
+        let mut every = self.setup.config.sync.rescan_interval;
+        if self.status.borrow().watch_limited.is_some() {
+            every = every.min(LIMITED_SCAN_INTERVAL);
+        }
+        self.next_scan = Instant::now() + every;
+    }
+
+    async fn attempt_unless_backing_off(&mut self) {
+        if self.next_retry.is_none() {
+            self.attempt().await;
+        } else {
+            self.publish_state();
+        }
+    }
+
+    /// Push what is pending (a full pass if one was asked for), unless paused.
+    async fn attempt(&mut self) {
+        if self.paused || (self.pending.is_empty() && !self.full_pass_pending) {
+            self.publish_state();
+            return;
+        }
+        let full = self.full_pass_pending;
+        let paths: Vec<String> = std::mem::take(&mut self.pending).into_iter().collect();
+        self.full_pass_pending = false;
+        let request = PushRequest::default();
+        let result = self
+            .run_push(request, (!full).then(|| paths.clone()), &|_| {})
+            .await;
+        match result {
+            Ok(report) => {
+                let retry: Vec<String> = report
+                    .failed
+                    .iter()
+                    .filter(|f| f.transient)
+                    .map(|f| f.path.clone())
+                    .collect();
+                if retry.is_empty() {
+                    self.succeeded();
+                } else {
+                    self.pending.extend(retry);
+                    self.failed(format!(
+                        "{} file(s) failed and will be retried",
+                        report.failed.len()
+                    ));
+                }
+            }
+            Err(e) => {
+                // Keep everything for the next attempt.
+                if full {
+                    self.full_pass_pending = true;
+                }
+                self.pending.extend(paths);
+                self.failed(e.1);
+            }
+        }
+    }
+
+    async fn explicit_push(&mut self, request: PushRequest, waiters: Vec<Waiter>) {
+        let senders: Vec<_> = waiters.iter().filter_map(|(p, _)| p.clone()).collect();
+        let progress = move |event: PushEvent| {
+            for s in &senders {
+                let _ = s.send(event.clone());
+            }
+        };
+        // An explicit push retries at once, offline or not.
+        self.next_retry = None;
+        let result = self.run_push(request, None, &progress).await;
+        if !request.dry_run {
+            match &result {
+                Ok(report) if report.failed.iter().all(|f| !f.transient) => {
+                    self.full_pass_pending = false;
+                    self.pending.clear();
+                    self.succeeded();
+                }
+                Ok(_) => self.failed("some files failed and will be retried".into()),
+                Err(e) => {
+                    self.full_pass_pending = true;
+                    self.failed(e.1.clone());
+                }
+            }
+        } else {
+            self.publish_state();
+        }
+        for (_, reply) in waiters {
+            if let Some(reply) = reply {
+                let _ = reply.send(result.clone());
+            }
+        }
+        // Whatever the explicit push left pending goes now.
+        if self.next_retry.is_none() && (!self.pending.is_empty() || self.full_pass_pending) {
+            self.attempt().await;
+        }
+    }
+
+    async fn run_push(
+        &mut self,
+        request: PushRequest,
+        paths: Option<Vec<String>>,
+        progress: &(dyn Fn(PushEvent) + Send + Sync),
+    ) -> Result<PushReport, PushFailure> {
+        self.status.send_modify(|s| s.state = State::Pushing);
+        self.sd_status();
+        let full = paths.is_none();
+        let options = PushOptions {
+            all: request.all,
+            force: request.force,
+            dry_run: request.dry_run,
+            on_conflict: self.setup.config.sync.on_conflict,
+            concurrency: self.setup.config.sync.concurrency,
+            paths,
+            retry: RetryPolicy::default(),
+            cancel: Some(self.cancel.clone()),
+        };
+        let ctx = PushContext {
+            root: &self.setup.config.root,
+            filter: &self.setup.filter,
+            remote: self.setup.remote.as_ref(),
+            state: &mut self.setup.state,
+            host: &self.host,
+        };
+        let result = push::run(ctx, &options, progress).await;
+        let files_in_index = self.setup.state.count().unwrap_or(0);
+        let (report, outcome) = match result {
+            Ok(report) => (Some(report.clone()), Ok(report)),
+            Err(e) => {
+                let (code, report) = match &e {
+                    PushError::Auth { report, .. } => (4, Some((**report).clone())),
+                    PushError::Unreachable { report, .. } => (1, Some((**report).clone())),
+                    PushError::List { .. } => (1, None),
+                    PushError::State(_) => (2, None),
+                };
+                let message = e.to_string();
+                tracing::warn!(error = %message, "push failed");
+                (report.clone(), Err((code, message, report)))
+            }
+        };
+        if let Some(report) = &report {
+            for f in &report.failed {
+                tracing::warn!(path = %f.path, error = %f.error, "file not pushed");
+            }
+            for c in &report.conflicts {
+                tracing::warn!(path = %c.path, action = %c.action, copy = ?c.copy, "conflict");
+            }
+            if report.uploaded > 0 {
+                tracing::info!(
+                    uploaded = report.uploaded,
+                    bytes = report.uploaded_bytes,
+                    ms = report.duration_ms,
+                    "pushed"
+                );
+            }
+        }
+        self.status.send_modify(|s| {
+            s.pushes += 1;
+            s.files_in_index = files_in_index;
+            if let Some(r) = &report {
+                if !r.dry_run {
+                    s.files_uploaded += r.uploaded;
+                }
+                s.last_push = Some(LastPush {
+                    finished_unix: unix_now(),
+                    ok: outcome.is_ok() && r.is_clean(),
+                    full,
+                    uploaded: r.uploaded,
+                    unchanged: r.unchanged,
+                    failed: r.failed.len(),
+                    conflicts: r.conflicts.len(),
+                    duration_ms: r.duration_ms,
+                });
+            }
+        });
+        outcome
+    }
+
+    fn succeeded(&mut self) {
+        self.failures_in_a_row = 0;
+        self.next_retry = None;
+        self.status.send_modify(|s| {
+            s.last_success_unix = Some(unix_now());
+            s.offline_since_unix = None;
+            s.last_error = None;
+        });
+        self.publish_state();
+    }
+
+    fn failed(&mut self, message: String) {
+        self.failures_in_a_row += 1;
+        let policy = RetryPolicy {
+            base: Duration::from_secs(1),
+            max_delay: MAX_BACKOFF,
+            max_retry_after: MAX_BACKOFF,
+            max_attempts: u32::MAX,
+        };
+        let delay = policy.delay(self.failures_in_a_row, None, rand::random::<f64>());
+        self.next_retry = Some(Instant::now() + delay);
+        tracing::info!(retry_in = ?delay, "will retry");
+        self.status.send_modify(|s| {
+            s.last_error = Some(message);
+            s.offline_since_unix.get_or_insert_with(unix_now);
+        });
+        self.publish_state();
+    }
+
+    fn publish_state(&mut self) {
+        let state = if self.paused {
+            State::Paused
+        } else if self.next_retry.is_some() {
+            State::Offline
+        } else {
+            State::Idle
+        };
+        let waiting = self.pending.len();
+        let next_retry = self.next_retry;
+        self.status.send_modify(|s| {
+            s.state = state;
+            s.waiting_paths = waiting;
+            s.next_retry = next_retry;
+        });
+        self.sd_status();
+    }
+
+    fn publish_setup(&mut self) {
+        let root = self.setup.config.root.display().to_string();
+        let remote = self.setup.remote.describe();
+        let credential = self.setup.remote.credential_source();
+        let files = self.setup.state.count().unwrap_or(0);
+        self.status.send_modify(|s| {
+            s.root = root;
+            s.remote = remote;
+            s.credential = credential;
+            s.files_in_index = files;
+        });
+    }
+
+    fn sd_status(&self) {
+        let s = self.status.borrow();
+        let text = match s.state {
+            State::Idle => format!("idle; {} files in sync", s.files_in_index),
+            State::Pushing => "pushing".to_string(),
+            State::Offline => format!(
+                "offline: {}",
+                s.last_error.as_deref().unwrap_or("remote unreachable")
+            ),
+            State::Paused => "paused".to_string(),
+        };
+        super::sd_notify::status(&text);
+    }
+}
+
+type Waiter = (
+    Option<mpsc::UnboundedSender<PushEvent>>,
+    Option<oneshot::Sender<Result<PushReport, PushFailure>>>,
+);
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
