@@ -79,7 +79,10 @@ fn print_reply(config: &Config, cmd: &Command, reply: &Reply, json: bool) {
                 println!("{report}");
             } else if let Ok(r) = serde_json::from_value::<PushReport>(report.clone()) {
                 let root = config.root.display().to_string();
-                println!("{}", ui::push_summary(&r, &root, &config.remote.to_string()));
+                println!(
+                    "{}",
+                    ui::push_summary(&r, &root, &config.remote.to_string())
+                );
             }
         }
         _ => {

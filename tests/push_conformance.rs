@@ -44,9 +44,6 @@ impl Backend for AzureBackend {
         Some(self.az.account_sas())
     }
     fn blobs(&self) -> BTreeMap<String, String> {
-        if !self.container_exists() {
-            return BTreeMap::new();
-        }
         self.az
             .list_blobs(&self.container)
             .into_iter()
@@ -71,28 +68,6 @@ impl Backend for AzureBackend {
     }
     fn delete(&self, name: &str) {
         assert!(self.az.delete_blob(&self.container, name), "delete {name}");
-    }
-}
-
-impl AzureBackend {
-    fn container_exists(&self) -> bool {
-        let url = format!(
-            "{}?restype=container&{}",
-            self.az.container_url(&self.container),
-            self.az.account_sas()
-        );
-        let status = self
-            .az
-            .agent()
-            .get(&url)
-            .call()
-            .expect("get container")
-            .status();
-        assert!(
-            status == 200 || status == 404,
-            "container properties: {status}"
-        );
-        status == 200
     }
 }
 

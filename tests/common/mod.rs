@@ -443,7 +443,8 @@ impl Azurite {
         assert_eq!(status, 201, "creating container {container:?}: {body}");
     }
 
-    /// Every blob in `container`, in the service's (lexicographic) order.
+    /// Every blob in `container`, in the service's (lexicographic) order; none when the
+    /// container does not exist.
     pub fn list_blobs(&self, container: &str) -> Vec<BlobInfo> {
         self.list_blobs_paged(container, None)
     }
@@ -467,6 +468,9 @@ impl Azurite {
             }
             let url = self.with_sas(url);
             let (status, body) = self.send(self.agent.get(&url).call(), "GET", &url);
+            if status == 404 && body.contains("ContainerNotFound") {
+                return blobs; // nothing pushed yet: no container, no blobs
+            }
             assert_eq!(status, 200, "listing container {container:?}: {body}");
             blobs.extend(parse_blob_list(&body));
             marker = xml_text(&body, "NextMarker").unwrap_or_default();

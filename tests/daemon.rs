@@ -1,0 +1,641 @@
+//! `devlogd run` and `devlogd ctl` as a user meets them: the real binary watching a real
+//! directory and pushing to a real Azurite (or the directory remote), driven through its
+//! control socket and signals.
+
+mod common;
+
+use common::{Azurite, TestEnv, md5_b64, unique_container, wait_for};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// A running `devlogd run`, killed on drop.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(env: &TestEnv) -> Daemon {
+        Self::start_with(env, &[])
+    }
+
+    fn start_with(env: &TestEnv, vars: &[(&str, &str)]) -> Daemon {
+        let log = env.root().join(format!(
+            "daemon-{}.log",
+            Instant::now().elapsed().as_nanos() + std::process::id() as u128 + rand_suffix()
+        ));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = env.devlogd();
+        cmd.arg("run")
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file));
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn devlogd run");
+        let mut d = Daemon {
+            child: Some(child),
+            log,
+        };
+        wait_for(
+            Duration::from_secs(30),
+            "the daemon's control socket",
+            || {
+                if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("devlogd run exited early ({status}):\n{}", d.log_text());
+                }
+                let out = env.run(&["ctl", "status", "--json"]);
+                out.success().then_some(())
+            },
+        );
+        d
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait for the process to exit; its exit code.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut().unwrap();
+        let status = wait_for(timeout, "the daemon to exit", || child.try_wait().unwrap());
+        self.child = None;
+        status.code()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(self.pid() as i32, sig) };
+    }
+
+    /// user+sys CPU seconds so far, from /proc.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        ticks as f64 / hz
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn rand_suffix() -> u128 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed) as u128
+}
+
+fn status(env: &TestEnv) -> serde_json::Value {
+    let out = env.run(&["ctl", "status", "--json"]);
+    out.assert_code(0);
+    serde_json::from_str(out.stdout.trim()).unwrap()
+}
+
+fn num(s: &serde_json::Value, key: &str) -> u64 {
+    s[key].as_u64().unwrap_or_else(|| panic!("{key} in {s}"))
+}
+
+/// Idle with nothing pending.
+fn settled(env: &TestEnv) -> bool {
+    let s = status(env);
+    s["state"] == "idle" && num(&s, "pending_paths") == 0
+}
+
+fn azure_world(az: &Azurite) -> (TestEnv, String) {
+    let container = unique_container("daemon");
+    let env = TestEnv::new().with_sas(az.account_sas());
+    env.write_config(&format!(
+        "[remote]\nurl = \"{}\"\n",
+        az.container_url(&container)
+    ));
+    (env, container)
+}
+
+fn blob_md5s(az: &Azurite, container: &str) -> BTreeMap<String, String> {
+    az.list_blobs(container)
+        .into_iter()
+        .map(|b| (b.name, b.content_md5_b64.unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn a_written_file_reaches_the_remote_within_about_a_second() {
+    let az = Azurite::shared();
+    let (env, container) = azure_world(az);
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the start-up pass", || settled(&env).then_some(()));
+    let mut latencies = Vec::new();
+    for i in 0..5 {
+        let body = format!("entry {i}\n");
+        let written = Instant::now();
+        env.write_file("today.md", &body);
+        wait_for(SETTLE, "today.md on the remote", || {
+            (az.get_blob(&container, "today.md").as_deref() == Some(body.as_bytes())).then_some(())
+        });
+        latencies.push(written.elapsed());
+    }
+    latencies.sort();
+    eprintln!(
+        "write-to-blob latency over 5 edits (debounce 300 ms): min {:?}, median {:?}, max {:?}",
+        latencies[0], latencies[2], latencies[4]
+    );
+}
+
+#[test]
+fn editor_save_patterns_push_exactly_the_final_content_once() {
+    let az = Azurite::shared();
+    let (env, container) = azure_world(az);
+    let root = env.journal();
+    env.write_file("notes.md", "v0\n");
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the start-up pass", || settled(&env).then_some(()));
+
+    type Save = fn(&Path, &[u8]);
+    let patterns: [(&str, Save); 4] = [
+        ("write in place", |p, body| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(p)
+                .unwrap();
+            for chunk in body.chunks(3) {
+                f.write_all(chunk).unwrap();
+                f.flush().unwrap();
+            }
+        }),
+        ("vim: 4913 probe, rename to file~, write new", |p, body| {
+            let dir = p.parent().unwrap();
+            let probe = dir.join("4913");
+            std::fs::write(&probe, b"").unwrap();
+            std::fs::remove_file(&probe).unwrap();
+            let backup = dir.join("notes.md~");
+            std::fs::rename(p, &backup).unwrap();
+            std::fs::write(p, body).unwrap();
+            std::fs::remove_file(&backup).unwrap();
+        }),
+        ("atomic temp file and rename", |p, body| {
+            let tmp = p.parent().unwrap().join(".notes.md.tmp-123");
+            std::fs::write(&tmp, body).unwrap();
+            std::fs::rename(&tmp, p).unwrap();
+        }),
+        ("truncate, then write", |p, body| {
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_len(0).unwrap();
+            drop(f);
+            let mut f = std::fs::OpenOptions::new().append(true).open(p).unwrap();
+            f.write_all(body).unwrap();
+        }),
+    ];
+    for (i, (name, save)) in patterns.iter().enumerate() {
+        let before = num(&status(&env), "files_uploaded");
+        let body = format!("# notes\nsaved by pattern {i}: {name}\n").into_bytes();
+        save(&root.join("notes.md"), &body);
+        wait_for(SETTLE, name, || {
+            (az.get_blob(&container, "notes.md").as_deref() == Some(body.as_slice())
+                && settled(&env))
+            .then_some(())
+        });
+        let uploads = num(&status(&env), "files_uploaded") - before;
+        assert_eq!(uploads, 1, "{name}: uploads");
+    }
+    let names: Vec<String> = blob_md5s(az, &container).into_keys().collect();
+    assert_eq!(
+        names,
+        vec!["notes.md"],
+        "no editor temporaries on the remote"
+    );
+}
+
+#[test]
+fn a_burst_of_1000_files_goes_in_a_handful_of_pushes() {
+    let az = Azurite::shared();
+    let (env, container) = azure_world(az);
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the start-up pass", || settled(&env).then_some(()));
+    let pushes_before = num(&status(&env), "pushes");
+    let mut want = BTreeMap::new();
+    for i in 0..1000 {
+        let rel = format!("burst/d{}/n{i}.md", i % 10);
+        let body = format!("note {i}");
+        want.insert(rel.clone(), md5_b64(body.as_bytes()));
+        env.write_file(&rel, body);
+    }
+    wait_for(SETTLE, "1000 blobs", || {
+        (blob_md5s(az, &container) == want && settled(&env)).then_some(())
+    });
+    let pushes = num(&status(&env), "pushes") - pushes_before;
+    eprintln!("1000 files pushed in {pushes} pushes");
+    assert!(pushes <= 20, "{pushes} pushes for one burst");
+}
+
+#[test]
+fn a_file_written_continuously_is_pushed_while_it_is_written() {
+    let az = Azurite::shared();
+    let (env, container) = azure_world(az);
+    let path = env.write_file("events/log.jsonl", "{\"start\":true}\n");
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the start-up pass", || {
+        (az.get_blob(&container, "events/log.jsonl").is_some() && settled(&env)).then_some(())
+    });
+    let initial_len = std::fs::metadata(&path).unwrap().len() as usize;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    let started = Instant::now();
+    let mut seen_while_writing = None;
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        writeln!(file, "{{\"n\":{n}}}").unwrap();
+        n += 1;
+        let remote_len = az
+            .get_blob(&container, "events/log.jsonl")
+            .map_or(0, |b| b.len());
+        if seen_while_writing.is_none() && remote_len > initial_len {
+            seen_while_writing = Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50)); // the writer's pace, not synchronisation
+    }
+    drop(file);
+    let first = seen_while_writing.expect("max_delay: pushed before the writes stopped");
+    eprintln!("a file appended every 50 ms was first pushed after {first:?} (max_delay 5 s)");
+    let final_bytes = std::fs::read(&path).unwrap();
+    wait_for(SETTLE, "the final content", || {
+        (az.get_blob(&container, "events/log.jsonl").as_deref() == Some(final_bytes.as_slice()))
+            .then_some(())
+    });
+}
+
+fn many_files(env: &TestEnv, n: usize) -> BTreeMap<String, String> {
+    let mut want = BTreeMap::new();
+    for i in 0..n {
+        let rel = format!("d{:02}/n{i:04}.md", i % 50);
+        let body = format!("note {i} {}", "x".repeat(i % 200));
+        want.insert(rel.clone(), md5_b64(body.as_bytes()));
+        env.write_file(&rel, body);
+    }
+    want
+}
+
+#[test]
+fn kill_9_during_a_push_loses_nothing() {
+    let az = Azurite::shared();
+    let (env, container) = azure_world(az);
+    let want = many_files(&env, 2000);
+    let mut daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the push to be under way", || {
+        (!az.list_blobs(&container).is_empty()).then_some(())
+    });
+    daemon.signal(libc::SIGKILL);
+    daemon.wait_exit(Duration::from_secs(10));
+    let partial = az.list_blobs(&container).len();
+    eprintln!("killed with {partial} of 2000 blobs uploaded");
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "all 2000 blobs with the right MD5", || {
+        (blob_md5s(az, &container) == want).then_some(())
+    });
+    wait_for(SETTLE, "idle", || settled(&env).then_some(()));
+    env.run(&["verify"]).assert_code(0);
+}
+
+#[test]
+fn sigterm_during_a_push_stops_cleanly_with_nothing_half_recorded() {
+    let az = Azurite::shared();
+    let (env, container) = azure_world(az);
+    let want = many_files(&env, 2000);
+    let mut daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the push to be under way", || {
+        (!az.list_blobs(&container).is_empty()).then_some(())
+    });
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+    let socket = env.runtime_dir().join("devlog/devlogd.sock");
+    assert!(!socket.exists(), "socket removed on stop");
+    // Every file the index says is synced is on the remote: a dry run plans exactly the
+    // files that are missing (at most also some that were uploaded but not yet recorded).
+    let on_remote = blob_md5s(az, &container);
+    let dry = env.run(&["push", "--dry-run", "--json"]);
+    dry.assert_code(0);
+    let report: serde_json::Value = serde_json::from_str(dry.stdout.trim()).unwrap();
+    let planned: Vec<String> = report["would_upload"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["path"].as_str().unwrap().to_string())
+        .collect();
+    for name in want.keys() {
+        assert!(
+            on_remote.contains_key(name) || planned.contains(name),
+            "{name} is neither on the remote nor planned: recorded without an upload"
+        );
+    }
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the rest after restart", || {
+        (blob_md5s(az, &container) == want && settled(&env)).then_some(())
+    });
+}
+
+#[test]
+fn changes_made_while_stopped_are_pushed_at_start_up() {
+    let az = Azurite::shared();
+    let (env, container) = azure_world(az);
+    env.write_file("a.md", "a1");
+    let mut daemon = Daemon::start(&env);
+    wait_for(SETTLE, "a.md", || az.get_blob(&container, "a.md"));
+    env.run(&["ctl", "stop"]).assert_code(0);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+    env.write_file("a.md", "a2, edited while stopped");
+    env.write_file("new/b.md", "b");
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "both changes", || {
+        (az.get_blob(&container, "a.md").as_deref() == Some(b"a2, edited while stopped".as_slice())
+            && az.get_blob(&container, "new/b.md").is_some())
+        .then_some(())
+    });
+}
+
+#[test]
+fn an_outage_is_ridden_out_without_burning_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut az = Azurite::start_persistent(dir.path(), None);
+    let (env, container) = azure_world(&az);
+    env.write_file("before.md", "before");
+    let daemon = Daemon::start(&env);
+    wait_for(SETTLE, "before.md", || az.get_blob(&container, "before.md"));
+    az.stop();
+    let cpu_before = daemon.cpu_seconds();
+    let outage = Instant::now();
+    let mut want = BTreeMap::new();
+    for i in 0..20 {
+        let rel = format!("offline/n{i}.md");
+        env.write_file(&rel, format!("written offline {i}"));
+        want.insert(rel, ());
+    }
+    wait_for(SETTLE, "status offline", || {
+        let s = status(&env);
+        (s["state"] == "offline").then_some(())
+    });
+    let s = status(&env);
+    assert!(
+        s["last_error"].as_str().unwrap().contains("cannot reach"),
+        "{s}"
+    );
+    // Keep the service down for 10 s in all.
+    let rest = Duration::from_secs(10).saturating_sub(outage.elapsed());
+    std::thread::sleep(rest); // the outage itself, not synchronisation
+    let cpu = daemon.cpu_seconds() - cpu_before;
+    eprintln!("CPU used during a 10 s outage: {cpu:.3} s");
+    assert!(cpu < 1.0, "{cpu} s of CPU while offline");
+    az.restart();
+    wait_for(
+        Duration::from_secs(120),
+        "everything after the outage",
+        || {
+            let names = blob_md5s(&az, &container);
+            want.keys().all(|k| names.contains_key(k)).then_some(())
+        },
+    );
+    wait_for(SETTLE, "idle again", || settled(&env).then_some(()));
+    assert!(status(&env)["last_error"].is_null());
+}
+
+#[test]
+fn control_socket_commands() {
+    let az = Azurite::shared();
+    let (env, container) = azure_world(az);
+    env.write_file("a.md", "a");
+    env.write_file("b.md", "b");
+    let mut daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the start-up pass", || settled(&env).then_some(()));
+
+    // Socket and directory permissions.
+    use std::os::unix::fs::PermissionsExt;
+    let socket = env.runtime_dir().join("devlog/devlogd.sock");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&socket), 0o600);
+    assert_eq!(mode(socket.parent().unwrap()), 0o700);
+
+    // status, human and JSON.
+    let s = status(&env);
+    for key in [
+        "state",
+        "root",
+        "remote",
+        "pending_paths",
+        "last_push",
+        "last_success_age_s",
+        "rescans",
+        "watcher_overflows",
+        "files_in_index",
+        "uptime_s",
+        "version",
+    ] {
+        assert!(s.get(key).is_some(), "status has {key}: {s}");
+    }
+    assert_eq!(s["state"], "idle");
+    assert_eq!(num(&s, "files_in_index"), 2);
+    assert!(!s.to_string().contains("sig="), "no secret in status");
+    let human = env.run(&["ctl", "status"]);
+    human.assert_code(0);
+    assert!(
+        human.stdout.contains("state          idle"),
+        "{}",
+        human.stdout
+    );
+
+    // ctl push --all repairs a blob deleted behind our back.
+    assert!(az.delete_blob(&container, "a.md"));
+    let out = env.run(&["ctl", "push", "--all", "--json"]);
+    out.assert_code(0);
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(report["uploaded"], 1, "{report}");
+    assert_eq!(az.get_blob(&container, "a.md").unwrap(), b"a");
+    let out = env.run(&["ctl", "push"]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("unchanged   2 files"), "{}", out.stdout);
+    let out = env.run(&["ctl", "push", "--no-wait"]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("queued"), "{}", out.stdout);
+
+    // pause: nothing is pushed; resume: it catches up.
+    env.run(&["ctl", "pause"]).assert_code(0);
+    env.write_file("while-paused.md", "p");
+    wait_for(SETTLE, "the change to be seen", || {
+        let s = status(&env);
+        (s["state"] == "paused" && num(&s, "pending_paths") >= 1).then_some(())
+    });
+    assert!(
+        az.get_blob(&container, "while-paused.md").is_none(),
+        "pushed while paused"
+    );
+    env.run(&["ctl", "resume"]).assert_code(0);
+    wait_for(SETTLE, "the catch-up after resume", || {
+        az.get_blob(&container, "while-paused.md")
+    });
+
+    // reload: new rules apply without a restart; a bad config is refused, the old kept.
+    let config = env.config_path();
+    let good = format!(
+        "[remote]\nurl = \"{}\"\n[sync]\ninclude = [\"*.md\", \"*.txt\"]\n",
+        az.container_url(&container)
+    );
+    env.write_config(&good);
+    env.run(&["ctl", "reload"]).assert_code(0);
+    env.write_file("plain.txt", "text");
+    wait_for(SETTLE, "plain.txt after reload", || {
+        az.get_blob(&container, "plain.txt")
+    });
+    env.write_config("[sync]\nconcurency = 3\n");
+    let out = env.run(&["ctl", "reload"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("concurency"), "{}", out.stderr);
+    daemon.signal(libc::SIGHUP);
+    env.write_file("still.md", "old config still works");
+    wait_for(SETTLE, "a push with the old config", || {
+        az.get_blob(&container, "still.md")
+    });
+    wait_for(SETTLE, "the SIGHUP rejection in the log", || {
+        daemon.log_text().contains("reload refused").then_some(())
+    });
+    std::fs::write(&config, good).unwrap();
+
+    // Malformed, oversized and silent clients get errors; the daemon carries on.
+    let silent = UnixStream::connect(&socket).unwrap();
+    for (request, want) in [
+        (b"this is not json\n".to_vec(), "invalid JSON"),
+        (b"{\"v\":1,\"cmd\":\"explode\"}\n".to_vec(), "bad request"),
+        (
+            b"{\"v\":9,\"cmd\":\"status\"}\n".to_vec(),
+            "unsupported protocol version",
+        ),
+        (vec![b'x'; 70 * 1024], "request too large"),
+    ] {
+        let mut s = UnixStream::connect(&socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(&request);
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).unwrap();
+        assert!(line.contains(want), "{want}: {line}");
+        assert!(line.contains("\"ok\":false"), "{line}");
+    }
+    let s = status(&env);
+    assert_eq!(
+        s["state"], "idle",
+        "still serving with a silent client connected"
+    );
+    drop(silent);
+
+    // A second daemon refuses to start.
+    let second = env.run_with_timeout(&["run"], Duration::from_secs(20));
+    second.assert_code(2);
+    assert!(
+        second
+            .stderr
+            .contains(&format!("already running, pid {}", daemon.pid())),
+        "{}",
+        second.stderr
+    );
+
+    // stop: exit 0, socket gone; ctl then says the daemon is not running.
+    env.run(&["ctl", "stop"]).assert_code(0);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
+    assert!(!socket.exists());
+    let out = env.run(&["ctl", "status"]);
+    out.assert_code(3);
+    assert!(
+        out.stderr.contains("devlogd is not running (socket"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_silent_client_is_timed_out() {
+    let env = TestEnv::new();
+    let _daemon = Daemon::start(&env);
+    let socket = env.runtime_dir().join("devlog/devlogd.sock");
+    let mut s = UnixStream::connect(&socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    assert!(text.contains("timed out waiting for a request"), "{text}");
+    assert_eq!(status(&env)["state"], "idle");
+}
+
+#[test]
+fn a_stale_socket_file_is_replaced() {
+    let env = TestEnv::new();
+    let socket = env.runtime_dir().join("devlog/devlogd.sock");
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    // A socket file nobody listens on, as a crashed daemon leaves it.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let _daemon = Daemon::start(&env);
+    assert_eq!(status(&env)["state"], "idle");
+}
+
+#[test]
+fn an_unwatchable_tree_falls_back_to_periodic_scans_and_says_how_to_fix_it() {
+    let env = TestEnv::new();
+    for i in 0..5 {
+        env.write_file(&format!("d{i}/a.md"), "a");
+    }
+    let daemon = Daemon::start_with(&env, &[("DEVLOGD_INOTIFY_MAX_WATCHES", "3")]);
+    let s = status(&env);
+    let limited = s["watch_limited"].as_str().unwrap_or_else(|| panic!("{s}"));
+    assert!(
+        limited.contains("sudo sysctl fs.inotify.max_user_watches="),
+        "{limited}"
+    );
+    let log = daemon.log_text();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("max_user_watches"))
+        .count();
+    assert_eq!(warnings, 1, "said once: {log}");
+    let human = env.run(&["ctl", "status"]);
+    assert!(
+        human.stdout.contains("watch          LIMITED"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[test]
+fn ctl_without_a_daemon_exits_3() {
+    let env = TestEnv::new();
+    for args in [&["ctl", "status"][..], &["ctl", "push"], &["ctl", "stop"]] {
+        let out = env.run(args);
+        out.assert_code(3);
+        assert!(
+            out.stderr.contains("devlogd is not running (socket"),
+            "{}",
+            out.stderr
+        );
+    }
+}
