@@ -639,3 +639,87 @@ fn ctl_without_a_daemon_exits_3() {
         );
     }
 }
+
+#[test]
+fn ctl_push_retries_at_once_when_the_remote_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut az = Azurite::start_persistent(dir.path(), None);
+    let (env, container) = azure_world(&az);
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the start-up pass", || settled(&env).then_some(()));
+    az.stop();
+    env.write_file("offline.md", "written while offline");
+    wait_for(SETTLE, "status offline", || {
+        (status(&env)["state"] == "offline").then_some(())
+    });
+    az.restart();
+    // No waiting for the back-off: an explicit push goes now, and has pushed when it returns.
+    let out = env.run(&["ctl", "push", "--json"]);
+    out.assert_code(0);
+    assert_eq!(
+        az.get_blob(&container, "offline.md").as_deref(),
+        Some(b"written while offline".as_slice())
+    );
+    assert_eq!(status(&env)["state"], "idle");
+}
+
+#[test]
+fn identical_ctl_pushes_queued_behind_a_running_push_run_once() {
+    let az = Azurite::shared();
+    let (env, container) = azure_world(az);
+    let want = many_files(&env, 2000);
+    let _daemon = Daemon::start(&env);
+    // The start-up pass is pushing 2000 files; three `ctl push --all` arrive meanwhile.
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            env.devlogd()
+                .args(["ctl", "push", "--all", "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let reports: Vec<serde_json::Value> = clients
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    assert_eq!(reports[0], reports[1], "one run answered all three");
+    assert_eq!(reports[1], reports[2], "one run answered all three");
+    assert_eq!(reports[0]["mode"], "all");
+    assert_eq!(blob_md5s(az, &container), want);
+    let s = status(&env);
+    assert_eq!(
+        num(&s, "pushes"),
+        2,
+        "the start-up pass and one coalesced --all: {s}"
+    );
+}
+
+#[test]
+fn tells_systemd_it_is_ready() {
+    let env = TestEnv::new();
+    let notify_path = env.root().join("notify.sock");
+    let listener = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let _daemon = Daemon::start_with(&env, &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())]);
+    let mut messages = String::new();
+    let mut buf = [0u8; 4096];
+    while !messages.contains("READY=1") {
+        let n = listener.recv(&mut buf).expect("a notification within 30 s");
+        messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+        messages.push('\n');
+    }
+    assert!(messages.contains("STATUS="), "{messages}");
+}

@@ -82,8 +82,14 @@ pub async fn serve(listener: UnixListener, ctx: Arc<ControlContext>, tracker: Ta
                 Ok((stream, _)) => {
                     let ctx = ctx.clone();
                     tracker.spawn(async move {
-                        if let Err(e) = connection(stream, uid, &ctx).await {
-                            tracing::debug!(error = %e, "control connection ended");
+                        // A connection never holds up shutdown.
+                        tokio::select! {
+                            _ = ctx.cancel.cancelled() => {}
+                            result = connection(stream, uid, &ctx) => {
+                                if let Err(e) = result {
+                                    tracing::debug!(error = %e, "control connection ended");
+                                }
+                            }
                         }
                     });
                 }
@@ -180,8 +186,10 @@ async fn respond(
             }
         }
         Command::Stop => {
+            // Answer first: cancelling ends this connection's task too.
+            send(write, &Line::Reply(Reply::ok("stopping"))).await?;
             ctx.cancel.cancel();
-            Reply::ok("stopping")
+            return Ok(());
         }
         Command::Reload => {
             let (tx, rx) = oneshot::channel();

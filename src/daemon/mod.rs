@@ -88,6 +88,7 @@ fn count_watched_dirs(root: &Path, filter: &crate::filter::Filter) -> usize {
 
 pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, CliError> {
     let started = Instant::now();
+    ensure_default_root(&config)?;
     let lock = lock::acquire(config.state_dir()).map_err(|e| CliError::new(exit::USAGE, e))?;
     let setup = build_setup(config)?;
     if let crate::config::RemoteConfig::Directory {
@@ -210,6 +211,25 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
     drop(lock);
     tracing::info!("stopped");
     Ok(exit::OK)
+}
+
+/// The built-in default root (`~/.devlog`) is created on first run, so the daemon works out
+/// of the box; a configured root that is missing stays an error (it may be a typo).
+fn ensure_default_root(config: &Config) -> Result<(), CliError> {
+    let default_root = config.dirs.home.join(".devlog");
+    if config.root == default_root && !config.root.exists() {
+        std::fs::create_dir_all(&config.root).map_err(|e| {
+            CliError::new(
+                exit::USAGE,
+                format!(
+                    "cannot create the journal root {}: {e}",
+                    config.root.display()
+                ),
+            )
+        })?;
+        tracing::info!(root = %config.root.display(), "created the journal directory");
+    }
+    Ok(())
 }
 
 /// Validate the new configuration completely before anything switches to it.
