@@ -42,6 +42,8 @@ pub enum ConfigError {
         what: &'static str,
         mode: u32,
     },
+    #[error("{problem}")]
+    Insecure { path: PathBuf, problem: String },
     #[error("cannot find the home directory: set HOME")]
     NoHome,
 }
@@ -61,6 +63,30 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawRemote {
     pub url: Option<String>,
+    pub auth: Option<AuthMode>,
+}
+
+/// How devlogd authenticates to Azure (`remote.auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// SAS or account key, from the URL, the environment or the credentials file.
+    #[default]
+    Auto,
+    /// Entra ID: a client secret from the environment, or the developer tools (`az login`).
+    Entra,
+    /// Entra ID through the machine's managed identity.
+    ManagedIdentity,
+}
+
+impl fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthMode::Auto => "auto",
+            AuthMode::Entra => "entra",
+            AuthMode::ManagedIdentity => "managed-identity",
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,6 +251,11 @@ impl Dirs {
     pub fn default_config_file(&self) -> PathBuf {
         self.config_dir.join("config.toml")
     }
+
+    /// `KEY=value` credentials, read by devlogd and by the service units.
+    pub fn credentials_file(&self) -> PathBuf {
+        self.config_dir.join("credentials")
+    }
 }
 
 /// The validated configuration every command works from.
@@ -235,6 +266,7 @@ pub struct Config {
     pub file_exists: bool,
     pub root: PathBuf,
     pub remote: RemoteConfig,
+    pub auth: AuthMode,
     pub sync: SyncConfig,
     pub dirs: Dirs,
 }
@@ -265,6 +297,13 @@ impl Config {
         if text.is_some() {
             check_secret_file_mode(&file, &config)?;
         }
+        let credentials = config.dirs.credentials_file();
+        crate::remote::credential::check_private(&credentials).map_err(|problem| {
+            ConfigError::Insecure {
+                path: credentials,
+                problem,
+            }
+        })?;
         Ok(config)
     }
 
@@ -356,6 +395,7 @@ impl Config {
             file_exists,
             root,
             remote,
+            auth: raw.remote.auth.unwrap_or_default(),
             sync: SyncConfig {
                 include,
                 exclude,

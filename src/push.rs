@@ -111,7 +111,8 @@ pub enum PushEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error(
-        "the remote {remote} refused the credentials ({detail}); they came from {credential_source}: check that the token is valid, not expired, and allows read, add, create, write and list"
+        "{remote}: {detail}; the credentials came from {credential_source}: {}",
+        auth_hint(credential_source)
     )]
     Auth {
         remote: String,
@@ -133,6 +134,17 @@ pub enum PushError {
     List { remote: String, error: RemoteError },
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+/// What to check, by kind of credential.
+pub fn auth_hint(source: &str) -> &'static str {
+    if source.contains("Entra ID") {
+        "log in (`az login`), or check AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET, and give the identity the Storage Blob Data Contributor role on the container"
+    } else if source.contains("account key") {
+        "check that the key belongs to the account in remote.url and has not been rotated"
+    } else {
+        "check that the SAS token is valid, not expired, and allows read, add, create, write and list"
+    }
 }
 
 /// What the pipeline works on.

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 pub fn run(config: &Config) -> Result<i32, CliError> {
     filter_for(config)?;
+    let mut credential_problem = None;
     let mut out = String::new();
     let file_note = if config.file_exists {
         "ok"
@@ -56,10 +57,18 @@ pub fn run(config: &Config) -> Result<i32, CliError> {
                     &location.prefix
                 }
             );
-            let cred = match credential::resolve(location) {
-                Ok(c) => format!("{} (***)", c.source()),
-                Err(e) => format!("none usable: {e}"),
+            let file = credential::CredentialsFile::load(&config.dirs.credentials_file());
+            let cred = match file
+                .map_err(|m| crate::remote::RemoteError::Permanent { message: m })
+                .and_then(|f| credential::resolve(location, config.auth, &f))
+            {
+                Ok(c) => format!("{} (value ***)", c.source()),
+                Err(e) => {
+                    credential_problem = Some(e.to_string());
+                    format!("none usable: {e}")
+                }
             };
+            let _ = writeln!(out, "auth           {}", config.auth);
             let _ = writeln!(out, "credential     {cred}");
         }
     }
@@ -88,6 +97,19 @@ pub fn run(config: &Config) -> Result<i32, CliError> {
         "state index    {}",
         StateIndex::path_for(config.state_dir(), &config.remote.identity()).display()
     );
+    let _ = write!(
+        out,
+        "\ncredentials    {}{}",
+        config.dirs.credentials_file().display(),
+        if config.dirs.credentials_file().exists() {
+            ""
+        } else {
+            " (none)"
+        }
+    );
     println!("{out}");
-    Ok(super::exit::OK)
+    match credential_problem {
+        Some(problem) => Err(CliError::new(super::exit::USAGE, problem)),
+        None => Ok(super::exit::OK),
+    }
 }

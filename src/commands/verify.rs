@@ -15,9 +15,10 @@ pub async fn run(config: &Config, json: bool) -> Result<i32, CliError> {
             RemoteError::Auth { message } => CliError::new(
                 exit::AUTH,
                 format!(
-                    "the remote {} refused the credentials ({message}); they came from {}",
+                    "{}: {message}; the credentials came from {}: {}",
                     remote.describe(),
-                    remote.credential_source()
+                    remote.credential_source(),
+                    crate::push::auth_hint(&remote.credential_source())
                 ),
             ),
             e => CliError::new(

@@ -6,6 +6,7 @@
 //! leaves this file has passed through [`crate::redact::scrub`].
 
 use super::credential::Credential;
+use super::shared_key::SharedKeyPolicy;
 use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
 use crate::config::AzureLocation;
 use crate::redact::scrub;
@@ -55,12 +56,19 @@ pub struct AzureRemote {
 
 impl AzureRemote {
     pub fn new(location: &AzureLocation, credential: Credential) -> Result<Self, RemoteError> {
+        // The MD5 header first: Shared Key signs the headers as they will be sent.
+        let mut per_try_policies: Vec<Arc<dyn Policy>> = vec![Arc::new(TransactionalMd5Policy)];
+        if let Credential::SharedKey { account, key, .. } = &credential {
+            let policy = SharedKeyPolicy::new(account, key.expose())
+                .map_err(|message| RemoteError::Permanent { message })?;
+            per_try_policies.push(Arc::new(policy));
+        }
         let client_options = ClientOptions {
             retry: RetryOptions::none(),
             transport: Some(Transport::new(new_http_client(Some(HttpClientOptions {
                 automatic_decompression: false,
             })))),
-            per_try_policies: vec![Arc::new(TransactionalMd5Policy)],
+            per_try_policies,
             ..Default::default()
         };
         let blob_options = BlobClientOptions {
@@ -74,7 +82,7 @@ impl AzureRemote {
         let container_url = location.container_url();
         let container = BlobContainerClient::new(
             auth_url(&credential, &container_url)?,
-            None,
+            token_credential(&credential),
             Some(container_options),
         )
         .map_err(map_error)?;
@@ -111,8 +119,12 @@ impl AzureRemote {
     }
 
     fn blob_client(&self, name: &str) -> Result<BlobClient, RemoteError> {
-        BlobClient::new(self.blob_url(name)?, None, Some(self.blob_options.clone()))
-            .map_err(map_error)
+        BlobClient::new(
+            self.blob_url(name)?,
+            token_credential(&self.credential),
+            Some(self.blob_options.clone()),
+        )
+        .map_err(map_error)
     }
 
     /// Create the container after the service said it is missing; once per process.
@@ -282,10 +294,25 @@ impl Remote for AzureRemote {
     }
 }
 
-/// `base` with the credential's query string (a SAS) appended.
+/// `base` with the credential's query string (a SAS) appended; other credentials sign or
+/// authorize each request instead.
 fn auth_url(credential: &Credential, base: &str) -> Result<Url, RemoteError> {
-    let Credential::Sas { token, .. } = credential;
-    Url::parse(&format!("{base}?{}", token.expose())).map_err(permanent_url)
+    match credential {
+        Credential::Sas { token, .. } => {
+            Url::parse(&format!("{base}?{}", token.expose())).map_err(permanent_url)
+        }
+        _ => Url::parse(base).map_err(permanent_url),
+    }
+}
+
+/// The bearer-token credential for the SDK's own auth policy (Entra ID only).
+fn token_credential(
+    credential: &Credential,
+) -> Option<Arc<dyn azure_core::credentials::TokenCredential>> {
+    match credential {
+        Credential::Entra { credential, .. } => Some(credential.clone()),
+        _ => None,
+    }
 }
 
 /// ETags in one form, quoted as in HTTP headers: List Blobs gives them bare, headers
@@ -341,7 +368,9 @@ pub fn map_error(e: azure_core::Error) -> RemoteError {
                 412 => RemoteError::Conflict,
                 409 if code == "BlobAlreadyExists" => RemoteError::Conflict,
                 401 | 403 => RemoteError::Auth {
-                    message: format!("HTTP {status_num} {code}"),
+                    message: format!(
+                        "the service refused the credentials (HTTP {status_num} {code})"
+                    ),
                 },
                 408 | 429 | 500..=599 => RemoteError::Transient {
                     message,
@@ -353,8 +382,34 @@ pub fn map_error(e: azure_core::Error) -> RemoteError {
         ErrorKind::Connection | ErrorKind::Io => RemoteError::Unreachable {
             message: root_cause(&e),
         },
-        ErrorKind::Credential => RemoteError::Auth { message },
+        ErrorKind::Credential => RemoteError::Auth {
+            message: format!(
+                "could not get an Entra ID token: {}",
+                token_failure(&message)
+            ),
+        },
         _ => RemoteError::Permanent { message },
+    }
+}
+
+/// The SDK's multi-line credential-chain error as one line, without the boilerplate.
+fn token_failure(message: &str) -> String {
+    let mut reasons: Vec<&str> = message
+        .lines()
+        .filter_map(|l| l.split(" - ").nth(1).or(Some(l)))
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("Multiple errors")
+                && !l.starts_with("To troubleshoot")
+                && !l.contains("authentication failed.")
+        })
+        .collect();
+    reasons.dedup();
+    if reasons.is_empty() {
+        message.lines().next().unwrap_or("").to_string()
+    } else {
+        reasons.join("; ")
     }
 }
 

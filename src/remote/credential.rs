@@ -1,127 +1,381 @@
 //! Where Azure credentials come from, in a documented order, and which one was used.
 //!
-//! Order: a SAS token in `remote.url`, `AZURE_STORAGE_SAS_TOKEN`, then
-//! `AZURE_STORAGE_CONNECTION_STRING` (its `SharedAccessSignature=` part). Account-key
-//! signing and Entra ID slot in here as further [`Credential`] variants. Values are wrapped
-//! in [`Secret`] the moment they are read, so they are masked everywhere after.
+//! With `remote.auth = "auto"` (the default) the first of these that is set wins:
+//! 1. a SAS token in `remote.url`;
+//! 2. `AZURE_STORAGE_SAS_TOKEN`;
+//! 3. `AZURE_STORAGE_CONNECTION_STRING` — its `SharedAccessSignature=`, else its
+//!    `AccountName=`/`AccountKey=` (Shared Key signing);
+//! 4. `AZURE_STORAGE_ACCOUNT_KEY` (with `AZURE_STORAGE_ACCOUNT`, or the URL's account).
+//!
+//! `remote.auth = "entra"` uses Entra ID: a client secret when `AZURE_CLIENT_ID`,
+//! `AZURE_TENANT_ID` and `AZURE_CLIENT_SECRET` are set, otherwise the developer tools
+//! (`az login`, `azd auth login`); `remote.auth = "managed-identity"` uses the machine's
+//! managed identity (`AZURE_CLIENT_ID` picks a user-assigned one).
+//!
+//! Each variable is read from the environment first, then from the credentials file
+//! (`~/.config/devlog/credentials`, `KEY=value` lines, mode 0600). Values are wrapped in
+//! [`Secret`] the moment they are read, so they are masked everywhere after; only the
+//! source is ever shown.
 
 use super::RemoteError;
-use crate::config::AzureLocation;
+use crate::config::{AuthMode, AzureLocation};
 use crate::redact::Secret;
+use azure_core::credentials::TokenCredential;
+use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const SAS_ENV: &str = "AZURE_STORAGE_SAS_TOKEN";
 pub const CONNECTION_STRING_ENV: &str = "AZURE_STORAGE_CONNECTION_STRING";
+pub const ACCOUNT_ENV: &str = "AZURE_STORAGE_ACCOUNT";
 pub const ACCOUNT_KEY_ENV: &str = "AZURE_STORAGE_ACCOUNT_KEY";
+pub const CLIENT_ID_ENV: &str = "AZURE_CLIENT_ID";
+pub const TENANT_ID_ENV: &str = "AZURE_TENANT_ID";
+pub const CLIENT_SECRET_ENV: &str = "AZURE_CLIENT_SECRET";
 
-/// Which source a credential was taken from (shown to users; never the value).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialSource {
-    UrlQuery,
-    SasEnv,
-    ConnectionString,
-}
+/// Variables whose values are secrets (masked wherever they appear).
+const SECRET_VARS: &[&str] = &[
+    SAS_ENV,
+    CONNECTION_STRING_ENV,
+    ACCOUNT_KEY_ENV,
+    CLIENT_SECRET_ENV,
+];
 
-impl fmt::Display for CredentialSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CredentialSource::UrlQuery => "the SAS token in remote.url",
-            CredentialSource::SasEnv => "the SAS token in AZURE_STORAGE_SAS_TOKEN",
-            CredentialSource::ConnectionString => {
-                "the SAS in AZURE_STORAGE_CONNECTION_STRING (SharedAccessSignature)"
-            }
-        })
-    }
-}
-
-#[derive(Debug, Clone)]
 pub enum Credential {
     /// A shared access signature: the query string appended to every request URL.
-    Sas {
-        token: Secret,
-        source: CredentialSource,
+    Sas { token: Secret, source: String },
+    /// The account key: every request signed with Shared Key.
+    SharedKey {
+        account: String,
+        key: Secret,
+        source: String,
+    },
+    /// An Entra ID token credential (bearer tokens).
+    Entra {
+        credential: Arc<dyn TokenCredential>,
+        source: String,
     },
 }
 
 impl Credential {
-    pub fn source(&self) -> CredentialSource {
+    /// Where it came from, for messages and `ctl status` (never the value).
+    pub fn source(&self) -> &str {
         match self {
-            Credential::Sas { source, .. } => *source,
+            Credential::Sas { source, .. }
+            | Credential::SharedKey { source, .. }
+            | Credential::Entra { source, .. } => source,
         }
     }
 }
 
-/// Resolve credentials for `location` from the URL and the environment.
-pub fn resolve(location: &AzureLocation) -> Result<Credential, RemoteError> {
-    resolve_from(location, |name| std::env::var(name).ok())
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credential({})", self.source())
+    }
+}
+
+/// The `KEY=value` credentials file.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialsFile {
+    pub path: PathBuf,
+    values: HashMap<String, String>,
+}
+
+impl CredentialsFile {
+    /// Read `path` if it exists. It must be a private file of this user (checked by
+    /// [`check_private`] at config load).
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(CredentialsFile {
+                    path: path.to_path_buf(),
+                    values: HashMap::new(),
+                });
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let mut values = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(format!(
+                    "{} line {}: expected KEY=value",
+                    path.display(),
+                    n + 1
+                ));
+            };
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(value);
+            let key = key.trim().to_string();
+            if SECRET_VARS.contains(&key.as_str()) {
+                crate::redact::register_secret(value);
+            }
+            values.insert(key, value.to_string());
+        }
+        Ok(CredentialsFile {
+            path: path.to_path_buf(),
+            values,
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+}
+
+/// A credentials file (or a config file with a secret) must be this user's and 0600.
+#[cfg(unix)]
+pub fn check_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if meta.uid() != uid {
+        return Err(format!(
+            "{} holds secrets but belongs to uid {}, not to you (uid {uid}): run `chown {uid} {}`",
+            path.display(),
+            meta.uid(),
+            path.display()
+        ));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} holds secrets but its mode is {mode:o}, readable by others: run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn check_private(_: &Path) -> Result<(), String> {
+    Ok(())
+}
+
+/// One variable's value and where it came from.
+struct Found {
+    value: String,
+    origin: String,
+}
+
+/// Environment first, then the credentials file.
+struct Lookup<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    file: &'a CredentialsFile,
+}
+
+impl Lookup<'_> {
+    fn get(&self, name: &str) -> Option<Found> {
+        if let Some(v) = (self.env)(name).filter(|v| !v.trim().is_empty()) {
+            if SECRET_VARS.contains(&name) {
+                crate::redact::register_secret(&v);
+            }
+            return Some(Found {
+                value: v,
+                origin: format!("{name} (environment)"),
+            });
+        }
+        self.file
+            .get(name)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| Found {
+                value: v.to_string(),
+                origin: format!("{name} (credentials file {})", self.file.path.display()),
+            })
+    }
+}
+
+/// Resolve credentials for `location` from the URL, the environment and `file`.
+pub fn resolve(
+    location: &AzureLocation,
+    auth: AuthMode,
+    file: &CredentialsFile,
+) -> Result<Credential, RemoteError> {
+    resolve_from(location, auth, &|name| std::env::var(name).ok(), file)
 }
 
 /// [`resolve`] with the environment passed in, for tests.
 pub fn resolve_from(
     location: &AzureLocation,
-    env: impl Fn(&str) -> Option<String>,
+    auth: AuthMode,
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &CredentialsFile,
 ) -> Result<Credential, RemoteError> {
+    let lookup = Lookup { env, file };
+    match auth {
+        AuthMode::Auto => resolve_auto(location, &lookup),
+        AuthMode::Entra | AuthMode::ManagedIdentity => resolve_entra(location, auth, &lookup),
+    }
+}
+
+fn permanent(message: String) -> RemoteError {
+    RemoteError::Permanent { message }
+}
+
+fn resolve_auto(location: &AzureLocation, lookup: &Lookup<'_>) -> Result<Credential, RemoteError> {
     if let Some(token) = &location.sas_in_url {
         return Ok(Credential::Sas {
             token: token.clone(),
-            source: CredentialSource::UrlQuery,
+            source: "the SAS token in remote.url".into(),
         });
     }
-    if let Some(token) = env(SAS_ENV).filter(|v| !v.trim().is_empty()) {
-        let token = Secret::new(token.trim().trim_start_matches('?').to_string());
+    if let Some(found) = lookup.get(SAS_ENV) {
+        let token = Secret::new(found.value.trim().trim_start_matches('?').to_string());
         if !token.expose().contains("sig=") {
-            return Err(RemoteError::Permanent {
-                message: format!(
-                    "{SAS_ENV} does not look like a SAS token (it has no sig= part): copy the whole token, e.g. sv=...&sig=..."
-                ),
-            });
+            return Err(permanent(format!(
+                "{} does not look like a SAS token (it has no sig= part): copy the whole token, e.g. sv=...&sig=...",
+                found.origin
+            )));
         }
         return Ok(Credential::Sas {
             token,
-            source: CredentialSource::SasEnv,
+            source: format!("the SAS token in {}", found.origin),
         });
     }
-    if let Some(cs) = env(CONNECTION_STRING_ENV).filter(|v| !v.trim().is_empty()) {
-        let cs = Secret::new(cs);
-        let parts = parse_connection_string(cs.expose());
-        if let Some(sas) = parts
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("SharedAccessSignature"))
-        {
-            let token = Secret::new(sas.1.trim_start_matches('?').to_string());
+    if let Some(found) = lookup.get(CONNECTION_STRING_ENV) {
+        let parts = parse_connection_string(&found.value);
+        let part = |name: &str| {
+            parts
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        if let Some(sas) = part("SharedAccessSignature") {
             return Ok(Credential::Sas {
-                token,
-                source: CredentialSource::ConnectionString,
+                token: Secret::new(sas.trim_start_matches('?').to_string()),
+                source: format!("the SAS in {}", found.origin),
             });
         }
-        if parts
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("AccountKey"))
-        {
-            return Err(account_key_unsupported(CONNECTION_STRING_ENV));
+        if let Some(key) = part("AccountKey") {
+            let account = part("AccountName").unwrap_or_else(|| location.account.clone());
+            return shared_key(
+                location,
+                account,
+                key,
+                format!("the account key in {}", found.origin),
+            );
         }
-        return Err(RemoteError::Permanent {
-            message: format!(
-                "{CONNECTION_STRING_ENV} has neither SharedAccessSignature= nor AccountKey=: check the value"
-            ),
-        });
+        return Err(permanent(format!(
+            "{} has neither SharedAccessSignature= nor AccountKey=: check the value",
+            found.origin
+        )));
     }
-    if env(ACCOUNT_KEY_ENV).is_some_and(|v| !v.trim().is_empty()) {
-        return Err(account_key_unsupported(ACCOUNT_KEY_ENV));
+    if let Some(found) = lookup.get(ACCOUNT_KEY_ENV) {
+        let account = lookup
+            .get(ACCOUNT_ENV)
+            .map(|a| a.value.trim().to_string())
+            .unwrap_or_else(|| location.account.clone());
+        return shared_key(
+            location,
+            account,
+            found.value,
+            format!("the account key in {}", found.origin),
+        );
     }
-    Err(RemoteError::Permanent {
-        message: format!(
-            "no credentials for {location}: set {SAS_ENV} to a SAS token with read, add, create, write and list permissions, or {CONNECTION_STRING_ENV} to a connection string with SharedAccessSignature="
-        ),
+    Err(permanent(format!(
+        "no credentials for {location}: set {SAS_ENV} (a SAS with read, add, create, write and list permissions), {CONNECTION_STRING_ENV}, or {ACCOUNT_KEY_ENV}, in the environment or in {}; or set remote.auth = \"entra\"",
+        lookup.file.path.display()
+    )))
+}
+
+fn shared_key(
+    location: &AzureLocation,
+    account: String,
+    key: String,
+    source: String,
+) -> Result<Credential, RemoteError> {
+    if account != location.account {
+        return Err(permanent(format!(
+            "{source} is for account `{account}`, but remote.url names account `{}`: use the key of the account in the URL",
+            location.account
+        )));
+    }
+    let key = Secret::new(key.trim().to_string());
+    // Fail now, not on the first request, if the key cannot be decoded.
+    super::shared_key::SharedKeyPolicy::new(&account, key.expose()).map_err(permanent)?;
+    Ok(Credential::SharedKey {
+        account,
+        key,
+        source,
     })
 }
 
-fn account_key_unsupported(var: &str) -> RemoteError {
-    RemoteError::Permanent {
-        message: format!(
-            "{var} holds an account key, which this devlogd cannot sign with yet: create a SAS token (az storage container generate-sas) and set {SAS_ENV}"
-        ),
+fn resolve_entra(
+    location: &AzureLocation,
+    auth: AuthMode,
+    lookup: &Lookup<'_>,
+) -> Result<Credential, RemoteError> {
+    if location.endpoint.scheme() != "https" {
+        return Err(permanent(format!(
+            "Entra ID tokens are only sent over https, but remote.url is {}: use an https:// URL, or a SAS or account key for an emulator",
+            location.endpoint.scheme()
+        )));
     }
+    let failed = |what: &str, e: azure_core::Error| {
+        permanent(format!(
+            "cannot set up Entra ID ({what}): {}",
+            crate::redact::scrub(&e.to_string())
+        ))
+    };
+    if auth == AuthMode::ManagedIdentity {
+        let user_assigned = lookup.get(CLIENT_ID_ENV).map(|f| f.value);
+        let options = azure_identity::ManagedIdentityCredentialOptions {
+            user_assigned_id: user_assigned
+                .clone()
+                .map(azure_identity::UserAssignedId::ClientId),
+            ..Default::default()
+        };
+        let credential = azure_identity::ManagedIdentityCredential::new(Some(options))
+            .map_err(|e| failed("managed identity", e))?;
+        let source = match user_assigned {
+            Some(id) => format!("Entra ID: the user-assigned managed identity {id}"),
+            None => "Entra ID: the system-assigned managed identity".into(),
+        };
+        return Ok(Credential::Entra { credential, source });
+    }
+    let client = (
+        lookup.get(CLIENT_ID_ENV),
+        lookup.get(TENANT_ID_ENV),
+        lookup.get(CLIENT_SECRET_ENV),
+    );
+    if let (Some(id), Some(tenant), Some(secret)) = client {
+        let credential = azure_identity::ClientSecretCredential::new(
+            &tenant.value,
+            id.value.clone(),
+            azure_core::credentials::Secret::new(secret.value),
+            None,
+        )
+        .map_err(|e| failed("client secret", e))?;
+        return Ok(Credential::Entra {
+            credential,
+            source: format!(
+                "Entra ID: the client secret of app {} in tenant {} ({})",
+                id.value, tenant.value, secret.origin
+            ),
+        });
+    }
+    let credential = azure_identity::DeveloperToolsCredential::new(None)
+        .map_err(|e| failed("developer tools", e))?;
+    Ok(Credential::Entra {
+        credential,
+        source: "Entra ID: the developer tools (`az login` or `azd auth login`)".into(),
+    })
 }
 
 /// `Key=Value;Key=Value` (values may contain `=`).
@@ -136,8 +390,6 @@ fn parse_connection_string(cs: &str) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use crate::config::{RemoteConfig, parse_remote_url};
-    use std::collections::HashMap;
-    use std::path::Path;
 
     fn location(url: &str) -> AzureLocation {
         match parse_remote_url(url, Path::new("/")).unwrap() {
@@ -154,48 +406,172 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
+    const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    fn resolve_with(url: &str, pairs: &[(&str, &str)]) -> Result<Credential, RemoteError> {
+        resolve_from(
+            &location(url),
+            AuthMode::Auto,
+            &env(pairs),
+            &CredentialsFile::default(),
+        )
+    }
+
     #[test]
-    fn order_is_url_then_sas_env_then_connection_string() {
-        let with_sas = location("https://a.blob.core.windows.net/ccc?sv=1&sig=urlsignature1");
-        let plain = location("https://a.blob.core.windows.net/ccc");
-        let all = env(&[
+    fn order_is_url_sas_connection_string_then_account_key() {
+        let all = [
             (SAS_ENV, "?sv=2&sig=envsignature1"),
             (
                 CONNECTION_STRING_ENV,
                 "SharedAccessSignature=sv=3&sig=cssignature1",
             ),
-        ]);
-        assert_eq!(
-            resolve_from(&with_sas, &all).unwrap().source(),
-            CredentialSource::UrlQuery
-        );
-        let Credential::Sas { token, source } = resolve_from(&plain, &all).unwrap();
-        assert_eq!(source, CredentialSource::SasEnv);
+            (ACCOUNT_KEY_ENV, KEY),
+        ];
+        let c = resolve_with(
+            "https://acct.blob.core.windows.net/ccc?sv=1&sig=urlsignature1",
+            &all,
+        )
+        .unwrap();
+        assert_eq!(c.source(), "the SAS token in remote.url");
+        let c = resolve_with("https://acct.blob.core.windows.net/ccc", &all).unwrap();
+        let Credential::Sas { token, source } = c else {
+            panic!()
+        };
         assert_eq!(token.expose(), "sv=2&sig=envsignature1");
-        let cs_only = env(&[(
-            CONNECTION_STRING_ENV,
-            "BlobEndpoint=https://a.blob.core.windows.net/;SharedAccessSignature=sv=3&sig=cs1=",
-        )]);
-        let Credential::Sas { token, source } = resolve_from(&plain, &cs_only).unwrap();
-        assert_eq!(source, CredentialSource::ConnectionString);
-        assert_eq!(token.expose(), "sv=3&sig=cs1=");
+        assert_eq!(
+            source,
+            "the SAS token in AZURE_STORAGE_SAS_TOKEN (environment)"
+        );
+        let c = resolve_with("https://acct.blob.core.windows.net/ccc", &all[1..]).unwrap();
+        assert!(c.source().contains(CONNECTION_STRING_ENV), "{}", c.source());
+        let c = resolve_with("https://acct.blob.core.windows.net/ccc", &all[2..]).unwrap();
+        assert!(matches!(c, Credential::SharedKey { ref account, .. } if account == "acct"));
+        assert!(c.source().contains(ACCOUNT_KEY_ENV));
     }
 
     #[test]
-    fn missing_or_unsupported_credentials_say_what_to_set() {
-        let plain = location("https://a.blob.core.windows.net/ccc");
-        let e = resolve_from(&plain, env(&[])).unwrap_err().to_string();
-        assert!(e.contains(SAS_ENV), "{e}");
-        let e = resolve_from(
-            &plain,
-            env(&[(
-                CONNECTION_STRING_ENV,
-                "AccountName=a;AccountKey=c2VjcmV0a2V5",
-            )]),
+    fn connection_string_with_account_key_signs_for_its_account() {
+        let cs = format!(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={KEY};BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+        );
+        let c = resolve_with(
+            "http://127.0.0.1:10000/devstoreaccount1/ccc",
+            &[(CONNECTION_STRING_ENV, &cs)],
+        )
+        .unwrap();
+        assert!(
+            matches!(c, Credential::SharedKey { ref account, .. } if account == "devstoreaccount1")
+        );
+        let e = resolve_with(
+            "https://other.blob.core.windows.net/ccc",
+            &[(CONNECTION_STRING_ENV, &cs)],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("names account `other`"), "{e}");
+        assert!(!e.to_string().contains(KEY));
+    }
+
+    #[test]
+    fn missing_or_broken_credentials_say_what_to_set() {
+        let e = resolve_with("https://acct.blob.core.windows.net/ccc", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(SAS_ENV) && e.contains(ACCOUNT_KEY_ENV), "{e}");
+        let e = resolve_with(
+            "https://acct.blob.core.windows.net/ccc",
+            &[(ACCOUNT_KEY_ENV, "%%%notbase64")],
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("account key"), "{e}");
-        assert!(!e.contains("c2VjcmV0a2V5"), "{e}");
+        assert!(
+            e.contains("not valid base64") && !e.contains("notbase64"),
+            "{e}"
+        );
+        let e = resolve_with(
+            "https://acct.blob.core.windows.net/ccc",
+            &[(SAS_ENV, "sv=1&sp=r")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no sig="), "{e}");
+    }
+
+    #[test]
+    fn credentials_file_is_read_after_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        std::fs::write(
+            &path,
+            format!(
+                "# devlogd credentials\nexport {ACCOUNT_ENV}=acct\n{ACCOUNT_KEY_ENV}=\"{KEY}\"\n"
+            ),
+        )
+        .unwrap();
+        let file = CredentialsFile::load(&path).unwrap();
+        let loc = location("https://acct.blob.core.windows.net/ccc");
+        let c = resolve_from(&loc, AuthMode::Auto, &env(&[]), &file).unwrap();
+        assert!(c.source().contains("credentials file"), "{}", c.source());
+        let c = resolve_from(
+            &loc,
+            AuthMode::Auto,
+            &env(&[(SAS_ENV, "sv=1&sig=abcdefgh")]),
+            &file,
+        )
+        .unwrap();
+        assert!(c.source().contains("(environment)"), "{}", c.source());
+        std::fs::write(&path, "NOT A LINE\n").unwrap();
+        let e = CredentialsFile::load(&path).unwrap_err();
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn credentials_file_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        std::fs::write(&path, "A=b\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = check_private(&path).unwrap_err();
+        assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(check_private(&path).is_ok());
+        assert!(check_private(&dir.path().join("absent")).is_ok());
+    }
+
+    #[test]
+    fn entra_needs_https_and_picks_its_source() {
+        let file = CredentialsFile::default();
+        let e = resolve_from(
+            &location("http://127.0.0.1:10000/devstoreaccount1/ccc"),
+            AuthMode::Entra,
+            &env(&[]),
+            &file,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("only sent over https"), "{e}");
+        let https = location("https://acct.blob.core.windows.net/ccc");
+        let c = resolve_from(&https, AuthMode::Entra, &env(&[]), &file).unwrap();
+        assert!(c.source().contains("az login"), "{}", c.source());
+        let secret_env = env(&[
+            (CLIENT_ID_ENV, "00000000-0000-0000-0000-000000000001"),
+            (TENANT_ID_ENV, "00000000-0000-0000-0000-000000000002"),
+            (CLIENT_SECRET_ENV, "client-secret-value-123"),
+        ]);
+        let c = resolve_from(&https, AuthMode::Entra, &secret_env, &file).unwrap();
+        assert!(
+            c.source()
+                .contains("client secret of app 00000000-0000-0000-0000-000000000001"),
+            "{}",
+            c.source()
+        );
+        assert!(!c.source().contains("client-secret-value-123"));
+        let c = resolve_from(&https, AuthMode::ManagedIdentity, &env(&[]), &file).unwrap();
+        assert!(
+            c.source().contains("system-assigned managed identity"),
+            "{}",
+            c.source()
+        );
     }
 }

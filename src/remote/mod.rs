@@ -7,6 +7,7 @@
 pub mod azure;
 pub mod credential;
 pub mod local;
+pub mod shared_key;
 
 use crate::config::{Config, RemoteConfig};
 use async_trait::async_trait;
@@ -105,7 +106,9 @@ pub fn open(config: &Config) -> Result<Arc<dyn Remote>, RemoteError> {
     match &config.remote {
         RemoteConfig::Directory { path, .. } => Ok(Arc::new(local::DirectoryRemote::new(path))),
         RemoteConfig::Azure(location) => {
-            let credential = credential::resolve(location)?;
+            let file = credential::CredentialsFile::load(&config.dirs.credentials_file())
+                .map_err(|message| RemoteError::Permanent { message })?;
+            let credential = credential::resolve(location, config.auth, &file)?;
             Ok(Arc::new(azure::AzureRemote::new(location, credential)?))
         }
     }
