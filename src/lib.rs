@@ -17,6 +17,7 @@ pub mod redact;
 pub mod remote;
 pub mod retry;
 pub mod scan;
+pub mod service;
 pub mod state;
 pub mod ui;
 pub mod verify;

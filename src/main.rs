@@ -58,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         command: CtlCommand,
     },
+    /// Install or remove the background service (systemd user unit; launchd agent on macOS).
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -94,6 +99,23 @@ enum CtlCommand {
     Reload,
     /// Stop the daemon gracefully.
     Stop,
+}
+
+#[derive(Subcommand)]
+enum ServiceCommand {
+    /// Write the unit (or plist) for this binary, then enable and start it.
+    Install {
+        /// Print the file and the commands; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stop and disable the service and remove its file.
+    Uninstall {
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The service manager's view beside the daemon's own status.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -159,6 +181,11 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 })?;
             runtime.block_on(devlogd::daemon::run(cli.config, config))
         }
+        Command::Service { command } => match command {
+            ServiceCommand::Install { dry_run } => devlogd::service::install(&config, dry_run),
+            ServiceCommand::Uninstall { dry_run } => devlogd::service::uninstall(&config, dry_run),
+            ServiceCommand::Status => runtime()?.block_on(devlogd::service::status(&config)),
+        },
         Command::Ctl { command } => {
             use devlogd::protocol::Command as P;
             let (cmd, json) = match command {
