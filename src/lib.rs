@@ -9,6 +9,7 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod filter;
+pub mod journal;
 pub mod logging;
 pub mod plan;
 pub mod protocol;

@@ -948,7 +948,16 @@ impl TestEnv {
     /// The `devlogd` binary with a clean environment: PATH, HOME, the XDG dirs, NO_COLOR=1, the
     /// SAS if one was given; nothing else (no RUST_LOG, no Azure variables from the caller).
     pub fn devlogd(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_devlogd"));
+        self.command(env!("CARGO_BIN_EXE_devlogd"))
+    }
+
+    /// The `devlog` journal command, in the same clean environment as [`devlogd`](Self::devlogd).
+    pub fn devlog(&self) -> Command {
+        self.command(env!("CARGO_BIN_EXE_devlog"))
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
         cmd.env_clear()
             .env(
                 "PATH",

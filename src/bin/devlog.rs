@@ -1,0 +1,217 @@
+//! `devlog`: write the journal that devlogd backs up. Parsing and dispatch only; the
+//! journal logic is in `devlogd::journal`.
+
+use clap::{Parser, Subcommand};
+use devlogd::commands::{self, CliError, exit};
+use devlogd::config::Config;
+use devlogd::journal::{EditOutcome, Journal, JournalError, editor, render};
+use std::path::PathBuf;
+
+/// Write and read the developer journal (~/.devlog) that devlogd backs up.
+#[derive(Parser)]
+#[command(name = "devlog", version, about, long_about = None)]
+struct Cli {
+    /// Config file (the same one devlogd reads).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// More log output on stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a new entry (opens $VISUAL / $EDITOR unless -m is given).
+    New {
+        /// The entry's text.
+        #[arg(short, long)]
+        message: Option<String>,
+        /// Choose the id (letters, digits, - and _).
+        #[arg(long)]
+        id: Option<String>,
+        /// Tag the entry (repeatable).
+        #[arg(short, long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Edit an entry in $VISUAL / $EDITOR.
+    Edit { id: String },
+    /// Print an entry.
+    Show {
+        id: String,
+        /// Render it for reading: title, date, tags, wrapped text.
+        #[arg(long)]
+        formatted: bool,
+    },
+    /// List entries, newest first.
+    List {
+        /// Only entries created on or after this date (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Only entries with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Push the journal: through the running daemon, or directly when none runs.
+    Push {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    devlogd::logging::init("warn", cli.verbose);
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("devlog: {}", devlogd::redact::scrub(&e.message));
+            e.code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn journal_error(e: JournalError) -> CliError {
+    CliError::new(exit::USAGE, e.to_string())
+}
+
+fn run(cli: Cli) -> Result<i32, CliError> {
+    let config = Config::load(cli.config.as_deref())?;
+    let journal = Journal::new(&config.root);
+    match cli.command {
+        Command::New { message, id, tags } => {
+            let body = match message {
+                Some(m) => m,
+                None => {
+                    editor::editor_command().map_err(|e| CliError::new(exit::USAGE, e))?;
+                    let scratch = devlogd::journal::scratch_file("").map_err(journal_error)?;
+                    let result = editor::edit(&scratch).and_then(|()| {
+                        std::fs::read_to_string(&scratch).map_err(|e| e.to_string())
+                    });
+                    let _ = std::fs::remove_file(&scratch);
+                    result.map_err(|e| {
+                        CliError::new(exit::USAGE, format!("{e}; nothing was written"))
+                    })?
+                }
+            };
+            let (path, entry) = journal
+                .create(&body, id.as_deref(), tags)
+                .map_err(journal_error)?;
+            println!("{}  {}", entry.front.id, path.display());
+            Ok(exit::OK)
+        }
+        Command::Edit { id } => match journal.edit(&id).map_err(journal_error)? {
+            EditOutcome::Unchanged => {
+                println!("{id}: no changes");
+                Ok(exit::OK)
+            }
+            EditOutcome::Updated(_) => {
+                println!("{id}: updated");
+                Ok(exit::OK)
+            }
+        },
+        Command::Show { id, formatted } => {
+            let (path, entry) = journal.find(&id).map_err(journal_error)?;
+            journal.record("show", Some(&id)).map_err(journal_error)?;
+            if formatted {
+                println!("{}", render::formatted(&entry, render::width()));
+            } else {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    CliError::new(exit::USAGE, format!("cannot read {}: {e}", path.display()))
+                })?;
+                print!("{text}");
+            }
+            Ok(exit::OK)
+        }
+        Command::List { since, tag, json } => {
+            let since = since
+                .map(|s| {
+                    let format = time::macros::format_description!("[year]-[month]-[day]");
+                    time::Date::parse(&s, &format).map_err(|_| {
+                        CliError::new(
+                            exit::USAGE,
+                            format!("invalid --since `{s}`: use YYYY-MM-DD"),
+                        )
+                    })
+                })
+                .transpose()?;
+            let (entries, problems) = journal.all().map_err(journal_error)?;
+            for p in problems {
+                eprintln!("devlog: skipping {p}");
+            }
+            let shown: Vec<_> = entries
+                .iter()
+                .filter(|(_, e)| since.is_none_or(|d| e.front.created.date() >= d))
+                .filter(|(_, e)| tag.as_ref().is_none_or(|t| e.front.tags.contains(t)))
+                .collect();
+            journal.record("list", None).map_err(journal_error)?;
+            if json {
+                let items: Vec<serde_json::Value> = shown
+                    .iter()
+                    .map(|(path, e)| {
+                        serde_json::json!({
+                            "id": e.front.id,
+                            "created": devlogd::journal::entry::timestamp(e.front.created),
+                            "updated": devlogd::journal::entry::timestamp(e.front.updated),
+                            "tags": e.front.tags,
+                            "title": e.title(),
+                            "path": path.strip_prefix(journal.root()).unwrap_or(path),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(items));
+            } else {
+                let list: Vec<_> = shown.iter().map(|(_, e)| e).collect();
+                print!("{}", render::table(&list, render::width()));
+            }
+            Ok(exit::OK)
+        }
+        Command::Push {
+            all,
+            force,
+            dry_run,
+        } => {
+            journal.record("push", None).map_err(journal_error)?;
+            let socket = devlogd::daemon::control::socket_path(&config);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    CliError::new(exit::USAGE, format!("cannot start the runtime: {e}"))
+                })?;
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                eprintln!(
+                    "Pushing through the running devlogd ({}).",
+                    socket.display()
+                );
+                let cmd = devlogd::protocol::Command::Push {
+                    all,
+                    force,
+                    dry_run,
+                    wait: true,
+                };
+                runtime.block_on(devlogd::ctl::run(&config, cmd, false))
+            } else {
+                eprintln!("No devlogd running: pushing directly.");
+                let args = commands::push::PushArgs {
+                    all,
+                    force,
+                    dry_run,
+                    json: false,
+                    on_conflict: None,
+                };
+                runtime.block_on(commands::push::run(&config, &args))
+            }
+        }
+    }
+}

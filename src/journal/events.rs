@@ -1,0 +1,78 @@
+//! The activity log: one JSON line per `devlog` action in `events/YYYYMMDD.jsonl` (UTC).
+//!
+//! Each line is written with a single `write` on a file opened for appending, so a reader
+//! (or the daemon) never sees half a line, and concurrent writers never interleave inside
+//! one.
+
+use serde::Serialize;
+use std::io::Write;
+use std::path::Path;
+use time::OffsetDateTime;
+
+#[derive(Debug, Serialize)]
+pub struct Event<'a> {
+    pub time: String,
+    pub action: &'a str,
+    pub id: Option<&'a str>,
+}
+
+/// Append one event line for `action` on entry `id`.
+pub fn append(
+    root: &Path,
+    action: &str,
+    id: Option<&str>,
+    at: OffsetDateTime,
+) -> std::io::Result<()> {
+    let d = at.date();
+    let dir = root.join("events");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!(
+        "{:04}{:02}{:02}.jsonl",
+        d.year(),
+        u8::from(d.month()),
+        d.day()
+    ));
+    let event = Event {
+        time: super::entry::timestamp(at),
+        action,
+        id,
+    };
+    let mut line = serde_json::to_vec(&event).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    let written = file.write(&line)?;
+    if written != line.len() {
+        return Err(std::io::Error::other(format!(
+            "short write to {} ({written} of {} bytes)",
+            path.display(),
+            line.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_whole_json_lines_per_utc_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = time::macros::datetime!(2026-11-22 23:59:59 UTC);
+        append(dir.path(), "new", Some("abc"), t).unwrap();
+        append(dir.path(), "list", None, t).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("events/20261122.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["action"], "new");
+        assert_eq!(lines[0]["id"], "abc");
+        assert_eq!(lines[0]["time"], "2026-11-22T23:59:59Z");
+        assert!(lines[1]["id"].is_null());
+    }
+}
