@@ -132,14 +132,7 @@ fn main() {
         "warn"
     };
     devlogd::logging::init(level, cli.verbose);
-    let code = match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("devlogd: {}", devlogd::redact::scrub(&e.message));
-            e.code
-        }
-    };
-    std::process::exit(code);
+    commands::exit_with("devlogd", run(cli));
 }
 
 fn run(cli: Cli) -> Result<i32, CliError> {

@@ -4,12 +4,12 @@
 
 mod common;
 
+use common::daemon::Daemon;
 use common::{
     ACCOUNT, ACCOUNT_KEY, Azurite, RunOutput, TestEnv, md5_b64, unique_container, wait_for,
 };
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
 use std::time::Duration;
 
 /// Names that stress Shared Key's canonicalized resource: spaces, unicode, `+`, `%`, `#`, `?`.
@@ -370,20 +370,13 @@ fn no_secret_ever_appears_in_anything_devlogd_writes() {
         "[remote]\nurl = \"{}\"\n",
         az.container_url(&container)
     ));
-    let log_path = env.root().join("daemon.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut daemon = env
-        .devlogd()
-        .arg("run")
-        .env("RUST_LOG", "trace")
-        .env("AZURE_STORAGE_ACCOUNT_KEY", ACCOUNT_KEY)
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(30), "the daemon", || {
-        env.run(&["ctl", "status"]).success().then_some(())
-    });
+    let mut daemon = Daemon::start_with(
+        &env,
+        &[
+            ("RUST_LOG", "trace"),
+            ("AZURE_STORAGE_ACCOUNT_KEY", ACCOUNT_KEY),
+        ],
+    );
     env.write_file("d.md", "d");
     wait_for(Duration::from_secs(30), "d.md", || {
         az.get_blob(&container, "d.md")
@@ -405,11 +398,8 @@ fn no_secret_ever_appears_in_anything_devlogd_writes() {
         status.stdout
     );
     env.run(&["ctl", "stop"]).assert_code(0);
-    let _ = daemon.wait();
-    outputs.push((
-        "daemon trace log".into(),
-        std::fs::read_to_string(&log_path).unwrap(),
-    ));
+    daemon.wait_exit(Duration::from_secs(20));
+    outputs.push(("daemon trace log".into(), daemon.log_text()));
 
     let mut checked = 0;
     for (what, text) in &outputs {

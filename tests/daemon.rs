@@ -4,106 +4,16 @@
 
 mod common;
 
+use common::daemon::Daemon;
 use common::{Azurite, TestEnv, md5_b64, unique_container, wait_for};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const SETTLE: Duration = Duration::from_secs(60);
-
-/// A running `devlogd run`, killed on drop.
-struct Daemon {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(env: &TestEnv) -> Daemon {
-        Self::start_with(env, &[])
-    }
-
-    fn start_with(env: &TestEnv, vars: &[(&str, &str)]) -> Daemon {
-        let log = env.root().join(format!(
-            "daemon-{}.log",
-            Instant::now().elapsed().as_nanos() + std::process::id() as u128 + rand_suffix()
-        ));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = env.devlogd();
-        cmd.arg("run")
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file));
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn devlogd run");
-        let mut d = Daemon {
-            child: Some(child),
-            log,
-        };
-        wait_for(
-            Duration::from_secs(30),
-            "the daemon's control socket",
-            || {
-                if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
-                    panic!("devlogd run exited early ({status}):\n{}", d.log_text());
-                }
-                let out = env.run(&["ctl", "status", "--json"]);
-                out.success().then_some(())
-            },
-        );
-        d
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Wait for the process to exit; its exit code.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let child = self.child.as_mut().unwrap();
-        let status = wait_for(timeout, "the daemon to exit", || child.try_wait().unwrap());
-        self.child = None;
-        status.code()
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: sending a signal to our own child.
-        unsafe { libc::kill(self.pid() as i32, sig) };
-    }
-
-    /// user+sys CPU seconds so far, from /proc.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        ticks as f64 / hz
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn rand_suffix() -> u128 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    N.fetch_add(1, Ordering::Relaxed) as u128
-}
 
 fn status(env: &TestEnv) -> serde_json::Value {
     let out = env.run(&["ctl", "status", "--json"]);

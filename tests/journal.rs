@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::daemon::Daemon;
 use common::{Azurite, RunOutput, TestEnv, unique_container, wait_for};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -330,17 +331,7 @@ fn an_entry_written_under_a_running_daemon_becomes_a_blob() {
         "[remote]\nurl = \"{}\"\n",
         az.container_url(&container)
     ));
-    let log = std::fs::File::create(env.root().join("daemon.log")).unwrap();
-    let mut daemon = env
-        .devlogd()
-        .arg("run")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(30), "the daemon", || {
-        env.run(&["ctl", "status"]).success().then_some(())
-    });
+    let mut daemon = Daemon::start(&env);
     let (id, path) = new_entry(
         &env,
         &[
@@ -384,5 +375,5 @@ fn an_entry_written_under_a_running_daemon_becomes_a_blob() {
         "{names:?}"
     );
     env.run(&["ctl", "stop"]).assert_code(0);
-    let _ = daemon.wait();
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
 }

@@ -71,14 +71,7 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     devlogd::logging::init("warn", cli.verbose);
-    let code = match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("devlog: {}", devlogd::redact::scrub(&e.message));
-            e.code
-        }
-    };
-    std::process::exit(code);
+    commands::exit_with("devlog", run(cli));
 }
 
 fn journal_error(e: JournalError) -> CliError {

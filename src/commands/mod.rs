@@ -47,6 +47,19 @@ impl From<FilterError> for CliError {
     }
 }
 
+/// End the process: print a failure as one scrubbed line prefixed with `program`, and
+/// exit with its code.
+pub fn exit_with(program: &str, result: Result<i32, CliError>) -> ! {
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{program}: {}", crate::redact::scrub(&e.message));
+            e.code
+        }
+    };
+    std::process::exit(code)
+}
+
 /// Errors building a remote are configuration problems (missing credentials, bad URL).
 pub fn remote_setup_error(e: RemoteError) -> CliError {
     CliError::new(exit::USAGE, e.to_string())

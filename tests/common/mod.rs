@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
