@@ -90,6 +90,9 @@ enum CtlCommand {
         no_wait: bool,
         #[arg(long)]
         json: bool,
+        /// What to do when another writer changed a blob: keep-both, overwrite or skip.
+        #[arg(long, value_name = "POLICY")]
+        on_conflict: Option<OnConflict>,
     },
     /// Stop pushing (changes are still collected).
     Pause,
@@ -172,7 +175,10 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 .map_err(|e| {
                     CliError::new(exit::USAGE, format!("cannot start the runtime: {e}"))
                 })?;
-            runtime.block_on(devlogd::daemon::run(cli.config, config))
+            let result = runtime.block_on(devlogd::daemon::run(cli.config, config));
+            // Work stuck in a blocking section (a long hash) does not hold up the exit.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            result
         }
         Command::Service { command } => match command {
             ServiceCommand::Install { dry_run } => devlogd::service::install(&config, dry_run),
@@ -189,12 +195,14 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                     dry_run,
                     no_wait,
                     json,
+                    on_conflict,
                 } => (
                     P::Push {
                         all,
                         force,
                         dry_run,
                         wait: !no_wait,
+                        on_conflict,
                     },
                     json,
                 ),

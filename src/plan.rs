@@ -42,25 +42,44 @@ pub enum Decision {
     Conflict { their_etag: String },
 }
 
+/// A recorded mtime this close (seconds) to the moment it was recorded cannot be trusted:
+/// a same-size write in the same timestamp tick (coarse on HFS+, exFAT, SMB) would look
+/// unchanged. Such rows are hashed once more (git's "racily clean" rule).
+const RACY_SECONDS: i64 = 2;
+
+/// How to decide, beyond the file's own state.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    /// `--force`: upload every candidate (still never over another writer's blob).
+    pub force: bool,
+    /// The `overwrite` policy sends every path still in conflict back to the policy, even
+    /// when the local file has not changed since the conflict was recorded.
+    pub revisit_conflicts: bool,
+    /// Our writer id: a remote blob carrying it is ours, even if the index missed it.
+    pub writer: &'a str,
+}
+
 /// Decide for one file. `hash` returns the file's MD5; it is called at most once.
-/// `revisit_conflicts` (the `overwrite` policy) sends every path still in conflict back to
-/// the policy, even when the local file has not changed since the conflict was recorded.
 pub fn decide(
     file: &LocalFile,
     known: Option<&IndexEntry>,
     remote: RemoteView<'_>,
-    force: bool,
-    revisit_conflicts: bool,
+    rules: &Rules<'_>,
     hash: &mut dyn FnMut() -> std::io::Result<[u8; 16]>,
 ) -> std::io::Result<Decision> {
-    if let Some(k) = known.filter(|k| k.conflict && revisit_conflicts) {
+    let force = rules.force;
+    let ours = |r: &RemoteBlob| r.writer.as_deref() == Some(rules.writer);
+    if let Some(k) = known.filter(|k| k.conflict && rules.revisit_conflicts) {
         let their_etag = match remote {
             RemoteView::Present(r) => r.etag.clone(),
             _ => k.etag.clone().unwrap_or_default(),
         };
         return Ok(Decision::Conflict { their_etag });
     }
-    let stat_same = known.is_some_and(|k| k.size == file.size && k.mtime_ns == file.mtime_ns);
+    let stat_same = known.is_some_and(|k| {
+        let racy = k.mtime_ns.div_euclid(1_000_000_000) >= k.recorded_unix - RACY_SECONDS;
+        k.size == file.size && k.mtime_ns == file.mtime_ns && !racy
+    });
     let refreshed = |k: &IndexEntry, md5: [u8; 16], etag: Option<String>, conflict: bool| {
         Decision::Record(IndexEntry {
             size: file.size,
@@ -68,6 +87,7 @@ pub fn decide(
             md5,
             etag: etag.or_else(|| k.etag.clone()),
             conflict,
+            recorded_unix: 0,
         })
     };
     let if_match_known = |k: &IndexEntry| match &k.etag {
@@ -106,7 +126,12 @@ pub fn decide(
             }
             let md5 = hash()?;
             Ok(if md5 == k.md5 {
-                refreshed(k, md5, None, k.conflict)
+                if k.size == file.size && k.mtime_ns == file.mtime_ns && !k.conflict {
+                    // Only the racy check sent us here: re-record so it stops.
+                    refreshed(k, md5, None, false)
+                } else {
+                    refreshed(k, md5, None, k.conflict)
+                }
             } else if k.conflict {
                 Decision::Conflict {
                     their_etag: k.etag.clone().unwrap_or_default(),
@@ -154,7 +179,7 @@ pub fn decide(
             })
         }
         (_, RemoteView::Present(r)) => {
-            // Unknown to the index, or changed by someone else since we last wrote it.
+            // Unknown to the index, or changed since we last recorded it.
             let md5 = hash()?;
             Ok(if r.md5 == Some(md5) {
                 Decision::Record(IndexEntry {
@@ -163,7 +188,11 @@ pub fn decide(
                     md5,
                     etag: Some(r.etag.clone()),
                     conflict: false,
+                    recorded_unix: 0,
                 })
+            } else if ours(r) {
+                // Our own write the index missed (a crash before the commit).
+                upload(UploadReason::Changed, Precondition::IfMatch(r.etag.clone()))
             } else {
                 Decision::Conflict {
                     their_etag: r.etag.clone(),
@@ -195,6 +224,7 @@ mod tests {
         }
     }
 
+    /// Recorded long after its mtime (not racy), unless a test says otherwise.
     fn entry(md5: [u8; 16], etag: &str, conflict: bool, same_stat: bool) -> IndexEntry {
         IndexEntry {
             size: 10,
@@ -202,6 +232,7 @@ mod tests {
             md5,
             etag: Some(etag.into()),
             conflict,
+            recorded_unix: 1_000_000,
         }
     }
 
@@ -211,6 +242,17 @@ mod tests {
             size: 10,
             md5: Some(md5),
             etag: etag.into(),
+            writer: Some("someone-else".into()),
+        }
+    }
+
+    const WRITER: &str = "me";
+
+    fn rules(force: bool, revisit_conflicts: bool) -> Rules<'static> {
+        Rules {
+            force,
+            revisit_conflicts,
+            writer: WRITER,
         }
     }
 
@@ -223,10 +265,16 @@ mod tests {
         content: [u8; 16],
     ) -> (Decision, u32) {
         let mut reads = 0;
-        let d = decide(&file(), known.as_ref(), remote, force, false, &mut || {
-            reads += 1;
-            Ok(content)
-        })
+        let d = decide(
+            &file(),
+            known.as_ref(),
+            remote,
+            &rules(force, false),
+            &mut || {
+                reads += 1;
+                Ok(content)
+            },
+        )
         .unwrap();
         (d, reads)
     }
@@ -263,6 +311,7 @@ mod tests {
                 A,
                 Decision::Record(IndexEntry {
                     mtime_ns: 100,
+                    recorded_unix: 0,
                     ..entry(A, &m, false, false)
                 }),
                 1,
@@ -344,14 +393,20 @@ mod tests {
                 Some(entry(A, &ours, false, true)),
                 RemoteView::Present(&b_theirs_a),
                 A,
-                Decision::Record(entry(A, &theirs, false, true)),
+                Decision::Record(IndexEntry {
+                    recorded_unix: 0,
+                    ..entry(A, &theirs, false, true)
+                }),
             ),
             (
                 "empty index, equal blob: adopt (index rebuild)",
                 None,
                 RemoteView::Present(&b_theirs_a),
                 A,
-                Decision::Record(entry(A, &theirs, false, true)),
+                Decision::Record(IndexEntry {
+                    recorded_unix: 0,
+                    ..entry(A, &theirs, false, true)
+                }),
             ),
             (
                 "empty index, different blob: conflict",
@@ -376,6 +431,7 @@ mod tests {
                 B,
                 Decision::Record(IndexEntry {
                     mtime_ns: 100,
+                    recorded_unix: 0,
                     ..entry(B, &theirs, false, false)
                 }),
             ),
@@ -417,8 +473,7 @@ mod tests {
             &file(),
             Some(&known),
             RemoteView::NotListed,
-            false,
-            true,
+            &rules(false, true),
             &mut || panic!("no read needed"),
         )
         .unwrap();
@@ -437,14 +492,66 @@ mod tests {
     }
 
     #[test]
+    fn our_own_unrecorded_write_is_not_a_conflict() {
+        // Uploaded, then the process died before recording it; the file changed since.
+        let mine = RemoteBlob {
+            writer: Some(WRITER.into()),
+            ..blob(B, "\"unrecorded\"")
+        };
+        let (d, _) = run(
+            Some(entry(A, "\"old\"", false, false)),
+            RemoteView::Present(&mine),
+            false,
+            [0xc; 16],
+        );
+        assert_eq!(
+            d,
+            up(
+                UploadReason::Changed,
+                Precondition::IfMatch("\"unrecorded\"".into())
+            )
+        );
+        let (d, _) = run(None, RemoteView::Present(&mine), false, [0xc; 16]);
+        assert_eq!(
+            d,
+            up(
+                UploadReason::Changed,
+                Precondition::IfMatch("\"unrecorded\"".into())
+            )
+        );
+    }
+
+    #[test]
+    fn a_racily_recorded_row_is_hashed_again_then_trusted() {
+        // mtime 100 ns after the epoch, recorded at second 1: within the racy window.
+        let racy = IndexEntry {
+            recorded_unix: 1,
+            ..entry(A, "\"e\"", false, true)
+        };
+        let (d, reads) = run(Some(racy.clone()), RemoteView::NotListed, false, A);
+        assert_eq!(reads, 1, "hashed despite equal size and mtime");
+        assert_eq!(
+            d,
+            Decision::Record(IndexEntry {
+                recorded_unix: 0,
+                ..racy.clone()
+            })
+        );
+        let (d, _) = run(Some(racy), RemoteView::NotListed, false, B);
+        assert_eq!(
+            d,
+            up(UploadReason::Changed, Precondition::IfMatch("\"e\"".into()))
+        );
+    }
+
+    #[test]
     fn hash_errors_propagate() {
         let known = entry(A, "e", false, false);
         let r = decide(
             &file(),
             Some(&known),
             RemoteView::NotListed,
-            false,
-            false,
+            &rules(false, false),
             &mut || Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
         );
         assert!(r.is_err());

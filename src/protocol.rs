@@ -39,6 +39,9 @@ pub enum Command {
         /// Stream progress and the report (default); false returns once queued.
         #[serde(default = "yes")]
         wait: bool,
+        /// Overrides `sync.on_conflict` for this push.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on_conflict: Option<crate::config::OnConflict>,
     },
     Pause,
     Resume,
@@ -191,7 +194,8 @@ mod tests {
                 all: true,
                 force: false,
                 dry_run: false,
-                wait: true
+                wait: true,
+                on_conflict: None,
             }
         );
         let line = serde_json::to_string(&Request::new(Command::Status)).unwrap();

@@ -24,8 +24,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// Rows are committed at least this often during a long run.
+/// Rows are committed at least this often during a long run (rows, or time since the
+/// last commit), so little acknowledged work is held only in memory.
 const COMMIT_EVERY: usize = 256;
+const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct PushOptions {
@@ -177,19 +179,21 @@ pub async fn run(
         ..Default::default()
     };
 
-    // Scan and read the index at the same time: both are I/O-bound and independent.
-    let (scanned, index) = std::thread::scope(|s| {
-        let scan = s.spawn(|| match &opts.paths {
-            Some(paths) => scan::scan_paths(root, filter, paths),
-            None => scan::scan_root(root, filter),
-        });
-        let index = match &opts.paths {
-            Some(paths) => state.load_paths(paths.iter().map(String::as_str)),
-            None => state.load(),
-        };
-        let scanned = scan.join().unwrap_or_default();
-        (scanned, index)
-    });
+    let (scanned, index) = match &opts.paths {
+        // A batch: scan the named paths (directories among them are walked), then read
+        // the index rows of exactly the files found.
+        Some(paths) => {
+            let scanned = scan::scan_paths(root, filter, paths);
+            let index = state.load_paths(scanned.files.iter().map(|f| f.rel.as_str()));
+            (scanned, index)
+        }
+        // A full pass: walk and read the whole index at the same time (both I/O-bound).
+        None => std::thread::scope(|s| {
+            let scan = s.spawn(|| scan::scan_root(root, filter));
+            let index = state.load();
+            (scan.join().unwrap_or_default(), index)
+        }),
+    };
     let index = index?;
     for issue in scanned.issues {
         report.failed.push(FileFailure {
@@ -201,24 +205,28 @@ pub async fn run(
     report.scanned = scanned.files.len() as u64;
 
     let listing: Option<HashMap<String, RemoteBlob>> = if opts.all {
-        let blobs = remote.list().await.map_err(|error| match error {
-            RemoteError::Auth { message } => PushError::Auth {
-                remote: remote.describe(),
-                credential_source: remote.credential_source(),
-                detail: message,
-                report: Box::new(report.clone()),
-            },
-            RemoteError::Unreachable { message } => PushError::Unreachable {
-                remote: remote.describe(),
-                detail: message,
-                pending: report.scanned,
-                report: Box::new(report.clone()),
-            },
-            error => PushError::List {
-                remote: remote.describe(),
-                error,
-            },
-        })?;
+        let blobs = opts
+            .retry
+            .run(|| remote.list())
+            .await
+            .map_err(|error| match error {
+                RemoteError::Auth { message } => PushError::Auth {
+                    remote: remote.describe(),
+                    credential_source: remote.credential_source(),
+                    detail: message,
+                    report: Box::new(report.clone()),
+                },
+                RemoteError::Unreachable { message } => PushError::Unreachable {
+                    remote: remote.describe(),
+                    detail: message,
+                    pending: report.scanned,
+                    report: Box::new(report.clone()),
+                },
+                error => PushError::List {
+                    remote: remote.describe(),
+                    error,
+                },
+            })?;
         Some(blobs.into_iter().map(|b| (b.name.clone(), b)).collect())
     } else {
         None
@@ -235,9 +243,18 @@ pub async fn run(
     }
 
     // Plan.
+    let writer = state.writer_id().to_string();
+    let rules = plan::Rules {
+        force: opts.force,
+        revisit_conflicts: opts.on_conflict == OnConflict::Overwrite,
+        writer: &writer,
+    };
     let mut records = Vec::new();
     let mut jobs = Vec::new();
     for file in scanned.files {
+        if cancelled(opts) {
+            break; // stopping: plan no further, upload nothing new
+        }
         let known = index.get(&file.rel);
         let view = match &listing {
             None => RemoteView::NotListed,
@@ -246,10 +263,7 @@ pub async fn run(
                 .map_or(RemoteView::Missing, RemoteView::Present),
         };
         let abs = root.join(&file.rel);
-        let revisit = opts.on_conflict == OnConflict::Overwrite;
-        let decision = plan::decide(&file, known, view, opts.force, revisit, &mut || {
-            md5_of(&abs)
-        });
+        let decision = plan::decide(&file, known, view, &rules, &mut || md5_of(&abs));
         match decision {
             Err(e) => report.failed.push(FileFailure {
                 path: file.rel.clone(),
@@ -316,12 +330,14 @@ pub async fn run(
         on_conflict: opts.on_conflict,
         force: opts.force,
         host,
+        writer: &writer,
         abort: &abort,
         cancel: opts.cancel.as_ref(),
     };
     let mut outcomes = futures::stream::iter(jobs)
         .map(|job| uploader.upload(job))
         .buffer_unordered(opts.concurrency.max(1));
+    let mut last_commit = Instant::now();
     let mut auth_failure = None;
     let mut unreachable = None;
     let mut not_started = 0u64;
@@ -354,9 +370,10 @@ pub async fn run(
                     report.changed_during_upload.push(record.rel.clone());
                 }
                 records.push(record);
-                if records.len() >= COMMIT_EVERY {
+                if records.len() >= COMMIT_EVERY || last_commit.elapsed() >= COMMIT_INTERVAL {
                     state.commit(&records)?;
                     records.clear();
+                    last_commit = Instant::now();
                 }
             }
             Outcome::Failed {
@@ -475,6 +492,7 @@ struct Uploader<'a> {
     on_conflict: OnConflict,
     force: bool,
     host: &'a str,
+    writer: &'a str,
     abort: &'a AtomicBool,
     cancel: Option<&'a tokio_util::sync::CancellationToken>,
 }
@@ -551,6 +569,7 @@ impl Uploader<'_> {
                     md5: snap.md5,
                     etag: Some(etag),
                     conflict: conflict_flag,
+                    recorded_unix: 0,
                 },
             },
             bytes: snap.size,
@@ -569,7 +588,7 @@ impl Uploader<'_> {
         self.retry
             .run(|| {
                 self.remote
-                    .put(name, snap.data.clone(), snap.md5, precondition)
+                    .put(name, snap.data.clone(), snap.md5, precondition, self.writer)
             })
             .await
             .map(|o| o.etag)
@@ -604,6 +623,14 @@ impl Uploader<'_> {
             let etag = self.put(rel, snap, &Precondition::IfAbsent).await?;
             return Ok(Resolution::Uploaded { etag });
         };
+        if theirs.writer.as_deref() == Some(self.writer) && theirs.md5 != Some(snap.md5) {
+            // Our own earlier write that the index missed (a crash before the commit, a
+            // lost response): not another writer's data, so it is replaced.
+            let etag = self
+                .put(rel, snap, &Precondition::IfMatch(theirs.etag))
+                .await?;
+            return Ok(Resolution::Uploaded { etag });
+        }
         if theirs.md5 == Some(snap.md5) {
             if self.force {
                 let etag = self
@@ -681,6 +708,10 @@ enum Resolution {
         etag: String,
         report: ConflictReport,
     },
+}
+
+fn cancelled(opts: &PushOptions) -> bool {
+    opts.cancel.as_ref().is_some_and(|c| c.is_cancelled())
 }
 
 /// `notes.md` → `notes.conflict-HOST-20261122T101500Z.md` (same directory); copy `n` > 1
@@ -798,11 +829,12 @@ mod tests {
             data: Bytes,
             md5: [u8; 16],
             p: &Precondition,
+            writer: &str,
         ) -> Result<PutOutcome, RemoteError> {
             if self.edits.fetch_add(1, Ordering::SeqCst) == 0 {
                 std::fs::write(&self.file, b"edited during upload, longer").unwrap();
             }
-            self.inner.put(name, data, md5, p).await
+            self.inner.put(name, data, md5, p, writer).await
         }
         async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
             self.inner.head(name).await
@@ -825,6 +857,93 @@ mod tests {
         }
     }
 
+    /// The directory remote, counting writes.
+    struct CountingRemote {
+        inner: DirectoryRemote,
+        puts: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait]
+    impl Remote for CountingRemote {
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        fn credential_source(&self) -> String {
+            self.inner.credential_source()
+        }
+        async fn put(
+            &self,
+            name: &str,
+            data: Bytes,
+            md5: [u8; 16],
+            p: &Precondition,
+            writer: &str,
+        ) -> Result<PutOutcome, RemoteError> {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            self.inner.put(name, data, md5, p, writer).await
+        }
+        async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
+            self.inner.head(name).await
+        }
+        async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError> {
+            self.inner.list().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_naming_a_directory_checks_its_files_against_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        for i in 0..5 {
+            let p = root.join(format!("entries/n{i}.md"));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, format!("{i}")).unwrap();
+        }
+        let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+        let remote = CountingRemote {
+            inner: DirectoryRemote::new(&dir.path().join("mirror"), true),
+            puts: Default::default(),
+        };
+        let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+        let mut opts = options();
+        let first = run(
+            PushContext {
+                root: &root,
+                filter: &filter,
+                remote: &remote,
+                state: &mut state,
+                host: "h",
+            },
+            &opts,
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(first.uploaded, 5);
+        // The watcher saw an event on the directory itself.
+        opts.paths = Some(vec!["entries".to_string()]);
+        let puts_before = remote.puts.load(Ordering::SeqCst);
+        let batch = run(
+            PushContext {
+                root: &root,
+                filter: &filter,
+                remote: &remote,
+                state: &mut state,
+                host: "h",
+            },
+            &opts,
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!((batch.uploaded, batch.unchanged), (0, 5));
+        assert_eq!(
+            remote.puts.load(Ordering::SeqCst),
+            puts_before,
+            "no request for files the index knows"
+        );
+    }
+
     #[tokio::test]
     async fn a_file_changed_during_upload_stays_dirty_and_is_pushed_again() {
         let dir = tempfile::tempdir().unwrap();
@@ -834,7 +953,7 @@ mod tests {
         std::fs::write(&file, b"original").unwrap();
         let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
         let remote = EditDuringUpload {
-            inner: DirectoryRemote::new(&dir.path().join("mirror")),
+            inner: DirectoryRemote::new(&dir.path().join("mirror"), true),
             file: file.clone(),
             edits: Default::default(),
         };

@@ -83,6 +83,9 @@ pub fn scan_root(root: &Path, filter: &Filter) -> ScanResult {
 pub fn scan_paths(root: &Path, filter: &Filter, rels: &[String]) -> ScanResult {
     let mut result = ScanResult::default();
     for rel in rels {
+        if behind_symlink(root, rel) {
+            continue; // symlinks are never followed out of (or around) the root
+        }
         let abs = root.join(rel);
         let meta = match std::fs::symlink_metadata(&abs) {
             Ok(m) => m,
@@ -114,6 +117,19 @@ pub fn scan_paths(root: &Path, filter: &Filter, rels: &[String]) -> ScanResult {
     result.files.sort_by(|a, b| a.rel.cmp(&b.rel));
     result.files.dedup_by(|a, b| a.rel == b.rel);
     result
+}
+
+/// Whether a directory above `rel` is a symlink.
+fn behind_symlink(root: &Path, rel: &str) -> bool {
+    let mut end = 0;
+    while let Some(pos) = rel[end..].find('/') {
+        let dir = root.join(&rel[..end + pos]);
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            return true;
+        }
+        end += pos + 1;
+    }
+    false
 }
 
 /// Relative `/`-separated path of `path` under `root`, if it is valid UTF-8.
@@ -330,7 +346,19 @@ mod tests {
         std::fs::write(root.join("new/deep/a.md"), "a").unwrap();
         std::fs::write(root.join("b.md"), "bb").unwrap();
         std::fs::write(root.join("c.png"), "c").unwrap();
-        let rels = ["new", "b.md", "c.png", "gone.md", "b.md"].map(String::from);
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.md"), "outside").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("linked")).unwrap();
+        let rels = [
+            "new",
+            "b.md",
+            "c.png",
+            "gone.md",
+            "b.md",
+            "linked/secret.md",
+            "linked",
+        ]
+        .map(String::from);
         let r = scan_paths(root, &filter(root), &rels);
         let names: Vec<_> = r.files.iter().map(|f| f.rel.as_str()).collect();
         assert_eq!(names, vec!["b.md", "new/deep/a.md"]);

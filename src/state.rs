@@ -48,6 +48,8 @@ pub struct IndexEntry {
     /// The remote blob belongs to another writer; ours went to a conflict copy (or was
     /// skipped). The next local change must not overwrite theirs.
     pub conflict: bool,
+    /// When the row was written (unix seconds); set by [`StateIndex::commit`].
+    pub recorded_unix: i64,
 }
 
 /// One row to write.
@@ -60,6 +62,7 @@ pub struct Record {
 pub struct StateIndex {
     conn: Connection,
     path: PathBuf,
+    writer_id: String,
 }
 
 impl StateIndex {
@@ -78,7 +81,18 @@ impl StateIndex {
             path: path.clone(),
             detail: format!("cannot create {}: {e}", state_dir.display()),
         })?;
-        Self::open_at(&path, remote_identity)
+        let writer_id = writer_id(state_dir).map_err(|e| StateError::Other {
+            path: state_dir.join(WRITER_ID_FILE),
+            detail: e.to_string(),
+        })?;
+        let mut index = Self::open_at(&path, remote_identity)?;
+        index.writer_id = writer_id;
+        Ok(index)
+    }
+
+    /// This machine's writer id, stored with every blob it writes.
+    pub fn writer_id(&self) -> &str {
+        &self.writer_id
     }
 
     /// Move a damaged index aside (kept for inspection) so a fresh one can be built.
@@ -146,6 +160,7 @@ impl StateIndex {
         Ok(StateIndex {
             conn,
             path: path.to_path_buf(),
+            writer_id: String::new(),
         })
     }
 
@@ -158,7 +173,9 @@ impl StateIndex {
         let err = |e| classify(&self.path, e);
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT path, size, mtime_ns, md5, etag, conflict FROM files")
+            .prepare_cached(
+                "SELECT path, size, mtime_ns, md5, etag, conflict, pushed_at FROM files",
+            )
             .map_err(err)?;
         let rows = stmt.query_map([], row_to_entry).map_err(err)?;
         let mut map = HashMap::new();
@@ -178,7 +195,7 @@ impl StateIndex {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT path, size, mtime_ns, md5, etag, conflict FROM files WHERE path = ?1",
+                "SELECT path, size, mtime_ns, md5, etag, conflict, pushed_at FROM files WHERE path = ?1",
             )
             .map_err(err)?;
         let mut map = HashMap::new();
@@ -245,8 +262,28 @@ fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, IndexEntry
             md5,
             etag: row.get(4)?,
             conflict: row.get(5)?,
+            recorded_unix: row.get(6)?,
         },
     ))
+}
+
+/// The file in the state directory that holds this machine's writer id.
+const WRITER_ID_FILE: &str = "writer-id";
+
+/// Read the writer id, creating it (16 random hex digits) the first time.
+fn writer_id(state_dir: &Path) -> std::io::Result<String> {
+    let path = state_dir.join(WRITER_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let id: String = (0..8)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    std::fs::write(&path, format!("{id}\n"))?;
+    Ok(id)
 }
 
 fn classify(path: &Path, e: rusqlite::Error) -> StateError {
@@ -274,6 +311,7 @@ mod tests {
             md5: [n; 16],
             etag: Some(format!("\"0x{n}\"")),
             conflict: false,
+            recorded_unix: 0,
         }
     }
 
@@ -292,7 +330,20 @@ mod tests {
         let idx = StateIndex::open(dir.path(), "azure:x").unwrap();
         let map = idx.load().unwrap();
         assert_eq!(map.len(), 3);
-        assert_eq!(map["d/2.md"], entry(2));
+        let got = &map["d/2.md"];
+        assert!(got.recorded_unix > 1_700_000_000, "commit sets the time");
+        assert_eq!(
+            IndexEntry {
+                recorded_unix: 0,
+                ..got.clone()
+            },
+            entry(2)
+        );
+        let writer = idx.writer_id().to_string();
+        assert_eq!(writer.len(), 16);
+        drop(idx);
+        let idx = StateIndex::open(dir.path(), "azure:x").unwrap();
+        assert_eq!(idx.writer_id(), writer, "stable across opens");
         assert_eq!(idx.count().unwrap(), 3);
         let some = idx.load_paths(["d/1.md", "nope.md"]).unwrap();
         assert_eq!(some.len(), 1);

@@ -633,3 +633,63 @@ fn tells_systemd_it_is_ready() {
     }
     assert!(messages.contains("STATUS="), "{messages}");
 }
+
+#[test]
+fn an_event_on_a_directory_does_not_resend_its_files_and_symlinks_are_not_followed() {
+    let az = Azurite::shared();
+    let (env, container) = azure_world(az);
+    for i in 0..20 {
+        env.write_file(&format!("entries/n{i}.md"), format!("{i}"));
+    }
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("private.md"), "outside the root").unwrap();
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the start-up pass", || settled(&env).then_some(()));
+    let before = status(&env);
+    // An attribute change on the directory itself: the batch names the directory, which is
+    // walked; its files are found unchanged in the index.
+    let entries = env.journal().join("entries");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&entries, std::fs::Permissions::from_mode(0o750)).unwrap();
+    // A symlink to a directory outside the root, and a real change to wait on.
+    std::os::unix::fs::symlink(outside.path(), env.journal().join("linked")).unwrap();
+    std::fs::write(outside.path().join("private.md"), "changed outside").unwrap();
+    env.write_file("marker.md", "m");
+    wait_for(SETTLE, "marker.md", || az.get_blob(&container, "marker.md"));
+    wait_for(SETTLE, "idle", || {
+        let s = status(&env);
+        (settled(&env) && num(&s, "pushes") > num(&before, "pushes")).then_some(())
+    });
+    let uploaded = num(&status(&env), "files_uploaded") - num(&before, "files_uploaded");
+    assert_eq!(
+        uploaded, 1,
+        "only marker.md went; the 20 files were not sent again"
+    );
+    let names: Vec<String> = blob_md5s(az, &container).into_keys().collect();
+    assert!(!names.iter().any(|n| n.contains("private")), "{names:?}");
+    // A full pass does not follow the link either.
+    let out = env.run(&["ctl", "push", "--all", "--json"]);
+    out.assert_code(0);
+    let names: Vec<String> = blob_md5s(az, &container).into_keys().collect();
+    assert!(!names.iter().any(|n| n.contains("private")), "{names:?}");
+}
+
+#[test]
+fn a_one_shot_push_goes_through_the_running_daemon() {
+    let az = Azurite::shared();
+    let (env, container) = azure_world(az);
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the start-up pass", || settled(&env).then_some(()));
+    env.write_file("a.md", "a");
+    let out = env.run(&["push", "--all", "--json"]);
+    out.assert_code(0);
+    assert!(
+        out.stderr
+            .contains("devlogd is running: pushing through it"),
+        "{}",
+        out.stderr
+    );
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(report["mode"], "all");
+    wait_for(SETTLE, "a.md", || az.get_blob(&container, "a.md"));
+}

@@ -231,6 +231,41 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
+fn an_edit_never_overwrites_a_change_made_meanwhile_and_its_scratch_file_is_private() {
+    let env = TestEnv::new();
+    let (id, path) = new_entry(&env, &["-m", "original"]);
+    let seen = env.root().join("scratch-mode");
+    // The "editor" records its file's mode, edits it, and meanwhile the entry itself is
+    // changed by someone else (another editor, a sync tool).
+    let editor = editor_script(
+        &env,
+        "racing.sh",
+        &format!(
+            "stat -c %a \"$1\" > {seen}\nprintf 'my edit\\n' >> \"$1\"\nprintf 'their change\\n' >> {entry}",
+            seen = seen.display(),
+            entry = path.display()
+        ),
+    );
+    let out = devlog(&env, &["edit", &id], &[("EDITOR", &editor)]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("changed on disk"), "{}", out.stderr);
+    let kept = out
+        .stderr
+        .split("kept in ")
+        .nth(1)
+        .map(str::trim)
+        .expect("the message names the kept file");
+    assert!(std::fs::read_to_string(kept).unwrap().contains("my edit"));
+    let entry = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        entry.contains("their change") && !entry.contains("my edit"),
+        "{entry}"
+    );
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), "600");
+    let _ = std::fs::remove_file(kept);
+}
+
+#[test]
 fn every_action_appends_one_valid_json_line() {
     let env = TestEnv::new();
     let (id, _) = new_entry(&env, &["-m", "one"]);

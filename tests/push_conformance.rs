@@ -23,6 +23,8 @@ trait Backend: Sized {
     /// Another writer replaces `name`.
     fn write_as_other(&self, name: &str, bytes: &[u8]);
     fn delete(&self, name: &str);
+    /// Whether blobs carry devlogd's writer id (Azure metadata; a directory needs xattrs).
+    fn marks_writer(&self) -> bool;
 }
 
 struct AzureBackend {
@@ -69,6 +71,9 @@ impl Backend for AzureBackend {
     fn delete(&self, name: &str) {
         assert!(self.az.delete_blob(&self.container, name), "delete {name}");
     }
+    fn marks_writer(&self) -> bool {
+        true
+    }
 }
 
 struct DirectoryBackend {
@@ -77,9 +82,11 @@ struct DirectoryBackend {
 
 impl Backend for DirectoryBackend {
     fn setup(env: &TestEnv) -> Self {
-        DirectoryBackend {
-            dir: env.root().join("mirror"),
-        }
+        // A configured directory remote must exist (devlogd never recreates a missing one:
+        // it could be an unmounted share).
+        let dir = env.root().join("mirror");
+        std::fs::create_dir_all(&dir).unwrap();
+        DirectoryBackend { dir }
     }
     fn remote_url(&self) -> String {
         format!("file://{}", self.dir.display())
@@ -99,6 +106,8 @@ impl Backend for DirectoryBackend {
                 let path = entry.path();
                 if path.is_dir() {
                     stack.push(path);
+                } else if path.file_name().is_some_and(|n| n == ".devlogd.lock") {
+                    continue; // the remote's own lock file, not a blob
                 } else {
                     let name = path
                         .strip_prefix(&self.dir)
@@ -124,6 +133,21 @@ impl Backend for DirectoryBackend {
     }
     fn delete(&self, name: &str) {
         std::fs::remove_file(self.dir.join(name)).unwrap();
+    }
+    fn marks_writer(&self) -> bool {
+        // Does this filesystem keep user extended attributes?
+        let probe = self.dir.with_extension("xattr-probe");
+        std::fs::write(&probe, b"").unwrap();
+        let ok = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import os,sys; os.setxattr(sys.argv[1], 'user.t', b'1')",
+            ])
+            .arg(&probe)
+            .status()
+            .is_ok_and(|s| s.success());
+        let _ = std::fs::remove_file(&probe);
+        ok
     }
 }
 
@@ -330,7 +354,11 @@ fn conflicting_remote_write_keeps_both<B: Backend>() {
     );
     assert_eq!(backend.get("notes.md").unwrap(), b"their version\n");
     assert_eq!(backend.get(&copy).unwrap(), b"our version\n");
-    assert!(!out.stderr.is_empty() || !out.stdout.is_empty());
+    assert!(
+        out.stderr.contains("conflict") && out.stderr.contains("notes.md"),
+        "the conflict is reported on stderr too: {}",
+        out.stderr
+    );
     // Nothing new to do: no second copy, theirs still in place.
     let blobs_before = backend.blobs();
     let (report, _) = push(&env, &[], 0);
@@ -348,6 +376,61 @@ fn conflicting_remote_write_keeps_both<B: Backend>() {
     let (report, _) = push(&env, &["--all"], 0);
     assert_eq!(count(&report, "uploaded"), 0, "{report}");
     assert!(report["conflicts"].as_array().unwrap().is_empty());
+}
+
+/// The state index files, for simulating a crash between an upload and its commit.
+fn index_files(env: &TestEnv) -> Vec<PathBuf> {
+    let dir = env.state_home().join("devlog");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".sqlite"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn an_upload_the_index_missed_is_not_a_conflict_with_ourselves<B: Backend>() {
+    let (env, backend) = world::<B>();
+    journal(&env);
+    push(&env, &[], 0);
+    // Save the index, push an edit, then put the old index back: the upload happened but
+    // its commit was lost, as after a kill -9 at the wrong moment.
+    let saved: Vec<(PathBuf, Vec<u8>)> = index_files(&env)
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    env.write_file("notes.md", b"second version\n");
+    push(&env, &[], 0);
+    for p in index_files(&env) {
+        std::fs::remove_file(p).unwrap();
+    }
+    for (p, bytes) in &saved {
+        std::fs::write(p, bytes).unwrap();
+    }
+    env.write_file("notes.md", b"third version, after the crash\n");
+    let (report, _) = push(&env, &[], 0);
+    assert_eq!(
+        backend.get("notes.md").unwrap(),
+        b"third version, after the crash\n",
+        "{report}"
+    );
+    if backend.marks_writer() {
+        assert!(
+            report["conflicts"].as_array().unwrap().is_empty(),
+            "{report}"
+        );
+        assert_eq!(count(&report, "uploaded"), 1);
+        let copies = backend
+            .blobs()
+            .keys()
+            .filter(|n| n.contains(".conflict-"))
+            .count();
+        assert_eq!(copies, 0, "no conflict copy of our own version");
+    }
 }
 
 fn unreadable_file_fails_alone<B: Backend>() {
@@ -512,6 +595,10 @@ macro_rules! conformance {
             #[test]
             fn conflicting_remote_write_keeps_both() {
                 super::conflicting_remote_write_keeps_both::<$backend>();
+            }
+            #[test]
+            fn an_upload_the_index_missed_is_not_a_conflict_with_ourselves() {
+                super::an_upload_the_index_missed_is_not_a_conflict_with_ourselves::<$backend>();
             }
             #[test]
             fn unreadable_file_fails_alone() {

@@ -175,35 +175,31 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             dry_run,
         } => {
             journal.record("push", None).map_err(journal_error)?;
-            let socket = devlogd::daemon::control::socket_path(&config);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| {
                     CliError::new(exit::USAGE, format!("cannot start the runtime: {e}"))
                 })?;
-            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
-                eprintln!(
-                    "Pushing through the running devlogd ({}).",
-                    socket.display()
-                );
-                let cmd = devlogd::protocol::Command::Push {
-                    all,
-                    force,
-                    dry_run,
-                    wait: true,
-                };
-                runtime.block_on(devlogd::ctl::run(&config, cmd, false))
-            } else {
-                eprintln!("No devlogd running: pushing directly.");
-                let args = commands::push::PushArgs {
-                    all,
-                    force,
-                    dry_run,
-                    json: false,
-                    on_conflict: None,
-                };
-                runtime.block_on(commands::push::run(&config, &args))
+            let args = commands::push::PushArgs {
+                all,
+                force,
+                dry_run,
+                json: false,
+                on_conflict: None,
+            };
+            match commands::push::route(&config)? {
+                commands::push::Route::Daemon { socket } => {
+                    eprintln!(
+                        "Pushing through the running devlogd ({}).",
+                        socket.display()
+                    );
+                    runtime.block_on(commands::push::forward(&config, &args))
+                }
+                commands::push::Route::Direct(_lock) => {
+                    eprintln!("No devlogd running: pushing directly.");
+                    runtime.block_on(commands::push::run_direct(&config, &args))
+                }
             }
         }
     }

@@ -16,7 +16,65 @@ pub struct PushArgs {
     pub on_conflict: Option<OnConflict>,
 }
 
+/// Who runs a push: the running daemon (only it writes the index), or this process.
+pub enum Route {
+    Daemon {
+        socket: std::path::PathBuf,
+    },
+    /// No daemon: this process holds the instance lock for the duration of the push.
+    Direct(crate::daemon::lock::InstanceLock),
+}
+
+/// Take the instance lock, or find the daemon that holds it.
+pub fn route(config: &Config) -> Result<Route, CliError> {
+    match crate::daemon::lock::acquire(config.state_dir()) {
+        Ok(lock) => Ok(Route::Direct(lock)),
+        Err(held) => {
+            let socket = crate::daemon::control::socket_path(config);
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+                Ok(Route::Daemon { socket })
+            } else {
+                Err(CliError::new(
+                    exit::USAGE,
+                    format!(
+                        "{held}, but its control socket {} does not answer: run this with the daemon's XDG_RUNTIME_DIR, or stop the daemon",
+                        socket.display()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// `devlogd push`: through the daemon when one runs (two writers must not share the
+/// index), otherwise directly.
 pub async fn run(config: &Config, args: &PushArgs) -> Result<i32, CliError> {
+    match route(config)? {
+        Route::Daemon { socket } => {
+            eprintln!(
+                "devlogd is running: pushing through it ({}).",
+                socket.display()
+            );
+            forward(config, args).await
+        }
+        Route::Direct(_lock) => run_direct(config, args).await,
+    }
+}
+
+/// Ask the running daemon to push, with the same output as `devlogd ctl push`.
+pub async fn forward(config: &Config, args: &PushArgs) -> Result<i32, CliError> {
+    let cmd = crate::protocol::Command::Push {
+        all: args.all,
+        force: args.force,
+        dry_run: args.dry_run,
+        wait: true,
+        on_conflict: args.on_conflict,
+    };
+    crate::ctl::run(config, cmd, args.json).await
+}
+
+/// Run the pipeline in this process (the caller holds the instance lock).
+pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<i32, CliError> {
     require_root(config)?;
     let filter = filter_for(config)?;
     let remote = crate::remote::open(config).map_err(remote_setup_error)?;

@@ -211,11 +211,13 @@ async fn respond(
             force,
             dry_run,
             wait,
+            on_conflict,
         } => {
             let request = PushRequest {
                 all,
                 force,
                 dry_run,
+                on_conflict,
             };
             if !wait {
                 let cmd = WorkerCmd::Push {

@@ -252,20 +252,18 @@ async fn reload(
         max_delay: setup.config.sync.max_delay,
         filter: setup.filter.clone(),
     };
-    queue_tx
-        .send(settings)
-        .await
-        .map_err(|_| "the daemon is stopping".to_string())?;
-    let (tx, rx) = oneshot::channel();
-    worker_tx
-        .send(WorkerCmd::Reload {
-            setup: Box::new(setup),
-            watch_limited: limited,
-            reply: tx,
-        })
-        .await
-        .map_err(|_| "the daemon is stopping".to_string())?;
-    rx.await.map_err(|_| "the daemon is stopping".to_string())?;
+    // Hand over without waiting: the worker applies it after a push in progress, and the
+    // supervisor must stay free to handle signals meanwhile.
+    let (queue_tx, worker_tx) = (queue_tx.clone(), worker_tx.clone());
+    tokio::spawn(async move {
+        let _ = queue_tx.send(settings).await;
+        let _ = worker_tx
+            .send(WorkerCmd::Reload {
+                setup: Box::new(setup),
+                watch_limited: limited,
+            })
+            .await;
+    });
     tracing::info!(root = %root.display(), "configuration reloaded");
     Ok(())
 }

@@ -91,9 +91,12 @@ pub struct Watch {
 pub fn start(root: &Path, dirs_to_watch: usize, sink: Arc<EventSink>) -> Result<Watch, String> {
     let root_for_events: PathBuf = root.to_path_buf();
     let handler_sink = sink.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        handle(&root_for_events, &handler_sink, res);
-    })
+    // Symlinks are not followed: nothing outside the root is watched (or pushed).
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut watcher = RecommendedWatcher::new(
+        move |res: notify::Result<notify::Event>| handle(&root_for_events, &handler_sink, res),
+        config,
+    )
     .map_err(|e| format!("cannot start the filesystem watcher: {e}"))?;
     let mut limited = watch_limit_problem(dirs_to_watch);
     if let Err(e) = watcher.watch(root, RecursiveMode::Recursive) {

@@ -39,6 +39,7 @@ pub struct PushRequest {
     pub all: bool,
     pub force: bool,
     pub dry_run: bool,
+    pub on_conflict: Option<crate::config::OnConflict>,
 }
 
 /// A failed push as the control socket reports it: exit code, message, partial report.
@@ -58,7 +59,6 @@ pub enum WorkerCmd {
     Reload {
         setup: Box<Setup>,
         watch_limited: Option<String>,
-        reply: oneshot::Sender<()>,
     },
     /// The watcher covers only part of the tree (or all of it again).
     WatchLimited(Option<String>),
@@ -220,14 +220,12 @@ impl Worker {
             WorkerCmd::Reload {
                 setup,
                 watch_limited,
-                reply,
             } => {
                 self.setup = *setup;
                 self.publish_setup();
                 self.status.send_modify(|s| s.watch_limited = watch_limited);
                 self.schedule_next_scan();
                 self.full_pass_pending = true;
-                let _ = reply.send(());
                 self.attempt_unless_backing_off().await;
             }
             WorkerCmd::WatchLimited(limited) => {
@@ -345,7 +343,11 @@ impl Worker {
                     self.pending.clear();
                     self.succeeded();
                 }
-                Ok(_) => self.failed("some files failed and will be retried".into()),
+                Ok(report) => {
+                    let retry = report.failed.iter().filter(|f| f.transient);
+                    self.pending.extend(retry.map(|f| f.path.clone()));
+                    self.failed("some files failed and will be retried".into());
+                }
                 Err(e) => {
                     self.full_pass_pending = true;
                     self.failed(e.1.clone());
@@ -378,7 +380,9 @@ impl Worker {
             all: request.all,
             force: request.force,
             dry_run: request.dry_run,
-            on_conflict: self.setup.config.sync.on_conflict,
+            on_conflict: request
+                .on_conflict
+                .unwrap_or(self.setup.config.sync.on_conflict),
             concurrency: self.setup.config.sync.concurrency,
             paths,
             retry: RetryPolicy::default(),

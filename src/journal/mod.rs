@@ -12,6 +12,7 @@ pub mod render;
 
 use entry::{Entry, FrontMatter};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -36,7 +37,7 @@ pub enum JournalError {
     #[error("{path} is not a readable entry: {problem}")]
     BadEntry { path: PathBuf, problem: String },
     #[error(
-        "the edited entry cannot be read ({problem}); the entry is unchanged and your text is kept in {kept}"
+        "the edit was not saved ({problem}); the entry is unchanged and your text is kept in {kept}"
     )]
     BadEdit { problem: String, kept: PathBuf },
 }
@@ -145,7 +146,8 @@ impl Journal {
     }
 
     /// Open the entry in the editor; write it back (with a new `updated`) only if the text
-    /// changed and the editor succeeded.
+    /// changed and the editor succeeded. Whatever goes wrong after the editor exits, the
+    /// edited text is kept in the scratch file and the message says where.
     pub fn edit(&self, id: &str) -> Result<EditOutcome, JournalError> {
         let (path, original) = self.find(id)?;
         let before = std::fs::read_to_string(&path).map_err(io("read", &path))?;
@@ -155,32 +157,37 @@ impl Journal {
             let _ = std::fs::remove_file(&scratch);
             return Err(JournalError::Editor(format!("{e}; the entry is unchanged")));
         }
-        let after = std::fs::read_to_string(&scratch).map_err(io("read", &scratch))?;
-        self.record("edit", Some(id))?;
-        if after == before {
-            let _ = std::fs::remove_file(&scratch);
-            return Ok(EditOutcome::Unchanged);
-        }
-        let mut edited = match Entry::parse(&after) {
-            Ok(e) => e,
-            Err(problem) => {
-                return Err(JournalError::BadEdit {
-                    problem,
-                    kept: scratch,
-                });
-            }
+        let kept = |problem: String| JournalError::BadEdit {
+            problem,
+            kept: scratch.clone(),
         };
-        if edited.front == original.front && edited.body == original.body {
-            let _ = std::fs::remove_file(&scratch);
-            return Ok(EditOutcome::Unchanged);
+        let after = std::fs::read_to_string(&scratch).map_err(|e| kept(e.to_string()))?;
+        let mut edited = Entry::parse(&after).map_err(kept)?;
+        let changed =
+            after != before && !(edited.front == original.front && edited.body == original.body);
+        if changed {
+            // Someone (another editor, a sync tool) changed the file meanwhile: do not
+            // overwrite their version with ours.
+            let now = std::fs::read_to_string(&path).map_err(|e| kept(e.to_string()))?;
+            if now != before {
+                return Err(kept(format!(
+                    "{} changed on disk while you were editing",
+                    path.display()
+                )));
+            }
+            // The id and creation time name the file: they are not the editor's to change.
+            edited.front.id = original.front.id.clone();
+            edited.front.created = original.front.created;
+            edited.front.updated = entry::now();
+            write_atomic(&path, edited.render().as_bytes()).map_err(|e| kept(e.to_string()))?;
         }
-        // The id and creation time name the file: they are not the editor's to change.
-        edited.front.id = original.front.id.clone();
-        edited.front.created = original.front.created;
-        edited.front.updated = entry::now();
-        write_atomic(&path, edited.render().as_bytes())?;
         let _ = std::fs::remove_file(&scratch);
-        Ok(EditOutcome::Updated(edited))
+        self.record("edit", Some(id))?;
+        Ok(if changed {
+            EditOutcome::Updated(edited)
+        } else {
+            EditOutcome::Unchanged
+        })
     }
 
     /// Append an activity line.
@@ -247,9 +254,11 @@ pub fn scratch_file(text: &str) -> Result<PathBuf, JournalError> {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
+    // Private: entries are personal, and the temporary directory is shared.
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&path)
         .map_err(io("create", &path))?;
     f.write_all(text.as_bytes()).map_err(io("write", &path))?;

@@ -20,7 +20,7 @@ use azure_core::http::{
 };
 use azure_storage_blob::models::{
     BlobClientGetPropertiesResultHeaders, BlobClientUploadOptions,
-    BlobContainerClientListBlobsOptions,
+    BlobContainerClientListBlobsOptions, ListBlobsIncludeItem,
 };
 use azure_storage_blob::{
     BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions,
@@ -28,6 +28,7 @@ use azure_storage_blob::{
 use bytes::Bytes;
 use futures::TryStreamExt;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,9 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
+
+/// Blob metadata key holding the writer id (see [`RemoteBlob::writer`]).
+const WRITER_METADATA: &str = "devlogdwriter";
 
 /// An upper bound for one request, above the transport's own connect/read timeouts.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -161,6 +165,7 @@ impl AzureRemote {
         data: Bytes,
         md5: [u8; 16],
         precondition: &Precondition,
+        writer: &str,
     ) -> Result<PutOutcome, azure_core::Error> {
         let client = self
             .blob_client(name)
@@ -170,6 +175,10 @@ impl AzureRemote {
             // Set explicitly: the SDK's default asks the OS for the CPU count (cgroup files
             // under /proc) on every upload.
             parallel: NonZeroUsize::new(4),
+            metadata: Some(HashMap::from([(
+                WRITER_METADATA.to_string(),
+                super::writer_mark(writer, &md5),
+            )])),
             ..Default::default()
         };
         match precondition {
@@ -210,11 +219,12 @@ impl Remote for AzureRemote {
         data: Bytes,
         md5: [u8; 16],
         precondition: &Precondition,
+        writer: &str,
     ) -> Result<PutOutcome, RemoteError> {
         let attempt = |data: Bytes| {
             tokio::time::timeout(
                 REQUEST_TIMEOUT,
-                self.put_once(name, data, md5, precondition),
+                self.put_once(name, data, md5, precondition, writer),
             )
         };
         match attempt(data.clone()).await {
@@ -241,7 +251,13 @@ impl Remote for AzureRemote {
                 Ok(Ok(r)) => r,
             };
         let md5 = response.content_md5().ok().flatten().and_then(md5_array);
+        let writer = response
+            .metadata()
+            .ok()
+            .and_then(|m| m.get(WRITER_METADATA).cloned())
+            .and_then(|mark| super::writer_from_mark(&mark, md5));
         Ok(Some(RemoteBlob {
+            writer,
             name: name.to_string(),
             size: response.content_length().ok().flatten().unwrap_or(0),
             md5,
@@ -255,7 +271,10 @@ impl Remote for AzureRemote {
     }
 
     async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError> {
-        let mut options = BlobContainerClientListBlobsOptions::default();
+        let mut options = BlobContainerClientListBlobsOptions {
+            include: Some(vec![ListBlobsIncludeItem::Metadata]),
+            ..Default::default()
+        };
         let strip = if self.location.prefix.is_empty() {
             String::new()
         } else {
@@ -283,10 +302,17 @@ impl Remote for AzureRemote {
                 continue;
             };
             let props = item.properties.unwrap_or_default();
+            let md5 = props.content_md5.and_then(md5_array);
+            let writer = item
+                .metadata
+                .and_then(|m| m.values)
+                .and_then(|v| v.get(WRITER_METADATA).cloned())
+                .and_then(|mark| super::writer_from_mark(&mark, md5));
             blobs.push(RemoteBlob {
+                writer,
                 name: name.to_string(),
                 size: props.content_length.unwrap_or(0),
-                md5: props.content_md5.and_then(md5_array),
+                md5,
                 etag: props.etag.map(|e| quoted(e.as_ref())).unwrap_or_default(),
             });
         }

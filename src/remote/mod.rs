@@ -24,6 +24,26 @@ pub struct RemoteBlob {
     /// Content-MD5, when the remote has one.
     pub md5: Option<[u8; 16]>,
     pub etag: String,
+    /// The writer id devlogd stored with the blob (metadata or xattr), if the content is
+    /// still what that writer wrote: a blob with our own id is ours even when the index
+    /// missed recording it (a crash between upload and commit).
+    pub writer: Option<String>,
+}
+
+/// The mark stored with a blob: our writer id and the MD5 of what we wrote. A blob counts
+/// as ours only while its content still has that MD5, so a later in-place change by any
+/// other tool (which may keep metadata or extended attributes) is never taken for ours.
+pub fn writer_mark(writer: &str, md5: &[u8; 16]) -> String {
+    let hex: String = md5.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{writer}:{hex}")
+}
+
+/// The writer id in `mark`, if the blob's current `md5` is still the one it was written with.
+pub fn writer_from_mark(mark: &str, md5: Option<[u8; 16]>) -> Option<String> {
+    let (writer, hex) = mark.split_once(':')?;
+    let current = md5?;
+    let current_hex: String = current.iter().map(|b| format!("{b:02x}")).collect();
+    (hex == current_hex).then(|| writer.to_string())
 }
 
 /// The write precondition that keeps us from overwriting another writer's data.
@@ -35,6 +55,21 @@ pub enum Precondition {
     IfMatch(String),
     /// Unconditional (the `overwrite` conflict policy after a conflict).
     None,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mark_names_its_writer_only_while_the_content_is_unchanged() {
+        let md5 = [7u8; 16];
+        let mark = writer_mark("w1", &md5);
+        assert_eq!(writer_from_mark(&mark, Some(md5)), Some("w1".into()));
+        assert_eq!(writer_from_mark(&mark, Some([8; 16])), None);
+        assert_eq!(writer_from_mark(&mark, None), None);
+        assert_eq!(writer_from_mark("garbage", Some(md5)), None);
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -85,13 +120,14 @@ pub trait Remote: Send + Sync {
     fn credential_source(&self) -> String;
 
     /// Write `data` at `name` if `precondition` holds. `md5` is the content's MD5, sent so
-    /// the service verifies what it received.
+    /// the service verifies what it received; `writer` is stored with the blob.
     async fn put(
         &self,
         name: &str,
         data: Bytes,
         md5: [u8; 16],
         precondition: &Precondition,
+        writer: &str,
     ) -> Result<PutOutcome, RemoteError>;
 
     /// Properties of one blob, `None` when it does not exist.
@@ -104,7 +140,13 @@ pub trait Remote: Send + Sync {
 /// Build the remote a configuration names, resolving its credentials.
 pub fn open(config: &Config) -> Result<Arc<dyn Remote>, RemoteError> {
     match &config.remote {
-        RemoteConfig::Directory { path, .. } => Ok(Arc::new(local::DirectoryRemote::new(path))),
+        RemoteConfig::Directory {
+            path,
+            embedded_default,
+        } => Ok(Arc::new(local::DirectoryRemote::new(
+            path,
+            *embedded_default,
+        ))),
         RemoteConfig::Azure(location) => {
             let file = credential::CredentialsFile::load(&config.dirs.credentials_file())
                 .map_err(|message| RemoteError::Permanent { message })?;
