@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// Keeps ~/.devlog backed up to Azure Blob Storage (or a local mirror), pushing only what
 /// changed.
 #[derive(Parser)]
-#[command(name = "devlogd", version, about, long_about = None)]
+#[command(name = "devlogd", version)]
 struct Cli {
     /// Config file (default: the platform config dir's devlog/config.toml; or $DEVLOG_CONFIG).
     #[arg(long, global = true, value_name = "PATH")]
@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Push what changed since the last push, once, without a daemon.
+    /// Push what changed, once (through the running daemon when there is one).
     Push {
         /// Also list the remote and repair blobs that are missing or differ.
         #[arg(long)]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 /// Write and read the developer journal (~/.devlog) that devlogd backs up.
 #[derive(Parser)]
-#[command(name = "devlog", version, about, long_about = None)]
+#[command(name = "devlog", version)]
 struct Cli {
     /// Config file (the same one devlogd reads).
     #[arg(long, global = true, value_name = "PATH")]
