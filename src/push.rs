@@ -807,16 +807,26 @@ mod tests {
     use crate::remote::{PutOutcome, RemoteBlob};
     use async_trait::async_trait;
 
-    /// The directory remote, plus a writer that edits the local file while its upload is
-    /// in flight (the race the pipeline must not record as synced).
-    struct EditDuringUpload {
+    /// The directory remote, counting writes and running `before_put` (with the number of
+    /// earlier writes) as each one starts.
+    struct Instrumented {
         inner: DirectoryRemote,
-        file: PathBuf,
-        edits: std::sync::atomic::AtomicU32,
+        puts: std::sync::atomic::AtomicU32,
+        before_put: Box<dyn Fn(u32) + Send + Sync>,
+    }
+
+    impl Instrumented {
+        fn new(mirror: &Path, before_put: impl Fn(u32) + Send + Sync + 'static) -> Self {
+            Instrumented {
+                inner: DirectoryRemote::new(mirror, true),
+                puts: Default::default(),
+                before_put: Box::new(before_put),
+            }
+        }
     }
 
     #[async_trait]
-    impl Remote for EditDuringUpload {
+    impl Remote for Instrumented {
         fn describe(&self) -> String {
             self.inner.describe()
         }
@@ -831,9 +841,7 @@ mod tests {
             p: &Precondition,
             writer: &str,
         ) -> Result<PutOutcome, RemoteError> {
-            if self.edits.fetch_add(1, Ordering::SeqCst) == 0 {
-                std::fs::write(&self.file, b"edited during upload, longer").unwrap();
-            }
+            (self.before_put)(self.puts.fetch_add(1, Ordering::SeqCst));
             self.inner.put(name, data, md5, p, writer).await
         }
         async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
@@ -857,39 +865,6 @@ mod tests {
         }
     }
 
-    /// The directory remote, counting writes.
-    struct CountingRemote {
-        inner: DirectoryRemote,
-        puts: std::sync::atomic::AtomicU32,
-    }
-
-    #[async_trait]
-    impl Remote for CountingRemote {
-        fn describe(&self) -> String {
-            self.inner.describe()
-        }
-        fn credential_source(&self) -> String {
-            self.inner.credential_source()
-        }
-        async fn put(
-            &self,
-            name: &str,
-            data: Bytes,
-            md5: [u8; 16],
-            p: &Precondition,
-            writer: &str,
-        ) -> Result<PutOutcome, RemoteError> {
-            self.puts.fetch_add(1, Ordering::SeqCst);
-            self.inner.put(name, data, md5, p, writer).await
-        }
-        async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
-            self.inner.head(name).await
-        }
-        async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError> {
-            self.inner.list().await
-        }
-    }
-
     #[tokio::test]
     async fn a_batch_naming_a_directory_checks_its_files_against_the_index() {
         let dir = tempfile::tempdir().unwrap();
@@ -900,10 +875,7 @@ mod tests {
             std::fs::write(&p, format!("{i}")).unwrap();
         }
         let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
-        let remote = CountingRemote {
-            inner: DirectoryRemote::new(&dir.path().join("mirror"), true),
-            puts: Default::default(),
-        };
+        let remote = Instrumented::new(&dir.path().join("mirror"), |_| {});
         let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
         let mut opts = options();
         let first = run(
@@ -952,11 +924,13 @@ mod tests {
         let file = root.join("n.md");
         std::fs::write(&file, b"original").unwrap();
         let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
-        let remote = EditDuringUpload {
-            inner: DirectoryRemote::new(&dir.path().join("mirror"), true),
-            file: file.clone(),
-            edits: Default::default(),
-        };
+        // Someone edits the file while its first upload is in flight.
+        let edited = file.clone();
+        let remote = Instrumented::new(&dir.path().join("mirror"), move |earlier| {
+            if earlier == 0 {
+                std::fs::write(&edited, b"edited during upload, longer").unwrap();
+            }
+        });
         let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
         let push_once = async |state: &mut StateIndex| {
             let ctx = PushContext {
