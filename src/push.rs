@@ -138,6 +138,26 @@ pub enum PushError {
     State(#[from] StateError),
 }
 
+impl PushError {
+    /// The exit code a command ends with (DESIGN.md's table).
+    pub fn exit_code(&self) -> i32 {
+        use crate::commands::exit;
+        match self {
+            PushError::Auth { .. } => exit::AUTH,
+            PushError::Unreachable { .. } | PushError::List { .. } => exit::FILES_FAILED,
+            PushError::State(_) => exit::USAGE,
+        }
+    }
+
+    /// What was done before the run stopped, when anything was.
+    pub fn partial_report(&self) -> Option<&PushReport> {
+        match self {
+            PushError::Auth { report, .. } | PushError::Unreachable { report, .. } => Some(report),
+            PushError::List { .. } | PushError::State(_) => None,
+        }
+    }
+}
+
 /// What to check, by kind of credential.
 pub fn auth_hint(source: &str) -> &'static str {
     if source.contains("Entra ID") {

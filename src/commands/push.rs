@@ -2,7 +2,7 @@
 
 use super::{CliError, exit, filter_for, hostname, remote_setup_error, require_root};
 use crate::config::{Config, OnConflict, RemoteConfig};
-use crate::push::{self, PushContext, PushError, PushOptions};
+use crate::push::{self, PushContext, PushOptions};
 use crate::retry::RetryPolicy;
 use crate::state::StateIndex;
 use crate::ui::{self, Progress};
@@ -126,29 +126,12 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<i32, CliErro
                 exit::FILES_FAILED
             })
         }
-        Err(PushError::Auth { ref report, .. }) => {
-            let message = result_message(&result);
-            if args.json {
+        Err(e) => {
+            if let (true, Some(report)) = (args.json, e.partial_report()) {
                 println!("{}", json(report));
             }
-            Err(CliError::new(exit::AUTH, message))
+            Err(CliError::new(e.exit_code(), e.to_string()))
         }
-        Err(PushError::Unreachable { ref report, .. }) => {
-            let message = result_message(&result);
-            if args.json {
-                println!("{}", json(report));
-            }
-            Err(CliError::new(exit::FILES_FAILED, message))
-        }
-        Err(PushError::State(e)) => Err(CliError::new(exit::USAGE, e.to_string())),
-        Err(e @ PushError::List { .. }) => Err(CliError::new(exit::FILES_FAILED, e.to_string())),
-    }
-}
-
-fn result_message(result: &Result<push::PushReport, PushError>) -> String {
-    match result {
-        Err(e) => e.to_string(),
-        Ok(_) => String::new(),
     }
 }
 

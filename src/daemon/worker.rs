@@ -10,7 +10,7 @@
 use super::watch::RescanReason;
 use crate::config::Config;
 use crate::filter::Filter;
-use crate::push::{self, PushContext, PushError, PushEvent, PushOptions, PushReport};
+use crate::push::{self, PushContext, PushEvent, PushOptions, PushReport};
 use crate::remote::Remote;
 use crate::retry::RetryPolicy;
 use crate::state::StateIndex;
@@ -400,12 +400,7 @@ impl Worker {
         let (report, outcome) = match result {
             Ok(report) => (Some(report.clone()), Ok(report)),
             Err(e) => {
-                let (code, report) = match &e {
-                    PushError::Auth { report, .. } => (4, Some((**report).clone())),
-                    PushError::Unreachable { report, .. } => (1, Some((**report).clone())),
-                    PushError::List { .. } => (1, None),
-                    PushError::State(_) => (2, None),
-                };
+                let (code, report) = (e.exit_code(), e.partial_report().cloned());
                 let message = e.to_string();
                 tracing::warn!(error = %message, "push failed");
                 (report.clone(), Err((code, message, report)))
