@@ -872,6 +872,24 @@ mod tests {
         }
     }
 
+    /// One run of the pipeline over `root`, host "h".
+    async fn push_once(
+        root: &Path,
+        filter: &Filter,
+        remote: &dyn Remote,
+        state: &mut StateIndex,
+        opts: &PushOptions,
+    ) -> PushReport {
+        let ctx = PushContext {
+            root,
+            filter,
+            remote,
+            state,
+            host: "h",
+        };
+        run(ctx, opts, &|_| {}).await.unwrap()
+    }
+
     fn options() -> PushOptions {
         PushOptions {
             all: false,
@@ -898,36 +916,12 @@ mod tests {
         let remote = Instrumented::new(&dir.path().join("mirror"), |_| {});
         let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
         let mut opts = options();
-        let first = run(
-            PushContext {
-                root: &root,
-                filter: &filter,
-                remote: &remote,
-                state: &mut state,
-                host: "h",
-            },
-            &opts,
-            &|_| {},
-        )
-        .await
-        .unwrap();
+        let first = push_once(&root, &filter, &remote, &mut state, &opts).await;
         assert_eq!(first.uploaded, 5);
         // The watcher saw an event on the directory itself.
         opts.paths = Some(vec!["entries".to_string()]);
         let puts_before = remote.puts.load(Ordering::SeqCst);
-        let batch = run(
-            PushContext {
-                root: &root,
-                filter: &filter,
-                remote: &remote,
-                state: &mut state,
-                host: "h",
-            },
-            &opts,
-            &|_| {},
-        )
-        .await
-        .unwrap();
+        let batch = push_once(&root, &filter, &remote, &mut state, &opts).await;
         assert_eq!((batch.uploaded, batch.unchanged), (0, 5));
         assert_eq!(
             remote.puts.load(Ordering::SeqCst),
@@ -952,23 +946,13 @@ mod tests {
             }
         });
         let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
-        let push_once = async |state: &mut StateIndex| {
-            let ctx = PushContext {
-                root: &root,
-                filter: &filter,
-                remote: &remote,
-                state,
-                host: "h",
-            };
-            run(ctx, &options(), &|_| {}).await.unwrap()
-        };
-        let first = push_once(&mut state).await;
+        let first = push_once(&root, &filter, &remote, &mut state, &options()).await;
         assert_eq!(first.uploaded, 1);
         assert_eq!(first.changed_during_upload, vec!["n.md".to_string()]);
         let mirror = dir.path().join("mirror/n.md");
         assert_eq!(std::fs::read(&mirror).unwrap(), b"original");
         // Not recorded as synced: the next pass pushes the new content, without a conflict.
-        let second = push_once(&mut state).await;
+        let second = push_once(&root, &filter, &remote, &mut state, &options()).await;
         assert_eq!(second.uploaded, 1, "{second:?}");
         assert!(second.conflicts.is_empty(), "{second:?}");
         assert!(second.changed_during_upload.is_empty());
@@ -976,7 +960,7 @@ mod tests {
             std::fs::read(&mirror).unwrap(),
             b"edited during upload, longer"
         );
-        let third = push_once(&mut state).await;
+        let third = push_once(&root, &filter, &remote, &mut state, &options()).await;
         assert_eq!((third.uploaded, third.unchanged), (0, 1));
     }
 

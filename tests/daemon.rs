@@ -207,15 +207,21 @@ fn many_files(env: &TestEnv, n: usize) -> BTreeMap<String, String> {
     want
 }
 
-#[test]
-fn kill_9_during_a_push_loses_nothing() {
-    let az = Azurite::shared();
+/// A daemon whose start-up pass is pushing 2,000 files, caught once the first blobs exist.
+fn daemon_mid_push(az: &Azurite) -> (TestEnv, String, BTreeMap<String, String>, Daemon) {
     let (env, container) = azure_world(az);
     let want = many_files(&env, 2000);
-    let mut daemon = Daemon::start(&env);
+    let daemon = Daemon::start(&env);
     wait_for(SETTLE, "the push to be under way", || {
         (!az.list_blobs(&container).is_empty()).then_some(())
     });
+    (env, container, want, daemon)
+}
+
+#[test]
+fn kill_9_during_a_push_loses_nothing() {
+    let az = Azurite::shared();
+    let (env, container, want, mut daemon) = daemon_mid_push(az);
     daemon.signal(libc::SIGKILL);
     daemon.wait_exit(Duration::from_secs(10));
     let partial = az.list_blobs(&container).len();
@@ -231,12 +237,7 @@ fn kill_9_during_a_push_loses_nothing() {
 #[test]
 fn sigterm_during_a_push_stops_cleanly_with_nothing_half_recorded() {
     let az = Azurite::shared();
-    let (env, container) = azure_world(az);
-    let want = many_files(&env, 2000);
-    let mut daemon = Daemon::start(&env);
-    wait_for(SETTLE, "the push to be under way", || {
-        (!az.list_blobs(&container).is_empty()).then_some(())
-    });
+    let (env, container, want, mut daemon) = daemon_mid_push(az);
     daemon.signal(libc::SIGTERM);
     assert_eq!(
         daemon.wait_exit(Duration::from_secs(20)),
