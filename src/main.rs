@@ -32,6 +32,10 @@ enum Command {
         /// Upload every file, changed or not.
         #[arg(long)]
         force: bool,
+        /// Hash every file instead of trusting size and times (finds edits whose
+        /// timestamps were put back).
+        #[arg(long)]
+        checksum: bool,
         /// Show what would be uploaded; change nothing anywhere.
         #[arg(long)]
         dry_run: bool,
@@ -83,6 +87,9 @@ enum CtlCommand {
         all: bool,
         #[arg(long)]
         force: bool,
+        /// Hash every file instead of trusting size and times.
+        #[arg(long)]
+        checksum: bool,
         #[arg(long)]
         dry_run: bool,
         /// Return as soon as the push is queued.
@@ -153,6 +160,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Push {
             all,
             force,
+            checksum,
             dry_run,
             json,
             on_conflict,
@@ -160,6 +168,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             let args = commands::push::PushArgs {
                 all,
                 force,
+                checksum,
                 dry_run,
                 json,
                 on_conflict,
@@ -192,6 +201,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 CtlCommand::Push {
                     all,
                     force,
+                    checksum,
                     dry_run,
                     no_wait,
                     json,
@@ -200,6 +210,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                     P::Push {
                         all,
                         force,
+                        checksum,
                         dry_run,
                         wait: !no_wait,
                         on_conflict,

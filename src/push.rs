@@ -10,17 +10,15 @@
 use crate::config::OnConflict;
 use crate::filter::Filter;
 use crate::plan::{self, Decision, RemoteView, UploadReason};
+use crate::remote::content::{Content, MemoryBudget, OpenError};
 use crate::remote::{Precondition, Remote, RemoteBlob, RemoteError};
 use crate::retry::RetryPolicy;
 use crate::scan::{self, LocalFile};
 use crate::state::{IndexEntry, Record, StateError, StateIndex};
-use bytes::Bytes;
 use futures::StreamExt;
-use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -37,6 +35,9 @@ pub struct PushOptions {
     pub force: bool,
     /// Plan and report only (`--dry-run`).
     pub dry_run: bool,
+    /// Hash every candidate whatever its stat says (`--checksum`; the daemon's batches of
+    /// paths the watcher saw written).
+    pub checksum: bool,
     pub on_conflict: OnConflict,
     pub concurrency: usize,
     /// Only these relative paths (a daemon batch); `None` scans the whole root.
@@ -219,10 +220,23 @@ pub async fn run(
         report.failed.push(FileFailure {
             path: issue.rel,
             error: issue.message,
-            transient: false,
+            transient: issue.transient,
         });
     }
-    report.scanned = scanned.files.len() as u64;
+    // Every path must map one-to-one onto a blob name; one that cannot is refused alone.
+    let prefix = remote.name_prefix();
+    let mut scanned_files = Vec::with_capacity(scanned.files.len());
+    for file in scanned.files {
+        match crate::blobname::check(&file.rel, &prefix) {
+            Ok(()) => scanned_files.push(file),
+            Err(why) => report.failed.push(FileFailure {
+                error: crate::blobname::refusal(&file.rel, &why),
+                path: file.rel,
+                transient: false,
+            }),
+        }
+    }
+    report.scanned = scanned_files.len() as u64;
 
     let listing: Option<HashMap<String, RemoteBlob>> = if opts.all {
         let blobs = opts
@@ -252,7 +266,7 @@ pub async fn run(
         None
     };
     if let Some(listing) = &listing {
-        let local: HashSet<&str> = scanned.files.iter().map(|f| f.rel.as_str()).collect();
+        let local: HashSet<&str> = scanned_files.iter().map(|f| f.rel.as_str()).collect();
         let mut only: Vec<String> = listing
             .keys()
             .filter(|name| !local.contains(name.as_str()))
@@ -268,10 +282,11 @@ pub async fn run(
         force: opts.force,
         revisit_conflicts: opts.on_conflict == OnConflict::Overwrite,
         writer: &writer,
+        checksum: opts.checksum,
     };
     let mut records = Vec::new();
     let mut jobs = Vec::new();
-    for file in scanned.files {
+    for file in scanned_files {
         if cancelled(opts) {
             break; // stopping: plan no further, upload nothing new
         }
@@ -283,12 +298,18 @@ pub async fn run(
                 .map_or(RemoteView::Missing, RemoteView::Present),
         };
         let abs = root.join(&file.rel);
-        let decision = plan::decide(&file, known, view, &rules, &mut || md5_of(&abs));
+        let decision = plan::decide(&file, known, view, &rules, &mut || {
+            crate::fsutil::md5_of_file(&abs)
+        });
         match decision {
+            // Deleted (or replaced by a symlink) since the scan: no longer a candidate.
+            Err(e) if crate::fsutil::is_gone(&e) => {
+                report.scanned = report.scanned.saturating_sub(1)
+            }
             Err(e) => report.failed.push(FileFailure {
                 path: file.rel.clone(),
                 error: read_error(&e),
-                transient: false,
+                transient: crate::fsutil::is_transient_io(&e),
             }),
             Ok(Decision::Unchanged) => report.unchanged += 1,
             Ok(Decision::Record(entry)) => {
@@ -343,7 +364,9 @@ pub async fn run(
 
     // Upload.
     let abort = AtomicBool::new(false);
+    let budget = MemoryBudget::default();
     let uploader = Uploader {
+        budget: &budget,
         root,
         remote,
         retry: opts.retry,
@@ -423,6 +446,8 @@ pub async fn run(
                 unreachable.get_or_insert(detail);
             }
             Outcome::NotStarted => not_started += 1,
+            Outcome::Gone => report.scanned = report.scanned.saturating_sub(1),
+            Outcome::Changed { path } => report.changed_during_upload.push(path),
         }
     }
     drop(outcomes);
@@ -495,17 +520,18 @@ enum Outcome {
         detail: String,
     },
     NotStarted,
-}
-
-/// The content of one file as read for upload, with its stat at open time.
-struct Snapshot {
-    data: Bytes,
-    md5: [u8; 16],
-    size: u64,
-    mtime_ns: i64,
+    /// Deleted or replaced by something that is not a regular file since the scan: not a
+    /// candidate any more, and not a failure.
+    Gone,
+    /// Changed while a large file's blocks were read: nothing was stored or recorded, and
+    /// the file stays dirty.
+    Changed {
+        path: String,
+    },
 }
 
 struct Uploader<'a> {
+    budget: &'a MemoryBudget,
     root: &'a Path,
     remote: &'a dyn Remote,
     retry: RetryPolicy,
@@ -524,21 +550,22 @@ impl Uploader<'_> {
         }
         let rel = job.file.rel.clone();
         let abs = self.root.join(&rel);
-        let snap = match read_snapshot(abs.clone(), job.file.size).await {
-            Ok(s) => s,
-            Err(e) => {
+        let content = match Content::open(&abs, self.budget).await {
+            Ok(c) => c,
+            Err(OpenError::Gone) => return Outcome::Gone,
+            Err(OpenError::Io(e)) => {
                 return Outcome::Failed {
                     path: rel,
                     error: read_error(&e),
-                    transient: false,
+                    transient: crate::fsutil::is_transient_io(&e),
                 };
             }
         };
         let result = match &job.action {
-            JobAction::Conflict => self.resolve_conflict(&rel, &snap).await,
+            JobAction::Conflict => self.resolve_conflict(&rel, &content).await,
             JobAction::Put { precondition, .. } => {
-                match self.put(&rel, &snap, precondition).await {
-                    Err(RemoteError::Conflict) => self.resolve_conflict(&rel, &snap).await,
+                match self.put(&rel, &content, precondition).await {
+                    Err(RemoteError::Conflict) => self.resolve_conflict(&rel, &content).await,
                     other => other.map(|etag| Resolution::Uploaded { etag }),
                 }
             }
@@ -556,6 +583,7 @@ impl Uploader<'_> {
                     detail: message,
                 };
             }
+            Err(RemoteError::SourceChanged) => return Outcome::Changed { path: rel },
             Err(e) => {
                 return Outcome::Failed {
                     path: rel,
@@ -565,10 +593,12 @@ impl Uploader<'_> {
             }
         };
         // Record what was actually sent, with the stat it had when opened. If the file
-        // changed meanwhile, its current stat differs from the row and it stays dirty.
-        let changed_during_upload = match std::fs::metadata(&abs) {
-            Ok(meta) => scan::stat_of(&meta) != (snap.size, snap.mtime_ns),
-            Err(_) => true,
+        // changed meanwhile, or the path now names something else, its current stat
+        // differs from the row and it stays dirty.
+        let changed_during_upload = !content.still_at(&abs);
+        let md5 = match content.md5().await {
+            Ok(md5) => md5,
+            Err(_) => return Outcome::Changed { path: rel },
         };
         let (etag, conflict_flag, conflict, uploaded) = match resolution {
             Resolution::Uploaded { etag } => (etag, false, None, true),
@@ -584,15 +614,16 @@ impl Uploader<'_> {
             record: Record {
                 rel,
                 entry: IndexEntry {
-                    size: snap.size,
-                    mtime_ns: snap.mtime_ns,
-                    md5: snap.md5,
+                    size: content.stamp.size,
+                    mtime_ns: content.stamp.mtime_ns,
+                    ctime_ns: content.stamp.ctime_ns,
+                    md5,
                     etag: Some(etag),
                     conflict: conflict_flag,
                     recorded_unix: 0,
                 },
             },
-            bytes: snap.size,
+            bytes: content.stamp.size,
             conflict,
             uploaded,
             changed_during_upload,
@@ -602,25 +633,30 @@ impl Uploader<'_> {
     async fn put(
         &self,
         name: &str,
-        snap: &Snapshot,
+        content: &Content,
         precondition: &Precondition,
     ) -> Result<String, RemoteError> {
         self.retry
-            .run(|| {
-                self.remote
-                    .put(name, snap.data.clone(), snap.md5, precondition, self.writer)
-            })
+            .run(|| self.remote.put(name, content, precondition, self.writer))
             .await
             .map(|o| o.etag)
     }
 
     /// Upload ours under a fresh conflict name; a name taken within the same second gets a
     /// counter, so one copy never replaces another.
-    async fn put_conflict_copy(&self, rel: &str, snap: &Snapshot) -> Result<String, RemoteError> {
+    async fn put_conflict_copy(&self, rel: &str, content: &Content) -> Result<String, RemoteError> {
         let now = time::OffsetDateTime::now_utc();
         for n in 1..=100u32 {
             let copy = conflict_name(rel, self.host, now, n);
-            match self.put(&copy, snap, &Precondition::IfAbsent).await {
+            if let Err(why) = crate::blobname::check(&copy, &self.remote.name_prefix()) {
+                return Err(RemoteError::Permanent {
+                    message: format!(
+                        "changed by another writer, and no conflict copy can be made: {}",
+                        crate::blobname::refusal(&copy, &why)
+                    ),
+                });
+            }
+            match self.put(&copy, content, &Precondition::IfAbsent).await {
                 Err(RemoteError::Conflict) => continue,
                 Err(e) => return Err(e),
                 Ok(_) => return Ok(copy),
@@ -635,26 +671,29 @@ impl Uploader<'_> {
     async fn resolve_conflict(
         &self,
         rel: &str,
-        snap: &Snapshot,
+        content: &Content,
     ) -> Result<Resolution, RemoteError> {
         let current = self.retry.run(|| self.remote.head(rel)).await?;
         let Some(theirs) = current else {
             // Gone meanwhile (or deleted behind our back): create it.
-            let etag = self.put(rel, snap, &Precondition::IfAbsent).await?;
+            let etag = self.put(rel, content, &Precondition::IfAbsent).await?;
             return Ok(Resolution::Uploaded { etag });
         };
-        if theirs.writer.as_deref() == Some(self.writer) && theirs.md5 != Some(snap.md5) {
+        let ours = content.md5().await?;
+        // The mark names our writer only for a blob written under this very name and
+        // still holding what we wrote there.
+        if theirs.writer.as_deref() == Some(self.writer) && theirs.md5 != Some(ours) {
             // Our own earlier write that the index missed (a crash before the commit, a
             // lost response): not another writer's data, so it is replaced.
             let etag = self
-                .put(rel, snap, &Precondition::IfMatch(theirs.etag))
+                .put(rel, content, &Precondition::IfMatch(theirs.etag))
                 .await?;
             return Ok(Resolution::Uploaded { etag });
         }
-        if theirs.md5 == Some(snap.md5) {
+        if theirs.md5 == Some(ours) {
             if self.force {
                 let etag = self
-                    .put(rel, snap, &Precondition::IfMatch(theirs.etag.clone()))
+                    .put(rel, content, &Precondition::IfMatch(theirs.etag.clone()))
                     .await?;
                 return Ok(Resolution::Uploaded { etag });
             }
@@ -662,7 +701,7 @@ impl Uploader<'_> {
         }
         match self.on_conflict {
             OnConflict::KeepBoth => {
-                let copy = self.put_conflict_copy(rel, snap).await?;
+                let copy = self.put_conflict_copy(rel, content).await?;
                 tracing::warn!(path = rel, copy = %copy, "conflict: the remote blob was changed by another writer; kept both");
                 Ok(Resolution::Conflict {
                     their_etag: theirs.etag,
@@ -676,7 +715,7 @@ impl Uploader<'_> {
             }
             OnConflict::Overwrite => {
                 let etag = self
-                    .put(rel, snap, &Precondition::IfMatch(theirs.etag))
+                    .put(rel, content, &Precondition::IfMatch(theirs.etag))
                     .await?;
                 tracing::warn!(
                     path = rel,
@@ -776,50 +815,6 @@ fn read_error(e: &std::io::Error) -> String {
     format!("cannot read: {e}")
 }
 
-/// Streamed MD5 of a file (planning only reads files whose stat changed).
-pub fn md5_of(path: &Path) -> std::io::Result<[u8; 16]> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hasher.finalize().into());
-        }
-        hasher.update(&buf[..n]);
-    }
-}
-
-/// Files up to this size are read on the async task itself: a few microseconds, cheaper
-/// than handing each one to the blocking pool. Larger ones go to the pool.
-const INLINE_READ_MAX: u64 = 256 * 1024;
-
-async fn read_snapshot(path: PathBuf, expected_size: u64) -> std::io::Result<Snapshot> {
-    if expected_size <= INLINE_READ_MAX {
-        return read_snapshot_blocking(&path);
-    }
-    tokio::task::spawn_blocking(move || read_snapshot_blocking(&path))
-        .await
-        .map_err(std::io::Error::other)?
-}
-
-/// Open, `fstat`, read and hash in one pass: the hash and the stat describe exactly the
-/// bytes that are sent.
-fn read_snapshot_blocking(path: &Path) -> std::io::Result<Snapshot> {
-    let mut file = std::fs::File::open(path)?;
-    let meta = file.metadata()?;
-    let (size, mtime_ns) = scan::stat_of(&meta);
-    let mut data = Vec::with_capacity(size as usize);
-    file.read_to_end(&mut data)?;
-    let md5: [u8; 16] = Md5::digest(&data).into();
-    Ok(Snapshot {
-        data: Bytes::from(data),
-        md5,
-        size,
-        mtime_ns,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -856,13 +851,12 @@ mod tests {
         async fn put(
             &self,
             name: &str,
-            data: Bytes,
-            md5: [u8; 16],
+            content: &Content,
             p: &Precondition,
             writer: &str,
         ) -> Result<PutOutcome, RemoteError> {
             (self.before_put)(self.puts.fetch_add(1, Ordering::SeqCst));
-            self.inner.put(name, data, md5, p, writer).await
+            self.inner.put(name, content, p, writer).await
         }
         async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
             self.inner.head(name).await
@@ -895,6 +889,7 @@ mod tests {
             all: false,
             force: false,
             dry_run: false,
+            checksum: false,
             on_conflict: OnConflict::KeepBoth,
             concurrency: 4,
             paths: None,

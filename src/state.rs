@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Bump when the table layout changes; older binaries refuse newer files.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -42,6 +42,9 @@ impl StateError {
 pub struct IndexEntry {
     pub size: u64,
     pub mtime_ns: i64,
+    /// Inode change time: moves on every write and on `touch -r`, which can put the mtime
+    /// back (0 in rows from before it was recorded: those are hashed once).
+    pub ctime_ns: i64,
     pub md5: [u8; 16],
     /// ETag of the blob at the path: ours when we wrote it, theirs when `conflict`.
     pub etag: Option<String>,
@@ -151,6 +154,17 @@ impl StateIndex {
                  COMMIT;",
             )
             .map_err(err)?;
+        }
+        if version < 2 {
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE files ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )
+            .map_err(err)?;
+        }
+        if version == 0 {
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('remote', ?1)",
                 params![remote_identity],
@@ -174,7 +188,7 @@ impl StateIndex {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT path, size, mtime_ns, md5, etag, conflict, pushed_at FROM files",
+                "SELECT path, size, mtime_ns, md5, etag, conflict, pushed_at, ctime_ns FROM files",
             )
             .map_err(err)?;
         let rows = stmt.query_map([], row_to_entry).map_err(err)?;
@@ -195,7 +209,7 @@ impl StateIndex {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT path, size, mtime_ns, md5, etag, conflict, pushed_at FROM files WHERE path = ?1",
+                "SELECT path, size, mtime_ns, md5, etag, conflict, pushed_at, ctime_ns FROM files WHERE path = ?1",
             )
             .map_err(err)?;
         let mut map = HashMap::new();
@@ -221,8 +235,8 @@ impl StateIndex {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, md5, etag, conflict, pushed_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, md5, etag, conflict, pushed_at, ctime_ns)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(err)?;
             for r in records {
@@ -234,7 +248,8 @@ impl StateIndex {
                     &e.md5[..],
                     e.etag,
                     e.conflict,
-                    now
+                    now,
+                    e.ctime_ns
                 ])
                 .map_err(err)?;
             }
@@ -263,15 +278,47 @@ fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, IndexEntry
             etag: row.get(4)?,
             conflict: row.get(5)?,
             recorded_unix: row.get(6)?,
+            ctime_ns: row.get(7)?,
         },
     ))
 }
 
-/// The file in the state directory that holds this machine's writer id.
+/// The file in the state directory that holds a random writer id, used only where the
+/// machine has no id of its own.
 const WRITER_ID_FILE: &str = "writer-id";
 
-/// Read the writer id, creating it (16 random hex digits) the first time.
+/// This machine's writer id for this state directory: derived from the machine's own id
+/// (`/etc/machine-id`, the platform UUID), the host name, the user and the state
+/// directory. A home directory copied to another machine therefore writes under another
+/// id (its blobs are never taken for ours, nor ours for its), while losing the state
+/// directory on this machine keeps the id (our own blobs stay recognisable as ours).
 fn writer_id(state_dir: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let machine = match crate::machine::machine_id() {
+        Some(id) => id,
+        None => random_writer_id(state_dir)?,
+    };
+    let state_dir = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let mut h = Sha256::new();
+    for part in [
+        "devlogd writer".as_bytes(),
+        machine.as_bytes(),
+        crate::machine::hostname().as_bytes(),
+        // SAFETY: getuid cannot fail.
+        unsafe { libc::getuid() }.to_string().as_bytes(),
+        state_dir.as_os_str().as_encoded_bytes(),
+    ] {
+        h.update(part);
+        h.update([0]);
+    }
+    Ok(h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// A random id kept in the state directory (machines without a machine id).
+fn random_writer_id(state_dir: &Path) -> std::io::Result<String> {
     let path = state_dir.join(WRITER_ID_FILE);
     match std::fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
@@ -308,6 +355,7 @@ mod tests {
         IndexEntry {
             size: n as u64,
             mtime_ns: 1_000 + n as i64,
+            ctime_ns: 2_000 + n as i64,
             md5: [n; 16],
             etag: Some(format!("\"0x{n}\"")),
             conflict: false,

@@ -2,7 +2,8 @@
 //! `rclone check`. Reads everything, writes nothing.
 
 use crate::filter::Filter;
-use crate::push::{FileFailure, md5_of};
+use crate::fsutil::md5_of_file;
+use crate::push::FileFailure;
 use crate::remote::{Remote, RemoteError};
 use crate::scan;
 use serde::Serialize;
@@ -34,6 +35,7 @@ pub async fn verify(
     remote: &dyn Remote,
 ) -> Result<VerifyReport, RemoteError> {
     let listing = remote.list().await?;
+    let prefix = remote.name_prefix();
     let mut remote_by_name: HashMap<String, _> =
         listing.into_iter().map(|b| (b.name.clone(), b)).collect();
     let root = root.to_path_buf();
@@ -44,7 +46,7 @@ pub async fn verify(
             .files
             .into_iter()
             .map(|f| {
-                let md5 = md5_of(&root.join(&f.rel));
+                let md5 = md5_of_file(&root.join(&f.rel));
                 (f.rel, md5)
             })
             .collect();
@@ -64,6 +66,14 @@ pub async fn verify(
         });
     }
     for (rel, md5) in hashed {
+        if let Err(why) = crate::blobname::check(&rel, &prefix) {
+            report.unreadable.push(FileFailure {
+                error: crate::blobname::refusal(&rel, &why),
+                path: rel,
+                transient: false,
+            });
+            continue;
+        }
         let md5 = match md5 {
             Ok(m) => m,
             Err(e) => {

@@ -185,8 +185,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 all,
                 force,
                 dry_run,
-                json: false,
-                on_conflict: None,
+                ..Default::default()
             };
             match commands::push::route(&config)? {
                 commands::push::Route::Daemon { socket } => {

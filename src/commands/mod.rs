@@ -94,17 +94,4 @@ pub fn require_root(config: &Config) -> Result<(), CliError> {
     ))
 }
 
-/// This machine's name, for conflict copies.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        let name = String::from_utf8_lossy(&buf[..end]).into_owned();
-        if !name.is_empty() {
-            return name;
-        }
-    }
-    "host".to_string()
-}
+pub use crate::machine::hostname;

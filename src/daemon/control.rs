@@ -209,6 +209,7 @@ async fn respond(
         Command::Push {
             all,
             force,
+            checksum,
             dry_run,
             wait,
             on_conflict,
@@ -216,6 +217,7 @@ async fn respond(
             let request = PushRequest {
                 all,
                 force,
+                checksum,
                 dry_run,
                 on_conflict,
             };

@@ -38,6 +38,7 @@ pub struct Setup {
 pub struct PushRequest {
     pub all: bool,
     pub force: bool,
+    pub checksum: bool,
     pub dry_run: bool,
     pub on_conflict: Option<crate::config::OnConflict>,
 }
@@ -379,6 +380,9 @@ impl Worker {
         let options = PushOptions {
             all: request.all,
             force: request.force,
+            // Paths the watcher saw written are hashed whatever their stat says: a write
+            // can put the mtime back.
+            checksum: request.checksum || paths.is_some(),
             dry_run: request.dry_run,
             on_conflict: request
                 .on_conflict

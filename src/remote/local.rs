@@ -1,37 +1,48 @@
 //! The directory remote (`file:///path`): the embedded default mirror, and a real backend
 //! for a NAS or a synced folder.
 //!
-//! Writes are atomic: the bytes go to a hidden temporary file in the target directory and
-//! are fsynced; then, holding an `flock` on `.devlogd.lock` in the remote directory, the
-//! precondition is checked and the file renamed into place, and the directory fsynced. A
-//! crash leaves either the old copy or the new one, never half of one, and two devlogd
-//! writers (two machines on one NAS) cannot both pass a precondition on the same file. The
-//! ETag is the content's MD5 in hex; the writer id goes in an extended attribute where the
-//! filesystem has them.
+//! Writes are atomic: the bytes are streamed from the open local file (never read whole
+//! into memory) into a temporary file in `.devlogd-tmp/` at the top of the remote and
+//! fsynced; then, holding an `flock` on `.devlogd.lock`, the precondition is checked and
+//! the file renamed into place, and the directory fsynced. A crash leaves either the old
+//! copy or the new one, never half of one, and two devlogd writers (two machines on one
+//! NAS) cannot both pass a precondition on the same file. Each temporary file is `flock`ed
+//! by the process writing it, so the first use of the remote in a process removes the
+//! ones a crashed writer left behind (and no one else's). The ETag is the content's MD5 in
+//! hex; the writer mark goes in an extended attribute where the filesystem has them.
+//!
+//! The copy is private whatever the umask: directories devlogd creates are 0700 and files
+//! 0600 (the mirror of a private journal must not be readable by other local users).
 //!
 //! A configured directory must exist: recreating it would write backups onto the local
 //! disk under an unmounted mount point. Only the built-in mirror is created on demand.
 
+use super::content::Content;
 use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
+use crate::fsutil;
 use async_trait::async_trait;
-use bytes::Bytes;
-use md5::{Digest, Md5};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
 
-/// Temporary files carry this marker; listings skip them.
-const TMP_MARKER: &str = ".devlogd-tmp-";
+/// Where temporary files are written, at the top of the remote; listings skip it.
+const TMP_DIR: &str = ".devlogd-tmp";
+/// Temporary files of older versions carried this marker next to the blob; listings skip
+/// them, and remove those more than an hour old.
+const OLD_TMP_MARKER: &str = ".devlogd-tmp-";
 /// The lock file that serialises precondition checks and renames.
 const LOCK_FILE: &str = ".devlogd.lock";
-/// Extended attribute holding the writer id.
+/// Extended attribute holding the writer mark.
 const WRITER_XATTR: &str = "user.devlogd.writer";
 
 pub struct DirectoryRemote {
     dir: PathBuf,
     /// True for the built-in mirror, which may be created; a configured directory may not.
     create: bool,
+    /// Stale temporary files are removed once per process, at first use.
+    cleaned: Once,
 }
 
 impl DirectoryRemote {
@@ -39,6 +50,7 @@ impl DirectoryRemote {
         DirectoryRemote {
             dir: dir.to_path_buf(),
             create,
+            cleaned: Once::new(),
         }
     }
 
@@ -56,26 +68,37 @@ impl DirectoryRemote {
         Ok(self.dir.join(name))
     }
 
-    /// The remote directory is there (or may be created).
+    /// The remote directory is there (or may be created), and stale temporary files from
+    /// crashed writers are gone.
     fn ready(&self) -> Result<(), RemoteError> {
-        if self.dir.is_dir() {
-            return Ok(());
+        if !self.dir.is_dir() {
+            if !self.create {
+                return Err(RemoteError::Unreachable {
+                    message: format!(
+                        "the directory remote {} does not exist (is it mounted?); create it to start backing up there",
+                        self.dir.display()
+                    ),
+                });
+            }
+            private_dirs(&self.dir).map_err(|e| io_error("create", &self.dir, e))?;
         }
         if self.create {
-            return std::fs::create_dir_all(&self.dir)
-                .map_err(|e| io_error("create", &self.dir, e));
+            // The built-in mirror is private even if an older version made it 0755.
+            let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
         }
-        Err(RemoteError::Unreachable {
-            message: format!(
-                "the directory remote {} does not exist (is it mounted?); create it to start backing up there",
-                self.dir.display()
-            ),
-        })
+        self.cleaned.call_once(|| {
+            let removed = remove_stale_temps(&self.dir.join(TMP_DIR));
+            if removed > 0 {
+                tracing::info!(removed, remote = %self.dir.display(), "removed temporary files left by an interrupted upload");
+            }
+        });
+        Ok(())
     }
 }
 
 /// Sort an I/O error: a vanished mount or a dead network filesystem is an outage (retried
-/// with back-off); anything else is about this file.
+/// with back-off), a full or read-only filesystem a condition that clears (retried, the
+/// path kept pending); anything else is about this file.
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> RemoteError {
     let message = format!("cannot {what} {}: {e}", path.display());
     let outage = matches!(
@@ -84,44 +107,41 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> RemoteError {
     ) || e.kind() == std::io::ErrorKind::NotConnected;
     if outage {
         RemoteError::Unreachable { message }
+    } else if fsutil::is_transient_io(&e) {
+        RemoteError::Transient {
+            message,
+            retry_after: None,
+        }
     } else {
         RemoteError::Permanent { message }
     }
 }
 
-fn hex(md5: &[u8; 16]) -> String {
-    md5.iter().map(|b| format!("{b:02x}")).collect()
+/// Create `dir` and its missing parents, each 0700.
+fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
-fn md5_of_file(path: &Path) -> std::io::Result<([u8; 16], u64)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    Ok((hasher.finalize().into(), size))
-}
-
+/// The blob at `path`, if a regular file is there. Opened without following a symlink and
+/// without blocking on a FIFO; anything that is not a regular file is no blob.
 fn blob_at(name: &str, path: &Path) -> std::io::Result<Option<RemoteBlob>> {
-    match md5_of_file(path) {
-        Ok((md5, size)) => Ok(Some(RemoteBlob {
-            name: name.to_string(),
-            size,
-            md5: Some(md5),
-            etag: hex(&md5),
-            writer: xattr::get(path, WRITER_XATTR)
-                .and_then(|mark| super::writer_from_mark(&mark, Some(md5))),
-        })),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    let file = match fsutil::open_regular(path) {
+        Ok(f) => f,
+        Err(e) if fsutil::is_gone(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mark = xattr::get(&file, WRITER_XATTR);
+    let (md5, size) = fsutil::md5_of_reader(&file)?;
+    Ok(Some(RemoteBlob {
+        name: name.to_string(),
+        size,
+        md5: Some(md5),
+        etag: super::hex(&md5),
+        writer: mark.and_then(|mark| super::writer_from_mark(&mark, Some(md5), name)),
+    }))
 }
 
 fn sync_dir(dir: &Path) {
@@ -131,25 +151,74 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-fn write_temp(dest: &Path, data: &[u8], mark: &str) -> std::io::Result<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let parent = dest.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let file_name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent.join(format!(
-        ".{file_name}{TMP_MARKER}{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    // Best effort: filesystems without user xattrs simply have no writer marks.
-    xattr::set(&f, WRITER_XATTR, mark);
-    f.sync_all()?;
-    Ok(tmp)
+/// A temporary file being written: `flock`ed while it lives, removed on drop unless it
+/// was renamed into place.
+struct TempFile {
+    path: PathBuf,
+    file: std::fs::File,
+    placed: bool,
+}
+
+impl TempFile {
+    /// A new file with an unpredictable name, created exclusively (never through a
+    /// symlink someone planted), mode 0600.
+    fn create(tmp_dir: &Path) -> std::io::Result<TempFile> {
+        private_dirs(tmp_dir)?;
+        loop {
+            let path = tmp_dir.join(format!("{:032x}", rand::random::<u128>()));
+            let file = match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            };
+            // SAFETY: flock on a descriptor we own. Held until the file is closed, it tells
+            // a later cleaner that this file is still being written.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            return Ok(TempFile {
+                path,
+                file,
+                placed: false,
+            });
+        }
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Remove temporary files nobody holds a lock on (their writer crashed); returns how many.
+fn remove_stale_temps(tmp_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(tmp_dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+        else {
+            continue;
+        };
+        // SAFETY: flock on a descriptor we own.
+        let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if free && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// An exclusive `flock` on the remote's lock file, released when the file is closed.
@@ -163,6 +232,8 @@ impl DirLock {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(dir.join(LOCK_FILE))?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
@@ -174,51 +245,70 @@ impl DirLock {
 
 fn put_blocking(
     root: &Path,
+    name: &str,
     dest: &Path,
-    data: &[u8],
-    md5: [u8; 16],
+    content: &Content,
     precondition: &Precondition,
     writer: &str,
 ) -> Result<PutOutcome, RemoteError> {
-    let mark = super::writer_mark(writer, &md5);
-    let tmp = write_temp(dest, data, &mark).map_err(|e| io_error("write", dest, e))?;
-    let placed = (|| {
+    let tmp_dir = root.join(TMP_DIR);
+    let mut tmp = TempFile::create(&tmp_dir).map_err(|e| io_error("write", &tmp_dir, e))?;
+    let md5 = content.copy_to(&mut tmp.file).map_err(|e| match e {
+        super::content::ContentError::Write(e) => io_error("write", dest, e),
+        other => other.into(),
+    })?;
+    tmp.file.flush().map_err(|e| io_error("write", dest, e))?;
+    // Best effort: filesystems without user xattrs simply have no writer marks.
+    xattr::set(
+        &tmp.file,
+        WRITER_XATTR,
+        &super::writer_mark(writer, &md5, name),
+    );
+    tmp.file
+        .sync_all()
+        .map_err(|e| io_error("write", dest, e))?;
+    let parent = dest.parent().unwrap_or(root);
+    private_dirs(parent).map_err(|e| io_error("create", parent, e))?;
+    {
         let _lock = DirLock::take(root).map_err(|e| io_error("lock", root, e))?;
-        match precondition {
-            Precondition::IfAbsent if dest.exists() => return Err(RemoteError::Conflict),
-            Precondition::IfMatch(etag) => {
-                let current = blob_at("", dest).map_err(|e| io_error("read", dest, e))?;
-                if current.is_none_or(|b| &b.etag != etag) {
-                    return Err(RemoteError::Conflict);
-                }
-            }
-            _ => {}
+        let current = blob_at(name, dest).map_err(|e| io_error("read", dest, e))?;
+        let holds = match precondition {
+            Precondition::IfAbsent => current.is_none(),
+            Precondition::IfMatch(etag) => current.is_some_and(|b| &b.etag == etag),
+            Precondition::None => true,
+        };
+        if !holds {
+            return Err(RemoteError::Conflict);
         }
-        std::fs::rename(&tmp, dest).map_err(|e| io_error("write", dest, e))
-    })();
-    if placed.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        std::fs::rename(&tmp.path, dest).map_err(|e| io_error("write", dest, e))?;
+        tmp.placed = true;
     }
-    placed?;
-    sync_dir(dest.parent().unwrap_or(Path::new(".")));
-    Ok(PutOutcome { etag: hex(&md5) })
+    sync_dir(parent);
+    Ok(PutOutcome {
+        etag: super::hex(&md5),
+        md5,
+    })
 }
 
 fn list_blocking(dir: &Path) -> Result<Vec<RemoteBlob>, RemoteError> {
     let mut blobs = Vec::new();
-    for entry in ignore::WalkBuilder::new(dir)
+    let walker = ignore::WalkBuilder::new(dir)
         .standard_filters(false)
         .follow_links(false)
-        .build()
-    {
+        .filter_entry(|e| !(e.depth() == 1 && e.file_name() == TMP_DIR))
+        .build();
+    for entry in walker {
         let entry = entry.map_err(|e| RemoteError::Permanent {
             message: format!("cannot list {}: {e}", dir.display()),
         })?;
         let file_name = entry.file_name().to_string_lossy();
         if !entry.file_type().is_some_and(|t| t.is_file())
-            || file_name.contains(TMP_MARKER)
             || (entry.depth() == 1 && file_name == LOCK_FILE)
         {
+            continue;
+        }
+        if file_name.contains(OLD_TMP_MARKER) {
+            remove_if_old(entry.path());
             continue;
         }
         let Ok(name) = crate::scan::relative(dir, entry.path()) else {
@@ -231,6 +321,18 @@ fn list_blocking(dir: &Path) -> Result<Vec<RemoteBlob>, RemoteError> {
         }
     }
     Ok(blobs)
+}
+
+/// An older version's temporary file, untouched for an hour: its writer is gone.
+fn remove_if_old(path: &Path) {
+    let old = std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+    if old {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 async fn blocking<T: Send + 'static>(
@@ -256,8 +358,7 @@ impl Remote for DirectoryRemote {
     async fn put(
         &self,
         name: &str,
-        data: Bytes,
-        md5: [u8; 16],
+        content: &Content,
         precondition: &Precondition,
         writer: &str,
     ) -> Result<PutOutcome, RemoteError> {
@@ -265,8 +366,9 @@ impl Remote for DirectoryRemote {
         let dest = self.path_of(name)?;
         let root = self.dir.clone();
         let precondition = precondition.clone();
-        let writer = writer.to_string();
-        blocking(move || put_blocking(&root, &dest, &data, md5, &precondition, &writer)).await
+        let (name, writer) = (name.to_string(), writer.to_string());
+        let content = content.clone();
+        blocking(move || put_blocking(&root, &name, &dest, &content, &precondition, &writer)).await
     }
 
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
@@ -286,11 +388,10 @@ impl Remote for DirectoryRemote {
     }
 }
 
-/// Extended attributes through libc; every failure means "no attribute".
+/// Extended attributes through libc, on open descriptors; every failure means "no
+/// attribute".
 mod xattr {
     use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    use std::path::Path;
 
     pub fn set(file: &std::fs::File, name: &str, value: &str) {
         let Ok(name) = std::ffi::CString::new(name) else {
@@ -318,16 +419,15 @@ mod xattr {
         }
     }
 
-    pub fn get(path: &Path, name: &str) -> Option<String> {
-        let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    pub fn get(file: &std::fs::File, name: &str) -> Option<String> {
         let name = std::ffi::CString::new(name).ok()?;
-        let mut buf = [0u8; 128];
-        // SAFETY: NUL-terminated path and name; the buffer's pointer and length match.
+        let mut buf = [0u8; 256];
+        // SAFETY: valid fd, NUL-terminated name; the buffer's pointer and length match.
         let n = unsafe {
             #[cfg(target_os = "linux")]
             {
-                libc::getxattr(
-                    path.as_ptr(),
+                libc::fgetxattr(
+                    file.as_raw_fd(),
                     name.as_ptr(),
                     buf.as_mut_ptr().cast(),
                     buf.len(),
@@ -335,8 +435,8 @@ mod xattr {
             }
             #[cfg(target_os = "macos")]
             {
-                libc::getxattr(
-                    path.as_ptr(),
+                libc::fgetxattr(
+                    file.as_raw_fd(),
                     name.as_ptr(),
                     buf.as_mut_ptr().cast(),
                     buf.len(),
@@ -359,6 +459,8 @@ mod xattr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use md5::{Digest, Md5};
 
     #[tokio::test]
     async fn a_configured_directory_that_is_missing_is_an_outage_not_recreated() {
@@ -368,8 +470,7 @@ mod tests {
         let e = remote
             .put(
                 "a.md",
-                Bytes::from_static(b"a"),
-                [0; 16],
+                &Content::from_bytes(Bytes::from_static(b"a")),
                 &Precondition::IfAbsent,
                 "w",
             )
@@ -383,8 +484,7 @@ mod tests {
         mirror
             .put(
                 "a.md",
-                Bytes::from_static(b"a"),
-                [0; 16],
+                &Content::from_bytes(Bytes::from_static(b"a")),
                 &Precondition::IfAbsent,
                 "w",
             )
@@ -399,16 +499,14 @@ mod tests {
         let remote = DirectoryRemote::new(dir.path(), false);
         let md5: [u8; 16] = Md5::digest(b"one").into();
         let put = |data: &'static [u8], p: Precondition| {
-            let md5: [u8; 16] = Md5::digest(data).into();
             let remote = &remote;
             async move {
-                remote
-                    .put("d/n.md", Bytes::from_static(data), md5, &p, "writer-1")
-                    .await
+                let content = Content::from_bytes(Bytes::from_static(data));
+                remote.put("d/n.md", &content, &p, "writer-1").await
             }
         };
         let first = put(b"one", Precondition::IfAbsent).await.unwrap();
-        assert_eq!(first.etag, hex(&md5));
+        assert_eq!(first.etag, super::super::hex(&md5));
         assert!(matches!(
             put(b"two", Precondition::IfAbsent).await,
             Err(RemoteError::Conflict)
