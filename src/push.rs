@@ -959,6 +959,76 @@ mod tests {
         assert_eq!((third.uploaded, third.unchanged), (0, 1));
     }
 
+    #[tokio::test]
+    async fn a_large_file_changed_while_its_blocks_upload_is_neither_stored_nor_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let file = root.join("big.md");
+        std::fs::write(&file, vec![b'a'; 9 * 1024 * 1024]).unwrap();
+        let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+        // Someone appends to the file after it was opened, while it is being copied.
+        let edited = file.clone();
+        let remote = Instrumented::new(&dir.path().join("mirror"), move |earlier| {
+            if earlier == 0 {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&edited)
+                    .unwrap();
+                f.write_all(b"appended").unwrap();
+            }
+        });
+        let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+        let first = push_once(&root, &filter, &remote, &mut state, &options()).await;
+        assert_eq!(first.changed_during_upload, vec!["big.md".to_string()]);
+        assert_eq!(first.uploaded, 0, "{first:?}");
+        assert!(first.failed.is_empty(), "{first:?}");
+        let mirror = dir.path().join("mirror/big.md");
+        assert!(!mirror.exists(), "a torn copy was stored");
+        assert!(state.load().unwrap().is_empty(), "not recorded as synced");
+        let second = push_once(&root, &filter, &remote, &mut state, &options()).await;
+        assert_eq!(second.uploaded, 1, "{second:?}");
+        assert_eq!(
+            std::fs::read(&mirror).unwrap(),
+            std::fs::read(&file).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_deleted_or_swapped_for_a_symlink_after_the_scan_is_not_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        for name in ["a.md", "b.md", "c.md"] {
+            std::fs::write(root.join(name), name).unwrap();
+        }
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "secret").unwrap();
+        let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+        let (b, c) = (root.join("b.md"), root.join("c.md"));
+        let remote = Instrumented::new(&dir.path().join("mirror"), move |earlier| {
+            if earlier == 0 {
+                std::fs::remove_file(&b).unwrap();
+                std::fs::remove_file(&c).unwrap();
+                std::os::unix::fs::symlink(&secret, &c).unwrap();
+            }
+        });
+        let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+        let opts = PushOptions {
+            concurrency: 1,
+            ..options()
+        };
+        let report = push_once(&root, &filter, &remote, &mut state, &opts).await;
+        assert!(report.failed.is_empty(), "{report:?}");
+        assert!(report.is_clean());
+        assert_eq!(report.uploaded, 1);
+        assert!(
+            !dir.path().join("mirror/c.md").exists(),
+            "the link was not followed"
+        );
+    }
+
     #[test]
     fn conflict_names_keep_directory_and_extension() {
         let when = time::macros::datetime!(2026-11-22 10:15:00 UTC);
