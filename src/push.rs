@@ -276,6 +276,22 @@ pub async fn run(
         report.remote_only = only;
     }
 
+    // Every file is opened below this handle, never through a symlink.
+    let root_dir = match crate::fsutil::Beneath::open(root) {
+        Ok(dir) => std::sync::Arc::new(dir),
+        Err(e) => {
+            for file in scanned_files {
+                report.failed.push(FileFailure {
+                    path: file.rel,
+                    error: format!("cannot open the journal root {}: {e}", root.display()),
+                    transient: crate::fsutil::is_transient_io(&e),
+                });
+            }
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            return Ok(report);
+        }
+    };
+
     // Plan.
     let writer = state.writer_id().to_string();
     let rules = plan::Rules {
@@ -297,9 +313,8 @@ pub async fn run(
                 .get(&file.rel)
                 .map_or(RemoteView::Missing, RemoteView::Present),
         };
-        let abs = root.join(&file.rel);
         let decision = plan::decide(&file, known, view, &rules, &mut || {
-            crate::fsutil::md5_of_file(&abs)
+            crate::fsutil::md5_of_reader(root_dir.open_file(&file.rel)?).map(|(md5, _)| md5)
         });
         match decision {
             // Deleted (or replaced by a symlink) since the scan: no longer a candidate.
@@ -367,6 +382,7 @@ pub async fn run(
     let budget = MemoryBudget::default();
     let uploader = Uploader {
         budget: &budget,
+        root_dir: &root_dir,
         root,
         remote,
         retry: opts.retry,
@@ -532,6 +548,7 @@ enum Outcome {
 
 struct Uploader<'a> {
     budget: &'a MemoryBudget,
+    root_dir: &'a std::sync::Arc<crate::fsutil::Beneath>,
     root: &'a Path,
     remote: &'a dyn Remote,
     retry: RetryPolicy,
@@ -550,7 +567,7 @@ impl Uploader<'_> {
         }
         let rel = job.file.rel.clone();
         let abs = self.root.join(&rel);
-        let content = match Content::open(&abs, self.budget).await {
+        let content = match Content::open(self.root_dir, &rel, self.budget).await {
             Ok(c) => c,
             Err(OpenError::Gone) => return Outcome::Gone,
             Err(OpenError::Io(e)) => {

@@ -2,7 +2,7 @@
 //! `rclone check`. Reads everything, writes nothing.
 
 use crate::filter::Filter;
-use crate::fsutil::md5_of_file;
+use crate::fsutil::{Beneath, md5_of_reader};
 use crate::push::FileFailure;
 use crate::remote::{Remote, RemoteError};
 use crate::scan;
@@ -42,11 +42,18 @@ pub async fn verify(
     let filter = filter.clone();
     let local = tokio::task::spawn_blocking(move || {
         let scanned = scan::scan_root(&root, &filter);
+        let dir = Beneath::open(&root);
         let hashed: Vec<_> = scanned
             .files
             .into_iter()
             .map(|f| {
-                let md5 = md5_of_file(&root.join(&f.rel));
+                let md5 = match &dir {
+                    Ok(dir) => dir
+                        .open_file(&f.rel)
+                        .and_then(md5_of_reader)
+                        .map(|(m, _)| m),
+                    Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                };
                 (f.rel, md5)
             })
             .collect();

@@ -10,6 +10,7 @@
 //! on that descriptor; every read and the "did it change meanwhile" check use the same
 //! descriptor, so a file swapped for a symlink mid-upload cannot send the link's target.
 
+use crate::fsutil::Beneath;
 use bytes::Bytes;
 use md5::{Digest, Md5};
 use std::fs::File;
@@ -108,11 +109,16 @@ pub struct Content {
 }
 
 impl Content {
-    /// Open `path` for upload: no symlink followed, no FIFO waited on, regular files only.
-    /// Small files are read (and hashed) now, holding their size of `budget`.
-    pub async fn open(path: &Path, budget: &MemoryBudget) -> Result<Content, OpenError> {
-        let path_buf = path.to_path_buf();
-        let (file, stamp) = blocking(move || open_regular(&path_buf)).await?;
+    /// Open `rel` below `root` for upload: no symlink followed at any component, no FIFO
+    /// waited on, regular files only. Small files are read (and hashed) now, holding their
+    /// size of `budget`.
+    pub async fn open(
+        root: &Arc<Beneath>,
+        rel: &str,
+        budget: &MemoryBudget,
+    ) -> Result<Content, OpenError> {
+        let (root, rel_owned) = (root.clone(), rel.to_string());
+        let (file, stamp) = blocking(move || open_regular(&root, &rel_owned)).await?;
         let file = Arc::new(file);
         let mut content = Content {
             file: Some(file.clone()),
@@ -350,8 +356,8 @@ impl BlockReader<'_> {
     }
 }
 
-fn open_regular(path: &Path) -> Result<(File, FileStamp), OpenError> {
-    let file = crate::fsutil::open_regular(path).map_err(|e| {
+fn open_regular(root: &Beneath, rel: &str) -> Result<(File, FileStamp), OpenError> {
+    let file = root.open_file(rel).map_err(|e| {
         if crate::fsutil::is_gone(&e) {
             OpenError::Gone
         } else {

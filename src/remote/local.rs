@@ -19,11 +19,11 @@
 
 use super::content::Content;
 use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
-use crate::fsutil;
+use crate::fsutil::{self, Beneath};
 use async_trait::async_trait;
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
@@ -54,7 +54,7 @@ impl DirectoryRemote {
         }
     }
 
-    fn path_of(&self, name: &str) -> Result<PathBuf, RemoteError> {
+    fn check_name(name: &str) -> Result<(), RemoteError> {
         let bad = name.is_empty()
             || name.starts_with('/')
             || name
@@ -65,12 +65,13 @@ impl DirectoryRemote {
                 message: format!("invalid name for the directory remote: {name:?}"),
             });
         }
-        Ok(self.dir.join(name))
+        Ok(())
     }
 
-    /// The remote directory is there (or may be created), and stale temporary files from
-    /// crashed writers are gone.
-    fn ready(&self) -> Result<(), RemoteError> {
+    /// The remote directory, opened: it is there (or may be created), and stale temporary
+    /// files from crashed writers are gone. Everything below is reached through this handle
+    /// without following a symlink.
+    fn open_root(&self) -> Result<Beneath, RemoteError> {
         if !self.dir.is_dir() {
             if !self.create {
                 return Err(RemoteError::Unreachable {
@@ -80,19 +81,24 @@ impl DirectoryRemote {
                     ),
                 });
             }
-            private_dirs(&self.dir).map_err(|e| io_error("create", &self.dir, e))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)
+                .map_err(|e| io_error("create", &self.dir, e))?;
         }
         if self.create {
             // The built-in mirror is private even if an older version made it 0755.
             let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
         }
+        let root = Beneath::open(&self.dir).map_err(|e| io_error("open", &self.dir, e))?;
         self.cleaned.call_once(|| {
-            let removed = remove_stale_temps(&self.dir.join(TMP_DIR));
+            let removed = remove_stale_temps(&root);
             if removed > 0 {
                 tracing::info!(removed, remote = %self.dir.display(), "removed temporary files left by an interrupted upload");
             }
         });
-        Ok(())
+        Ok(root)
     }
 }
 
@@ -107,6 +113,13 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> RemoteError {
     ) || e.kind() == std::io::ErrorKind::NotConnected;
     if outage {
         RemoteError::Unreachable { message }
+    } else if e.raw_os_error() == Some(libc::ELOOP) {
+        RemoteError::Permanent {
+            message: format!(
+                "cannot {what} {}: a symlink is in the way (the directory remote never follows symlinks; remove it)",
+                path.display()
+            ),
+        }
     } else if fsutil::is_transient_io(&e) {
         RemoteError::Transient {
             message,
@@ -117,18 +130,19 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> RemoteError {
     }
 }
 
-/// Create `dir` and its missing parents, each 0700.
-fn private_dirs(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+/// `dir/name` → (`dir`, `name`); a top-level name has the directory `""`.
+fn split(name: &str) -> (&str, &str) {
+    match name.rfind('/') {
+        Some(i) => (&name[..i], &name[i + 1..]),
+        None => ("", name),
+    }
 }
 
-/// The blob at `path`, if a regular file is there. Opened without following a symlink and
-/// without blocking on a FIFO; anything that is not a regular file is no blob.
-fn blob_at(name: &str, path: &Path) -> std::io::Result<Option<RemoteBlob>> {
-    let file = match fsutil::open_regular(path) {
+/// The blob at `name`, if a regular file is there. Opened without following a symlink at
+/// any component and without blocking on a FIFO; anything that is not a regular file is
+/// no blob.
+fn blob_at(root: &Beneath, name: &str) -> std::io::Result<Option<RemoteBlob>> {
+    let file = match root.open_file(name) {
         Ok(f) => f,
         Err(e) if fsutil::is_gone(&e) => return Ok(None),
         Err(e) => return Err(e),
@@ -144,45 +158,34 @@ fn blob_at(name: &str, path: &Path) -> std::io::Result<Option<RemoteBlob>> {
     }))
 }
 
-fn sync_dir(dir: &Path) {
-    // Durability of the rename; some filesystems refuse fsync on directories.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 /// A temporary file being written: `flock`ed while it lives, removed on drop unless it
 /// was renamed into place.
 struct TempFile {
-    path: PathBuf,
+    dir: Beneath,
+    name: String,
     file: std::fs::File,
     placed: bool,
 }
 
 impl TempFile {
-    /// A new file with an unpredictable name, created exclusively (never through a
-    /// symlink someone planted), mode 0600.
-    fn create(tmp_dir: &Path) -> std::io::Result<TempFile> {
-        private_dirs(tmp_dir)?;
+    /// A new file with an unpredictable name in `dir`, created exclusively (never through
+    /// a symlink someone planted), mode 0600.
+    fn create(dir: Beneath) -> std::io::Result<TempFile> {
         loop {
-            let path = tmp_dir.join(format!("{:032x}", rand::random::<u128>()));
-            let file = match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&path)
-            {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            };
+            let name = format!("{:032x}", rand::random::<u128>());
+            let fd =
+                match dir.open_here(&name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600) {
+                    Ok(fd) => fd,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(e),
+                };
             // SAFETY: flock on a descriptor we own. Held until the file is closed, it tells
             // a later cleaner that this file is still being written.
-            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             return Ok(TempFile {
-                path,
-                file,
+                dir,
+                name,
+                file: std::fs::File::from(fd),
                 placed: false,
             });
         }
@@ -192,29 +195,24 @@ impl TempFile {
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.placed {
-            let _ = std::fs::remove_file(&self.path);
+            let _ = self.dir.unlink_here(&self.name);
         }
     }
 }
 
 /// Remove temporary files nobody holds a lock on (their writer crashed); returns how many.
-fn remove_stale_temps(tmp_dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(tmp_dir) else {
+fn remove_stale_temps(root: &Beneath) -> usize {
+    let Ok(dir) = root.open_dir(TMP_DIR, false) else {
         return 0;
     };
     let mut removed = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(file) = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
-        else {
+    for name in dir.names().unwrap_or_default() {
+        let Ok(fd) = dir.open_here(&name, libc::O_RDONLY | libc::O_NONBLOCK, 0) else {
             continue;
         };
         // SAFETY: flock on a descriptor we own.
-        let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-        if free && std::fs::remove_file(&path).is_ok() {
+        let free = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if free && dir.unlink_here(&name).is_ok() {
             removed += 1;
         }
     }
@@ -223,41 +221,47 @@ fn remove_stale_temps(tmp_dir: &Path) -> usize {
 
 /// An exclusive `flock` on the remote's lock file, released when the file is closed.
 struct DirLock {
-    _file: std::fs::File,
+    _fd: OwnedFd,
 }
 
 impl DirLock {
-    fn take(dir: &Path) -> std::io::Result<DirLock> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(dir.join(LOCK_FILE))?;
+    fn take(root: &Beneath) -> std::io::Result<DirLock> {
+        // Never through a symlink, never blocking on a FIFO put in its place.
+        let fd = root.open_here(
+            LOCK_FILE,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_NONBLOCK,
+            0o600,
+        )?;
+        let file = std::fs::File::from(fd);
+        if !file.metadata()?.file_type().is_file() {
+            return Err(std::io::Error::from_raw_os_error(libc::ENXIO));
+        }
+        let fd = OwnedFd::from(file);
         // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(DirLock { _file: file })
+        Ok(DirLock { _fd: fd })
     }
 }
 
 fn put_blocking(
-    root: &Path,
+    root: &Beneath,
     name: &str,
-    dest: &Path,
     content: &Content,
     precondition: &Precondition,
     writer: &str,
 ) -> Result<PutOutcome, RemoteError> {
-    let tmp_dir = root.join(TMP_DIR);
-    let mut tmp = TempFile::create(&tmp_dir).map_err(|e| io_error("write", &tmp_dir, e))?;
+    let dest = root.path().join(name);
+    let tmp_dir = root
+        .open_dir(TMP_DIR, true)
+        .map_err(|e| io_error("write", &root.path().join(TMP_DIR), e))?;
+    let mut tmp = TempFile::create(tmp_dir).map_err(|e| io_error("write", &dest, e))?;
     let md5 = content.copy_to(&mut tmp.file).map_err(|e| match e {
-        super::content::ContentError::Write(e) => io_error("write", dest, e),
+        super::content::ContentError::Write(e) => io_error("write", &dest, e),
         other => other.into(),
     })?;
-    tmp.file.flush().map_err(|e| io_error("write", dest, e))?;
+    tmp.file.flush().map_err(|e| io_error("write", &dest, e))?;
     // Best effort: filesystems without user xattrs simply have no writer marks.
     xattr::set(
         &tmp.file,
@@ -266,12 +270,14 @@ fn put_blocking(
     );
     tmp.file
         .sync_all()
-        .map_err(|e| io_error("write", dest, e))?;
-    let parent = dest.parent().unwrap_or(root);
-    private_dirs(parent).map_err(|e| io_error("create", parent, e))?;
+        .map_err(|e| io_error("write", &dest, e))?;
+    let (parent_rel, file_name) = split(name);
+    let parent = root
+        .open_dir(parent_rel, true)
+        .map_err(|e| io_error("create", &root.path().join(parent_rel), e))?;
     {
-        let _lock = DirLock::take(root).map_err(|e| io_error("lock", root, e))?;
-        let current = blob_at(name, dest).map_err(|e| io_error("read", dest, e))?;
+        let _lock = DirLock::take(root).map_err(|e| io_error("lock", root.path(), e))?;
+        let current = blob_at(root, name).map_err(|e| io_error("read", &dest, e))?;
         let holds = match precondition {
             Precondition::IfAbsent => current.is_none(),
             Precondition::IfMatch(etag) => current.is_some_and(|b| &b.etag == etag),
@@ -280,17 +286,20 @@ fn put_blocking(
         if !holds {
             return Err(RemoteError::Conflict);
         }
-        std::fs::rename(&tmp.path, dest).map_err(|e| io_error("write", dest, e))?;
+        tmp.dir
+            .rename_to(&tmp.name, &parent, file_name)
+            .map_err(|e| io_error("write", &dest, e))?;
         tmp.placed = true;
     }
-    sync_dir(parent);
+    parent.sync();
     Ok(PutOutcome {
         etag: super::hex(&md5),
         md5,
     })
 }
 
-fn list_blocking(dir: &Path) -> Result<Vec<RemoteBlob>, RemoteError> {
+fn list_blocking(root: &Beneath) -> Result<Vec<RemoteBlob>, RemoteError> {
+    let dir = root.path();
     let mut blobs = Vec::new();
     let walker = ignore::WalkBuilder::new(dir)
         .standard_filters(false)
@@ -314,9 +323,7 @@ fn list_blocking(dir: &Path) -> Result<Vec<RemoteBlob>, RemoteError> {
         let Ok(name) = crate::scan::relative(dir, entry.path()) else {
             continue;
         };
-        if let Some(blob) =
-            blob_at(&name, entry.path()).map_err(|e| io_error("read", entry.path(), e))?
-        {
+        if let Some(blob) = blob_at(root, &name).map_err(|e| io_error("read", entry.path(), e))? {
             blobs.push(blob);
         }
     }
@@ -362,29 +369,30 @@ impl Remote for DirectoryRemote {
         precondition: &Precondition,
         writer: &str,
     ) -> Result<PutOutcome, RemoteError> {
-        self.ready()?;
-        let dest = self.path_of(name)?;
-        let root = self.dir.clone();
+        Self::check_name(name)?;
+        let root = self.open_root()?;
         let precondition = precondition.clone();
         let (name, writer) = (name.to_string(), writer.to_string());
         let content = content.clone();
-        blocking(move || put_blocking(&root, &name, &dest, &content, &precondition, &writer)).await
+        blocking(move || put_blocking(&root, &name, &content, &precondition, &writer)).await
     }
 
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
-        self.ready()?;
-        let path = self.path_of(name)?;
+        Self::check_name(name)?;
+        let root = self.open_root()?;
         let name = name.to_string();
-        blocking(move || blob_at(&name, &path).map_err(|e| io_error("read", &path, e))).await
+        blocking(move || {
+            blob_at(&root, &name).map_err(|e| io_error("read", &root.path().join(&name), e))
+        })
+        .await
     }
 
     async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError> {
         if !self.dir.exists() && self.create {
             return Ok(Vec::new()); // the built-in mirror before its first push
         }
-        self.ready()?;
-        let dir = self.dir.clone();
-        blocking(move || list_blocking(&dir)).await
+        let root = self.open_root()?;
+        blocking(move || list_blocking(&root)).await
     }
 }
 
