@@ -147,8 +147,9 @@ impl Beneath {
                     libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
                 )
             };
+            let fd = owned(fd).map_err(|e| name_the_link(dir.fd.as_raw_fd(), &c, e))?;
             dir = Beneath {
-                fd: owned(fd)?,
+                fd,
                 path: dir.path.join(comp),
             };
         }
@@ -259,7 +260,7 @@ impl Beneath {
             };
             // SAFETY: a directory descriptor we own and a NUL-terminated name.
             let fd = unsafe { libc::openat(at, c.as_ptr(), f, mode as libc::c_uint) };
-            dir = Some(owned(fd)?);
+            dir = Some(owned(fd).map_err(|e| name_the_link(at, &c, e))?);
         }
         dir.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))
     }
@@ -284,6 +285,22 @@ fn openat2(dir: &OwnedFd, rel: &str, flags: i32, mode: u32) -> std::io::Result<O
         )
     };
     owned(fd as i32)
+}
+
+/// `O_DIRECTORY | O_NOFOLLOW` on a symlink fails with ENOTDIR; say ELOOP, as for files,
+/// so callers see "a symlink is in the way".
+fn name_the_link(dir: i32, name: &CString, e: std::io::Error) -> std::io::Error {
+    if e.raw_os_error() != Some(libc::ENOTDIR) {
+        return e;
+    }
+    // SAFETY: stat is plain data; fstatat fills it from a descriptor and a name we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+    if rc == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFLNK {
+        std::io::Error::from_raw_os_error(libc::ELOOP)
+    } else {
+        e
+    }
 }
 
 fn owned(fd: i32) -> std::io::Result<OwnedFd> {
