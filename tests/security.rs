@@ -13,7 +13,10 @@ fn shared_mirror() -> (TestEnv, PathBuf) {
     let env = TestEnv::new();
     let shared = env.root().join("shared");
     std::fs::create_dir_all(&shared).unwrap();
-    env.write_config(&format!("[remote]\nurl = \"file://{}\"\n", shared.display()));
+    env.write_config(&format!(
+        "[remote]\nurl = \"file://{}\"\n",
+        shared.display()
+    ));
     (env, shared)
 }
 
@@ -116,5 +119,138 @@ fn a_symlink_at_an_old_style_temporary_name_is_never_written_through() {
     push(&env).assert_code(0);
     assert_eq!(std::fs::read(&victim).unwrap(), b"untouched\n");
     assert_eq!(std::fs::read(shared.join("a.md")).unwrap(), b"journal\n");
-    assert_eq!(links_below(&shared).len(), 199 * 3, "the planted links stay links");
+    assert_eq!(
+        links_below(&shared).len(),
+        199 * 3,
+        "the planted links stay links"
+    );
+}
+
+#[test]
+fn plain_http_to_another_host_is_refused_before_anything_is_sent() {
+    let env = TestEnv::new().with_sas("sv=2024-01-01&sp=rwl&sig=c2VjcmV0LXNpZ25hdHVyZQ%3D%3D");
+    env.write_config("[remote]\nurl = \"http://acct.blob.core.windows.net/journal\"\n");
+    env.write_file("a.md", b"a\n");
+    for args in [&["config", "check"][..], &["push"][..], &["verify"][..]] {
+        let out = env.run(args);
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains("use https://"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert_eq!(
+            out.stderr.trim().lines().count(),
+            1,
+            "one line: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn a_password_in_the_url_is_refused_and_never_echoed() {
+    let env = TestEnv::new();
+    env.write_config(
+        "[remote]\nurl = \"https://someone:hunter2-the-password@acct.blob.core.windows.net/journal\"\n",
+    );
+    for args in [&["config", "check"][..], &["push"][..]] {
+        let out = env.run(args);
+        out.assert_code(2);
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(all.contains("USER:PASSWORD@"), "{all}");
+        assert!(!all.contains("hunter2"), "the password was echoed: {all}");
+    }
+}
+
+/// A fake blob service on loopback that answers every request 400
+/// InvalidQueryParameterValue with the request's signature repeated in its body, decoded,
+/// without `sig=` in front (as a real service error does). Serves at most `max` requests.
+fn echoing_service(max: usize) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(max) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let sig = request_line
+                .split(['?', '&', ' '])
+                .find_map(|kv| kv.strip_prefix("sig="))
+                .unwrap_or("");
+            let decoded = percent_encoding::percent_decode_str(sig).decode_utf8_lossy();
+            let xml = format!(
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>InvalidQueryParameterValue</Code><Message>Value for one of the query parameters specified in the request URI is invalid.\nRequestId:1 {decoded}</Message><QueryParameterName>sig</QueryParameterName><QueryParameterValue>{decoded}</QueryParameterValue><Reason>Signature {decoded} did not match</Reason></Error>"
+            );
+            let response = format!(
+                "HTTP/1.1 400 Value for one of the query parameters specified in the request URI is invalid.\r\nContent-Type: application/xml\r\nx-ms-error-code: InvalidQueryParameterValue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                xml.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+fn a_signature_the_service_echoes_never_reaches_output_logs_or_status() {
+    use common::daemon::Daemon;
+    const SIG_DECODED: &str = "ZWNob2VkLXNpZ25hdHVyZS12YWx1ZQ+/=";
+    let sig =
+        percent_encoding::utf8_percent_encode(SIG_DECODED, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    let port = echoing_service(200);
+    let env = TestEnv::new().with_sas(format!("sv=2024-01-01&ss=b&srt=sco&sp=rwdlac&sig={sig}"));
+    env.write_config(&format!(
+        "[remote]\nurl = \"http://127.0.0.1:{port}/devstoreaccount1/journal\"\n"
+    ));
+    env.write_file("a.md", b"a\n");
+    let leaks = |text: &str| {
+        ["ZWNob2VkLXNpZ25hdHVy", "ZWNob2VkLXNpZ25hdHVyZS12YWx1ZQ%2B"]
+            .iter()
+            .any(|part| text.contains(part))
+    };
+    for args in [&["push"][..], &["push", "--json"][..], &["-v", "push"][..]] {
+        let out = env.run_with_timeout(args, Duration::from_secs(60));
+        assert_eq!(
+            out.code(),
+            Some(1),
+            "{args:?}: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(all.contains("InvalidQueryParameterValue"), "{all}");
+        assert!(!leaks(&all), "{args:?} leaked the signature: {all}");
+    }
+    let daemon = Daemon::start(&env);
+    let out = env.run_with_timeout(&["ctl", "push", "--json"], Duration::from_secs(60));
+    let status = env.run(&["ctl", "status", "--json"]);
+    let log = daemon.log_text();
+    drop(daemon);
+    for text in [
+        format!("{}{}", out.stdout, out.stderr),
+        status.stdout.clone(),
+        log.clone(),
+    ] {
+        assert!(!leaks(&text), "leaked: {text}");
+    }
+    assert!(log.contains("InvalidQueryParameterValue"), "{log}");
 }

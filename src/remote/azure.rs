@@ -511,7 +511,7 @@ fn is_container_not_found(e: &azure_core::Error) -> bool {
 
 /// Sort an SDK error into retry / conflict / auth / permanent, scrubbing its text.
 pub fn map_error(e: azure_core::Error) -> RemoteError {
-    let message = scrub(&error_chain(&e)).into_owned();
+    let mut message = scrub(&error_chain(&e)).into_owned();
     match e.kind() {
         ErrorKind::HttpResponse {
             status,
@@ -519,6 +519,14 @@ pub fn map_error(e: azure_core::Error) -> RemoteError {
             raw_response,
         } => {
             let code = error_code.as_deref().unwrap_or("");
+            // Of a service's error body keep only the status, the code and a short message:
+            // a body may echo parts of the request (a signature without `sig=` in front).
+            let detail = raw_response
+                .as_ref()
+                .and_then(|r| service_message(r.body()))
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            message = scrub(&format!("HTTP {} {code}{detail}", u16::from(*status))).into_owned();
             let retry_after = raw_response
                 .as_ref()
                 .and_then(|r| {
@@ -553,6 +561,21 @@ pub fn map_error(e: azure_core::Error) -> RemoteError {
         },
         _ => RemoteError::Permanent { message },
     }
+}
+
+/// The `<Message>` of a service error body: first line only, control characters removed,
+/// at most 200 characters.
+fn service_message(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<Message>")? + "<Message>".len();
+    let end = text[start..].find("</Message>")? + start;
+    let first_line = text[start..end].lines().next().unwrap_or("").trim();
+    let clean: String = first_line
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    (!clean.is_empty()).then_some(clean)
 }
 
 /// The SDK's multi-line credential-chain error as one line, without the boilerplate.
@@ -633,6 +656,18 @@ impl Policy for TransactionalMd5Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_bounded_first_line_of_a_service_message_is_kept() {
+        let body = b"<?xml version=\"1.0\"?><Error><Code>InvalidQueryParameterValue</Code><Message>Value for one of the query parameters specified in the request URI is invalid.\nRequestId:1\nTime:2026</Message><QueryParameterName>sig</QueryParameterName><QueryParameterValue>c2VjcmV0</QueryParameterValue></Error>";
+        assert_eq!(
+            service_message(body).as_deref(),
+            Some("Value for one of the query parameters specified in the request URI is invalid.")
+        );
+        assert_eq!(service_message(b"not xml"), None);
+        let long = format!("<Message>{}\u{1b}</Message>", "x".repeat(500));
+        assert_eq!(service_message(long.as_bytes()).unwrap().len(), 200);
+    }
 
     #[test]
     fn segments_are_encoded_and_slashes_kept() {
