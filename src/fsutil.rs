@@ -40,6 +40,16 @@ pub fn is_gone(e: &std::io::Error) -> bool {
     )
 }
 
+/// Create `dir` and any missing parents, each 0700 whatever the umask: the journal, the
+/// state index and the mirror are private.
+pub fn private_dir_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// Streamed MD5 and length of everything `reader` yields.
 pub fn md5_of_reader(mut reader: impl Read) -> std::io::Result<([u8; 16], u64)> {
     use md5::{Digest, Md5};

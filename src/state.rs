@@ -80,10 +80,15 @@ impl StateIndex {
     /// Open (creating if needed) the index for a remote.
     pub fn open(state_dir: &Path, remote_identity: &str) -> Result<Self, StateError> {
         let path = Self::path_for(state_dir, remote_identity);
-        std::fs::create_dir_all(state_dir).map_err(|e| StateError::Other {
+        crate::fsutil::private_dir_all(state_dir).map_err(|e| StateError::Other {
             path: path.clone(),
             detail: format!("cannot create {}: {e}", state_dir.display()),
         })?;
+        // Private even if something (or an older version) made it with a wider mode.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700));
+        }
         let writer_id = writer_id(state_dir).map_err(|e| StateError::Other {
             path: state_dir.join(WRITER_ID_FILE),
             detail: e.to_string(),
@@ -120,6 +125,12 @@ impl StateIndex {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(err)?;
+        // Every file name, size and MD5 of the journal: private, whatever the umask (the
+        // WAL and shared-memory files SQLite makes later take this mode too).
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         let version: i64 = conn
@@ -329,7 +340,15 @@ fn random_writer_id(state_dir: &Path) -> std::io::Result<String> {
     let id: String = (0..8)
         .map(|_| format!("{:02x}", rand::random::<u8>()))
         .collect();
-    std::fs::write(&path, format!("{id}\n"))?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?
+        .write_all(format!("{id}\n").as_bytes())?;
     Ok(id)
 }
 

@@ -254,3 +254,70 @@ fn a_signature_the_service_echoes_never_reaches_output_logs_or_status() {
     }
     assert!(log.contains("InvalidQueryParameterValue"), "{log}");
 }
+
+/// Runs `cmd` with umask 022, as a typical login shell does.
+fn umask_022(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o022);
+            Ok(())
+        })
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_journal_and_the_state_index_are_private_whatever_the_umask() {
+    let env = TestEnv::new();
+    std::fs::remove_dir_all(env.journal()).unwrap(); // devlog creates it
+    let new =
+        umask_22_output(
+            env.devlog()
+                .args(["new", "-m", "my private diary", "--id", "diary1"]),
+        );
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
+    assert_eq!(mode(&env.journal()), 0o700);
+    let mut entries = Vec::new();
+    let mut stack = vec![env.journal()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                assert_eq!(mode(&e.path()), 0o700, "{}", e.path().display());
+                stack.push(e.path());
+            } else {
+                entries.push(e.path());
+            }
+        }
+    }
+    assert!(!entries.is_empty());
+    for f in &entries {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    let push = umask_22_output(env.devlogd().arg("push"));
+    assert!(
+        push.status.success(),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    let state = env.state_home().join("devlog");
+    assert_eq!(mode(&state), 0o700);
+    for e in std::fs::read_dir(&state).unwrap().flatten() {
+        if e.path().to_string_lossy().contains(".sqlite") {
+            assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
+        }
+    }
+}
+
+fn umask_22_output(cmd: &mut std::process::Command) -> std::process::Output {
+    umask_022(cmd).output().unwrap()
+}

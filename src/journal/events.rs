@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use time::OffsetDateTime;
 
@@ -25,7 +26,7 @@ pub fn append(
 ) -> std::io::Result<()> {
     let d = at.date();
     let dir = root.join("events");
-    std::fs::create_dir_all(&dir)?;
+    crate::fsutil::private_dir_all(&dir)?;
     let path = dir.join(format!(
         "{:04}{:02}{:02}.jsonl",
         d.year(),
@@ -42,6 +43,7 @@ pub fn append(
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&path)?;
     let written = file.write(&line)?;
     if written != line.len() {
