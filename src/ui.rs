@@ -76,6 +76,7 @@ impl Progress {
     }
 
     fn line(&self, text: &str) {
+        let text = &*printable(text); // names cannot forge lines or reach the terminal raw
         if let Some(bar) = &self.bar {
             bar.println(text);
         } else if self.plain {
@@ -112,7 +113,7 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
-                let _ = writeln!(out, "    {reason:<17} {}", u.path);
+                let _ = writeln!(out, "    {reason:<17} {}", printable(&u.path));
             }
         }
     } else {
@@ -130,12 +131,13 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
             Some(copy) => {
                 let _ = writeln!(
                     out,
-                    "  conflict    {}: changed by another writer; kept theirs, ours is {copy}",
-                    c.path
+                    "  conflict    {}: changed by another writer; kept theirs, ours is {}",
+                    printable(&c.path),
+                    printable(copy)
                 );
             }
             None => {
-                let _ = writeln!(out, "  conflict    {}: {}", c.path, c.action);
+                let _ = writeln!(out, "  conflict    {}: {}", printable(&c.path), c.action);
             }
         }
     }
@@ -150,15 +152,16 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
     for p in &report.changed_during_upload {
         let _ = writeln!(
             out,
-            "  changing    {p}: modified while uploading; pushed again next time"
+            "  changing    {}: modified while uploading; pushed again next time",
+            printable(p)
         );
     }
     if !report.remote_only.is_empty() {
-        let shown: Vec<&str> = report
+        let shown: Vec<String> = report
             .remote_only
             .iter()
             .take(5)
-            .map(String::as_str)
+            .map(|n| printable(n).into_owned())
             .collect();
         let more = report.remote_only.len().saturating_sub(shown.len());
         let _ = writeln!(

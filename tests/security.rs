@@ -321,3 +321,31 @@ fn the_journal_and_the_state_index_are_private_whatever_the_umask() {
 fn umask_22_output(cmd: &mut std::process::Command) -> std::process::Output {
     umask_022(cmd).output().unwrap()
 }
+
+#[test]
+fn remote_names_with_control_characters_are_escaped_for_people_and_exact_in_json() {
+    let (env, shared) = shared_mirror();
+    env.write_file("a.md", b"a\n");
+    push(&env).assert_code(0);
+    let forged = "x.md\nAll files match.\u{1b}]0;pwned\u{7}.md";
+    std::fs::write(shared.join(forged), b"planted").unwrap();
+    for args in [&["verify"][..], &["push", "--all"][..]] {
+        let out = env.run(args);
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            !all.contains('\u{1b}') && !all.contains('\u{7}'),
+            "{args:?}: {all:?}"
+        );
+        assert!(
+            !all.lines().any(|l| l.starts_with("All files match")),
+            "{args:?} printed a forged line: {all}"
+        );
+        assert!(all.contains("x.md\\nAll files match."), "{args:?}: {all}");
+    }
+    let json = env.run(&["verify", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(
+        report["only_on_remote"][0], forged,
+        "JSON keeps the name exact"
+    );
+}
