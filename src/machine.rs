@@ -44,3 +44,19 @@ pub fn machine_id() -> Option<String> {
     }
     None
 }
+
+/// Keep secrets out of crash dumps: no core file (RLIMIT_CORE 0) and, on Linux, not
+/// dumpable (PR_SET_DUMPABLE 0: no core, no ptrace attach by other processes of the user,
+/// /proc/PID owned by root). Called first thing by every command; best effort.
+pub fn forbid_core_dumps() {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on this process with valid arguments.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &zero);
+        #[cfg(target_os = "linux")]
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}

@@ -135,6 +135,8 @@ enum ConfigCommand {
 }
 
 fn main() {
+    // Before any credential is read: no secret may end up in a core dump.
+    devlogd::machine::forbid_core_dumps();
     let cli = Cli::parse();
     let level = if matches!(cli.command, Command::Run { .. }) {
         "info"

@@ -349,3 +349,54 @@ fn remote_names_with_control_characters_are_escaped_for_people_and_exact_in_json
         "JSON keeps the name exact"
     );
 }
+
+/// Hand the test's tree to `uid` (a second local user).
+fn chown_tree(dir: &Path, uid: u32) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        std::os::unix::fs::lchown(&p, Some(uid), Some(uid)).unwrap();
+        if p.is_dir() && !p.is_symlink() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+}
+
+#[test]
+fn the_daemon_leaves_no_core_dump_and_is_not_dumpable() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let env = TestEnv::new();
+    chown_tree(env.root(), NOBODY);
+    let mut cmd = env.devlogd();
+    cmd.arg("run")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    // The kernel hands the private /proc files of a process that is not dumpable to root
+    // (so no other process of the user can read its memory or environment); its core
+    // limit is 0.
+    let seen = common::poll_until(Duration::from_secs(10), || {
+        let owner = std::fs::metadata(format!("/proc/{pid}/environ"))
+            .ok()?
+            .uid();
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+        let core = limits
+            .lines()
+            .find(|l| l.starts_with("Max core file size"))?;
+        let soft = core.split_whitespace().nth(4)?.to_string();
+        (owner == 0 && soft == "0").then_some(())
+    });
+    let exited = child.try_wait().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.is_some(),
+        "the daemon stayed dumpable, or may write a core file (exited early: {exited:?})"
+    );
+}

@@ -69,6 +69,8 @@ enum Command {
 }
 
 fn main() {
+    // Before any credential is read: no secret may end up in a core dump.
+    devlogd::machine::forbid_core_dumps();
     let cli = Cli::parse();
     devlogd::logging::init("warn", cli.verbose);
     commands::exit_with("devlog", run(cli));
