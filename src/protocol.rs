@@ -74,7 +74,7 @@ pub enum Event {
     },
     Conflict {
         path: String,
-        action: String,
+        action: crate::push::ConflictAction,
         copy: Option<String>,
     },
 }
