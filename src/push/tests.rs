@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::remote::content::Content;
-use crate::remote::local::DirectoryRemote;
+use crate::remote::directory::DirectoryRemote;
 use crate::remote::{Precondition, PutOutcome, RemoteBlob, RemoteError};
 use async_trait::async_trait;
 use std::sync::atomic::Ordering;

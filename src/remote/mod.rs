@@ -7,7 +7,8 @@
 pub mod azure;
 pub mod content;
 pub mod credential;
-pub mod local;
+pub mod directory;
+pub mod memory;
 pub mod shared_key;
 
 use crate::config::{Config, RemoteConfig};
@@ -213,7 +214,7 @@ pub fn open(config: &Config) -> Result<Arc<dyn Remote>, RemoteError> {
         RemoteConfig::Directory {
             path,
             embedded_default,
-        } => Ok(Arc::new(local::DirectoryRemote::new(
+        } => Ok(Arc::new(directory::DirectoryRemote::new(
             path,
             *embedded_default,
         ))),
