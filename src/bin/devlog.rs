@@ -1,7 +1,7 @@
 //! `devlog`: write the journal that devlogd backs up. Parsing and dispatch only; the
 //! journal logic is in `devlogd::journal`.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use devlogd::commands::{self, CliError, exit};
 use devlogd::config::Config;
 use devlogd::journal::{EditOutcome, Journal, JournalError, editor, render};
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 /// Write and read the developer journal (~/.devlog) that devlogd backs up.
 #[derive(Parser)]
-#[command(name = "devlog", version)]
+#[command(name = "devlog", version = commands::docs::VERSION)]
 struct Cli {
     /// Config file (the same one devlogd reads).
     #[arg(long, global = true, value_name = "PATH")]
@@ -54,6 +54,7 @@ enum Command {
         /// Only entries with this tag.
         #[arg(long)]
         tag: Option<String>,
+        /// Print the entries as one JSON array.
         #[arg(long)]
         json: bool,
     },
@@ -66,12 +67,23 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (devlog.1 and one per subcommand) into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
     devlogd::logging::init("warn", cli.verbose);
-    commands::exit_with("devlog", run(cli));
+    let json = matches!(cli.command, Command::List { json: true, .. });
+    commands::exit_with("devlog", json, run(cli));
 }
 
 fn journal_error(e: JournalError) -> CliError {
@@ -79,6 +91,13 @@ fn journal_error(e: JournalError) -> CliError {
 }
 
 fn run(cli: Cli) -> Result<i32, CliError> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            return commands::docs::completions(Cli::command(), *shell);
+        }
+        Command::Man { dir } => return commands::docs::man(Cli::command(), dir),
+        _ => {}
+    }
     let config = Config::load(cli.config.as_deref())?;
     let journal = Journal::new(&config.root);
     match cli.command {
@@ -202,5 +221,6 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 }
             }
         }
+        Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
     }
 }
