@@ -10,7 +10,7 @@ use crate::config::{Config, ConfigError};
 use crate::filter::{Filter, FilterError};
 use crate::remote::RemoteError;
 
-/// Exit codes (DESIGN.md): 0 ok, 1 some files failed, 2 usage/config, 3 no daemon,
+/// Exit codes (README, "Pushing once"): 0 ok, 1 some files failed, 2 usage/config, 3 no daemon,
 /// 4 credentials refused.
 pub mod exit {
     pub const OK: i32 = 0;
