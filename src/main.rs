@@ -92,10 +92,13 @@ enum CtlCommand {
     },
     /// Push now through the daemon; waits and prints the report unless --no-wait.
     Push {
+        /// Also list the remote and repair blobs that are missing or differ.
         #[arg(long)]
         all: bool,
+        /// Upload every file, changed or not.
         #[arg(long)]
         force: bool,
+        /// Show what would be uploaded; change nothing anywhere.
         #[arg(long)]
         dry_run: bool,
         /// Return as soon as the push is queued.

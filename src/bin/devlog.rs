@@ -60,10 +60,13 @@ enum Command {
     },
     /// Push the journal: through the running daemon, or directly when none runs.
     Push {
+        /// Also list the remote and repair blobs that are missing or differ.
         #[arg(long)]
         all: bool,
+        /// Upload every file, changed or not.
         #[arg(long)]
         force: bool,
+        /// Show what would be uploaded; change nothing anywhere.
         #[arg(long)]
         dry_run: bool,
     },
