@@ -24,16 +24,26 @@ fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     // Only this crate's own checkout counts, never a repository it happens to sit in.
     let commit = if manifest.join(".git").exists() {
+        let branch = git(&manifest, &["symbolic-ref", "-q", "HEAD"])
+            .and_then(|r| git(&manifest, &["rev-parse", "--git-path", &r]))
+            .map(|r| manifest.join(r))
+            // A packed ref has no file yet: its directory changes when the next commit
+            // writes one.
+            .and_then(|r| {
+                if r.exists() {
+                    Some(r)
+                } else {
+                    r.parent().map(Path::to_path_buf)
+                }
+            });
         for path in [
-            git(&manifest, &["rev-parse", "--git-path", "HEAD"]),
-            git(&manifest, &["symbolic-ref", "-q", "HEAD"])
-                .and_then(|r| git(&manifest, &["rev-parse", "--git-path", &r])),
-            git(&manifest, &["rev-parse", "--git-path", "packed-refs"]),
+            git(&manifest, &["rev-parse", "--git-path", "HEAD"]).map(|p| manifest.join(p)),
+            branch,
+            git(&manifest, &["rev-parse", "--git-path", "packed-refs"]).map(|p| manifest.join(p)),
         ]
         .into_iter()
         .flatten()
         {
-            let path = manifest.join(path);
             if path.exists() {
                 println!("cargo:rerun-if-changed={}", path.display());
             }
