@@ -3,16 +3,23 @@
 //! daemon chose.
 
 use crate::commands::{CliError, exit};
-use crate::config::Config;
-use crate::daemon::control::socket_path;
+use crate::config::{Config, Dirs};
+use crate::daemon::control::socket_path_in;
 use crate::protocol::{Command, Line, Reply, Request};
 use crate::push::PushReport;
 use crate::ui::{self, Progress};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-pub async fn run(config: &Config, cmd: Command, json: bool) -> Result<i32, CliError> {
-    let path = socket_path(config);
+/// Send `cmd` to the daemon whose socket `dirs` names. `config` (when it loads) only labels
+/// a push report; `ctl` works with a broken config file.
+pub async fn run(
+    dirs: &Dirs,
+    config: Option<&Config>,
+    cmd: Command,
+    json: bool,
+) -> Result<i32, CliError> {
+    let path = socket_path_in(dirs);
     let stream = UnixStream::connect(&path).await.map_err(|_| {
         CliError::new(
             exit::NO_DAEMON,
@@ -51,49 +58,64 @@ pub async fn run(config: &Config, cmd: Command, json: bool) -> Result<i32, CliEr
         }
     };
     progress.finish();
-    print_reply(config, &cmd, &reply, json);
+    let printed_json = print_reply(config, &cmd, &reply, json);
     if let (false, Some(error)) = (reply.ok, &reply.error) {
-        return Err(CliError::new(reply.code, error.clone()));
+        let e = CliError::new(reply.code, error.clone());
+        return Err(if printed_json { e.json_printed() } else { e });
     }
     Ok(reply.code)
 }
 
-fn print_reply(config: &Config, cmd: &Command, reply: &Reply, json: bool) {
+/// Print the daemon's answer; whether a JSON object went to stdout.
+fn print_reply(config: Option<&Config>, cmd: &Command, reply: &Reply, json: bool) -> bool {
+    // A reply without a status or report (`push --no-wait`'s "queued", an error) is still
+    // one JSON object under --json.
+    let plain = |reply: &Reply| {
+        if json {
+            let mut object = serde_json::json!({ "ok": reply.ok, "code": reply.code });
+            if let Some(m) = &reply.message {
+                object["message"] = m.clone().into();
+            }
+            if let Some(e) = &reply.error {
+                object["error"] = crate::redact::scrub(e).into();
+            }
+            println!("{object}");
+            true
+        } else {
+            if let Some(m) = &reply.message {
+                println!("{m}");
+            }
+            false
+        }
+    };
     match cmd {
         Command::Status => {
-            let Some(status) = &reply.status else { return };
+            let Some(status) = &reply.status else {
+                return plain(reply);
+            };
             if json {
                 println!("{status}");
             } else {
                 println!("{}", status_text(status));
             }
+            json
         }
         Command::Push { .. } => {
             let Some(report) = &reply.report else {
-                if let Some(m) = &reply.message {
-                    println!("{m}");
-                }
-                return;
+                return plain(reply);
             };
             if json {
                 println!("{report}");
             } else if let Ok(r) = serde_json::from_value::<PushReport>(report.clone()) {
-                let root = config.root.display().to_string();
-                println!(
-                    "{}",
-                    ui::push_summary(&r, &root, &config.remote.to_string())
-                );
+                let (root, remote) = match config {
+                    Some(c) => (c.root.display().to_string(), c.remote.to_string()),
+                    None => ("the journal".to_string(), "the remote".to_string()),
+                };
+                println!("{}", ui::push_summary(&r, &root, &remote));
             }
+            json
         }
-        _ => {
-            if let Some(m) = &reply.message {
-                if json {
-                    println!("{}", serde_json::json!({ "ok": reply.ok, "message": m }));
-                } else {
-                    println!("{m}");
-                }
-            }
-        }
+        _ => plain(reply),
     }
 }
 

@@ -72,7 +72,7 @@ pub async fn forward(config: &Config, args: &PushArgs) -> Result<i32, CliError> 
         wait: true,
         on_conflict: args.on_conflict,
     };
-    crate::ctl::run(config, cmd, args.json).await
+    crate::ctl::run(&config.dirs, Some(config), cmd, args.json).await
 }
 
 /// Run the pipeline in this process (the caller holds the instance lock).
@@ -130,10 +130,12 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<i32, CliErro
             })
         }
         Err(e) => {
+            let error = CliError::new(e.exit_code(), e.to_string());
             if let (true, Some(report)) = (args.json, e.partial_report()) {
                 println!("{}", json(report));
+                return Err(error.json_printed());
             }
-            Err(CliError::new(e.exit_code(), e.to_string()))
+            Err(error)
         }
     }
 }

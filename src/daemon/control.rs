@@ -21,11 +21,15 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the socket lives: `$XDG_RUNTIME_DIR/devlog/` or the state directory.
 pub fn socket_path(config: &crate::config::Config) -> PathBuf {
-    config
-        .dirs
-        .runtime_dir
+    socket_path_in(&config.dirs)
+}
+
+/// [`socket_path`] from the environment's directories alone: `ctl` finds the daemon even
+/// when the config file does not parse.
+pub fn socket_path_in(dirs: &crate::config::Dirs) -> PathBuf {
+    dirs.runtime_dir
         .clone()
-        .unwrap_or_else(|| config.dirs.state_dir.clone())
+        .unwrap_or_else(|| dirs.state_dir.clone())
         .join("devlogd.sock")
 }
 
