@@ -89,7 +89,19 @@ fn count_watched_dirs(root: &Path, filter: &crate::filter::Filter) -> usize {
 pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, CliError> {
     let started = Instant::now();
     ensure_default_root(&config)?;
-    let lock = lock::acquire(config.state_dir()).map_err(|e| CliError::new(exit::USAGE, e))?;
+    // Signals first: SIGTERM must work while waiting for the lock.
+    let mut signals = signal_hook_tokio::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| CliError::new(exit::USAGE, format!("cannot install signal handlers: {e}")))?;
+    let socket = control::socket_path(&config);
+    let Some(lock) = wait_for_lock(config.state_dir(), &socket, &mut signals).await? else {
+        tracing::info!("stopped while waiting for the instance lock");
+        signals.handle().close();
+        return Ok(exit::OK);
+    };
     let setup = build_setup(config)?;
     if let crate::config::RemoteConfig::Directory {
         path,
@@ -101,7 +113,6 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
             "no remote configured: mirroring into the local directory (set remote.url to push to Azure)"
         );
     }
-    let socket = control::socket_path(&setup.config);
     let listener = control::bind(&socket)
         .await
         .map_err(|e| CliError::new(exit::USAGE, e))?;
@@ -161,12 +172,6 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
     });
     tracker.spawn(control::serve(listener, ctx, tracker.clone()));
 
-    let mut signals = signal_hook_tokio::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ])
-    .map_err(|e| CliError::new(exit::USAGE, format!("cannot install signal handlers: {e}")))?;
     sd_notify::ready("started; first pass running");
     tracing::info!(root = %root.display(), socket = %socket.display(), pid = std::process::id(), "devlogd running");
 
@@ -211,6 +216,47 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
     drop(lock);
     tracing::info!("stopped");
     Ok(exit::OK)
+}
+
+/// The instance lock. Held by a one-shot `devlogd push`: wait for it (a daemon that exits
+/// here is never restarted by the service manager), answering SIGTERM/SIGINT meanwhile
+/// (`Ok(None)`). Held by another daemon: refuse, as two daemons must not share the index.
+async fn wait_for_lock(
+    state_dir: &Path,
+    socket: &Path,
+    signals: &mut signal_hook_tokio::Signals,
+) -> Result<Option<lock::InstanceLock>, CliError> {
+    let mut pause = Duration::from_millis(50);
+    let mut announced = false;
+    loop {
+        let holder = match lock::try_acquire(state_dir, lock::Role::Daemon) {
+            Ok(Ok(lock)) => return Ok(Some(lock)),
+            Ok(Err(holder)) => holder,
+            Err(e) => return Err(CliError::new(exit::USAGE, e)),
+        };
+        // A daemon says so in the lock file; one that predates that answers on the socket.
+        if holder.daemon || std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Err(CliError::new(exit::USAGE, holder.already_running()));
+        }
+        if !announced {
+            let what = match &holder.pid {
+                Some(pid) => format!("waiting for the running push (pid {pid}) to finish"),
+                None => "waiting for the running push to finish".to_string(),
+            };
+            tracing::info!(lock = %holder.path.display(), "{what}");
+            // Started, as far as the service manager goes: it must not time the start out.
+            sd_notify::ready(&what);
+            announced = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            signal = signals.next() => match signal {
+                Some(signal_hook::consts::SIGHUP) => {}
+                Some(_) | None => return Ok(None),
+            },
+        }
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
 }
 
 /// The built-in default root (`~/.devlog`) is created on first run, so the daemon works out
