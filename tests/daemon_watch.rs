@@ -307,7 +307,12 @@ fn a_read_only_state_index_is_named_with_the_fix_and_changes_stay_pending() {
     let human = run_as(&env, uid, &["ctl", "status"]);
     assert!(human.stdout.contains("read-only"), "{}", human.stdout);
 
-    chmod(&index, 0o644);
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", index.display()));
+        if file.exists() {
+            chmod(&file, 0o644);
+        }
+    }
     run_as(&env, uid, &["ctl", "push"]).assert_code(0);
     wait_for(SETTLE, "b.md recorded and nothing pending", || {
         (mirrored(&env, "b.md").is_some() && settled_as(&env, uid)).then_some(())

@@ -13,7 +13,7 @@ use crate::filter::Filter;
 use crate::push::{self, PushContext, PushEvent, PushOptions, PushReport};
 use crate::remote::Remote;
 use crate::retry::RetryPolicy;
-use crate::state::StateIndex;
+use crate::state::{StateError, StateIndex};
 use serde::Serialize;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -72,6 +72,9 @@ pub enum State {
     Pushing,
     Offline,
     Paused,
+    /// A local problem stops pushes (the state index is read-only): `last_error` says
+    /// what and how to fix it; changes stay pending and are retried with back-off.
+    Error,
 }
 
 /// The worker's part of `ctl status`, published after every change.
@@ -123,6 +126,9 @@ pub struct Worker {
     next_scan: Instant,
     cancel: CancellationToken,
     backlog: VecDeque<WorkerCmd>,
+    /// The last push failed because the state index is read-only: reopen it before the
+    /// next attempt (a connection opened read-only stays so after a chmod).
+    index_read_only: bool,
 }
 
 impl Worker {
@@ -145,6 +151,7 @@ impl Worker {
             next_scan,
             cancel,
             backlog: VecDeque::new(),
+            index_read_only: false,
         };
         worker.publish_setup();
         worker
@@ -375,6 +382,11 @@ impl Worker {
     ) -> Result<PushReport, PushFailure> {
         self.status.send_modify(|s| s.state = State::Pushing);
         self.sd_status();
+        if self.index_read_only
+            && let Err(message) = self.reopen_index()
+        {
+            return Err((crate::commands::exit::USAGE, message, None));
+        }
         let full = paths.is_none();
         let options = PushOptions {
             all: request.all,
@@ -400,6 +412,8 @@ impl Worker {
         let (report, outcome) = match result {
             Ok(report) => (Some(report.clone()), Ok(report)),
             Err(e) => {
+                self.index_read_only =
+                    matches!(e, push::PushError::State(StateError::ReadOnly { .. }));
                 let (code, report) = (e.exit_code(), e.partial_report().cloned());
                 let message = e.to_string();
                 tracing::warn!(error = %message, "push failed");
@@ -444,8 +458,24 @@ impl Worker {
         outcome
     }
 
+    /// Close the state index and open it again, after a read-only failure: a connection
+    /// opened read-only stays so after a chmod, and SQLite shares the read-only WAL index
+    /// between the connections of a process, so the old one is closed first. On failure an
+    /// empty in-memory stand-in remains and `index_read_only` stays set: no push runs on it.
+    fn reopen_index(&mut self) -> Result<(), String> {
+        let stand_in =
+            StateIndex::open_at(std::path::Path::new(":memory:"), "").map_err(|e| e.to_string())?;
+        drop(std::mem::replace(&mut self.setup.state, stand_in));
+        let config = &self.setup.config;
+        let state = StateIndex::open(config.state_dir(), &config.remote.identity())
+            .map_err(|e| e.to_string())?;
+        self.setup.state = state;
+        Ok(())
+    }
+
     fn succeeded(&mut self) {
         self.failures_in_a_row = 0;
+        self.index_read_only = false;
         self.next_retry = None;
         self.status.send_modify(|s| {
             s.last_success_unix = Some(unix_now());
@@ -466,9 +496,12 @@ impl Worker {
         let delay = policy.delay(self.failures_in_a_row, None, rand::random::<f64>());
         self.next_retry = Some(Instant::now() + delay);
         tracing::info!(retry_in = ?delay, "will retry");
+        let local = self.index_read_only;
         self.status.send_modify(|s| {
             s.last_error = Some(message);
-            s.offline_since_unix.get_or_insert_with(unix_now);
+            if !local {
+                s.offline_since_unix.get_or_insert_with(unix_now);
+            }
         });
         self.publish_state();
     }
@@ -476,6 +509,8 @@ impl Worker {
     fn publish_state(&mut self) {
         let state = if self.paused {
             State::Paused
+        } else if self.next_retry.is_some() && self.index_read_only {
+            State::Error
         } else if self.next_retry.is_some() {
             State::Offline
         } else {
@@ -514,6 +549,10 @@ impl Worker {
                 s.last_error.as_deref().unwrap_or("remote unreachable")
             ),
             State::Paused => "paused".to_string(),
+            State::Error => format!(
+                "error: {}",
+                s.last_error.as_deref().unwrap_or("see the log")
+            ),
         };
         super::sd_notify::status(&text);
     }
