@@ -9,6 +9,7 @@ use crate::commands::exit;
 use crate::protocol::{self, Command, Event, Line, MAX_REQUEST_BYTES, Reply};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -66,6 +67,8 @@ pub struct ControlContext {
     pub worker: mpsc::Sender<WorkerCmd>,
     pub worker_status: watch::Receiver<WorkerStatus>,
     pub queue_status: watch::Receiver<QueueStatus>,
+    /// Paths in batches sent to the worker that it has not taken yet (it may be pushing).
+    pub handed_over: Arc<AtomicUsize>,
     pub reload: mpsc::Sender<ReloadRequest>,
     pub started: Instant,
     pub socket: PathBuf,
@@ -301,9 +304,13 @@ fn status_json(ctx: &ControlContext) -> serde_json::Value {
         obj.insert("pid".into(), std::process::id().into());
         obj.insert("uptime_s".into(), ctx.started.elapsed().as_secs().into());
         obj.insert("socket".into(), ctx.socket.display().to_string().into());
+        // Everything not yet on the remote: debouncing, handed to a busy worker, waiting
+        // to be retried, or in the push running now.
+        let queued = queue.pending + ctx.handed_over.load(Ordering::Relaxed);
+        obj.insert("queued_paths".into(), queued.into());
         obj.insert(
             "pending_paths".into(),
-            (queue.pending + worker.waiting_paths).into(),
+            (queued + worker.waiting_paths + worker.in_flight_paths).into(),
         );
         let oldest = queue.oldest.map(|t| t.elapsed().as_millis() as u64);
         obj.insert("pending_oldest_ms".into(), oldest.into());

@@ -23,6 +23,7 @@ use futures::StreamExt;
 use queue::DirtyQueue;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -140,7 +141,14 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
         filter: setup.filter.clone(),
     };
     let watch_limited = current_watch.limited.clone();
-    let worker = Worker::new(setup, hostname(), status_tx, cancel.clone());
+    let handed_over = Arc::new(AtomicUsize::new(0));
+    let worker = Worker::new(
+        setup,
+        hostname(),
+        status_tx,
+        cancel.clone(),
+        handed_over.clone(),
+    );
     if watch_limited.is_some() {
         worker_tx
             .send(WorkerCmd::WatchLimited(watch_limited))
@@ -159,12 +167,14 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
         queue_settings_rx,
         worker_tx.clone(),
         queue_status_tx,
+        handed_over.clone(),
         cancel.clone(),
     ));
     let ctx = Arc::new(control::ControlContext {
         worker: worker_tx.clone(),
         worker_status: status_rx,
         queue_status: queue_status_rx,
+        handed_over,
         reload: reload_tx,
         started,
         socket: socket.clone(),
@@ -321,6 +331,7 @@ async fn queue_task(
     mut settings_rx: mpsc::Receiver<QueueSettings>,
     worker: mpsc::Sender<WorkerCmd>,
     status: tokio::sync::watch::Sender<QueueStatus>,
+    handed_over: Arc<AtomicUsize>,
     cancel: CancellationToken,
 ) {
     let mut queue = DirtyQueue::new(settings.debounce, settings.max_delay);
@@ -344,8 +355,12 @@ async fn queue_task(
             }
             _ = sleep_until(deadline), if deadline.is_some() => {
                 let ready = queue.take_ready(Instant::now());
-                if !ready.is_empty() && worker.send(WorkerCmd::Batch(ready)).await.is_err() {
-                    break;
+                if !ready.is_empty() {
+                    // Counted from here until the worker takes the batch (it may be pushing).
+                    handed_over.fetch_add(ready.len(), Ordering::Relaxed);
+                    if worker.send(WorkerCmd::Batch(ready)).await.is_err() {
+                        break;
+                    }
                 }
             }
             Some(new) = settings_rx.recv() => {

@@ -17,6 +17,7 @@ use crate::state::{StateError, StateIndex};
 use serde::Serialize;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -93,6 +94,10 @@ pub struct WorkerStatus {
     pub next_retry: Option<Instant>,
     /// Dirty paths waiting in the worker (offline, paused, or failed and retrying).
     pub waiting_paths: usize,
+    /// Paths of the push running now (a batch, or the paths a full pass took along).
+    pub in_flight_paths: usize,
+    /// A full pass is running (it may find more than `in_flight_paths`).
+    pub full_pass_running: bool,
     pub pushes: u64,
     pub files_uploaded: u64,
     pub rescans: u64,
@@ -129,6 +134,9 @@ pub struct Worker {
     /// The last push failed because the state index is read-only: reopen it before the
     /// next attempt (a connection opened read-only stays so after a chmod).
     index_read_only: bool,
+    /// Paths the queue sent in batches the worker has not taken yet (shared with the queue,
+    /// which adds; the worker subtracts on receipt), so status counts them while a push runs.
+    handed_over: Arc<AtomicUsize>,
 }
 
 impl Worker {
@@ -137,6 +145,7 @@ impl Worker {
         host: String,
         status: watch::Sender<WorkerStatus>,
         cancel: CancellationToken,
+        handed_over: Arc<AtomicUsize>,
     ) -> Self {
         let next_scan = Instant::now() + setup.config.sync.rescan_interval;
         let mut worker = Worker {
@@ -152,6 +161,7 @@ impl Worker {
             cancel,
             backlog: VecDeque::new(),
             index_read_only: false,
+            handed_over,
         };
         worker.publish_setup();
         worker
@@ -190,7 +200,7 @@ impl Worker {
     async fn handle(&mut self, cmd: WorkerCmd, rx: &mut mpsc::Receiver<WorkerCmd>) {
         match cmd {
             WorkerCmd::Batch(paths) => {
-                self.pending.extend(paths);
+                self.take_batch(paths);
                 // Batches that queued up behind a push are one batch now.
                 self.absorb_queued_batches(rx);
                 self.attempt_unless_backing_off().await;
@@ -242,11 +252,24 @@ impl Worker {
         }
     }
 
+    /// A batch from the queue joins the pending set (and stops counting as handed over).
+    fn take_batch(&mut self, paths: Vec<String>) {
+        let n = paths.len();
+        let _ = self
+            .handed_over
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                Some(h.saturating_sub(n))
+            });
+        self.pending.extend(paths);
+        let waiting = self.pending.len();
+        self.status.send_modify(|s| s.waiting_paths = waiting);
+    }
+
     /// Merge batches already waiting in the channel; keep anything else for later, in order.
     fn absorb_queued_batches(&mut self, rx: &mut mpsc::Receiver<WorkerCmd>) {
         while let Ok(cmd) = rx.try_recv() {
             match cmd {
-                WorkerCmd::Batch(paths) => self.pending.extend(paths),
+                WorkerCmd::Batch(paths) => self.take_batch(paths),
                 other => {
                     self.backlog.push_back(other);
                     break;
@@ -269,7 +292,7 @@ impl Worker {
                     progress,
                     reply,
                 } if r == request => waiters.push((progress, reply)),
-                WorkerCmd::Batch(paths) => self.pending.extend(paths),
+                WorkerCmd::Batch(paths) => self.take_batch(paths),
                 other => self.backlog.push_back(other),
             }
         }
@@ -300,6 +323,13 @@ impl Worker {
         let full = self.full_pass_pending;
         let paths: Vec<String> = std::mem::take(&mut self.pending).into_iter().collect();
         self.full_pass_pending = false;
+        // Still pending until the push is done: status counts them as in flight.
+        let in_flight = paths.len();
+        self.status.send_modify(|s| {
+            s.waiting_paths = 0;
+            s.in_flight_paths = in_flight;
+            s.full_pass_running = full;
+        });
         let request = PushRequest::default();
         let result = self
             .run_push(request, (!full).then(|| paths.clone()), &|_| {})
@@ -380,7 +410,11 @@ impl Worker {
         paths: Option<Vec<String>>,
         progress: &(dyn Fn(PushEvent) + Send + Sync),
     ) -> Result<PushReport, PushFailure> {
-        self.status.send_modify(|s| s.state = State::Pushing);
+        let full_pass = paths.is_none();
+        self.status.send_modify(|s| {
+            s.state = State::Pushing;
+            s.full_pass_running = full_pass;
+        });
         self.sd_status();
         if self.index_read_only
             && let Err(message) = self.reopen_index()
@@ -438,6 +472,8 @@ impl Worker {
         }
         self.status.send_modify(|s| {
             s.pushes += 1;
+            s.in_flight_paths = 0;
+            s.full_pass_running = false;
             s.files_in_index = files_in_index;
             if let Some(r) = &report {
                 if !r.dry_run {
@@ -521,6 +557,9 @@ impl Worker {
         self.status.send_modify(|s| {
             s.state = state;
             s.waiting_paths = waiting;
+            // Never called while a push runs (one command at a time): nothing is in flight.
+            s.in_flight_paths = 0;
+            s.full_pass_running = false;
             s.next_retry = next_retry;
         });
         self.sd_status();
