@@ -69,6 +69,8 @@ pub struct ControlContext {
     pub queue_status: watch::Receiver<QueueStatus>,
     /// Paths in batches sent to the worker that it has not taken yet (it may be pushing).
     pub handed_over: Arc<AtomicUsize>,
+    /// What the watcher cannot see (unreadable directories, a missing root).
+    pub watch_health: Arc<super::watch::EventSink>,
     pub reload: mpsc::Sender<ReloadRequest>,
     pub started: Instant,
     pub socket: PathBuf,
@@ -318,10 +320,58 @@ fn status_json(ctx: &ControlContext) -> serde_json::Value {
             "last_success_age_s".into(),
             worker.last_success_unix.map(|t| now - t).into(),
         );
+        let health = ctx.watch_health.health();
+        let (watch, issue) = watch_summary(&health, worker.watch_limited.as_deref());
+        obj.insert("watch".into(), watch.into());
+        obj.insert("watch_issue".into(), issue.into());
+        obj.insert("unwatched_dirs".into(), health.unwatched.len().into());
+        let sample: Vec<String> = health
+            .unwatched
+            .iter()
+            .take(UNWATCHED_SAMPLE)
+            .cloned()
+            .collect();
+        obj.insert("unwatched_dirs_sample".into(), sample.into());
         let retry = worker
             .next_retry
             .map(|t| t.saturating_duration_since(Instant::now()).as_secs());
         obj.insert("next_retry_in_s".into(), retry.into());
     }
     value
+}
+
+/// Unwatchable directories named in the status.
+const UNWATCHED_SAMPLE: usize = 5;
+
+/// `watch` (ok, limited, partial, root missing) and, unless ok, a sentence for people.
+fn watch_summary(
+    health: &super::watch::WatchHealth,
+    limited: Option<&str>,
+) -> (&'static str, Option<String>) {
+    if let Some(missing) = &health.root_missing {
+        return ("root missing", Some(missing.clone()));
+    }
+    if !health.unwatched.is_empty() {
+        let n = health.unwatched.len();
+        let mut names: Vec<&str> = health
+            .unwatched
+            .iter()
+            .take(UNWATCHED_SAMPLE)
+            .map(String::as_str)
+            .collect();
+        if n > UNWATCHED_SAMPLE {
+            names.push("…");
+        }
+        let issue = format!(
+            "{n} director{} cannot be read and {} not backed up: {} (fix the permissions; they are picked up when readable)",
+            if n == 1 { "y" } else { "ies" },
+            if n == 1 { "is" } else { "are" },
+            names.join(", ")
+        );
+        return ("partial", Some(issue));
+    }
+    match limited {
+        Some(m) => ("limited", Some(m.to_string())),
+        None => ("ok", None),
+    }
 }

@@ -68,25 +68,6 @@ fn build_setup(config: Config) -> Result<Setup, CliError> {
     })
 }
 
-/// Directories the watcher will need (compared with the inotify limit).
-fn count_watched_dirs(root: &Path, filter: &crate::filter::Filter) -> usize {
-    let filter = filter.clone();
-    let root_buf = root.to_path_buf();
-    ignore::WalkBuilder::new(root)
-        .standard_filters(false)
-        .follow_links(false)
-        .filter_entry(move |e| {
-            e.depth() == 0
-                || crate::scan::relative(&root_buf, e.path())
-                    .map(|rel| !filter.skip_dir(&rel))
-                    .unwrap_or(true)
-        })
-        .build()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_some_and(|t| t.is_dir()))
-        .count()
-}
-
 pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, CliError> {
     let started = Instant::now();
     ensure_default_root(&config)?;
@@ -122,9 +103,8 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
     let tracker = TaskTracker::new();
     let sink = Arc::new(EventSink::default());
     let root = setup.config.root.clone();
-    let dirs = count_watched_dirs(&root, &setup.filter);
-    let mut current_watch =
-        watch::start(&root, dirs, sink.clone()).map_err(|e| CliError::new(exit::USAGE, e))?;
+    let mut current_watch = watch::start(&root, &setup.filter, sink.clone())
+        .map_err(|e| CliError::new(exit::USAGE, e))?;
     if let Some(limited) = &current_watch.limited {
         tracing::warn!("{limited}");
     }
@@ -175,6 +155,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
         worker_status: status_rx,
         queue_status: queue_status_rx,
         handed_over,
+        watch_health: sink.clone(),
         reload: reload_tx,
         started,
         socket: socket.clone(),
@@ -299,8 +280,7 @@ async fn reload(
     let config = Config::load(config_path.as_deref()).map_err(|e| e.to_string())?;
     let setup = build_setup(config).map_err(|e| e.message)?;
     let root = setup.config.root.clone();
-    let dirs = count_watched_dirs(&root, &setup.filter);
-    let new_watch = watch::start(&root, dirs, sink.clone())?;
+    let new_watch = watch::start(&root, &setup.filter, sink.clone())?;
     let limited = new_watch.limited.clone();
     *current_watch = new_watch;
     let settings = QueueSettings {
@@ -346,6 +326,11 @@ async fn queue_task(
                     if worth_queueing(&settings.filter, &path) {
                         queue.touch(path, now);
                     }
+                }
+                if let Some(limited) = sink.take_limited()
+                    && worker.send(WorkerCmd::WatchLimited(limited)).await.is_err()
+                {
+                    break;
                 }
                 if let Some(reason) = rescan
                     && worker.send(WorkerCmd::Rescan(reason)).await.is_err()
