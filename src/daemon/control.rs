@@ -375,3 +375,30 @@ fn watch_summary(
         None => ("ok", None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::watch::WatchHealth;
+
+    #[test]
+    fn the_watch_summary_names_what_is_not_watched() {
+        let mut h = WatchHealth::default();
+        assert_eq!(watch_summary(&h, None), ("ok", None));
+        let (w, issue) = watch_summary(&h, Some("raise the limit"));
+        assert_eq!((w, issue.as_deref()), ("limited", Some("raise the limit")));
+        for d in ["a", "b/c", "d", "e", "f", "g"] {
+            h.unwatched.insert(d.to_string());
+        }
+        let (w, issue) = watch_summary(&h, Some("raise the limit"));
+        let issue = issue.unwrap();
+        assert_eq!(w, "partial");
+        assert!(issue.starts_with("6 directories cannot be read"), "{issue}");
+        assert!(issue.contains("a, b/c, d, e, f, …"), "{issue}");
+        h.root_missing = Some("gone".into());
+        assert_eq!(
+            watch_summary(&h, None),
+            ("root missing", Some("gone".into()))
+        );
+    }
+}

@@ -121,6 +121,10 @@ impl EventSink {
         self.health.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
+    fn is_unwatched(&self, rel: &str) -> bool {
+        self.health.lock().is_ok_and(|h| h.unwatched.contains(rel))
+    }
+
     fn update_health(&self, f: impl FnOnce(&mut WatchHealth)) {
         if let Ok(mut h) = self.health.lock() {
             f(&mut h);
@@ -542,8 +546,10 @@ impl Manager {
                 }
             };
             if gone {
-                self.forget_tree(path);
-            } else if (new_dir || (attrib && self.is_unwatched(&rel)))
+                if self.watched.contains(path) {
+                    self.forget_tree(path);
+                }
+            } else if (new_dir || (attrib && self.sink.is_unwatched(&rel)))
                 && !self.watched.contains(path)
                 && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
                 && self.filter.accepts_dir(&rel)
@@ -568,10 +574,6 @@ impl Manager {
         };
         self.parents.iter().any(|p| p == parent)
             && (path == self.root || self.real.as_deref().is_some_and(|r| path == r))
-    }
-
-    fn is_unwatched(&self, rel: &str) -> bool {
-        self.sink.health().unwatched.contains(rel)
     }
 
     /// A directory moved away or deleted: its watches go (notify drops the kernel's).
@@ -652,6 +654,47 @@ mod tests {
         assert!(paths.len() < MAX_PENDING, "memory stays bounded");
         assert_eq!(rescan, Some(RescanReason::Overflow));
         assert_eq!(sink.drain(), (vec![], None));
+    }
+
+    /// Polls the sink until `want` was seen (or 10 s passed); everything seen.
+    fn seen_until(sink: &EventSink, want: &str) -> HashSet<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = HashSet::new();
+        while !seen.contains(want) && Instant::now() < deadline {
+            seen.extend(sink.drain().0);
+            std::thread::sleep(Duration::from_millis(20)); // polling, bounded by the deadline
+        }
+        seen
+    }
+
+    #[test]
+    fn watches_the_resolved_root_and_accepted_dirs_only_and_new_dirs_as_they_come() {
+        use crate::config::{DEFAULT_EXCLUDE, DEFAULT_INCLUDE};
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        for d in ["a", ".git", "target/debug"] {
+            std::fs::create_dir_all(real.join(d)).unwrap();
+        }
+        let root = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &root).unwrap();
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let filter = Filter::new(&root, &s(DEFAULT_INCLUDE), &s(DEFAULT_EXCLUDE)).unwrap();
+        let sink = Arc::new(EventSink::default());
+        let watch = start(&root, &filter, sink.clone()).unwrap();
+        assert_eq!(watch.limited, None);
+        assert_eq!(sink.health(), WatchHealth::default());
+        std::fs::write(real.join(".git/x.md"), "x").unwrap();
+        std::fs::write(real.join("target/debug/y.md"), "y").unwrap();
+        std::fs::write(real.join("top.md"), "t").unwrap();
+        let seen = seen_until(&sink, "top.md");
+        assert!(seen.contains("top.md"), "{seen:?}");
+        assert!(!seen.iter().any(|p| p.contains('/')), "{seen:?}");
+        std::fs::create_dir(real.join("new")).unwrap();
+        std::fs::write(real.join("new/n.md"), "n").unwrap();
+        std::fs::write(real.join("a/later.md"), "l").unwrap();
+        let seen = seen_until(&sink, "a/later.md");
+        assert!(seen.contains("new"), "{seen:?}");
+        assert!(seen.contains("a/later.md"), "{seen:?}");
     }
 
     #[test]
