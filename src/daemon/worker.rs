@@ -94,7 +94,8 @@ pub struct WorkerStatus {
     pub next_retry: Option<Instant>,
     /// Dirty paths waiting in the worker (offline, paused, or failed and retrying).
     pub waiting_paths: usize,
-    /// Paths of the push running now (a batch, or the paths a full pass took along).
+    /// Paths of the push running now: the batch until it is planned, then the files still
+    /// to upload (a full pass included).
     pub in_flight_paths: usize,
     /// A full pass is running (it may find more than `in_flight_paths`).
     pub full_pass_running: bool,
@@ -441,7 +442,22 @@ impl Worker {
             state: &mut self.setup.state,
             host: &self.host,
         };
-        let result = push::run(ctx, &options, progress).await;
+        // Once planned, what is in flight is what is still to upload (a full pass included).
+        let status = &self.status;
+        let counting = |event: PushEvent| {
+            match &event {
+                PushEvent::Planned { files, .. } => {
+                    let n = *files as usize;
+                    status.send_modify(|s| s.in_flight_paths = n);
+                }
+                PushEvent::Uploaded { .. } | PushEvent::Conflict(_) => {
+                    status.send_modify(|s| s.in_flight_paths = s.in_flight_paths.saturating_sub(1));
+                }
+                _ => {}
+            }
+            progress(event);
+        };
+        let result = push::run(ctx, &options, &counting).await;
         let files_in_index = self.setup.state.count().unwrap_or(0);
         let (report, outcome) = match result {
             Ok(report) => (Some(report.clone()), Ok(report)),
