@@ -187,9 +187,10 @@ pub fn status_text(s: &serde_json::Value) -> String {
         num("watcher_overflows")
     ));
     lines.push(format!("index          {} files", num("files_in_index")));
-    match s["watch_limited"].as_str() {
-        Some(m) => lines.push(format!("watch          LIMITED: {m}")),
-        None => lines.push("watch          ok".into()),
+    match (s["watch_limited"].as_str(), s["watch_issue"].as_str()) {
+        (Some(m), _) => lines.push(format!("watch          LIMITED: {m}")),
+        (None, Some(issue)) => lines.push(format!("watch          {}: {issue}", str_of("watch"))),
+        (None, None) => lines.push("watch          ok".into()),
     }
     lines.join("\n")
 }

@@ -23,6 +23,10 @@ pub enum StateError {
         "the state index {path} has schema version {found}, which this devlogd does not know (it writes {SCHEMA_VERSION}): upgrade devlogd, or run `devlogd push --all` to rebuild the index from the remote"
     )]
     UnknownSchema { path: PathBuf, found: i64 },
+    #[error(
+        "the state index {path} is read-only ({detail}): make it writable (chmod u+w on it, its -wal and -shm files and its directory, or remount that filesystem read-write); changes are kept pending until then"
+    )]
+    ReadOnly { path: PathBuf, detail: String },
     #[error("cannot use the state index {path}: {detail}")]
     Other { path: PathBuf, detail: String },
 }
@@ -356,6 +360,10 @@ fn classify(path: &Path, e: rusqlite::Error) -> StateError {
     let path = path.to_path_buf();
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StateError::Corrupt {
+            path,
+            detail: e.to_string(),
+        },
+        Some(ErrorCode::ReadOnly) => StateError::ReadOnly {
             path,
             detail: e.to_string(),
         },

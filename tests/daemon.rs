@@ -507,7 +507,9 @@ fn a_stale_socket_file_is_replaced() {
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     assert!(socket.exists());
     let _daemon = Daemon::start(&env);
-    assert_eq!(status(&env)["state"], "idle");
+    wait_for(SETTLE, "idle after the start-up pass", || {
+        (status(&env)["state"] == "idle").then_some(())
+    });
 }
 
 #[test]

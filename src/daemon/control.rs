@@ -9,6 +9,7 @@ use crate::commands::exit;
 use crate::protocol::{self, Command, Event, Line, MAX_REQUEST_BYTES, Reply};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -70,6 +71,10 @@ pub struct ControlContext {
     pub worker: mpsc::Sender<WorkerCmd>,
     pub worker_status: watch::Receiver<WorkerStatus>,
     pub queue_status: watch::Receiver<QueueStatus>,
+    /// Paths in batches sent to the worker that it has not taken yet (it may be pushing).
+    pub handed_over: Arc<AtomicUsize>,
+    /// What the watcher cannot see (unreadable directories, a missing root).
+    pub watch_health: Arc<super::watch::EventSink>,
     pub reload: mpsc::Sender<ReloadRequest>,
     pub started: Instant,
     pub socket: PathBuf,
@@ -307,9 +312,13 @@ fn status_json(ctx: &ControlContext) -> serde_json::Value {
         obj.insert("pid".into(), std::process::id().into());
         obj.insert("uptime_s".into(), ctx.started.elapsed().as_secs().into());
         obj.insert("socket".into(), ctx.socket.display().to_string().into());
+        // Everything not yet on the remote: debouncing, handed to a busy worker, waiting
+        // to be retried, or in the push running now.
+        let queued = queue.pending + ctx.handed_over.load(Ordering::Relaxed);
+        obj.insert("queued_paths".into(), queued.into());
         obj.insert(
             "pending_paths".into(),
-            (queue.pending + worker.waiting_paths).into(),
+            (queued + worker.waiting_paths + worker.in_flight_paths).into(),
         );
         let oldest = queue.oldest.map(|t| t.elapsed().as_millis() as u64);
         obj.insert("pending_oldest_ms".into(), oldest.into());
@@ -317,10 +326,85 @@ fn status_json(ctx: &ControlContext) -> serde_json::Value {
             "last_success_age_s".into(),
             worker.last_success_unix.map(|t| now - t).into(),
         );
+        let health = ctx.watch_health.health();
+        let (watch, issue) = watch_summary(&health, worker.watch_limited.as_deref());
+        obj.insert("watch".into(), watch.into());
+        obj.insert("watch_issue".into(), issue.into());
+        obj.insert("unwatched_dirs".into(), health.unwatched.len().into());
+        let sample: Vec<String> = health
+            .unwatched
+            .iter()
+            .take(UNWATCHED_SAMPLE)
+            .cloned()
+            .collect();
+        obj.insert("unwatched_dirs_sample".into(), sample.into());
         let retry = worker
             .next_retry
             .map(|t| t.saturating_duration_since(Instant::now()).as_secs());
         obj.insert("next_retry_in_s".into(), retry.into());
     }
     value
+}
+
+/// Unwatchable directories named in the status.
+const UNWATCHED_SAMPLE: usize = 5;
+
+/// `watch` (ok, limited, partial, root missing) and, unless ok, a sentence for people.
+fn watch_summary(
+    health: &super::watch::WatchHealth,
+    limited: Option<&str>,
+) -> (&'static str, Option<String>) {
+    if let Some(missing) = &health.root_missing {
+        return ("root missing", Some(missing.clone()));
+    }
+    if !health.unwatched.is_empty() {
+        let n = health.unwatched.len();
+        let mut names: Vec<&str> = health
+            .unwatched
+            .iter()
+            .take(UNWATCHED_SAMPLE)
+            .map(String::as_str)
+            .collect();
+        if n > UNWATCHED_SAMPLE {
+            names.push("…");
+        }
+        let issue = format!(
+            "{n} director{} cannot be read and {} not backed up: {} (fix the permissions; they are picked up when readable)",
+            if n == 1 { "y" } else { "ies" },
+            if n == 1 { "is" } else { "are" },
+            names.join(", ")
+        );
+        return ("partial", Some(issue));
+    }
+    match limited {
+        Some(m) => ("limited", Some(m.to_string())),
+        None => ("ok", None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::watch::WatchHealth;
+
+    #[test]
+    fn the_watch_summary_names_what_is_not_watched() {
+        let mut h = WatchHealth::default();
+        assert_eq!(watch_summary(&h, None), ("ok", None));
+        let (w, issue) = watch_summary(&h, Some("raise the limit"));
+        assert_eq!((w, issue.as_deref()), ("limited", Some("raise the limit")));
+        for d in ["a", "b/c", "d", "e", "f", "g"] {
+            h.unwatched.insert(d.to_string());
+        }
+        let (w, issue) = watch_summary(&h, Some("raise the limit"));
+        let issue = issue.unwrap();
+        assert_eq!(w, "partial");
+        assert!(issue.starts_with("6 directories cannot be read"), "{issue}");
+        assert!(issue.contains("a, b/c, d, e, f, …"), "{issue}");
+        h.root_missing = Some("gone".into());
+        assert_eq!(
+            watch_summary(&h, None),
+            ("root missing", Some("gone".into()))
+        );
+    }
 }

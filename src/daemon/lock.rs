@@ -1,18 +1,62 @@
 //! The single-instance lock: an `flock` on a file in the state directory, holding the
-//! daemon's pid. The kernel drops it when the process dies, so a crash leaves nothing stale.
+//! holder's pid (and `daemon` when the holder is `devlogd run`). The kernel drops it when
+//! the process dies, so a crash leaves nothing stale.
+//!
+//! A one-shot `devlogd push` takes the same lock for the length of its push. A daemon
+//! (re)started meanwhile waits for it ([`try_acquire`] in a loop, see `daemon::run`)
+//! instead of exiting: the service manager would not restart it.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+/// Who takes the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `devlogd run`.
+    Daemon,
+    /// A one-shot command (`devlogd push`).
+    OneShot,
+}
+
 pub struct InstanceLock {
     _file: File,
     pub path: PathBuf,
 }
 
-/// Take the lock or say who holds it.
+/// Who holds the lock, as far as its file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: Option<String>,
+    /// The holder wrote that it is a daemon.
+    pub daemon: bool,
+    pub path: PathBuf,
+}
+
+impl Holder {
+    /// "devlogd is already running, pid N (lock PATH)".
+    pub fn already_running(&self) -> String {
+        match &self.pid {
+            Some(pid) => format!(
+                "devlogd is already running, pid {pid} (lock {})",
+                self.path.display()
+            ),
+            None => format!("devlogd is already running (lock {})", self.path.display()),
+        }
+    }
+}
+
+/// Take the lock or say who holds it (a one-shot command's entry point).
 pub fn acquire(state_dir: &Path) -> Result<InstanceLock, String> {
+    match try_acquire(state_dir, Role::OneShot)? {
+        Ok(lock) => Ok(lock),
+        Err(holder) => Err(holder.already_running()),
+    }
+}
+
+/// One attempt: the lock, or who holds it; `Err` when the file cannot be used at all.
+pub fn try_acquire(state_dir: &Path, role: Role) -> Result<Result<InstanceLock, Holder>, String> {
     std::fs::create_dir_all(state_dir)
         .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
     let path = state_dir.join("devlogd.lock");
@@ -26,20 +70,59 @@ pub fn acquire(state_dir: &Path) -> Result<InstanceLock, String> {
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
-        let mut pid = String::new();
-        let _ = file.read_to_string(&mut pid);
-        let pid = pid.trim();
-        return Err(if pid.is_empty() {
-            format!("devlogd is already running (lock {})", path.display())
-        } else {
-            format!(
-                "devlogd is already running, pid {pid} (lock {})",
-                path.display()
-            )
-        });
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(format!("cannot lock {}: {err}", path.display()));
+        }
+        let mut text = String::new();
+        let _ = file.read_to_string(&mut text);
+        return Ok(Err(parse_holder(&text, path)));
     }
     let _ = file.set_len(0);
     let _ = file.rewind();
-    let _ = writeln!(file, "{}", std::process::id());
-    Ok(InstanceLock { _file: file, path })
+    let role = match role {
+        Role::Daemon => " daemon",
+        Role::OneShot => "",
+    };
+    let _ = writeln!(file, "{}{role}", std::process::id());
+    Ok(Ok(InstanceLock { _file: file, path }))
+}
+
+fn parse_holder(text: &str, path: PathBuf) -> Holder {
+    let mut words = text.split_whitespace();
+    let pid = words.next().map(str::to_string);
+    let daemon = words.any(|w| w == "daemon");
+    Holder { pid, daemon, path }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_is_named_and_a_daemon_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = try_acquire(dir.path(), Role::Daemon).unwrap().unwrap();
+        let holder = try_acquire(dir.path(), Role::OneShot)
+            .unwrap()
+            .err()
+            .unwrap();
+        assert_eq!(holder.pid, Some(std::process::id().to_string()));
+        assert!(holder.daemon);
+        assert!(
+            acquire(dir.path())
+                .err()
+                .unwrap()
+                .contains(&format!("already running, pid {}", std::process::id()))
+        );
+        drop(held);
+        let one_shot = acquire(dir.path()).unwrap();
+        let holder = try_acquire(dir.path(), Role::Daemon)
+            .unwrap()
+            .err()
+            .unwrap();
+        assert!(!holder.daemon);
+        drop(one_shot);
+        assert!(try_acquire(dir.path(), Role::Daemon).unwrap().is_ok());
+    }
 }

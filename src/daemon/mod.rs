@@ -23,6 +23,7 @@ use futures::StreamExt;
 use queue::DirtyQueue;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -67,29 +68,22 @@ fn build_setup(config: Config) -> Result<Setup, CliError> {
     })
 }
 
-/// Directories the watcher will need (compared with the inotify limit).
-fn count_watched_dirs(root: &Path, filter: &crate::filter::Filter) -> usize {
-    let filter = filter.clone();
-    let root_buf = root.to_path_buf();
-    ignore::WalkBuilder::new(root)
-        .standard_filters(false)
-        .follow_links(false)
-        .filter_entry(move |e| {
-            e.depth() == 0
-                || crate::scan::relative(&root_buf, e.path())
-                    .map(|rel| !filter.skip_dir(&rel))
-                    .unwrap_or(true)
-        })
-        .build()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_some_and(|t| t.is_dir()))
-        .count()
-}
-
 pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, CliError> {
     let started = Instant::now();
     ensure_default_root(&config)?;
-    let lock = lock::acquire(config.state_dir()).map_err(|e| CliError::new(exit::USAGE, e))?;
+    // Signals first: SIGTERM must work while waiting for the lock.
+    let mut signals = signal_hook_tokio::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| CliError::new(exit::USAGE, format!("cannot install signal handlers: {e}")))?;
+    let socket = control::socket_path(&config);
+    let Some(lock) = wait_for_lock(config.state_dir(), &socket, &mut signals).await? else {
+        tracing::info!("stopped while waiting for the instance lock");
+        signals.handle().close();
+        return Ok(exit::OK);
+    };
     let setup = build_setup(config)?;
     if let crate::config::RemoteConfig::Directory {
         path,
@@ -101,7 +95,6 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
             "no remote configured: mirroring into the local directory (set remote.url to push to Azure)"
         );
     }
-    let socket = control::socket_path(&setup.config);
     let listener = control::bind(&socket)
         .await
         .map_err(|e| CliError::new(exit::USAGE, e))?;
@@ -110,9 +103,8 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
     let tracker = TaskTracker::new();
     let sink = Arc::new(EventSink::default());
     let root = setup.config.root.clone();
-    let dirs = count_watched_dirs(&root, &setup.filter);
-    let mut current_watch =
-        watch::start(&root, dirs, sink.clone()).map_err(|e| CliError::new(exit::USAGE, e))?;
+    let mut current_watch = watch::start(&root, &setup.filter, sink.clone())
+        .map_err(|e| CliError::new(exit::USAGE, e))?;
     if let Some(limited) = &current_watch.limited {
         tracing::warn!("{limited}");
     }
@@ -129,7 +121,14 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
         filter: setup.filter.clone(),
     };
     let watch_limited = current_watch.limited.clone();
-    let worker = Worker::new(setup, hostname(), status_tx, cancel.clone());
+    let handed_over = Arc::new(AtomicUsize::new(0));
+    let worker = Worker::new(
+        setup,
+        hostname(),
+        status_tx,
+        cancel.clone(),
+        handed_over.clone(),
+    );
     if watch_limited.is_some() {
         worker_tx
             .send(WorkerCmd::WatchLimited(watch_limited))
@@ -148,12 +147,15 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
         queue_settings_rx,
         worker_tx.clone(),
         queue_status_tx,
+        handed_over.clone(),
         cancel.clone(),
     ));
     let ctx = Arc::new(control::ControlContext {
         worker: worker_tx.clone(),
         worker_status: status_rx,
         queue_status: queue_status_rx,
+        handed_over,
+        watch_health: sink.clone(),
         reload: reload_tx,
         started,
         socket: socket.clone(),
@@ -161,12 +163,6 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
     });
     tracker.spawn(control::serve(listener, ctx, tracker.clone()));
 
-    let mut signals = signal_hook_tokio::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ])
-    .map_err(|e| CliError::new(exit::USAGE, format!("cannot install signal handlers: {e}")))?;
     sd_notify::ready("started; first pass running");
     tracing::info!(root = %root.display(), socket = %socket.display(), pid = std::process::id(), "devlogd running");
 
@@ -213,6 +209,47 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
     Ok(exit::OK)
 }
 
+/// The instance lock. Held by a one-shot `devlogd push`: wait for it (a daemon that exits
+/// here is never restarted by the service manager), answering SIGTERM/SIGINT meanwhile
+/// (`Ok(None)`). Held by another daemon: refuse, as two daemons must not share the index.
+async fn wait_for_lock(
+    state_dir: &Path,
+    socket: &Path,
+    signals: &mut signal_hook_tokio::Signals,
+) -> Result<Option<lock::InstanceLock>, CliError> {
+    let mut pause = Duration::from_millis(50);
+    let mut announced = false;
+    loop {
+        let holder = match lock::try_acquire(state_dir, lock::Role::Daemon) {
+            Ok(Ok(lock)) => return Ok(Some(lock)),
+            Ok(Err(holder)) => holder,
+            Err(e) => return Err(CliError::new(exit::USAGE, e)),
+        };
+        // A daemon says so in the lock file; one that predates that answers on the socket.
+        if holder.daemon || std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Err(CliError::new(exit::USAGE, holder.already_running()));
+        }
+        if !announced {
+            let what = match &holder.pid {
+                Some(pid) => format!("waiting for the running push (pid {pid}) to finish"),
+                None => "waiting for the running push to finish".to_string(),
+            };
+            tracing::info!(lock = %holder.path.display(), "{what}");
+            // Started, as far as the service manager goes: it must not time the start out.
+            sd_notify::ready(&what);
+            announced = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            signal = signals.next() => match signal {
+                Some(signal_hook::consts::SIGHUP) => {}
+                Some(_) | None => return Ok(None),
+            },
+        }
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
 /// The built-in default root (`~/.devlog`) is created on first run, so the daemon works out
 /// of the box; a configured root that is missing stays an error (it may be a typo).
 fn ensure_default_root(config: &Config) -> Result<(), CliError> {
@@ -243,8 +280,7 @@ async fn reload(
     let config = Config::load(config_path.as_deref()).map_err(|e| e.to_string())?;
     let setup = build_setup(config).map_err(|e| e.message)?;
     let root = setup.config.root.clone();
-    let dirs = count_watched_dirs(&root, &setup.filter);
-    let new_watch = watch::start(&root, dirs, sink.clone())?;
+    let new_watch = watch::start(&root, &setup.filter, sink.clone())?;
     let limited = new_watch.limited.clone();
     *current_watch = new_watch;
     let settings = QueueSettings {
@@ -275,6 +311,7 @@ async fn queue_task(
     mut settings_rx: mpsc::Receiver<QueueSettings>,
     worker: mpsc::Sender<WorkerCmd>,
     status: tokio::sync::watch::Sender<QueueStatus>,
+    handed_over: Arc<AtomicUsize>,
     cancel: CancellationToken,
 ) {
     let mut queue = DirtyQueue::new(settings.debounce, settings.max_delay);
@@ -290,6 +327,11 @@ async fn queue_task(
                         queue.touch(path, now);
                     }
                 }
+                if let Some(limited) = sink.take_limited()
+                    && worker.send(WorkerCmd::WatchLimited(limited)).await.is_err()
+                {
+                    break;
+                }
                 if let Some(reason) = rescan
                     && worker.send(WorkerCmd::Rescan(reason)).await.is_err()
                 {
@@ -298,8 +340,12 @@ async fn queue_task(
             }
             _ = sleep_until(deadline), if deadline.is_some() => {
                 let ready = queue.take_ready(Instant::now());
-                if !ready.is_empty() && worker.send(WorkerCmd::Batch(ready)).await.is_err() {
-                    break;
+                if !ready.is_empty() {
+                    // Counted from here until the worker takes the batch (it may be pushing).
+                    handed_over.fetch_add(ready.len(), Ordering::Relaxed);
+                    if worker.send(WorkerCmd::Batch(ready)).await.is_err() {
+                        break;
+                    }
                 }
             }
             Some(new) = settings_rx.recv() => {

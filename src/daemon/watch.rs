@@ -1,20 +1,47 @@
-//! The filesystem watcher: one recursive `notify` watcher on the root.
+//! The filesystem watcher: one non-recursive inotify watch per directory we back up.
 //!
-//! notify calls us on its own thread; we turn every event path (both ends of a rename)
-//! into a relative path and put it in the [`EventSink`], a set shared with the queue task.
+//! notify's recursive mode walks every directory (`.git`, `target`, …) and gives up on the
+//! whole tree at the first one it cannot read, and it does not watch a root that is a
+//! symlink. So the recursion is ours: the resolved root and each directory the filter
+//! accepts get a [`RecursiveMode::NonRecursive`] watch; hidden and excluded directories are
+//! never watched; a directory that cannot be read or watched is skipped with one warning
+//! and listed in the status ([`WatchHealth`]); a new directory (created or moved in) is
+//! watched when its event arrives, and queued so the worker's scan walks it.
+//!
+//! The root is watched where it resolves to, and its parents watch for it being replaced
+//! (`mv ~/.devlog x; mkdir ~/.devlog`) or going missing and coming back; its identity
+//! (device, inode) is also checked every couple of seconds. Either way every watch is
+//! re-armed on the new root and a full pass is asked for.
+//!
+//! notify calls us on its own thread; we forward to a manager thread that owns the
+//! watcher (notify's `watch` cannot be called from its own handler). Event paths become
+//! paths relative to the root in the [`EventSink`], a set shared with the queue task.
 //! Nothing is ever dropped: paths coalesce in the set, so memory is bounded by distinct
 //! paths, and past [`MAX_PENDING`] the set collapses into one "rescan" flag. Overflow
-//! (`need_rescan`) and watcher errors also become that flag.
+//! (`need_rescan`) and watcher errors also become that flag. notify 8 has no setting for
+//! which inotify events to subscribe to, so Access events other than a close after writing
+//! are dropped here.
 
-use notify::event::{AccessKind, AccessMode, EventKind};
+use crate::filter::Filter;
+use notify::event::{
+    AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode,
+};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Distinct pending paths before the sink gives up on them and asks for a full pass.
 const MAX_PENDING: usize = 100_000;
+/// Unwatchable directories remembered (and listed) at most.
+const MAX_UNWATCHED: usize = 10_000;
+/// Names that are not UTF-8 remembered as already reported, at most.
+const MAX_REPORTED_NAMES: usize = 10_000;
+/// How often the root's identity is checked besides the events that suggest a change.
+const ROOT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Why a full pass was asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +54,17 @@ pub enum RescanReason {
     /// Part of the tree is not watched (inotify limit): periodic scans cover it.
     WatchLimited,
     Reload,
+    /// The root was replaced, or came back after missing: watched anew.
+    RootChanged,
+}
+
+/// What the watcher cannot see, for `ctl status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchHealth {
+    /// Directories (relative to the root) that cannot be read or watched.
+    pub unwatched: BTreeSet<String>,
+    /// Set while the root is missing (or not a directory): what to tell the user.
+    pub root_missing: Option<String>,
 }
 
 #[derive(Default)]
@@ -35,11 +73,15 @@ struct Pending {
     rescan: Option<RescanReason>,
 }
 
-/// Paths from the watcher thread, waiting for the queue task.
+/// Paths from the watcher thread, waiting for the queue task; and what the watcher cannot
+/// see. Outlives each [`Watch`] (a reload replaces the watch, not the sink).
 #[derive(Default)]
 pub struct EventSink {
     pending: Mutex<Pending>,
     wake: Notify,
+    health: Mutex<WatchHealth>,
+    /// A change of the inotify-limit message (`Some(None)`: watched in full again).
+    limited: Mutex<Option<Option<String>>>,
 }
 
 impl EventSink {
@@ -74,6 +116,34 @@ impl EventSink {
         }
     }
 
+    /// What the watcher cannot see now.
+    pub fn health(&self) -> WatchHealth {
+        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    fn is_unwatched(&self, rel: &str) -> bool {
+        self.health.lock().is_ok_and(|h| h.unwatched.contains(rel))
+    }
+
+    fn update_health(&self, f: impl FnOnce(&mut WatchHealth)) {
+        if let Ok(mut h) = self.health.lock() {
+            f(&mut h);
+        }
+    }
+
+    /// The watcher hit (or left) the inotify limit after start-up.
+    fn set_limited(&self, limited: Option<String>) {
+        if let Ok(mut l) = self.limited.lock() {
+            *l = Some(limited);
+        }
+        self.wake.notify_one();
+    }
+
+    /// A change of the limit message since the last call, if any.
+    pub fn take_limited(&self) -> Option<Option<String>> {
+        self.limited.lock().ok().and_then(|mut l| l.take())
+    }
+
     /// Wait until something is pending.
     pub async fn wait(&self) {
         self.wake.notified().await;
@@ -82,62 +152,460 @@ impl EventSink {
 
 /// A running watcher. Dropping it stops watching.
 pub struct Watch {
-    _watcher: RecommendedWatcher,
-    /// Set when part of the tree cannot be watched; says what to do about it.
+    manager: mpsc::Sender<Msg>,
+    /// Set when part of the tree cannot be watched (inotify limit); says what to do.
     pub limited: Option<String>,
 }
 
-/// Watch `root` recursively, feeding `sink`.
-pub fn start(root: &Path, dirs_to_watch: usize, sink: Arc<EventSink>) -> Result<Watch, String> {
-    let root_for_events: PathBuf = root.to_path_buf();
-    let handler_sink = sink.clone();
-    // Symlinks are not followed: nothing outside the root is watched (or pushed).
-    let config = notify::Config::default().with_follow_symlinks(false);
-    let mut watcher = RecommendedWatcher::new(
-        move |res: notify::Result<notify::Event>| handle(&root_for_events, &handler_sink, res),
-        config,
-    )
-    .map_err(|e| format!("cannot start the filesystem watcher: {e}"))?;
-    let mut limited = watch_limit_problem(dirs_to_watch);
-    if let Err(e) = watcher.watch(root, RecursiveMode::Recursive) {
-        let too_many = matches!(e.kind, notify::ErrorKind::MaxFilesWatch);
-        if !too_many {
-            return Err(format!("cannot watch {}: {e}", root.display()));
-        }
-        limited.get_or_insert_with(|| limit_message(dirs_to_watch, current_limit()));
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.manager.send(Msg::Stop);
     }
+}
+
+enum Msg {
+    /// An event from the watcher of one generation (each re-arm makes a new watcher).
+    Event(u64, notify::Result<notify::Event>),
+    Stop,
+}
+
+/// Watch `root` (resolved) and the directories `filter` accepts, feeding `sink`.
+pub fn start(root: &Path, filter: &Filter, sink: Arc<EventSink>) -> Result<Watch, String> {
+    let (tx, rx) = mpsc::channel();
+    let mut manager = Manager {
+        root: root.to_path_buf(),
+        filter: filter.clone(),
+        sink,
+        tx: tx.clone(),
+        generation: 0,
+        watcher: None,
+        real: None,
+        identity: None,
+        parents: Vec::new(),
+        watched: HashSet::new(),
+        cap: cap_override(),
+        limit_hit: false,
+        not_watched_for_limit: 0,
+        limited: None,
+        warned: HashSet::new(),
+        reported_names: HashSet::new(),
+        root_error: None,
+        last_root_check: Instant::now(),
+    };
+    manager.arm()?;
+    if manager.real.is_none() {
+        return Err(format!(
+            "cannot watch {}: it is missing or not a directory",
+            root.display()
+        ));
+    }
+    if let Some(e) = &manager.root_error {
+        return Err(format!("cannot watch {}: {e}", root.display()));
+    }
+    let limited = manager.limited.clone();
+    std::thread::Builder::new()
+        .name("devlogd-watch".into())
+        .spawn(move || manager.run(rx))
+        .map_err(|e| format!("cannot start the watcher thread: {e}"))?;
     Ok(Watch {
-        _watcher: watcher,
+        manager: tx,
         limited,
     })
 }
 
-fn handle(root: &Path, sink: &EventSink, res: notify::Result<notify::Event>) {
-    let event = match res {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(error = %e, "watcher error; scheduling a full pass");
-            sink.request_rescan(RescanReason::WatcherError);
+/// Owns the watcher: adds and drops watches as directories come and go, re-arms on a new
+/// root, turns events into relative paths.
+struct Manager {
+    /// The configured root (what users see paths relative to).
+    root: PathBuf,
+    filter: Filter,
+    sink: Arc<EventSink>,
+    tx: mpsc::Sender<Msg>,
+    generation: u64,
+    watcher: Option<RecommendedWatcher>,
+    /// Where the root resolves to: the watches live here. `None` while it is missing.
+    real: Option<PathBuf>,
+    identity: Option<(u64, u64)>,
+    /// Parents of the root (configured and resolved), watched for its name.
+    parents: Vec<PathBuf>,
+    /// Directories (absolute, under `real`) with a watch.
+    watched: HashSet<PathBuf>,
+    /// The test override of the watch limit.
+    cap: Option<usize>,
+    limit_hit: bool,
+    not_watched_for_limit: usize,
+    limited: Option<String>,
+    /// Unwatchable directories already warned about (one warning each).
+    warned: HashSet<String>,
+    reported_names: HashSet<PathBuf>,
+    /// Why the root itself could not be watched (start-up fails on it).
+    root_error: Option<String>,
+    last_root_check: Instant,
+}
+
+impl Manager {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        loop {
+            match rx.recv_timeout(ROOT_CHECK_INTERVAL) {
+                Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Ok(Msg::Event(generation, res)) => self.on_event(generation, res),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if self.last_root_check.elapsed() >= ROOT_CHECK_INTERVAL {
+                self.check_root();
+            }
+        }
+    }
+
+    /// A fresh watcher on the root as it resolves now: the root, the accepted directories
+    /// below it, and its parents. A missing root is recorded, not an error.
+    fn arm(&mut self) -> Result<(), String> {
+        self.generation += 1;
+        self.watcher = None; // closes the old inotify instance and its watches
+        self.watched.clear();
+        self.parents.clear();
+        self.limit_hit = false;
+        self.not_watched_for_limit = 0;
+        self.root_error = None;
+        self.last_root_check = Instant::now();
+        self.sink.update_health(|h| *h = WatchHealth::default());
+        let generation = self.generation;
+        let tx = self.tx.clone();
+        // Symlinks are not followed: nothing outside the root is watched (or pushed).
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let watcher = RecommendedWatcher::new(
+            move |res: notify::Result<notify::Event>| {
+                let _ = tx.send(Msg::Event(generation, res));
+            },
+            config,
+        )
+        .map_err(|e| format!("cannot start the filesystem watcher: {e}"))?;
+        self.watcher = Some(watcher);
+        let resolved = resolve(&self.root);
+        let mut parents: Vec<PathBuf> = self
+            .root
+            .parent()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect();
+        if let Some((real, _)) = &resolved
+            && let Some(p) = real.parent()
+            && !parents.iter().any(|q| q == p)
+        {
+            parents.push(p.to_path_buf());
+        }
+        for parent in &parents {
+            if let Some(w) = self.watcher.as_mut()
+                && let Err(e) = w.watch(parent, RecursiveMode::NonRecursive)
+            {
+                tracing::debug!(dir = %parent.display(), error = %e, "cannot watch the root's parent; its identity is polled");
+            }
+        }
+        self.parents = parents;
+        match resolved {
+            None => {
+                self.real = None;
+                self.identity = None;
+                let message = format!(
+                    "the journal root {} is missing or not a directory: nothing is backed up until it is back (watching for it)",
+                    self.root.display()
+                );
+                self.sink
+                    .update_health(|h| h.root_missing = Some(message.clone()));
+            }
+            Some((real, identity)) => {
+                self.real = Some(real.clone());
+                self.identity = Some(identity);
+                self.add_tree(real, String::new());
+                let dirs = self.watched.len() + self.not_watched_for_limit;
+                self.limited = if self.limit_hit {
+                    Some(limit_message(dirs, current_limit()))
+                } else {
+                    watch_limit_problem(dirs)
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Watch `dir` and the accepted directories below it.
+    fn add_tree(&mut self, dir: PathBuf, rel: String) {
+        let mut stack = vec![(dir, rel)];
+        while let Some((abs, rel)) = stack.pop() {
+            if self.limit_hit {
+                self.not_watched_for_limit += 1;
+            } else if self.cap.is_some_and(|cap| self.watched.len() >= cap) {
+                self.hit_limit();
+                self.not_watched_for_limit += 1;
+            } else {
+                let Some(watcher) = self.watcher.as_mut() else {
+                    return;
+                };
+                match watcher.watch(&abs, RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        self.watched.insert(abs.clone());
+                        self.sink.update_health(|h| {
+                            h.unwatched.remove(&rel);
+                        });
+                    }
+                    Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                        self.hit_limit();
+                        self.not_watched_for_limit += 1;
+                    }
+                    Err(e) => {
+                        self.unwatchable(&rel, &abs, &e.to_string());
+                        continue;
+                    }
+                }
+            }
+            let entries = match std::fs::read_dir(&abs) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    self.unwatchable(&rel, &abs, &e.to_string());
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                // file_type does not follow symlinks: a link to a directory is not walked.
+                if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let path = entry.path();
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                    self.report_name(&path);
+                    continue;
+                };
+                let child = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                if !self.filter.skip_dir(&child) {
+                    stack.push((path, child));
+                }
+            }
+        }
+    }
+
+    fn hit_limit(&mut self) {
+        self.limit_hit = true;
+    }
+
+    /// The limit was hit while adding watches after start-up (start-up and re-arms report
+    /// through [`Watch::limited`] and [`Manager::check_root`]): say so once, and tell the
+    /// worker, which then scans every minute.
+    fn report_limit(&mut self) {
+        if self.limit_hit && self.limited.is_none() {
+            let dirs = self.watched.len() + self.not_watched_for_limit;
+            let message = limit_message(dirs, current_limit());
+            tracing::warn!("{message}");
+            self.limited = Some(message.clone());
+            self.sink.set_limited(Some(message));
+        }
+    }
+
+    /// A directory that cannot be read or watched: one warning, listed in the status.
+    fn unwatchable(&mut self, rel: &str, abs: &Path, error: &str) {
+        if rel.is_empty() {
+            self.root_error = Some(error.to_string());
+        }
+        if self.warned.len() < MAX_UNWATCHED && self.warned.insert(rel.to_string()) {
+            tracing::warn!(
+                dir = %abs.display(),
+                error,
+                "cannot watch this directory: it is not backed up until it is readable (fix its permissions)"
+            );
+        }
+        let rel = if rel.is_empty() { "." } else { rel };
+        self.sink.update_health(|h| {
+            if h.unwatched.len() < MAX_UNWATCHED {
+                h.unwatched.insert(rel.to_string());
+            }
+        });
+    }
+
+    /// A name that is not UTF-8 cannot be a blob name: say so once per path.
+    fn report_name(&mut self, path: &Path) {
+        if self.reported_names.contains(path) {
             return;
         }
-    };
-    if event.need_rescan() {
-        tracing::warn!("the kernel dropped filesystem events; scheduling a full pass");
-        sink.request_rescan(RescanReason::Overflow);
-        return;
+        if self.reported_names.len() >= MAX_REPORTED_NAMES {
+            self.reported_names.clear();
+        }
+        self.reported_names.insert(path.to_path_buf());
+        let shown = self
+            .real
+            .as_deref()
+            .and_then(|real| path.strip_prefix(real).ok())
+            .unwrap_or(path);
+        tracing::warn!(
+            path = %shown.display(),
+            "ignoring a name that is not valid UTF-8: devlogd backs up UTF-8 names only; rename it to back it up"
+        );
     }
-    // Opening or reading a file changes nothing; a close after writing does.
-    if let EventKind::Access(kind) = event.kind
-        && kind != AccessKind::Close(AccessMode::Write)
-    {
-        return;
+
+    /// Re-arm when the root now resolves to another directory, vanished, or came back.
+    fn check_root(&mut self) {
+        self.last_root_check = Instant::now();
+        let now = resolve(&self.root);
+        let same = match (&now, &self.real) {
+            (Some((real, id)), Some(old)) => real == old && Some(*id) == self.identity,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        match &now {
+            None => tracing::warn!(
+                root = %self.root.display(),
+                "the journal root is gone (moved or deleted?): watching for it to come back"
+            ),
+            Some((real, _)) => tracing::info!(
+                root = %self.root.display(),
+                resolved = %real.display(),
+                "the journal root was replaced or is back: watching it again, with a full pass"
+            ),
+        }
+        let was_limited = self.limited.clone();
+        if let Err(e) = self.arm() {
+            tracing::warn!(error = %e, "cannot watch the journal root again; scheduling a full pass");
+            self.sink.request_rescan(RescanReason::WatcherError);
+            return;
+        }
+        if self.limited != was_limited {
+            if let Some(message) = &self.limited {
+                tracing::warn!("{message}");
+            }
+            self.sink.set_limited(self.limited.clone());
+        }
+        if self.real.is_some() {
+            self.sink.request_rescan(RescanReason::RootChanged);
+        }
     }
-    let rels = event
-        .paths
-        .iter()
-        .filter_map(|p| crate::scan::relative(root, p).ok())
-        .filter(|rel| !rel.is_empty());
-    sink.add_paths(rels);
+
+    fn on_event(&mut self, generation: u64, res: notify::Result<notify::Event>) {
+        if generation != self.generation {
+            return; // from a watcher replaced since
+        }
+        let event = match res {
+            Ok(e) => e,
+            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                self.hit_limit();
+                self.report_limit();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "watcher error; scheduling a full pass");
+                self.sink.request_rescan(RescanReason::WatcherError);
+                return;
+            }
+        };
+        if event.need_rescan() {
+            tracing::warn!("the kernel dropped filesystem events; scheduling a full pass");
+            self.sink.request_rescan(RescanReason::Overflow);
+            return;
+        }
+        // Opening or reading a file changes nothing; a close after writing does.
+        if let EventKind::Access(kind) = event.kind
+            && kind != AccessKind::Close(AccessMode::Write)
+        {
+            return;
+        }
+        let new_dir = matches!(
+            event.kind,
+            EventKind::Create(CreateKind::Folder | CreateKind::Any)
+                | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any))
+        );
+        let gone = matches!(
+            event.kind,
+            EventKind::Remove(RemoveKind::Folder | RemoveKind::Any)
+                | EventKind::Modify(ModifyKind::Name(RenameMode::From))
+        );
+        let attrib = matches!(event.kind, EventKind::Modify(ModifyKind::Metadata(_)));
+        let mut rels = Vec::new();
+        let mut check_root = false;
+        for path in &event.paths {
+            let Some(real) = self.real.clone() else {
+                check_root |= self.names_the_root(path);
+                continue;
+            };
+            if *path == real {
+                check_root = true; // the root itself was moved or deleted
+                continue;
+            }
+            if !path.starts_with(&real) {
+                check_root |= self.names_the_root(path);
+                continue;
+            }
+            let rel = match crate::scan::relative(&real, path) {
+                Ok(rel) => rel,
+                Err(_) => {
+                    self.report_name(path);
+                    continue;
+                }
+            };
+            if gone {
+                if self.watched.contains(path) {
+                    self.forget_tree(path);
+                }
+            } else if (new_dir || (attrib && self.sink.is_unwatched(&rel)))
+                && !self.watched.contains(path)
+                && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+                && self.filter.accepts_dir(&rel)
+            {
+                self.add_tree(path.clone(), rel.clone());
+            }
+            rels.push(rel);
+        }
+        self.report_limit();
+        if !rels.is_empty() {
+            self.sink.add_paths(rels);
+        }
+        if check_root {
+            self.check_root();
+        }
+    }
+
+    /// An event in a parent of the root about the root's own name.
+    fn names_the_root(&self, path: &Path) -> bool {
+        let Some(parent) = path.parent() else {
+            return false;
+        };
+        self.parents.iter().any(|p| p == parent)
+            && (path == self.root || self.real.as_deref().is_some_and(|r| path == r))
+    }
+
+    /// A directory moved away or deleted: its watches go (notify drops the kernel's).
+    fn forget_tree(&mut self, dir: &Path) {
+        let gone: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|p| p.starts_with(dir))
+            .cloned()
+            .collect();
+        for path in gone {
+            self.watched.remove(&path);
+            if let Some(w) = self.watcher.as_mut() {
+                let _ = w.unwatch(&path);
+            }
+        }
+    }
+}
+
+/// Where `root` resolves to, and that directory's (device, inode); `None` when missing.
+fn resolve(root: &Path) -> Option<(PathBuf, (u64, u64))> {
+    use std::os::unix::fs::MetadataExt;
+    let real = std::fs::canonicalize(root).ok()?;
+    let meta = std::fs::metadata(&real).ok()?;
+    meta.is_dir().then(|| (real, (meta.dev(), meta.ino())))
+}
+
+/// The test override `DEVLOGD_INOTIFY_MAX_WATCHES`: watches are capped there.
+fn cap_override() -> Option<usize> {
+    std::env::var("DEVLOGD_INOTIFY_MAX_WATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
 }
 
 /// The inotify watch limit, or the test override `DEVLOGD_INOTIFY_MAX_WATCHES`.
@@ -186,6 +654,47 @@ mod tests {
         assert!(paths.len() < MAX_PENDING, "memory stays bounded");
         assert_eq!(rescan, Some(RescanReason::Overflow));
         assert_eq!(sink.drain(), (vec![], None));
+    }
+
+    /// Polls the sink until `want` was seen (or 10 s passed); everything seen.
+    fn seen_until(sink: &EventSink, want: &str) -> HashSet<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = HashSet::new();
+        while !seen.contains(want) && Instant::now() < deadline {
+            seen.extend(sink.drain().0);
+            std::thread::sleep(Duration::from_millis(20)); // polling, bounded by the deadline
+        }
+        seen
+    }
+
+    #[test]
+    fn watches_the_resolved_root_and_accepted_dirs_only_and_new_dirs_as_they_come() {
+        use crate::config::{DEFAULT_EXCLUDE, DEFAULT_INCLUDE};
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        for d in ["a", ".git", "target/debug"] {
+            std::fs::create_dir_all(real.join(d)).unwrap();
+        }
+        let root = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &root).unwrap();
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let filter = Filter::new(&root, &s(DEFAULT_INCLUDE), &s(DEFAULT_EXCLUDE)).unwrap();
+        let sink = Arc::new(EventSink::default());
+        let watch = start(&root, &filter, sink.clone()).unwrap();
+        assert_eq!(watch.limited, None);
+        assert_eq!(sink.health(), WatchHealth::default());
+        std::fs::write(real.join(".git/x.md"), "x").unwrap();
+        std::fs::write(real.join("target/debug/y.md"), "y").unwrap();
+        std::fs::write(real.join("top.md"), "t").unwrap();
+        let seen = seen_until(&sink, "top.md");
+        assert!(seen.contains("top.md"), "{seen:?}");
+        assert!(!seen.iter().any(|p| p.contains('/')), "{seen:?}");
+        std::fs::create_dir(real.join("new")).unwrap();
+        std::fs::write(real.join("new/n.md"), "n").unwrap();
+        std::fs::write(real.join("a/later.md"), "l").unwrap();
+        let seen = seen_until(&sink, "a/later.md");
+        assert!(seen.contains("new"), "{seen:?}");
+        assert!(seen.contains("a/later.md"), "{seen:?}");
     }
 
     #[test]

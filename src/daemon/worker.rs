@@ -13,10 +13,11 @@ use crate::filter::Filter;
 use crate::push::{self, PushContext, PushEvent, PushOptions, PushReport};
 use crate::remote::Remote;
 use crate::retry::RetryPolicy;
-use crate::state::StateIndex;
+use crate::state::{StateError, StateIndex};
 use serde::Serialize;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -73,6 +74,9 @@ pub enum State {
     Pushing,
     Offline,
     Paused,
+    /// A local problem stops pushes (the state index is read-only): `last_error` says
+    /// what and how to fix it; changes stay pending and are retried with back-off.
+    Error,
 }
 
 /// The worker's part of `ctl status`, published after every change.
@@ -91,6 +95,11 @@ pub struct WorkerStatus {
     pub next_retry: Option<Instant>,
     /// Dirty paths waiting in the worker (offline, paused, or failed and retrying).
     pub waiting_paths: usize,
+    /// Paths of the push running now: the batch until it is planned, then the files still
+    /// to upload (a full pass included).
+    pub in_flight_paths: usize,
+    /// A full pass is running (it may find more than `in_flight_paths`).
+    pub full_pass_running: bool,
     pub pushes: u64,
     pub files_uploaded: u64,
     pub rescans: u64,
@@ -124,6 +133,12 @@ pub struct Worker {
     next_scan: Instant,
     cancel: CancellationToken,
     backlog: VecDeque<WorkerCmd>,
+    /// The last push failed because the state index is read-only: reopen it before the
+    /// next attempt (a connection opened read-only stays so after a chmod).
+    index_read_only: bool,
+    /// Paths the queue sent in batches the worker has not taken yet (shared with the queue,
+    /// which adds; the worker subtracts on receipt), so status counts them while a push runs.
+    handed_over: Arc<AtomicUsize>,
 }
 
 impl Worker {
@@ -132,6 +147,7 @@ impl Worker {
         host: String,
         status: watch::Sender<WorkerStatus>,
         cancel: CancellationToken,
+        handed_over: Arc<AtomicUsize>,
     ) -> Self {
         let next_scan = Instant::now() + setup.config.sync.rescan_interval;
         let mut worker = Worker {
@@ -146,6 +162,8 @@ impl Worker {
             next_scan,
             cancel,
             backlog: VecDeque::new(),
+            index_read_only: false,
+            handed_over,
         };
         worker.publish_setup();
         worker
@@ -184,7 +202,7 @@ impl Worker {
     async fn handle(&mut self, cmd: WorkerCmd, rx: &mut mpsc::Receiver<WorkerCmd>) {
         match cmd {
             WorkerCmd::Batch(paths) => {
-                self.pending.extend(paths);
+                self.take_batch(paths);
                 // Batches that queued up behind a push are one batch now.
                 self.absorb_queued_batches(rx);
                 self.attempt_unless_backing_off().await;
@@ -236,11 +254,24 @@ impl Worker {
         }
     }
 
+    /// A batch from the queue joins the pending set (and stops counting as handed over).
+    fn take_batch(&mut self, paths: Vec<String>) {
+        let n = paths.len();
+        let _ = self
+            .handed_over
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                Some(h.saturating_sub(n))
+            });
+        self.pending.extend(paths);
+        let waiting = self.pending.len();
+        self.status.send_modify(|s| s.waiting_paths = waiting);
+    }
+
     /// Merge batches already waiting in the channel; keep anything else for later, in order.
     fn absorb_queued_batches(&mut self, rx: &mut mpsc::Receiver<WorkerCmd>) {
         while let Ok(cmd) = rx.try_recv() {
             match cmd {
-                WorkerCmd::Batch(paths) => self.pending.extend(paths),
+                WorkerCmd::Batch(paths) => self.take_batch(paths),
                 other => {
                     self.backlog.push_back(other);
                     break;
@@ -263,7 +294,7 @@ impl Worker {
                     progress,
                     reply,
                 } if r == request => waiters.push((progress, reply)),
-                WorkerCmd::Batch(paths) => self.pending.extend(paths),
+                WorkerCmd::Batch(paths) => self.take_batch(paths),
                 other => self.backlog.push_back(other),
             }
         }
@@ -294,6 +325,13 @@ impl Worker {
         let full = self.full_pass_pending;
         let paths: Vec<String> = std::mem::take(&mut self.pending).into_iter().collect();
         self.full_pass_pending = false;
+        // Still pending until the push is done: status counts them as in flight.
+        let in_flight = paths.len();
+        self.status.send_modify(|s| {
+            s.waiting_paths = 0;
+            s.in_flight_paths = in_flight;
+            s.full_pass_running = full;
+        });
         let request = PushRequest::default();
         let result = self
             .run_push(request, (!full).then(|| paths.clone()), &|_| {})
@@ -374,8 +412,17 @@ impl Worker {
         paths: Option<Vec<String>>,
         progress: &(dyn Fn(PushEvent) + Send + Sync),
     ) -> Result<PushReport, PushFailure> {
-        self.status.send_modify(|s| s.state = State::Pushing);
+        let full_pass = paths.is_none();
+        self.status.send_modify(|s| {
+            s.state = State::Pushing;
+            s.full_pass_running = full_pass;
+        });
         self.sd_status();
+        if self.index_read_only
+            && let Err(message) = self.reopen_index()
+        {
+            return Err((crate::commands::exit::USAGE, message, None));
+        }
         let full = paths.is_none();
         let options = PushOptions {
             all: request.all,
@@ -399,11 +446,28 @@ impl Worker {
             state: &mut self.setup.state,
             host: &self.host,
         };
-        let result = push::run(ctx, &options, progress).await;
+        // Once planned, what is in flight is what is still to upload (a full pass included).
+        let status = &self.status;
+        let counting = |event: PushEvent| {
+            match &event {
+                PushEvent::Planned { files, .. } => {
+                    let n = *files as usize;
+                    status.send_modify(|s| s.in_flight_paths = n);
+                }
+                PushEvent::Uploaded { .. } | PushEvent::Conflict(_) => {
+                    status.send_modify(|s| s.in_flight_paths = s.in_flight_paths.saturating_sub(1));
+                }
+                _ => {}
+            }
+            progress(event);
+        };
+        let result = push::run(ctx, &options, &counting).await;
         let files_in_index = self.setup.state.count().unwrap_or(0);
         let (report, outcome) = match result {
             Ok(report) => (Some(report.clone()), Ok(report)),
             Err(e) => {
+                self.index_read_only =
+                    matches!(e, push::PushError::State(StateError::ReadOnly { .. }));
                 let (code, report) = (e.exit_code(), e.partial_report().cloned());
                 let message = e.to_string();
                 tracing::warn!(error = %message, "push failed");
@@ -428,6 +492,8 @@ impl Worker {
         }
         self.status.send_modify(|s| {
             s.pushes += 1;
+            s.in_flight_paths = 0;
+            s.full_pass_running = false;
             s.files_in_index = files_in_index;
             if let Some(r) = &report {
                 if !r.dry_run {
@@ -448,8 +514,24 @@ impl Worker {
         outcome
     }
 
+    /// Close the state index and open it again, after a read-only failure: a connection
+    /// opened read-only stays so after a chmod, and SQLite shares the read-only WAL index
+    /// between the connections of a process, so the old one is closed first. On failure an
+    /// empty in-memory stand-in remains and `index_read_only` stays set: no push runs on it.
+    fn reopen_index(&mut self) -> Result<(), String> {
+        let stand_in =
+            StateIndex::open_at(std::path::Path::new(":memory:"), "").map_err(|e| e.to_string())?;
+        drop(std::mem::replace(&mut self.setup.state, stand_in));
+        let config = &self.setup.config;
+        let state = StateIndex::open(config.state_dir(), &config.remote.identity())
+            .map_err(|e| e.to_string())?;
+        self.setup.state = state;
+        Ok(())
+    }
+
     fn succeeded(&mut self) {
         self.failures_in_a_row = 0;
+        self.index_read_only = false;
         self.next_retry = None;
         self.status.send_modify(|s| {
             s.last_success_unix = Some(unix_now());
@@ -470,9 +552,12 @@ impl Worker {
         let delay = policy.delay(self.failures_in_a_row, None, rand::random::<f64>());
         self.next_retry = Some(Instant::now() + delay);
         tracing::info!(retry_in = ?delay, "will retry");
+        let local = self.index_read_only;
         self.status.send_modify(|s| {
             s.last_error = Some(message);
-            s.offline_since_unix.get_or_insert_with(unix_now);
+            if !local {
+                s.offline_since_unix.get_or_insert_with(unix_now);
+            }
         });
         self.publish_state();
     }
@@ -480,6 +565,8 @@ impl Worker {
     fn publish_state(&mut self) {
         let state = if self.paused {
             State::Paused
+        } else if self.next_retry.is_some() && self.index_read_only {
+            State::Error
         } else if self.next_retry.is_some() {
             State::Offline
         } else {
@@ -490,6 +577,9 @@ impl Worker {
         self.status.send_modify(|s| {
             s.state = state;
             s.waiting_paths = waiting;
+            // Never called while a push runs (one command at a time): nothing is in flight.
+            s.in_flight_paths = 0;
+            s.full_pass_running = false;
             s.next_retry = next_retry;
         });
         self.sd_status();
@@ -518,6 +608,10 @@ impl Worker {
                 s.last_error.as_deref().unwrap_or("remote unreachable")
             ),
             State::Paused => "paused".to_string(),
+            State::Error => format!(
+                "error: {}",
+                s.last_error.as_deref().unwrap_or("see the log")
+            ),
         };
         super::sd_notify::status(&text);
     }
