@@ -20,12 +20,14 @@ pub async fn run(
     json: bool,
 ) -> Result<i32, CliError> {
     let path = socket_path_in(dirs);
+    check_socket_dir(&path)?;
     let stream = UnixStream::connect(&path).await.map_err(|_| {
         CliError::new(
             exit::NO_DAEMON,
             format!("devlogd is not running (socket {})", path.display()),
         )
     })?;
+    check_peer(&stream, &path)?;
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_string(&Request::new(cmd.clone()))
         .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
@@ -64,6 +66,55 @@ pub async fn run(
         return Err(if printed_json { e.json_printed() } else { e });
     }
     Ok(reply.code)
+}
+
+/// The socket's directory must be ours and private: anyone who could create files in it
+/// could stand in for the daemon.
+fn check_socket_dir(path: &std::path::Path) -> Result<(), CliError> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return Ok(()); // no directory, no daemon: connect says so
+    };
+    // SAFETY: getuid cannot fail.
+    let me = unsafe { libc::getuid() };
+    if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o077 != 0 {
+        return Err(CliError::new(
+            exit::USAGE,
+            format!(
+                "refusing to use the control socket: its directory {} is not a private directory of this user (owner uid {}, mode {:o}); check XDG_RUNTIME_DIR",
+                dir.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whatever listens on the socket must run as this user.
+fn check_peer(stream: &UnixStream, path: &std::path::Path) -> Result<(), CliError> {
+    // SAFETY: getuid cannot fail.
+    let me = unsafe { libc::getuid() };
+    let peer = stream.peer_cred().map_err(|e| {
+        CliError::new(
+            exit::USAGE,
+            format!("cannot check who listens on {}: {e}", path.display()),
+        )
+    })?;
+    if peer.uid() != me {
+        return Err(CliError::new(
+            exit::USAGE,
+            format!(
+                "refusing to talk to {}: it is served by another user (uid {}), not by your devlogd",
+                path.display(),
+                peer.uid()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Print the daemon's answer; whether a JSON object went to stdout.

@@ -244,6 +244,9 @@ pub fn launchd_plist(p: &ServiceParams) -> String {
 	<integer>10</integer>
 	<key>ProcessType</key>
 	<string>Background</string>
+	<!-- 077: the journal's copies, the index and the logs are private. -->
+	<key>Umask</key>
+	<integer>63</integer>
 	<key>StandardOutPath</key>
 	<string>{log}</string>
 	<key>StandardErrorPath</key>

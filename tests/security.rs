@@ -400,3 +400,117 @@ fn the_daemon_leaves_no_core_dump_and_is_not_dumpable() {
         "the daemon stayed dumpable, or may write a core file (exited early: {exited:?})"
     );
 }
+
+#[test]
+fn ctl_refuses_a_socket_served_by_another_user() {
+    let env = TestEnv::new();
+    let dir = env.runtime_dir().join("devlog");
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let socket = dir.join("devlogd.sock");
+    // An impostor: binds where the daemon would, then listens as another user (the kernel
+    // records the listener's credentials at listen()), and answers anything with "all fine".
+    let impostor = std::process::Command::new("python3")
+        .args([
+            "-c",
+            r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o777)
+os.setgid(65534); os.setuid(65534)
+s.listen(1)
+s.settimeout(20)
+print("listening", flush=True)
+try:
+    c, _ = s.accept()
+    c.settimeout(5)
+    data = c.recv(4096)
+    open(sys.argv[2], "wb").write(data)
+    c.sendall(b'{"ok":true,"code":0,"message":"all files backed up"}\n')
+except Exception:
+    pass
+"#,
+        ])
+        .arg(&socket)
+        .arg(env.root().join("impostor-got"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut impostor = impostor;
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(impostor.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "listening");
+    }
+    let out = env.run(&["ctl", "stop"]);
+    let _ = impostor.kill();
+    let _ = impostor.wait();
+    assert_ne!(out.code(), Some(0), "{}", out.stdout);
+    assert!(out.stderr.contains("another user"), "{}", out.stderr);
+    assert!(
+        !env.root().join("impostor-got").exists()
+            || std::fs::read(env.root().join("impostor-got"))
+                .unwrap()
+                .is_empty(),
+        "a command was sent to the impostor"
+    );
+}
+
+#[test]
+fn ctl_refuses_a_runtime_directory_others_can_write() {
+    let env = TestEnv::new();
+    let dir = env.runtime_dir().join("devlog");
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let out = env.run(&["ctl", "status"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("not a private directory"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_launchd_agent_runs_with_umask_077() {
+    let env = TestEnv::new();
+    let out = env.run(&["service", "install", "--dry-run", "--manager", "launchd"]);
+    out.assert_code(0);
+    let plist = out.stdout.clone();
+    let parsed = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import plistlib,sys; d=plistlib.loads(sys.stdin.buffer.read()); print(d['Umask'])",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            let start = plist.find("<?xml").unwrap_or(0);
+            let end = plist
+                .find("</plist>")
+                .map_or(plist.len(), |e| e + "</plist>".len());
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(plist[start..end].as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&parsed.stdout).trim(),
+        "63",
+        "{plist}"
+    );
+}

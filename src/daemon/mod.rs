@@ -255,7 +255,7 @@ async fn wait_for_lock(
 fn ensure_default_root(config: &Config) -> Result<(), CliError> {
     let default_root = config.dirs.home.join(".devlog");
     if config.root == default_root && !config.root.exists() {
-        std::fs::create_dir_all(&config.root).map_err(|e| {
+        crate::fsutil::private_dir_all(&config.root).map_err(|e| {
             CliError::new(
                 exit::USAGE,
                 format!(
