@@ -504,7 +504,7 @@ fn the_launchd_agent_runs_with_umask_077() {
             c.stdin
                 .take()
                 .unwrap()
-                .write_all(plist[start..end].as_bytes())?;
+                .write_all(&plist.as_bytes()[start..end])?;
             c.wait_with_output()
         })
         .unwrap();
