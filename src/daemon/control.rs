@@ -338,9 +338,10 @@ fn status_json(ctx: &ControlContext) -> serde_json::Value {
             .cloned()
             .collect();
         obj.insert("unwatched_dirs_sample".into(), sample.into());
-        let retry = worker
-            .next_retry
-            .map(|t| t.saturating_duration_since(Instant::now()).as_secs());
+        let retry = worker.next_retry.map(|t| {
+            t.saturating_duration_since(tokio::time::Instant::now())
+                .as_secs()
+        });
         obj.insert("next_retry_in_s".into(), retry.into());
     }
     value

@@ -15,6 +15,8 @@ pub mod queue;
 pub mod sd_notify;
 pub mod watch;
 pub mod worker;
+#[cfg(test)]
+mod worker_tests;
 
 use crate::commands::{CliError, exit, filter_for, hostname, remote_setup_error, require_root};
 use crate::config::Config;

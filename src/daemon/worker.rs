@@ -18,8 +18,10 @@ use serde::Serialize;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+// Tokio's clock, so timers follow a paused clock in tests.
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The longest wait between two attempts while the remote is unreachable.
@@ -187,7 +189,7 @@ impl Worker {
                     self.next_retry = None;
                     self.attempt().await;
                 }
-                _ = tokio::time::sleep_until(self.next_scan.into()) => {
+                _ = tokio::time::sleep_until(self.next_scan) => {
                     let reason = if self.status.borrow().watch_limited.is_some() {
                         RescanReason::WatchLimited
                     } else {
@@ -624,7 +626,7 @@ type Waiter = (
 
 async fn sleep_until(at: Option<Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

@@ -44,6 +44,13 @@ impl MemoryRemote {
         }
     }
 
+    /// No more injected faults (the service is back).
+    pub fn clear_faults(&self) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.clear();
+        }
+    }
+
     /// Writes wait until the returned guard is dropped (a stalled service).
     pub async fn close_gate(&self) -> GateClosed<'_> {
         GateClosed(self.gate.write().await)
