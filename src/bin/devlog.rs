@@ -139,7 +139,6 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         },
         Command::Show { id, formatted } => {
             let (path, entry) = journal.find(&id).map_err(journal_error)?;
-            journal.record("show", Some(&id)).map_err(journal_error)?;
             if formatted {
                 println!("{}", render::formatted(&entry, render::width()));
             } else {
@@ -171,7 +170,6 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 .filter(|(_, e)| since.is_none_or(|d| e.front.created.date() >= d))
                 .filter(|(_, e)| tag.as_ref().is_none_or(|t| e.front.tags.contains(t)))
                 .collect();
-            journal.record("list", None).map_err(journal_error)?;
             if json {
                 let items: Vec<serde_json::Value> = shown
                     .iter()
@@ -198,7 +196,6 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             force,
             dry_run,
         } => {
-            journal.record("push", None).map_err(journal_error)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

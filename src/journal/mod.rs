@@ -182,7 +182,10 @@ impl Journal {
             write_atomic(&path, edited.render().as_bytes()).map_err(|e| kept(e.to_string()))?;
         }
         let _ = std::fs::remove_file(&scratch);
-        self.record("edit", Some(id))?;
+        if changed {
+            // Only changes are logged: an edit that changed nothing is a read.
+            self.record("edit", Some(id))?;
+        }
         Ok(if changed {
             EditOutcome::Updated(edited)
         } else {
