@@ -7,8 +7,8 @@
 pub mod blobname;
 pub mod commands;
 pub mod config;
-pub mod ctl;
 pub mod daemon;
+pub mod exit;
 pub mod filter;
 pub mod fsutil;
 pub mod journal;
@@ -21,7 +21,7 @@ pub mod redact;
 pub mod remote;
 pub mod retry;
 pub mod scan;
-pub mod service;
+pub mod session;
 pub mod state;
 pub mod ui;
 pub mod verify;

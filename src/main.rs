@@ -1,9 +1,10 @@
 //! The `devlogd` command line: parsing and dispatch only.
 
+use crate::exit::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
+use devlogd::commands::service::Manager;
 use devlogd::commands::{self, CliError, exit};
 use devlogd::config::{Config, Dirs, OnConflict};
-use devlogd::service::Manager;
 use std::path::PathBuf;
 
 /// Keeps ~/.devlog backed up to Azure Blob Storage (or a local mirror), pushing only what
@@ -188,7 +189,7 @@ fn main() {
     commands::exit_with("devlogd", json, run(cli));
 }
 
-fn run(cli: Cli) -> Result<i32, CliError> {
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let command = match cli.command {
         Command::Completions { shell } => {
             return commands::docs::completions(Cli::command(), shell);
@@ -202,7 +203,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         } => {
             let dirs = Dirs::from_env()?;
             let config = Config::load(cli.config.as_deref());
-            return runtime()?.block_on(devlogd::service::status(&dirs, config));
+            return runtime()?.block_on(devlogd::commands::service::status(&dirs, config));
         }
         command => command,
     };
@@ -242,14 +243,14 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             let result = runtime.block_on(devlogd::daemon::run(cli.config, config));
             // Work stuck in a blocking section (a long hash) does not hold up the exit.
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-            result
+            Ok(result?)
         }
         Command::Service { command } => match command {
             ServiceCommand::Install { dry_run, manager } => {
-                devlogd::service::install(&config, dry_run, manager)
+                devlogd::commands::service::install(&config, dry_run, manager)
             }
             ServiceCommand::Uninstall { dry_run, manager } => {
-                devlogd::service::uninstall(&config, dry_run, manager)
+                devlogd::commands::service::uninstall(&config, dry_run, manager)
             }
             ServiceCommand::Status => Ok(exit::OK),
         },
@@ -259,7 +260,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
 
 /// `devlogd ctl …`: the configuration is read only to label a push report, and a broken
 /// one does not stop the request (the daemon reports its own view, e.g. on reload).
-fn ctl(config_path: Option<PathBuf>, command: CtlCommand) -> Result<i32, CliError> {
+fn ctl(config_path: Option<PathBuf>, command: CtlCommand) -> Result<ExitCode, CliError> {
     use devlogd::protocol::Command as P;
     let dirs = Dirs::from_env()?;
     let config = Config::load(config_path.as_deref()).ok();
@@ -289,7 +290,12 @@ fn ctl(config_path: Option<PathBuf>, command: CtlCommand) -> Result<i32, CliErro
         CtlCommand::Reload => (P::Reload, false),
         CtlCommand::Stop => (P::Stop, false),
     };
-    runtime()?.block_on(devlogd::ctl::run(&dirs, config.as_ref(), cmd, json))
+    runtime()?.block_on(devlogd::commands::ctl::run(
+        &dirs,
+        config.as_ref(),
+        cmd,
+        json,
+    ))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

@@ -113,7 +113,7 @@ pub struct Reply {
     pub error: Option<String>,
     /// The exit code the client should end with.
     #[serde(default)]
-    pub code: i32,
+    pub code: crate::exit::ExitCode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,14 +130,14 @@ impl Reply {
         Reply {
             ok: true,
             error: None,
-            code: 0,
+            code: crate::exit::OK,
             status: None,
             report: None,
             message: Some(message.into()),
         }
     }
 
-    pub fn error(code: i32, error: impl Into<String>) -> Self {
+    pub fn error(code: crate::exit::ExitCode, error: impl Into<String>) -> Self {
         Reply {
             ok: false,
             error: Some(error.into()),
@@ -148,7 +148,11 @@ impl Reply {
         }
     }
 
-    pub fn with_report(code: i32, report: &PushReport, error: Option<String>) -> Self {
+    pub fn with_report(
+        code: crate::exit::ExitCode,
+        report: &PushReport,
+        error: Option<String>,
+    ) -> Self {
         Reply {
             ok: error.is_none(),
             error,

@@ -1,6 +1,7 @@
 //! `devlog`: write the journal that devlogd backs up. Parsing and dispatch only; the
 //! journal logic is in `devlogd::journal`.
 
+use crate::exit::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use devlogd::commands::{self, CliError, exit};
 use devlogd::config::Config;
@@ -95,7 +96,7 @@ fn journal_error(e: JournalError) -> CliError {
     CliError::new(exit::USAGE, e.to_string())
 }
 
-fn run(cli: Cli) -> Result<i32, CliError> {
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match &cli.command {
         Command::Completions { shell } => {
             return commands::docs::completions(Cli::command(), *shell);

@@ -1,13 +1,15 @@
 //! `devlogd config check`: validate the configuration and print what is in effect.
 //! Secrets are shown as `***`; credentials are named by their source only.
 
-use super::{CliError, filter_for};
+use super::CliError;
 use crate::config::{Config, RemoteConfig};
+use crate::exit::ExitCode;
 use crate::remote::credential;
+use crate::session::filter_for;
 use crate::state::StateIndex;
 use std::fmt::Write as _;
 
-pub fn run(config: &Config) -> Result<i32, CliError> {
+pub fn run(config: &Config) -> Result<ExitCode, CliError> {
     filter_for(config)?;
     let mut credential_problem = None;
     let mut out = String::new();

@@ -2,6 +2,7 @@
 //! definitions, so they never drift from `--help`.
 
 use super::{CliError, exit};
+use crate::exit::ExitCode;
 use std::io::Write;
 use std::path::Path;
 
@@ -15,7 +16,10 @@ pub const VERSION: &str = concat!(
 );
 
 /// Write the completion script for `shell` to stdout.
-pub fn completions(mut cmd: clap::Command, shell: clap_complete::Shell) -> Result<i32, CliError> {
+pub fn completions(
+    mut cmd: clap::Command,
+    shell: clap_complete::Shell,
+) -> Result<ExitCode, CliError> {
     let name = cmd.get_name().to_string();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, name, &mut out);
@@ -64,7 +68,7 @@ fn write_page(
 }
 
 /// `man DIR`: write the pages and say where they went.
-pub fn man(cmd: clap::Command, dir: &Path) -> Result<i32, CliError> {
+pub fn man(cmd: clap::Command, dir: &Path) -> Result<ExitCode, CliError> {
     let pages = man_pages(cmd, dir)?;
     for page in &pages {
         println!("{}", dir.join(page).display());

@@ -2,28 +2,22 @@
 //! Library errors become one clear [`CliError`] line here (ripgrep's model).
 
 pub mod config_check;
+pub mod ctl;
 pub mod docs;
 pub mod push;
+pub mod service;
 pub mod verify;
 
-use crate::config::{Config, ConfigError};
-use crate::filter::{Filter, FilterError};
-use crate::remote::RemoteError;
+use crate::config::ConfigError;
+use crate::filter::FilterError;
 
-/// Exit codes (README, "Pushing once"): 0 ok, 1 some files failed, 2 usage/config, 3 no daemon,
-/// 4 credentials refused.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const FILES_FAILED: i32 = 1;
-    pub const USAGE: i32 = 2;
-    pub const NO_DAEMON: i32 = 3;
-    pub const AUTH: i32 = 4;
-}
+pub use crate::exit;
+use crate::exit::ExitCode;
 
 /// A failure that ends the command: printed as one line, mapped to an exit code.
 #[derive(Debug)]
 pub struct CliError {
-    pub code: i32,
+    pub code: ExitCode,
     pub message: String,
     /// A `--json` command already printed its one JSON object (a partial report, the
     /// daemon's reply) for this failure; [`exit_with`] must not print another.
@@ -31,7 +25,7 @@ pub struct CliError {
 }
 
 impl CliError {
-    pub fn new(code: i32, message: impl Into<String>) -> Self {
+    pub fn new(code: ExitCode, message: impl Into<String>) -> Self {
         CliError {
             code,
             message: message.into(),
@@ -43,6 +37,12 @@ impl CliError {
     pub fn json_printed(mut self) -> Self {
         self.json_printed = true;
         self
+    }
+}
+
+impl From<crate::exit::Failure> for CliError {
+    fn from(e: crate::exit::Failure) -> Self {
+        CliError::new(e.code, e.message)
     }
 }
 
@@ -62,7 +62,7 @@ impl From<FilterError> for CliError {
 /// exit with its code. With `json` (the command's `--json`), stdout carries exactly one
 /// JSON object whatever happened: a failure that printed none prints
 /// `{"ok":false,"code":N,"error":"…"}` there as well.
-pub fn exit_with(program: &str, json: bool, result: Result<i32, CliError>) -> ! {
+pub fn exit_with(program: &str, json: bool, result: Result<ExitCode, CliError>) -> ! {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
@@ -74,46 +74,12 @@ pub fn exit_with(program: &str, json: bool, result: Result<i32, CliError>) -> ! 
             e.code
         }
     };
-    std::process::exit(code)
+    std::process::exit(code.code())
 }
 
 /// The JSON object a `--json` command prints when it fails without a report.
-pub fn json_error(code: i32, message: &str) -> serde_json::Value {
-    serde_json::json!({ "ok": false, "code": code, "error": message })
-}
-
-/// Errors building a remote are configuration problems (missing credentials, bad URL).
-pub fn remote_setup_error(e: RemoteError) -> CliError {
-    CliError::new(exit::USAGE, e.to_string())
-}
-
-/// The filter for a configuration (reads the root's `.devlogignore`).
-pub fn filter_for(config: &Config) -> Result<Filter, CliError> {
-    Ok(Filter::new(
-        &config.root,
-        &config.sync.include,
-        &config.sync.exclude,
-    )?)
-}
-
-/// A missing root is a setup problem, said once with the fix.
-pub fn require_root(config: &Config) -> Result<(), CliError> {
-    if config.root.is_dir() {
-        return Ok(());
-    }
-    let where_set = if config.file_exists {
-        format!("set `root` in {}", config.file.display())
-    } else {
-        format!("set `root` in a config file at {}", config.file.display())
-    };
-    Err(CliError::new(
-        exit::USAGE,
-        format!(
-            "the journal root {} does not exist: create it (mkdir -p {}) or {where_set}",
-            config.root.display(),
-            config.root.display()
-        ),
-    ))
+pub fn json_error(code: ExitCode, message: &str) -> serde_json::Value {
+    serde_json::json!({ "ok": false, "code": code.code(), "error": message })
 }
 
 pub use crate::machine::hostname;

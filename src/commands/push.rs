@@ -1,10 +1,11 @@
 //! `devlogd push`: one run of the pipeline without a daemon.
 
-use super::{CliError, exit, filter_for, hostname, remote_setup_error, require_root};
+use super::{CliError, exit, hostname};
 use crate::config::{Config, OnConflict, RemoteConfig};
+use crate::exit::ExitCode;
 use crate::push::{self, PushContext, PushOptions};
 use crate::retry::RetryPolicy;
-use crate::state::StateIndex;
+use crate::session::{DamagedIndex, Session};
 use crate::ui::{self, Progress};
 
 #[derive(Debug, Clone, Default)]
@@ -49,7 +50,7 @@ pub fn route(config: &Config) -> Result<Route, CliError> {
 
 /// `devlogd push`: through the daemon when one runs (two writers must not share the
 /// index), otherwise directly.
-pub async fn run(config: &Config, args: &PushArgs) -> Result<i32, CliError> {
+pub async fn run(config: &Config, args: &PushArgs) -> Result<ExitCode, CliError> {
     match route(config)? {
         Route::Daemon { socket } => {
             eprintln!(
@@ -63,7 +64,7 @@ pub async fn run(config: &Config, args: &PushArgs) -> Result<i32, CliError> {
 }
 
 /// Ask the running daemon to push, with the same output as `devlogd ctl push`.
-pub async fn forward(config: &Config, args: &PushArgs) -> Result<i32, CliError> {
+pub async fn forward(config: &Config, args: &PushArgs) -> Result<ExitCode, CliError> {
     let cmd = crate::protocol::Command::Push {
         all: args.all,
         force: args.force,
@@ -72,14 +73,18 @@ pub async fn forward(config: &Config, args: &PushArgs) -> Result<i32, CliError> 
         wait: true,
         on_conflict: args.on_conflict,
     };
-    crate::ctl::run(&config.dirs, Some(config), cmd, args.json).await
+    crate::commands::ctl::run(&config.dirs, Some(config), cmd, args.json).await
 }
 
 /// Run the pipeline in this process (the caller holds the instance lock).
-pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<i32, CliError> {
-    require_root(config)?;
-    let filter = filter_for(config)?;
-    let remote = crate::remote::open(config).map_err(remote_setup_error)?;
+pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, CliError> {
+    let session = Session::open(config.clone())?;
+    let mut state = session.open_index(if args.all {
+        DamagedIndex::Rebuild
+    } else {
+        DamagedIndex::Refuse
+    })?;
+    let Session { filter, remote, .. } = session;
     if let RemoteConfig::Directory {
         path,
         embedded_default: true,
@@ -91,7 +96,6 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<i32, CliErro
             config.file.display()
         );
     }
-    let mut state = open_state(config, args.all)?;
     let options = PushOptions {
         all: args.all,
         force: args.force,
@@ -123,11 +127,7 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<i32, CliErro
             } else {
                 println!("{}", ui::push_summary(&report, &root, &remote_name));
             }
-            Ok(if report.is_clean() {
-                exit::OK
-            } else {
-                exit::FILES_FAILED
-            })
+            Ok(report.exit_code())
         }
         Err(e) => {
             let error = CliError::new(e.exit_code(), e.to_string());
@@ -142,24 +142,4 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<i32, CliErro
 
 fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-}
-
-/// Open the remote's index; with `--all`, a damaged one is set aside and rebuilt.
-fn open_state(config: &Config, all: bool) -> Result<StateIndex, CliError> {
-    let identity = config.remote.identity();
-    match StateIndex::open(config.state_dir(), &identity) {
-        Ok(s) => Ok(s),
-        Err(e) if all && e.is_rebuildable() => {
-            let aside = StateIndex::move_aside(config.state_dir(), &identity).map_err(|io| {
-                CliError::new(exit::USAGE, format!("{e}; moving it aside failed: {io}"))
-            })?;
-            eprintln!(
-                "The state index was unusable ({e}); kept it as {} and rebuilding from the remote.",
-                aside.display()
-            );
-            StateIndex::open(config.state_dir(), &identity)
-                .map_err(|e| CliError::new(exit::USAGE, e.to_string()))
-        }
-        Err(e) => Err(CliError::new(exit::USAGE, e.to_string())),
-    }
 }

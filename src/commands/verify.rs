@@ -1,14 +1,14 @@
 //! `devlogd verify`: compare local files with the remote by MD5.
 
-use super::{CliError, exit, filter_for, remote_setup_error, require_root};
+use super::{CliError, exit};
 use crate::config::Config;
+use crate::exit::ExitCode;
 use crate::remote::RemoteError;
 use crate::ui;
 
-pub async fn run(config: &Config, json: bool) -> Result<i32, CliError> {
-    require_root(config)?;
-    let filter = filter_for(config)?;
-    let remote = crate::remote::open(config).map_err(remote_setup_error)?;
+pub async fn run(config: &Config, json: bool) -> Result<ExitCode, CliError> {
+    let crate::session::Session { filter, remote, .. } =
+        crate::session::Session::open(config.clone())?;
     let report = crate::verify::verify(&config.root, &filter, remote.as_ref())
         .await
         .map_err(|e| match e {

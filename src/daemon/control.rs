@@ -5,7 +5,7 @@
 
 use super::worker::{PushRequest, WorkerCmd, WorkerStatus};
 use super::{QueueStatus, ReloadRequest};
-use crate::commands::exit;
+use crate::exit;
 use crate::protocol::{self, Command, Event, Line, MAX_REQUEST_BYTES, Reply};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -278,11 +278,8 @@ async fn push_and_stream(
                     send(write, &Line::Event(Event::from(event))).await?;
                 }
                 let reply = match result {
-                    Ok(Ok(report)) => {
-                        let code = if report.is_clean() { exit::OK } else { exit::FILES_FAILED };
-                        Reply::with_report(code, &report, None)
-                    }
-                    Ok(Err((code, message, report))) => match report {
+                    Ok(Ok(report)) => Reply::with_report(report.exit_code(), &report, None),
+                    Ok(Err(super::worker::PushFailure { code, message, report })) => match report {
                         Some(r) => Reply::with_report(code, &r, Some(message)),
                         None => Reply::error(code, message),
                     },

@@ -19,9 +19,10 @@ pub mod worker;
 #[cfg(test)]
 mod worker_tests;
 
-use crate::commands::{CliError, exit, filter_for, hostname, remote_setup_error, require_root};
 use crate::config::Config;
-use crate::state::StateIndex;
+use crate::exit::{self, ExitCode, Failure};
+use crate::machine::hostname;
+use crate::session::{DamagedIndex, Session};
 use futures::StreamExt;
 use queue_task::{QueueSettings, QueueStatus};
 use std::path::{Path, PathBuf};
@@ -43,12 +44,14 @@ pub struct ReloadRequest {
 }
 
 /// Build everything one configuration needs, or say why it cannot be used.
-fn build_setup(config: Config) -> Result<Setup, CliError> {
-    require_root(&config)?;
-    let filter = filter_for(&config)?;
-    let remote = crate::remote::open(&config).map_err(remote_setup_error)?;
-    let state = StateIndex::open(config.state_dir(), &config.remote.identity())
-        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+fn build_setup(config: Config) -> Result<Setup, Failure> {
+    let session = Session::open(config)?;
+    let state = session.open_index(DamagedIndex::Refuse)?;
+    let Session {
+        config,
+        filter,
+        remote,
+    } = session;
     Ok(Setup {
         config,
         filter,
@@ -57,7 +60,7 @@ fn build_setup(config: Config) -> Result<Setup, CliError> {
     })
 }
 
-pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, CliError> {
+pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCode, Failure> {
     let started = Instant::now();
     ensure_default_root(&config)?;
     // Signals first: SIGTERM must work while waiting for the lock.
@@ -66,7 +69,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ])
-    .map_err(|e| CliError::new(exit::USAGE, format!("cannot install signal handlers: {e}")))?;
+    .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))?;
     let socket = control::socket_path(&config);
     let Some(lock) = wait_for_lock(config.state_dir(), &socket, &mut signals).await? else {
         tracing::info!("stopped while waiting for the instance lock");
@@ -86,14 +89,14 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
     }
     let listener = control::bind(&socket)
         .await
-        .map_err(|e| CliError::new(exit::USAGE, e))?;
+        .map_err(Failure::usage)?;
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let sink = Arc::new(EventSink::default());
     let root = setup.config.root.clone();
-    let mut current_watch = watch::start(&root, &setup.filter, sink.clone())
-        .map_err(|e| CliError::new(exit::USAGE, e))?;
+    let mut current_watch =
+        watch::start(&root, &setup.filter, sink.clone()).map_err(Failure::usage)?;
     if let Some(limited) = &current_watch.limited {
         tracing::warn!("{limited}");
     }
@@ -206,18 +209,18 @@ async fn wait_for_lock(
     state_dir: &Path,
     socket: &Path,
     signals: &mut signal_hook_tokio::Signals,
-) -> Result<Option<lock::InstanceLock>, CliError> {
+) -> Result<Option<lock::InstanceLock>, Failure> {
     let mut pause = Duration::from_millis(50);
     let mut announced = false;
     loop {
         let holder = match lock::try_acquire(state_dir, lock::Role::Daemon) {
             Ok(Ok(lock)) => return Ok(Some(lock)),
             Ok(Err(holder)) => holder,
-            Err(e) => return Err(CliError::new(exit::USAGE, e)),
+            Err(e) => return Err(Failure::usage(e)),
         };
         // A daemon says so in the lock file; one that predates that answers on the socket.
         if holder.daemon || std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return Err(CliError::new(exit::USAGE, holder.already_running()));
+            return Err(Failure::usage(holder.already_running()));
         }
         if !announced {
             let what = match &holder.pid {
@@ -242,17 +245,14 @@ async fn wait_for_lock(
 
 /// The built-in default root (`~/.devlog`) is created on first run, so the daemon works out
 /// of the box; a configured root that is missing stays an error (it may be a typo).
-fn ensure_default_root(config: &Config) -> Result<(), CliError> {
+fn ensure_default_root(config: &Config) -> Result<(), Failure> {
     let default_root = config.dirs.home.join(".devlog");
     if config.root == default_root && !config.root.exists() {
         crate::fsutil::private_dir_all(&config.root).map_err(|e| {
-            CliError::new(
-                exit::USAGE,
-                format!(
-                    "cannot create the journal root {}: {e}",
-                    config.root.display()
-                ),
-            )
+            Failure::usage(format!(
+                "cannot create the journal root {}: {e}",
+                config.root.display()
+            ))
         })?;
         tracing::info!(root = %config.root.display(), "created the journal directory");
     }

@@ -46,8 +46,14 @@ pub struct PushRequest {
     pub on_conflict: Option<crate::config::OnConflict>,
 }
 
-/// A failed push as the control socket reports it: exit code, message, partial report.
-pub type PushFailure = (i32, String, Option<PushReport>);
+/// A failed push as the control socket reports it.
+#[derive(Debug, Clone)]
+pub struct PushFailure {
+    pub code: crate::exit::ExitCode,
+    pub message: String,
+    /// What was done before the run stopped, when anything was.
+    pub report: Option<PushReport>,
+}
 
 pub enum WorkerCmd {
     /// Paths the queue found ready.
@@ -362,7 +368,7 @@ impl Worker {
                     self.full_pass_pending = true;
                 }
                 self.pending.extend(paths);
-                self.failed(e.1);
+                self.failed(e.message);
             }
         }
     }
@@ -391,7 +397,7 @@ impl Worker {
                 }
                 Err(e) => {
                     self.full_pass_pending = true;
-                    self.failed(e.1.clone());
+                    self.failed(e.message.clone());
                 }
             }
         } else {
@@ -423,7 +429,11 @@ impl Worker {
         if self.index_read_only
             && let Err(message) = self.reopen_index()
         {
-            return Err((crate::commands::exit::USAGE, message, None));
+            return Err(PushFailure {
+                code: crate::exit::USAGE,
+                message,
+                report: None,
+            });
         }
         let full = paths.is_none();
         let options = PushOptions {
@@ -473,7 +483,14 @@ impl Worker {
                 let (code, report) = (e.exit_code(), e.partial_report().cloned());
                 let message = e.to_string();
                 tracing::warn!(error = %message, "push failed");
-                (report.clone(), Err((code, message, report)))
+                (
+                    report.clone(),
+                    Err(PushFailure {
+                        code,
+                        message,
+                        report,
+                    }),
+                )
             }
         };
         if let Some(report) = &report {

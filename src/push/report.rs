@@ -104,6 +104,15 @@ impl PushReport {
         self.failed.is_empty()
     }
 
+    /// The exit code of a run that finished: 1 when any file failed.
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        if self.is_clean() {
+            crate::exit::OK
+        } else {
+            crate::exit::FILES_FAILED
+        }
+    }
+
     /// Sorted for people and tests, with the run's duration.
     pub(super) fn finished(mut self, started: std::time::Instant) -> Self {
         self.failed.sort_by(|a, b| a.path.cmp(&b.path));
@@ -154,8 +163,8 @@ pub enum PushError {
 
 impl PushError {
     /// The exit code a command ends with (DESIGN.md's table).
-    pub fn exit_code(&self) -> i32 {
-        use crate::commands::exit;
+    pub fn exit_code(&self) -> crate::exit::ExitCode {
+        use crate::exit;
         match self {
             PushError::Auth { .. } => exit::AUTH,
             PushError::Unreachable { .. } | PushError::List { .. } => exit::FILES_FAILED,

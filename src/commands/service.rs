@@ -13,6 +13,7 @@
 
 use crate::commands::{CliError, exit};
 use crate::config::{Config, ConfigError, Dirs, RemoteConfig};
+use crate::exit::ExitCode;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -488,7 +489,11 @@ fn chosen_manager(requested: Option<Manager>, dry_run: bool) -> Result<Manager, 
     Ok(manager)
 }
 
-pub fn install(config: &Config, dry_run: bool, manager: Option<Manager>) -> Result<i32, CliError> {
+pub fn install(
+    config: &Config,
+    dry_run: bool,
+    manager: Option<Manager>,
+) -> Result<ExitCode, CliError> {
     let manager = chosen_manager(manager, dry_run)?;
     let params = ServiceParams::for_config(config)?;
     let file = service_file(&config.dirs, manager);
@@ -571,7 +576,7 @@ pub fn uninstall(
     config: &Config,
     dry_run: bool,
     manager: Option<Manager>,
-) -> Result<i32, CliError> {
+) -> Result<ExitCode, CliError> {
     let manager = chosen_manager(manager, dry_run)?;
     let file = service_file(&config.dirs, manager);
     let steps = stop_steps(manager);
@@ -616,7 +621,10 @@ pub fn uninstall(
 
 /// The manager's view beside the daemon's own status. Works with a broken config file
 /// (it is only used to label the daemon's last push).
-pub async fn status(dirs: &Dirs, config: Result<Config, ConfigError>) -> Result<i32, CliError> {
+pub async fn status(
+    dirs: &Dirs,
+    config: Result<Config, ConfigError>,
+) -> Result<ExitCode, CliError> {
     let manager = Manager::native();
     let file = service_file(dirs, manager);
     println!(
@@ -655,7 +663,7 @@ pub async fn status(dirs: &Dirs, config: Result<Config, ConfigError>) -> Result<
         Err(e) => println!("cannot run {}: {e}", query[0]),
     }
     println!("--- devlogd ctl status ---");
-    match crate::ctl::run(
+    match crate::commands::ctl::run(
         dirs,
         config.as_ref().ok(),
         crate::protocol::Command::Status,
@@ -697,12 +705,12 @@ mod tests {
     fn repository_files_are_the_templates_rendered() {
         assert_eq!(
             systemd_unit(&ServiceParams::repo_defaults_systemd()),
-            include_str!("../systemd/devlogd.service"),
+            include_str!("../../systemd/devlogd.service"),
             "systemd/devlogd.service drifted from the template: regenerate it"
         );
         assert_eq!(
             launchd_plist(&ServiceParams::repo_defaults_launchd()),
-            include_str!("../launchd/dev.devlog.devlogd.plist"),
+            include_str!("../../launchd/dev.devlog.devlogd.plist"),
             "launchd/dev.devlog.devlogd.plist drifted from the template: regenerate it"
         );
     }

@@ -5,6 +5,7 @@
 use crate::commands::{CliError, exit};
 use crate::config::{Config, Dirs};
 use crate::daemon::control::socket_path_in;
+use crate::exit::ExitCode;
 use crate::protocol::{Command, Line, Reply, Request};
 use crate::push::PushReport;
 use crate::ui::{self, Progress};
@@ -18,7 +19,7 @@ pub async fn run(
     config: Option<&Config>,
     cmd: Command,
     json: bool,
-) -> Result<i32, CliError> {
+) -> Result<ExitCode, CliError> {
     let path = socket_path_in(dirs);
     check_socket_dir(&path)?;
     let stream = UnixStream::connect(&path).await.map_err(|_| {
@@ -203,7 +204,7 @@ pub fn status_text(s: &serde_json::Value) -> String {
     lines.push(format!("pending        {pending} path(s){oldest}"));
     let last = &s["last_push"];
     if last.is_object() {
-        let ago = super::daemon::worker::unix_now() - last["finished_unix"].as_i64().unwrap_or(0);
+        let ago = crate::daemon::worker::unix_now() - last["finished_unix"].as_i64().unwrap_or(0);
         lines.push(format!(
             "last push      {}: {} uploaded, {} unchanged, {} failed, {} conflicts{}",
             age(ago),

@@ -1,0 +1,83 @@
+//! Opening the configured pipeline — the journal root, its filter, the remote with its
+//! credentials, the state index — once, the same way for the daemon's worker, `push`,
+//! `verify` and `restore`, each failure with its exit code and the fix.
+
+use crate::config::Config;
+use crate::exit::Failure;
+use crate::filter::Filter;
+use crate::remote::Remote;
+use crate::state::StateIndex;
+use std::sync::Arc;
+
+/// Everything one configuration needs to read the journal and talk to the remote.
+pub struct Session {
+    pub config: Config,
+    pub filter: Filter,
+    pub remote: Arc<dyn Remote>,
+}
+
+/// How to treat a damaged state index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DamagedIndex {
+    /// Refuse, with the command that rebuilds it.
+    Refuse,
+    /// Keep it aside and start a fresh one (`push --all` rebuilds it from the remote).
+    Rebuild,
+}
+
+impl Session {
+    pub fn open(config: Config) -> Result<Session, Failure> {
+        require_root(&config)?;
+        let filter = filter_for(&config)?;
+        // Errors building a remote are configuration problems (credentials, a bad URL).
+        let remote = crate::remote::open(&config).map_err(|e| Failure::usage(e.to_string()))?;
+        Ok(Session {
+            config,
+            filter,
+            remote,
+        })
+    }
+
+    /// The state index of this configuration's remote.
+    pub fn open_index(&self, damaged: DamagedIndex) -> Result<StateIndex, Failure> {
+        let config = &self.config;
+        let identity = config.remote.identity();
+        match StateIndex::open(config.state_dir(), &identity) {
+            Ok(s) => Ok(s),
+            Err(e) if damaged == DamagedIndex::Rebuild && e.is_rebuildable() => {
+                let aside = StateIndex::move_aside(config.state_dir(), &identity)
+                    .map_err(|io| Failure::usage(format!("{e}; moving it aside failed: {io}")))?;
+                eprintln!(
+                    "The state index was unusable ({e}); kept it as {} and rebuilding from the remote.",
+                    aside.display()
+                );
+                StateIndex::open(config.state_dir(), &identity)
+                    .map_err(|e| Failure::usage(e.to_string()))
+            }
+            Err(e) => Err(Failure::usage(e.to_string())),
+        }
+    }
+}
+
+/// The filter of a configuration (reads the root's `.devlogignore`).
+pub fn filter_for(config: &Config) -> Result<Filter, Failure> {
+    Filter::new(&config.root, &config.sync.include, &config.sync.exclude)
+        .map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// A missing root is a setup problem, said once with the fix.
+fn require_root(config: &Config) -> Result<(), Failure> {
+    if config.root.is_dir() {
+        return Ok(());
+    }
+    let where_set = if config.file_exists {
+        format!("set `root` in {}", config.file.display())
+    } else {
+        format!("set `root` in a config file at {}", config.file.display())
+    };
+    Err(Failure::usage(format!(
+        "the journal root {} does not exist: create it (mkdir -p {}) or {where_set}",
+        config.root.display(),
+        config.root.display()
+    )))
+}
