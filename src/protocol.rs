@@ -115,15 +115,38 @@ pub struct Reply {
     #[serde(default)]
     pub code: crate::exit::ExitCode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<serde_json::Value>,
+    pub status: Option<Box<Status>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub report: Option<PushReportWire>,
+    pub report: Option<Box<PushReport>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
-/// A push report as it crosses the socket (the same fields `push --json` prints).
-pub type PushReportWire = serde_json::Value;
+/// `ctl status`: what the daemon is doing, as server and client both read it (a renamed
+/// field is a compile error, not a silent 0).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_s: u64,
+    pub socket: String,
+    #[serde(flatten)]
+    pub worker: crate::daemon::worker::WorkerStatus,
+    /// Paths debouncing in the queue or handed to a busy worker.
+    pub queued_paths: usize,
+    /// Everything not yet on the remote: queued, waiting to be retried, or in the push
+    /// running now.
+    pub pending_paths: usize,
+    pub pending_oldest_ms: Option<u64>,
+    pub last_success_age_s: Option<i64>,
+    /// `ok`, `limited`, `partial` or `root missing`.
+    pub watch: String,
+    /// Unless ok, what is not watched and what to do.
+    pub watch_issue: Option<String>,
+    pub unwatched_dirs: usize,
+    pub unwatched_dirs_sample: Vec<String>,
+    pub next_retry_in_s: Option<u64>,
+}
 
 impl Reply {
     pub fn ok(message: impl Into<String>) -> Self {
@@ -158,7 +181,7 @@ impl Reply {
             error,
             code,
             status: None,
-            report: serde_json::to_value(report).ok(),
+            report: Some(Box::new(report.clone())),
             message: None,
         }
     }
@@ -236,5 +259,52 @@ mod tests {
         let reply: Line =
             serde_json::from_str(r#"{"ok":true,"code":0,"message":"paused"}"#).unwrap();
         assert!(matches!(reply, Line::Reply(Reply { ok: true, .. })));
+    }
+
+    #[test]
+    fn a_status_and_a_report_round_trip_with_their_types() {
+        let mut status = Status {
+            version: "1".into(),
+            pid: 7,
+            pending_paths: 3,
+            watch: "ok".into(),
+            ..Default::default()
+        };
+        status.worker.state = crate::daemon::worker::State::Offline;
+        status.worker.files_in_index = 305;
+        let mut reply = Reply::ok("status");
+        reply.status = Some(Box::new(status));
+        let report = PushReport {
+            uploaded: 2,
+            conflicts: vec![crate::push::ConflictReport {
+                path: "n.md".into(),
+                action: crate::push::ConflictAction::KeptBoth,
+                copy: Some("n.conflict-h-1.md".into()),
+            }],
+            ..Default::default()
+        };
+        reply.report = Some(Box::new(report));
+        let line = serde_json::to_string(&Line::Reply(reply)).unwrap();
+        // The wire keeps the flat field names clients and scripts read.
+        for key in [
+            r#""state":"offline""#,
+            r#""pending_paths":3"#,
+            r#""files_in_index":305"#,
+            r#""action":"kept-both""#,
+        ] {
+            assert!(line.contains(key), "{key} in {line}");
+        }
+        let Line::Reply(back) = serde_json::from_str::<Line>(&line).unwrap() else {
+            panic!("not a reply: {line}");
+        };
+        let status = back.status.unwrap();
+        assert_eq!(status.worker.state, crate::daemon::worker::State::Offline);
+        assert_eq!((status.pid, status.pending_paths), (7, 3));
+        let report = back.report.unwrap();
+        assert_eq!(report.uploaded, 2);
+        assert_eq!(
+            report.conflicts[0].action,
+            crate::push::ConflictAction::KeptBoth
+        );
     }
 }

@@ -7,7 +7,6 @@ use crate::config::{Config, Dirs};
 use crate::daemon::control::socket_path_in;
 use crate::exit::ExitCode;
 use crate::protocol::{Command, Line, Reply, Request};
-use crate::push::PushReport;
 use crate::ui::{self, Progress};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -146,7 +145,7 @@ fn print_reply(config: Option<&Config>, cmd: &Command, reply: &Reply, json: bool
                 return plain(reply);
             };
             if json {
-                println!("{status}");
+                println!("{}", to_json(status));
             } else {
                 println!("{}", status_text(status));
             }
@@ -157,18 +156,22 @@ fn print_reply(config: Option<&Config>, cmd: &Command, reply: &Reply, json: bool
                 return plain(reply);
             };
             if json {
-                println!("{report}");
-            } else if let Ok(r) = serde_json::from_value::<PushReport>(report.clone()) {
+                println!("{}", to_json(report));
+            } else {
                 let (root, remote) = match config {
                     Some(c) => (c.root.display().to_string(), c.remote.to_string()),
                     None => ("the journal".to_string(), "the remote".to_string()),
                 };
-                println!("{}", ui::push_summary(&r, &root, &remote));
+                println!("{}", ui::push_summary(report, &root, &remote));
             }
             json
         }
         _ => plain(reply),
     }
+}
+
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
 fn age(secs: i64) -> String {
@@ -181,67 +184,65 @@ fn age(secs: i64) -> String {
 }
 
 /// `ctl status` for people.
-pub fn status_text(s: &serde_json::Value) -> String {
-    let str_of = |k: &str| s[k].as_str().unwrap_or("-").to_string();
-    let num = |k: &str| s[k].as_u64().unwrap_or(0);
+pub fn status_text(s: &crate::protocol::Status) -> String {
+    let w = &s.worker;
+    let state = serde_json::to_value(w.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
     let mut lines = vec![
         format!(
             "devlogd {} (pid {}), up {}",
-            str_of("version"),
-            num("pid"),
-            age(num("uptime_s") as i64).trim_end_matches(" ago")
+            s.version,
+            s.pid,
+            age(s.uptime_s as i64).trim_end_matches(" ago")
         ),
-        format!("state          {}", str_of("state")),
-        format!("root           {}", str_of("root")),
-        format!("remote         {}", str_of("remote")),
-        format!("credential     {}", str_of("credential")),
+        format!("state          {state}"),
+        format!("root           {}", w.root),
+        format!("remote         {}", w.remote),
+        format!("credential     {}", w.credential),
     ];
-    let pending = num("pending_paths");
-    let oldest = s["pending_oldest_ms"]
-        .as_u64()
+    let oldest = s
+        .pending_oldest_ms
         .map(|ms| format!(", oldest {:.1} s", ms as f64 / 1000.0))
         .unwrap_or_default();
-    lines.push(format!("pending        {pending} path(s){oldest}"));
-    let last = &s["last_push"];
-    if last.is_object() {
-        let ago = crate::daemon::worker::unix_now() - last["finished_unix"].as_i64().unwrap_or(0);
-        lines.push(format!(
-            "last push      {}: {} uploaded, {} unchanged, {} failed, {} conflicts{}",
-            age(ago),
-            last["uploaded"],
-            last["unchanged"],
-            last["failed"],
-            last["conflicts"],
-            if last["full"].as_bool() == Some(true) {
-                " (full pass)"
-            } else {
-                ""
-            }
-        ));
-    } else {
-        lines.push("last push      none yet".into());
+    lines.push(format!(
+        "pending        {} path(s){oldest}",
+        s.pending_paths
+    ));
+    match &w.last_push {
+        Some(last) => {
+            let ago = crate::daemon::worker::unix_now() - last.finished_unix;
+            lines.push(format!(
+                "last push      {}: {} uploaded, {} unchanged, {} failed, {} conflicts{}",
+                age(ago),
+                last.uploaded,
+                last.unchanged,
+                last.failed,
+                last.conflicts,
+                if last.full { " (full pass)" } else { "" }
+            ));
+        }
+        None => lines.push("last push      none yet".into()),
     }
-    match s["last_success_age_s"].as_i64() {
+    match s.last_success_age_s {
         Some(a) => lines.push(format!("last success   {}", age(a))),
         None => lines.push("last success   none yet".into()),
     }
-    if let Some(e) = s["last_error"].as_str() {
+    if let Some(e) = &w.last_error {
         lines.push(format!("last error     {e}"));
     }
-    if let Some(r) = s["next_retry_in_s"].as_u64() {
+    if let Some(r) = s.next_retry_in_s {
         lines.push(format!("next retry     in {r} s"));
     }
     lines.push(format!(
         "activity       {} pushes, {} files uploaded, {} rescans, {} watcher overflows",
-        num("pushes"),
-        num("files_uploaded"),
-        num("rescans"),
-        num("watcher_overflows")
+        w.pushes, w.files_uploaded, w.rescans, w.watcher_overflows
     ));
-    lines.push(format!("index          {} files", num("files_in_index")));
-    match (s["watch_limited"].as_str(), s["watch_issue"].as_str()) {
+    lines.push(format!("index          {} files", w.files_in_index));
+    match (&w.watch_limited, &s.watch_issue) {
         (Some(m), _) => lines.push(format!("watch          LIMITED: {m}")),
-        (None, Some(issue)) => lines.push(format!("watch          {}: {issue}", str_of("watch"))),
+        (None, Some(issue)) => lines.push(format!("watch          {}: {issue}", s.watch)),
         (None, None) => lines.push("watch          ok".into()),
     }
     lines.join("\n")

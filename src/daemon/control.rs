@@ -180,7 +180,7 @@ async fn respond(
     let reply = match cmd {
         Command::Status => {
             let mut reply = Reply::ok("status");
-            reply.status = Some(status_json(ctx));
+            reply.status = Some(Box::new(status(ctx)));
             reply
         }
         Command::Pause | Command::Resume => {
@@ -299,49 +299,39 @@ async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, line: &Line) -> std:
 }
 
 /// The `status` reply: the worker's and the queue's published state plus the basics.
-fn status_json(ctx: &ControlContext) -> serde_json::Value {
+fn status(ctx: &ControlContext) -> crate::protocol::Status {
     let worker = ctx.worker_status.borrow().clone();
     let queue = ctx.queue_status.borrow().clone();
     let now = super::worker::unix_now();
-    let mut value = serde_json::to_value(&worker).unwrap_or_default();
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-        obj.insert("pid".into(), std::process::id().into());
-        obj.insert("uptime_s".into(), ctx.started.elapsed().as_secs().into());
-        obj.insert("socket".into(), ctx.socket.display().to_string().into());
-        // Everything not yet on the remote: debouncing, handed to a busy worker, waiting
-        // to be retried, or in the push running now.
-        let queued = queue.pending + ctx.handed_over.load(Ordering::Relaxed);
-        obj.insert("queued_paths".into(), queued.into());
-        obj.insert(
-            "pending_paths".into(),
-            (queued + worker.waiting_paths + worker.in_flight_paths).into(),
-        );
-        let oldest = queue.oldest.map(|t| t.elapsed().as_millis() as u64);
-        obj.insert("pending_oldest_ms".into(), oldest.into());
-        obj.insert(
-            "last_success_age_s".into(),
-            worker.last_success_unix.map(|t| now - t).into(),
-        );
-        let health = ctx.watch_health.health();
-        let (watch, issue) = watch_summary(&health, worker.watch_limited.as_deref());
-        obj.insert("watch".into(), watch.into());
-        obj.insert("watch_issue".into(), issue.into());
-        obj.insert("unwatched_dirs".into(), health.unwatched.len().into());
-        let sample: Vec<String> = health
+    // Everything not yet on the remote: debouncing, handed to a busy worker, waiting to be
+    // retried, or in the push running now.
+    let queued = queue.pending + ctx.handed_over.load(Ordering::Relaxed);
+    let health = ctx.watch_health.health();
+    let (watch, issue) = watch_summary(&health, worker.watch_limited.as_deref());
+    crate::protocol::Status {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        uptime_s: ctx.started.elapsed().as_secs(),
+        socket: ctx.socket.display().to_string(),
+        queued_paths: queued,
+        pending_paths: queued + worker.waiting_paths + worker.in_flight_paths,
+        pending_oldest_ms: queue.oldest.map(|t| t.elapsed().as_millis() as u64),
+        last_success_age_s: worker.last_success_unix.map(|t| now - t),
+        watch: watch.to_string(),
+        watch_issue: issue,
+        unwatched_dirs: health.unwatched.len(),
+        unwatched_dirs_sample: health
             .unwatched
             .iter()
             .take(UNWATCHED_SAMPLE)
             .cloned()
-            .collect();
-        obj.insert("unwatched_dirs_sample".into(), sample.into());
-        let retry = worker.next_retry.map(|t| {
+            .collect(),
+        next_retry_in_s: worker.next_retry.map(|t| {
             t.saturating_duration_since(tokio::time::Instant::now())
                 .as_secs()
-        });
-        obj.insert("next_retry_in_s".into(), retry.into());
+        }),
+        worker,
     }
-    value
 }
 
 /// Unwatchable directories named in the status.

@@ -87,9 +87,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
             "no remote configured: mirroring into the local directory (set remote.url to push to Azure)"
         );
     }
-    let listener = control::bind(&socket)
-        .await
-        .map_err(Failure::usage)?;
+    let listener = control::bind(&socket).await.map_err(Failure::usage)?;
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -14,7 +14,7 @@ use crate::push::{self, PushContext, PushEvent, PushOptions, PushReport};
 use crate::remote::Remote;
 use crate::retry::RetryPolicy;
 use crate::state::{StateError, StateIndex};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,7 +74,7 @@ pub enum WorkerCmd {
     WatchLimited(Option<String>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     #[default]
@@ -88,7 +88,7 @@ pub enum State {
 }
 
 /// The worker's part of `ctl status`, published after every change.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct WorkerStatus {
     pub state: State,
     pub root: String,
@@ -116,7 +116,7 @@ pub struct WorkerStatus {
     pub watch_limited: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LastPush {
     pub finished_unix: i64,
     pub ok: bool,
