@@ -1,10 +1,11 @@
 //! The `devlogd` command line: parsing and dispatch only.
 
-use crate::exit::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use devlogd::commands::service::Manager;
 use devlogd::commands::{self, CliError, exit};
-use devlogd::config::{Config, Dirs, OnConflict};
+use devlogd::config::{Config, Dirs};
+use devlogd::exit::ExitCode;
+use devlogd::push::PushFlags;
 use std::path::PathBuf;
 
 /// Keeps ~/.devlog backed up to Azure Blob Storage (or a local mirror), pushing only what
@@ -28,25 +29,11 @@ struct Cli {
 enum Command {
     /// Push what changed, once (through the running daemon when there is one).
     Push {
-        /// Also list the remote and repair blobs that are missing or differ.
-        #[arg(long)]
-        all: bool,
-        /// Upload every file, changed or not.
-        #[arg(long)]
-        force: bool,
-        /// Hash every file instead of trusting size and times (finds edits whose
-        /// timestamps were put back).
-        #[arg(long)]
-        checksum: bool,
-        /// Show what would be uploaded; change nothing anywhere.
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        flags: PushFlags,
         /// Print the report as one JSON object on stdout (also on failure).
         #[arg(long)]
         json: bool,
-        /// What to do when another writer changed a blob: keep-both, overwrite or skip.
-        #[arg(long, value_name = "POLICY")]
-        on_conflict: Option<OnConflict>,
     },
     /// Compare every local file with the remote by MD5 (exit 1 if anything differs).
     Verify {
@@ -97,19 +84,8 @@ enum CtlCommand {
     },
     /// Push now through the daemon; waits and prints the report unless --no-wait.
     Push {
-        /// Also list the remote and repair blobs that are missing or differ.
-        #[arg(long)]
-        all: bool,
-        /// Upload every file, changed or not.
-        #[arg(long)]
-        force: bool,
-        /// Hash every file instead of trusting size and times (finds edits whose
-        /// timestamps were put back).
-        #[arg(long)]
-        checksum: bool,
-        /// Show what would be uploaded; change nothing anywhere.
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        flags: PushFlags,
         /// Return as soon as the push is queued.
         #[arg(long)]
         no_wait: bool,
@@ -117,9 +93,6 @@ enum CtlCommand {
         /// stdout (also on failure).
         #[arg(long)]
         json: bool,
-        /// What to do when another writer changed a blob: keep-both, overwrite or skip.
-        #[arg(long, value_name = "POLICY")]
-        on_conflict: Option<OnConflict>,
     },
     /// Stop pushing (changes are still collected).
     Pause,
@@ -212,22 +185,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Config {
             command: ConfigCommand::Check,
         } => commands::config_check::run(&config),
-        Command::Push {
-            all,
-            force,
-            checksum,
-            dry_run,
-            json,
-            on_conflict,
-        } => {
-            let args = commands::push::PushArgs {
-                all,
-                force,
-                checksum,
-                dry_run,
-                json,
-                on_conflict,
-            };
+        Command::Push { flags, json } => {
+            let args = commands::push::PushArgs { flags, json };
             runtime()?.block_on(commands::push::run(&config, &args))
         }
         Command::Verify { json } => runtime()?.block_on(commands::verify::run(&config, json)),
@@ -267,24 +226,10 @@ fn ctl(config_path: Option<PathBuf>, command: CtlCommand) -> Result<ExitCode, Cl
     let (cmd, json) = match command {
         CtlCommand::Status { json } => (P::Status, json),
         CtlCommand::Push {
-            all,
-            force,
-            checksum,
-            dry_run,
+            flags,
             no_wait,
             json,
-            on_conflict,
-        } => (
-            P::Push {
-                all,
-                force,
-                checksum,
-                dry_run,
-                wait: !no_wait,
-                on_conflict,
-            },
-            json,
-        ),
+        } => (P::push(flags, !no_wait), json),
         CtlCommand::Pause => (P::Pause, false),
         CtlCommand::Resume => (P::Resume, false),
         CtlCommand::Reload => (P::Reload, false),

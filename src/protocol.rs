@@ -52,6 +52,53 @@ pub enum Command {
     Stop,
 }
 
+impl Command {
+    /// A push request carrying `flags`.
+    pub fn push(flags: crate::push::PushFlags, wait: bool) -> Command {
+        let crate::push::PushFlags {
+            all,
+            force,
+            checksum,
+            dry_run,
+            on_conflict,
+        } = flags;
+        Command::Push {
+            all,
+            force,
+            checksum,
+            dry_run,
+            wait,
+            on_conflict,
+        }
+    }
+}
+
+impl Command {
+    /// The flags of a push request, and whether the client waits for the report.
+    pub fn push_flags(&self) -> Option<(crate::push::PushFlags, bool)> {
+        match *self {
+            Command::Push {
+                all,
+                force,
+                checksum,
+                dry_run,
+                wait,
+                on_conflict,
+            } => Some((
+                crate::push::PushFlags {
+                    all,
+                    force,
+                    checksum,
+                    dry_run,
+                    on_conflict,
+                },
+                wait,
+            )),
+            _ => None,
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }

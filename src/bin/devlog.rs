@@ -1,10 +1,10 @@
 //! `devlog`: write the journal that devlogd backs up. Parsing and dispatch only; the
 //! journal logic is in `devlogd::journal`.
 
-use crate::exit::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use devlogd::commands::{self, CliError, exit};
 use devlogd::config::Config;
+use devlogd::exit::ExitCode;
 use devlogd::journal::{EditOutcome, Journal, JournalError, editor, render};
 use std::path::PathBuf;
 
@@ -61,15 +61,8 @@ enum Command {
     },
     /// Push the journal: through the running daemon, or directly when none runs.
     Push {
-        /// Also list the remote and repair blobs that are missing or differ.
-        #[arg(long)]
-        all: bool,
-        /// Upload every file, changed or not.
-        #[arg(long)]
-        force: bool,
-        /// Show what would be uploaded; change nothing anywhere.
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        flags: devlogd::push::PushFlags,
     },
     /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -192,23 +185,14 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
             Ok(exit::OK)
         }
-        Command::Push {
-            all,
-            force,
-            dry_run,
-        } => {
+        Command::Push { flags } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| {
                     CliError::new(exit::USAGE, format!("cannot start the runtime: {e}"))
                 })?;
-            let args = commands::push::PushArgs {
-                all,
-                force,
-                dry_run,
-                ..Default::default()
-            };
+            let args = commands::push::PushArgs { flags, json: false };
             match commands::push::route(&config)? {
                 commands::push::Route::Daemon { socket } => {
                     eprintln!(

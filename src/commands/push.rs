@@ -1,21 +1,17 @@
 //! `devlogd push`: one run of the pipeline without a daemon.
 
 use super::{CliError, exit, hostname};
-use crate::config::{Config, OnConflict, RemoteConfig};
+use crate::config::{Config, RemoteConfig};
 use crate::exit::ExitCode;
-use crate::push::{self, PushContext, PushOptions};
+use crate::push::{self, PushContext, PushFlags, PushOptions};
 use crate::retry::RetryPolicy;
 use crate::session::{DamagedIndex, Session};
 use crate::ui::{self, Progress};
 
 #[derive(Debug, Clone, Default)]
 pub struct PushArgs {
-    pub all: bool,
-    pub force: bool,
-    pub checksum: bool,
-    pub dry_run: bool,
+    pub flags: PushFlags,
     pub json: bool,
-    pub on_conflict: Option<OnConflict>,
 }
 
 /// Who runs a push: the running daemon (only it writes the index), or this process.
@@ -65,21 +61,15 @@ pub async fn run(config: &Config, args: &PushArgs) -> Result<ExitCode, CliError>
 
 /// Ask the running daemon to push, with the same output as `devlogd ctl push`.
 pub async fn forward(config: &Config, args: &PushArgs) -> Result<ExitCode, CliError> {
-    let cmd = crate::protocol::Command::Push {
-        all: args.all,
-        force: args.force,
-        checksum: args.checksum,
-        dry_run: args.dry_run,
-        wait: true,
-        on_conflict: args.on_conflict,
-    };
+    let cmd = crate::protocol::Command::push(args.flags, true);
     crate::commands::ctl::run(&config.dirs, Some(config), cmd, args.json).await
 }
 
 /// Run the pipeline in this process (the caller holds the instance lock).
 pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, CliError> {
     let session = Session::open(config.clone())?;
-    let mut state = session.open_index(if args.all {
+    let flags = args.flags;
+    let mut state = session.open_index(if flags.all {
         DamagedIndex::Rebuild
     } else {
         DamagedIndex::Refuse
@@ -97,11 +87,11 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, Cl
         );
     }
     let options = PushOptions {
-        all: args.all,
-        force: args.force,
-        checksum: args.checksum,
-        dry_run: args.dry_run,
-        on_conflict: args.on_conflict.unwrap_or(config.sync.on_conflict),
+        all: flags.all,
+        force: flags.force,
+        checksum: flags.checksum,
+        dry_run: flags.dry_run,
+        on_conflict: flags.on_conflict.unwrap_or(config.sync.on_conflict),
         concurrency: config.sync.concurrency,
         paths: None,
         retry: RetryPolicy::default(),

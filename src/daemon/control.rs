@@ -177,6 +177,7 @@ async fn respond(
     write: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> std::io::Result<()> {
     let gone = || Reply::error(exit::NO_DAEMON, "the daemon is shutting down");
+    let push = cmd.push_flags();
     let reply = match cmd {
         Command::Status => {
             let mut reply = Reply::ok("status");
@@ -215,20 +216,9 @@ async fn respond(
                 }
             }
         }
-        Command::Push {
-            all,
-            force,
-            checksum,
-            dry_run,
-            wait,
-            on_conflict,
-        } => {
-            let request = PushRequest {
-                all,
-                force,
-                checksum,
-                dry_run,
-                on_conflict,
+        Command::Push { .. } => {
+            let Some((request, wait)) = push else {
+                return Ok(()); // unreachable: a push request always has push flags
             };
             if !wait {
                 let cmd = WorkerCmd::Push {

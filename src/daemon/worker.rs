@@ -37,14 +37,8 @@ pub struct Setup {
     pub state: StateIndex,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PushRequest {
-    pub all: bool,
-    pub force: bool,
-    pub checksum: bool,
-    pub dry_run: bool,
-    pub on_conflict: Option<crate::config::OnConflict>,
-}
+/// What a `ctl push` asks for.
+pub type PushRequest = crate::push::PushFlags;
 
 /// A failed push as the control socket reports it.
 #[derive(Debug, Clone)]

@@ -10,10 +10,12 @@
 //! since every further request would fail the same way.
 
 mod commit;
+mod flags;
 mod plan;
 mod report;
 mod upload;
 
+pub use flags::PushFlags;
 pub use report::{
     ConflictAction, ConflictReport, FileFailure, PlannedUpload, PushError, PushEvent, PushReport,
     auth_hint,

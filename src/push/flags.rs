@@ -1,0 +1,25 @@
+//! The flags of one push request, declared once: the command lines that push (`devlogd
+//! push`, `devlogd ctl push`, `devlog push`) flatten them, the control protocol carries
+//! them, and the daemon's worker queues them.
+
+use crate::config::OnConflict;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::Args)]
+pub struct PushFlags {
+    /// Also list the remote and repair blobs that are missing or differ.
+    #[arg(long)]
+    pub all: bool,
+    /// Upload every file, changed or not.
+    #[arg(long)]
+    pub force: bool,
+    /// Hash every file instead of trusting size and times (finds edits whose timestamps
+    /// were put back).
+    #[arg(long)]
+    pub checksum: bool,
+    /// Show what would be uploaded; change nothing anywhere.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// What to do when another writer changed a blob: keep-both, overwrite or skip.
+    #[arg(long, value_name = "POLICY")]
+    pub on_conflict: Option<OnConflict>,
+}
