@@ -158,6 +158,16 @@ fn an_unreadable_directory_is_skipped_with_one_warning_and_shown_in_status() {
         .count();
     assert_eq!(warnings, 1, "one warning: {log}");
     assert!(!log.contains("target/debug"), "{log}");
+
+    // Readable again: watched and backed up, and the status says so.
+    chmod(&journal.join("private"), 0o755);
+    wait_for(PUSHED, "private/secret.md", || {
+        mirrored(&env, "private/secret.md")
+    });
+    wait_for(PUSHED, "the watch ok again", || {
+        let s = status_as(&env, uid);
+        (s["unwatched_dirs"] == 0 && s["watch"] == "ok").then_some(())
+    });
 }
 
 #[test]
