@@ -18,7 +18,7 @@ pub mod worker;
 
 use crate::commands::{CliError, exit, filter_for, hostname, remote_setup_error, require_root};
 use crate::config::Config;
-use crate::state::StateIndex;
+use crate::state::{StateError, StateIndex};
 use futures::StreamExt;
 use queue::DirtyQueue;
 use std::path::{Path, PathBuf};
@@ -58,13 +58,26 @@ fn build_setup(config: Config) -> Result<Setup, CliError> {
     require_root(&config)?;
     let filter = filter_for(&config)?;
     let remote = crate::remote::open(&config).map_err(remote_setup_error)?;
-    let state = StateIndex::open(config.state_dir(), &config.remote.identity())
-        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+    let (state, index_read_only) =
+        match StateIndex::open(config.state_dir(), &config.remote.identity()) {
+            Ok(state) => (state, false),
+            // Run anyway, in state `error` and retrying: the fix is a chmod or a remount, and
+            // the service manager would not restart a daemon that exits 2 here. The stand-in
+            // is never pushed with (see `Worker::reopen_index`).
+            Err(e @ StateError::ReadOnly { .. }) => {
+                tracing::warn!("{e}");
+                let stand_in = StateIndex::open_at(Path::new(":memory:"), "")
+                    .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+                (stand_in, true)
+            }
+            Err(e) => return Err(CliError::new(exit::USAGE, e.to_string())),
+        };
     Ok(Setup {
         config,
         filter,
         remote,
         state,
+        index_read_only,
     })
 }
 
