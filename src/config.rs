@@ -493,10 +493,22 @@ pub fn parse_remote_url(text: &str, home: &Path) -> Result<RemoteConfig, String>
             url.scheme()
         ));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        // Never echoed: the part before `@` may be a password.
+        return Err(
+            "carries a user name or password before the host, which devlogd never sends: remove the `USER:PASSWORD@` part and give a SAS token or account key as described under Credentials"
+                .into(),
+        );
+    }
     let host = url
         .host_str()
         .ok_or_else(|| "has no host".to_string())?
         .to_string();
+    if url.scheme() == "http" && !is_loopback(&url) {
+        return Err(format!(
+            "uses plain http to {host}: the journal and the credentials would cross the network unencrypted; use https:// (plain http is only for an emulator on this machine: 127.0.0.1, ::1 or localhost)"
+        ));
+    }
     let mut segments: Vec<String> = url
         .path_segments()
         .map(|s| {
@@ -552,6 +564,16 @@ pub fn parse_remote_url(text: &str, home: &Path) -> Result<RemoteConfig, String>
         prefix,
         sas_in_url,
     }))
+}
+
+/// Whether the URL's host is this machine: 127.0.0.0/8, ::1 or `localhost`.
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
 }
 
 fn validate_container_name(name: &str) -> Result<(), String> {
@@ -660,6 +682,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("on_conflict") || e.contains("merge"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_only_to_this_machine_and_never_a_password_in_the_url() {
+        for ok in [
+            "http://127.0.0.1:10000/devstoreaccount1/cc1",
+            "http://127.8.9.10:10000/devstoreaccount1/cc1",
+            "http://[::1]:10000/devstoreaccount1/cc1",
+            "http://localhost:10000/devstoreaccount1/cc1",
+        ] {
+            assert!(parse_remote_url(ok, Path::new("/")).is_ok(), "{ok}");
+        }
+        let e = parse_remote_url(
+            "http://acct.blob.core.windows.net/journal?sv=1&sig=abcdefghij",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(e.contains("use https://"), "{e}");
+        assert!(!e.contains("abcdefghij"), "{e}");
+        for bad in [
+            "http://10.0.0.5:10000/devstoreaccount1/cc1",
+            "http://192.168.1.2/devstoreaccount1/cc1",
+        ] {
+            assert!(parse_remote_url(bad, Path::new("/")).is_err(), "{bad}");
+        }
+        let e = parse_remote_url(
+            "https://user:hunter2secret@acct.blob.core.windows.net/journal",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(e.contains("USER:PASSWORD@"), "{e}");
+        assert!(!e.contains("hunter2secret") && !e.contains("user:"), "{e}");
     }
 
     #[test]

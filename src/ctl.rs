@@ -3,22 +3,31 @@
 //! daemon chose.
 
 use crate::commands::{CliError, exit};
-use crate::config::Config;
-use crate::daemon::control::socket_path;
+use crate::config::{Config, Dirs};
+use crate::daemon::control::socket_path_in;
 use crate::protocol::{Command, Line, Reply, Request};
 use crate::push::PushReport;
 use crate::ui::{self, Progress};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-pub async fn run(config: &Config, cmd: Command, json: bool) -> Result<i32, CliError> {
-    let path = socket_path(config);
+/// Send `cmd` to the daemon whose socket `dirs` names. `config` (when it loads) only labels
+/// a push report; `ctl` works with a broken config file.
+pub async fn run(
+    dirs: &Dirs,
+    config: Option<&Config>,
+    cmd: Command,
+    json: bool,
+) -> Result<i32, CliError> {
+    let path = socket_path_in(dirs);
+    check_socket_dir(&path)?;
     let stream = UnixStream::connect(&path).await.map_err(|_| {
         CliError::new(
             exit::NO_DAEMON,
             format!("devlogd is not running (socket {})", path.display()),
         )
     })?;
+    check_peer(&stream, &path)?;
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_string(&Request::new(cmd.clone()))
         .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
@@ -51,49 +60,113 @@ pub async fn run(config: &Config, cmd: Command, json: bool) -> Result<i32, CliEr
         }
     };
     progress.finish();
-    print_reply(config, &cmd, &reply, json);
+    let printed_json = print_reply(config, &cmd, &reply, json);
     if let (false, Some(error)) = (reply.ok, &reply.error) {
-        return Err(CliError::new(reply.code, error.clone()));
+        let e = CliError::new(reply.code, error.clone());
+        return Err(if printed_json { e.json_printed() } else { e });
     }
     Ok(reply.code)
 }
 
-fn print_reply(config: &Config, cmd: &Command, reply: &Reply, json: bool) {
+/// The socket's directory must be ours and private: anyone who could create files in it
+/// could stand in for the daemon.
+fn check_socket_dir(path: &std::path::Path) -> Result<(), CliError> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return Ok(()); // no directory, no daemon: connect says so
+    };
+    // SAFETY: getuid cannot fail.
+    let me = unsafe { libc::getuid() };
+    if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o077 != 0 {
+        return Err(CliError::new(
+            exit::USAGE,
+            format!(
+                "refusing to use the control socket: its directory {} is not a private directory of this user (owner uid {}, mode {:o}); check XDG_RUNTIME_DIR",
+                dir.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whatever listens on the socket must run as this user.
+fn check_peer(stream: &UnixStream, path: &std::path::Path) -> Result<(), CliError> {
+    // SAFETY: getuid cannot fail.
+    let me = unsafe { libc::getuid() };
+    let peer = stream.peer_cred().map_err(|e| {
+        CliError::new(
+            exit::USAGE,
+            format!("cannot check who listens on {}: {e}", path.display()),
+        )
+    })?;
+    if peer.uid() != me {
+        return Err(CliError::new(
+            exit::USAGE,
+            format!(
+                "refusing to talk to {}: it is served by another user (uid {}), not by your devlogd",
+                path.display(),
+                peer.uid()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Print the daemon's answer; whether a JSON object went to stdout.
+fn print_reply(config: Option<&Config>, cmd: &Command, reply: &Reply, json: bool) -> bool {
+    // A reply without a status or report (`push --no-wait`'s "queued", an error) is still
+    // one JSON object under --json.
+    let plain = |reply: &Reply| {
+        if json {
+            let mut object = serde_json::json!({ "ok": reply.ok, "code": reply.code });
+            if let Some(m) = &reply.message {
+                object["message"] = m.clone().into();
+            }
+            if let Some(e) = &reply.error {
+                object["error"] = crate::redact::scrub(e).into();
+            }
+            println!("{object}");
+            true
+        } else {
+            if let Some(m) = &reply.message {
+                println!("{m}");
+            }
+            false
+        }
+    };
     match cmd {
         Command::Status => {
-            let Some(status) = &reply.status else { return };
+            let Some(status) = &reply.status else {
+                return plain(reply);
+            };
             if json {
                 println!("{status}");
             } else {
                 println!("{}", status_text(status));
             }
+            json
         }
         Command::Push { .. } => {
             let Some(report) = &reply.report else {
-                if let Some(m) = &reply.message {
-                    println!("{m}");
-                }
-                return;
+                return plain(reply);
             };
             if json {
                 println!("{report}");
             } else if let Ok(r) = serde_json::from_value::<PushReport>(report.clone()) {
-                let root = config.root.display().to_string();
-                println!(
-                    "{}",
-                    ui::push_summary(&r, &root, &config.remote.to_string())
-                );
+                let (root, remote) = match config {
+                    Some(c) => (c.root.display().to_string(), c.remote.to_string()),
+                    None => ("the journal".to_string(), "the remote".to_string()),
+                };
+                println!("{}", ui::push_summary(&r, &root, &remote));
             }
+            json
         }
-        _ => {
-            if let Some(m) = &reply.message {
-                if json {
-                    println!("{}", serde_json::json!({ "ok": reply.ok, "message": m }));
-                } else {
-                    println!("{m}");
-                }
-            }
-        }
+        _ => plain(reply),
     }
 }
 

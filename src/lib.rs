@@ -4,13 +4,16 @@
 //! Data flow: [`scan`] → [`plan`] (against [`state`]) → upload through a [`remote`] →
 //! commit, all in [`push`]. The command front ends live in [`commands`].
 
+pub mod blobname;
 pub mod commands;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod filter;
+pub mod fsutil;
 pub mod journal;
 pub mod logging;
+pub mod machine;
 pub mod plan;
 pub mod protocol;
 pub mod push;

@@ -21,28 +21,39 @@ pub fn init(default_level: &str, verbose: u8) {
         && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(ScrubbedStderr)
+        .with_writer(ScrubbedStderr { ansi })
         .with_ansi(ansi)
         .with_target(verbose > 0)
         .try_init();
 }
 
 /// Hands out one [`ScrubbedLine`] per event.
-struct ScrubbedStderr;
+struct ScrubbedStderr {
+    /// Colours on (an interactive terminal): the line carries our own escape sequences.
+    ansi: bool,
+}
 
 impl<'a> MakeWriter<'a> for ScrubbedStderr {
     type Writer = ScrubbedLine;
     fn make_writer(&'a self) -> Self::Writer {
-        ScrubbedLine(Vec::with_capacity(256))
+        ScrubbedLine {
+            buf: Vec::with_capacity(256),
+            escape_controls: !self.ansi,
+        }
     }
 }
 
-/// Buffers one formatted event and writes it, scrubbed, when dropped.
-struct ScrubbedLine(Vec<u8>);
+/// Buffers one formatted event and writes it, scrubbed, when dropped. Without colours
+/// (a service's log), control characters in it are escaped, so a file name cannot forge
+/// log lines.
+struct ScrubbedLine {
+    buf: Vec<u8>,
+    escape_controls: bool,
+}
 
 impl Write for ScrubbedLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
+        self.buf.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -52,8 +63,14 @@ impl Write for ScrubbedLine {
 
 impl Drop for ScrubbedLine {
     fn drop(&mut self) {
-        let text = String::from_utf8_lossy(&self.0);
+        let text = String::from_utf8_lossy(&self.buf);
         let clean = crate::redact::scrub(&text);
-        let _ = std::io::stderr().write_all(clean.as_bytes());
+        let _ = if self.escape_controls {
+            let line = clean.strip_suffix('\n').unwrap_or(&clean);
+            let escaped = crate::ui::printable(line);
+            std::io::stderr().write_all(format!("{escaped}\n").as_bytes())
+        } else {
+            std::io::stderr().write_all(clean.as_bytes())
+        };
     }
 }

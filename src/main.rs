@@ -1,14 +1,15 @@
 //! The `devlogd` command line: parsing and dispatch only.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use devlogd::commands::{self, CliError, exit};
-use devlogd::config::{Config, OnConflict};
+use devlogd::config::{Config, Dirs, OnConflict};
+use devlogd::service::Manager;
 use std::path::PathBuf;
 
 /// Keeps ~/.devlog backed up to Azure Blob Storage (or a local mirror), pushing only what
 /// changed.
 #[derive(Parser)]
-#[command(name = "devlogd", version)]
+#[command(name = "devlogd", version = commands::docs::VERSION)]
 struct Cli {
     /// Config file (default: the platform config dir's devlog/config.toml; or $DEVLOG_CONFIG).
     #[arg(long, global = true, value_name = "PATH")]
@@ -32,10 +33,14 @@ enum Command {
         /// Upload every file, changed or not.
         #[arg(long)]
         force: bool,
+        /// Hash every file instead of trusting size and times (finds edits whose
+        /// timestamps were put back).
+        #[arg(long)]
+        checksum: bool,
         /// Show what would be uploaded; change nothing anywhere.
         #[arg(long)]
         dry_run: bool,
-        /// Print the report as one JSON object.
+        /// Print the report as one JSON object on stdout (also on failure).
         #[arg(long)]
         json: bool,
         /// What to do when another writer changed a blob: keep-both, overwrite or skip.
@@ -44,6 +49,7 @@ enum Command {
     },
     /// Compare every local file with the remote by MD5 (exit 1 if anything differs).
     Verify {
+        /// Print the report as one JSON object on stdout (also on failure).
         #[arg(long)]
         json: bool,
     },
@@ -68,26 +74,46 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (devlogd.1 and one per subcommand) into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 enum CtlCommand {
     /// What the daemon is doing: state, pending paths, last push, last error, …
     Status {
+        /// Print the daemon's status as one JSON object on stdout (also on failure).
         #[arg(long)]
         json: bool,
     },
     /// Push now through the daemon; waits and prints the report unless --no-wait.
     Push {
+        /// Also list the remote and repair blobs that are missing or differ.
         #[arg(long)]
         all: bool,
+        /// Upload every file, changed or not.
         #[arg(long)]
         force: bool,
+        /// Hash every file instead of trusting size and times (finds edits whose
+        /// timestamps were put back).
+        #[arg(long)]
+        checksum: bool,
+        /// Show what would be uploaded; change nothing anywhere.
         #[arg(long)]
         dry_run: bool,
         /// Return as soon as the push is queued.
         #[arg(long)]
         no_wait: bool,
+        /// Print the report (with --no-wait: the daemon's answer) as one JSON object on
+        /// stdout (also on failure).
         #[arg(long)]
         json: bool,
         /// What to do when another writer changed a blob: keep-both, overwrite or skip.
@@ -106,16 +132,23 @@ enum CtlCommand {
 
 #[derive(Subcommand)]
 enum ServiceCommand {
-    /// Write the unit (or plist) for this binary, then enable and start it.
+    /// Write the unit (or plist) for this binary and --config, then enable and (re)start it.
     Install {
         /// Print the file and the commands; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Render for another service manager (systemd or launchd); only with --dry-run.
+        #[arg(long, hide = true, value_name = "MANAGER")]
+        manager: Option<Manager>,
     },
     /// Stop and disable the service and remove its file.
     Uninstall {
+        /// Print the commands and the file; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Render for another service manager (systemd or launchd); only with --dry-run.
+        #[arg(long, hide = true, value_name = "MANAGER")]
+        manager: Option<Manager>,
     },
     /// The service manager's view beside the daemon's own status.
     Status,
@@ -127,7 +160,23 @@ enum ConfigCommand {
     Check,
 }
 
+impl Command {
+    /// Whether the command was asked for `--json` (then stdout holds one JSON object).
+    fn json(&self) -> bool {
+        match self {
+            Command::Push { json, .. } | Command::Verify { json } => *json,
+            Command::Ctl { command } => matches!(
+                command,
+                CtlCommand::Status { json: true } | CtlCommand::Push { json: true, .. }
+            ),
+            _ => false,
+        }
+    }
+}
+
 fn main() {
+    // Before any credential is read: no secret may end up in a core dump.
+    devlogd::machine::forbid_core_dumps();
     let cli = Cli::parse();
     let level = if matches!(cli.command, Command::Run { .. }) {
         "info"
@@ -135,24 +184,37 @@ fn main() {
         "warn"
     };
     devlogd::logging::init(level, cli.verbose);
-    commands::exit_with("devlogd", run(cli));
+    let json = cli.command.json();
+    commands::exit_with("devlogd", json, run(cli));
 }
 
 fn run(cli: Cli) -> Result<i32, CliError> {
-    let config = Config::load(cli.config.as_deref())?;
-    // The daemon re-reads the same file on reload.
-    let cli_config = cli.config.clone();
-    let cli = Cli {
-        config: cli_config,
-        ..cli
+    let command = match cli.command {
+        Command::Completions { shell } => {
+            return commands::docs::completions(Cli::command(), shell);
+        }
+        Command::Man { dir } => return commands::docs::man(Cli::command(), &dir),
+        // `ctl` needs only the socket, which depends on the environment, not on the
+        // configuration: a broken config.toml must not lock anyone out of a running daemon.
+        Command::Ctl { command } => return ctl(cli.config, command),
+        Command::Service {
+            command: ServiceCommand::Status,
+        } => {
+            let dirs = Dirs::from_env()?;
+            let config = Config::load(cli.config.as_deref());
+            return runtime()?.block_on(devlogd::service::status(&dirs, config));
+        }
+        command => command,
     };
-    match cli.command {
+    let config = Config::load(cli.config.as_deref())?;
+    match command {
         Command::Config {
             command: ConfigCommand::Check,
         } => commands::config_check::run(&config),
         Command::Push {
             all,
             force,
+            checksum,
             dry_run,
             json,
             on_conflict,
@@ -160,6 +222,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             let args = commands::push::PushArgs {
                 all,
                 force,
+                checksum,
                 dry_run,
                 json,
                 on_conflict,
@@ -175,45 +238,58 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 .map_err(|e| {
                     CliError::new(exit::USAGE, format!("cannot start the runtime: {e}"))
                 })?;
+            // The daemon re-reads the same file on reload.
             let result = runtime.block_on(devlogd::daemon::run(cli.config, config));
             // Work stuck in a blocking section (a long hash) does not hold up the exit.
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             result
         }
         Command::Service { command } => match command {
-            ServiceCommand::Install { dry_run } => devlogd::service::install(&config, dry_run),
-            ServiceCommand::Uninstall { dry_run } => devlogd::service::uninstall(&config, dry_run),
-            ServiceCommand::Status => runtime()?.block_on(devlogd::service::status(&config)),
+            ServiceCommand::Install { dry_run, manager } => {
+                devlogd::service::install(&config, dry_run, manager)
+            }
+            ServiceCommand::Uninstall { dry_run, manager } => {
+                devlogd::service::uninstall(&config, dry_run, manager)
+            }
+            ServiceCommand::Status => Ok(exit::OK),
         },
-        Command::Ctl { command } => {
-            use devlogd::protocol::Command as P;
-            let (cmd, json) = match command {
-                CtlCommand::Status { json } => (P::Status, json),
-                CtlCommand::Push {
-                    all,
-                    force,
-                    dry_run,
-                    no_wait,
-                    json,
-                    on_conflict,
-                } => (
-                    P::Push {
-                        all,
-                        force,
-                        dry_run,
-                        wait: !no_wait,
-                        on_conflict,
-                    },
-                    json,
-                ),
-                CtlCommand::Pause => (P::Pause, false),
-                CtlCommand::Resume => (P::Resume, false),
-                CtlCommand::Reload => (P::Reload, false),
-                CtlCommand::Stop => (P::Stop, false),
-            };
-            runtime()?.block_on(devlogd::ctl::run(&config, cmd, json))
-        }
+        Command::Ctl { .. } | Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
     }
+}
+
+/// `devlogd ctl …`: the configuration is read only to label a push report, and a broken
+/// one does not stop the request (the daemon reports its own view, e.g. on reload).
+fn ctl(config_path: Option<PathBuf>, command: CtlCommand) -> Result<i32, CliError> {
+    use devlogd::protocol::Command as P;
+    let dirs = Dirs::from_env()?;
+    let config = Config::load(config_path.as_deref()).ok();
+    let (cmd, json) = match command {
+        CtlCommand::Status { json } => (P::Status, json),
+        CtlCommand::Push {
+            all,
+            force,
+            checksum,
+            dry_run,
+            no_wait,
+            json,
+            on_conflict,
+        } => (
+            P::Push {
+                all,
+                force,
+                checksum,
+                dry_run,
+                wait: !no_wait,
+                on_conflict,
+            },
+            json,
+        ),
+        CtlCommand::Pause => (P::Pause, false),
+        CtlCommand::Resume => (P::Resume, false),
+        CtlCommand::Reload => (P::Reload, false),
+        CtlCommand::Stop => (P::Stop, false),
+    };
+    runtime()?.block_on(devlogd::ctl::run(&dirs, config.as_ref(), cmd, json))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

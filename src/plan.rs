@@ -57,6 +57,9 @@ pub struct Rules<'a> {
     pub revisit_conflicts: bool,
     /// Our writer id: a remote blob carrying it is ours, even if the index missed it.
     pub writer: &'a str,
+    /// Hash every file, whatever its stat says (`--checksum`; paths the watcher saw
+    /// written, whose stat may have been put back).
+    pub checksum: bool,
 }
 
 /// Decide for one file. `hash` returns the file's MD5; it is called at most once.
@@ -76,14 +79,19 @@ pub fn decide(
         };
         return Ok(Decision::Conflict { their_etag });
     }
-    let stat_same = known.is_some_and(|k| {
+    // The row can be trusted to describe the file: same size, mtime and ctime, and not
+    // recorded so soon after the mtime that a same-tick write could hide.
+    let fresh = known.is_some_and(|k| {
         let racy = k.mtime_ns.div_euclid(1_000_000_000) >= k.recorded_unix - RACY_SECONDS;
-        k.size == file.size && k.mtime_ns == file.mtime_ns && !racy
+        k.size == file.size && k.mtime_ns == file.mtime_ns && k.ctime_ns == file.ctime_ns && !racy
     });
+    // Whether the stat alone may decide, without reading the file.
+    let stat_same = fresh && !rules.checksum;
     let refreshed = |k: &IndexEntry, md5: [u8; 16], etag: Option<String>, conflict: bool| {
         Decision::Record(IndexEntry {
             size: file.size,
             mtime_ns: file.mtime_ns,
+            ctime_ns: file.ctime_ns,
             md5,
             etag: etag.or_else(|| k.etag.clone()),
             conflict,
@@ -126,10 +134,10 @@ pub fn decide(
             }
             let md5 = hash()?;
             Ok(if md5 == k.md5 {
-                if k.size == file.size && k.mtime_ns == file.mtime_ns && !k.conflict {
-                    // Only the racy check sent us here: re-record so it stops.
-                    refreshed(k, md5, None, false)
+                if fresh {
+                    Decision::Unchanged // only --checksum sent us here
                 } else {
+                    // Re-record the new stat (or the racy row) so it is not hashed again.
                     refreshed(k, md5, None, k.conflict)
                 }
             } else if k.conflict {
@@ -153,7 +161,7 @@ pub fn decide(
             let local_is_indexed = md5 == k.md5;
             Ok(if k.conflict {
                 if local_is_indexed {
-                    if stat_same {
+                    if fresh {
                         Decision::Unchanged
                     } else {
                         refreshed(k, md5, None, true)
@@ -172,7 +180,7 @@ pub fn decide(
                     UploadReason::RemoteDiffers,
                     Precondition::IfMatch(r.etag.clone()),
                 )
-            } else if stat_same {
+            } else if fresh {
                 Decision::Unchanged
             } else {
                 refreshed(k, md5, None, false)
@@ -185,6 +193,7 @@ pub fn decide(
                 Decision::Record(IndexEntry {
                     size: file.size,
                     mtime_ns: file.mtime_ns,
+                    ctime_ns: file.ctime_ns,
                     md5,
                     etag: Some(r.etag.clone()),
                     conflict: false,
@@ -221,6 +230,7 @@ mod tests {
             rel: "n.md".into(),
             size: 10,
             mtime_ns: 100,
+            ctime_ns: 100,
         }
     }
 
@@ -229,6 +239,7 @@ mod tests {
         IndexEntry {
             size: 10,
             mtime_ns: if same_stat { 100 } else { 50 },
+            ctime_ns: if same_stat { 100 } else { 50 },
             md5,
             etag: Some(etag.into()),
             conflict,
@@ -253,6 +264,7 @@ mod tests {
             force,
             revisit_conflicts,
             writer: WRITER,
+            checksum: false,
         }
     }
 
@@ -311,6 +323,7 @@ mod tests {
                 A,
                 Decision::Record(IndexEntry {
                     mtime_ns: 100,
+                    ctime_ns: 100,
                     recorded_unix: 0,
                     ..entry(A, &m, false, false)
                 }),
@@ -431,6 +444,7 @@ mod tests {
                 B,
                 Decision::Record(IndexEntry {
                     mtime_ns: 100,
+                    ctime_ns: 100,
                     recorded_unix: 0,
                     ..entry(B, &theirs, false, false)
                 }),
@@ -542,6 +556,74 @@ mod tests {
             d,
             up(UploadReason::Changed, Precondition::IfMatch("\"e\"".into()))
         );
+    }
+
+    #[test]
+    fn an_mtime_put_back_is_caught_by_the_ctime() {
+        // Same size, mtime restored (`touch -r`), but the inode change time moved.
+        let known = entry(A, "\"e\"", false, true);
+        let touched = LocalFile {
+            ctime_ns: 200,
+            ..file()
+        };
+        let mut reads = 0;
+        let d = decide(
+            &touched,
+            Some(&known),
+            RemoteView::NotListed,
+            &rules(false, false),
+            &mut || {
+                reads += 1;
+                Ok(B)
+            },
+        )
+        .unwrap();
+        assert_eq!(reads, 1);
+        assert_eq!(
+            d,
+            up(UploadReason::Changed, Precondition::IfMatch("\"e\"".into()))
+        );
+    }
+
+    #[test]
+    fn checksum_hashes_files_whose_stat_is_unchanged() {
+        let known = entry(A, "\"e\"", false, true);
+        let checksum = Rules {
+            checksum: true,
+            ..rules(false, false)
+        };
+        for (content, expected) in [
+            (A, Decision::Unchanged),
+            (
+                B,
+                up(UploadReason::Changed, Precondition::IfMatch("\"e\"".into())),
+            ),
+        ] {
+            let mut reads = 0;
+            let d = decide(
+                &file(),
+                Some(&known),
+                RemoteView::NotListed,
+                &checksum,
+                &mut || {
+                    reads += 1;
+                    Ok(content)
+                },
+            )
+            .unwrap();
+            assert_eq!((d, reads), (expected, 1));
+        }
+        // With the listing as well: equal content writes nothing.
+        let b = blob(A, "\"e\"");
+        let d = decide(
+            &file(),
+            Some(&known),
+            RemoteView::Present(&b),
+            &checksum,
+            &mut || Ok(A),
+        )
+        .unwrap();
+        assert_eq!(d, Decision::Unchanged);
     }
 
     #[test]

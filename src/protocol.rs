@@ -34,6 +34,9 @@ pub enum Command {
         all: bool,
         #[serde(default)]
         force: bool,
+        /// Hash every file instead of trusting size and times.
+        #[serde(default)]
+        checksum: bool,
         #[serde(default)]
         dry_run: bool,
         /// Stream progress and the report (default); false returns once queued.
@@ -71,7 +74,7 @@ pub enum Event {
     },
     Conflict {
         path: String,
-        action: String,
+        action: crate::push::ConflictAction,
         copy: Option<String>,
     },
 }
@@ -193,6 +196,7 @@ mod tests {
             Command::Push {
                 all: true,
                 force: false,
+                checksum: false,
                 dry_run: false,
                 wait: true,
                 on_conflict: None,

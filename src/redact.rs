@@ -31,7 +31,52 @@ pub fn register_secret(value: &str) {
         if encoded != value {
             secrets.push(encoded);
         }
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
+    // A SAS: its signature alone is the secret part, and services echo it in any of its
+    // encodings (raw, percent-decoded, re-encoded), not always behind `sig=`.
+    for pair in value.trim_start_matches('?').split('&') {
+        if let Some((key, sig)) = pair.split_once('=')
+            && key.eq_ignore_ascii_case("sig")
+        {
+            register_signature(sig);
+        }
+    }
+}
+
+fn register_signature(sig: &str) {
+    let decoded = percent_encoding::percent_decode_str(sig)
+        .decode_utf8_lossy()
+        .into_owned();
+    let encoded =
+        percent_encoding::utf8_percent_encode(&decoded, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+    let lower_hex = lowercase_escapes(&encoded);
+    let Ok(mut secrets) = SECRETS.write() else {
+        return;
+    };
+    for form in [sig.to_string(), decoded, encoded, lower_hex] {
+        if form.len() >= 8 && !secrets.contains(&form) {
+            secrets.push(form);
+        }
+    }
+    // Longest first, so a secret that contains another is masked whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// `%2B` → `%2b`: some services write escapes in lower case.
+fn lowercase_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '%' {
+            for h in chars.by_ref().take(2) {
+                out.push(h.to_ascii_lowercase());
+            }
+        }
+    }
+    out
 }
 
 /// Return `text` with every registered secret and every SAS signature masked.
@@ -97,6 +142,19 @@ impl Secret {
     }
 }
 
+impl Drop for Secret {
+    /// Overwrite the value in memory (cheap, so done); the scrubber keeps its own copy for
+    /// masking for the life of the process.
+    fn drop(&mut self) {
+        let bytes = std::mem::take(&mut self.0).into_bytes();
+        let mut bytes = bytes;
+        for b in bytes.iter_mut() {
+            // SAFETY: a valid, exclusively borrowed byte; volatile so it is not elided.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(MASK)
@@ -112,6 +170,23 @@ impl std::fmt::Display for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signature_echoed_without_sig_is_masked_in_every_encoding() {
+        let _sas = Secret::new("sv=2024-01-01&sp=rwl&sig=QmFzZTY0U2lnbmF0dXJlKy8%3D");
+        for echoed in [
+            "QmFzZTY0U2lnbmF0dXJlKy8=",
+            "QmFzZTY0U2lnbmF0dXJlKy8%3D",
+            "QmFzZTY0U2lnbmF0dXJlKy8%3d",
+        ] {
+            let text = format!("<QueryParameterValue>{echoed}</QueryParameterValue>");
+            assert!(
+                !scrub(&text).contains("QmFzZTY0"),
+                "{echoed}: {}",
+                scrub(&text)
+            );
+        }
+    }
 
     #[test]
     fn masks_sas_signature_in_urls() {

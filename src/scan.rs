@@ -16,6 +16,19 @@ pub struct LocalFile {
     pub rel: String,
     pub size: u64,
     pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl LocalFile {
+    pub fn from_meta(rel: String, meta: &std::fs::Metadata) -> Self {
+        let (size, mtime_ns) = stat_of(meta);
+        LocalFile {
+            rel,
+            size,
+            mtime_ns,
+            ctime_ns: ctime_of(meta),
+        }
+    }
 }
 
 /// A path that could not be scanned, with the reason.
@@ -23,6 +36,8 @@ pub struct LocalFile {
 pub struct ScanIssue {
     pub rel: String,
     pub message: String,
+    /// The error can clear by itself (out of descriptors, …): try the path again later.
+    pub transient: bool,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +67,20 @@ pub fn stat_of(meta: &std::fs::Metadata) -> (u64, i64) {
     }
 }
 
+/// Inode change time (ns); 0 where the platform has none.
+pub fn ctime_of(meta: &std::fs::Metadata) -> i64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        meta.ctime().saturating_mul(1_000_000_000) + meta.ctime_nsec()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        0
+    }
+}
+
 /// Walk the whole root. A missing root is an empty scan with one issue.
 pub fn scan_root(root: &Path, filter: &Filter) -> ScanResult {
     match std::fs::metadata(root) {
@@ -62,6 +91,7 @@ pub fn scan_root(root: &Path, filter: &Filter) -> ScanResult {
                 issues: vec![ScanIssue {
                     rel: String::new(),
                     message: format!("the journal root {} is not a directory", root.display()),
+                    transient: false,
                 }],
             };
         }
@@ -71,6 +101,7 @@ pub fn scan_root(root: &Path, filter: &Filter) -> ScanResult {
                 issues: vec![ScanIssue {
                     rel: String::new(),
                     message: format!("cannot read the journal root {}: {e}", root.display()),
+                    transient: crate::fsutil::is_transient_io(&e),
                 }],
             };
         }
@@ -94,6 +125,7 @@ pub fn scan_paths(root: &Path, filter: &Filter, rels: &[String]) -> ScanResult {
                 result.issues.push(ScanIssue {
                     rel: rel.clone(),
                     message: e.to_string(),
+                    transient: crate::fsutil::is_transient_io(&e),
                 });
                 continue;
             }
@@ -106,12 +138,7 @@ pub fn scan_paths(root: &Path, filter: &Filter, rels: &[String]) -> ScanResult {
             result.files.extend(sub.files);
             result.issues.extend(sub.issues);
         } else if meta.is_file() && filter.accepts_path(rel) {
-            let (size, mtime_ns) = stat_of(&meta);
-            result.files.push(LocalFile {
-                rel: rel.clone(),
-                size,
-                mtime_ns,
-            });
+            result.files.push(LocalFile::from_meta(rel.clone(), &meta));
         }
     }
     result.files.sort_by(|a, b| a.rel.cmp(&b.rel));
@@ -252,9 +279,11 @@ fn visit(
             let rel = err_path(&err)
                 .and_then(|p| relative(root, p).ok())
                 .unwrap_or_default();
+            let transient = err.io_error().is_some_and(crate::fsutil::is_transient_io);
             issues.push(ScanIssue {
                 rel,
                 message: err.to_string(),
+                transient,
             });
             return;
         }
@@ -268,6 +297,7 @@ fn visit(
             issues.push(ScanIssue {
                 rel: entry.path().to_string_lossy().into_owned(),
                 message,
+                transient: false,
             });
             return;
         }
@@ -276,22 +306,17 @@ fn visit(
         return;
     }
     match entry.metadata() {
-        Ok(meta) => {
-            let (size, mtime_ns) = stat_of(&meta);
-            files.push(LocalFile {
-                rel,
-                size,
-                mtime_ns,
-            });
-        }
+        Ok(meta) => files.push(LocalFile::from_meta(rel, &meta)),
         Err(e) => {
             // Vanished between readdir and stat: nothing to push.
             if e.io_error()
                 .is_none_or(|io| io.kind() != std::io::ErrorKind::NotFound)
             {
+                let transient = e.io_error().is_some_and(crate::fsutil::is_transient_io);
                 issues.push(ScanIssue {
                     rel,
                     message: e.to_string(),
+                    transient,
                 });
             }
         }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Bump when the table layout changes; older binaries refuse newer files.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -46,6 +46,9 @@ impl StateError {
 pub struct IndexEntry {
     pub size: u64,
     pub mtime_ns: i64,
+    /// Inode change time: moves on every write and on `touch -r`, which can put the mtime
+    /// back (0 in rows from before it was recorded: those are hashed once).
+    pub ctime_ns: i64,
     pub md5: [u8; 16],
     /// ETag of the blob at the path: ours when we wrote it, theirs when `conflict`.
     pub etag: Option<String>,
@@ -81,10 +84,15 @@ impl StateIndex {
     /// Open (creating if needed) the index for a remote.
     pub fn open(state_dir: &Path, remote_identity: &str) -> Result<Self, StateError> {
         let path = Self::path_for(state_dir, remote_identity);
-        std::fs::create_dir_all(state_dir).map_err(|e| StateError::Other {
+        crate::fsutil::private_dir_all(state_dir).map_err(|e| StateError::Other {
             path: path.clone(),
             detail: format!("cannot create {}: {e}", state_dir.display()),
         })?;
+        // Private even if something (or an older version) made it with a wider mode.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700));
+        }
         let writer_id = writer_id(state_dir).map_err(|e| StateError::Other {
             path: state_dir.join(WRITER_ID_FILE),
             detail: e.to_string(),
@@ -121,6 +129,12 @@ impl StateIndex {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(err)?;
+        // Every file name, size and MD5 of the journal: private, whatever the umask (the
+        // WAL and shared-memory files SQLite makes later take this mode too).
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         let version: i64 = conn
@@ -155,6 +169,17 @@ impl StateIndex {
                  COMMIT;",
             )
             .map_err(err)?;
+        }
+        if version < 2 {
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE files ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )
+            .map_err(err)?;
+        }
+        if version == 0 {
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('remote', ?1)",
                 params![remote_identity],
@@ -178,7 +203,7 @@ impl StateIndex {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT path, size, mtime_ns, md5, etag, conflict, pushed_at FROM files",
+                "SELECT path, size, mtime_ns, md5, etag, conflict, pushed_at, ctime_ns FROM files",
             )
             .map_err(err)?;
         let rows = stmt.query_map([], row_to_entry).map_err(err)?;
@@ -199,7 +224,7 @@ impl StateIndex {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT path, size, mtime_ns, md5, etag, conflict, pushed_at FROM files WHERE path = ?1",
+                "SELECT path, size, mtime_ns, md5, etag, conflict, pushed_at, ctime_ns FROM files WHERE path = ?1",
             )
             .map_err(err)?;
         let mut map = HashMap::new();
@@ -225,8 +250,8 @@ impl StateIndex {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, md5, etag, conflict, pushed_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT OR REPLACE INTO files (path, size, mtime_ns, md5, etag, conflict, pushed_at, ctime_ns)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(err)?;
             for r in records {
@@ -238,7 +263,8 @@ impl StateIndex {
                     &e.md5[..],
                     e.etag,
                     e.conflict,
-                    now
+                    now,
+                    e.ctime_ns
                 ])
                 .map_err(err)?;
             }
@@ -267,15 +293,47 @@ fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, IndexEntry
             etag: row.get(4)?,
             conflict: row.get(5)?,
             recorded_unix: row.get(6)?,
+            ctime_ns: row.get(7)?,
         },
     ))
 }
 
-/// The file in the state directory that holds this machine's writer id.
+/// The file in the state directory that holds a random writer id, used only where the
+/// machine has no id of its own.
 const WRITER_ID_FILE: &str = "writer-id";
 
-/// Read the writer id, creating it (16 random hex digits) the first time.
+/// This machine's writer id for this state directory: derived from the machine's own id
+/// (`/etc/machine-id`, the platform UUID), the host name, the user and the state
+/// directory. A home directory copied to another machine therefore writes under another
+/// id (its blobs are never taken for ours, nor ours for its), while losing the state
+/// directory on this machine keeps the id (our own blobs stay recognisable as ours).
 fn writer_id(state_dir: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let machine = match crate::machine::machine_id() {
+        Some(id) => id,
+        None => random_writer_id(state_dir)?,
+    };
+    let state_dir = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let mut h = Sha256::new();
+    for part in [
+        "devlogd writer".as_bytes(),
+        machine.as_bytes(),
+        crate::machine::hostname().as_bytes(),
+        // SAFETY: getuid cannot fail.
+        unsafe { libc::getuid() }.to_string().as_bytes(),
+        state_dir.as_os_str().as_encoded_bytes(),
+    ] {
+        h.update(part);
+        h.update([0]);
+    }
+    Ok(h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// A random id kept in the state directory (machines without a machine id).
+fn random_writer_id(state_dir: &Path) -> std::io::Result<String> {
     let path = state_dir.join(WRITER_ID_FILE);
     match std::fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
@@ -286,7 +344,15 @@ fn writer_id(state_dir: &Path) -> std::io::Result<String> {
     let id: String = (0..8)
         .map(|_| format!("{:02x}", rand::random::<u8>()))
         .collect();
-    std::fs::write(&path, format!("{id}\n"))?;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?
+        .write_all(format!("{id}\n").as_bytes())?;
     Ok(id)
 }
 
@@ -316,6 +382,7 @@ mod tests {
         IndexEntry {
             size: n as u64,
             mtime_ns: 1_000 + n as i64,
+            ctime_ns: 2_000 + n as i64,
             md5: [n; 16],
             etag: Some(format!("\"0x{n}\"")),
             conflict: false,

@@ -76,6 +76,7 @@ impl Progress {
     }
 
     fn line(&self, text: &str) {
+        let text = &*printable(text); // names cannot forge lines or reach the terminal raw
         if let Some(bar) = &self.bar {
             bar.println(text);
         } else if self.plain {
@@ -112,7 +113,7 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
-                let _ = writeln!(out, "    {reason:<17} {}", u.path);
+                let _ = writeln!(out, "    {reason:<17} {}", printable(&u.path));
             }
         }
     } else {
@@ -130,31 +131,37 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
             Some(copy) => {
                 let _ = writeln!(
                     out,
-                    "  conflict    {}: changed by another writer; kept theirs, ours is {copy}",
-                    c.path
+                    "  conflict    {}: changed by another writer; kept theirs, ours is {}",
+                    printable(&c.path),
+                    printable(copy)
                 );
             }
             None => {
-                let _ = writeln!(out, "  conflict    {}: {}", c.path, c.action);
+                let _ = writeln!(out, "  conflict    {}: {}", printable(&c.path), c.action);
             }
         }
     }
     for f in &report.failed {
-        let path = if f.path.is_empty() { "(root)" } else { &f.path };
-        let _ = writeln!(out, "  failed      {path}: {}", f.error);
+        let path = if f.path.is_empty() {
+            "(root)".into()
+        } else {
+            printable(&f.path)
+        };
+        let _ = writeln!(out, "  failed      {path}: {}", printable(&f.error));
     }
     for p in &report.changed_during_upload {
         let _ = writeln!(
             out,
-            "  changing    {p}: modified while uploading; pushed again next time"
+            "  changing    {}: modified while uploading; pushed again next time",
+            printable(p)
         );
     }
     if !report.remote_only.is_empty() {
-        let shown: Vec<&str> = report
+        let shown: Vec<String> = report
             .remote_only
             .iter()
             .take(5)
-            .map(String::as_str)
+            .map(|n| printable(n).into_owned())
             .collect();
         let more = report.remote_only.len().saturating_sub(shown.len());
         let _ = writeln!(
@@ -182,16 +189,21 @@ pub fn verify_summary(report: &VerifyReport, root: &str, remote: &str) -> String
     let mut out = String::new();
     let _ = writeln!(out, "Verified {root} against {remote}");
     for p in &report.differs {
-        let _ = writeln!(out, "  differs            {p}");
+        let _ = writeln!(out, "  differs            {}", printable(p));
     }
     for p in &report.missing_on_remote {
-        let _ = writeln!(out, "  missing on remote  {p}");
+        let _ = writeln!(out, "  missing on remote  {}", printable(p));
     }
     for f in &report.unreadable {
-        let _ = writeln!(out, "  unreadable         {}: {}", f.path, f.error);
+        let _ = writeln!(
+            out,
+            "  unreadable         {}: {}",
+            printable(&f.path),
+            printable(&f.error)
+        );
     }
     for p in &report.only_on_remote {
-        let _ = writeln!(out, "  only on remote     {p}");
+        let _ = writeln!(out, "  only on remote     {}", printable(p));
     }
     let _ = write!(
         out,
@@ -203,9 +215,30 @@ pub fn verify_summary(report: &VerifyReport, root: &str, remote: &str) -> String
         report.unreadable.len()
     );
     if !report.all_match() {
-        out.push_str(": run `devlogd push --all` to repair");
+        // --all finds blobs missing or changed on the remote; --checksum finds local
+        // edits whose size and times did not move. A path that still differs afterwards
+        // was changed by another writer (a conflict copy holds ours).
+        out.push_str(": run `devlogd push --all --checksum` to repair");
     }
     out
+}
+
+/// A name as shown to a person: control characters escaped (`\n`, `\u{1b}`), so a
+/// name cannot forge lines or send escape sequences to the terminal. JSON output does
+/// not use this: JSON escaping keeps names exact.
+pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(|c| c.is_control()) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn files(n: u64) -> String {
@@ -241,5 +274,14 @@ mod tests {
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(10 * 1024 * 1024), "10.0 MiB");
+    }
+
+    #[test]
+    fn names_cannot_forge_lines_or_reach_the_terminal_raw() {
+        assert_eq!(printable("a.md"), "a.md");
+        assert_eq!(
+            printable("x\nAll files match.\u{1b}]0;t\u{7}"),
+            "x\\nAll files match.\\u{1b}]0;t\\u{7}"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! `rclone check`. Reads everything, writes nothing.
 
 use crate::filter::Filter;
-use crate::push::{FileFailure, md5_of};
+use crate::fsutil::{Beneath, md5_of_reader};
+use crate::push::FileFailure;
 use crate::remote::{Remote, RemoteError};
 use crate::scan;
 use serde::Serialize;
@@ -34,17 +35,25 @@ pub async fn verify(
     remote: &dyn Remote,
 ) -> Result<VerifyReport, RemoteError> {
     let listing = remote.list().await?;
+    let prefix = remote.name_prefix();
     let mut remote_by_name: HashMap<String, _> =
         listing.into_iter().map(|b| (b.name.clone(), b)).collect();
     let root = root.to_path_buf();
     let filter = filter.clone();
     let local = tokio::task::spawn_blocking(move || {
         let scanned = scan::scan_root(&root, &filter);
+        let dir = Beneath::open(&root);
         let hashed: Vec<_> = scanned
             .files
             .into_iter()
             .map(|f| {
-                let md5 = md5_of(&root.join(&f.rel));
+                let md5 = match &dir {
+                    Ok(dir) => dir
+                        .open_file(&f.rel)
+                        .and_then(md5_of_reader)
+                        .map(|(m, _)| m),
+                    Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                };
                 (f.rel, md5)
             })
             .collect();
@@ -64,6 +73,14 @@ pub async fn verify(
         });
     }
     for (rel, md5) in hashed {
+        if let Err(why) = crate::blobname::check(&rel, &prefix) {
+            report.unreadable.push(FileFailure {
+                error: crate::blobname::refusal(&rel, &why),
+                path: rel,
+                transient: false,
+            });
+            continue;
+        }
         let md5 = match md5 {
             Ok(m) => m,
             Err(e) => {

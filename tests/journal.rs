@@ -47,8 +47,11 @@ fn events(env: &TestEnv) -> Vec<serde_json::Value> {
     for f in std::fs::read_dir(&dir).unwrap() {
         let path = f.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        // events/YYYYMMDD-HOST-XXXXXX.jsonl: one file per machine and day.
         assert!(
-            name.len() == "20261122.jsonl".len() && name.ends_with(".jsonl"),
+            name.ends_with(".jsonl")
+                && name.as_bytes()[8] == b'-'
+                && name[..8].bytes().all(|b| b.is_ascii_digit()),
             "{name}"
         );
         let text = std::fs::read_to_string(&path).unwrap();
@@ -266,7 +269,7 @@ fn an_edit_never_overwrites_a_change_made_meanwhile_and_its_scratch_file_is_priv
 }
 
 #[test]
-fn every_action_appends_one_valid_json_line() {
+fn every_change_appends_one_valid_json_line_and_reading_appends_none() {
     let env = TestEnv::new();
     let (id, _) = new_entry(&env, &["-m", "one"]);
     devlog(&env, &["show", &id], &[]).assert_code(0);
@@ -276,7 +279,8 @@ fn every_action_appends_one_valid_json_line() {
     devlog(&env, &["push", "--dry-run"], &[]).assert_code(0);
     let ev = events(&env);
     let actions: Vec<&str> = ev.iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, vec!["new", "show", "list", "edit", "push"]);
+    // Reading the journal writes nothing: only actions that change it are logged.
+    assert_eq!(actions, vec!["new"]);
     for e in &ev {
         let t = e["time"].as_str().unwrap();
         assert!(
@@ -285,7 +289,6 @@ fn every_action_appends_one_valid_json_line() {
         );
     }
     assert_eq!(ev[0]["id"], id.as_str());
-    assert!(ev[2]["id"].is_null());
 
     // Concurrent writers never interleave inside a line.
     let children: Vec<_> = (0..8)
@@ -300,7 +303,7 @@ fn every_action_appends_one_valid_json_line() {
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
-    assert_eq!(events(&env).len(), 13, "every line parsed as JSON");
+    assert_eq!(events(&env).len(), 9, "every line parsed as JSON");
 }
 
 #[test]

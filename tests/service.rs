@@ -47,10 +47,23 @@ fn install_dry_run_writes_nothing_and_install_uninstall_write_and_remove_exactly
         "{}",
         dry.stdout
     );
+    for line in [
+        "  systemctl --user daemon-reload",
+        "  systemctl --user enable devlogd.service",
+        "  systemctl --user restart devlogd.service",
+    ] {
+        assert!(dry.stdout.lines().any(|l| l == line), "{}", dry.stdout);
+    }
+    let state_dir = env.state_home().join("devlog");
+    let data_dir = env.data_home().join("devlog");
     assert!(
-        dry.stdout
-            .contains("systemctl --user enable --now devlogd.service"),
-        "{}",
+        dry.stdout.lines().any(|l| l
+            == format!(
+                "ReadWritePaths=-{} -{}",
+                state_dir.display(),
+                data_dir.display()
+            )),
+        "every directory devlogd writes, by its real path:\n{}",
         dry.stdout
     );
 
@@ -71,7 +84,7 @@ fn install_dry_run_writes_nothing_and_install_uninstall_write_and_remove_exactly
         assert!(
             install
                 .stdout
-                .contains("systemctl --user enable --now devlogd.service"),
+                .contains("systemctl --user restart devlogd.service"),
             "{}",
             install.stdout
         );
@@ -88,17 +101,23 @@ fn install_dry_run_writes_nothing_and_install_uninstall_write_and_remove_exactly
         .strip_prefix(env.root())
         .unwrap()
         .to_path_buf();
+    let state = env
+        .state_home()
+        .strip_prefix(env.root())
+        .unwrap()
+        .to_path_buf();
     let expected: BTreeSet<PathBuf> = [
         config.join("systemd"),
         config.join("systemd/user"),
         config.join("systemd/user/devlogd.service"),
         data.join("devlog"),
+        state.join("devlog"),
     ]
     .into_iter()
     .collect();
     assert_eq!(
         added, expected,
-        "install wrote exactly the unit (and the writable data dir)"
+        "install wrote exactly the unit (and the directories it makes writable)"
     );
     let unit = std::fs::read_to_string(unit_path(&env)).unwrap();
     assert_eq!(
@@ -179,7 +198,7 @@ assert p["Label"] == "dev.devlog.devlogd", p
 assert p["ProgramArguments"][1:] == ["run"], p
 assert p["ProgramArguments"][0].endswith("devlogd"), p
 assert p["RunAtLoad"] is True, p
-assert p["KeepAlive"] == {"SuccessfulExit": False}, p
+assert p["KeepAlive"] == {"Crashed": True}, p
 assert p["ProcessType"] == "Background", p
 for k in ("StandardOutPath", "StandardErrorPath"):
     assert p[k].endswith("/Library/Logs/devlogd.log"), p
@@ -196,5 +215,147 @@ print("ok")
         "ok",
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Parse a plist with Python's plistlib and run `checks` (Python statements on `p`).
+fn check_plist(plist: &str, checks: &str) {
+    let script = format!(
+        "import plistlib, sys\np = plistlib.loads(sys.stdin.buffer.read())\n{checks}\nprint('ok')\n"
+    );
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(plist.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok",
+        "{}\n{plist}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn uid() -> u32 {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() }
+}
+
+#[test]
+fn launchd_install_renders_real_paths_and_the_exact_launchctl_commands() {
+    let env = TestEnv::new();
+    let config = env.root().join("my config.toml");
+    std::fs::write(&config, "").unwrap();
+    let before = tree(env.root());
+    let dry = env.run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "service",
+        "install",
+        "--dry-run",
+        "--manager",
+        "launchd",
+    ]);
+    dry.assert_code(0);
+    assert_eq!(tree(env.root()), before, "--dry-run wrote something");
+    let plist_path = env
+        .home()
+        .join("Library/LaunchAgents/dev.devlog.devlogd.plist");
+    let (head, rest) = dry.stdout.split_once(":\n\n").unwrap();
+    assert_eq!(head, format!("Would write {}", plist_path.display()));
+    let (plist, commands) = rest.split_once("\nWould run:\n").unwrap();
+    let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_devlogd")).unwrap();
+    let home = env.home().display().to_string();
+    check_plist(
+        plist,
+        &format!(
+            r#"
+assert p["Label"] == "dev.devlog.devlogd", p
+assert p["ProgramArguments"] == [{binary:?}, "--config", {config:?}, "run"], p
+assert p["RunAtLoad"] is True, p
+assert p["KeepAlive"] == {{"Crashed": True}}, p
+assert p["ProcessType"] == "Background", p
+for k in ("StandardOutPath", "StandardErrorPath"):
+    assert p[k] == {log:?}, p
+"#,
+            binary = binary.display().to_string(),
+            config = config.display().to_string(),
+            log = format!("{home}/Library/Logs/devlogd.log"),
+        ),
+    );
+    assert!(!plist.contains('%'), "launchd expands nothing:\n{plist}");
+    let uid = uid();
+    let expected = [
+        format!("  launchctl bootout gui/{uid}/dev.devlog.devlogd    # may fail: not loaded yet"),
+        format!("  launchctl enable gui/{uid}/dev.devlog.devlogd"),
+        format!("  launchctl bootstrap gui/{uid} {}", plist_path.display()),
+    ];
+    assert_eq!(
+        commands.lines().collect::<Vec<_>>(),
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+
+    let un = env.run(&["service", "uninstall", "--dry-run", "--manager", "launchd"]);
+    un.assert_code(0);
+    assert_eq!(
+        un.stdout,
+        format!(
+            "Would run:\n  launchctl bootout gui/{uid}/dev.devlog.devlogd\nWould remove {}\n",
+            plist_path.display()
+        )
+    );
+
+    // Another manager than this system's is only ever rendered.
+    if cfg!(target_os = "linux") {
+        let real = env.run(&["service", "install", "--manager", "launchd"]);
+        real.assert_code(2);
+        assert!(
+            real.stderr.contains("only with --dry-run"),
+            "{}",
+            real.stderr
+        );
+        assert_eq!(tree(env.root()), before);
+    }
+}
+
+#[test]
+fn systemd_install_passes_config_through() {
+    let env = TestEnv::new();
+    let config = env.root().join("other.toml");
+    std::fs::write(&config, "").unwrap();
+    let dry = env.run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "service",
+        "install",
+        "--dry-run",
+        "--manager",
+        "systemd",
+    ]);
+    dry.assert_code(0);
+    let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_devlogd")).unwrap();
+    let line = format!(
+        "ExecStart={} --config {} run",
+        binary.display(),
+        config.display()
+    );
+    assert!(dry.stdout.lines().any(|l| l == line), "{}", dry.stdout);
+    assert!(
+        !dry.stdout
+            .lines()
+            .any(|l| l.starts_with("EnvironmentFile=")),
+        "devlogd reads the credentials file itself:\n{}",
+        dry.stdout
     );
 }

@@ -1,7 +1,7 @@
 //! `devlog`: write the journal that devlogd backs up. Parsing and dispatch only; the
 //! journal logic is in `devlogd::journal`.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use devlogd::commands::{self, CliError, exit};
 use devlogd::config::Config;
 use devlogd::journal::{EditOutcome, Journal, JournalError, editor, render};
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 /// Write and read the developer journal (~/.devlog) that devlogd backs up.
 #[derive(Parser)]
-#[command(name = "devlog", version)]
+#[command(name = "devlog", version = commands::docs::VERSION)]
 struct Cli {
     /// Config file (the same one devlogd reads).
     #[arg(long, global = true, value_name = "PATH")]
@@ -54,24 +54,41 @@ enum Command {
         /// Only entries with this tag.
         #[arg(long)]
         tag: Option<String>,
+        /// Print the entries as one JSON array.
         #[arg(long)]
         json: bool,
     },
     /// Push the journal: through the running daemon, or directly when none runs.
     Push {
+        /// Also list the remote and repair blobs that are missing or differ.
         #[arg(long)]
         all: bool,
+        /// Upload every file, changed or not.
         #[arg(long)]
         force: bool,
+        /// Show what would be uploaded; change nothing anywhere.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (devlog.1 and one per subcommand) into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
 fn main() {
+    // Before any credential is read: no secret may end up in a core dump.
+    devlogd::machine::forbid_core_dumps();
     let cli = Cli::parse();
     devlogd::logging::init("warn", cli.verbose);
-    commands::exit_with("devlog", run(cli));
+    let json = matches!(cli.command, Command::List { json: true, .. });
+    commands::exit_with("devlog", json, run(cli));
 }
 
 fn journal_error(e: JournalError) -> CliError {
@@ -79,6 +96,13 @@ fn journal_error(e: JournalError) -> CliError {
 }
 
 fn run(cli: Cli) -> Result<i32, CliError> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            return commands::docs::completions(Cli::command(), *shell);
+        }
+        Command::Man { dir } => return commands::docs::man(Cli::command(), dir),
+        _ => {}
+    }
     let config = Config::load(cli.config.as_deref())?;
     let journal = Journal::new(&config.root);
     match cli.command {
@@ -115,7 +139,6 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         },
         Command::Show { id, formatted } => {
             let (path, entry) = journal.find(&id).map_err(journal_error)?;
-            journal.record("show", Some(&id)).map_err(journal_error)?;
             if formatted {
                 println!("{}", render::formatted(&entry, render::width()));
             } else {
@@ -147,7 +170,6 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 .filter(|(_, e)| since.is_none_or(|d| e.front.created.date() >= d))
                 .filter(|(_, e)| tag.as_ref().is_none_or(|t| e.front.tags.contains(t)))
                 .collect();
-            journal.record("list", None).map_err(journal_error)?;
             if json {
                 let items: Vec<serde_json::Value> = shown
                     .iter()
@@ -174,7 +196,6 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             force,
             dry_run,
         } => {
-            journal.record("push", None).map_err(journal_error)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -185,8 +206,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 all,
                 force,
                 dry_run,
-                json: false,
-                on_conflict: None,
+                ..Default::default()
             };
             match commands::push::route(&config)? {
                 commands::push::Route::Daemon { socket } => {
@@ -202,5 +222,6 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 }
             }
         }
+        Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
     }
 }

@@ -2,6 +2,7 @@
 //! Library errors become one clear [`CliError`] line here (ripgrep's model).
 
 pub mod config_check;
+pub mod docs;
 pub mod push;
 pub mod verify;
 
@@ -9,7 +10,7 @@ use crate::config::{Config, ConfigError};
 use crate::filter::{Filter, FilterError};
 use crate::remote::RemoteError;
 
-/// Exit codes (DESIGN.md): 0 ok, 1 some files failed, 2 usage/config, 3 no daemon,
+/// Exit codes (README, "Pushing once"): 0 ok, 1 some files failed, 2 usage/config, 3 no daemon,
 /// 4 credentials refused.
 pub mod exit {
     pub const OK: i32 = 0;
@@ -24,6 +25,9 @@ pub mod exit {
 pub struct CliError {
     pub code: i32,
     pub message: String,
+    /// A `--json` command already printed its one JSON object (a partial report, the
+    /// daemon's reply) for this failure; [`exit_with`] must not print another.
+    pub json_printed: bool,
 }
 
 impl CliError {
@@ -31,7 +35,14 @@ impl CliError {
         CliError {
             code,
             message: message.into(),
+            json_printed: false,
         }
+    }
+
+    /// Mark that the failure was already reported as JSON on stdout.
+    pub fn json_printed(mut self) -> Self {
+        self.json_printed = true;
+        self
     }
 }
 
@@ -48,16 +59,27 @@ impl From<FilterError> for CliError {
 }
 
 /// End the process: print a failure as one scrubbed line prefixed with `program`, and
-/// exit with its code.
-pub fn exit_with(program: &str, result: Result<i32, CliError>) -> ! {
+/// exit with its code. With `json` (the command's `--json`), stdout carries exactly one
+/// JSON object whatever happened: a failure that printed none prints
+/// `{"ok":false,"code":N,"error":"…"}` there as well.
+pub fn exit_with(program: &str, json: bool, result: Result<i32, CliError>) -> ! {
     let code = match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{program}: {}", crate::redact::scrub(&e.message));
+            let message = crate::redact::scrub(&e.message);
+            if json && !e.json_printed {
+                println!("{}", json_error(e.code, &message));
+            }
+            eprintln!("{program}: {message}");
             e.code
         }
     };
     std::process::exit(code)
+}
+
+/// The JSON object a `--json` command prints when it fails without a report.
+pub fn json_error(code: i32, message: &str) -> serde_json::Value {
+    serde_json::json!({ "ok": false, "code": code, "error": message })
 }
 
 /// Errors building a remote are configuration problems (missing credentials, bad URL).
@@ -94,17 +116,4 @@ pub fn require_root(config: &Config) -> Result<(), CliError> {
     ))
 }
 
-/// This machine's name, for conflict copies.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        let name = String::from_utf8_lossy(&buf[..end]).into_owned();
-        if !name.is_empty() {
-            return name;
-        }
-    }
-    "host".to_string()
-}
+pub use crate::machine::hostname;

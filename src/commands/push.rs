@@ -11,6 +11,7 @@ use crate::ui::{self, Progress};
 pub struct PushArgs {
     pub all: bool,
     pub force: bool,
+    pub checksum: bool,
     pub dry_run: bool,
     pub json: bool,
     pub on_conflict: Option<OnConflict>,
@@ -66,11 +67,12 @@ pub async fn forward(config: &Config, args: &PushArgs) -> Result<i32, CliError> 
     let cmd = crate::protocol::Command::Push {
         all: args.all,
         force: args.force,
+        checksum: args.checksum,
         dry_run: args.dry_run,
         wait: true,
         on_conflict: args.on_conflict,
     };
-    crate::ctl::run(config, cmd, args.json).await
+    crate::ctl::run(&config.dirs, Some(config), cmd, args.json).await
 }
 
 /// Run the pipeline in this process (the caller holds the instance lock).
@@ -93,6 +95,7 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<i32, CliErro
     let options = PushOptions {
         all: args.all,
         force: args.force,
+        checksum: args.checksum,
         dry_run: args.dry_run,
         on_conflict: args.on_conflict.unwrap_or(config.sync.on_conflict),
         concurrency: config.sync.concurrency,
@@ -127,10 +130,12 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<i32, CliErro
             })
         }
         Err(e) => {
+            let error = CliError::new(e.exit_code(), e.to_string());
             if let (true, Some(report)) = (args.json, e.partial_report()) {
                 println!("{}", json(report));
+                return Err(error.json_printed());
             }
-            Err(CliError::new(e.exit_code(), e.to_string()))
+            Err(error)
         }
     }
 }

@@ -22,11 +22,15 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the socket lives: `$XDG_RUNTIME_DIR/devlog/` or the state directory.
 pub fn socket_path(config: &crate::config::Config) -> PathBuf {
-    config
-        .dirs
-        .runtime_dir
+    socket_path_in(&config.dirs)
+}
+
+/// [`socket_path`] from the environment's directories alone: `ctl` finds the daemon even
+/// when the config file does not parse.
+pub fn socket_path_in(dirs: &crate::config::Dirs) -> PathBuf {
+    dirs.runtime_dir
         .clone()
-        .unwrap_or_else(|| config.dirs.state_dir.clone())
+        .unwrap_or_else(|| dirs.state_dir.clone())
         .join("devlogd.sock")
 }
 
@@ -214,6 +218,7 @@ async fn respond(
         Command::Push {
             all,
             force,
+            checksum,
             dry_run,
             wait,
             on_conflict,
@@ -221,6 +226,7 @@ async fn respond(
             let request = PushRequest {
                 all,
                 force,
+                checksum,
                 dry_run,
                 on_conflict,
             };
@@ -332,9 +338,10 @@ fn status_json(ctx: &ControlContext) -> serde_json::Value {
             .cloned()
             .collect();
         obj.insert("unwatched_dirs_sample".into(), sample.into());
-        let retry = worker
-            .next_retry
-            .map(|t| t.saturating_duration_since(Instant::now()).as_secs());
+        let retry = worker.next_retry.map(|t| {
+            t.saturating_duration_since(tokio::time::Instant::now())
+                .as_secs()
+        });
         obj.insert("next_retry_in_s".into(), retry.into());
     }
     value

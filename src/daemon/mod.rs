@@ -12,18 +12,21 @@
 pub mod control;
 pub mod lock;
 pub mod queue;
+pub mod queue_task;
 pub mod sd_notify;
 pub mod watch;
 pub mod worker;
+#[cfg(test)]
+mod worker_tests;
 
 use crate::commands::{CliError, exit, filter_for, hostname, remote_setup_error, require_root};
 use crate::config::Config;
 use crate::state::{StateError, StateIndex};
 use futures::StreamExt;
-use queue::DirtyQueue;
+use queue_task::{QueueSettings, QueueStatus};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -34,23 +37,9 @@ use worker::{Setup, Worker, WorkerCmd};
 /// How long in-flight uploads may take to finish on stop.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// The queue's part of `ctl status`.
-#[derive(Debug, Clone, Default)]
-pub struct QueueStatus {
-    pub pending: usize,
-    pub oldest: Option<Instant>,
-}
-
 /// A reload asked for over the control socket (SIGHUP needs no reply).
 pub struct ReloadRequest {
     pub reply: oneshot::Sender<Result<(), String>>,
-}
-
-/// Settings the queue task needs, replaced on reload.
-struct QueueSettings {
-    debounce: Duration,
-    max_delay: Duration,
-    filter: crate::filter::Filter,
 }
 
 /// Build everything one configuration needs, or say why it cannot be used.
@@ -127,6 +116,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
     let (queue_status_tx, queue_status_rx) = tokio::sync::watch::channel(QueueStatus::default());
     let (queue_settings_tx, queue_settings_rx) = mpsc::channel::<QueueSettings>(4);
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let reload_self = reload_tx.clone();
 
     let queue_settings = QueueSettings {
         debounce: setup.config.sync.debounce,
@@ -154,7 +144,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
         .await
         .ok();
     tracker.spawn(worker.run(worker_rx));
-    tracker.spawn(queue_task(
+    tracker.spawn(queue_task::run(
         sink.clone(),
         queue_settings,
         queue_settings_rx,
@@ -183,10 +173,10 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
         tokio::select! {
             _ = cancel.cancelled() => break,
             signal = signals.next() => match signal {
+                // SIGHUP is a reload with nobody waiting for the answer: one path for both.
                 Some(signal_hook::consts::SIGHUP) => {
-                    if let Err(e) = reload(&config_path, &worker_tx, &queue_settings_tx, &sink, &mut current_watch).await {
-                        tracing::error!("reload refused, the old configuration stays: {e}");
-                    }
+                    let (reply, _) = oneshot::channel();
+                    let _ = reload_self.try_send(ReloadRequest { reply });
                 }
                 Some(_) | None => {
                     tracing::info!("stopping");
@@ -194,7 +184,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<i32, Cl
                 }
             },
             Some(request) = reload_rx.recv() => {
-                let result = reload(&config_path, &worker_tx, &queue_settings_tx, &sink, &mut current_watch).await;
+                let result = reload(&config_path, &worker_tx, &queue_settings_tx, &sink, &mut current_watch, &tracker).await;
                 if let Err(e) = &result {
                     tracing::error!("reload refused, the old configuration stays: {e}");
                 }
@@ -268,7 +258,7 @@ async fn wait_for_lock(
 fn ensure_default_root(config: &Config) -> Result<(), CliError> {
     let default_root = config.dirs.home.join(".devlog");
     if config.root == default_root && !config.root.exists() {
-        std::fs::create_dir_all(&config.root).map_err(|e| {
+        crate::fsutil::private_dir_all(&config.root).map_err(|e| {
             CliError::new(
                 exit::USAGE,
                 format!(
@@ -289,6 +279,7 @@ async fn reload(
     queue_tx: &mpsc::Sender<QueueSettings>,
     sink: &Arc<EventSink>,
     current_watch: &mut watch::Watch,
+    tracker: &TaskTracker,
 ) -> Result<(), String> {
     let config = Config::load(config_path.as_deref()).map_err(|e| e.to_string())?;
     let setup = build_setup(config).map_err(|e| e.message)?;
@@ -304,7 +295,7 @@ async fn reload(
     // Hand over without waiting: the worker applies it after a push in progress, and the
     // supervisor must stay free to handle signals meanwhile.
     let (queue_tx, worker_tx) = (queue_tx.clone(), worker_tx.clone());
-    tokio::spawn(async move {
+    tracker.spawn(async move {
         let _ = queue_tx.send(settings).await;
         let _ = worker_tx
             .send(WorkerCmd::Reload {
@@ -315,81 +306,4 @@ async fn reload(
     });
     tracing::info!(root = %root.display(), "configuration reloaded");
     Ok(())
-}
-
-/// The queue task: drains watcher events into the dirty set and sends ready batches.
-async fn queue_task(
-    sink: Arc<EventSink>,
-    mut settings: QueueSettings,
-    mut settings_rx: mpsc::Receiver<QueueSettings>,
-    worker: mpsc::Sender<WorkerCmd>,
-    status: tokio::sync::watch::Sender<QueueStatus>,
-    handed_over: Arc<AtomicUsize>,
-    cancel: CancellationToken,
-) {
-    let mut queue = DirtyQueue::new(settings.debounce, settings.max_delay);
-    loop {
-        let deadline = queue.next_deadline();
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = sink.wait() => {
-                let (paths, rescan) = sink.drain();
-                let now = Instant::now();
-                for path in paths {
-                    if worth_queueing(&settings.filter, &path) {
-                        queue.touch(path, now);
-                    }
-                }
-                if let Some(limited) = sink.take_limited()
-                    && worker.send(WorkerCmd::WatchLimited(limited)).await.is_err()
-                {
-                    break;
-                }
-                if let Some(reason) = rescan
-                    && worker.send(WorkerCmd::Rescan(reason)).await.is_err()
-                {
-                    break;
-                }
-            }
-            _ = sleep_until(deadline), if deadline.is_some() => {
-                let ready = queue.take_ready(Instant::now());
-                if !ready.is_empty() {
-                    // Counted from here until the worker takes the batch (it may be pushing).
-                    handed_over.fetch_add(ready.len(), Ordering::Relaxed);
-                    if worker.send(WorkerCmd::Batch(ready)).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            Some(new) = settings_rx.recv() => {
-                queue.set_timings(new.debounce, new.max_delay);
-                settings = new;
-            }
-        }
-        status.send_replace(QueueStatus {
-            pending: queue.len(),
-            oldest: queue.oldest(),
-        });
-    }
-}
-
-/// Drop events for paths inside skipped directories (`.git`, `target`, …) and hidden
-/// names early; everything else is checked against the rules by the worker's scan, which
-/// also knows whether a path is a file or a new directory.
-fn worth_queueing(filter: &crate::filter::Filter, rel: &str) -> bool {
-    let name = rel.rsplit('/').next().unwrap_or(rel);
-    if name.starts_with('.') {
-        return false;
-    }
-    match rel.rfind('/') {
-        Some(pos) => filter.accepts_dir(&rel[..pos]),
-        None => true,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
 }

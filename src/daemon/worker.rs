@@ -18,8 +18,10 @@ use serde::Serialize;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+// Tokio's clock, so timers follow a paused clock in tests.
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The longest wait between two attempts while the remote is unreachable.
@@ -42,6 +44,7 @@ pub struct Setup {
 pub struct PushRequest {
     pub all: bool,
     pub force: bool,
+    pub checksum: bool,
     pub dry_run: bool,
     pub on_conflict: Option<crate::config::OnConflict>,
 }
@@ -190,7 +193,7 @@ impl Worker {
                     self.next_retry = None;
                     self.attempt().await;
                 }
-                _ = tokio::time::sleep_until(self.next_scan.into()) => {
+                _ = tokio::time::sleep_until(self.next_scan) => {
                     let reason = if self.status.borrow().watch_limited.is_some() {
                         RescanReason::WatchLimited
                     } else {
@@ -432,6 +435,9 @@ impl Worker {
         let options = PushOptions {
             all: request.all,
             force: request.force,
+            // Paths the watcher saw written are hashed whatever their stat says: a write
+            // can put the mtime back.
+            checksum: request.checksum || paths.is_some(),
             dry_run: request.dry_run,
             on_conflict: request
                 .on_conflict
@@ -626,7 +632,7 @@ type Waiter = (
 
 async fn sleep_until(at: Option<Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

@@ -1,4 +1,6 @@
-//! The activity log: one JSON line per `devlog` action in `events/YYYYMMDD.jsonl` (UTC).
+//! The activity log: one JSON line per `devlog` action that changes the journal, in
+//! `events/YYYYMMDD-MACHINE.jsonl` (UTC date). One file per machine and day, so two
+//! machines pushing one journal never append to (and fight over) the same blob.
 //!
 //! Each line is written with a single `write` on a file opened for appending, so a reader
 //! (or the daemon) never sees half a line, and concurrent writers never interleave inside
@@ -6,6 +8,7 @@
 
 use serde::Serialize;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use time::OffsetDateTime;
 
@@ -25,12 +28,13 @@ pub fn append(
 ) -> std::io::Result<()> {
     let d = at.date();
     let dir = root.join("events");
-    std::fs::create_dir_all(&dir)?;
+    crate::fsutil::private_dir_all(&dir)?;
     let path = dir.join(format!(
-        "{:04}{:02}{:02}.jsonl",
+        "{:04}{:02}{:02}-{}.jsonl",
         d.year(),
         u8::from(d.month()),
-        d.day()
+        d.day(),
+        machine_tag()
     ));
     let event = Event {
         time: super::entry::timestamp(at),
@@ -42,6 +46,7 @@ pub fn append(
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&path)?;
     let written = file.write(&line)?;
     if written != line.len() {
@@ -54,6 +59,27 @@ pub fn append(
     Ok(())
 }
 
+/// This machine in a file name: its host name (letters, digits and `-`) and a short hash of
+/// its machine id, so two machines with the same host name still differ.
+pub fn machine_tag() -> String {
+    use sha2::{Digest, Sha256};
+    let host: String = crate::machine::hostname()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    let id = crate::machine::machine_id().unwrap_or_default();
+    let hash = Sha256::digest(id.as_bytes());
+    let short: String = hash[..3].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}-{short}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,7 +90,8 @@ mod tests {
         let t = time::macros::datetime!(2026-11-22 23:59:59 UTC);
         append(dir.path(), "new", Some("abc"), t).unwrap();
         append(dir.path(), "list", None, t).unwrap();
-        let text = std::fs::read_to_string(dir.path().join("events/20261122.jsonl")).unwrap();
+        let name = format!("events/20261122-{}.jsonl", machine_tag());
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())

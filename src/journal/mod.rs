@@ -182,7 +182,10 @@ impl Journal {
             write_atomic(&path, edited.render().as_bytes()).map_err(|e| kept(e.to_string()))?;
         }
         let _ = std::fs::remove_file(&scratch);
-        self.record("edit", Some(id))?;
+        if changed {
+            // Only changes are logged: an edit that changed nothing is a read.
+            self.record("edit", Some(id))?;
+        }
         Ok(if changed {
             EditOutcome::Updated(edited)
         } else {
@@ -269,7 +272,7 @@ pub fn scratch_file(text: &str) -> Result<PathBuf, JournalError> {
 /// rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    crate::fsutil::private_dir_all(dir).map_err(io("create", dir))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -280,7 +283,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;

@@ -5,6 +5,7 @@
 //! [`RemoteError`] kind this file assigns (rclone's `shouldRetry`). Every message that
 //! leaves this file has passed through [`crate::redact::scrub`].
 
+use super::content::{BLOCK_SIZE, Content};
 use super::credential::Credential;
 use super::shared_key::SharedKeyPolicy;
 use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
@@ -20,13 +21,16 @@ use azure_core::http::{
 };
 use azure_storage_blob::models::{
     BlobClientGetPropertiesResultHeaders, BlobClientUploadOptions,
-    BlobContainerClientListBlobsOptions, ListBlobsIncludeItem,
+    BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions,
+    BlockBlobClientCommitBlockListResultHeaders, BlockBlobClientStageBlockOptions, BlockLookupList,
+    ListBlobsIncludeItem,
 };
 use azure_storage_blob::{
     BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions,
 };
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::stream::FuturesUnordered;
+use futures::{StreamExt, TryStreamExt};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -46,6 +50,9 @@ const WRITER_METADATA: &str = "devlogdwriter";
 
 /// An upper bound for one request, above the transport's own connect/read timeouts.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Blocks of one file in flight at once; the memory budget bounds all files together.
+const BLOCKS_IN_FLIGHT_PER_FILE: usize = 8;
 
 pub struct AzureRemote {
     location: AzureLocation,
@@ -159,7 +166,15 @@ impl AzureRemote {
         Ok(())
     }
 
-    async fn put_once(
+    fn metadata(writer: &str, md5: &[u8; 16], name: &str) -> HashMap<String, String> {
+        HashMap::from([(
+            WRITER_METADATA.to_string(),
+            super::writer_mark(writer, md5, name),
+        )])
+    }
+
+    /// One Put Blob carrying the whole (small) content.
+    async fn put_small(
         &self,
         name: &str,
         data: Bytes,
@@ -167,18 +182,15 @@ impl AzureRemote {
         precondition: &Precondition,
         writer: &str,
     ) -> Result<PutOutcome, azure_core::Error> {
-        let client = self
-            .blob_client(name)
-            .map_err(|e| azure_core::Error::with_message(ErrorKind::Other, e.to_string()))?;
+        let client = self.blob_client(name).map_err(sdk_error)?;
         let mut options = BlobClientUploadOptions {
             blob_content_md5: Some(md5.to_vec()),
             // Set explicitly: the SDK's default asks the OS for the CPU count (cgroup files
             // under /proc) on every upload.
-            parallel: NonZeroUsize::new(4),
-            metadata: Some(HashMap::from([(
-                WRITER_METADATA.to_string(),
-                super::writer_mark(writer, &md5),
-            )])),
+            parallel: NonZeroUsize::new(1),
+            // Inline content is at most one block: always one Put Blob.
+            partition_size: std::num::NonZeroU64::new(BLOCK_SIZE),
+            metadata: Some(Self::metadata(writer, &md5, name)),
             ..Default::default()
         };
         match precondition {
@@ -199,7 +211,120 @@ impl AzureRemote {
             ));
         }
         let etag = result.etag.map(|e| quoted(e.as_ref())).unwrap_or_default();
-        Ok(PutOutcome { etag })
+        Ok(PutOutcome { etag, md5 })
+    }
+
+    /// A large file: its blocks are read in order from the open file and staged a few at a
+    /// time (Put Block, each with its own transactional MD5), then committed (Put Block List)
+    /// with the whole file's MD5 as the blob's Content-MD5 and the same precondition as a
+    /// single Put Blob. Nothing is committed if the file changed while it was read.
+    async fn put_blocks(
+        &self,
+        name: &str,
+        content: &Content,
+        precondition: &Precondition,
+        writer: &str,
+    ) -> Result<PutOutcome, RemoteError> {
+        let client = self.blob_client(name)?.block_blob_client();
+        // Block ids are unique to this attempt, so two writers staging blocks on the same
+        // blob never mix theirs; all ids of one blob have the same length, as required.
+        let nonce: u64 = rand::random();
+        let block_id = |index: u32| format!("devlogd-{nonce:016x}-{index:08}").into_bytes();
+        let mut reader = content.blocks(BLOCK_SIZE);
+        let mut ids = Vec::new();
+        let mut in_flight = FuturesUnordered::new();
+        let mut done_reading = false;
+        loop {
+            while !done_reading && in_flight.len() < BLOCKS_IN_FLIGHT_PER_FILE {
+                match reader.next_block().await? {
+                    None => done_reading = true,
+                    Some(block) => {
+                        let id = block_id(block.index);
+                        ids.push(id.clone());
+                        let client = &client;
+                        in_flight.push(async move {
+                            self.stage_block(client, &id, block.data.clone(), block.md5)
+                                .await
+                        });
+                    }
+                }
+            }
+            match in_flight.next().await {
+                Some(staged) => staged?,
+                None => break,
+            }
+        }
+        let md5 = reader.finish()?;
+        let mut options = BlockBlobClientCommitBlockListOptions {
+            blob_content_md5: Some(md5.to_vec()),
+            metadata: Some(Self::metadata(writer, &md5, name)),
+            ..Default::default()
+        };
+        match precondition {
+            Precondition::IfAbsent => options.if_none_match = Some(Etag::from("*")),
+            Precondition::IfMatch(etag) => options.if_match = Some(Etag::from(etag.clone())),
+            Precondition::None => {}
+        }
+        let list = BlockLookupList {
+            latest: Some(ids),
+            ..Default::default()
+        };
+        let body = list.try_into().map_err(map_error)?;
+        let response = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            client.commit_block_list(body, Some(options)),
+        )
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(map_error)?;
+        let etag = response
+            .etag()
+            .ok()
+            .flatten()
+            .map(|e| quoted(e.as_ref()))
+            .unwrap_or_default();
+        Ok(PutOutcome { etag, md5 })
+    }
+
+    /// Stage one block, retrying it alone on a transient failure (a 1 GiB upload is not
+    /// started over for one lost block); creates the container if it is missing.
+    async fn stage_block(
+        &self,
+        client: &azure_storage_blob::BlockBlobClient,
+        id: &[u8],
+        data: Bytes,
+        md5: [u8; 16],
+    ) -> Result<(), RemoteError> {
+        let retry = crate::retry::RetryPolicy::default();
+        retry
+            .run(|| {
+                let data = data.clone();
+                async move {
+                    let options = BlockBlobClientStageBlockOptions {
+                        transactional_content_md5: Some(md5.to_vec()),
+                        ..Default::default()
+                    };
+                    let len = data.len() as u64;
+                    let attempt = tokio::time::timeout(
+                        REQUEST_TIMEOUT,
+                        client.stage_block(id, len, data.into(), Some(options)),
+                    )
+                    .await
+                    .map_err(|_| timed_out())?;
+                    match attempt {
+                        Ok(_) => Ok(()),
+                        Err(e) if is_container_not_found(&e) => {
+                            self.create_container().await?;
+                            Err(RemoteError::Transient {
+                                message: "created the container".into(),
+                                retry_after: Some(Duration::ZERO),
+                            })
+                        }
+                        Err(e) => Err(map_error(e)),
+                    }
+                }
+            })
+            .await
     }
 }
 
@@ -213,26 +338,33 @@ impl Remote for AzureRemote {
         self.credential.source().to_string()
     }
 
+    fn name_prefix(&self) -> String {
+        self.location.prefix.clone()
+    }
+
     async fn put(
         &self,
         name: &str,
-        data: Bytes,
-        md5: [u8; 16],
+        content: &Content,
         precondition: &Precondition,
         writer: &str,
     ) -> Result<PutOutcome, RemoteError> {
-        let attempt = |data: Bytes| {
+        let Some(data) = content.inline() else {
+            return self.put_blocks(name, content, precondition, writer).await;
+        };
+        let md5 = content.md5().await?;
+        let attempt = || {
             tokio::time::timeout(
                 REQUEST_TIMEOUT,
-                self.put_once(name, data, md5, precondition, writer),
+                self.put_small(name, data.clone(), md5, precondition, writer),
             )
         };
-        match attempt(data.clone()).await {
+        match attempt().await {
             Err(_) => Err(timed_out()),
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(e)) if is_container_not_found(&e) => {
                 self.create_container().await?;
-                match attempt(data).await {
+                match attempt().await {
                     Err(_) => Err(timed_out()),
                     Ok(result) => result.map_err(map_error),
                 }
@@ -255,7 +387,7 @@ impl Remote for AzureRemote {
             .metadata()
             .ok()
             .and_then(|m| m.get(WRITER_METADATA).cloned())
-            .and_then(|mark| super::writer_from_mark(&mark, md5));
+            .and_then(|mark| super::writer_from_mark(&mark, md5, name));
         Ok(Some(RemoteBlob {
             writer,
             name: name.to_string(),
@@ -307,7 +439,7 @@ impl Remote for AzureRemote {
                 .metadata
                 .and_then(|m| m.values)
                 .and_then(|v| v.get(WRITER_METADATA).cloned())
-                .and_then(|mark| super::writer_from_mark(&mark, md5));
+                .and_then(|mark| super::writer_from_mark(&mark, md5, name));
             blobs.push(RemoteBlob {
                 writer,
                 name: name.to_string(),
@@ -352,6 +484,11 @@ fn md5_array(v: Vec<u8>) -> Option<[u8; 16]> {
     v.try_into().ok()
 }
 
+/// A failure of ours while building a request, as an SDK error.
+fn sdk_error(e: RemoteError) -> azure_core::Error {
+    azure_core::Error::with_message(ErrorKind::Other, e.to_string())
+}
+
 fn timed_out() -> RemoteError {
     RemoteError::Unreachable {
         message: format!(
@@ -374,7 +511,7 @@ fn is_container_not_found(e: &azure_core::Error) -> bool {
 
 /// Sort an SDK error into retry / conflict / auth / permanent, scrubbing its text.
 pub fn map_error(e: azure_core::Error) -> RemoteError {
-    let message = scrub(&error_chain(&e)).into_owned();
+    let mut message = scrub(&error_chain(&e)).into_owned();
     match e.kind() {
         ErrorKind::HttpResponse {
             status,
@@ -382,6 +519,14 @@ pub fn map_error(e: azure_core::Error) -> RemoteError {
             raw_response,
         } => {
             let code = error_code.as_deref().unwrap_or("");
+            // Of a service's error body keep only the status, the code and a short message:
+            // a body may echo parts of the request (a signature without `sig=` in front).
+            let detail = raw_response
+                .as_ref()
+                .and_then(|r| service_message(r.body()))
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            message = scrub(&format!("HTTP {} {code}{detail}", u16::from(*status))).into_owned();
             let retry_after = raw_response
                 .as_ref()
                 .and_then(|r| {
@@ -416,6 +561,21 @@ pub fn map_error(e: azure_core::Error) -> RemoteError {
         },
         _ => RemoteError::Permanent { message },
     }
+}
+
+/// The `<Message>` of a service error body: first line only, control characters removed,
+/// at most 200 characters.
+fn service_message(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<Message>")? + "<Message>".len();
+    let end = text[start..].find("</Message>")? + start;
+    let first_line = text[start..end].lines().next().unwrap_or("").trim();
+    let clean: String = first_line
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    (!clean.is_empty()).then_some(clean)
 }
 
 /// The SDK's multi-line credential-chain error as one line, without the boilerplate.
@@ -496,6 +656,18 @@ impl Policy for TransactionalMd5Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_bounded_first_line_of_a_service_message_is_kept() {
+        let body = b"<?xml version=\"1.0\"?><Error><Code>InvalidQueryParameterValue</Code><Message>Value for one of the query parameters specified in the request URI is invalid.\nRequestId:1\nTime:2026</Message><QueryParameterName>sig</QueryParameterName><QueryParameterValue>c2VjcmV0</QueryParameterValue></Error>";
+        assert_eq!(
+            service_message(body).as_deref(),
+            Some("Value for one of the query parameters specified in the request URI is invalid.")
+        );
+        assert_eq!(service_message(b"not xml"), None);
+        let long = format!("<Message>{}\u{1b}</Message>", "x".repeat(500));
+        assert_eq!(service_message(long.as_bytes()).unwrap().len(), 200);
+    }
 
     #[test]
     fn segments_are_encoded_and_slashes_kept() {

@@ -5,13 +5,15 @@
 //! is worth retrying; the push pipeline owns retries, back-off and conflict policy.
 
 pub mod azure;
+pub mod content;
 pub mod credential;
-pub mod local;
+pub mod directory;
+pub mod memory;
 pub mod shared_key;
 
 use crate::config::{Config, RemoteConfig};
 use async_trait::async_trait;
-use bytes::Bytes;
+use content::{Content, ContentError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,20 +32,34 @@ pub struct RemoteBlob {
     pub writer: Option<String>,
 }
 
-/// The mark stored with a blob: our writer id and the MD5 of what we wrote. A blob counts
-/// as ours only while its content still has that MD5, so a later in-place change by any
-/// other tool (which may keep metadata or extended attributes) is never taken for ours.
-pub fn writer_mark(writer: &str, md5: &[u8; 16]) -> String {
-    let hex: String = md5.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{writer}:{hex}")
+/// The mark stored with a blob: our writer id, the MD5 of what we wrote and a tag of the
+/// blob name it was written under. A blob counts as ours only while its content still has
+/// that MD5 (so a later in-place change by any other tool, which may keep metadata or
+/// extended attributes, is never taken for ours) and only under that name (so a name the
+/// service maps onto another is never taken for our own earlier write there).
+pub fn writer_mark(writer: &str, md5: &[u8; 16], name: &str) -> String {
+    format!("{writer}:{}:{}", hex(md5), name_tag(name))
 }
 
-/// The writer id in `mark`, if the blob's current `md5` is still the one it was written with.
-pub fn writer_from_mark(mark: &str, md5: Option<[u8; 16]>) -> Option<String> {
-    let (writer, hex) = mark.split_once(':')?;
+/// The writer id in `mark`, if the blob at `name` still has the `md5` it was written with.
+/// Marks from before names were tagged (`writer:md5`) name no writer.
+pub fn writer_from_mark(mark: &str, md5: Option<[u8; 16]>, name: &str) -> Option<String> {
+    let mut parts = mark.split(':');
+    let (writer, md5_hex, tag) = (parts.next()?, parts.next()?, parts.next()?);
     let current = md5?;
-    let current_hex: String = current.iter().map(|b| format!("{b:02x}")).collect();
-    (hex == current_hex).then(|| writer.to_string())
+    (parts.next().is_none() && md5_hex == hex(&current) && tag == name_tag(name))
+        .then(|| writer.to_string())
+}
+
+/// A short tag of a blob name (ASCII, so it fits in blob metadata).
+fn name_tag(name: &str) -> String {
+    use md5::{Digest, Md5};
+    hex(&Md5::digest(name.as_bytes()).into())[..16].to_string()
+}
+
+/// Lower-case hex of an MD5.
+pub fn hex(md5: &[u8; 16]) -> String {
+    md5.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The write precondition that keeps us from overwriting another writer's data.
@@ -62,13 +78,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_mark_names_its_writer_only_while_the_content_is_unchanged() {
+    fn a_mark_names_its_writer_only_while_the_content_and_name_are_unchanged() {
         let md5 = [7u8; 16];
-        let mark = writer_mark("w1", &md5);
-        assert_eq!(writer_from_mark(&mark, Some(md5)), Some("w1".into()));
-        assert_eq!(writer_from_mark(&mark, Some([8; 16])), None);
-        assert_eq!(writer_from_mark(&mark, None), None);
-        assert_eq!(writer_from_mark("garbage", Some(md5)), None);
+        let mark = writer_mark("w1", &md5, "notes/today.md");
+        assert_eq!(
+            writer_from_mark(&mark, Some(md5), "notes/today.md"),
+            Some("w1".into())
+        );
+        assert_eq!(
+            writer_from_mark(&mark, Some([8; 16]), "notes/today.md"),
+            None
+        );
+        assert_eq!(writer_from_mark(&mark, None, "notes/today.md"), None);
+        // The same mark on another name (a name the service mapped onto this one).
+        assert_eq!(writer_from_mark(&mark, Some(md5), "notes/other.md"), None);
+        assert_eq!(
+            writer_from_mark("garbage", Some(md5), "notes/today.md"),
+            None
+        );
+        let untagged = format!("w1:{}", hex(&md5));
+        assert_eq!(
+            writer_from_mark(&untagged, Some(md5), "notes/today.md"),
+            None
+        );
     }
 }
 
@@ -94,13 +126,44 @@ pub enum RemoteError {
     /// Anything else: a bad request, a missing container that cannot be created, local I/O.
     #[error("{message}")]
     Permanent { message: String },
+    /// The local file changed while it was read for the upload; nothing was stored (a
+    /// block upload is not committed), and the file stays dirty.
+    #[error("the file changed while it was uploaded; it will be pushed again")]
+    SourceChanged,
+    /// The local file could not be read during the upload.
+    #[error("cannot read the local file: {error}")]
+    SourceRead {
+        error: String,
+        /// The error can clear on its own (EMFILE, ENOMEM, …).
+        transient: bool,
+    },
+}
+
+impl From<ContentError> for RemoteError {
+    fn from(e: ContentError) -> Self {
+        match e {
+            ContentError::Changed => RemoteError::SourceChanged,
+            ContentError::Read(e) => RemoteError::SourceRead {
+                transient: crate::fsutil::is_transient_io(&e),
+                error: e.to_string(),
+            },
+            ContentError::Write(e) => RemoteError::Permanent {
+                message: format!("cannot write: {e}"),
+            },
+        }
+    }
 }
 
 impl RemoteError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            RemoteError::Transient { .. } | RemoteError::Unreachable { .. }
+            RemoteError::Transient { .. }
+                | RemoteError::Unreachable { .. }
+                | RemoteError::SourceRead {
+                    transient: true,
+                    ..
+                }
         )
     }
 }
@@ -109,6 +172,8 @@ impl RemoteError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutOutcome {
     pub etag: String,
+    /// MD5 of the content stored (what the service verified and keeps as Content-MD5).
+    pub md5: [u8; 16],
 }
 
 #[async_trait]
@@ -119,13 +184,19 @@ pub trait Remote: Send + Sync {
     /// Where credentials came from (`AZURE_STORAGE_SAS_TOKEN`, …), for messages.
     fn credential_source(&self) -> String;
 
-    /// Write `data` at `name` if `precondition` holds. `md5` is the content's MD5, sent so
-    /// the service verifies what it received; `writer` is stored with the blob.
+    /// The prefix every blob name gets (it counts towards the service's name limits).
+    fn name_prefix(&self) -> String {
+        String::new()
+    }
+
+    /// Write `content` at `name` if `precondition` holds. The service verifies every byte
+    /// it receives against an MD5 sent with it, and the blob's stored Content-MD5 is the
+    /// MD5 of the whole content; `writer` goes into the blob's writer mark. Nothing is
+    /// stored if the file changes while it is read ([`RemoteError::SourceChanged`]).
     async fn put(
         &self,
         name: &str,
-        data: Bytes,
-        md5: [u8; 16],
+        content: &Content,
         precondition: &Precondition,
         writer: &str,
     ) -> Result<PutOutcome, RemoteError>;
@@ -143,7 +214,7 @@ pub fn open(config: &Config) -> Result<Arc<dyn Remote>, RemoteError> {
         RemoteConfig::Directory {
             path,
             embedded_default,
-        } => Ok(Arc::new(local::DirectoryRemote::new(
+        } => Ok(Arc::new(directory::DirectoryRemote::new(
             path,
             *embedded_default,
         ))),

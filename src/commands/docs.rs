@@ -1,0 +1,73 @@
+//! `completions SHELL` and `man DIR` for both binaries, generated from their clap
+//! definitions, so they never drift from `--help`.
+
+use super::{CliError, exit};
+use std::io::Write;
+use std::path::Path;
+
+/// The version line both binaries print: the crate version and the git commit it was built
+/// from ("unknown" outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DEVLOGD_GIT_COMMIT"),
+    ")"
+);
+
+/// Write the completion script for `shell` to stdout.
+pub fn completions(mut cmd: clap::Command, shell: clap_complete::Shell) -> Result<i32, CliError> {
+    let name = cmd.get_name().to_string();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut out);
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(|e| CliError::new(exit::USAGE, format!("cannot write the completions: {e}")))?;
+    Ok(exit::OK)
+}
+
+/// Write `NAME.1` and one page per subcommand (`NAME-SUB.1`, `NAME-SUB-SUBSUB.1`) into
+/// `dir`, creating it; the names of the pages written, in order.
+pub fn man_pages(cmd: clap::Command, dir: &Path) -> Result<Vec<String>, CliError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::new(exit::USAGE, format!("cannot create {}: {e}", dir.display())))?;
+    let mut cmd = cmd;
+    cmd.build();
+    let mut written = Vec::new();
+    write_page(&cmd, cmd.get_name(), dir, &mut written)?;
+    Ok(written)
+}
+
+fn write_page(
+    cmd: &clap::Command,
+    page: &str,
+    dir: &Path,
+    written: &mut Vec<String>,
+) -> Result<(), CliError> {
+    let file_name = format!("{page}.1");
+    let path = dir.join(&file_name);
+    // The page's title is its full name (`devlogd-ctl-status`), as git and cargo do.
+    let titled = cmd.clone().name(page.to_string());
+    let mut text = Vec::new();
+    clap_mangen::Man::new(titled)
+        .render(&mut text)
+        .map_err(|e| CliError::new(exit::USAGE, format!("cannot render {file_name}: {e}")))?;
+    std::fs::write(&path, text)
+        .map_err(|e| CliError::new(exit::USAGE, format!("cannot write {}: {e}", path.display())))?;
+    written.push(file_name);
+    for sub in cmd.get_subcommands() {
+        if sub.is_hide_set() || sub.get_name() == "help" {
+            continue;
+        }
+        write_page(sub, &format!("{page}-{}", sub.get_name()), dir, written)?;
+    }
+    Ok(())
+}
+
+/// `man DIR`: write the pages and say where they went.
+pub fn man(cmd: clap::Command, dir: &Path) -> Result<i32, CliError> {
+    let pages = man_pages(cmd, dir)?;
+    for page in &pages {
+        println!("{}", dir.join(page).display());
+    }
+    Ok(exit::OK)
+}

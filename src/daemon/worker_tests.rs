@@ -1,0 +1,216 @@
+//! The worker in process: the in-memory remote (with its fault and gate hooks), a real
+//! journal directory and state index, and tokio's paused clock — no emulator, no real
+//! waiting, no timing luck.
+
+use super::worker::{PushRequest, Setup, State, Worker, WorkerCmd, WorkerStatus};
+use crate::config::{Config, Dirs, parse_raw};
+use crate::filter::Filter;
+use crate::remote::memory::MemoryRemote;
+use crate::remote::{Remote, RemoteError};
+use crate::state::StateIndex;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+struct World {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    remote: Arc<MemoryRemote>,
+    tx: mpsc::Sender<WorkerCmd>,
+    status: watch::Receiver<WorkerStatus>,
+    cancel: CancellationToken,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("journal");
+        std::fs::create_dir_all(&root).unwrap();
+        let dirs = Dirs {
+            home: dir.path().to_path_buf(),
+            config_dir: dir.path().join("config"),
+            state_dir: dir.path().join("state"),
+            data_dir: dir.path().join("data"),
+            runtime_dir: None,
+        };
+        let file = dir.path().join("config.toml");
+        let text = format!("root = \"{}\"\n", root.display());
+        let raw = parse_raw(&file, &text).unwrap();
+        let config = Config::from_raw(raw, file, true, dirs).unwrap();
+        let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+        let state = StateIndex::open(&dir.path().join("state"), "memory").unwrap();
+        let remote = Arc::new(MemoryRemote::new());
+        let setup = Setup {
+            config,
+            filter,
+            remote: remote.clone() as Arc<dyn Remote>,
+            state,
+        };
+        let (status_tx, status) = watch::channel(WorkerStatus::default());
+        let cancel = CancellationToken::new();
+        let worker = Worker::new(
+            setup,
+            "host".into(),
+            status_tx,
+            cancel.clone(),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(worker.run(rx));
+        World {
+            _dir: dir,
+            root,
+            remote,
+            tx,
+            status,
+            cancel,
+        }
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    async fn batch(&self, rels: &[&str]) {
+        let paths = rels.iter().map(|s| s.to_string()).collect();
+        self.tx.send(WorkerCmd::Batch(paths)).await.unwrap();
+    }
+
+    /// Ask for a push; the reply arrives on the receiver.
+    async fn push(
+        &self,
+    ) -> oneshot::Receiver<Result<crate::push::PushReport, super::worker::PushFailure>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WorkerCmd::Push {
+                request: PushRequest::default(),
+                progress: None,
+                reply: Some(reply),
+            })
+            .await
+            .unwrap();
+        rx
+    }
+
+    /// Wait (in paused time) until the status satisfies `f`.
+    async fn until(&self, what: &str, f: impl Fn(&WorkerStatus) -> bool) -> WorkerStatus {
+        let mut rx = self.status.clone();
+        let seen = tokio::time::timeout(Duration::from_secs(3600), rx.wait_for(|s| f(s)))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|s| s.clone());
+        seen.unwrap_or_else(|| panic!("never saw: {what}; status {:?}", *self.status.borrow()))
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn exists(root: &Path, rel: &str) -> bool {
+    root.join(rel).exists()
+}
+
+#[tokio::test(start_paused = true)]
+async fn identical_pushes_waiting_behind_a_running_push_run_once() {
+    let w = World::new();
+    w.write("a.md", "a");
+    // The service stalls: the first push hangs at the gate.
+    let gate = w.remote.close_gate().await;
+    let first = w.push().await;
+    w.until("the first push running", |s| s.state == State::Pushing)
+        .await;
+    let second = w.push().await;
+    let third = w.push().await;
+    drop(gate);
+    for reply in [first, second, third] {
+        let report = reply.await.unwrap().unwrap();
+        assert!(report.failed.is_empty(), "{report:?}");
+    }
+    let s = w.until("idle", |s| s.state == State::Idle).await;
+    assert_eq!(s.pushes, 2, "the two waiting identical pushes ran as one");
+    assert_eq!(w.remote.get("a.md").as_deref(), Some(&b"a"[..]));
+    assert!(exists(&w.root, "a.md"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn paused_it_pushes_nothing_and_resumed_it_pushes_what_changed() {
+    let w = World::new();
+    w.tx.send(WorkerCmd::Pause).await.unwrap();
+    w.until("paused", |s| s.state == State::Paused).await;
+    w.write("n.md", "while paused");
+    w.batch(&["n.md"]).await;
+    let s = w.until("the path waiting", |s| s.waiting_paths == 1).await;
+    assert_eq!(s.state, State::Paused);
+    assert_eq!(w.remote.writes(), 0);
+    w.tx.send(WorkerCmd::Resume).await.unwrap();
+    w.until("pushed and idle", |s| {
+        s.state == State::Idle && s.waiting_paths == 0 && s.files_uploaded == 1
+    })
+    .await;
+    assert_eq!(w.remote.get("n.md").as_deref(), Some(&b"while paused"[..]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_remote_is_retried_with_back_off_without_spinning() {
+    let w = World::new();
+    let unreachable = RemoteError::Unreachable {
+        message: "connection refused".into(),
+    };
+    w.remote.fail_next(100_000, unreachable);
+    w.write("n.md", "offline");
+    w.batch(&["n.md"]).await;
+    w.until("offline", |s| s.state == State::Offline).await;
+    // Ten minutes of outage: the back-off grows (1 s, 2 s, … 5 min), so a handful of
+    // attempts of five tries each, not a loop.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let requests = w.remote.requests();
+    assert!(
+        (5..=60).contains(&requests),
+        "{requests} requests in ten minutes of outage"
+    );
+    let s = w.status.borrow().clone();
+    assert_eq!(s.state, State::Offline, "{s:?}");
+    assert_eq!(s.waiting_paths, 1, "the path is kept: {s:?}");
+    // The service is back: the next retry pushes the path.
+    w.remote.clear_faults();
+    w.until("pushed after the outage", |s| {
+        s.state == State::Idle && s.files_uploaded == 1
+    })
+    .await;
+    assert_eq!(w.remote.get("n.md").as_deref(), Some(&b"offline"[..]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ctl_push_while_backing_off_runs_at_once() {
+    let w = World::new();
+    // The first attempt is refused at once; the worker then backs off (a second or more).
+    w.remote.fail_next(
+        1,
+        RemoteError::Auth {
+            message: "refused".into(),
+        },
+    );
+    w.write("n.md", "x");
+    let asked = tokio::time::Instant::now();
+    w.batch(&["n.md"]).await;
+    let report = w.push().await.await.unwrap().unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert!(
+        asked.elapsed() < Duration::from_millis(900),
+        "the explicit push waited for the back-off: {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(w.remote.get("n.md").as_deref(), Some(&b"x"[..]));
+    let s = w.until("idle", |s| s.state == State::Idle).await;
+    assert_eq!(s.pushes, 2, "{s:?}");
+    assert!(s.last_error.is_none(), "{s:?}");
+}

@@ -1,0 +1,170 @@
+//! The push pipeline: scan → plan against the state index → upload → commit.
+//!
+//! Every upload goes through [`run`], whoever asks (the `push` command, the daemon's
+//! worker). One file per stage module: [`plan`] (scan, list, decide), [`upload`] (open,
+//! send, resolve conflicts), [`commit`] (count outcomes, write the index in batches) and
+//! [`report`] (what a run did, why it stopped). Uploads run with bounded concurrency; each
+//! carries its MD5 and a precondition, transient failures are retried by [`RetryPolicy`],
+//! a conflict goes to the configured policy, and one file's failure never stops the
+//! others. Only a refusal of the credentials or an unreachable service stops the run,
+//! since every further request would fail the same way.
+
+mod commit;
+mod plan;
+mod report;
+mod upload;
+
+pub use report::{
+    ConflictAction, ConflictReport, FileFailure, PlannedUpload, PushError, PushEvent, PushReport,
+    auth_hint,
+};
+pub use upload::conflict_name;
+
+use crate::config::OnConflict;
+use crate::filter::Filter;
+use crate::remote::Remote;
+use crate::remote::content::MemoryBudget;
+use crate::retry::RetryPolicy;
+use crate::state::StateIndex;
+use futures::StreamExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// List the remote and repair what differs (`--all`).
+    pub all: bool,
+    /// Upload every candidate (`--force`).
+    pub force: bool,
+    /// Plan and report only (`--dry-run`).
+    pub dry_run: bool,
+    /// Hash every candidate whatever its stat says (`--checksum`; the daemon's batches of
+    /// paths the watcher saw written).
+    pub checksum: bool,
+    pub on_conflict: OnConflict,
+    pub concurrency: usize,
+    /// Only these relative paths (a daemon batch); `None` scans the whole root.
+    pub paths: Option<Vec<String>>,
+    pub retry: RetryPolicy,
+    /// Stops starting new uploads (daemon shutdown); those in flight finish.
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
+}
+
+/// What the pipeline works on.
+pub struct PushContext<'a> {
+    pub root: &'a Path,
+    pub filter: &'a Filter,
+    pub remote: &'a dyn Remote,
+    pub state: &'a mut StateIndex,
+    /// Host name used in conflict copy names.
+    pub host: &'a str,
+}
+
+pub async fn run(
+    ctx: PushContext<'_>,
+    opts: &PushOptions,
+    progress: &(dyn Fn(PushEvent) + Send + Sync),
+) -> Result<PushReport, PushError> {
+    let started = Instant::now();
+    let PushContext {
+        root,
+        filter,
+        remote,
+        state,
+        host,
+    } = ctx;
+    let mut report = PushReport {
+        mode: if opts.all { "all" } else { "incremental" }.to_string(),
+        dry_run: opts.dry_run,
+        force: opts.force,
+        ..Default::default()
+    };
+
+    let scanned = plan::scan(root, filter, state, remote, opts, &mut report)?;
+    let listing = plan::list(remote, opts, &scanned.files, &mut report).await?;
+    // Every file is read below this handle, never through a symlink.
+    let root_dir = match crate::fsutil::Beneath::open(root) {
+        Ok(dir) => Arc::new(dir),
+        Err(e) => {
+            for file in scanned.files {
+                report.failed.push(FileFailure {
+                    path: file.rel,
+                    error: format!("cannot open the journal root {}: {e}", root.display()),
+                    transient: crate::fsutil::is_transient_io(&e),
+                });
+            }
+            return Ok(report.finished(started));
+        }
+    };
+    let writer = state.writer_id().to_string();
+    let rules = crate::plan::Rules {
+        force: opts.force,
+        revisit_conflicts: opts.on_conflict == OnConflict::Overwrite,
+        writer: &writer,
+        checksum: opts.checksum,
+    };
+    let plan::Plan { records, jobs } = plan::decide_all(
+        scanned,
+        listing.as_ref(),
+        &rules,
+        &root_dir,
+        opts,
+        &mut report,
+    );
+    if opts.dry_run {
+        plan::report_dry_run(jobs, opts, &mut report);
+        return Ok(report.finished(started));
+    }
+    state.commit(&records)?;
+    progress(PushEvent::Planned {
+        files: jobs.len() as u64,
+        bytes: jobs.iter().map(|j| j.file.size).sum(),
+    });
+
+    let abort = AtomicBool::new(false);
+    let budget = MemoryBudget::default();
+    let uploader = upload::Uploader {
+        budget: &budget,
+        root_dir: &root_dir,
+        root,
+        remote,
+        retry: opts.retry,
+        on_conflict: opts.on_conflict,
+        force: opts.force,
+        host,
+        writer: &writer,
+        abort: &abort,
+        cancel: opts.cancel.as_ref(),
+    };
+    let outcomes = futures::stream::iter(jobs)
+        .map(|job| uploader.upload(job))
+        .buffer_unordered(opts.concurrency.max(1));
+    let stopped = commit::collect(Box::pin(outcomes), state, &mut report, progress).await?;
+    let report = report.finished(started);
+    if let Some(detail) = stopped.auth {
+        return Err(PushError::Auth {
+            remote: remote.describe(),
+            credential_source: remote.credential_source(),
+            detail,
+            report: Box::new(report),
+        });
+    }
+    if let Some(detail) = stopped.unreachable {
+        return Err(PushError::Unreachable {
+            remote: remote.describe(),
+            detail,
+            pending: stopped.not_started + report.failed.len() as u64,
+            report: Box::new(report),
+        });
+    }
+    Ok(report)
+}
+
+fn cancelled(opts: &PushOptions) -> bool {
+    opts.cancel.as_ref().is_some_and(|c| c.is_cancelled())
+}
+
+#[cfg(test)]
+mod tests;

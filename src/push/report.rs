@@ -1,0 +1,189 @@
+//! What a run did and why it stopped: the report every front end prints (`--json` as is),
+//! the progress events, and the errors that stop a run as a whole.
+
+use crate::config::OnConflict;
+use crate::plan::UploadReason;
+use crate::remote::RemoteError;
+use crate::state::StateError;
+use serde::{Deserialize, Serialize};
+
+/// What one run did; printed by the front ends, `--json` as is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PushReport {
+    pub mode: String,
+    pub dry_run: bool,
+    pub force: bool,
+    /// Candidate files seen.
+    pub scanned: u64,
+    pub uploaded: u64,
+    pub uploaded_bytes: u64,
+    pub unchanged: u64,
+    /// Dry run: what would be uploaded.
+    pub would_upload: Vec<PlannedUpload>,
+    pub conflicts: Vec<ConflictReport>,
+    pub failed: Vec<FileFailure>,
+    /// Blobs with no local file (`--all`); never deleted.
+    pub remote_only: Vec<String>,
+    /// Files that changed while they were uploaded; pushed again next time.
+    pub changed_during_upload: Vec<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlannedUpload {
+    pub path: String,
+    pub bytes: u64,
+    pub reason: UploadReason,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConflictReport {
+    pub path: String,
+    pub action: ConflictAction,
+    /// Where our version went, for keep-both.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
+}
+
+/// What the conflict policy did with a path another writer changed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ConflictAction {
+    /// Theirs stays at the path; ours went to a conflict copy.
+    #[serde(rename = "kept-both")]
+    KeptBoth,
+    /// Ours replaced theirs (`--on-conflict overwrite`).
+    #[serde(rename = "overwritten")]
+    Overwritten,
+    /// Theirs stays; ours was not uploaded (`--on-conflict skip`).
+    #[serde(rename = "skipped")]
+    Skipped,
+    /// Dry runs: what the policy would do.
+    #[serde(rename = "would-kept-both")]
+    WouldKeepBoth,
+    #[serde(rename = "would-overwritten")]
+    WouldOverwrite,
+    #[serde(rename = "would-skipped")]
+    WouldSkip,
+}
+
+impl ConflictAction {
+    /// What `policy` does (`dry_run`: would do).
+    pub fn of(policy: OnConflict, dry_run: bool) -> Self {
+        match (policy, dry_run) {
+            (OnConflict::KeepBoth, false) => ConflictAction::KeptBoth,
+            (OnConflict::Overwrite, false) => ConflictAction::Overwritten,
+            (OnConflict::Skip, false) => ConflictAction::Skipped,
+            (OnConflict::KeepBoth, true) => ConflictAction::WouldKeepBoth,
+            (OnConflict::Overwrite, true) => ConflictAction::WouldOverwrite,
+            (OnConflict::Skip, true) => ConflictAction::WouldSkip,
+        }
+    }
+}
+
+impl std::fmt::Display for ConflictAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        f.write_str(&text)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileFailure {
+    pub path: String,
+    pub error: String,
+    /// Worth trying again later (the remote failed), as opposed to a local problem.
+    #[serde(skip)]
+    pub transient: bool,
+}
+
+impl PushReport {
+    pub fn is_clean(&self) -> bool {
+        self.failed.is_empty()
+    }
+
+    /// Sorted for people and tests, with the run's duration.
+    pub(super) fn finished(mut self, started: std::time::Instant) -> Self {
+        self.failed.sort_by(|a, b| a.path.cmp(&b.path));
+        self.conflicts.sort_by(|a, b| a.path.cmp(&b.path));
+        self.changed_during_upload.sort();
+        self.duration_ms = started.elapsed().as_millis() as u64;
+        self
+    }
+}
+
+/// Progress, as it happens.
+#[derive(Debug, Clone)]
+pub enum PushEvent {
+    Planned { files: u64, bytes: u64 },
+    Uploaded { path: String, bytes: u64 },
+    Failed { path: String, error: String },
+    Conflict(ConflictReport),
+}
+
+/// Errors that stop a run as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(
+        "{remote}: {detail}; the credentials came from {credential_source}: {}",
+        auth_hint(credential_source)
+    )]
+    Auth {
+        remote: String,
+        credential_source: String,
+        detail: String,
+        /// What was done before the refusal.
+        report: Box<PushReport>,
+    },
+    #[error(
+        "cannot reach {remote} ({detail}); stopped after {pending} file(s) could not be pushed: check remote.url and the network, then push again"
+    )]
+    Unreachable {
+        remote: String,
+        detail: String,
+        pending: u64,
+        report: Box<PushReport>,
+    },
+    #[error("cannot list {remote}: {error}")]
+    List { remote: String, error: RemoteError },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl PushError {
+    /// The exit code a command ends with (DESIGN.md's table).
+    pub fn exit_code(&self) -> i32 {
+        use crate::commands::exit;
+        match self {
+            PushError::Auth { .. } => exit::AUTH,
+            PushError::Unreachable { .. } | PushError::List { .. } => exit::FILES_FAILED,
+            PushError::State(_) => exit::USAGE,
+        }
+    }
+
+    /// What was done before the run stopped, when anything was.
+    pub fn partial_report(&self) -> Option<&PushReport> {
+        match self {
+            PushError::Auth { report, .. } | PushError::Unreachable { report, .. } => Some(report),
+            PushError::List { .. } | PushError::State(_) => None,
+        }
+    }
+}
+
+/// What to check, by kind of credential.
+pub fn auth_hint(source: &str) -> &'static str {
+    if source.contains("Entra ID") {
+        "log in (`az login`), or check AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET, and give the identity the Storage Blob Data Contributor role on the container"
+    } else if source.contains("account key") {
+        "check that the key belongs to the account in remote.url and has not been rotated"
+    } else {
+        "check that the SAS token is valid, not expired, and allows read, add, create, write and list"
+    }
+}
+
+/// The text of a local read failure.
+pub(super) fn read_error(e: &std::io::Error) -> String {
+    format!("cannot read: {e}")
+}

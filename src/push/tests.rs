@@ -1,0 +1,245 @@
+//! The pipeline in process: the directory remote behind a wrapper that counts writes and
+//! runs a hook as each starts.
+
+use super::*;
+use crate::remote::content::Content;
+use crate::remote::directory::DirectoryRemote;
+use crate::remote::{Precondition, PutOutcome, RemoteBlob, RemoteError};
+use async_trait::async_trait;
+use std::sync::atomic::Ordering;
+
+/// The directory remote, counting writes and running `before_put` (with the number of
+/// earlier writes) as each one starts.
+struct Instrumented {
+    inner: DirectoryRemote,
+    puts: std::sync::atomic::AtomicU32,
+    before_put: Box<dyn Fn(u32) + Send + Sync>,
+}
+
+impl Instrumented {
+    fn new(mirror: &Path, before_put: impl Fn(u32) + Send + Sync + 'static) -> Self {
+        Instrumented {
+            inner: DirectoryRemote::new(mirror, true),
+            puts: Default::default(),
+            before_put: Box::new(before_put),
+        }
+    }
+}
+
+#[async_trait]
+impl Remote for Instrumented {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn credential_source(&self) -> String {
+        self.inner.credential_source()
+    }
+    async fn put(
+        &self,
+        name: &str,
+        content: &Content,
+        p: &Precondition,
+        writer: &str,
+    ) -> Result<PutOutcome, RemoteError> {
+        (self.before_put)(self.puts.fetch_add(1, Ordering::SeqCst));
+        self.inner.put(name, content, p, writer).await
+    }
+    async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
+        self.inner.head(name).await
+    }
+    async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError> {
+        self.inner.list().await
+    }
+}
+
+/// One run of the pipeline over `root`, host "h".
+async fn push_once(
+    root: &Path,
+    filter: &Filter,
+    remote: &dyn Remote,
+    state: &mut StateIndex,
+    opts: &PushOptions,
+) -> PushReport {
+    let ctx = PushContext {
+        root,
+        filter,
+        remote,
+        state,
+        host: "h",
+    };
+    run(ctx, opts, &|_| {}).await.unwrap()
+}
+
+fn options() -> PushOptions {
+    PushOptions {
+        all: false,
+        force: false,
+        dry_run: false,
+        checksum: false,
+        on_conflict: OnConflict::KeepBoth,
+        concurrency: 4,
+        paths: None,
+        retry: RetryPolicy::default(),
+        cancel: None,
+    }
+}
+
+#[tokio::test]
+async fn a_batch_naming_a_directory_checks_its_files_against_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    for i in 0..5 {
+        let p = root.join(format!("entries/n{i}.md"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!("{i}")).unwrap();
+    }
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let remote = Instrumented::new(&dir.path().join("mirror"), |_| {});
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    let mut opts = options();
+    let first = push_once(&root, &filter, &remote, &mut state, &opts).await;
+    assert_eq!(first.uploaded, 5);
+    // The watcher saw an event on the directory itself.
+    opts.paths = Some(vec!["entries".to_string()]);
+    let puts_before = remote.puts.load(Ordering::SeqCst);
+    let batch = push_once(&root, &filter, &remote, &mut state, &opts).await;
+    assert_eq!((batch.uploaded, batch.unchanged), (0, 5));
+    assert_eq!(
+        remote.puts.load(Ordering::SeqCst),
+        puts_before,
+        "no request for files the index knows"
+    );
+}
+
+#[tokio::test]
+async fn a_file_changed_during_upload_stays_dirty_and_is_pushed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let file = root.join("n.md");
+    std::fs::write(&file, b"original").unwrap();
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    // Someone edits the file while its first upload is in flight.
+    let edited = file.clone();
+    let remote = Instrumented::new(&dir.path().join("mirror"), move |earlier| {
+        if earlier == 0 {
+            std::fs::write(&edited, b"edited during upload, longer").unwrap();
+        }
+    });
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    let first = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(first.uploaded, 1);
+    assert_eq!(first.changed_during_upload, vec!["n.md".to_string()]);
+    let mirror = dir.path().join("mirror/n.md");
+    assert_eq!(std::fs::read(&mirror).unwrap(), b"original");
+    // Not recorded as synced: the next pass pushes the new content, without a conflict.
+    let second = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(second.uploaded, 1, "{second:?}");
+    assert!(second.conflicts.is_empty(), "{second:?}");
+    assert!(second.changed_during_upload.is_empty());
+    assert_eq!(
+        std::fs::read(&mirror).unwrap(),
+        b"edited during upload, longer"
+    );
+    let third = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!((third.uploaded, third.unchanged), (0, 1));
+}
+
+#[tokio::test]
+async fn a_large_file_changed_while_its_blocks_upload_is_neither_stored_nor_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let file = root.join("big.md");
+    std::fs::write(&file, vec![b'a'; 9 * 1024 * 1024]).unwrap();
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    // Someone appends to the file after it was opened, while it is being copied.
+    let edited = file.clone();
+    let remote = Instrumented::new(&dir.path().join("mirror"), move |earlier| {
+        if earlier == 0 {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&edited)
+                .unwrap();
+            f.write_all(b"appended").unwrap();
+        }
+    });
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    let first = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(first.changed_during_upload, vec!["big.md".to_string()]);
+    assert_eq!(first.uploaded, 0, "{first:?}");
+    assert!(first.failed.is_empty(), "{first:?}");
+    let mirror = dir.path().join("mirror/big.md");
+    assert!(!mirror.exists(), "a torn copy was stored");
+    assert!(state.load().unwrap().is_empty(), "not recorded as synced");
+    let second = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(second.uploaded, 1, "{second:?}");
+    assert_eq!(
+        std::fs::read(&mirror).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_file_deleted_or_swapped_for_a_symlink_after_the_scan_is_not_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    for name in ["a.md", "b.md", "c.md"] {
+        std::fs::write(root.join(name), name).unwrap();
+    }
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "secret").unwrap();
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let (b, c) = (root.join("b.md"), root.join("c.md"));
+    let remote = Instrumented::new(&dir.path().join("mirror"), move |earlier| {
+        if earlier == 0 {
+            std::fs::remove_file(&b).unwrap();
+            std::fs::remove_file(&c).unwrap();
+            std::os::unix::fs::symlink(&secret, &c).unwrap();
+        }
+    });
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    let opts = PushOptions {
+        concurrency: 1,
+        ..options()
+    };
+    let report = push_once(&root, &filter, &remote, &mut state, &opts).await;
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert!(report.is_clean());
+    assert_eq!(report.uploaded, 1);
+    assert!(
+        !dir.path().join("mirror/c.md").exists(),
+        "the link was not followed"
+    );
+}
+
+#[test]
+fn conflict_names_keep_directory_and_extension() {
+    let when = time::macros::datetime!(2026-11-22 10:15:00 UTC);
+    assert_eq!(
+        conflict_name("notes.md", "laptop", when, 1),
+        "notes.conflict-laptop-20261122T101500Z.md"
+    );
+    assert_eq!(
+        conflict_name("events/20261122.jsonl", "my host.local", when, 1),
+        "events/20261122.conflict-my_host_local-20261122T101500Z.jsonl"
+    );
+    assert_eq!(
+        conflict_name("dir.d/README", "h", when, 1),
+        "dir.d/README.conflict-h-20261122T101500Z"
+    );
+    assert_eq!(
+        conflict_name("d/n.md", "h", when, 2),
+        "d/n.conflict-h-20261122T101500Z-2.md"
+    );
+    assert_eq!(
+        conflict_name("d.x/README", "h", when, 3),
+        "d.x/README.conflict-h-20261122T101500Z-3"
+    );
+    assert_eq!(
+        conflict_name(".hidden", "h", when, 1),
+        ".hidden.conflict-h-20261122T101500Z"
+    );
+}

@@ -1,0 +1,392 @@
+//! What an upload sends: one opened local file, read with bounded memory.
+//!
+//! A small file is read whole when it is opened (one read, one request); a large one is
+//! read block by block from the same descriptor while it uploads, so memory does not grow
+//! with file size. Every byte held for an upload — a small file's content or a block in
+//! flight — holds a share of one [`MemoryBudget`], so memory does not grow with the number
+//! of large files in flight either.
+//!
+//! The file is opened once, without following symlinks, and checked to be a regular file
+//! on that descriptor; every read and the "did it change meanwhile" check use the same
+//! descriptor, so a file swapped for a symlink mid-upload cannot send the link's target.
+
+use crate::fsutil::Beneath;
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Files up to this size go in one request (Put Blob); larger ones are uploaded in blocks
+/// of this size (Put Block + Put Block List).
+pub const BLOCK_SIZE: u64 = 4 * 1024 * 1024;
+
+/// Bytes all uploads of one process may hold in memory at once.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 32 * 1024 * 1024;
+
+/// Memory for upload buffers, shared by every upload of a run, counted in KiB.
+#[derive(Debug, Clone)]
+pub struct MemoryBudget {
+    kib: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+impl MemoryBudget {
+    pub fn new(bytes: u64) -> Self {
+        let total_kib = (bytes / 1024).clamp(1, u32::MAX as u64) as u32;
+        MemoryBudget {
+            kib: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+
+    /// Wait until `bytes` may be held; released when the permit is dropped. A request
+    /// larger than the whole budget takes the whole budget.
+    pub async fn reserve(&self, bytes: u64) -> Reservation {
+        let kib = bytes.div_ceil(1024).clamp(1, self.total_kib as u64) as u32;
+        // The semaphore is never closed, so acquiring cannot fail; if it ever did, running
+        // without the reservation is better than failing the upload.
+        Reservation(self.kib.clone().acquire_many_owned(kib).await.ok())
+    }
+}
+
+impl Default for MemoryBudget {
+    fn default() -> Self {
+        MemoryBudget::new(DEFAULT_MEMORY_BUDGET)
+    }
+}
+
+/// A share of the memory budget, given back on drop.
+#[derive(Debug)]
+pub struct Reservation(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+
+/// What identifies a file's content at one moment: if any of these moved, it was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl FileStamp {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec(),
+            ctime_ns: meta.ctime().saturating_mul(1_000_000_000) + meta.ctime_nsec(),
+        }
+    }
+}
+
+/// Why a local file cannot be opened for upload.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Not there any more, or no longer a regular file (a symlink, a directory, a FIFO):
+    /// not a candidate now, and not a failure.
+    Gone,
+    Io(std::io::Error),
+}
+
+/// One local file opened for upload. Clones share the descriptor, the bytes and the MD5.
+#[derive(Clone)]
+pub struct Content {
+    /// `None` for in-memory content.
+    file: Option<Arc<File>>,
+    /// The stat of the descriptor when it was opened.
+    pub stamp: FileStamp,
+    /// The whole content, for files up to [`BLOCK_SIZE`], read at open.
+    inline: Option<Bytes>,
+    /// MD5 of the content, once something has read all of it.
+    md5: Arc<Mutex<Option<[u8; 16]>>>,
+    budget: MemoryBudget,
+    _inline_reservation: Option<Arc<Reservation>>,
+}
+
+impl Content {
+    /// Open `rel` below `root` for upload: no symlink followed at any component, no FIFO
+    /// waited on, regular files only. Small files are read (and hashed) now, holding their
+    /// size of `budget`.
+    pub async fn open(
+        root: &Arc<Beneath>,
+        rel: &str,
+        budget: &MemoryBudget,
+    ) -> Result<Content, OpenError> {
+        let (root, rel_owned) = (root.clone(), rel.to_string());
+        let (file, stamp) = blocking(move || open_regular(&root, &rel_owned)).await?;
+        let file = Arc::new(file);
+        let mut content = Content {
+            file: Some(file.clone()),
+            stamp,
+            inline: None,
+            md5: Arc::new(Mutex::new(None)),
+            budget: budget.clone(),
+            _inline_reservation: None,
+        };
+        if stamp.size <= BLOCK_SIZE {
+            let reservation = budget.reserve(stamp.size).await;
+            let size = stamp.size;
+            let data = blocking(move || read_all(&file, size)).await?;
+            let md5: [u8; 16] = Md5::digest(&data).into();
+            content.inline = Some(Bytes::from(data));
+            content.set_md5(md5);
+            content._inline_reservation = Some(Arc::new(reservation));
+        }
+        Ok(content)
+    }
+
+    /// An in-memory content (tests and remotes' own checks).
+    pub fn from_bytes(data: Bytes) -> Content {
+        let md5: [u8; 16] = Md5::digest(&data).into();
+        Content {
+            stamp: FileStamp {
+                dev: 0,
+                ino: 0,
+                size: data.len() as u64,
+                mtime_ns: 0,
+                ctime_ns: 0,
+            },
+            file: None,
+            inline: Some(data),
+            md5: Arc::new(Mutex::new(Some(md5))),
+            budget: MemoryBudget::default(),
+            _inline_reservation: None,
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.stamp.size
+    }
+
+    fn file(&self) -> Result<&Arc<File>, ContentError> {
+        self.file.as_ref().ok_or_else(|| {
+            ContentError::Read(std::io::Error::other("in-memory content has no file"))
+        })
+    }
+
+    /// The whole content, when the file is small enough to be sent in one request.
+    pub fn inline(&self) -> Option<&Bytes> {
+        self.inline.as_ref()
+    }
+
+    /// The MD5 of the content, if known yet (small files at open; large ones once a
+    /// remote has read them whole).
+    pub fn known_md5(&self) -> Option<[u8; 16]> {
+        self.md5.lock().ok().and_then(|m| *m)
+    }
+
+    /// Remember the MD5 a remote computed over the whole content it sent.
+    pub fn set_md5(&self, md5: [u8; 16]) {
+        if let Ok(mut m) = self.md5.lock() {
+            *m = Some(md5);
+        }
+    }
+
+    /// The MD5 of the content, reading the file once more if nothing has yet. Fails with
+    /// [`ContentError::Changed`] if the file changed since it was opened.
+    pub async fn md5(&self) -> Result<[u8; 16], ContentError> {
+        if let Some(md5) = self.known_md5() {
+            return Ok(md5);
+        }
+        let mut reader = self.blocks(BLOCK_SIZE);
+        while let Some(block) = reader.next_block().await? {
+            drop(block);
+        }
+        reader.finish()
+    }
+
+    /// Read the content in order, `block_size` bytes at a time.
+    pub fn blocks(&self, block_size: u64) -> BlockReader<'_> {
+        BlockReader {
+            content: self,
+            block_size,
+            offset: 0,
+            index: 0,
+            hasher: Md5::new(),
+        }
+    }
+
+    /// Copy the content into `out`, hashing it; used by the directory remote.
+    pub fn copy_to(&self, out: &mut impl std::io::Write) -> Result<[u8; 16], ContentError> {
+        if let Some(data) = &self.inline {
+            out.write_all(data).map_err(ContentError::Write)?;
+            return self.known_md5().ok_or(ContentError::Changed);
+        }
+        let file = self.file()?;
+        let mut hasher = Md5::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut offset = 0u64;
+        while offset < self.stamp.size {
+            let want = (self.stamp.size - offset).min(buf.len() as u64) as usize;
+            let n = file
+                .read_at(&mut buf[..want], offset)
+                .map_err(ContentError::Read)?;
+            if n == 0 {
+                return Err(ContentError::Changed); // truncated meanwhile
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(ContentError::Write)?;
+            offset += n as u64;
+        }
+        self.check_unchanged()?;
+        let md5: [u8; 16] = hasher.finalize().into();
+        self.set_md5(md5);
+        Ok(md5)
+    }
+
+    /// Whether the file still has the stat it had when it was opened (same descriptor).
+    pub fn check_unchanged(&self) -> Result<(), ContentError> {
+        if self.inline.is_some() {
+            return Ok(()); // what is sent was read whole at open
+        }
+        let now = self.file()?.metadata().map_err(ContentError::Read)?;
+        if FileStamp::of(&now) == self.stamp {
+            Ok(())
+        } else {
+            Err(ContentError::Changed)
+        }
+    }
+
+    /// Whether the path still names the opened file, unchanged (after the upload).
+    pub fn still_at(&self, path: &Path) -> bool {
+        let Some(Ok(fd_now)) = self.file.as_ref().map(|f| f.metadata()) else {
+            return false;
+        };
+        let Ok(path_now) = std::fs::symlink_metadata(path) else {
+            return false;
+        };
+        let fd_now = FileStamp::of(&fd_now);
+        fd_now == self.stamp && FileStamp::of(&path_now) == self.stamp
+    }
+}
+
+/// A failure while reading the content for an upload.
+#[derive(Debug)]
+pub enum ContentError {
+    /// The file changed while it was read: what was read is not a consistent copy.
+    Changed,
+    Read(std::io::Error),
+    /// Writing the copy (directory remote).
+    Write(std::io::Error),
+}
+
+impl std::fmt::Display for ContentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContentError::Changed => write!(f, "the file changed while it was uploaded"),
+            ContentError::Read(e) => write!(f, "cannot read the local file: {e}"),
+            ContentError::Write(e) => write!(f, "cannot write: {e}"),
+        }
+    }
+}
+
+/// One block of a large file, holding its share of the memory budget.
+pub struct Block {
+    pub index: u32,
+    pub data: Bytes,
+    pub md5: [u8; 16],
+    _reservation: Reservation,
+}
+
+/// Reads a content's blocks in order, hashing the whole as it goes.
+pub struct BlockReader<'a> {
+    content: &'a Content,
+    block_size: u64,
+    offset: u64,
+    index: u32,
+    hasher: Md5,
+}
+
+impl BlockReader<'_> {
+    /// The next block, or `None` after the last one.
+    pub async fn next_block(&mut self) -> Result<Option<Block>, ContentError> {
+        let size = self.content.stamp.size;
+        if self.offset >= size && !(size == 0 && self.index == 0) {
+            return Ok(None);
+        }
+        let len = (size - self.offset).min(self.block_size);
+        let reservation = self.content.budget.reserve(len).await;
+        let data = match &self.content.inline {
+            Some(all) => all.slice(self.offset as usize..(self.offset + len) as usize),
+            None => {
+                let file = self.content.file()?.clone();
+                let offset = self.offset;
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; len as usize];
+                    file.read_exact_at(&mut buf, offset).map(|()| buf)
+                })
+                .await
+                .map_err(|e| ContentError::Read(std::io::Error::other(e)))?;
+                match read {
+                    Ok(buf) => Bytes::from(buf),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        return Err(ContentError::Changed);
+                    }
+                    Err(e) => return Err(ContentError::Read(e)),
+                }
+            }
+        };
+        self.hasher.update(&data);
+        let md5: [u8; 16] = Md5::digest(&data).into();
+        let block = Block {
+            index: self.index,
+            data,
+            md5,
+            _reservation: reservation,
+        };
+        self.offset += len;
+        self.index += 1;
+        if size == 0 {
+            self.offset = 1; // the one empty block is done
+        }
+        Ok(Some(block))
+    }
+
+    /// The MD5 of everything read, after checking that the file did not change meanwhile.
+    pub fn finish(self) -> Result<[u8; 16], ContentError> {
+        self.content.check_unchanged()?;
+        let md5: [u8; 16] = self.hasher.finalize().into();
+        self.content.set_md5(md5);
+        Ok(md5)
+    }
+}
+
+fn open_regular(root: &Beneath, rel: &str) -> Result<(File, FileStamp), OpenError> {
+    let file = root.open_file(rel).map_err(|e| {
+        if crate::fsutil::is_gone(&e) {
+            OpenError::Gone
+        } else {
+            OpenError::Io(e)
+        }
+    })?;
+    let meta = file.metadata().map_err(OpenError::Io)?;
+    Ok((file, FileStamp::of(&meta)))
+}
+
+fn read_all(file: &File, size: u64) -> Result<Vec<u8>, OpenError> {
+    let mut data = vec![0u8; size as usize];
+    let mut done = 0;
+    while done < data.len() {
+        match file.read_at(&mut data[done..], done as u64) {
+            Ok(0) => break, // truncated meanwhile: send what is there, the stat check notices
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(OpenError::Io(e)),
+        }
+    }
+    data.truncate(done);
+    Ok(data)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OpenError> + Send + 'static,
+) -> Result<T, OpenError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| OpenError::Io(std::io::Error::other(e)))?
+}

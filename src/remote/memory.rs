@@ -1,0 +1,178 @@
+//! An in-memory remote with the same contract as the real ones, plus hooks to inject
+//! faults and to hold writes at a gate: for tests of the pipeline and the worker that
+//! need no emulator and no real time.
+
+use super::content::Content;
+use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
+use async_trait::async_trait;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Clone)]
+struct Stored {
+    data: Vec<u8>,
+    md5: [u8; 16],
+    etag: String,
+    mark: Option<String>,
+}
+
+/// Blobs in a map; ETags count writes.
+#[derive(Default)]
+pub struct MemoryRemote {
+    blobs: Mutex<BTreeMap<String, Stored>>,
+    /// Errors the next requests fail with, in order (puts, heads and lists alike).
+    faults: Mutex<VecDeque<RemoteError>>,
+    /// While closed, writes wait here.
+    gate: tokio::sync::RwLock<()>,
+    writes: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// Holds every write until dropped (see [`MemoryRemote::close_gate`]).
+pub struct GateClosed<'a>(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'a, ()>);
+
+impl MemoryRemote {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next `n` requests fail with `error`.
+    pub fn fail_next(&self, n: usize, error: RemoteError) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.extend(std::iter::repeat_n(error, n));
+        }
+    }
+
+    /// No more injected faults (the service is back).
+    pub fn clear_faults(&self) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.clear();
+        }
+    }
+
+    /// Writes wait until the returned guard is dropped (a stalled service).
+    pub async fn close_gate(&self) -> GateClosed<'_> {
+        GateClosed(self.gate.write().await)
+    }
+
+    /// Successful writes so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Requests so far, failed ones included.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// The content of a blob.
+    pub fn get(&self, name: &str) -> Option<Vec<u8>> {
+        self.blobs.lock().ok()?.get(name).map(|b| b.data.clone())
+    }
+
+    /// Another writer replaces (or creates) a blob, with no mark.
+    pub fn write_as_other(&self, name: &str, data: &[u8]) {
+        use md5::{Digest, Md5};
+        let etag = self.next_etag();
+        if let Ok(mut blobs) = self.blobs.lock() {
+            blobs.insert(
+                name.to_string(),
+                Stored {
+                    data: data.to_vec(),
+                    md5: Md5::digest(data).into(),
+                    etag,
+                    mark: None,
+                },
+            );
+        }
+    }
+
+    fn next_etag(&self) -> String {
+        format!("\"m{}\"", self.writes.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    fn injected(&self) -> Result<(), RemoteError> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        match self.faults.lock().ok().and_then(|mut f| f.pop_front()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn blob(name: &str, b: &Stored) -> RemoteBlob {
+        RemoteBlob {
+            name: name.to_string(),
+            size: b.data.len() as u64,
+            md5: Some(b.md5),
+            etag: b.etag.clone(),
+            writer: b
+                .mark
+                .as_deref()
+                .and_then(|m| super::writer_from_mark(m, Some(b.md5), name)),
+        }
+    }
+}
+
+#[async_trait]
+impl Remote for MemoryRemote {
+    fn describe(&self) -> String {
+        "memory://".to_string()
+    }
+
+    fn credential_source(&self) -> String {
+        "none".to_string()
+    }
+
+    async fn put(
+        &self,
+        name: &str,
+        content: &Content,
+        precondition: &Precondition,
+        writer: &str,
+    ) -> Result<PutOutcome, RemoteError> {
+        let _open = self.gate.read().await;
+        self.injected()?;
+        let mut data = Vec::with_capacity(content.size() as usize);
+        let md5 = content.copy_to(&mut data)?;
+        let mut blobs = self.blobs.lock().map_err(|_| RemoteError::Permanent {
+            message: "memory remote poisoned".into(),
+        })?;
+        let holds = match (precondition, blobs.get(name)) {
+            (Precondition::IfAbsent, current) => current.is_none(),
+            (Precondition::IfMatch(etag), Some(current)) => &current.etag == etag,
+            (Precondition::IfMatch(_), None) => false,
+            (Precondition::None, _) => true,
+        };
+        if !holds {
+            return Err(RemoteError::Conflict);
+        }
+        let etag = self.next_etag();
+        blobs.insert(
+            name.to_string(),
+            Stored {
+                data,
+                md5,
+                etag: etag.clone(),
+                mark: Some(super::writer_mark(writer, &md5, name)),
+            },
+        );
+        Ok(PutOutcome { etag, md5 })
+    }
+
+    async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
+        self.injected()?;
+        let blobs = self.blobs.lock().map_err(|_| RemoteError::Permanent {
+            message: "memory remote poisoned".into(),
+        })?;
+        Ok(blobs.get(name).map(|b| Self::blob(name, b)))
+    }
+
+    async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError> {
+        self.injected()?;
+        let blobs = self.blobs.lock().map_err(|_| RemoteError::Permanent {
+            message: "memory remote poisoned".into(),
+        })?;
+        Ok(blobs.iter().map(|(n, b)| Self::blob(n, b)).collect())
+    }
+}
