@@ -158,6 +158,16 @@ fn an_unreadable_directory_is_skipped_with_one_warning_and_shown_in_status() {
         .count();
     assert_eq!(warnings, 1, "one warning: {log}");
     assert!(!log.contains("target/debug"), "{log}");
+
+    // Readable again: watched and backed up, and the status says so.
+    chmod(&journal.join("private"), 0o755);
+    wait_for(PUSHED, "private/secret.md", || {
+        mirrored(&env, "private/secret.md")
+    });
+    wait_for(PUSHED, "the watch ok again", || {
+        let s = status_as(&env, uid);
+        (s["unwatched_dirs"] == 0 && s["watch"] == "ok").then_some(())
+    });
 }
 
 #[test]
@@ -315,6 +325,52 @@ fn a_read_only_state_index_is_named_with_the_fix_and_changes_stay_pending() {
     }
     run_as(&env, uid, &["ctl", "push"]).assert_code(0);
     wait_for(SETTLE, "b.md recorded and nothing pending", || {
+        (mirrored(&env, "b.md").is_some() && settled_as(&env, uid)).then_some(())
+    });
+}
+
+#[test]
+fn a_read_only_state_directory_at_start_up_keeps_the_daemon_running_and_waiting() {
+    let env = TestEnv::new();
+    env.write_file("a.md", "a");
+    give_env_to(&env, NOBODY);
+    let uid = Some(NOBODY);
+    // A one-shot push makes the index, then the state directory becomes read-only.
+    run_as(&env, uid, &["push"]).assert_code(0);
+    let state_dir = env.state_home().join("devlog");
+    let modes: Vec<(std::path::PathBuf, u32)> = std::fs::read_dir(&state_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("devlogd.lock"))
+        .map(|p| {
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            (p, mode)
+        })
+        .collect();
+    for (p, mode) in &modes {
+        chmod(p, mode & 0o555);
+    }
+    chmod(&state_dir, 0o555);
+    // It starts (no exit 2, which the service manager would not restart) and says why
+    // nothing is pushed.
+    let _daemon = Daemon::start_as(&env, NOBODY);
+    env.write_file("b.md", "b");
+    let s = wait_for(SETTLE, "the read-only index in status", || {
+        let s = status_as(&env, uid);
+        (s["state"] == "error").then_some(s)
+    });
+    let error = s["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("read-only"), "{s}");
+    assert!(error.contains("make it writable"), "{s}");
+    wait_for(PUSHED, "b.md pending", || {
+        (pending(&status_as(&env, uid)) >= 1).then_some(())
+    });
+    chmod(&state_dir, 0o700);
+    for (p, mode) in &modes {
+        chmod(p, *mode);
+    }
+    run_as(&env, uid, &["ctl", "push"]).assert_code(0);
+    wait_for(SETTLE, "b.md pushed and nothing pending", || {
         (mirrored(&env, "b.md").is_some() && settled_as(&env, uid)).then_some(())
     });
 }

@@ -60,13 +60,24 @@ pub fn try_acquire(state_dir: &Path, role: Role) -> Result<Result<InstanceLock, 
     std::fs::create_dir_all(state_dir)
         .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
     let path = state_dir.join("devlogd.lock");
-    let mut file = std::fs::OpenOptions::new()
+    let opened = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        .open(&path);
+    let mut file = match opened {
+        Ok(file) => file,
+        // A read-only state directory: the lock still works on a read-only descriptor
+        // (without the pid); the worker then says what is read-only.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::PermissionDenied
+                || e.raw_os_error() == Some(libc::EROFS) =>
+        {
+            File::open(&path).map_err(|_| format!("cannot open {}: {e}", path.display()))?
+        }
+        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+    };
     // SAFETY: flock on a file descriptor we own; no memory is involved.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {

@@ -22,7 +22,8 @@ mod worker_tests;
 use crate::config::Config;
 use crate::exit::{self, ExitCode, Failure};
 use crate::machine::hostname;
-use crate::session::{DamagedIndex, Session};
+use crate::session::Session;
+use crate::state::{StateError, StateIndex};
 use futures::StreamExt;
 use queue_task::{QueueSettings, QueueStatus};
 use std::path::{Path, PathBuf};
@@ -45,18 +46,31 @@ pub struct ReloadRequest {
 
 /// Build everything one configuration needs, or say why it cannot be used.
 fn build_setup(config: Config) -> Result<Setup, Failure> {
-    let session = Session::open(config)?;
-    let state = session.open_index(DamagedIndex::Refuse)?;
     let Session {
         config,
         filter,
         remote,
-    } = session;
+    } = Session::open(config)?;
+    let (state, index_read_only) =
+        match StateIndex::open(config.state_dir(), &config.remote.identity()) {
+            Ok(state) => (state, false),
+            // Run anyway, in state `error` and retrying: the fix is a chmod or a remount, and
+            // the service manager would not restart a daemon that exits 2 here. The stand-in
+            // is never pushed with (see `Worker::reopen_index`).
+            Err(e @ StateError::ReadOnly { .. }) => {
+                tracing::warn!("{e}");
+                let stand_in = StateIndex::open_at(Path::new(":memory:"), "")
+                    .map_err(|e| Failure::usage(e.to_string()))?;
+                (stand_in, true)
+            }
+            Err(e) => return Err(Failure::usage(e.to_string())),
+        };
     Ok(Setup {
         config,
         filter,
         remote,
         state,
+        index_read_only,
     })
 }
 

@@ -353,13 +353,22 @@ impl Manager {
                         self.not_watched_for_limit += 1;
                     }
                     Err(e) => {
-                        self.unwatchable(&rel, &abs, &e.to_string());
+                        let gone = match &e.kind {
+                            notify::ErrorKind::PathNotFound => true,
+                            notify::ErrorKind::Io(io) => io.kind() == std::io::ErrorKind::NotFound,
+                            _ => false,
+                        };
+                        // Gone already (a short-lived directory): nothing to watch, no warning.
+                        if !gone {
+                            self.unwatchable(&rel, &abs, &e.to_string());
+                        }
                         continue;
                     }
                 }
             }
             let entries = match std::fs::read_dir(&abs) {
                 Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
                     self.unwatchable(&rel, &abs, &e.to_string());
                     continue;
@@ -453,10 +462,13 @@ impl Manager {
             (None, None) => true,
             _ => false,
         };
-        if same {
+        // A watcher that could not be rebuilt last time is retried at every check.
+        let healthy = self.watcher.is_some();
+        if same && healthy {
             return;
         }
         match &now {
+            _ if !healthy => {}
             None => tracing::warn!(
                 root = %self.root.display(),
                 "the journal root is gone (moved or deleted?): watching for it to come back"
@@ -469,8 +481,11 @@ impl Manager {
         }
         let was_limited = self.limited.clone();
         if let Err(e) = self.arm() {
-            tracing::warn!(error = %e, "cannot watch the journal root again; scheduling a full pass");
-            self.sink.request_rescan(RescanReason::WatcherError);
+            self.watcher = None;
+            if healthy {
+                tracing::warn!(error = %e, "cannot watch the journal root again (retrying every few seconds); scheduling a full pass");
+                self.sink.request_rescan(RescanReason::WatcherError);
+            }
             return;
         }
         if self.limited != was_limited {
@@ -548,6 +563,12 @@ impl Manager {
             if gone {
                 if self.watched.contains(path) {
                     self.forget_tree(path);
+                }
+                if self.sink.is_unwatched(&rel) {
+                    let below = format!("{rel}/");
+                    self.sink.update_health(|h| {
+                        h.unwatched.retain(|d| *d != rel && !d.starts_with(&below));
+                    });
                 }
             } else if (new_dir || (attrib && self.sink.is_unwatched(&rel)))
                 && !self.watched.contains(path)

@@ -35,6 +35,9 @@ pub struct Setup {
     pub filter: Filter,
     pub remote: Arc<dyn Remote>,
     pub state: StateIndex,
+    /// The index could not be opened for writing: `state` is an empty stand-in, and the
+    /// worker reopens the real one before every attempt (no push runs on the stand-in).
+    pub index_read_only: bool,
 }
 
 /// What a `ctl push` asks for.
@@ -152,6 +155,7 @@ impl Worker {
         handed_over: Arc<AtomicUsize>,
     ) -> Self {
         let next_scan = Instant::now() + setup.config.sync.rescan_interval;
+        let index_read_only = setup.index_read_only;
         let mut worker = Worker {
             setup,
             host,
@@ -164,7 +168,7 @@ impl Worker {
             next_scan,
             cancel,
             backlog: VecDeque::new(),
-            index_read_only: false,
+            index_read_only,
             handed_over,
         };
         worker.publish_setup();
@@ -242,6 +246,7 @@ impl Worker {
                 setup,
                 watch_limited,
             } => {
+                self.index_read_only = setup.index_read_only;
                 self.setup = *setup;
                 self.publish_setup();
                 self.status.send_modify(|s| s.watch_limited = watch_limited);
@@ -423,6 +428,7 @@ impl Worker {
         if self.index_read_only
             && let Err(message) = self.reopen_index()
         {
+            tracing::warn!(error = %message, "push not started");
             return Err(PushFailure {
                 code: crate::exit::USAGE,
                 message,

@@ -48,6 +48,7 @@ impl World {
             filter,
             remote: remote.clone() as Arc<dyn Remote>,
             state,
+            index_read_only: false,
         };
         let (status_tx, status) = watch::channel(WorkerStatus::default());
         let cancel = CancellationToken::new();
