@@ -93,7 +93,7 @@ fn is_unlistable(c: char) -> bool {
 pub fn refusal(rel: &str, why: &UnmappableName) -> String {
     format!("not backed up: {why}").replace(
         "its name",
-        &format!("the name {}", crate::ui::printable(rel)),
+        &format!("the name {}", crate::redact::printable(rel)),
     )
 }
 

@@ -40,6 +40,42 @@ pub fn is_gone(e: &std::io::Error) -> bool {
     )
 }
 
+/// A file that holds secrets (the credentials file, a config file with a SAS) must be this
+/// user's and 0600; says how to fix it otherwise. A missing file is fine.
+#[cfg(unix)]
+pub fn check_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    if meta.uid() != uid {
+        return Err(format!(
+            "{} holds secrets but belongs to uid {}, not to you (uid {uid}): run `chown {uid} {}`",
+            path.display(),
+            meta.uid(),
+            path.display()
+        ));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} holds secrets but its mode is {mode:o}, readable by others: run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn check_private(_: &Path) -> Result<(), String> {
+    Ok(())
+}
+
 /// Create `dir` and any missing parents, each 0700 whatever the umask: the journal, the
 /// state index and the mirror are private.
 pub fn private_dir_all(dir: &Path) -> std::io::Result<()> {
@@ -48,6 +84,25 @@ pub fn private_dir_all(dir: &Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
+}
+
+/// Relative `/`-separated path of `path` under `root`, if it is valid UTF-8.
+pub fn relative(root: &Path, path: &Path) -> Result<String, String> {
+    let rel = path
+        .strip_prefix(root)
+        .map_err(|_| format!("{} is outside the root", path.display()))?;
+    let mut out = String::new();
+    for comp in rel.components() {
+        let s = comp
+            .as_os_str()
+            .to_str()
+            .ok_or_else(|| format!("{} has a name that is not valid UTF-8", rel.display()))?;
+        if !out.is_empty() {
+            out.push('/');
+        }
+        out.push_str(s);
+    }
+    Ok(out)
 }
 
 /// Streamed MD5 and length of everything `reader` yields.

@@ -2,7 +2,22 @@
 //! directory), pushing only what changed.
 //!
 //! Data flow: [`scan`] → [`plan`] (against [`state`]) → upload through a [`remote`] →
-//! commit, all in [`push`]. The command front ends live in [`commands`].
+//! commit, all in [`push`]. The command front ends live in [`commands`]; the daemon in
+//! [`daemon`]. ARCHITECTURE.md has the picture.
+//!
+//! Layers, bottom-up: a module imports only from layers below its own (checked by
+//! `tests/layers.rs`, which also checks that no import circle exists).
+//!
+//! 1. exit, fsutil, machine, redact
+//! 2. blobname, journal, logging, remote, state
+//! 3. config
+//! 4. filter
+//! 5. scan
+//! 6. plan
+//! 7. push
+//! 8. protocol, session, verify
+//! 9. daemon, ui
+//! 10. commands
 
 pub mod blobname;
 pub mod commands;
@@ -19,7 +34,6 @@ pub mod protocol;
 pub mod push;
 pub mod redact;
 pub mod remote;
-pub mod retry;
 pub mod scan;
 pub mod session;
 pub mod state;

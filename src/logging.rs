@@ -67,7 +67,7 @@ impl Drop for ScrubbedLine {
         let clean = crate::redact::scrub(&text);
         let _ = if self.escape_controls {
             let line = clean.strip_suffix('\n').unwrap_or(&clean);
-            let escaped = crate::ui::printable(line);
+            let escaped = crate::redact::printable(line);
             std::io::stderr().write_all(format!("{escaped}\n").as_bytes())
         } else {
             std::io::stderr().write_all(clean.as_bytes())

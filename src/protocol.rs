@@ -169,6 +169,60 @@ pub struct Reply {
     pub message: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    #[default]
+    Idle,
+    Pushing,
+    Offline,
+    Paused,
+    /// A local problem stops pushes (the state index is read-only): `last_error` says
+    /// what and how to fix it; changes stay pending and are retried with back-off.
+    Error,
+}
+
+/// The worker's part of `ctl status`, published after every change.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct WorkerStatus {
+    pub state: State,
+    pub root: String,
+    pub remote: String,
+    pub credential: String,
+    pub last_push: Option<LastPush>,
+    /// Unix seconds of the last push that finished without error.
+    pub last_success_unix: Option<i64>,
+    pub last_error: Option<String>,
+    pub offline_since_unix: Option<i64>,
+    #[serde(skip)]
+    pub next_retry: Option<tokio::time::Instant>,
+    /// Dirty paths waiting in the worker (offline, paused, or failed and retrying).
+    pub waiting_paths: usize,
+    /// Paths of the push running now: the batch until it is planned, then the files still
+    /// to upload (a full pass included).
+    pub in_flight_paths: usize,
+    /// A full pass is running (it may find more than `in_flight_paths`).
+    pub full_pass_running: bool,
+    pub pushes: u64,
+    pub files_uploaded: u64,
+    pub rescans: u64,
+    pub watcher_overflows: u64,
+    pub files_in_index: u64,
+    pub watch_limited: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastPush {
+    pub finished_unix: i64,
+    pub ok: bool,
+    pub full: bool,
+    pub uploaded: u64,
+    pub unchanged: u64,
+    pub failed: usize,
+    pub conflicts: usize,
+    pub duration_ms: u64,
+}
+
 /// `ctl status`: what the daemon is doing, as server and client both read it (a renamed
 /// field is a compile error, not a silent 0).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -178,7 +232,7 @@ pub struct Status {
     pub uptime_s: u64,
     pub socket: String,
     #[serde(flatten)]
-    pub worker: crate::daemon::worker::WorkerStatus,
+    pub worker: WorkerStatus,
     /// Paths debouncing in the queue or handed to a busy worker.
     pub queued_paths: usize,
     /// Everything not yet on the remote: queued, waiting to be retried, or in the push
@@ -317,7 +371,7 @@ mod tests {
             watch: "ok".into(),
             ..Default::default()
         };
-        status.worker.state = crate::daemon::worker::State::Offline;
+        status.worker.state = State::Offline;
         status.worker.files_in_index = 305;
         let mut reply = Reply::ok("status");
         reply.status = Some(Box::new(status));
@@ -345,7 +399,7 @@ mod tests {
             panic!("not a reply: {line}");
         };
         let status = back.status.unwrap();
-        assert_eq!(status.worker.state, crate::daemon::worker::State::Offline);
+        assert_eq!(status.worker.state, State::Offline);
         assert_eq!((status.pid, status.pending_paths), (7, 3));
         let report = back.report.unwrap();
         assert_eq!(report.uploaded, 2);

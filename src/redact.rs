@@ -124,6 +124,24 @@ fn mask_values_after(text: &str, key: &str) -> String {
     result
 }
 
+/// A name as shown to a person: control characters escaped (`\n`, `\u{1b}`), so a
+/// name cannot forge lines or send escape sequences to the terminal. JSON output does
+/// not use this: JSON escaping keeps names exact.
+pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.chars().any(|c| c.is_control()) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A secret value: its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

@@ -159,24 +159,7 @@ fn behind_symlink(root: &Path, rel: &str) -> bool {
     false
 }
 
-/// Relative `/`-separated path of `path` under `root`, if it is valid UTF-8.
-pub fn relative(root: &Path, path: &Path) -> Result<String, String> {
-    let rel = path
-        .strip_prefix(root)
-        .map_err(|_| format!("{} is outside the root", path.display()))?;
-    let mut out = String::new();
-    for comp in rel.components() {
-        let s = comp
-            .as_os_str()
-            .to_str()
-            .ok_or_else(|| format!("{} has a name that is not valid UTF-8", rel.display()))?;
-        if !out.is_empty() {
-            out.push('/');
-        }
-        out.push_str(s);
-    }
-    Ok(out)
-}
+pub use crate::fsutil::relative;
 
 fn walk(root: &Path, start: &Path, filter: &Filter) -> ScanResult {
     let files = Mutex::new(Vec::new());

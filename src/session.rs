@@ -2,7 +2,7 @@
 //! credentials, the state index — once, the same way for the daemon's worker, `push`,
 //! `verify` and `restore`, each failure with its exit code and the fix.
 
-use crate::config::Config;
+use crate::config::{Config, RemoteConfig};
 use crate::exit::Failure;
 use crate::filter::Filter;
 use crate::remote::Remote;
@@ -30,7 +30,7 @@ impl Session {
         require_root(&config)?;
         let filter = filter_for(&config)?;
         // Errors building a remote are configuration problems (credentials, a bad URL).
-        let remote = crate::remote::open(&config).map_err(|e| Failure::usage(e.to_string()))?;
+        let remote = open_remote(&config).map_err(|e| Failure::usage(e.to_string()))?;
         Ok(Session {
             config,
             filter,
@@ -63,6 +63,28 @@ impl Session {
 pub fn filter_for(config: &Config) -> Result<Filter, Failure> {
     Filter::new(&config.root, &config.sync.include, &config.sync.exclude)
         .map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// Build the remote a configuration names, resolving its credentials.
+pub fn open_remote(config: &Config) -> Result<Arc<dyn Remote>, crate::remote::RemoteError> {
+    match &config.remote {
+        RemoteConfig::Directory {
+            path,
+            embedded_default,
+        } => Ok(Arc::new(crate::remote::directory::DirectoryRemote::new(
+            path,
+            *embedded_default,
+        ))),
+        RemoteConfig::Azure(location) => {
+            let file =
+                crate::remote::credential::CredentialsFile::load(&config.dirs.credentials_file())
+                    .map_err(|message| crate::remote::RemoteError::Permanent { message })?;
+            let credential = crate::remote::credential::resolve(location, config.auth, &file)?;
+            Ok(Arc::new(crate::remote::azure::AzureRemote::new(
+                location, credential,
+            )?))
+        }
+    }
 }
 
 /// A missing root is a setup problem, said once with the fix.

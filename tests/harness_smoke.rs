@@ -96,46 +96,6 @@ fn list_blobs_follows_next_marker() {
     assert_eq!(names(&az.list_blobs(&container)), want);
 }
 
-#[test]
-fn wrong_sas_signature_is_refused() {
-    let az = Azurite::shared();
-    let container = unique_container("smoke-auth");
-    az.create_container(&container);
-    let list_url = |sas: &str| {
-        format!(
-            "{}?restype=container&comp=list&{sas}",
-            az.container_url(&container)
-        )
-    };
-    let status = |url: &str| az.agent().get(url).call().unwrap().status().as_u16();
-
-    assert_eq!(status(&list_url(&az.account_sas())), 200, "the good SAS");
-
-    let mut other_key = ACCOUNT_KEY.as_bytes().to_vec();
-    other_key[0] = b'F';
-    let forged = account_sas_signed_with(std::str::from_utf8(&other_key).unwrap());
-    assert_ne!(forged, az.account_sas());
-    assert_eq!(
-        status(&list_url(&forged)),
-        403,
-        "SAS signed with another key"
-    );
-
-    // Permissions narrowed after signing: the signature no longer matches.
-    let tampered = az.account_sas().replace("sp=rwdlacup", "sp=rl");
-    assert_ne!(tampered, az.account_sas());
-    assert_eq!(status(&list_url(&tampered)), 403, "tampered SAS");
-
-    let put = az
-        .agent()
-        .put(&format!("{}?{forged}", az.blob_url(&container, "x.md")))
-        .header("x-ms-blob-type", "BlockBlob")
-        .send(&b"nope"[..])
-        .unwrap();
-    assert_eq!(put.status().as_u16(), 403, "PUT with a forged SAS");
-    assert!(az.list_blobs(&container).is_empty());
-}
-
 /// Pins an Azurite behaviour devlogd relies on: the Azure SDK for Rust encodes `/` inside a
 /// blob name as `%2F`, and the service must treat it as the same name as a literal `/`.
 #[test]

@@ -4,7 +4,7 @@ use super::{CliError, exit, hostname};
 use crate::config::{Config, RemoteConfig};
 use crate::exit::ExitCode;
 use crate::push::{self, PushContext, PushFlags, PushOptions};
-use crate::retry::RetryPolicy;
+use crate::remote::retry::RetryPolicy;
 use crate::session::{DamagedIndex, Session};
 use crate::ui::{self, Progress};
 

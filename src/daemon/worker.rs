@@ -12,9 +12,8 @@ use crate::config::Config;
 use crate::filter::Filter;
 use crate::push::{self, PushContext, PushEvent, PushOptions, PushReport};
 use crate::remote::Remote;
-use crate::retry::RetryPolicy;
+use crate::remote::retry::RetryPolicy;
 use crate::state::{StateError, StateIndex};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -71,59 +70,7 @@ pub enum WorkerCmd {
     WatchLimited(Option<String>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    #[default]
-    Idle,
-    Pushing,
-    Offline,
-    Paused,
-    /// A local problem stops pushes (the state index is read-only): `last_error` says
-    /// what and how to fix it; changes stay pending and are retried with back-off.
-    Error,
-}
-
-/// The worker's part of `ctl status`, published after every change.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct WorkerStatus {
-    pub state: State,
-    pub root: String,
-    pub remote: String,
-    pub credential: String,
-    pub last_push: Option<LastPush>,
-    /// Unix seconds of the last push that finished without error.
-    pub last_success_unix: Option<i64>,
-    pub last_error: Option<String>,
-    pub offline_since_unix: Option<i64>,
-    #[serde(skip)]
-    pub next_retry: Option<Instant>,
-    /// Dirty paths waiting in the worker (offline, paused, or failed and retrying).
-    pub waiting_paths: usize,
-    /// Paths of the push running now: the batch until it is planned, then the files still
-    /// to upload (a full pass included).
-    pub in_flight_paths: usize,
-    /// A full pass is running (it may find more than `in_flight_paths`).
-    pub full_pass_running: bool,
-    pub pushes: u64,
-    pub files_uploaded: u64,
-    pub rescans: u64,
-    pub watcher_overflows: u64,
-    pub files_in_index: u64,
-    pub watch_limited: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LastPush {
-    pub finished_unix: i64,
-    pub ok: bool,
-    pub full: bool,
-    pub uploaded: u64,
-    pub unchanged: u64,
-    pub failed: usize,
-    pub conflicts: usize,
-    pub duration_ms: u64,
-}
+pub use crate::protocol::{LastPush, State, WorkerStatus};
 
 pub struct Worker {
     setup: Setup,

@@ -26,7 +26,7 @@ use crate::config::OnConflict;
 use crate::filter::Filter;
 use crate::remote::Remote;
 use crate::remote::content::MemoryBudget;
-use crate::retry::RetryPolicy;
+use crate::remote::retry::RetryPolicy;
 use crate::state::StateIndex;
 use futures::StreamExt;
 use std::path::Path;

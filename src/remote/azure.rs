@@ -7,9 +7,9 @@
 
 use super::content::{BLOCK_SIZE, Content};
 use super::credential::Credential;
+use super::location::AzureLocation;
 use super::shared_key::SharedKeyPolicy;
 use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
-use crate::config::AzureLocation;
 use crate::redact::scrub;
 use async_trait::async_trait;
 use azure_core::error::ErrorKind;
@@ -295,7 +295,7 @@ impl AzureRemote {
         data: Bytes,
         md5: [u8; 16],
     ) -> Result<(), RemoteError> {
-        let retry = crate::retry::RetryPolicy::default();
+        let retry = super::retry::RetryPolicy::default();
         retry
             .run(|| {
                 let data = data.clone();
@@ -533,7 +533,7 @@ pub fn map_error(e: azure_core::Error) -> RemoteError {
                     r.headers()
                         .get_optional_str(&HeaderName::from_static("retry-after"))
                 })
-                .and_then(crate::retry::parse_retry_after);
+                .and_then(super::retry::parse_retry_after);
             let status_num = u16::from(*status);
             match status_num {
                 412 => RemoteError::Conflict,

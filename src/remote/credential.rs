@@ -18,7 +18,7 @@
 //! source is ever shown.
 
 use super::RemoteError;
-use crate::config::{AuthMode, AzureLocation};
+use super::location::{AuthMode, AzureLocation};
 use crate::redact::Secret;
 use azure_core::credentials::TokenCredential;
 use std::collections::HashMap;
@@ -133,40 +133,7 @@ impl CredentialsFile {
     }
 }
 
-/// A credentials file (or a config file with a secret) must be this user's and 0600.
-#[cfg(unix)]
-pub fn check_private(path: &Path) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
-    if meta.uid() != uid {
-        return Err(format!(
-            "{} holds secrets but belongs to uid {}, not to you (uid {uid}): run `chown {uid} {}`",
-            path.display(),
-            meta.uid(),
-            path.display()
-        ));
-    }
-    let mode = meta.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} holds secrets but its mode is {mode:o}, readable by others: run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-pub fn check_private(_: &Path) -> Result<(), String> {
-    Ok(())
-}
+pub use crate::fsutil::check_private;
 
 /// One variable's value and where it came from.
 struct Found {
@@ -389,13 +356,10 @@ fn parse_connection_string(cs: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RemoteConfig, parse_remote_url};
+    use crate::remote::location::parse_azure_url;
 
     fn location(url: &str) -> AzureLocation {
-        match parse_remote_url(url, Path::new("/")).unwrap() {
-            RemoteConfig::Azure(a) => a,
-            other => panic!("{other:?}"),
-        }
+        parse_azure_url(url).unwrap()
     }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

@@ -320,7 +320,7 @@ fn list_blocking(root: &Beneath) -> Result<Vec<RemoteBlob>, RemoteError> {
             remove_if_old(entry.path());
             continue;
         }
-        let Ok(name) = crate::scan::relative(dir, entry.path()) else {
+        let Ok(name) = crate::fsutil::relative(dir, entry.path()) else {
             continue;
         };
         if let Some(blob) = blob_at(root, &name).map_err(|e| io_error("read", entry.path(), e))? {

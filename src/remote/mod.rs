@@ -8,13 +8,13 @@ pub mod azure;
 pub mod content;
 pub mod credential;
 pub mod directory;
+pub mod location;
 pub mod memory;
+pub mod retry;
 pub mod shared_key;
 
-use crate::config::{Config, RemoteConfig};
 use async_trait::async_trait;
 use content::{Content, ContentError};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A blob as the remote lists it.
@@ -206,23 +206,4 @@ pub trait Remote: Send + Sync {
 
     /// Every blob below the prefix.
     async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError>;
-}
-
-/// Build the remote a configuration names, resolving its credentials.
-pub fn open(config: &Config) -> Result<Arc<dyn Remote>, RemoteError> {
-    match &config.remote {
-        RemoteConfig::Directory {
-            path,
-            embedded_default,
-        } => Ok(Arc::new(directory::DirectoryRemote::new(
-            path,
-            *embedded_default,
-        ))),
-        RemoteConfig::Azure(location) => {
-            let file = credential::CredentialsFile::load(&config.dirs.credentials_file())
-                .map_err(|message| RemoteError::Permanent { message })?;
-            let credential = credential::resolve(location, config.auth, &file)?;
-            Ok(Arc::new(azure::AzureRemote::new(location, credential)?))
-        }
-    }
 }

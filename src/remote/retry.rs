@@ -3,7 +3,7 @@
 //! permanent errors return at once. Delays are computed by a pure function so they are
 //! unit-tested without sleeping.
 
-use crate::remote::RemoteError;
+use super::RemoteError;
 use std::future::Future;
 use std::time::Duration;
 
