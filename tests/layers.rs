@@ -4,7 +4,7 @@
 //! Test code (`#[cfg(test)]` modules and `*tests.rs` files) is not counted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Top-level module → the top-level modules its code refers to through `crate::`.
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
@@ -47,7 +47,7 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
 }
 
 /// `src/push/upload.rs` → `push`; `src/state.rs` → `state`; the crate roots → none.
-fn top_module(src: &Path, path: &PathBuf) -> Option<String> {
+fn top_module(src: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(src).ok()?;
     let first = rel.components().next()?.as_os_str().to_string_lossy();
     let module = first.trim_end_matches(".rs").to_string();
