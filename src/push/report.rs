@@ -162,7 +162,7 @@ pub enum PushError {
 }
 
 impl PushError {
-    /// The exit code a command ends with (DESIGN.md's table).
+    /// The exit code a command ends with.
     pub fn exit_code(&self) -> crate::exit::ExitCode {
         use crate::exit;
         match self {
