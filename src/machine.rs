@@ -60,3 +60,15 @@ pub fn forbid_core_dumps() {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
 }
+
+/// Memory for upload buffers goes back to the system as soon as it is freed: with glibc's
+/// default, large buffers freed on the many blocking threads are kept in per-thread arenas,
+/// and the peak resident size grows with the number of threads that ever held a block.
+/// Allocations from 256 KiB up are mapped and unmapped directly instead.
+pub fn return_freed_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}

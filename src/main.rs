@@ -151,6 +151,7 @@ impl Command {
 fn main() {
     // Before any credential is read: no secret may end up in a core dump.
     devlogd::machine::forbid_core_dumps();
+    devlogd::machine::return_freed_buffers();
     let cli = Cli::parse();
     let level = if matches!(cli.command, Command::Run { .. }) {
         "info"

@@ -79,6 +79,7 @@ enum Command {
 fn main() {
     // Before any credential is read: no secret may end up in a core dump.
     devlogd::machine::forbid_core_dumps();
+    devlogd::machine::return_freed_buffers();
     let cli = Cli::parse();
     devlogd::logging::init("warn", cli.verbose);
     let json = matches!(cli.command, Command::List { json: true, .. });

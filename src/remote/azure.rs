@@ -243,6 +243,10 @@ impl AzureRemote {
                         ids.push(id.clone());
                         let client = &client;
                         in_flight.push(async move {
+                            // The whole block moves in, so its share of the memory budget
+                            // is held until it is staged (capturing only the fields it
+                            // uses would give the share back at once).
+                            let block = block;
                             self.stage_block(client, &id, block.data.clone(), block.md5)
                                 .await
                         });
