@@ -48,11 +48,16 @@ pub enum UnmappableName {
     TooDeep(usize),
     #[error("its name has an empty, `.` or `..` component")]
     BadComponent,
+    #[error("it is inside `.devlog-history/`, where the remote keeps replaced versions")]
+    Reserved,
 }
 
 /// Check that `rel` (a `/`-separated relative path) can be stored as its own blob below
 /// `prefix` (the remote's name prefix, `""` for none). The blob name is `rel` itself.
 pub fn check(rel: &str, prefix: &str) -> Result<(), UnmappableName> {
+    if crate::history::is_history(rel) {
+        return Err(UnmappableName::Reserved);
+    }
     if rel.contains('\\') {
         return Err(UnmappableName::Backslash);
     }

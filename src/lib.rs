@@ -11,6 +11,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod filter;
 pub mod fsutil;
+pub mod history;
 pub mod journal;
 pub mod logging;
 pub mod machine;

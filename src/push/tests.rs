@@ -50,6 +50,22 @@ impl Remote for Instrumented {
     async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError> {
         self.inner.list().await
     }
+    async fn list_history(&self, path: Option<&str>) -> Result<Vec<RemoteBlob>, RemoteError> {
+        self.inner.list_history(path).await
+    }
+    async fn get(
+        &self,
+        name: &str,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<Option<RemoteBlob>, RemoteError> {
+        self.inner.get(name, sink).await
+    }
+    async fn preserve(&self, name: &str, etag: &str, to: &str) -> Result<(), RemoteError> {
+        self.inner.preserve(name, etag, to).await
+    }
+    async fn delete(&self, name: &str, p: &Precondition) -> Result<(), RemoteError> {
+        self.inner.delete(name, p).await
+    }
 }
 
 /// One run of the pipeline over `root`, host "h".
