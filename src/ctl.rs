@@ -154,6 +154,12 @@ pub fn status_text(s: &serde_json::Value) -> String {
     if let Some(e) = s["last_error"].as_str() {
         lines.push(format!("last error     {e}"));
     }
+    let held = num("held_deletes");
+    if held > 0 {
+        lines.push(format!(
+            "deletes HELD   {held} file(s) deleted locally, more than one pass may delete (mass-delete guard): run `devlogd ctl push --allow-deletes` to delete them remotely (their last content stays in the history)"
+        ));
+    }
     if let Some(r) = s["next_retry_in_s"].as_u64() {
         lines.push(format!("next retry     in {r} s"));
     }

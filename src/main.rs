@@ -45,6 +45,10 @@ enum Command {
         /// What to do when another writer changed a blob: keep-both, overwrite or skip.
         #[arg(long, value_name = "POLICY")]
         on_conflict: Option<OnConflict>,
+        /// Carry out deletes the mass-delete guard holds (more than 50 files or 10 % of
+        /// the index in one pass).
+        #[arg(long)]
+        allow_deletes: bool,
     },
     /// Compare every local file with the remote by MD5 (exit 1 if anything differs).
     Verify {
@@ -100,6 +104,10 @@ enum CtlCommand {
         /// What to do when another writer changed a blob: keep-both, overwrite or skip.
         #[arg(long, value_name = "POLICY")]
         on_conflict: Option<OnConflict>,
+        /// Carry out deletes the mass-delete guard holds (more than 50 files or 10 % of
+        /// the index in one pass).
+        #[arg(long)]
+        allow_deletes: bool,
     },
     /// Stop pushing (changes are still collected).
     Pause,
@@ -166,6 +174,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             dry_run,
             json,
             on_conflict,
+            allow_deletes,
         } => {
             let args = commands::push::PushArgs {
                 all,
@@ -174,6 +183,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 dry_run,
                 json,
                 on_conflict,
+                allow_deletes,
             };
             runtime()?.block_on(commands::push::run(&config, &args))
         }
@@ -208,6 +218,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                     no_wait,
                     json,
                     on_conflict,
+                    allow_deletes,
                 } => (
                     P::Push {
                         all,
@@ -216,6 +227,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                         dry_run,
                         wait: !no_wait,
                         on_conflict,
+                        allow_deletes,
                     },
                     json,
                 ),

@@ -45,6 +45,9 @@ pub enum Command {
         /// Overrides `sync.on_conflict` for this push.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         on_conflict: Option<crate::config::OnConflict>,
+        /// Carry out deletes the mass-delete guard holds.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allow_deletes: bool,
     },
     Pause,
     Resume,
@@ -200,6 +203,7 @@ mod tests {
                 dry_run: false,
                 wait: true,
                 on_conflict: None,
+                allow_deletes: false,
             }
         );
         let line = serde_json::to_string(&Request::new(Command::Status)).unwrap();

@@ -15,6 +15,7 @@ pub struct PushArgs {
     pub dry_run: bool,
     pub json: bool,
     pub on_conflict: Option<OnConflict>,
+    pub allow_deletes: bool,
 }
 
 /// Who runs a push: the running daemon (only it writes the index), or this process.
@@ -71,6 +72,7 @@ pub async fn forward(config: &Config, args: &PushArgs) -> Result<i32, CliError> 
         dry_run: args.dry_run,
         wait: true,
         on_conflict: args.on_conflict,
+        allow_deletes: args.allow_deletes,
     };
     crate::ctl::run(config, cmd, args.json).await
 }
@@ -98,6 +100,8 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<i32, CliErro
         checksum: args.checksum,
         dry_run: args.dry_run,
         on_conflict: args.on_conflict.unwrap_or(config.sync.on_conflict),
+        deletes: config.sync.deletes,
+        allow_deletes: args.allow_deletes,
         concurrency: config.sync.concurrency,
         paths: None,
         retry: RetryPolicy::default(),

@@ -213,6 +213,7 @@ async fn respond(
             dry_run,
             wait,
             on_conflict,
+            allow_deletes,
         } => {
             let request = PushRequest {
                 all,
@@ -220,6 +221,7 @@ async fn respond(
                 checksum,
                 dry_run,
                 on_conflict,
+                allow_deletes,
             };
             if !wait {
                 let cmd = WorkerCmd::Push {

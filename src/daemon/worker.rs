@@ -41,6 +41,7 @@ pub struct PushRequest {
     pub checksum: bool,
     pub dry_run: bool,
     pub on_conflict: Option<crate::config::OnConflict>,
+    pub allow_deletes: bool,
 }
 
 /// A failed push as the control socket reports it: exit code, message, partial report.
@@ -97,6 +98,8 @@ pub struct WorkerStatus {
     pub watcher_overflows: u64,
     pub files_in_index: u64,
     pub watch_limited: Option<String>,
+    /// Local deletes the mass-delete guard holds until a push with `--allow-deletes`.
+    pub held_deletes: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -387,6 +390,8 @@ impl Worker {
             on_conflict: request
                 .on_conflict
                 .unwrap_or(self.setup.config.sync.on_conflict),
+            deletes: self.setup.config.sync.deletes,
+            allow_deletes: request.allow_deletes,
             concurrency: self.setup.config.sync.concurrency,
             paths,
             retry: RetryPolicy::default(),
@@ -432,6 +437,10 @@ impl Worker {
             if let Some(r) = &report {
                 if !r.dry_run {
                     s.files_uploaded += r.uploaded;
+                    // A batch sees only its own paths; a full pass sees every delete.
+                    if full || !r.held_deletes.is_empty() {
+                        s.held_deletes = r.held_deletes.len();
+                    }
                 }
                 s.last_push = Some(LastPush {
                     finished_unix: unix_now(),

@@ -93,6 +93,8 @@ fn options() -> PushOptions {
         dry_run: false,
         checksum: false,
         on_conflict: OnConflict::KeepBoth,
+        deletes: crate::config::Deletes::History,
+        allow_deletes: false,
         concurrency: 4,
         paths: None,
         retry: RetryPolicy::default(),

@@ -155,6 +155,16 @@ impl Uploader<'_> {
         content: &Content,
         precondition: &Precondition,
     ) -> Result<String, RemoteError> {
+        // The version about to be replaced is kept first, conditioned on its ETag; if
+        // another writer slips in between, the put's own If-Match fails and the conflict
+        // path takes over: nothing is lost either way.
+        if let Precondition::IfMatch(etag) = precondition {
+            let kept =
+                crate::history::version_name(name, time::OffsetDateTime::now_utc(), self.writer);
+            self.retry
+                .run(|| self.remote.preserve(name, etag, &kept))
+                .await?;
+        }
         self.retry
             .run(|| self.remote.put(name, content, precondition, self.writer))
             .await
