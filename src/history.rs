@@ -212,6 +212,58 @@ pub fn parse_at(text: &str) -> Result<OffsetDateTime, String> {
     ))
 }
 
+/// What a prune removed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PruneReport {
+    pub keep_days: u32,
+    pub removed: u64,
+    pub removed_bytes: u64,
+    pub kept: u64,
+    pub failed: Vec<String>,
+}
+
+/// Remove history versions replaced more than `keep_days` before `now`. Only names in
+/// the history area are ever deleted; current blobs are never touched.
+pub async fn prune(
+    remote: &dyn crate::remote::Remote,
+    keep_days: u32,
+    now: OffsetDateTime,
+    retry: crate::retry::RetryPolicy,
+) -> Result<PruneReport, crate::remote::RemoteError> {
+    use futures::StreamExt;
+    let cutoff = now - time::Duration::days(i64::from(keep_days));
+    let versions = retry.run(|| remote.list_history(None)).await?;
+    let mut report = PruneReport {
+        keep_days,
+        ..Default::default()
+    };
+    let mut old = Vec::new();
+    for blob in versions {
+        match parse_version_name(&blob.name) {
+            Some((_, replaced, _)) if replaced < cutoff && is_history(&blob.name) => old.push(blob),
+            _ => report.kept += 1,
+        }
+    }
+    let mut deletes = futures::stream::iter(old)
+        .map(|blob| async move {
+            let result = retry
+                .run(|| remote.delete(&blob.name, &crate::remote::Precondition::None))
+                .await;
+            (blob, result)
+        })
+        .buffer_unordered(8);
+    while let Some((blob, result)) = deletes.next().await {
+        match result {
+            Ok(()) => {
+                report.removed += 1;
+                report.removed_bytes += blob.size;
+            }
+            Err(e) => report.failed.push(format!("{}: {e}", blob.name)),
+        }
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ pub mod protocol;
 pub mod push;
 pub mod redact;
 pub mod remote;
+pub mod restore;
 pub mod retry;
 pub mod scan;
 pub mod service;

@@ -2,7 +2,10 @@
 //! Library errors become one clear [`CliError`] line here (ripgrep's model).
 
 pub mod config_check;
+pub mod history;
+pub mod prune;
 pub mod push;
+pub mod restore;
 pub mod verify;
 
 use crate::config::{Config, ConfigError};
