@@ -264,6 +264,38 @@ pub async fn prune(
     Ok(report)
 }
 
+/// The file in the state directory holding when history was last pruned (unix seconds).
+const LAST_PRUNE_FILE: &str = "last-prune";
+
+/// Prune if the last prune (recorded in `state_dir`) is a day old or more; the daemon calls
+/// this after a successful full pass. Returns the report when it pruned.
+pub async fn prune_if_due(
+    remote: &dyn crate::remote::Remote,
+    state_dir: &std::path::Path,
+    keep_days: u32,
+) -> Option<PruneReport> {
+    let now = OffsetDateTime::now_utc();
+    let stamp = state_dir.join(LAST_PRUNE_FILE);
+    let last = std::fs::read_to_string(&stamp)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok());
+    if last.is_some_and(|l| now.unix_timestamp() - l < 86_400) {
+        return None;
+    }
+    match prune(remote, keep_days, now, crate::retry::RetryPolicy::default()).await {
+        Ok(report) => {
+            if let Err(e) = std::fs::write(&stamp, now.unix_timestamp().to_string()) {
+                tracing::warn!(error = %e, "cannot record the prune time");
+            }
+            Some(report)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "pruning the history failed; tried again after the next full pass");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

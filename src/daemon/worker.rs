@@ -405,6 +405,24 @@ impl Worker {
             host: &self.host,
         };
         let result = push::run(ctx, &options, progress).await;
+        // History retention: at most once a day, after a full pass that went through.
+        if full && !request.dry_run && result.as_ref().is_ok_and(|r| r.is_clean()) {
+            let config = &self.setup.config;
+            if let Some(pruned) = crate::history::prune_if_due(
+                self.setup.remote.as_ref(),
+                config.state_dir(),
+                config.sync.keep_versions_days,
+            )
+            .await
+                && pruned.removed > 0
+            {
+                tracing::info!(
+                    removed = pruned.removed,
+                    bytes = pruned.removed_bytes,
+                    "pruned old versions from the history"
+                );
+            }
+        }
         let files_in_index = self.setup.state.count().unwrap_or(0);
         let (report, outcome) = match result {
             Ok(report) => (Some(report.clone()), Ok(report)),
