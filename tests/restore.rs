@@ -465,3 +465,75 @@ macro_rules! suite {
 
 suite!(azure, AzureBackend);
 suite!(directory, DirectoryBackend);
+
+// --- with the daemon running (Azurite) -----------------------------------------------------
+
+fn status(env: &TestEnv) -> serde_json::Value {
+    let out = env.run(&["ctl", "status", "--json"]);
+    out.assert_code(0);
+    serde_json::from_str(out.stdout.trim()).unwrap()
+}
+
+fn settled(env: &TestEnv) -> bool {
+    let s = status(env);
+    s["state"] == "idle" && s["pending_paths"].as_u64() == Some(0)
+}
+
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[test]
+fn the_daemon_holds_a_mass_delete_says_why_and_releases_it_on_request() {
+    let (env, backend) = world::<AzureBackend>();
+    for i in 0..60 {
+        env.write_file(&format!("e/{i}.md"), format!("entry {i}"));
+    }
+    env.write_file("keep.md", b"stays");
+    json(&env, &["push"], 0);
+    let _daemon = common::daemon::Daemon::start(&env);
+    common::wait_for(SETTLE, "the start-up pass", || settled(&env).then_some(()));
+    std::fs::remove_dir_all(env.journal().join("e")).unwrap();
+    common::wait_for(SETTLE, "the deletes to be held", || {
+        (status(&env)["held_deletes"].as_u64() == Some(60) && settled(&env)).then_some(())
+    });
+    let current = || {
+        backend
+            .names()
+            .into_iter()
+            .filter(|n| !n.starts_with(HISTORY))
+            .count()
+    };
+    assert_eq!(current(), 61, "nothing removed remotely");
+    let text = env.run(&["ctl", "status"]);
+    assert!(
+        text.stdout.contains("deletes HELD") && text.stdout.contains("--allow-deletes"),
+        "{}",
+        text.stdout
+    );
+    let (report, _) = json(&env, &["ctl", "push", "--allow-deletes"], 0);
+    assert_eq!(list(&report, "deleted").len(), 60, "{report}");
+    assert_eq!(current(), 1);
+    assert_eq!(status(&env)["held_deletes"].as_u64(), Some(0));
+}
+
+#[test]
+fn restore_with_the_daemon_running_goes_through_it_and_uploads_nothing() {
+    let (env, backend) = world::<AzureBackend>();
+    let want = awkward_journal(&env, 20);
+    json(&env, &["push"], 0);
+    let fresh = env_for(&backend, TestEnv::new());
+    let _daemon = common::daemon::Daemon::start(&fresh);
+    common::wait_for(SETTLE, "the start-up pass", || {
+        settled(&fresh).then_some(())
+    });
+    let (report, out) = json(&fresh, &["restore"], 0);
+    assert!(out.stderr.contains("devlogd is running"), "{}", out.stderr);
+    assert_eq!(count(&report, "restored"), want.len() as u64);
+    assert_eq!(tree(&fresh.journal()), want);
+    common::wait_for(SETTLE, "the daemon to record the files", || {
+        let s = status(&fresh);
+        (settled(&fresh) && s["files_in_index"].as_u64() == Some(want.len() as u64)).then_some(s)
+    });
+    assert_eq!(status(&fresh)["files_uploaded"].as_u64(), Some(0));
+    let (report, _) = json(&fresh, &["push"], 0);
+    assert_eq!(count(&report, "uploaded"), 0);
+}
