@@ -16,7 +16,6 @@ use futures::StreamExt;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -330,19 +329,14 @@ fn split(rel: &str) -> (&str, &str) {
 /// uploads it (keeping the current blob in history): restoring an old version brings it
 /// back.
 fn record_for(rel: &str, meta: &std::fs::Metadata, md5: [u8; 16], job: &Job) -> Option<Record> {
-    let ours = crate::remote::hex(&md5);
     let (etag, current_md5) = job.current.clone()?;
     let current_md5 = current_md5.and_then(|h| unhex(&h))?;
-    let same = current_md5 == md5 && ours == crate::remote::hex(&current_md5);
+    let (size, mtime_ns) = crate::scan::stat_of(meta);
     Some(Record {
         rel: rel.to_string(),
         entry: IndexEntry {
-            size: meta.size(),
-            mtime_ns: if same {
-                meta.mtime() as i64 * 1_000_000_000 + meta.mtime_nsec() as i64
-            } else {
-                0
-            },
+            size,
+            mtime_ns: if current_md5 == md5 { mtime_ns } else { 0 },
             ctime_ns: crate::scan::ctime_of(meta),
             md5: current_md5,
             etag: Some(etag),

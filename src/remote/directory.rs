@@ -222,7 +222,7 @@ fn preserve_blocking(
         .map_err(|e| io_error("create", &root.path().join(hist_parent_rel), e))?;
     let _lock = DirLock::take(root).map_err(|e| io_error("lock", root.path(), e))?;
     let current = blob_at(root, name).map_err(|e| io_error("read", &dest, e))?;
-    if !current.is_some_and(|b| b.etag == etag) {
+    if current.is_none_or(|b| b.etag != etag) {
         return Err(RemoteError::Conflict);
     }
     let parent = root
