@@ -106,7 +106,7 @@ setup_home() { # DIR ROOT
 lib container "$port" "$container" create
 setup_home "$work/pusher" "$src"
 say "pushing the source once with devlogd"
-devlogd_in "$work/pusher" push >/dev/null 9>&-
+devlogd_in "$work/pusher" push >"$work/push.log" 2>&1 9>&- || { tail -n 20 "$work/push.log" >&2; die "the setup push failed"; }
 
 results=$work/results.tsv
 : >"$results"

@@ -107,6 +107,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_local_path_maps_into_the_history_area() {
+        assert!(matches!(
+            check(".devlog-history/a.md/20261129T000000.000000000Z-w", ""),
+            Err(UnmappableName::Reserved)
+        ));
+        assert!(check(".devlog-historyx/a.md", "").is_ok());
+    }
+
+    #[test]
     fn ordinary_names_map_to_themselves() {
         for ok in [
             "a.md",

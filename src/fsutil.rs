@@ -209,26 +209,6 @@ impl Beneath {
         Ok(())
     }
 
-    /// Hard-link `from` in this directory as `to` in `dest` (both single names), never
-    /// following a symlink at `from`.
-    pub fn link_to(&self, from: &str, dest: &Beneath, to: &str) -> std::io::Result<()> {
-        let (from, to) = (component(from)?, component(to)?);
-        // SAFETY: directory descriptors we own and NUL-terminated names.
-        let rc = unsafe {
-            libc::linkat(
-                self.fd.as_raw_fd(),
-                from.as_ptr(),
-                dest.fd.as_raw_fd(),
-                to.as_ptr(),
-                0,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
     /// Flush the directory itself (durability of a rename); best effort.
     pub fn sync(&self) {
         // SAFETY: a descriptor we own.

@@ -261,3 +261,69 @@ fn conflict_names_keep_directory_and_extension() {
         ".hidden.conflict-h-20261122T101500Z"
     );
 }
+
+#[tokio::test]
+async fn another_writer_between_keeping_the_old_version_and_replacing_it_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("n.md"), b"v1").unwrap();
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let mirror = dir.path().join("mirror");
+    // On the second write (after v1 was kept in history, before v2 replaces it) another
+    // writer puts its own version in place.
+    let theirs = mirror.join("n.md");
+    let remote = Instrumented::new(&mirror, move |earlier| {
+        if earlier == 1 {
+            std::fs::write(&theirs, b"theirs").unwrap();
+        }
+    });
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    let first = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(first.uploaded, 1);
+    std::fs::write(root.join("n.md"), b"v2 edited").unwrap();
+    let second = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(second.conflicts.len(), 1, "{second:?}");
+    // v1 in history, theirs current, ours (v2) in a conflict copy: all three kept.
+    let history = remote.list_history(Some("n.md")).await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    let mut v1 = Vec::new();
+    Remote::get(&remote, &history[0].name, &mut v1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v1, b"v1");
+    assert_eq!(std::fs::read(mirror.join("n.md")).unwrap(), b"theirs");
+    let copy = second.conflicts[0].copy.clone().unwrap();
+    assert_eq!(std::fs::read(mirror.join(copy)).unwrap(), b"v2 edited");
+}
+
+#[tokio::test]
+async fn a_deleted_file_is_kept_in_history_then_removed_and_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.md"), b"a").unwrap();
+    std::fs::write(root.join("b.md"), b"b").unwrap();
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let mirror = dir.path().join("mirror");
+    let remote = Instrumented::new(&mirror, |_| {});
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    push_once(&root, &filter, &remote, &mut state, &options()).await;
+    std::fs::remove_file(root.join("a.md")).unwrap();
+    let mut keep = options();
+    keep.deletes = crate::config::Deletes::Keep;
+    let kept = push_once(&root, &filter, &remote, &mut state, &keep).await;
+    assert!(kept.deleted.is_empty());
+    assert!(mirror.join("a.md").exists(), "sync.deletes = keep");
+    let report = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(report.deleted, vec!["a.md".to_string()]);
+    assert!(!mirror.join("a.md").exists());
+    assert_eq!(remote.list_history(Some("a.md")).await.unwrap().len(), 1);
+    assert!(!state.load().unwrap().contains_key("a.md"), "row removed");
+    // A daemon batch naming the gone path deletes nothing more.
+    let mut batch = options();
+    batch.paths = Some(vec!["a.md".to_string()]);
+    let again = push_once(&root, &filter, &remote, &mut state, &batch).await;
+    assert!(again.deleted.is_empty());
+}

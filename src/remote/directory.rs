@@ -205,63 +205,52 @@ fn get_blocking(
     Ok(Some(blob_of(&file, name, hasher.finalize().into(), size)))
 }
 
-/// Under the lock: if `name` is still the version `etag`, hard-link it (a copy where the
-/// filesystem has no hard links) as `history_name`. The link shares the inode, so the
-/// version's mtime and writer mark stay with it.
+/// Under the lock: copy `name` into `history_name` if the bytes copied are the version
+/// `etag` (the ETag is the content's MD5, computed over exactly what was copied). A copy,
+/// not a hard link: a link would share the inode with the current file, and a tool that
+/// writes the current file in place would rewrite the history too. The copy keeps the
+/// version's mtime (its write time) and writer mark.
 fn preserve_blocking(
     root: &Beneath,
     name: &str,
     etag: &str,
     history_name: &str,
 ) -> Result<(), RemoteError> {
-    let dest = root.path().join(history_name);
-    let (parent_rel, file_name) = split(name);
+    use md5::{Digest, Md5};
+    use std::io::Read;
+    let src_path = root.path().join(name);
     let (hist_parent_rel, hist_file) = split(history_name);
     let hist_parent = root
         .open_dir(hist_parent_rel, true)
         .map_err(|e| io_error("create", &root.path().join(hist_parent_rel), e))?;
-    let _lock = DirLock::take(root).map_err(|e| io_error("lock", root.path(), e))?;
-    let current = blob_at(root, name).map_err(|e| io_error("read", &dest, e))?;
-    if current.is_none_or(|b| b.etag != etag) {
-        return Err(RemoteError::Conflict);
-    }
-    let parent = root
-        .open_dir(parent_rel, false)
-        .map_err(|e| io_error("open", &root.path().join(parent_rel), e))?;
-    match parent.link_to(file_name, &hist_parent, hist_file) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EPERM | libc::EXDEV | libc::EMLINK | libc::ENOTSUP)
-            ) =>
-        {
-            copy_into_history(root, name, &hist_parent, hist_file)?;
-        }
-        Err(e) => return Err(io_error("keep a version of", &dest, e)),
-    }
-    hist_parent.sync();
-    Ok(())
-}
-
-/// The copy fallback of [`preserve_blocking`]: through a temporary file, with the
-/// original's mtime and writer mark.
-fn copy_into_history(
-    root: &Beneath,
-    name: &str,
-    hist_parent: &Beneath,
-    hist_file: &str,
-) -> Result<(), RemoteError> {
-    let src_path = root.path().join(name);
-    let mut src = root
-        .open_file(name)
-        .map_err(|e| io_error("read", &src_path, e))?;
     let tmp_dir = root
         .open_dir(TMP_DIR, true)
         .map_err(|e| io_error("write", &root.path().join(TMP_DIR), e))?;
     let mut tmp = TempFile::create(tmp_dir).map_err(|e| io_error("write", &src_path, e))?;
-    std::io::copy(&mut src, &mut tmp.file).map_err(|e| io_error("copy", &src_path, e))?;
+    let _lock = DirLock::take(root).map_err(|e| io_error("lock", root.path(), e))?;
+    let mut src = match root.open_file(name) {
+        Ok(f) => f,
+        Err(e) if fsutil::is_gone(&e) => return Err(RemoteError::Conflict),
+        Err(e) => return Err(io_error("read", &src_path, e)),
+    };
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error("read", &src_path, e)),
+        };
+        hasher.update(&buf[..n]);
+        tmp.file
+            .write_all(&buf[..n])
+            .map_err(|e| io_error("keep a version of", &src_path, e))?;
+    }
+    let md5: [u8; 16] = hasher.finalize().into();
+    if super::hex(&md5) != etag {
+        return Err(RemoteError::Conflict);
+    }
     if let Some(mark) = xattr::get(&src, WRITER_XATTR) {
         xattr::set(&tmp.file, WRITER_XATTR, &mark);
     }
@@ -274,9 +263,10 @@ fn copy_into_history(
         .sync_all()
         .map_err(|e| io_error("write", &src_path, e))?;
     tmp.dir
-        .rename_to(&tmp.name, hist_parent, hist_file)
-        .map_err(|e| io_error("write", &src_path, e))?;
+        .rename_to(&tmp.name, &hist_parent, hist_file)
+        .map_err(|e| io_error("keep a version of", &src_path, e))?;
     tmp.placed = true;
+    hist_parent.sync();
     Ok(())
 }
 
