@@ -90,43 +90,6 @@ pub(super) fn held(count: u64, index_rows: u64, root_empty: bool, opts: &PushOpt
     count > mass_delete_threshold(index_rows) || (root_empty && count > 1)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_guard_allows_50_files_or_10_percent_whichever_is_larger() {
-        assert_eq!(mass_delete_threshold(0), 50);
-        assert_eq!(mass_delete_threshold(400), 50);
-        assert_eq!(mass_delete_threshold(1000), 100);
-        assert_eq!(mass_delete_threshold(1001), 101);
-    }
-
-    #[test]
-    fn the_guard_holds_big_passes_and_an_emptied_root_unless_allowed() {
-        let opts = |allow_deletes| PushOptions {
-            all: false,
-            force: false,
-            dry_run: false,
-            checksum: false,
-            on_conflict: crate::config::OnConflict::KeepBoth,
-            deletes: Deletes::History,
-            allow_deletes,
-            concurrency: 1,
-            paths: None,
-            retry: RetryPolicy::default(),
-            cancel: None,
-        };
-        assert!(!held(3, 10, false, &opts(false)));
-        assert!(!held(50, 100, false, &opts(false)));
-        assert!(held(51, 100, false, &opts(false)));
-        assert!(held(3, 3, true, &opts(false)), "an emptied root");
-        assert!(!held(1, 1, true, &opts(false)), "the only file");
-        assert!(!held(51, 100, false, &opts(true)));
-        assert!(!held(0, 100, true, &opts(false)));
-    }
-}
-
 pub(super) struct Deleter<'a> {
     pub remote: &'a dyn Remote,
     pub retry: RetryPolicy,
@@ -211,5 +174,42 @@ impl Deleter<'_> {
             }
         }
         state.remove(&removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_allows_50_files_or_10_percent_whichever_is_larger() {
+        assert_eq!(mass_delete_threshold(0), 50);
+        assert_eq!(mass_delete_threshold(400), 50);
+        assert_eq!(mass_delete_threshold(1000), 100);
+        assert_eq!(mass_delete_threshold(1001), 101);
+    }
+
+    #[test]
+    fn the_guard_holds_big_passes_and_an_emptied_root_unless_allowed() {
+        let opts = |allow_deletes| PushOptions {
+            all: false,
+            force: false,
+            dry_run: false,
+            checksum: false,
+            on_conflict: crate::config::OnConflict::KeepBoth,
+            deletes: Deletes::History,
+            allow_deletes,
+            concurrency: 1,
+            paths: None,
+            retry: RetryPolicy::default(),
+            cancel: None,
+        };
+        assert!(!held(3, 10, false, &opts(false)));
+        assert!(!held(50, 100, false, &opts(false)));
+        assert!(held(51, 100, false, &opts(false)));
+        assert!(held(3, 3, true, &opts(false)), "an emptied root");
+        assert!(!held(1, 1, true, &opts(false)), "the only file");
+        assert!(!held(51, 100, false, &opts(true)));
+        assert!(!held(0, 100, true, &opts(false)));
     }
 }
