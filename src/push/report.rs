@@ -193,7 +193,7 @@ pub fn auth_hint(source: &str) -> &'static str {
     } else if source.contains("account key") {
         "check that the key belongs to the account in remote.url and has not been rotated"
     } else {
-        "check that the SAS token is valid, not expired, and allows read, add, create, write and list"
+        "check that the SAS token is valid, not expired, and allows read, add, create, write, delete and list (delete: for deletes and pruning the history)"
     }
 }
 
