@@ -188,6 +188,30 @@ async fn directory_remote() {
 }
 
 #[tokio::test]
+async fn azure_remote_with_an_account_key() {
+    // Shared Key signs each request; the copy source of `preserve` carries no SAS.
+    let az = Azurite::shared();
+    let container = unique_container("contract-key");
+    let location = match devlogd::config::parse_remote_url(
+        &az.container_url(&container),
+        std::path::Path::new("/"),
+    ) {
+        Ok(devlogd::config::RemoteConfig::Azure(l)) => l,
+        other => panic!("{other:?}"),
+    };
+    let credential = devlogd::remote::credential::resolve_from(
+        &location,
+        devlogd::config::AuthMode::Auto,
+        &|name| (name == "AZURE_STORAGE_ACCOUNT_KEY").then(|| common::ACCOUNT_KEY.to_string()),
+        &devlogd::remote::credential::CredentialsFile::default(),
+    )
+    .unwrap();
+    let remote = devlogd::remote::azure::AzureRemote::new(&location, credential).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    contract(&remote, scratch.path()).await;
+}
+
+#[tokio::test]
 async fn azure_remote() {
     let az = Azurite::shared();
     let container = unique_container("contract");
