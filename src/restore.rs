@@ -316,6 +316,21 @@ fn local_copy_stamp(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// A temporary file's name, unlinked on drop unless it was renamed into place.
+struct TempName<'a> {
+    dir: &'a Beneath,
+    name: &'a str,
+    placed: bool,
+}
+
+impl Drop for TempName<'_> {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = self.dir.unlink_here(self.name);
+        }
+    }
+}
+
 fn split(rel: &str) -> (&str, &str) {
     match rel.rfind('/') {
         Some(i) => (&rel[..i], &rel[i + 1..]),
@@ -416,8 +431,11 @@ async fn restore_one(
             Err(e) => return failed(format!("cannot write: {e}")),
         }
     };
-    let remove_tmp = |parent: &Beneath| {
-        let _ = parent.unlink_here(&tmp_name);
+    // Removed on every way out (an error, or the restore interrupted) but the rename.
+    let mut tmp = TempName {
+        dir: &parent,
+        name: &tmp_name,
+        placed: false,
     };
     let file = std::fs::File::from(fd);
     let write_error = |e: std::io::Error| RemoteError::Permanent {
@@ -439,16 +457,13 @@ async fn restore_one(
     let blob = match got {
         Ok(Some(b)) => b,
         Ok(None) => {
-            remove_tmp(&parent);
             return failed("the blob disappeared from the remote meanwhile".into());
         }
         Err(e) => {
-            remove_tmp(&parent);
             return failed(format!("cannot download: {e}"));
         }
     };
     let Some(md5) = blob.md5 else {
-        remove_tmp(&parent);
         return failed("the remote gave no MD5 to verify the download with".into());
     };
     // The version's own write time, so the file looks as old as its content.
@@ -460,14 +475,13 @@ async fn restore_one(
     if let Some(kept) = &kept_as {
         let (_, kept_name) = split(kept);
         if let Err(e) = parent.rename_to(name, &parent, kept_name) {
-            remove_tmp(&parent);
             return failed(format!("cannot keep the local file aside: {e}"));
         }
     }
     if let Err(e) = parent.rename_to(&tmp_name, &parent, name) {
-        remove_tmp(&parent);
         return failed(format!("cannot write: {e}"));
     }
+    tmp.placed = true;
     let meta = match file.metadata() {
         Ok(m) => m,
         Err(e) => return failed(format!("cannot read back: {e}")),

@@ -489,12 +489,19 @@ fn the_daemon_holds_a_mass_delete_says_why_and_releases_it_on_request() {
     }
     env.write_file("keep.md", b"stays");
     json(&env, &["push"], 0);
-    let _daemon = common::daemon::Daemon::start(&env);
+    let daemon = common::daemon::Daemon::start(&env);
     common::wait_for(SETTLE, "the start-up pass", || settled(&env).then_some(()));
     std::fs::remove_dir_all(env.journal().join("e")).unwrap();
-    common::wait_for(SETTLE, "the deletes to be held", || {
+    let held = common::poll_until(SETTLE, || {
         (status(&env)["held_deletes"].as_u64() == Some(60) && settled(&env)).then_some(())
     });
+    assert!(
+        held.is_some(),
+        "the deletes were not held: {}\nremote: {:?}\nlog: {}",
+        status(&env),
+        backend.names().len(),
+        daemon.log_text()
+    );
     let current = || {
         backend
             .names()

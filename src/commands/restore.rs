@@ -81,7 +81,23 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<i32, CliError> {
         _ => None,
     };
     let progress = RestoreProgress::new(args.json);
-    let result = crate::restore::run(remote.as_ref(), &opts, &|e| progress.event(e)).await;
+    let on_event = |e| progress.event(e);
+    let restore = crate::restore::run(remote.as_ref(), &opts, &on_event);
+    let result = tokio::select! {
+        result = restore => result,
+        // Interrupted: temporary files are removed as their downloads are dropped, and a
+        // paused daemon is resumed before exiting.
+        _ = tokio::signal::ctrl_c() => {
+            progress.finish();
+            if let Some(socket) = &daemon_socket {
+                daemon_request(socket, Command::Resume).await?;
+            }
+            return Err(CliError::new(
+                130,
+                "interrupted; files already restored are in place, run restore again for the rest",
+            ));
+        }
+    };
     progress.finish();
     let recorded = match (&result, &route) {
         (Ok((_, records)), Some(super::push::Route::Direct(_lock))) => {

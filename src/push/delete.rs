@@ -38,6 +38,16 @@ fn gone(root: &Path, rel: &str) -> bool {
     }
 }
 
+/// What a pass would delete.
+pub(super) struct Candidates {
+    /// The index rows this pass deletes (a batch: those at or below its gone paths).
+    pub now: Vec<(String, IndexEntry)>,
+    /// Every index row whose file is gone, what the guard counts: a daemon batch sees only
+    /// its own paths, and a large delete arrives in several batches (each path becomes
+    /// ready on its own), so the guard looks at the whole index whenever anything is gone.
+    pub all_gone: Vec<String>,
+}
+
 /// The index rows whose files are gone, sorted by path.
 pub(super) fn candidates(
     root: &Path,
@@ -45,41 +55,54 @@ pub(super) fn candidates(
     state: &StateIndex,
     opts: &PushOptions,
     report: &PushReport,
-) -> Result<Vec<(String, IndexEntry)>, StateError> {
+) -> Result<Candidates, StateError> {
+    let none = || Candidates {
+        now: Vec::new(),
+        all_gone: Vec::new(),
+    };
     // A root that is not there (unmounted) deletes nothing.
     if opts.deletes == Deletes::Keep || !root.is_dir() {
-        return Ok(Vec::new());
+        return Ok(none());
     }
     let present: HashSet<&str> = scanned.files.iter().map(|f| f.rel.as_str()).collect();
     let failed: HashSet<&str> = report.failed.iter().map(|f| f.path.as_str()).collect();
     let keep = |rel: &str| present.contains(rel) || failed.contains(rel);
-    let mut out: Vec<(String, IndexEntry)> = match &opts.paths {
-        None => scanned
-            .index
-            .iter()
-            .filter(|(rel, _)| !keep(rel) && gone(root, rel))
-            .map(|(r, e)| (r.clone(), e.clone()))
-            .collect(),
+    let mut candidates = match &opts.paths {
+        None => {
+            let now: Vec<(String, IndexEntry)> = scanned
+                .index
+                .iter()
+                .filter(|(rel, _)| !keep(rel) && gone(root, rel))
+                .map(|(r, e)| (r.clone(), e.clone()))
+                .collect();
+            let all_gone = now.iter().map(|(r, _)| r.clone()).collect();
+            Candidates { now, all_gone }
+        }
         Some(paths) => {
             let gone_paths: Vec<&String> = paths.iter().filter(|p| gone(root, p)).collect();
             if gone_paths.is_empty() {
-                return Ok(Vec::new());
+                return Ok(none());
             }
-            state
+            let gone_rows: Vec<(String, IndexEntry)> = state
                 .load()?
+                .into_iter()
+                .filter(|(rel, _)| !keep(rel) && gone(root, rel))
+                .collect();
+            let all_gone = gone_rows.iter().map(|(r, _)| r.clone()).collect();
+            let now = gone_rows
                 .into_iter()
                 .filter(|(rel, _)| {
                     gone_paths
                         .iter()
                         .any(|p| rel == *p || rel.starts_with(&format!("{p}/")))
-                        && !keep(rel)
-                        && gone(root, rel)
                 })
-                .collect()
+                .collect();
+            Candidates { now, all_gone }
         }
     };
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    candidates.now.sort_by(|a, b| a.0.cmp(&b.0));
+    candidates.all_gone.sort();
+    Ok(candidates)
 }
 
 /// Whether the guard holds these deletes.

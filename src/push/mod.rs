@@ -89,16 +89,19 @@ pub async fn run(
     };
 
     let scanned = plan::scan(root, filter, state, remote, opts, &mut report)?;
-    let mut deletes = delete::candidates(root, &scanned, state, opts, &report)?;
+    let candidates = delete::candidates(root, &scanned, state, opts, &report)?;
+    let mut deletes = candidates.now;
     if !deletes.is_empty() {
         let rows = state.count()?;
         let root_empty = opts.paths.is_none() && scanned.files.is_empty();
-        if delete::held(deletes.len() as u64, rows, root_empty, opts) {
+        let gone = candidates.all_gone.len() as u64;
+        if delete::held(gone, rows, root_empty, opts) {
             tracing::warn!(
-                files = deletes.len(),
+                files = gone,
                 "deletes held: more than the mass-delete guard allows in one pass; push with --allow-deletes to carry them out"
             );
-            report.held_deletes = deletes.drain(..).map(|(rel, _)| rel).collect();
+            deletes.clear();
+            report.held_deletes = candidates.all_gone;
         }
     }
     let listing = plan::list(remote, opts, &scanned.files, &mut report).await?;

@@ -327,3 +327,39 @@ async fn a_deleted_file_is_kept_in_history_then_removed_and_forgotten() {
     let again = push_once(&root, &filter, &remote, &mut state, &batch).await;
     assert!(again.deleted.is_empty());
 }
+
+#[tokio::test]
+async fn a_mass_delete_arriving_in_small_batches_is_still_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("e")).unwrap();
+    for i in 0..60 {
+        std::fs::write(root.join(format!("e/{i}.md")), format!("{i}")).unwrap();
+    }
+    std::fs::write(root.join("keep.md"), b"k").unwrap();
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let mirror = dir.path().join("mirror");
+    let remote = Instrumented::new(&mirror, |_| {});
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    push_once(&root, &filter, &remote, &mut state, &options()).await;
+    std::fs::remove_dir_all(root.join("e")).unwrap();
+    // The watcher hands the paths over ten at a time.
+    let mut batch = options();
+    batch.paths = Some((0..10).map(|i| format!("e/{i}.md")).collect());
+    let report = push_once(&root, &filter, &remote, &mut state, &batch).await;
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert_eq!(report.held_deletes.len(), 60);
+    assert_eq!(remote.list().await.unwrap().len(), 61, "nothing deleted");
+    batch.allow_deletes = true;
+    let report = push_once(&root, &filter, &remote, &mut state, &batch).await;
+    assert_eq!(
+        report.deleted.len(),
+        10,
+        "a batch deletes only its own paths"
+    );
+    let mut full = options();
+    full.allow_deletes = true;
+    let report = push_once(&root, &filter, &remote, &mut state, &full).await;
+    assert_eq!(report.deleted.len(), 50);
+    assert_eq!(remote.list().await.unwrap().len(), 1);
+}
