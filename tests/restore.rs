@@ -326,9 +326,11 @@ fn deleted_files_leave_the_current_view_and_come_back_with_at<B: Backend>() {
     let got = tree(&then);
     assert_eq!(got.len(), 5, "{:?}", got.keys());
     assert_eq!(got["d/0.md"], b"file 0");
-    // `push --all` does not report the history as remote-only files.
+    // `push --all` and `verify` leave the history out of the current view.
     let (report, _) = json(&env, &["push", "--all"], 0);
     assert!(list(&report, "remote_only").is_empty(), "{report}");
+    let out = env.run(&["verify"]);
+    out.assert_code(0);
 }
 
 fn emptying_the_root_deletes_nothing_until_allowed<B: Backend>() {

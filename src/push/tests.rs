@@ -363,3 +363,23 @@ async fn a_mass_delete_arriving_in_small_batches_is_still_held() {
     assert_eq!(report.deleted.len(), 50);
     assert_eq!(remote.list().await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_forced_push_of_unchanged_files_keeps_no_history_and_an_edit_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.md"), b"a").unwrap();
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let remote = Instrumented::new(&dir.path().join("mirror"), |_| {});
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    push_once(&root, &filter, &remote, &mut state, &options()).await;
+    let mut force = options();
+    force.force = true;
+    let report = push_once(&root, &filter, &remote, &mut state, &force).await;
+    assert_eq!(report.uploaded, 1);
+    assert!(remote.list_history(None).await.unwrap().is_empty());
+    std::fs::write(root.join("a.md"), b"a, edited").unwrap();
+    push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(remote.list_history(None).await.unwrap().len(), 1);
+}
