@@ -546,3 +546,25 @@ fn restore_with_the_daemon_running_goes_through_it_and_uploads_nothing() {
     let (report, _) = json(&fresh, &["push"], 0);
     assert_eq!(count(&report, "uploaded"), 0);
 }
+
+#[test]
+fn the_daemon_prunes_old_history_after_its_first_full_pass() {
+    let (env, backend) = world::<AzureBackend>();
+    env.write_file("a.md", b"one");
+    json(&env, &["push"], 0);
+    env.write_file("a.md", b"two");
+    json(&env, &["push"], 0);
+    let old = format!("{HISTORY}/a.md/20200101T000000.000000000Z-old");
+    backend.put(&old, b"ancient");
+    let _daemon = common::daemon::Daemon::start(&env);
+    common::wait_for(SETTLE, "the old version to be pruned", || {
+        (!backend.names().contains(&old)).then_some(())
+    });
+    let history: Vec<String> = backend
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with(HISTORY))
+        .collect();
+    assert_eq!(history.len(), 1, "the recent version stays: {history:?}");
+    assert!(backend.names().contains(&"a.md".to_string()));
+}
