@@ -93,8 +93,13 @@ pub async fn run(
     let mut deletes = candidates.now;
     if !deletes.is_empty() {
         let rows = state.count()?;
-        let root_empty = opts.paths.is_none() && scanned.files.is_empty();
         let gone = candidates.all_gone.len() as u64;
+        // Every file of the journal gone: an emptied root, which must never wipe the
+        // backup, however few files it had.
+        let root_empty = match opts.paths {
+            None => scanned.files.is_empty(),
+            Some(_) => gone >= rows,
+        };
         if delete::held(gone, rows, root_empty, opts) {
             tracing::warn!(
                 files = gone,

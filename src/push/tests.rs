@@ -383,3 +383,25 @@ async fn a_forced_push_of_unchanged_files_keeps_no_history_and_an_edit_does() {
     push_once(&root, &filter, &remote, &mut state, &options()).await;
     assert_eq!(remote.list_history(None).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_small_journal_emptied_in_a_daemon_batch_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    for i in 0..5 {
+        std::fs::write(root.join(format!("{i}.md")), format!("{i}")).unwrap();
+    }
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let remote = Instrumented::new(&dir.path().join("mirror"), |_| {});
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    push_once(&root, &filter, &remote, &mut state, &options()).await;
+    for i in 0..5 {
+        std::fs::remove_file(root.join(format!("{i}.md"))).unwrap();
+    }
+    let mut batch = options();
+    batch.paths = Some((0..5).map(|i| format!("{i}.md")).collect());
+    let report = push_once(&root, &filter, &remote, &mut state, &batch).await;
+    assert_eq!(report.held_deletes.len(), 5, "{report:?}");
+    assert_eq!(remote.list().await.unwrap().len(), 5);
+}
