@@ -48,11 +48,16 @@ pub enum UnmappableName {
     TooDeep(usize),
     #[error("its name has an empty, `.` or `..` component")]
     BadComponent,
+    #[error("it is inside `.devlog-history/`, where the remote keeps replaced versions")]
+    Reserved,
 }
 
 /// Check that `rel` (a `/`-separated relative path) can be stored as its own blob below
 /// `prefix` (the remote's name prefix, `""` for none). The blob name is `rel` itself.
 pub fn check(rel: &str, prefix: &str) -> Result<(), UnmappableName> {
+    if crate::remote::history_name::is_history(rel) {
+        return Err(UnmappableName::Reserved);
+    }
     if rel.contains('\\') {
         return Err(UnmappableName::Backslash);
     }
@@ -100,6 +105,15 @@ pub fn refusal(rel: &str, why: &UnmappableName) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_local_path_maps_into_the_history_area() {
+        assert!(matches!(
+            check(".devlog-history/a.md/20261129T000000.000000000Z-w", ""),
+            Err(UnmappableName::Reserved)
+        ));
+        assert!(check(".devlog-historyx/a.md", "").is_ok());
+    }
 
     #[test]
     fn ordinary_names_map_to_themselves() {

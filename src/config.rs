@@ -75,6 +75,20 @@ pub struct RawSync {
     pub rescan_interval_s: Option<u64>,
     pub concurrency: Option<usize>,
     pub on_conflict: Option<OnConflict>,
+    pub deletes: Option<Deletes>,
+    pub keep_versions_days: Option<u32>,
+}
+
+/// What a push does with a file deleted (or renamed away) locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Deletes {
+    /// Remove it from the current view of the remote, keeping its last content in the
+    /// history area.
+    #[default]
+    History,
+    /// Leave the remote blob in place (devlogd before version history).
+    Keep,
 }
 
 /// What to do when the remote blob was changed by another writer.
@@ -159,6 +173,9 @@ pub struct SyncConfig {
     pub rescan_interval: Duration,
     pub concurrency: usize,
     pub on_conflict: OnConflict,
+    pub deletes: Deletes,
+    /// Versions in the history area older than this many days are pruned.
+    pub keep_versions_days: u32,
 }
 
 /// The platform directories devlogd uses.
@@ -323,6 +340,13 @@ impl Config {
                 ),
             ));
         }
+        let keep_versions_days = s.keep_versions_days.unwrap_or(30);
+        if keep_versions_days == 0 {
+            return Err(invalid(
+                "sync.keep_versions_days",
+                "must be at least 1 day".into(),
+            ));
+        }
         let rescan_interval = Duration::from_secs(s.rescan_interval_s.unwrap_or(3600));
         if rescan_interval < Duration::from_secs(10) {
             return Err(invalid(
@@ -344,6 +368,8 @@ impl Config {
                 rescan_interval,
                 concurrency,
                 on_conflict: s.on_conflict.unwrap_or_default(),
+                deletes: s.deletes.unwrap_or_default(),
+                keep_versions_days,
             },
             dirs,
         })

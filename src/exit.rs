@@ -13,6 +13,8 @@ pub enum ExitCode {
     Usage,
     NoDaemon,
     Auth,
+    /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+    Interrupted,
 }
 
 pub const OK: ExitCode = ExitCode::Ok;
@@ -20,6 +22,7 @@ pub const FILES_FAILED: ExitCode = ExitCode::FilesFailed;
 pub const USAGE: ExitCode = ExitCode::Usage;
 pub const NO_DAEMON: ExitCode = ExitCode::NoDaemon;
 pub const AUTH: ExitCode = ExitCode::Auth;
+pub const INTERRUPTED: ExitCode = ExitCode::Interrupted;
 
 impl ExitCode {
     /// The process exit status.
@@ -30,6 +33,7 @@ impl ExitCode {
             ExitCode::Usage => 2,
             ExitCode::NoDaemon => 3,
             ExitCode::Auth => 4,
+            ExitCode::Interrupted => 130,
         }
     }
 
@@ -40,6 +44,7 @@ impl ExitCode {
             1 => ExitCode::FilesFailed,
             3 => ExitCode::NoDaemon,
             4 => ExitCode::Auth,
+            130 => ExitCode::Interrupted,
             _ => ExitCode::Usage,
         }
     }
@@ -64,7 +69,7 @@ mod tests {
 
     #[test]
     fn codes_round_trip_as_numbers() {
-        for c in [OK, FILES_FAILED, USAGE, NO_DAEMON, AUTH] {
+        for c in [OK, FILES_FAILED, USAGE, NO_DAEMON, AUTH, INTERRUPTED] {
             assert_eq!(ExitCode::from_code(c.code()), c);
             let json = serde_json::to_string(&c).unwrap();
             assert_eq!(json, c.code().to_string());

@@ -9,12 +9,12 @@
 //! `tests/layers.rs`, which also checks that no import circle exists).
 //!
 //! 1. exit, fsutil, machine, redact
-//! 2. blobname, journal, logging, remote, state
-//! 3. config
+//! 2. journal, logging, remote, state
+//! 3. blobname, config, history
 //! 4. filter
 //! 5. scan
 //! 6. plan
-//! 7. push
+//! 7. push, restore
 //! 8. protocol, session, verify
 //! 9. daemon, ui
 //! 10. commands
@@ -26,6 +26,7 @@ pub mod daemon;
 pub mod exit;
 pub mod filter;
 pub mod fsutil;
+pub mod history;
 pub mod journal;
 pub mod logging;
 pub mod machine;
@@ -34,6 +35,7 @@ pub mod protocol;
 pub mod push;
 pub mod redact;
 pub mod remote;
+pub mod restore;
 pub mod scan;
 pub mod session;
 pub mod state;

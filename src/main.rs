@@ -35,6 +35,37 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Download the backup (or its state as of --at) into the journal root or --to DIR;
+    /// local files that differ are left alone unless --overwrite.
+    Restore {
+        /// Restore into this directory instead of the journal root.
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+        /// The backup as it was at this time (RFC 3339, or a date: the end of that day, UTC).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Show what would be restored; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace local files that differ, keeping each as NAME.local-TIME.
+        #[arg(long)]
+        overwrite: bool,
+        #[arg(long)]
+        json: bool,
+        /// Only these files or directories (journal-relative).
+        paths: Vec<String>,
+    },
+    /// The versions of one file on the remote: when written, when replaced, size, MD5, writer.
+    History {
+        path: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove history versions older than sync.keep_versions_days (never current files).
+    Prune {
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare every local file with the remote by MD5 (exit 1 if anything differs).
     Verify {
         /// Print the report as one JSON object on stdout (also on failure).
@@ -190,6 +221,28 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let args = commands::push::PushArgs { flags, json };
             runtime()?.block_on(commands::push::run(&config, &args))
         }
+        Command::Restore {
+            to,
+            at,
+            dry_run,
+            overwrite,
+            json,
+            paths,
+        } => {
+            let args = commands::restore::RestoreArgs {
+                to,
+                at,
+                dry_run,
+                overwrite,
+                json,
+                paths,
+            };
+            runtime()?.block_on(commands::restore::run(&config, &args))
+        }
+        Command::History { path, json } => {
+            runtime()?.block_on(commands::history::run(&config, &path, json))
+        }
+        Command::Prune { json } => runtime()?.block_on(commands::prune::run(&config, json)),
         Command::Verify { json } => runtime()?.block_on(commands::verify::run(&config, json)),
         Command::Run { foreground: _ } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -254,6 +254,7 @@ mod tests {
             md5: Some(md5),
             etag: etag.into(),
             writer: Some("someone-else".into()),
+            written_ns: None,
         }
     }
 

@@ -45,6 +45,9 @@ pub enum Command {
         /// Overrides `sync.on_conflict` for this push.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         on_conflict: Option<crate::config::OnConflict>,
+        /// Carry out deletes the mass-delete guard holds.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        allow_deletes: bool,
     },
     Pause,
     Resume,
@@ -61,6 +64,7 @@ impl Command {
             checksum,
             dry_run,
             on_conflict,
+            allow_deletes,
         } = flags;
         Command::Push {
             all,
@@ -69,6 +73,7 @@ impl Command {
             dry_run,
             wait,
             on_conflict,
+            allow_deletes,
         }
     }
 }
@@ -84,6 +89,7 @@ impl Command {
                 dry_run,
                 wait,
                 on_conflict,
+                allow_deletes,
             } => Some((
                 crate::push::PushFlags {
                     all,
@@ -91,6 +97,7 @@ impl Command {
                     checksum,
                     dry_run,
                     on_conflict,
+                    allow_deletes,
                 },
                 wait,
             )),
@@ -209,6 +216,8 @@ pub struct WorkerStatus {
     pub watcher_overflows: u64,
     pub files_in_index: u64,
     pub watch_limited: Option<String>,
+    /// Local deletes the mass-delete guard holds until a push with `--allow-deletes`.
+    pub held_deletes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -328,6 +337,7 @@ mod tests {
                 dry_run: false,
                 wait: true,
                 on_conflict: None,
+                allow_deletes: false,
             }
         );
         let line = serde_json::to_string(&Request::new(Command::Status)).unwrap();

@@ -272,6 +272,25 @@ impl StateIndex {
         tx.commit().map_err(err)
     }
 
+    /// Remove rows (files deleted locally and on the remote) in one transaction.
+    pub fn remove(&mut self, paths: &[String]) -> Result<(), StateError> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |e| classify(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("DELETE FROM files WHERE path = ?1")
+                .map_err(err)?;
+            for p in paths {
+                stmt.execute(params![p]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
     /// Number of rows.
     pub fn count(&self) -> Result<u64, StateError> {
         self.conn

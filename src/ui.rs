@@ -126,6 +126,24 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
         );
     }
     let _ = writeln!(out, "  unchanged   {}", files(report.unchanged));
+    if !report.deleted.is_empty() {
+        let _ = writeln!(
+            out,
+            "  deleted     {} (removed remotely; last content kept in the history)",
+            files(report.deleted.len() as u64)
+        );
+    }
+    for p in &report.would_delete {
+        let _ = writeln!(out, "    delete            {}", printable(p));
+    }
+    if !report.held_deletes.is_empty() {
+        let _ = writeln!(
+            out,
+            "  deletes HELD {} deleted locally, more than one pass may delete (mass-delete guard: {} or 10 % of the index); nothing was removed remotely: push with --allow-deletes if this was intended",
+            files(report.held_deletes.len() as u64),
+            crate::push::mass_delete_threshold(0)
+        );
+    }
     for c in &report.conflicts {
         match &c.copy {
             Some(copy) => {

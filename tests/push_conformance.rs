@@ -15,7 +15,8 @@ trait Backend: Sized {
     fn remote_url(&self) -> String;
     /// A SAS for devlogd's environment, if the backend needs one.
     fn sas(&self) -> Option<String>;
-    /// Every blob: name → base64 MD5 of its content.
+    /// Every blob of the current view (not the history area): name → base64 MD5 of its
+    /// content.
     fn blobs(&self) -> BTreeMap<String, String>;
     fn get(&self, name: &str) -> Option<Vec<u8>>;
     /// Something that changes on every write of `name` (ETag; inode+mtime).
@@ -49,6 +50,7 @@ impl Backend for AzureBackend {
         self.az
             .list_blobs(&self.container)
             .into_iter()
+            .filter(|b| !b.name.starts_with(".devlog-history/"))
             .map(|b| {
                 let md5 = b.content_md5_b64.unwrap_or_default();
                 (b.name, md5)
@@ -107,6 +109,9 @@ impl Backend for DirectoryBackend {
                 if path.is_dir() {
                     if path.file_name().is_some_and(|n| n == ".devlogd-tmp") {
                         continue; // temporary files of uploads in progress, not blobs
+                    }
+                    if path == self.dir.join(".devlog-history") {
+                        continue; // replaced versions, not the current view
                     }
                     stack.push(path);
                 } else if path.file_name().is_some_and(|n| n == ".devlogd.lock") {

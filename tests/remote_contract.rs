@@ -90,6 +90,77 @@ async fn contract(remote: &dyn Remote, scratch: &std::path::Path) {
             (name.to_string(), Some(md5(b"two")))
         ]
     );
+    history_contract(remote, name, &second.etag, &big).await;
+}
+
+/// Keeping replaced versions, reading blobs back, deleting.
+async fn history_contract(remote: &dyn Remote, name: &str, etag: &str, big: &[u8]) {
+    use devlogd::history;
+    let t1 = time::OffsetDateTime::now_utc();
+    let kept = history::version_name(name, t1, "writer-2");
+    // Only the version named by its ETag is kept.
+    let stale = remote.preserve(name, "\"nope\"", &kept).await;
+    assert!(matches!(stale, Err(RemoteError::Conflict)), "{stale:?}");
+    let gone = remote.preserve("missing.md", "\"x\"", &kept).await;
+    assert!(matches!(gone, Err(RemoteError::Conflict)), "{gone:?}");
+    remote.preserve(name, etag, &kept).await.unwrap();
+    // The history is not in the current view, and is listed on its own.
+    assert!(
+        remote
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .all(|b| !history::is_history(&b.name))
+    );
+    let versions = remote.list_history(Some(name)).await.unwrap();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(versions[0].name, kept);
+    assert_eq!(versions[0].md5, Some(md5(b"two")));
+    if let Some(w) = &versions[0].writer {
+        assert_eq!(
+            w, "writer-1",
+            "the mark of the original travels with the copy"
+        );
+    }
+    let written = versions[0].written_ns.expect("a write time");
+    assert!(written <= t1.unix_timestamp_nanos() + 1_000_000_000);
+    assert_eq!(remote.list_history(None).await.unwrap().len(), 1);
+    assert!(
+        remote
+            .list_history(Some("big.md"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Reading back, verified.
+    let mut out = Vec::new();
+    let blob = remote.get(&kept, &mut out).await.unwrap().unwrap();
+    assert_eq!(out, b"two");
+    assert_eq!(blob.md5, Some(md5(b"two")));
+    let mut out = Vec::new();
+    remote.get("big.md", &mut out).await.unwrap().unwrap();
+    assert!(out == big, "the large blob reads back whole");
+    let mut out = Vec::new();
+    assert!(remote.get("missing.md", &mut out).await.unwrap().is_none());
+    // Delete: only the version we know; a missing blob is already deleted.
+    let stale = remote
+        .delete(name, &Precondition::IfMatch("\"nope\"".into()))
+        .await;
+    assert!(matches!(stale, Err(RemoteError::Conflict)), "{stale:?}");
+    remote
+        .delete(name, &Precondition::IfMatch(etag.to_string()))
+        .await
+        .unwrap();
+    assert!(remote.head(name).await.unwrap().is_none());
+    remote
+        .delete(name, &Precondition::IfMatch(etag.to_string()))
+        .await
+        .unwrap();
+    // The kept version outlives the blob, and can be removed itself.
+    assert_eq!(remote.list_history(Some(name)).await.unwrap().len(), 1);
+    remote.delete(&kept, &Precondition::None).await.unwrap();
+    assert!(remote.list_history(None).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -114,6 +185,30 @@ async fn directory_remote() {
     let scratch = tempfile::tempdir().unwrap();
     let mirror = tempfile::tempdir().unwrap();
     contract(&DirectoryRemote::new(mirror.path(), false), scratch.path()).await;
+}
+
+#[tokio::test]
+async fn azure_remote_with_an_account_key() {
+    // Shared Key signs each request; the copy source of `preserve` carries no SAS.
+    let az = Azurite::shared();
+    let container = unique_container("contract-key");
+    let location = match devlogd::config::parse_remote_url(
+        &az.container_url(&container),
+        std::path::Path::new("/"),
+    ) {
+        Ok(devlogd::config::RemoteConfig::Azure(l)) => l,
+        other => panic!("{other:?}"),
+    };
+    let credential = devlogd::remote::credential::resolve_from(
+        &location,
+        devlogd::config::AuthMode::Auto,
+        &|name| (name == "AZURE_STORAGE_ACCOUNT_KEY").then(|| common::ACCOUNT_KEY.to_string()),
+        &devlogd::remote::credential::CredentialsFile::default(),
+    )
+    .unwrap();
+    let remote = devlogd::remote::azure::AzureRemote::new(&location, credential).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    contract(&remote, scratch.path()).await;
 }
 
 #[tokio::test]

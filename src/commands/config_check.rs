@@ -94,6 +94,15 @@ pub fn run(config: &Config) -> Result<ExitCode, CliError> {
         "concurrency    {}   on conflict {}",
         s.concurrency, s.on_conflict
     );
+    let _ = writeln!(
+        out,
+        "deletes        {}   keep versions {} days",
+        match s.deletes {
+            crate::config::Deletes::History => "history",
+            crate::config::Deletes::Keep => "keep",
+        },
+        s.keep_versions_days
+    );
     let _ = write!(
         out,
         "state index    {}",

@@ -232,6 +232,12 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
     if let Some(e) = &w.last_error {
         lines.push(format!("last error     {e}"));
     }
+    if w.held_deletes > 0 {
+        lines.push(format!(
+            "deletes HELD   {} file(s) deleted locally, more than one pass may delete (mass-delete guard): run `devlogd ctl push --allow-deletes` to delete them remotely (their last content stays in the history)",
+            w.held_deletes
+        ));
+    }
     if let Some(r) = s.next_retry_in_s {
         lines.push(format!("next retry     in {r} s"));
     }

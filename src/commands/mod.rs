@@ -4,7 +4,10 @@
 pub mod config_check;
 pub mod ctl;
 pub mod docs;
+pub mod history;
+pub mod prune;
 pub mod push;
+pub mod restore;
 pub mod service;
 pub mod verify;
 

@@ -92,6 +92,8 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, Cl
         checksum: flags.checksum,
         dry_run: flags.dry_run,
         on_conflict: flags.on_conflict.unwrap_or(config.sync.on_conflict),
+        deletes: config.sync.deletes,
+        allow_deletes: flags.allow_deletes,
         concurrency: config.sync.concurrency,
         paths: None,
         retry: RetryPolicy::default(),

@@ -393,6 +393,8 @@ impl Worker {
             on_conflict: request
                 .on_conflict
                 .unwrap_or(self.setup.config.sync.on_conflict),
+            deletes: self.setup.config.sync.deletes,
+            allow_deletes: request.allow_deletes,
             concurrency: self.setup.config.sync.concurrency,
             paths,
             retry: RetryPolicy::default(),
@@ -421,6 +423,24 @@ impl Worker {
             progress(event);
         };
         let result = push::run(ctx, &options, &counting).await;
+        // History retention: at most once a day, after a full pass that went through.
+        if full && !request.dry_run && result.as_ref().is_ok_and(|r| r.is_clean()) {
+            let config = &self.setup.config;
+            if let Some(pruned) = crate::history::prune_if_due(
+                self.setup.remote.as_ref(),
+                config.state_dir(),
+                config.sync.keep_versions_days,
+            )
+            .await
+                && pruned.removed > 0
+            {
+                tracing::info!(
+                    removed = pruned.removed,
+                    bytes = pruned.removed_bytes,
+                    "pruned old versions from the history"
+                );
+            }
+        }
         let files_in_index = self.setup.state.count().unwrap_or(0);
         let (report, outcome) = match result {
             Ok(report) => (Some(report.clone()), Ok(report)),
@@ -464,6 +484,10 @@ impl Worker {
             if let Some(r) = &report {
                 if !r.dry_run {
                     s.files_uploaded += r.uploaded;
+                    // A batch sees only its own paths; a full pass sees every delete.
+                    if full || !r.held_deletes.is_empty() {
+                        s.held_deletes = r.held_deletes.len();
+                    }
                 }
                 s.last_push = Some(LastPush {
                     finished_unix: unix_now(),

@@ -22,4 +22,8 @@ pub struct PushFlags {
     /// What to do when another writer changed a blob: keep-both, overwrite or skip.
     #[arg(long, value_name = "POLICY")]
     pub on_conflict: Option<OnConflict>,
+    /// Carry out deletes the mass-delete guard holds (more than 50 files or 10 % of the
+    /// index in one pass).
+    #[arg(long)]
+    pub allow_deletes: bool,
 }

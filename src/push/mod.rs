@@ -10,11 +10,13 @@
 //! since every further request would fail the same way.
 
 mod commit;
+mod delete;
 mod flags;
 mod plan;
 mod report;
 mod upload;
 
+pub use delete::mass_delete_threshold;
 pub use flags::PushFlags;
 pub use report::{
     ConflictAction, ConflictReport, FileFailure, PlannedUpload, PushError, PushEvent, PushReport,
@@ -22,7 +24,7 @@ pub use report::{
 };
 pub use upload::conflict_name;
 
-use crate::config::OnConflict;
+use crate::config::{Deletes, OnConflict};
 use crate::filter::Filter;
 use crate::remote::Remote;
 use crate::remote::content::MemoryBudget;
@@ -46,6 +48,10 @@ pub struct PushOptions {
     /// paths the watcher saw written).
     pub checksum: bool,
     pub on_conflict: OnConflict,
+    /// What a file deleted locally does on the remote (`sync.deletes`).
+    pub deletes: Deletes,
+    /// Release deletes the mass-delete guard would hold (`--allow-deletes`).
+    pub allow_deletes: bool,
     pub concurrency: usize,
     /// Only these relative paths (a daemon batch); `None` scans the whole root.
     pub paths: Option<Vec<String>>,
@@ -85,6 +91,26 @@ pub async fn run(
     };
 
     let scanned = plan::scan(root, filter, state, remote, opts, &mut report)?;
+    let candidates = delete::candidates(root, &scanned, state, opts, &report)?;
+    let mut deletes = candidates.now;
+    if !deletes.is_empty() {
+        let rows = state.count()?;
+        let gone = candidates.all_gone.len() as u64;
+        // Every file of the journal gone: an emptied root, which must never wipe the
+        // backup, however few files it had.
+        let root_empty = match opts.paths {
+            None => scanned.files.is_empty(),
+            Some(_) => gone >= rows,
+        };
+        if delete::held(gone, rows, root_empty, opts) {
+            tracing::warn!(
+                files = gone,
+                "deletes held: more than the mass-delete guard allows in one pass; push with --allow-deletes to carry them out"
+            );
+            deletes.clear();
+            report.held_deletes = candidates.all_gone;
+        }
+    }
     let listing = plan::list(remote, opts, &scanned.files, &mut report).await?;
     // Every file is read below this handle, never through a symlink.
     let root_dir = match crate::fsutil::Beneath::open(root) {
@@ -117,6 +143,7 @@ pub async fn run(
     );
     if opts.dry_run {
         plan::report_dry_run(jobs, opts, &mut report);
+        report.would_delete = deletes.into_iter().map(|(rel, _)| rel).collect();
         return Ok(report.finished(started));
     }
     state.commit(&records)?;
@@ -144,6 +171,15 @@ pub async fn run(
         .map(|job| uploader.upload(job))
         .buffer_unordered(opts.concurrency.max(1));
     let stopped = commit::collect(Box::pin(outcomes), state, &mut report, progress).await?;
+    if stopped.auth.is_none() && stopped.unreachable.is_none() && !cancelled(opts) {
+        let deleter = delete::Deleter {
+            remote,
+            retry: opts.retry,
+            writer: &writer,
+            concurrency: opts.concurrency,
+        };
+        deleter.run(deletes, state, &mut report).await?;
+    }
     let report = report.finished(started);
     if let Some(detail) = stopped.auth {
         return Err(PushError::Auth {

@@ -18,6 +18,9 @@ use std::path::Path;
 pub(super) struct Job {
     pub file: LocalFile,
     pub action: JobAction,
+    /// The MD5 the index recorded for the version at the remote, if any: a forced
+    /// re-upload of the same bytes replaces nothing worth keeping in history.
+    pub known_md5: Option<[u8; 16]>,
 }
 
 pub(super) enum JobAction {
@@ -184,6 +187,7 @@ pub(super) fn decide_all(
                 reason,
                 precondition,
             }) => jobs.push(Job {
+                known_md5: known.map(|k| k.md5),
                 file,
                 action: JobAction::Put {
                     reason,
@@ -191,6 +195,7 @@ pub(super) fn decide_all(
                 },
             }),
             Ok(Decision::Conflict { .. }) => jobs.push(Job {
+                known_md5: known.map(|k| k.md5),
                 file,
                 action: JobAction::Conflict,
             }),

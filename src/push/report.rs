@@ -26,6 +26,17 @@ pub struct PushReport {
     pub remote_only: Vec<String>,
     /// Files that changed while they were uploaded; pushed again next time.
     pub changed_during_upload: Vec<String>,
+    /// Files deleted locally that left the current view of the remote (their last
+    /// content kept in the history area).
+    #[serde(default)]
+    pub deleted: Vec<String>,
+    /// Dry run: what would be deleted.
+    #[serde(default)]
+    pub would_delete: Vec<String>,
+    /// Deletes the mass-delete guard held: more than it allows in one pass; carried out
+    /// by a push with `--allow-deletes`.
+    #[serde(default)]
+    pub held_deletes: Vec<String>,
     pub duration_ms: u64,
 }
 
@@ -118,6 +129,9 @@ impl PushReport {
         self.failed.sort_by(|a, b| a.path.cmp(&b.path));
         self.conflicts.sort_by(|a, b| a.path.cmp(&b.path));
         self.changed_during_upload.sort();
+        self.deleted.sort();
+        self.would_delete.sort();
+        self.held_deletes.sort();
         self.duration_ms = started.elapsed().as_millis() as u64;
         self
     }
@@ -188,7 +202,7 @@ pub fn auth_hint(source: &str) -> &'static str {
     } else if source.contains("account key") {
         "check that the key belongs to the account in remote.url and has not been rotated"
     } else {
-        "check that the SAS token is valid, not expired, and allows read, add, create, write and list"
+        "check that the SAS token is valid, not expired, and allows read, add, create, write, delete and list (delete: for deletes and pruning the history)"
     }
 }
 

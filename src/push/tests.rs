@@ -50,6 +50,22 @@ impl Remote for Instrumented {
     async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError> {
         self.inner.list().await
     }
+    async fn list_history(&self, path: Option<&str>) -> Result<Vec<RemoteBlob>, RemoteError> {
+        self.inner.list_history(path).await
+    }
+    async fn get(
+        &self,
+        name: &str,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<Option<RemoteBlob>, RemoteError> {
+        self.inner.get(name, sink).await
+    }
+    async fn preserve(&self, name: &str, etag: &str, to: &str) -> Result<(), RemoteError> {
+        self.inner.preserve(name, etag, to).await
+    }
+    async fn delete(&self, name: &str, p: &Precondition) -> Result<(), RemoteError> {
+        self.inner.delete(name, p).await
+    }
 }
 
 /// One run of the pipeline over `root`, host "h".
@@ -77,6 +93,8 @@ fn options() -> PushOptions {
         dry_run: false,
         checksum: false,
         on_conflict: OnConflict::KeepBoth,
+        deletes: crate::config::Deletes::History,
+        allow_deletes: false,
         concurrency: 4,
         paths: None,
         retry: RetryPolicy::default(),
@@ -242,4 +260,148 @@ fn conflict_names_keep_directory_and_extension() {
         conflict_name(".hidden", "h", when, 1),
         ".hidden.conflict-h-20261122T101500Z"
     );
+}
+
+#[tokio::test]
+async fn another_writer_between_keeping_the_old_version_and_replacing_it_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("n.md"), b"v1").unwrap();
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let mirror = dir.path().join("mirror");
+    // On the second write (after v1 was kept in history, before v2 replaces it) another
+    // writer puts its own version in place.
+    let theirs = mirror.join("n.md");
+    let remote = Instrumented::new(&mirror, move |earlier| {
+        if earlier == 1 {
+            std::fs::write(&theirs, b"theirs").unwrap();
+        }
+    });
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    let first = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(first.uploaded, 1);
+    std::fs::write(root.join("n.md"), b"v2 edited").unwrap();
+    let second = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(second.conflicts.len(), 1, "{second:?}");
+    // v1 in history, theirs current, ours (v2) in a conflict copy: all three kept.
+    let history = remote.list_history(Some("n.md")).await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    let mut v1 = Vec::new();
+    Remote::get(&remote, &history[0].name, &mut v1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v1, b"v1");
+    assert_eq!(std::fs::read(mirror.join("n.md")).unwrap(), b"theirs");
+    let copy = second.conflicts[0].copy.clone().unwrap();
+    assert_eq!(std::fs::read(mirror.join(copy)).unwrap(), b"v2 edited");
+}
+
+#[tokio::test]
+async fn a_deleted_file_is_kept_in_history_then_removed_and_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.md"), b"a").unwrap();
+    std::fs::write(root.join("b.md"), b"b").unwrap();
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let mirror = dir.path().join("mirror");
+    let remote = Instrumented::new(&mirror, |_| {});
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    push_once(&root, &filter, &remote, &mut state, &options()).await;
+    std::fs::remove_file(root.join("a.md")).unwrap();
+    let mut keep = options();
+    keep.deletes = crate::config::Deletes::Keep;
+    let kept = push_once(&root, &filter, &remote, &mut state, &keep).await;
+    assert!(kept.deleted.is_empty());
+    assert!(mirror.join("a.md").exists(), "sync.deletes = keep");
+    let report = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(report.deleted, vec!["a.md".to_string()]);
+    assert!(!mirror.join("a.md").exists());
+    assert_eq!(remote.list_history(Some("a.md")).await.unwrap().len(), 1);
+    assert!(!state.load().unwrap().contains_key("a.md"), "row removed");
+    // A daemon batch naming the gone path deletes nothing more.
+    let mut batch = options();
+    batch.paths = Some(vec!["a.md".to_string()]);
+    let again = push_once(&root, &filter, &remote, &mut state, &batch).await;
+    assert!(again.deleted.is_empty());
+}
+
+#[tokio::test]
+async fn a_mass_delete_arriving_in_small_batches_is_still_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("e")).unwrap();
+    for i in 0..60 {
+        std::fs::write(root.join(format!("e/{i}.md")), format!("{i}")).unwrap();
+    }
+    std::fs::write(root.join("keep.md"), b"k").unwrap();
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let mirror = dir.path().join("mirror");
+    let remote = Instrumented::new(&mirror, |_| {});
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    push_once(&root, &filter, &remote, &mut state, &options()).await;
+    std::fs::remove_dir_all(root.join("e")).unwrap();
+    // The watcher hands the paths over ten at a time.
+    let mut batch = options();
+    batch.paths = Some((0..10).map(|i| format!("e/{i}.md")).collect());
+    let report = push_once(&root, &filter, &remote, &mut state, &batch).await;
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert_eq!(report.held_deletes.len(), 60);
+    assert_eq!(remote.list().await.unwrap().len(), 61, "nothing deleted");
+    batch.allow_deletes = true;
+    let report = push_once(&root, &filter, &remote, &mut state, &batch).await;
+    assert_eq!(
+        report.deleted.len(),
+        10,
+        "a batch deletes only its own paths"
+    );
+    let mut full = options();
+    full.allow_deletes = true;
+    let report = push_once(&root, &filter, &remote, &mut state, &full).await;
+    assert_eq!(report.deleted.len(), 50);
+    assert_eq!(remote.list().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_forced_push_of_unchanged_files_keeps_no_history_and_an_edit_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.md"), b"a").unwrap();
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let remote = Instrumented::new(&dir.path().join("mirror"), |_| {});
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    push_once(&root, &filter, &remote, &mut state, &options()).await;
+    let mut force = options();
+    force.force = true;
+    let report = push_once(&root, &filter, &remote, &mut state, &force).await;
+    assert_eq!(report.uploaded, 1);
+    assert!(remote.list_history(None).await.unwrap().is_empty());
+    std::fs::write(root.join("a.md"), b"a, edited").unwrap();
+    push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(remote.list_history(None).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_small_journal_emptied_in_a_daemon_batch_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    for i in 0..5 {
+        std::fs::write(root.join(format!("{i}.md")), format!("{i}")).unwrap();
+    }
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let remote = Instrumented::new(&dir.path().join("mirror"), |_| {});
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    push_once(&root, &filter, &remote, &mut state, &options()).await;
+    for i in 0..5 {
+        std::fs::remove_file(root.join(format!("{i}.md"))).unwrap();
+    }
+    let mut batch = options();
+    batch.paths = Some((0..5).map(|i| format!("{i}.md")).collect());
+    let report = push_once(&root, &filter, &remote, &mut state, &batch).await;
+    assert_eq!(report.held_deletes.len(), 5, "{report:?}");
+    assert_eq!(remote.list().await.unwrap().len(), 5);
 }

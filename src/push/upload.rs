@@ -82,8 +82,20 @@ impl Uploader<'_> {
         };
         let result = match &job.action {
             JobAction::Conflict => self.resolve_conflict(&rel, &content).await,
-            JobAction::Put { precondition, .. } => {
-                match self.put(&rel, &content, precondition).await {
+            JobAction::Put {
+                precondition,
+                reason,
+            } => {
+                // `--force` sending the very bytes the remote version has (as the index
+                // knows it) replaces nothing worth keeping.
+                let same_bytes = *reason == crate::plan::UploadReason::Forced
+                    && job.known_md5.is_some()
+                    && content.inline().is_some()
+                    && content.known_md5() == job.known_md5;
+                match self
+                    .put_keeping(&rel, &content, precondition, !same_bytes)
+                    .await
+                {
                     Err(RemoteError::Conflict) => self.resolve_conflict(&rel, &content).await,
                     other => other.map(|etag| Resolution::Uploaded { etag }),
                 }
@@ -155,6 +167,27 @@ impl Uploader<'_> {
         content: &Content,
         precondition: &Precondition,
     ) -> Result<String, RemoteError> {
+        self.put_keeping(name, content, precondition, true).await
+    }
+
+    /// [`put`](Self::put), keeping the replaced version in history only if `keep`.
+    async fn put_keeping(
+        &self,
+        name: &str,
+        content: &Content,
+        precondition: &Precondition,
+        keep: bool,
+    ) -> Result<String, RemoteError> {
+        // The version about to be replaced is kept first, conditioned on its ETag; if
+        // another writer slips in between, the put's own If-Match fails and the conflict
+        // path takes over: nothing is lost either way.
+        if let (Precondition::IfMatch(etag), true) = (precondition, keep) {
+            let kept =
+                crate::history::version_name(name, time::OffsetDateTime::now_utc(), self.writer);
+            self.retry
+                .run(|| self.remote.preserve(name, etag, &kept))
+                .await?;
+        }
         self.retry
             .run(|| self.remote.put(name, content, precondition, self.writer))
             .await
@@ -211,9 +244,9 @@ impl Uploader<'_> {
         }
         if theirs.md5 == Some(ours) {
             if self.force {
-                let etag = self
-                    .put(rel, content, &Precondition::IfMatch(theirs.etag.clone()))
-                    .await?;
+                // The same bytes: nothing to keep in history.
+                let precondition = Precondition::IfMatch(theirs.etag.clone());
+                let etag = self.put_keeping(rel, content, &precondition, false).await?;
                 return Ok(Resolution::Uploaded { etag });
             }
             return Ok(Resolution::AlreadyThere { etag: theirs.etag });

@@ -20,10 +20,11 @@ use azure_core::http::{
     StatusCode, Transport, Url, new_http_client,
 };
 use azure_storage_blob::models::{
-    BlobClientGetPropertiesResultHeaders, BlobClientUploadOptions,
-    BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions,
-    BlockBlobClientCommitBlockListResultHeaders, BlockBlobClientStageBlockOptions, BlockLookupList,
-    ListBlobsIncludeItem,
+    BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
+    BlobClientStartCopyFromUrlOptions, BlobClientStartCopyFromUrlResultHeaders,
+    BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
+    BlockBlobClientCommitBlockListOptions, BlockBlobClientCommitBlockListResultHeaders,
+    BlockBlobClientStageBlockOptions, BlockLookupList, CopyStatus, ListBlobsIncludeItem,
 };
 use azure_storage_blob::{
     BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions,
@@ -47,6 +48,9 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Blob metadata key holding the writer id (see [`RemoteBlob::writer`]).
 const WRITER_METADATA: &str = "devlogdwriter";
+/// Blob metadata key holding when devlogd wrote the content (unix ns): finer than
+/// Last-Modified's seconds, and kept by a copy into the history area.
+const WRITTEN_METADATA: &str = "devlogdwritten";
 
 /// An upper bound for one request, above the transport's own connect/read timeouts.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -167,10 +171,66 @@ impl AzureRemote {
     }
 
     fn metadata(writer: &str, md5: &[u8; 16], name: &str) -> HashMap<String, String> {
-        HashMap::from([(
-            WRITER_METADATA.to_string(),
-            super::writer_mark(writer, md5, name),
-        )])
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+        HashMap::from([
+            (
+                WRITER_METADATA.to_string(),
+                super::writer_mark(writer, md5, name),
+            ),
+            (WRITTEN_METADATA.to_string(), now.to_string()),
+        ])
+    }
+
+    /// Every blob whose name starts with `under` (below the prefix); names are given
+    /// relative to the prefix.
+    async fn list_under(&self, under: &str) -> Result<Vec<RemoteBlob>, RemoteError> {
+        let mut options = BlobContainerClientListBlobsOptions {
+            include: Some(vec![ListBlobsIncludeItem::Metadata]),
+            ..Default::default()
+        };
+        let strip = if self.location.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.location.prefix)
+        };
+        let full_under = format!("{strip}{under}");
+        if !full_under.is_empty() {
+            options.prefix = Some(full_under);
+        }
+        let mut pager = self
+            .container
+            .list_blobs(Some(options))
+            .map_err(map_error)?;
+        let mut blobs = Vec::new();
+        loop {
+            let next = tokio::time::timeout(REQUEST_TIMEOUT, pager.try_next()).await;
+            let item = match next {
+                Err(_) => return Err(timed_out()),
+                Ok(Ok(Some(item))) => item,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) if is_container_not_found(&e) => return Ok(Vec::new()),
+                Ok(Err(e)) => return Err(map_error(e)),
+            };
+            let Some(full) = item.name else { continue };
+            let Some(name) = full.strip_prefix(&strip) else {
+                continue;
+            };
+            let props = item.properties.unwrap_or_default();
+            let md5 = props.content_md5.and_then(md5_array);
+            let metadata = item.metadata.and_then(|m| m.values).unwrap_or_default();
+            let writer = metadata
+                .get(WRITER_METADATA)
+                .and_then(|mark| super::writer_from_mark(mark, md5, name));
+            blobs.push(RemoteBlob {
+                writer,
+                name: name.to_string(),
+                size: props.content_length.unwrap_or(0),
+                md5,
+                etag: props.etag.map(|e| quoted(e.as_ref())).unwrap_or_default(),
+                written_ns: written_ns(&metadata, props.last_modified),
+            });
+        }
+        Ok(blobs)
     }
 
     /// One Put Blob carrying the whole (small) content.
@@ -387,12 +447,12 @@ impl Remote for AzureRemote {
                 Ok(Ok(r)) => r,
             };
         let md5 = response.content_md5().ok().flatten().and_then(md5_array);
-        let writer = response
-            .metadata()
-            .ok()
-            .and_then(|m| m.get(WRITER_METADATA).cloned())
-            .and_then(|mark| super::writer_from_mark(&mark, md5, name));
+        let metadata = response.metadata().unwrap_or_default();
+        let writer = metadata
+            .get(WRITER_METADATA)
+            .and_then(|mark| super::writer_from_mark(mark, md5, name));
         Ok(Some(RemoteBlob {
+            written_ns: written_ns(&metadata, response.last_modified().ok().flatten()),
             writer,
             name: name.to_string(),
             size: response.content_length().ok().flatten().unwrap_or(0),
@@ -407,53 +467,186 @@ impl Remote for AzureRemote {
     }
 
     async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError> {
-        let mut options = BlobContainerClientListBlobsOptions {
-            include: Some(vec![ListBlobsIncludeItem::Metadata]),
-            ..Default::default()
-        };
-        let strip = if self.location.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.location.prefix)
-        };
-        if !strip.is_empty() {
-            options.prefix = Some(strip.clone());
-        }
-        let mut pager = self
-            .container
-            .list_blobs(Some(options))
-            .map_err(map_error)?;
-        let mut blobs = Vec::new();
-        loop {
-            let next = tokio::time::timeout(REQUEST_TIMEOUT, pager.try_next()).await;
-            let item = match next {
-                Err(_) => return Err(timed_out()),
-                Ok(Ok(Some(item))) => item,
-                Ok(Ok(None)) => break,
-                Ok(Err(e)) if is_container_not_found(&e) => return Ok(Vec::new()),
-                Ok(Err(e)) => return Err(map_error(e)),
-            };
-            let Some(full) = item.name else { continue };
-            let Some(name) = full.strip_prefix(&strip) else {
-                continue;
-            };
-            let props = item.properties.unwrap_or_default();
-            let md5 = props.content_md5.and_then(md5_array);
-            let writer = item
-                .metadata
-                .and_then(|m| m.values)
-                .and_then(|v| v.get(WRITER_METADATA).cloned())
-                .and_then(|mark| super::writer_from_mark(&mark, md5, name));
-            blobs.push(RemoteBlob {
-                writer,
-                name: name.to_string(),
-                size: props.content_length.unwrap_or(0),
-                md5,
-                etag: props.etag.map(|e| quoted(e.as_ref())).unwrap_or_default(),
-            });
-        }
+        let mut blobs = self.list_under("").await?;
+        blobs.retain(|b| !super::history_name::is_history(&b.name));
         Ok(blobs)
     }
+
+    async fn list_history(&self, path: Option<&str>) -> Result<Vec<RemoteBlob>, RemoteError> {
+        let under = match path {
+            Some(p) => format!("{}/{p}/", super::history_name::HISTORY_DIR),
+            None => format!("{}/", super::history_name::HISTORY_DIR),
+        };
+        self.list_under(&under).await
+    }
+
+    async fn get(
+        &self,
+        name: &str,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<Option<RemoteBlob>, RemoteError> {
+        use md5::{Digest, Md5};
+        let client = self.blob_client(name)?;
+        let options = BlobClientDownloadOptions {
+            // Set explicitly: the default asks the OS for the CPU count on every call.
+            parallel: NonZeroUsize::new(1),
+            ..Default::default()
+        };
+        let result =
+            match tokio::time::timeout(REQUEST_TIMEOUT, client.download(Some(options))).await {
+                Err(_) => return Err(timed_out()),
+                Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
+                Ok(Err(e)) => return Err(map_error(e)),
+                Ok(Ok(r)) => r,
+            };
+        let props = result.properties;
+        let stored_md5 = props
+            .blob_content_md5
+            .clone()
+            .or(props.content_md5.clone())
+            .and_then(md5_array);
+        let mut body = result.body;
+        let mut hasher = Md5::new();
+        let mut size = 0u64;
+        loop {
+            let chunk = match tokio::time::timeout(REQUEST_TIMEOUT, body.next()).await {
+                Err(_) => return Err(timed_out()),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(map_error(e)),
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            sink.write_all(&chunk).map_err(|e| RemoteError::Permanent {
+                message: format!("cannot write {name}: {e}"),
+            })?;
+        }
+        let md5: [u8; 16] = hasher.finalize().into();
+        if stored_md5.is_some_and(|stored| stored != md5) {
+            return Err(RemoteError::Permanent {
+                message: format!(
+                    "integrity check failed for {name}: the bytes received do not match the blob's Content-MD5"
+                ),
+            });
+        }
+        let writer = props
+            .metadata
+            .get(WRITER_METADATA)
+            .and_then(|mark| super::writer_from_mark(mark, Some(md5), name));
+        Ok(Some(RemoteBlob {
+            name: name.to_string(),
+            size,
+            md5: Some(md5),
+            etag: props
+                .etag
+                .as_ref()
+                .map(|e| quoted(e.as_ref()))
+                .unwrap_or_default(),
+            writer,
+            written_ns: written_ns(&props.metadata, props.last_modified),
+        }))
+    }
+
+    async fn preserve(
+        &self,
+        name: &str,
+        etag: &str,
+        history_name: &str,
+    ) -> Result<(), RemoteError> {
+        // Copy Blob, server-side, of exactly the version we are about to replace
+        // (x-ms-source-if-match); the copy keeps the source's metadata (writer mark and
+        // write time). Within one account the copy completes before the response.
+        let source = self.blob_url(name)?.to_string();
+        let client = self.blob_client(history_name)?;
+        let options = BlobClientStartCopyFromUrlOptions {
+            source_if_match: Some(Etag::from(etag.to_string())),
+            ..Default::default()
+        };
+        let response = match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            client.start_copy_from_url(source, Some(options)),
+        )
+        .await
+        {
+            Err(_) => return Err(timed_out()),
+            // The source is gone: it is not the version we were to keep.
+            Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => {
+                return Err(if is_container_not_found(&e) {
+                    map_error(e)
+                } else {
+                    RemoteError::Conflict
+                });
+            }
+            Ok(Err(e)) => return Err(map_error(e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = response.copy_status().ok().flatten();
+        if status.is_some_and(|s| s != CopyStatus::Success) {
+            // Pending (a copy the service runs in the background): wait for it, so the
+            // version is complete before the original is replaced.
+            self.wait_for_copy(history_name).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, name: &str, precondition: &Precondition) -> Result<(), RemoteError> {
+        let client = self.blob_client(name)?;
+        let mut options = BlobClientDeleteOptions::default();
+        match precondition {
+            Precondition::IfMatch(etag) => options.if_match = Some(Etag::from(etag.clone())),
+            Precondition::IfAbsent => options.if_none_match = Some(Etag::from("*")),
+            Precondition::None => {}
+        }
+        match tokio::time::timeout(REQUEST_TIMEOUT, client.delete(Some(options))).await {
+            Err(_) => Err(timed_out()),
+            Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => Ok(()),
+            Ok(Err(e)) => match map_error(e) {
+                // Some services answer a conditional delete of a missing blob with 412.
+                RemoteError::Conflict if self.head(name).await?.is_none() => Ok(()),
+                other => Err(other),
+            },
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+}
+
+impl AzureRemote {
+    /// Poll a pending copy until it ends; a failed or aborted copy is an error.
+    async fn wait_for_copy(&self, name: &str) -> Result<(), RemoteError> {
+        let client = self.blob_client(name)?;
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let response = tokio::time::timeout(REQUEST_TIMEOUT, client.get_properties(None))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(map_error)?;
+            match response.copy_status().ok().flatten() {
+                None | Some(CopyStatus::Success) => return Ok(()),
+                Some(CopyStatus::Pending) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Some(other) => {
+                    return Err(RemoteError::Transient {
+                        message: format!("keeping the replaced version of {name}: copy {other:?}"),
+                        retry_after: None,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// When the content was written: devlogd's own record, else the service's Last-Modified.
+fn written_ns(
+    metadata: &HashMap<String, String>,
+    last_modified: Option<time::OffsetDateTime>,
+) -> Option<i128> {
+    metadata
+        .get(WRITTEN_METADATA)
+        .and_then(|v| v.parse::<i128>().ok())
+        .or_else(|| last_modified.map(|t| t.unix_timestamp_nanos()))
 }
 
 /// `base` with the credential's query string (a SAS) appended; other credentials sign or

@@ -256,7 +256,7 @@ fn resolve_auto(location: &AzureLocation, lookup: &Lookup<'_>) -> Result<Credent
         );
     }
     Err(permanent(format!(
-        "no credentials for {location}: set {SAS_ENV} (a SAS with read, add, create, write and list permissions), {CONNECTION_STRING_ENV}, or {ACCOUNT_KEY_ENV}, in the environment or in {}; or set remote.auth = \"entra\"",
+        "no credentials for {location}: set {SAS_ENV} (a SAS with read, add, create, write, delete and list permissions), {CONNECTION_STRING_ENV}, or {ACCOUNT_KEY_ENV}, in the environment or in {}; or set remote.auth = \"entra\"",
         lookup.file.path.display()
     )))
 }

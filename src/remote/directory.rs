@@ -147,15 +147,164 @@ fn blob_at(root: &Beneath, name: &str) -> std::io::Result<Option<RemoteBlob>> {
         Err(e) if fsutil::is_gone(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mark = xattr::get(&file, WRITER_XATTR);
     let (md5, size) = fsutil::md5_of_reader(&file)?;
-    Ok(Some(RemoteBlob {
+    Ok(Some(blob_of(&file, name, md5, size)))
+}
+
+/// The listing entry of an open blob file whose content hashes to `md5`.
+fn blob_of(file: &std::fs::File, name: &str, md5: [u8; 16], size: u64) -> RemoteBlob {
+    let mark = xattr::get(file, WRITER_XATTR);
+    let written_ns = file.metadata().ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
+    });
+    RemoteBlob {
         name: name.to_string(),
         size,
         md5: Some(md5),
         etag: super::hex(&md5),
         writer: mark.and_then(|mark| super::writer_from_mark(&mark, Some(md5), name)),
-    }))
+        written_ns,
+    }
+}
+
+/// Read the blob at `name` in chunks into `chunks`; its MD5 is computed from the bytes
+/// sent (the ETag is the content's MD5, so there is nothing else to compare with).
+fn get_blocking(
+    root: &Beneath,
+    name: &str,
+    chunks: tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> Result<Option<RemoteBlob>, RemoteError> {
+    use md5::{Digest, Md5};
+    use std::io::Read;
+    let path = root.path().join(name);
+    let mut file = match root.open_file(name) {
+        Ok(f) => f,
+        Err(e) if fsutil::is_gone(&e) => return Ok(None),
+        Err(e) => return Err(io_error("read", &path, e)),
+    };
+    let mut hasher = Md5::new();
+    let mut size = 0u64;
+    loop {
+        let mut buf = vec![0u8; 256 * 1024];
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error("read", &path, e)),
+        };
+        buf.truncate(n);
+        hasher.update(&buf);
+        size += n as u64;
+        if chunks.blocking_send(buf).is_err() {
+            return Err(RemoteError::Permanent {
+                message: format!("download of {name} abandoned"),
+            });
+        }
+    }
+    Ok(Some(blob_of(&file, name, hasher.finalize().into(), size)))
+}
+
+/// Under the lock: copy `name` into `history_name` if the bytes copied are the version
+/// `etag` (the ETag is the content's MD5, computed over exactly what was copied). A copy,
+/// not a hard link: a link would share the inode with the current file, and a tool that
+/// writes the current file in place would rewrite the history too. The copy keeps the
+/// version's mtime (its write time) and writer mark.
+fn preserve_blocking(
+    root: &Beneath,
+    name: &str,
+    etag: &str,
+    history_name: &str,
+) -> Result<(), RemoteError> {
+    use md5::{Digest, Md5};
+    use std::io::Read;
+    let src_path = root.path().join(name);
+    let (hist_parent_rel, hist_file) = split(history_name);
+    let hist_parent = root
+        .open_dir(hist_parent_rel, true)
+        .map_err(|e| io_error("create", &root.path().join(hist_parent_rel), e))?;
+    let tmp_dir = root
+        .open_dir(TMP_DIR, true)
+        .map_err(|e| io_error("write", &root.path().join(TMP_DIR), e))?;
+    let mut tmp = TempFile::create(tmp_dir).map_err(|e| io_error("write", &src_path, e))?;
+    let _lock = DirLock::take(root).map_err(|e| io_error("lock", root.path(), e))?;
+    let mut src = match root.open_file(name) {
+        Ok(f) => f,
+        Err(e) if fsutil::is_gone(&e) => return Err(RemoteError::Conflict),
+        Err(e) => return Err(io_error("read", &src_path, e)),
+    };
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error("read", &src_path, e)),
+        };
+        hasher.update(&buf[..n]);
+        tmp.file
+            .write_all(&buf[..n])
+            .map_err(|e| io_error("keep a version of", &src_path, e))?;
+    }
+    let md5: [u8; 16] = hasher.finalize().into();
+    if super::hex(&md5) != etag {
+        return Err(RemoteError::Conflict);
+    }
+    if let Some(mark) = xattr::get(&src, WRITER_XATTR) {
+        xattr::set(&tmp.file, WRITER_XATTR, &mark);
+    }
+    if let Ok(modified) = src.metadata().and_then(|m| m.modified()) {
+        let _ = tmp
+            .file
+            .set_times(std::fs::FileTimes::new().set_modified(modified));
+    }
+    tmp.file
+        .sync_all()
+        .map_err(|e| io_error("write", &src_path, e))?;
+    tmp.dir
+        .rename_to(&tmp.name, &hist_parent, hist_file)
+        .map_err(|e| io_error("keep a version of", &src_path, e))?;
+    tmp.placed = true;
+    hist_parent.sync();
+    Ok(())
+}
+
+fn delete_blocking(
+    root: &Beneath,
+    name: &str,
+    precondition: &Precondition,
+) -> Result<(), RemoteError> {
+    let path = root.path().join(name);
+    let (parent_rel, file_name) = split(name);
+    let parent = match root.open_dir(parent_rel, false) {
+        Ok(p) => p,
+        Err(e) if fsutil::is_gone(&e) || e.raw_os_error() == Some(libc::ENOTDIR) => {
+            return Ok(());
+        }
+        Err(e) => return Err(io_error("open", &root.path().join(parent_rel), e)),
+    };
+    {
+        let _lock = DirLock::take(root).map_err(|e| io_error("lock", root.path(), e))?;
+        let Some(current) = blob_at(root, name).map_err(|e| io_error("read", &path, e))? else {
+            return Ok(());
+        };
+        let holds = match precondition {
+            Precondition::IfMatch(etag) => &current.etag == etag,
+            Precondition::IfAbsent => false,
+            Precondition::None => true,
+        };
+        if !holds {
+            return Err(RemoteError::Conflict);
+        }
+        match parent.unlink_here(file_name) {
+            Ok(()) => {}
+            Err(e) if fsutil::is_gone(&e) => {}
+            Err(e) => return Err(io_error("delete", &path, e)),
+        }
+    }
+    parent.sync();
+    Ok(())
 }
 
 /// A temporary file being written: `flock`ed while it lives, removed on drop unless it
@@ -299,12 +448,38 @@ fn put_blocking(
 }
 
 fn list_blocking(root: &Beneath) -> Result<Vec<RemoteBlob>, RemoteError> {
+    list_under(root, root.path())
+}
+
+/// Every blob in the history area below `under` (`None`: all of it).
+fn list_history_blocking(
+    root: &Beneath,
+    under: Option<&str>,
+) -> Result<Vec<RemoteBlob>, RemoteError> {
+    let mut start = root.path().join(super::history_name::HISTORY_DIR);
+    if let Some(path) = under {
+        start = start.join(path);
+    }
+    match std::fs::symlink_metadata(&start) {
+        Ok(m) if m.is_dir() => list_under(root, &start),
+        Ok(_) => Ok(Vec::new()),
+        Err(e) if fsutil::is_gone(&e) => Ok(Vec::new()),
+        Err(e) => Err(io_error("list", &start, e)),
+    }
+}
+
+fn list_under(root: &Beneath, start: &Path) -> Result<Vec<RemoteBlob>, RemoteError> {
     let dir = root.path();
     let mut blobs = Vec::new();
-    let walker = ignore::WalkBuilder::new(dir)
+    let top = start == dir;
+    let walker = ignore::WalkBuilder::new(start)
         .standard_filters(false)
         .follow_links(false)
-        .filter_entry(|e| !(e.depth() == 1 && e.file_name() == TMP_DIR))
+        .filter_entry(move |e| {
+            !(top
+                && e.depth() == 1
+                && (e.file_name() == TMP_DIR || e.file_name() == super::history_name::HISTORY_DIR))
+        })
         .build();
     for entry in walker {
         let entry = entry.map_err(|e| RemoteError::Permanent {
@@ -312,7 +487,7 @@ fn list_blocking(root: &Beneath) -> Result<Vec<RemoteBlob>, RemoteError> {
         })?;
         let file_name = entry.file_name().to_string_lossy();
         if !entry.file_type().is_some_and(|t| t.is_file())
-            || (entry.depth() == 1 && file_name == LOCK_FILE)
+            || (top && entry.depth() == 1 && file_name == LOCK_FILE)
         {
             continue;
         }
@@ -393,6 +568,88 @@ impl Remote for DirectoryRemote {
         }
         let root = self.open_root()?;
         blocking(move || list_blocking(&root)).await
+    }
+
+    async fn list_history(&self, path: Option<&str>) -> Result<Vec<RemoteBlob>, RemoteError> {
+        if let Some(p) = path {
+            Self::check_name(p)?;
+        }
+        if !self.dir.exists() && self.create {
+            return Ok(Vec::new());
+        }
+        let root = self.open_root()?;
+        let path = path.map(str::to_string);
+        blocking(move || list_history_blocking(&root, path.as_deref())).await
+    }
+
+    async fn get(
+        &self,
+        name: &str,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<Option<RemoteBlob>, RemoteError> {
+        Self::check_name(name)?;
+        if !self.dir.exists() && self.create {
+            return Ok(None);
+        }
+        let root = self.open_root()?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let owned = name.to_string();
+        let reader = blocking(move || get_blocking(&root, &owned, tx));
+        tokio::pin!(reader);
+        let mut write_error = None;
+        let result = loop {
+            tokio::select! {
+                chunk = rx.recv() => match chunk {
+                    Some(chunk) => {
+                        if write_error.is_none()
+                            && let Err(e) = sink.write_all(&chunk)
+                        {
+                            write_error = Some(e);
+                        }
+                    }
+                    None => break (&mut reader).await,
+                },
+                done = &mut reader => {
+                    // Take what is still queued.
+                    while let Some(chunk) = rx.recv().await {
+                        if write_error.is_none()
+                            && let Err(e) = sink.write_all(&chunk)
+                        {
+                            write_error = Some(e);
+                        }
+                    }
+                    break done;
+                }
+            }
+        };
+        if let Some(e) = write_error {
+            return Err(RemoteError::Permanent {
+                message: format!("cannot write {name}: {e}"),
+            });
+        }
+        result
+    }
+
+    async fn preserve(
+        &self,
+        name: &str,
+        etag: &str,
+        history_name: &str,
+    ) -> Result<(), RemoteError> {
+        Self::check_name(name)?;
+        Self::check_name(history_name)?;
+        let root = self.open_root()?;
+        let (name, etag, history_name) =
+            (name.to_string(), etag.to_string(), history_name.to_string());
+        blocking(move || preserve_blocking(&root, &name, &etag, &history_name)).await
+    }
+
+    async fn delete(&self, name: &str, precondition: &Precondition) -> Result<(), RemoteError> {
+        Self::check_name(name)?;
+        let root = self.open_root()?;
+        let name = name.to_string();
+        let precondition = precondition.clone();
+        blocking(move || delete_blocking(&root, &name, &precondition)).await
     }
 }
 

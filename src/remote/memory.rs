@@ -15,6 +15,7 @@ struct Stored {
     md5: [u8; 16],
     etag: String,
     mark: Option<String>,
+    written_ns: i128,
 }
 
 /// Blobs in a map; ETags count writes.
@@ -83,6 +84,7 @@ impl MemoryRemote {
                     md5: Md5::digest(data).into(),
                     etag,
                     mark: None,
+                    written_ns: now_ns(),
                 },
             );
         }
@@ -110,8 +112,19 @@ impl MemoryRemote {
                 .mark
                 .as_deref()
                 .and_then(|m| super::writer_from_mark(m, Some(b.md5), name)),
+            written_ns: Some(b.written_ns),
         }
     }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, Stored>>, RemoteError> {
+        self.blobs.lock().map_err(|_| RemoteError::Permanent {
+            message: "memory remote poisoned".into(),
+        })
+    }
+}
+
+fn now_ns() -> i128 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos()
 }
 
 #[async_trait]
@@ -155,6 +168,7 @@ impl Remote for MemoryRemote {
                 md5,
                 etag: etag.clone(),
                 mark: Some(super::writer_mark(writer, &md5, name)),
+                written_ns: now_ns(),
             },
         );
         Ok(PutOutcome { etag, md5 })
@@ -173,6 +187,78 @@ impl Remote for MemoryRemote {
         let blobs = self.blobs.lock().map_err(|_| RemoteError::Permanent {
             message: "memory remote poisoned".into(),
         })?;
-        Ok(blobs.iter().map(|(n, b)| Self::blob(n, b)).collect())
+        Ok(blobs
+            .iter()
+            .filter(|(n, _)| !super::history_name::is_history(n))
+            .map(|(n, b)| Self::blob(n, b))
+            .collect())
+    }
+
+    async fn list_history(&self, path: Option<&str>) -> Result<Vec<RemoteBlob>, RemoteError> {
+        self.injected()?;
+        let under = match path {
+            Some(p) => format!("{}/{p}/", super::history_name::HISTORY_DIR),
+            None => format!("{}/", super::history_name::HISTORY_DIR),
+        };
+        Ok(self
+            .lock()?
+            .iter()
+            .filter(|(n, _)| n.starts_with(&under))
+            .map(|(n, b)| Self::blob(n, b))
+            .collect())
+    }
+
+    async fn get(
+        &self,
+        name: &str,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<Option<RemoteBlob>, RemoteError> {
+        self.injected()?;
+        let found = self.lock()?.get(name).cloned();
+        let Some(stored) = found else {
+            return Ok(None);
+        };
+        sink.write_all(&stored.data)
+            .map_err(|e| RemoteError::Permanent {
+                message: format!("cannot write: {e}"),
+            })?;
+        Ok(Some(Self::blob(name, &stored)))
+    }
+
+    async fn preserve(
+        &self,
+        name: &str,
+        etag: &str,
+        history_name: &str,
+    ) -> Result<(), RemoteError> {
+        self.injected()?;
+        let mut blobs = self.lock()?;
+        let current = match blobs.get(name) {
+            Some(b) if b.etag == etag => b.clone(),
+            _ => return Err(RemoteError::Conflict),
+        };
+        let copy = Stored {
+            etag: self.next_etag(),
+            ..current
+        };
+        blobs.insert(history_name.to_string(), copy);
+        Ok(())
+    }
+
+    async fn delete(&self, name: &str, precondition: &Precondition) -> Result<(), RemoteError> {
+        let _open = self.gate.read().await;
+        self.injected()?;
+        let mut blobs = self.lock()?;
+        let holds = match (precondition, blobs.get(name)) {
+            (_, None) => return Ok(()),
+            (Precondition::IfMatch(etag), Some(current)) => &current.etag == etag,
+            (Precondition::IfAbsent, Some(_)) => false,
+            (Precondition::None, Some(_)) => true,
+        };
+        if !holds {
+            return Err(RemoteError::Conflict);
+        }
+        blobs.remove(name);
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ pub mod azure;
 pub mod content;
 pub mod credential;
 pub mod directory;
+pub mod history_name;
 pub mod location;
 pub mod memory;
 pub mod retry;
@@ -30,6 +31,10 @@ pub struct RemoteBlob {
     /// still what that writer wrote: a blob with our own id is ours even when the index
     /// missed recording it (a crash between upload and commit).
     pub writer: Option<String>,
+    /// When this content was written (unix ns): devlogd's own record of its write
+    /// (metadata; the directory remote's mtime), else the service's Last-Modified. A copy
+    /// into the history area keeps the original's.
+    pub written_ns: Option<i128>,
 }
 
 /// The mark stored with a blob: our writer id, the MD5 of what we wrote and a tag of the
@@ -44,6 +49,8 @@ pub fn writer_mark(writer: &str, md5: &[u8; 16], name: &str) -> String {
 /// The writer id in `mark`, if the blob at `name` still has the `md5` it was written with.
 /// Marks from before names were tagged (`writer:md5`) name no writer.
 pub fn writer_from_mark(mark: &str, md5: Option<[u8; 16]>, name: &str) -> Option<String> {
+    // A version in the history area carries the mark of the name it was written under.
+    let name = history_name::original_path(name).unwrap_or(name);
     let mut parts = mark.split(':');
     let (writer, md5_hex, tag) = (parts.next()?, parts.next()?, parts.next()?);
     let current = md5?;
@@ -204,6 +211,30 @@ pub trait Remote: Send + Sync {
     /// Properties of one blob, `None` when it does not exist.
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError>;
 
-    /// Every blob below the prefix.
+    /// Every blob below the prefix: the current view, without the history area.
     async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError>;
+
+    /// Every blob in the history area ([`history_name::HISTORY_DIR`]), or only the
+    /// versions of `path`. Names are full (`.devlog-history/<path>/<version>`).
+    async fn list_history(&self, path: Option<&str>) -> Result<Vec<RemoteBlob>, RemoteError>;
+
+    /// Download `name` into `sink`, verifying every byte against the blob's Content-MD5
+    /// (a mismatch is an error, and whatever was written to `sink` must be discarded).
+    /// Returns the blob as read; `Ok(None)` when it does not exist.
+    async fn get(
+        &self,
+        name: &str,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<Option<RemoteBlob>, RemoteError>;
+
+    /// Keep the version of `name` whose ETag is `etag` in the history area as
+    /// `history_name` (see [`history_name::version_name`]), server-side: exactly that
+    /// version or nothing ([`RemoteError::Conflict`] when `name` is now another version
+    /// or gone). Called before every replace or delete of a blob devlogd knew.
+    async fn preserve(&self, name: &str, etag: &str, history_name: &str)
+    -> Result<(), RemoteError>;
+
+    /// Remove `name` if `precondition` holds ([`RemoteError::Conflict`] otherwise); a
+    /// blob that is already gone is not an error.
+    async fn delete(&self, name: &str, precondition: &Precondition) -> Result<(), RemoteError>;
 }

@@ -1,0 +1,80 @@
+//! `devlogd history PATH`: every version of one file on the remote, oldest first.
+
+use super::{CliError, exit};
+use crate::config::Config;
+use crate::exit::ExitCode;
+use crate::history::{self, Version};
+use crate::remote::retry::RetryPolicy;
+use crate::ui::{human_bytes, printable};
+
+pub async fn run(config: &Config, path: &str, json: bool) -> Result<ExitCode, CliError> {
+    let remote = crate::session::open_remote(config)
+        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+    let rel = std::path::Path::new(path)
+        .strip_prefix(&config.root)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| path.trim_start_matches("./").to_string());
+    let retry = RetryPolicy::default();
+    let failed = |e: crate::remote::RemoteError| {
+        CliError::new(
+            exit::FILES_FAILED,
+            format!("cannot read the history from {}: {e}", remote.describe()),
+        )
+    };
+    let kept = retry
+        .run(|| remote.list_history(Some(&rel)))
+        .await
+        .map_err(failed)?;
+    // Versions of this very path only (not of paths below it, if it was a directory).
+    let kept: Vec<_> = kept
+        .into_iter()
+        .filter(|b| history::original_path(&b.name) == Some(rel.as_str()))
+        .collect();
+    let current: Vec<_> = retry
+        .run(|| remote.head(&rel))
+        .await
+        .map_err(failed)?
+        .into_iter()
+        .collect();
+    let versions: Vec<Version> = history::versions(&current, &kept)
+        .remove(&rel)
+        .unwrap_or_default();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&serde_json::json!({ "path": rel, "versions": versions }))
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else if versions.is_empty() {
+        println!("{}: no versions on {}", printable(&rel), remote.describe());
+    } else {
+        println!("{} on {}:", printable(&rel), remote.describe());
+        println!(
+            "  {:<35} {:<35} {:>9}  {:<32}  writer",
+            "written", "replaced", "size", "md5"
+        );
+        for v in &versions {
+            println!(
+                "  {:<35} {:<35} {:>9}  {:<32}  {}",
+                v.written.as_deref().unwrap_or("?"),
+                if v.current {
+                    "(current)"
+                } else {
+                    v.replaced.as_deref().unwrap_or("?")
+                },
+                human_bytes(v.size),
+                v.md5.as_deref().unwrap_or("-"),
+                v.writer.as_deref().unwrap_or("-"),
+            );
+        }
+        println!(
+            "Bring one back with: devlogd restore --at <time it was current> {}",
+            printable(&rel)
+        );
+    }
+    Ok(if versions.is_empty() {
+        exit::FILES_FAILED
+    } else {
+        exit::OK
+    })
+}

@@ -1,0 +1,47 @@
+//! `devlogd prune`: remove history versions older than `sync.keep_versions_days`.
+
+use super::{CliError, exit};
+use crate::config::Config;
+use crate::exit::ExitCode;
+use crate::remote::retry::RetryPolicy;
+
+pub async fn run(config: &Config, json: bool) -> Result<ExitCode, CliError> {
+    let remote = crate::session::open_remote(config)
+        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+    let keep = config.sync.keep_versions_days;
+    let report = crate::history::prune(
+        remote.as_ref(),
+        keep,
+        time::OffsetDateTime::now_utc(),
+        RetryPolicy::default(),
+    )
+    .await
+    .map_err(|e| {
+        CliError::new(
+            exit::FILES_FAILED,
+            format!("cannot prune {}: {e}", remote.describe()),
+        )
+    })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        println!(
+            "Pruned {}: removed {} version(s) older than {keep} days ({}), kept {}.",
+            remote.describe(),
+            report.removed,
+            crate::ui::human_bytes(report.removed_bytes),
+            report.kept
+        );
+        for f in &report.failed {
+            println!("  failed      {}", crate::ui::printable(f));
+        }
+    }
+    Ok(if report.failed.is_empty() {
+        exit::OK
+    } else {
+        exit::FILES_FAILED
+    })
+}

@@ -1,0 +1,293 @@
+//! `devlogd restore`: the way back (see [`crate::restore`]). Into the journal root it
+//! takes the instance lock and records what it wrote in the index, like `push`; with the
+//! daemon running it pauses the daemon, restores, and has the daemon record the files (a
+//! `push --all` that adopts them, uploading nothing), then resumes it: only one process
+//! writes the index.
+
+use super::{CliError, exit};
+use crate::config::Config;
+use crate::exit::ExitCode;
+use crate::protocol::{Command, Line, Request};
+use crate::remote::retry::RetryPolicy;
+use crate::restore::{RestoreEvent, RestoreOptions, RestoreReport};
+use crate::state::StateIndex;
+use crate::ui::{human_bytes, printable};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default)]
+pub struct RestoreArgs {
+    pub to: Option<PathBuf>,
+    pub at: Option<String>,
+    pub dry_run: bool,
+    pub overwrite: bool,
+    pub json: bool,
+    pub paths: Vec<String>,
+}
+
+/// A PATH argument as a journal-relative path: absolute paths below the root (or the
+/// destination) are made relative; `./` is dropped.
+fn relative_path(arg: &str, root: &Path, to: &Path) -> String {
+    let p = Path::new(arg);
+    for base in [to, root] {
+        if let Ok(rel) = p.strip_prefix(base) {
+            return rel.to_string_lossy().into_owned();
+        }
+    }
+    arg.trim_start_matches("./").to_string()
+}
+
+pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliError> {
+    let at = match &args.at {
+        Some(text) => {
+            Some(crate::history::parse_at(text).map_err(|m| CliError::new(exit::USAGE, m))?)
+        }
+        None => None,
+    };
+    let to = args.to.clone().unwrap_or_else(|| config.root.clone());
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let into_root = canonical(&to) == canonical(&config.root);
+    let remote = crate::session::open_remote(config)
+        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+    let opts = RestoreOptions {
+        paths: args
+            .paths
+            .iter()
+            .map(|p| relative_path(p, &config.root, &to))
+            .collect(),
+        to,
+        at,
+        dry_run: args.dry_run,
+        overwrite: args.overwrite,
+        concurrency: config.sync.concurrency.max(32),
+        retry: RetryPolicy::default(),
+    };
+    // Who records the files: this process (holding the lock), the daemon, or nobody
+    // (another directory, or a dry run).
+    let route = if into_root && !args.dry_run {
+        Some(super::push::route(config)?)
+    } else {
+        None
+    };
+    let daemon_socket = match &route {
+        Some(super::push::Route::Daemon { socket }) => {
+            eprintln!(
+                "devlogd is running: restoring with it paused, then it records the files ({}).",
+                socket.display()
+            );
+            daemon_request(socket, Command::Pause).await?;
+            Some(socket.clone())
+        }
+        _ => None,
+    };
+    let progress = RestoreProgress::new(args.json);
+    let on_event = |e| progress.event(e);
+    let restore = crate::restore::run(remote.as_ref(), &opts, &on_event);
+    let result = tokio::select! {
+        result = restore => result,
+        // Interrupted: temporary files are removed as their downloads are dropped, and a
+        // paused daemon is resumed before exiting.
+        _ = tokio::signal::ctrl_c() => {
+            progress.finish();
+            if let Some(socket) = &daemon_socket {
+                daemon_request(socket, Command::Resume).await?;
+            }
+            return Err(CliError::new(
+                exit::INTERRUPTED,
+                "interrupted; files already restored are in place, run restore again for the rest",
+            ));
+        }
+    };
+    progress.finish();
+    let recorded = match (&result, &route) {
+        (Ok((_, records)), Some(super::push::Route::Direct(_lock))) => {
+            let mut state = StateIndex::open(config.state_dir(), &config.remote.identity())
+                .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+            state
+                .commit(records)
+                .map_err(|e| CliError::new(exit::USAGE, e.to_string()))
+        }
+        _ => Ok(()),
+    };
+    if let Some(socket) = &daemon_socket {
+        let adopted = if result.is_ok() {
+            daemon_request(
+                socket,
+                Command::Push {
+                    all: true,
+                    force: false,
+                    checksum: false,
+                    dry_run: false,
+                    wait: true,
+                    on_conflict: None,
+                    allow_deletes: false,
+                },
+            )
+            .await
+        } else {
+            Ok(())
+        };
+        daemon_request(socket, Command::Resume).await?;
+        adopted?;
+    }
+    recorded?;
+    let (report, _) = result.map_err(|e| match e {
+        crate::restore::RestoreError::List {
+            error: crate::remote::RemoteError::Auth { message },
+            remote: name,
+        } => CliError::new(
+            exit::AUTH,
+            format!(
+                "{name}: {message}; the credentials came from {}: {}",
+                remote.credential_source(),
+                crate::push::auth_hint(&remote.credential_source())
+            ),
+        ),
+        e => CliError::new(exit::FILES_FAILED, e.to_string()),
+    })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        );
+    } else {
+        println!("{}", summary(&report, &remote.describe()));
+    }
+    Ok(if report.is_clean() {
+        exit::OK
+    } else {
+        exit::FILES_FAILED
+    })
+}
+
+/// One request to the daemon, waiting for its reply; progress lines are ignored.
+async fn daemon_request(socket: &Path, cmd: Command) -> Result<(), CliError> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let lost = |e: std::io::Error| {
+        CliError::new(
+            exit::NO_DAEMON,
+            format!("lost the connection to devlogd ({}): {e}", socket.display()),
+        )
+    };
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(lost)?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_string(&Request::new(cmd))
+        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+    line.push('\n');
+    write.write_all(line.as_bytes()).await.map_err(lost)?;
+    let mut lines = BufReader::new(read).lines();
+    while let Some(text) = lines.next_line().await.map_err(lost)? {
+        if let Ok(Line::Reply(reply)) = serde_json::from_str::<Line>(&text) {
+            if reply.ok {
+                return Ok(());
+            }
+            return Err(CliError::new(
+                reply.code,
+                reply.error.unwrap_or_else(|| "devlogd refused".into()),
+            ));
+        }
+    }
+    Err(CliError::new(
+        exit::NO_DAEMON,
+        "devlogd closed the connection without an answer",
+    ))
+}
+
+/// A bar on a terminal; nothing otherwise (failures are in the summary).
+struct RestoreProgress {
+    bar: Option<ProgressBar>,
+}
+
+impl RestoreProgress {
+    fn new(json: bool) -> Self {
+        let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{spinner} [{bar:30}] {pos}/{len} files {per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar
+        });
+        RestoreProgress { bar }
+    }
+
+    fn event(&self, event: RestoreEvent) {
+        let Some(bar) = &self.bar else { return };
+        match event {
+            RestoreEvent::Planned { files, .. } => bar.set_length(files),
+            RestoreEvent::Restored { .. } => bar.inc(1),
+            RestoreEvent::Failed { path, error } => {
+                bar.inc(1);
+                bar.println(format!(
+                    "failed {}: {}",
+                    printable(&path),
+                    printable(&error)
+                ));
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn summary(r: &RestoreReport, remote: &str) -> String {
+    let mut out = String::new();
+    let view = match &r.at {
+        Some(at) => format!("as of {at}"),
+        None => "current".to_string(),
+    };
+    if r.dry_run {
+        let _ = writeln!(
+            out,
+            "Dry run: restore {remote} ({view}) → {} (nothing was changed)",
+            r.to
+        );
+        for p in &r.would_restore {
+            let _ = writeln!(out, "  would restore {}", printable(p));
+        }
+    } else {
+        let _ = writeln!(out, "Restored {remote} ({view}) → {}", r.to);
+        let _ = writeln!(
+            out,
+            "  restored    {} file(s) ({})",
+            r.restored,
+            human_bytes(r.restored_bytes)
+        );
+    }
+    let _ = writeln!(out, "  unchanged   {} file(s) already there", r.unchanged);
+    for p in &r.kept_local {
+        let _ = writeln!(
+            out,
+            "  kept local  {}: differs from the remote; left as it is (--overwrite replaces it, keeping a .local copy)",
+            printable(p)
+        );
+    }
+    for l in &r.replaced_local {
+        let _ = writeln!(
+            out,
+            "  replaced    {}: the local file is kept as {}",
+            printable(&l.path),
+            printable(&l.kept_as)
+        );
+    }
+    for f in &r.failed {
+        let _ = writeln!(
+            out,
+            "  failed      {}: {}",
+            printable(&f.path),
+            printable(&f.error)
+        );
+    }
+    let _ = write!(out, "Done in {:.2} s.", r.duration_ms as f64 / 1000.0);
+    out
+}
