@@ -160,3 +160,100 @@ fn a_filesystem_mounted_or_unmounted_inside_the_root_is_watched() {
     });
     let _ = mirror(&env);
 }
+
+#[test]
+fn a_write_through_one_hard_link_updates_every_link_on_the_remote() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    let a = env.write_file("a.md", "old");
+    std::fs::create_dir_all(env.journal().join("other")).unwrap();
+    std::fs::hard_link(&a, env.journal().join("other/b.md")).unwrap();
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the start-up pass", || {
+        (mirrored(&env, "other/b.md").is_some() && settled(&env)).then_some(())
+    });
+    // Written in place: the inode (and so the other name) changes too.
+    std::fs::write(&a, "new content").unwrap();
+    wait_for(PUSHED, "a.md updated", || {
+        (mirrored(&env, "a.md").as_deref() == Some(b"new content".as_slice())).then_some(())
+    });
+    wait_for(PUSHED, "other/b.md updated through its other link", || {
+        (mirrored(&env, "other/b.md").as_deref() == Some(b"new content".as_slice())).then_some(())
+    });
+    wait_for(PUSHED, "idle", || settled(&env).then_some(()));
+}
+
+fn failed_paths(s: &serde_json::Value) -> u64 {
+    s["failed_paths"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("failed_paths in {s}"))
+}
+
+#[test]
+fn a_file_the_remote_refuses_is_kept_shown_and_retried_until_it_goes_through() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    env.write_file("ok.md", "ok");
+    env.write_file("blocked.md", "blocked");
+    // On the directory remote, a directory stands where blocked.md must go.
+    let blocker = mirror(&env).join("blocked.md");
+    std::fs::create_dir_all(blocker.join("inside")).unwrap();
+    let _daemon = Daemon::start(&env);
+    let s = wait_for(SETTLE, "the failure shown in status", || {
+        let s = status(&env);
+        (mirrored(&env, "ok.md").is_some()
+            && s["state"] != "pushing"
+            && s["failed_paths"].as_u64() == Some(1))
+        .then_some(s)
+    });
+    assert_ne!(s["state"], "idle", "{s}");
+    assert_eq!(s["state"], "retrying", "{s}");
+    assert_eq!(s["failed_sample"][0], "blocked.md", "{s}");
+    assert!(s["failed_error"].as_str().is_some(), "{s}");
+    assert!(s["pending_paths"].as_u64() >= Some(1), "{s}");
+    assert!(s["last_success_age_s"].is_null(), "{s}");
+    // Cleared on the remote: retried by itself (back-off), pushed, idle.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    wait_for(SETTLE, "blocked.md pushed after the obstacle went", || {
+        mirrored(&env, "blocked.md")
+    });
+    wait_for(PUSHED, "idle with nothing failed", || {
+        let s = status(&env);
+        (settled(&env) && failed_paths(&s) == 0 && s["last_success_age_s"].is_number())
+            .then_some(())
+    });
+}
+
+#[test]
+fn a_full_remote_disk_keeps_paths_pending_and_catches_up_when_space_is_freed() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    let mirror_dir = mirror(&env);
+    let disk = Tmpfs::mount(&mirror_dir, "256k");
+    for i in 0..40 {
+        env.write_file(&format!("f{i:02}.md"), vec![b'x'; 16 * 1024]);
+    }
+    let _daemon = Daemon::start(&env);
+    let s = wait_for(SETTLE, "the disk-full failure in status", || {
+        let s = status(&env);
+        (s["state"] != "pushing" && s["next_retry_in_s"].is_number()).then_some(s)
+    });
+    assert_ne!(s["state"], "idle", "{s}");
+    assert!(s["pending_paths"].as_u64() >= Some(1), "{s}");
+    assert!(failed_paths(&s) >= 1, "{s}");
+    assert!(s["last_success_age_s"].is_null(), "{s}");
+    // Space freed: everything goes through without anyone asking.
+    let out = Command::new("mount")
+        .args(["-o", "remount,size=8m"])
+        .arg(&mirror_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "remount: {out:?}");
+    wait_for(SETTLE, "every file pushed after space was freed", || {
+        ((0..40).all(|i| mirrored(&env, &format!("f{i:02}.md")).is_some())
+            && settled(&env)
+            && failed_paths(&status(&env)) == 0)
+            .then_some(())
+    });
+    drop(disk);
+}

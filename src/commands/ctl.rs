@@ -232,6 +232,20 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
     if let Some(e) = &w.last_error {
         lines.push(format!("last error     {e}"));
     }
+    if w.failed_paths > 0 {
+        let mut names = w.failed_sample.join(", ");
+        if w.failed_paths > w.failed_sample.len() {
+            names.push_str(", …");
+        }
+        lines.push(format!(
+            "not pushed     {} path(s), retried: {names}{}",
+            w.failed_paths,
+            w.failed_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
+    }
     if let Some(r) = s.next_retry_in_s {
         lines.push(format!("next retry     in {r} s"));
     }

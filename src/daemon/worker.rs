@@ -15,7 +15,7 @@ use crate::remote::Remote;
 use crate::retry::RetryPolicy;
 use crate::state::{StateError, StateIndex};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -82,6 +82,9 @@ pub enum State {
     /// A local problem stops pushes (the state index is read-only): `last_error` says
     /// what and how to fix it; changes stay pending and are retried with back-off.
     Error,
+    /// The remote answers, but some files could not be pushed (`failed_paths`,
+    /// `failed_sample`, `failed_error`): they are retried with back-off and on every pass.
+    Retrying,
 }
 
 /// The worker's part of `ctl status`, published after every change.
@@ -111,6 +114,22 @@ pub struct WorkerStatus {
     pub watcher_overflows: u64,
     pub files_in_index: u64,
     pub watch_limited: Option<String>,
+    /// Paths the daemon failed to push and retries (with back-off and on every full pass)
+    /// until they succeed or are gone.
+    pub failed_paths: usize,
+    /// The first few of them.
+    pub failed_sample: Vec<String>,
+    /// The error of the first of them.
+    pub failed_error: Option<String>,
+}
+
+/// Failed paths named in the status.
+const FAILED_SAMPLE: usize = 5;
+
+/// A path the last attempts could not push.
+#[derive(Debug, Clone)]
+struct FailedPath {
+    error: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,6 +163,10 @@ pub struct Worker {
     /// Paths the queue sent in batches the worker has not taken yet (shared with the queue,
     /// which adds; the worker subtracts on receipt), so status counts them while a push runs.
     handed_over: Arc<AtomicUsize>,
+    /// Paths that failed and are retried: never forgotten until pushed or gone.
+    failed: BTreeMap<String, FailedPath>,
+    /// The back-off running is for files that failed (the remote answers), not an outage.
+    retrying_files: bool,
 }
 
 impl Worker {
@@ -170,6 +193,8 @@ impl Worker {
             backlog: VecDeque::new(),
             index_read_only,
             handed_over,
+            failed: BTreeMap::new(),
+            retrying_files: false,
         };
         worker.publish_setup();
         worker
@@ -329,8 +354,10 @@ impl Worker {
             self.publish_state();
             return;
         }
-        let full = self.full_pass_pending;
         let paths: Vec<String> = std::mem::take(&mut self.pending).into_iter().collect();
+        // A file with more than one link changes under every one of its names: a full pass
+        // compares them all (a batch would push only the name that was written).
+        let full = self.full_pass_pending || self.has_hard_links(&paths);
         self.full_pass_pending = false;
         // Still pending until the push is done: status counts them as in flight.
         let in_flight = paths.len();
@@ -345,20 +372,11 @@ impl Worker {
             .await;
         match result {
             Ok(report) => {
-                let retry: Vec<String> = report
-                    .failed
-                    .iter()
-                    .filter(|f| f.transient)
-                    .map(|f| f.path.clone())
-                    .collect();
-                if retry.is_empty() {
+                self.record_failures(&report, (!full).then_some(paths.as_slice()));
+                if report.failed.is_empty() {
                     self.succeeded();
                 } else {
-                    self.pending.extend(retry);
-                    self.failed(format!(
-                        "{} file(s) failed and will be retried",
-                        report.failed.len()
-                    ));
+                    self.files_failed(&report);
                 }
             }
             Err(e) => {
@@ -367,6 +385,7 @@ impl Worker {
                     self.full_pass_pending = true;
                 }
                 self.pending.extend(paths);
+                self.retrying_files = false;
                 self.failed(e.message);
             }
         }
@@ -384,18 +403,20 @@ impl Worker {
         let result = self.run_push(request, None, &progress).await;
         if !request.dry_run {
             match &result {
-                Ok(report) if report.failed.iter().all(|f| !f.transient) => {
+                Ok(report) => {
+                    // A full pass: what was pending is pushed, or failed and kept.
                     self.full_pass_pending = false;
                     self.pending.clear();
-                    self.succeeded();
-                }
-                Ok(report) => {
-                    let retry = report.failed.iter().filter(|f| f.transient);
-                    self.pending.extend(retry.map(|f| f.path.clone()));
-                    self.failed("some files failed and will be retried".into());
+                    self.record_failures(report, None);
+                    if report.failed.is_empty() {
+                        self.succeeded();
+                    } else {
+                        self.files_failed(report);
+                    }
                 }
                 Err(e) => {
                     self.full_pass_pending = true;
+                    self.retrying_files = false;
                     self.failed(e.message.clone());
                 }
             }
@@ -548,9 +569,79 @@ impl Worker {
         Ok(())
     }
 
+    /// Whether any of `paths` (relative to the root) is a file with more than one link.
+    fn has_hard_links(&self, paths: &[String]) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let root = &self.setup.config.root;
+        paths.iter().any(|p| {
+            std::fs::symlink_metadata(root.join(p)).is_ok_and(|m| m.is_file() && m.nlink() > 1)
+        })
+    }
+
+    /// Update the failed set from a push's report: its failures join (or stay), and the
+    /// paths it covered without failing leave (pushed, unchanged or gone). `covered` is the
+    /// batch, or `None` for a full pass, which covers every path.
+    fn record_failures(&mut self, report: &PushReport, covered: Option<&[String]>) {
+        if report.dry_run {
+            return;
+        }
+        let failed_now: BTreeMap<String, FailedPath> = report
+            .failed
+            .iter()
+            .map(|f| {
+                (
+                    f.path.clone(),
+                    FailedPath {
+                        error: f.error.clone(),
+                    },
+                )
+            })
+            .collect();
+        match covered {
+            None => self.failed.retain(|p, _| failed_now.contains_key(p)),
+            Some(paths) => {
+                for p in paths {
+                    if !failed_now.contains_key(p) {
+                        self.failed.remove(p);
+                    }
+                }
+            }
+        }
+        self.failed.extend(failed_now);
+        self.publish_failed();
+    }
+
+    fn publish_failed(&mut self) {
+        let count = self.failed.len();
+        let sample: Vec<String> = self.failed.keys().take(FAILED_SAMPLE).cloned().collect();
+        let error = self.failed.values().next().map(|f| f.error.clone());
+        self.status.send_modify(|s| {
+            s.failed_paths = count;
+            s.failed_sample = sample;
+            s.failed_error = error;
+        });
+    }
+
+    /// Some files failed: keep them pending and retry with back-off. Not a success, and
+    /// not an outage either when the rest went through.
+    fn files_failed(&mut self, report: &PushReport) {
+        self.pending
+            .extend(report.failed.iter().map(|f| f.path.clone()));
+        let n = report.failed.len();
+        let first = report
+            .failed
+            .first()
+            .map(|f| format!("{}: {}", f.path, f.error))
+            .unwrap_or_default();
+        let outage = report.failed.iter().all(|f| f.transient) && report.uploaded == 0;
+        self.retrying_files = !outage;
+        self.failed(format!("{n} file(s) not pushed, retrying: {first}"));
+    }
+
     fn succeeded(&mut self) {
         self.failures_in_a_row = 0;
         self.index_read_only = false;
+        self.retrying_files = false;
         self.next_retry = None;
         self.status.send_modify(|s| {
             s.last_success_unix = Some(unix_now());
@@ -571,7 +662,7 @@ impl Worker {
         let delay = policy.delay(self.failures_in_a_row, None, rand::random::<f64>());
         self.next_retry = Some(Instant::now() + delay);
         tracing::info!(retry_in = ?delay, "will retry");
-        let local = self.index_read_only;
+        let local = self.index_read_only || self.retrying_files;
         self.status.send_modify(|s| {
             s.last_error = Some(message);
             if !local {
@@ -586,8 +677,10 @@ impl Worker {
             State::Paused
         } else if self.next_retry.is_some() && self.index_read_only {
             State::Error
-        } else if self.next_retry.is_some() {
+        } else if self.next_retry.is_some() && !self.retrying_files {
             State::Offline
+        } else if self.next_retry.is_some() || !self.failed.is_empty() {
+            State::Retrying
         } else {
             State::Idle
         };
@@ -627,6 +720,11 @@ impl Worker {
                 s.last_error.as_deref().unwrap_or("remote unreachable")
             ),
             State::Paused => "paused".to_string(),
+            State::Retrying => format!(
+                "retrying {} file(s): {}",
+                s.failed_paths,
+                s.failed_error.as_deref().unwrap_or("see the log")
+            ),
             State::Error => format!(
                 "error: {}",
                 s.last_error.as_deref().unwrap_or("see the log")
