@@ -257,3 +257,44 @@ fn a_full_remote_disk_keeps_paths_pending_and_catches_up_when_space_is_freed() {
     });
     drop(disk);
 }
+
+/// A loopback listener that accepts connections and never answers.
+fn silent_listener() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[test]
+fn ctl_push_during_a_hung_push_answers_at_once_that_it_joined() {
+    let _serial = serial();
+    let port = silent_listener();
+    let env = TestEnv::new()
+        .with_sas("sv=2022-11-02&ss=b&srt=co&sp=rwl&se=2099-01-01T00:00:00Z&sig=AAAA");
+    env.write_config(&format!(
+        "[remote]\nurl = \"http://127.0.0.1:{port}/devstoreaccount1/hung\"\n"
+    ));
+    env.write_file("a.md", "a");
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the start-up push hanging", || {
+        (status(&env)["state"] == "pushing").then_some(())
+    });
+    let out = env.run_with_timeout(&["ctl", "push", "--json"], Duration::from_secs(10));
+    out.assert_code(0);
+    let reply: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert!(
+        reply["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("joined")),
+        "{reply}"
+    );
+    let s = status(&env);
+    assert_ne!(s["state"], "idle", "{s}");
+    assert!(s["pending_paths"].as_u64() >= Some(1), "{s}");
+}

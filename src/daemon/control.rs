@@ -17,6 +17,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The answer to a `ctl push` that arrives while a push runs.
+pub const JOINED: &str = "joined: a push is running; this one is queued behind it and runs when it finishes (identical requests run once). Follow it with devlogd ctl status";
+
 /// How long a connection may stay silent before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -220,13 +223,18 @@ async fn respond(
             let Some((request, wait)) = push else {
                 return Ok(()); // unreachable: a push request always has push flags
             };
-            if !wait {
+            // A push already running: waiting behind it could take as long as it does (an
+            // hour against a hung remote). Join at once instead: the request is queued
+            // behind the running push and identical requests waiting together run once.
+            let running = ctx.worker_status.borrow().state == super::worker::State::Pushing;
+            if !wait || running {
                 let cmd = WorkerCmd::Push {
                     request,
                     progress: None,
                     reply: None,
                 };
                 match ctx.worker.send(cmd).await {
+                    Ok(()) if running => Reply::ok(JOINED),
                     Ok(()) => Reply::ok("queued"),
                     Err(_) => gone(),
                 }
