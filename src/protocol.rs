@@ -185,7 +185,15 @@ pub struct Status {
     /// running now.
     pub pending_paths: usize,
     pub pending_oldest_ms: Option<u64>,
+    /// Seconds since the last push without failures, from the daemon's monotonic clock
+    /// (never negative when the wall clock steps back).
     pub last_success_age_s: Option<i64>,
+    /// Seconds since the last push finished (monotonic).
+    #[serde(default)]
+    pub last_push_age_s: Option<u64>,
+    /// Seconds the remote has been unreachable (monotonic).
+    #[serde(default)]
+    pub offline_for_s: Option<u64>,
     /// `ok`, `limited`, `partial` or `root missing`.
     pub watch: String,
     /// Unless ok, what is not watched and what to do.

@@ -298,3 +298,69 @@ fn ctl_push_during_a_hung_push_answers_at_once_that_it_joined() {
     assert_ne!(s["state"], "idle", "{s}");
     assert!(s["pending_paths"].as_u64() >= Some(1), "{s}");
 }
+
+/// Debian's libfaketime (installed by scripts/test).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
+#[test]
+fn ages_stay_true_when_the_wall_clock_steps_back() {
+    let _serial = serial();
+    assert!(
+        Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: apt-get install libfaketime (scripts/test does)"
+    );
+    let env = TestEnv::new();
+    env.write_file("a.md", "a");
+    // The daemon's wall clock follows this file (re-read on every call); its monotonic
+    // clock does not, as the kernel's does not when the wall clock is set.
+    let offset = env.root().join("faketime");
+    set_offset(&offset, "+0");
+    let _daemon = Daemon::start_with(
+        &env,
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME_TIMESTAMP_FILE", offset.to_str().unwrap()),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    wait_for(SETTLE, "the start-up pass", || {
+        (mirrored(&env, "a.md").is_some()
+            && settled(&env)
+            && status(&env)["last_success_age_s"].is_number())
+        .then_some(())
+    });
+    // The clock steps back an hour: the last success is not -3600 s in the future.
+    set_offset(&offset, "-3600");
+    let s = status(&env);
+    let age = s["last_success_age_s"].as_i64().unwrap();
+    assert!((0..60).contains(&age), "last_success_age_s {age}: {s}");
+    // A success after the step carries the daemon's (stepped) wall clock as its timestamp.
+    env.write_file("b.md", "b");
+    wait_for(PUSHED, "b.md pushed with the clock stepped back", || {
+        let s = status(&env);
+        let last = s["last_success_unix"].as_i64()?;
+        (mirrored(&env, "b.md").is_some() && last < unix_now() - 3000).then_some(())
+    });
+    // And forward again: that success is not an hour old.
+    set_offset(&offset, "+0");
+    let s = status(&env);
+    let age = s["last_success_age_s"].as_i64().unwrap();
+    assert!((0..60).contains(&age), "last_success_age_s {age}: {s}");
+    let age = s["last_push_age_s"].as_u64();
+    assert!(age.is_some_and(|a| a < 60), "last_push_age_s: {s}");
+}
+
+/// Replace the offset file whole (libfaketime re-reads it on every call).
+fn set_offset(file: &Path, offset: &str) {
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, format!("{offset}\n")).unwrap();
+    std::fs::rename(&tmp, file).unwrap();
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}

@@ -212,7 +212,10 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
     ));
     match &w.last_push {
         Some(last) => {
-            let ago = crate::daemon::worker::unix_now() - last.finished_unix;
+            let ago = s.last_push_age_s.map_or_else(
+                || crate::daemon::worker::unix_now() - last.finished_unix,
+                |a| a as i64,
+            );
             lines.push(format!(
                 "last push      {}: {} uploaded, {} unchanged, {} failed, {} conflicts{}",
                 age(ago),

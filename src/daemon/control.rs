@@ -300,7 +300,6 @@ async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, line: &Line) -> std:
 fn status(ctx: &ControlContext) -> crate::protocol::Status {
     let worker = ctx.worker_status.borrow().clone();
     let queue = ctx.queue_status.borrow().clone();
-    let now = super::worker::unix_now();
     // Everything not yet on the remote: debouncing, handed to a busy worker, waiting to be
     // retried, or in the push running now.
     let queued = queue.pending + ctx.handed_over.load(Ordering::Relaxed);
@@ -314,7 +313,11 @@ fn status(ctx: &ControlContext) -> crate::protocol::Status {
         queued_paths: queued,
         pending_paths: queued + worker.waiting_paths + worker.in_flight_paths,
         pending_oldest_ms: queue.oldest.map(|t| t.elapsed().as_millis() as u64),
-        last_success_age_s: worker.last_success_unix.map(|t| now - t),
+        // Ages from the monotonic clock: a wall clock stepped back must not make them
+        // negative (or a step forward make them huge).
+        last_success_age_s: worker.last_success_at.map(|t| t.elapsed().as_secs() as i64),
+        last_push_age_s: worker.last_push_at.map(|t| t.elapsed().as_secs()),
+        offline_for_s: worker.offline_since_at.map(|t| t.elapsed().as_secs()),
         watch: watch.to_string(),
         watch_issue: issue,
         unwatched_dirs: health.unwatched.len(),

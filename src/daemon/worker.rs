@@ -95,10 +95,18 @@ pub struct WorkerStatus {
     pub remote: String,
     pub credential: String,
     pub last_push: Option<LastPush>,
-    /// Unix seconds of the last push that finished without error.
+    /// Unix seconds of the last push that finished without error: a timestamp to show;
+    /// ages come from `last_success_at` (the wall clock can step back).
     pub last_success_unix: Option<i64>,
     pub last_error: Option<String>,
     pub offline_since_unix: Option<i64>,
+    /// Monotonic twins of the timestamps, for ages.
+    #[serde(skip)]
+    pub last_success_at: Option<Instant>,
+    #[serde(skip)]
+    pub offline_since_at: Option<Instant>,
+    #[serde(skip)]
+    pub last_push_at: Option<Instant>,
     #[serde(skip)]
     pub next_retry: Option<Instant>,
     /// Dirty paths waiting in the worker (offline, paused, or failed and retrying).
@@ -532,6 +540,9 @@ impl Worker {
         }
         self.status.send_modify(|s| {
             s.pushes += 1;
+            if report.is_some() {
+                s.last_push_at = Some(Instant::now());
+            }
             s.in_flight_paths = 0;
             s.full_pass_running = false;
             s.files_in_index = files_in_index;
@@ -645,7 +656,9 @@ impl Worker {
         self.next_retry = None;
         self.status.send_modify(|s| {
             s.last_success_unix = Some(unix_now());
+            s.last_success_at = Some(Instant::now());
             s.offline_since_unix = None;
+            s.offline_since_at = None;
             s.last_error = None;
         });
         self.publish_state();
@@ -667,6 +680,7 @@ impl Worker {
             s.last_error = Some(message);
             if !local {
                 s.offline_since_unix.get_or_insert_with(unix_now);
+                s.offline_since_at.get_or_insert_with(Instant::now);
             }
         });
         self.publish_state();
