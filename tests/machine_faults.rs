@@ -364,3 +364,44 @@ fn unix_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+/// Fills the filesystem holding `dir` with one file; returns it.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let filler = dir.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 4096];
+    while file.write_all(&block).is_ok() {}
+    let _ = file.sync_all();
+    filler
+}
+
+#[test]
+fn a_full_state_filesystem_at_start_up_is_an_error_state_that_clears() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    env.write_file("a.md", "a");
+    let _state = Tmpfs::mount(&env.state_home(), "512k");
+    let filler = fill(&env.state_home());
+    let mut daemon = Daemon::start(&env);
+    let s = wait_for(SETTLE, "the error state", || {
+        let s = status(&env);
+        (s["state"] == "error").then_some(s)
+    });
+    assert!(
+        s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("state index")),
+        "{s}"
+    );
+    assert!(mirrored(&env, "a.md").is_none());
+    // Space freed: it catches up by itself.
+    std::fs::remove_file(&filler).unwrap();
+    wait_for(
+        SETTLE,
+        "a.md pushed once the state filesystem has room",
+        || mirrored(&env, "a.md"),
+    );
+    wait_for(PUSHED, "idle", || settled(&env).then_some(()));
+    assert!(daemon.exited().is_none());
+}

@@ -507,8 +507,10 @@ impl Worker {
         let (report, outcome) = match result {
             Ok(report) => (Some(report.clone()), Ok(report)),
             Err(e) => {
-                self.index_read_only =
-                    matches!(e, push::PushError::State(StateError::ReadOnly { .. }));
+                self.index_read_only = matches!(
+                    e,
+                    push::PushError::State(StateError::ReadOnly { .. } | StateError::Other { .. })
+                );
                 let (code, report) = (e.exit_code(), e.partial_report().cloned());
                 let message = e.to_string();
                 tracing::warn!(error = %message, "push failed");
