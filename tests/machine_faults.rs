@@ -405,3 +405,33 @@ fn a_full_state_filesystem_at_start_up_is_an_error_state_that_clears() {
     wait_for(PUSHED, "idle", || settled(&env).then_some(()));
     assert!(daemon.exited().is_none());
 }
+
+#[test]
+fn no_inotify_instance_at_start_up_is_limited_mode_and_the_watcher_is_retried() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    env.write_file("a.md", "a");
+    let instances = Sysctl::set("fs.inotify.max_user_instances", 0);
+    let daemon = Daemon::start(&env);
+    let s = wait_for(SETTLE, "the start-up pass in limited mode", || {
+        let s = status(&env);
+        (mirrored(&env, "a.md").is_some() && s["state"] == "idle").then_some(s)
+    });
+    assert_eq!(s["watch"], "limited", "{s}");
+    assert!(
+        s["watch_issue"]
+            .as_str()
+            .is_some_and(|m| m.contains("fs.inotify.max_user_instances")),
+        "{s}"
+    );
+    // Instances to be had again: the watcher is retried and watches everything.
+    drop(instances);
+    wait_for(PUSHED, "the watcher back", || {
+        (status(&env)["watch"] == "ok").then_some(())
+    });
+    env.write_file("b.md", "b");
+    wait_for(PUSHED, "b.md through the watcher", || {
+        mirrored(&env, "b.md")
+    });
+    drop(daemon);
+}
