@@ -435,3 +435,56 @@ fn no_inotify_instance_at_start_up_is_limited_mode_and_the_watcher_is_retried() 
     });
     drop(daemon);
 }
+
+/// inotify watches this user holds now, all processes together (what
+/// `fs.inotify.max_user_watches` limits).
+fn watches_in_use() -> u64 {
+    let mut n = 0;
+    for proc in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(text) = std::fs::read_to_string(fd.path()) {
+                n += text
+                    .lines()
+                    .filter(|l| l.starts_with("inotify wd:"))
+                    .count() as u64;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn the_watch_limit_reached_at_run_time_is_limited_mode_naming_the_sysctl() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    env.write_file("a.md", "a");
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the start-up pass", || {
+        (mirrored(&env, "a.md").is_some() && settled(&env)).then_some(())
+    });
+    assert_eq!(status(&env)["watch"], "ok");
+    // No watch to spare: new directories cannot be watched.
+    let watches = Sysctl::set("fs.inotify.max_user_watches", watches_in_use());
+    for i in 0..5 {
+        env.write_file(&format!("new{i}/n.md"), format!("n{i}"));
+    }
+    let s = wait_for(PUSHED, "limited mode", || {
+        let s = status(&env);
+        (s["watch"] == "limited").then_some(s)
+    });
+    drop(watches);
+    assert!(
+        s["watch_issue"]
+            .as_str()
+            .is_some_and(|m| m.contains("fs.inotify.max_user_watches")),
+        "{s}"
+    );
+    // What the new directories held is pushed (their creation was seen).
+    for i in 0..5 {
+        let rel = format!("new{i}/n.md");
+        wait_for(PUSHED, &rel, || mirrored(&env, &rel));
+    }
+}
