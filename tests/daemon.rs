@@ -583,7 +583,8 @@ fn identical_ctl_pushes_queued_behind_a_running_push_run_once() {
     let want = many_files(&env, 2000);
     let _daemon = Daemon::start(&env);
     // The start-up pass is pushing 2000 files; three `ctl push --all` arrive meanwhile. Each
-    // answers at once that it joined (queued behind the running push), without waiting.
+    // answers within a few seconds that it joined (queued behind the running push), without
+    // waiting for the pass to end.
     let clients: Vec<_> = (0..3)
         .map(|_| {
             env.devlogd()
@@ -603,10 +604,12 @@ fn identical_ctl_pushes_queued_behind_a_running_push_run_once() {
             String::from_utf8_lossy(&out.stderr)
         );
         let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Joined, unless the pass ended within the moment a client waits for it to.
         assert!(
             reply["message"]
                 .as_str()
-                .is_some_and(|m| m.starts_with("joined")),
+                .is_some_and(|m| m.starts_with("joined"))
+                || reply["mode"] == "all",
             "{reply}"
         );
     }

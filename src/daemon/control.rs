@@ -20,6 +20,9 @@ use tokio_util::task::TaskTracker;
 /// The answer to a `ctl push` that arrives while a push runs.
 pub const JOINED: &str = "joined: a push is running; this one is queued behind it and runs when it finishes (identical requests run once). Follow it with devlogd ctl status";
 
+/// How long a `ctl push` waits for a running push to end before it joins it instead.
+const JOIN_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a connection may stay silent before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -224,9 +227,10 @@ async fn respond(
                 return Ok(()); // unreachable: a push request always has push flags
             };
             // A push already running: waiting behind it could take as long as it does (an
-            // hour against a hung remote). Join at once instead: the request is queued
-            // behind the running push and identical requests waiting together run once.
-            let running = ctx.worker_status.borrow().state == super::worker::State::Pushing;
+            // hour against a hung remote). Unless it ends within a moment, join instead: the
+            // request is queued behind the running push (identical requests waiting together
+            // run once) and the answer comes now.
+            let running = wait && !running_push_ends_soon(ctx).await;
             if !wait || running {
                 let cmd = WorkerCmd::Push {
                     request,
@@ -244,6 +248,21 @@ async fn respond(
         }
     };
     send(write, &Line::Reply(reply)).await
+}
+
+/// No push running, or the one running ended within [`JOIN_WAIT`].
+async fn running_push_ends_soon(ctx: &ControlContext) -> bool {
+    use super::worker::State;
+    let mut status = ctx.worker_status.clone();
+    let pushes = {
+        let s = status.borrow_and_update();
+        if s.state != State::Pushing {
+            return true;
+        }
+        s.pushes
+    };
+    let ended = status.wait_for(|s| s.pushes > pushes || s.state != State::Pushing);
+    matches!(tokio::time::timeout(JOIN_WAIT, ended).await, Ok(Ok(_)))
 }
 
 async fn push_and_stream(
