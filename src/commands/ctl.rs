@@ -235,6 +235,12 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
     if let Some(e) = &w.last_error {
         lines.push(format!("last error     {e}"));
     }
+    if let Some(secs) = s.offline_for_s {
+        lines.push(format!(
+            "offline for    {}",
+            age(secs as i64).trim_end_matches(" ago")
+        ));
+    }
     if w.failed_paths > 0 {
         let mut names = w.failed_sample.join(", ");
         if w.failed_paths > w.failed_sample.len() {
