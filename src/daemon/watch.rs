@@ -18,9 +18,16 @@
 //! paths relative to the root in the [`EventSink`], a set shared with the queue task.
 //! Nothing is ever dropped: paths coalesce in the set, so memory is bounded by distinct
 //! paths, and past [`MAX_PENDING`] the set collapses into one "rescan" flag. Overflow
-//! (`need_rescan`) and watcher errors also become that flag. notify 8 has no setting for
-//! which inotify events to subscribe to, so Access events other than a close after writing
-//! are dropped here.
+//! (`need_rescan`) and watcher errors re-arm every watch on the tree as it is now (the
+//! directories made while events were lost get theirs) and then raise that flag. A mount or
+//! unmount inside the root (a change of the mount points under it in
+//! `/proc/self/mountinfo`, checked with the root's identity) re-arms the same way: the
+//! kernel keeps a watch on a covered directory and drops one on an unmounted filesystem
+//! (IN_UNMOUNT/IN_IGNORED, which notify does not pass on). No inotify instance at all
+//! (`fs.inotify.max_user_instances`) is limited mode, the watcher retried at every check.
+//! notify 8 has no setting for which inotify events to subscribe to (its mask includes
+//! IN_OPEN, so the daemon's own reads add events to the queue), so Access events other
+//! than a close after writing are dropped here.
 
 use crate::filter::Filter;
 use notify::event::{
@@ -812,6 +819,13 @@ mod tests {
         let seen = seen_until(&sink, "a/later.md");
         assert!(seen.contains("new"), "{seen:?}");
         assert!(seen.contains("a/later.md"), "{seen:?}");
+    }
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mountinfo(r"/a\040b/c\134d"), r"/a b/c\d");
+        assert_eq!(unescape_mountinfo(r"/plain\04"), r"/plain\04");
+        assert_eq!(unescape_mountinfo("/é"), "/é");
     }
 
     #[test]

@@ -646,8 +646,9 @@ impl Worker {
             .first()
             .map(|f| format!("{}: {}", f.path, f.error))
             .unwrap_or_default();
-        let outage = report.failed.iter().all(|f| f.transient) && report.uploaded == 0;
-        self.retrying_files = !outage;
+        // The run went through (an unreachable remote ends the whole run): the remote
+        // answered, so this is not an outage, whatever the files' errors.
+        self.retrying_files = true;
         self.failed(format!("{n} file(s) not pushed, retrying: {first}"));
     }
 
