@@ -487,4 +487,12 @@ fn the_watch_limit_reached_at_run_time_is_limited_mode_naming_the_sysctl() {
         let rel = format!("new{i}/n.md");
         wait_for(PUSHED, &rel, || mirrored(&env, &rel));
     }
+    // The limit raised again (the guard restored it): everything is watched, no restart.
+    wait_for(PUSHED, "watched in full again", || {
+        (status(&env)["watch"] == "ok").then_some(())
+    });
+    env.write_file("new3/later.md", "later");
+    wait_for(PUSHED, "new3/later.md through the watcher", || {
+        mirrored(&env, "new3/later.md")
+    });
 }

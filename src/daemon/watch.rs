@@ -201,6 +201,7 @@ pub fn start(root: &Path, filter: &Filter, sink: Arc<EventSink>) -> Result<Watch
         root_error: None,
         last_root_check: Instant::now(),
         mounts: Vec::new(),
+        limit_seen: None,
     };
     if let Err(e) = manager.arm() {
         // No inotify instance to be had (fs.inotify.max_user_instances): run on scans, say
@@ -267,6 +268,9 @@ struct Manager {
     /// Mount points under the root when it was last armed: a mount or an unmount there
     /// hides or uncovers a tree our watches do not see, so a change re-arms.
     mounts: Vec<PathBuf>,
+    /// `fs.inotify.max_user_watches` when the limit was hit: raised since, every watch is
+    /// re-armed (limited mode ends without a restart).
+    limit_seen: Option<usize>,
 }
 
 impl Manager {
@@ -424,6 +428,9 @@ impl Manager {
     }
 
     fn hit_limit(&mut self) {
+        if !self.limit_hit {
+            self.limit_seen = current_limit();
+        }
         self.limit_hit = true;
     }
 
@@ -502,6 +509,11 @@ impl Manager {
                     "a filesystem was mounted or unmounted inside the journal: watching it again, with a full pass"
                 );
                 self.rearm(RescanReason::MountsChanged);
+            } else if self.limit_hit && current_limit() != self.limit_seen {
+                tracing::info!(
+                    "fs.inotify.max_user_watches changed: watching the tree again, with a full pass"
+                );
+                self.rearm(RescanReason::WatchLimited);
             }
             return;
         }
