@@ -224,6 +224,9 @@ impl Worker {
                 },
                 _ = sleep_until(retry), if retry.is_some() => {
                     self.next_retry = None;
+                    // The failed paths' turn (they wait for the back-off; new changes do not).
+                    let failed: Vec<String> = self.failed.keys().cloned().collect();
+                    self.pending.extend(failed);
                     self.attempt().await;
                 }
                 _ = tokio::time::sleep_until(self.next_scan) => {
@@ -303,7 +306,7 @@ impl Worker {
                 Some(h.saturating_sub(n))
             });
         self.pending.extend(paths);
-        let waiting = self.pending.len();
+        let waiting = self.waiting_count();
         self.status.send_modify(|s| s.waiting_paths = waiting);
     }
 
@@ -348,8 +351,20 @@ impl Worker {
         self.next_scan = Instant::now() + every;
     }
 
+    /// Paths waiting in the worker: pending, and failed ones waiting for their retry.
+    fn waiting_count(&self) -> usize {
+        let failed_only = self
+            .failed
+            .keys()
+            .filter(|p| !self.pending.contains(*p))
+            .count();
+        self.pending.len() + failed_only
+    }
+
     async fn attempt_unless_backing_off(&mut self) {
-        if self.next_retry.is_none() {
+        // Backing off for a few failed files (the remote answers) holds back only those:
+        // new changes go now.
+        if self.next_retry.is_none() || self.retrying_files {
             self.attempt().await;
         } else {
             self.publish_state();
@@ -369,8 +384,16 @@ impl Worker {
         self.full_pass_pending = false;
         // Still pending until the push is done: status counts them as in flight.
         let in_flight = paths.len();
+        let failed_waiting = if full {
+            0
+        } else {
+            self.failed
+                .keys()
+                .filter(|p| paths.binary_search(p).is_err())
+                .count()
+        };
         self.status.send_modify(|s| {
-            s.waiting_paths = 0;
+            s.waiting_paths = failed_waiting;
             s.in_flight_paths = in_flight;
             s.full_pass_running = full;
         });
@@ -381,11 +404,7 @@ impl Worker {
         match result {
             Ok(report) => {
                 self.record_failures(&report, (!full).then_some(paths.as_slice()));
-                if report.failed.is_empty() {
-                    self.succeeded();
-                } else {
-                    self.files_failed(&report);
-                }
+                self.after_report(&report);
             }
             Err(e) => {
                 // Keep everything for the next attempt.
@@ -416,11 +435,7 @@ impl Worker {
                     self.full_pass_pending = false;
                     self.pending.clear();
                     self.record_failures(report, None);
-                    if report.failed.is_empty() {
-                        self.succeeded();
-                    } else {
-                        self.files_failed(report);
-                    }
+                    self.after_report(report);
                 }
                 Err(e) => {
                     self.full_pass_pending = true;
@@ -635,19 +650,34 @@ impl Worker {
         });
     }
 
-    /// Some files failed: keep them pending and retry with back-off. Not a success, and
-    /// not an outage either when the rest went through.
-    fn files_failed(&mut self, report: &PushReport) {
-        self.pending
-            .extend(report.failed.iter().map(|f| f.path.clone()));
-        let n = report.failed.len();
-        let first = report
+    /// After a push that ran: a success only when nothing failed in it and nothing failed
+    /// before is still waiting for its retry.
+    fn after_report(&mut self, report: &PushReport) {
+        if !report.failed.is_empty() {
+            self.files_failed();
+        } else if !self.failed.is_empty() {
+            // This push went through, earlier failures still wait for their retry.
+            if self.next_retry.is_none() {
+                self.files_failed();
+            } else {
+                self.publish_state();
+            }
+        } else {
+            self.succeeded();
+        }
+    }
+
+    /// Files failed (they stay in the failed set and are retried with back-off, new changes
+    /// are not held back). Not a success, and not an outage: the run went through (an
+    /// unreachable remote ends the whole run), so the remote answered.
+    fn files_failed(&mut self) {
+        let n = self.failed.len();
+        let first = self
             .failed
-            .first()
-            .map(|f| format!("{}: {}", f.path, f.error))
+            .iter()
+            .next()
+            .map(|(p, f)| format!("{p}: {}", f.error))
             .unwrap_or_default();
-        // The run went through (an unreachable remote ends the whole run): the remote
-        // answered, so this is not an outage, whatever the files' errors.
         self.retrying_files = true;
         self.failed(format!("{n} file(s) not pushed, retrying: {first}"));
     }
@@ -701,7 +731,7 @@ impl Worker {
         } else {
             State::Idle
         };
-        let waiting = self.pending.len();
+        let waiting = self.waiting_count();
         let next_retry = self.next_retry;
         self.status.send_modify(|s| {
             s.state = state;

@@ -248,3 +248,38 @@ async fn a_file_that_fails_is_kept_shown_and_retried_never_counted_as_a_success(
     assert!(s.last_success_at.is_some(), "{s:?}");
     assert_eq!(w.remote.get("n.md").as_deref(), Some(&b"x"[..]));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_file_backing_off_does_not_hold_back_new_changes() {
+    let w = World::new();
+    w.remote.fail_next(
+        1,
+        RemoteError::Permanent {
+            message: "refused this one".into(),
+        },
+    );
+    w.write("n.md", "x");
+    w.batch(&["n.md"]).await;
+    w.until("retrying", |s| {
+        s.state == State::Retrying && s.failed_paths == 1
+    })
+    .await;
+    // A new change goes at once, not after the failed file's back-off.
+    w.write("m.md", "m");
+    w.batch(&["m.md"]).await;
+    let s = w
+        .until("m.md pushed, n.md still waiting", |s| {
+            s.files_uploaded == 1 && s.failed_paths == 1 && s.state == State::Retrying
+        })
+        .await;
+    assert!(s.next_retry.is_some(), "{s:?}");
+    assert_eq!(w.remote.get("m.md").as_deref(), Some(&b"m"[..]));
+    assert!(
+        s.last_success_unix.is_none(),
+        "n.md is not on the remote: {s:?}"
+    );
+    w.until("both pushed", |s| {
+        s.state == State::Idle && s.files_uploaded == 2 && s.failed_paths == 0
+    })
+    .await;
+}
