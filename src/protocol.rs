@@ -326,6 +326,9 @@ mod tests {
             ..Default::default()
         };
         status.worker.state = crate::daemon::worker::State::Offline;
+        status.worker.failed_paths = 2;
+        status.worker.failed_sample = vec!["a.md".into(), "b.md".into()];
+        status.last_push_age_s = Some(4);
         status.worker.files_in_index = 305;
         let mut reply = Reply::ok("status");
         reply.status = Some(Box::new(status));
@@ -345,6 +348,9 @@ mod tests {
             r#""state":"offline""#,
             r#""pending_paths":3"#,
             r#""files_in_index":305"#,
+            r#""failed_paths":2"#,
+            r#""failed_sample":["a.md","b.md"]"#,
+            r#""last_push_age_s":4"#,
             r#""action":"kept-both""#,
         ] {
             assert!(line.contains(key), "{key} in {line}");
@@ -355,6 +361,11 @@ mod tests {
         let status = back.status.unwrap();
         assert_eq!(status.worker.state, crate::daemon::worker::State::Offline);
         assert_eq!((status.pid, status.pending_paths), (7, 3));
+        assert_eq!(status.worker.failed_paths, 2);
+        // A daemon from before these fields still answers a newer client.
+        let old = r#"{"version":"1","pid":7,"uptime_s":1,"socket":"s","state":"idle","root":"r","remote":"m","credential":"c","last_push":null,"last_success_unix":null,"last_error":null,"offline_since_unix":null,"waiting_paths":0,"in_flight_paths":0,"full_pass_running":false,"pushes":0,"files_uploaded":0,"rescans":0,"watcher_overflows":0,"files_in_index":0,"watch_limited":null,"queued_paths":0,"pending_paths":0,"pending_oldest_ms":null,"last_success_age_s":null,"watch":"ok","watch_issue":null,"unwatched_dirs":0,"unwatched_dirs_sample":[],"next_retry_in_s":null}"#;
+        let old: Status = serde_json::from_str(old).unwrap();
+        assert_eq!(old.worker.failed_paths, 0);
         let report = back.report.unwrap();
         assert_eq!(report.uploaded, 2);
         assert_eq!(

@@ -124,10 +124,13 @@ pub struct WorkerStatus {
     pub watch_limited: Option<String>,
     /// Paths the daemon failed to push and retries (with back-off and on every full pass)
     /// until they succeed or are gone.
+    #[serde(default)]
     pub failed_paths: usize,
     /// The first few of them.
+    #[serde(default)]
     pub failed_sample: Vec<String>,
     /// The error of the first of them.
+    #[serde(default)]
     pub failed_error: Option<String>,
 }
 
