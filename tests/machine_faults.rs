@@ -496,3 +496,28 @@ fn the_watch_limit_reached_at_run_time_is_limited_mode_naming_the_sysctl() {
         mirrored(&env, "new3/later.md")
     });
 }
+
+#[test]
+fn after_an_unmount_inside_the_root_the_directory_underneath_is_watched() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    env.write_file("sub/under.md", "under");
+    let sub = env.journal().join("sub");
+    // Mounted before the daemon starts: its watch is on the mounted filesystem's root,
+    // which the kernel drops on unmount.
+    let mount = Tmpfs::mount(&sub, "4m");
+    std::fs::write(sub.join("on-tmpfs.md"), "on tmpfs").unwrap();
+    let _daemon = Daemon::start(&env);
+    wait_for(SETTLE, "the start-up pass", || {
+        (mirrored(&env, "sub/on-tmpfs.md").is_some() && settled(&env)).then_some(())
+    });
+    mount.unmount();
+    // The covered file shows again, and later writes there are seen.
+    wait_for(PUSHED, "the uncovered file", || {
+        mirrored(&env, "sub/under.md")
+    });
+    std::fs::write(sub.join("after.md"), "after").unwrap();
+    wait_for(PUSHED, "a file written after the unmount", || {
+        mirrored(&env, "sub/after.md")
+    });
+}
