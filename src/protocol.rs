@@ -187,6 +187,9 @@ pub enum State {
     /// A local problem stops pushes (the state index is read-only): `last_error` says
     /// what and how to fix it; changes stay pending and are retried with back-off.
     Error,
+    /// The remote answers, but some files could not be pushed (`failed_paths`,
+    /// `failed_sample`, `failed_error`): they are retried with back-off and on every pass.
+    Retrying,
 }
 
 /// The worker's part of `ctl status`, published after every change.
@@ -197,10 +200,18 @@ pub struct WorkerStatus {
     pub remote: String,
     pub credential: String,
     pub last_push: Option<LastPush>,
-    /// Unix seconds of the last push that finished without error.
+    /// Unix seconds of the last push that finished without error: a timestamp to show;
+    /// ages come from `last_success_at` (the wall clock can step back).
     pub last_success_unix: Option<i64>,
     pub last_error: Option<String>,
     pub offline_since_unix: Option<i64>,
+    /// Monotonic twins of the timestamps, for ages.
+    #[serde(skip)]
+    pub last_success_at: Option<tokio::time::Instant>,
+    #[serde(skip)]
+    pub offline_since_at: Option<tokio::time::Instant>,
+    #[serde(skip)]
+    pub last_push_at: Option<tokio::time::Instant>,
     #[serde(skip)]
     pub next_retry: Option<tokio::time::Instant>,
     /// Dirty paths waiting in the worker (offline, paused, or failed and retrying).
@@ -216,7 +227,18 @@ pub struct WorkerStatus {
     pub watcher_overflows: u64,
     pub files_in_index: u64,
     pub watch_limited: Option<String>,
+    /// Paths the daemon failed to push and retries (with back-off and on every full pass)
+    /// until they succeed or are gone.
+    #[serde(default)]
+    pub failed_paths: usize,
+    /// The first few of them.
+    #[serde(default)]
+    pub failed_sample: Vec<String>,
+    /// The error of the first of them.
+    #[serde(default)]
+    pub failed_error: Option<String>,
     /// Local deletes the mass-delete guard holds until a push with `--allow-deletes`.
+    #[serde(default)]
     pub held_deletes: usize,
 }
 
@@ -248,7 +270,15 @@ pub struct Status {
     /// running now.
     pub pending_paths: usize,
     pub pending_oldest_ms: Option<u64>,
+    /// Seconds since the last push without failures, from the daemon's monotonic clock
+    /// (never negative when the wall clock steps back).
     pub last_success_age_s: Option<i64>,
+    /// Seconds since the last push finished (monotonic).
+    #[serde(default)]
+    pub last_push_age_s: Option<u64>,
+    /// Seconds the remote has been unreachable (monotonic).
+    #[serde(default)]
+    pub offline_for_s: Option<u64>,
     /// `ok`, `limited`, `partial` or `root missing`.
     pub watch: String,
     /// Unless ok, what is not watched and what to do.
@@ -382,6 +412,9 @@ mod tests {
             ..Default::default()
         };
         status.worker.state = State::Offline;
+        status.worker.failed_paths = 2;
+        status.worker.failed_sample = vec!["a.md".into(), "b.md".into()];
+        status.last_push_age_s = Some(4);
         status.worker.files_in_index = 305;
         let mut reply = Reply::ok("status");
         reply.status = Some(Box::new(status));
@@ -401,6 +434,9 @@ mod tests {
             r#""state":"offline""#,
             r#""pending_paths":3"#,
             r#""files_in_index":305"#,
+            r#""failed_paths":2"#,
+            r#""failed_sample":["a.md","b.md"]"#,
+            r#""last_push_age_s":4"#,
             r#""action":"kept-both""#,
         ] {
             assert!(line.contains(key), "{key} in {line}");
@@ -411,6 +447,11 @@ mod tests {
         let status = back.status.unwrap();
         assert_eq!(status.worker.state, State::Offline);
         assert_eq!((status.pid, status.pending_paths), (7, 3));
+        assert_eq!(status.worker.failed_paths, 2);
+        // A daemon from before these fields still answers a newer client.
+        let old = r#"{"version":"1","pid":7,"uptime_s":1,"socket":"s","state":"idle","root":"r","remote":"m","credential":"c","last_push":null,"last_success_unix":null,"last_error":null,"offline_since_unix":null,"waiting_paths":0,"in_flight_paths":0,"full_pass_running":false,"pushes":0,"files_uploaded":0,"rescans":0,"watcher_overflows":0,"files_in_index":0,"watch_limited":null,"queued_paths":0,"pending_paths":0,"pending_oldest_ms":null,"last_success_age_s":null,"watch":"ok","watch_issue":null,"unwatched_dirs":0,"unwatched_dirs_sample":[],"next_retry_in_s":null}"#;
+        let old: Status = serde_json::from_str(old).unwrap();
+        assert_eq!(old.worker.failed_paths, 0);
         let report = back.report.unwrap();
         assert_eq!(report.uploaded, 2);
         assert_eq!(

@@ -125,10 +125,16 @@ fn an_unreadable_directory_is_skipped_with_one_warning_and_shown_in_status() {
     }
     let uid = Some(NOBODY);
     let daemon = Daemon::start_as(&env, NOBODY);
-    wait_for(SETTLE, "the start-up pass", || {
-        (mirrored(&env, "a.md").is_some() && settled_as(&env, uid)).then_some(())
+    // Not idle: what `private` holds should be on the remote and is not. It is a path the
+    // daemon failed to push, shown and retried.
+    let s = wait_for(SETTLE, "the start-up pass", || {
+        let s = status_as(&env, uid);
+        (mirrored(&env, "a.md").is_some()
+            && s["state"] == "retrying"
+            && s["failed_sample"].to_string().contains("private"))
+        .then_some(s)
     });
-    let s = status_as(&env, uid);
+    assert_eq!(s["failed_paths"], 1, "{s}");
     assert_eq!(s["unwatched_dirs"], 1, "only the accepted one counts: {s}");
     let sample = s["unwatched_dirs_sample"].to_string();
     assert!(sample.contains("private"), "{s}");
@@ -167,6 +173,10 @@ fn an_unreadable_directory_is_skipped_with_one_warning_and_shown_in_status() {
     wait_for(PUSHED, "the watch ok again", || {
         let s = status_as(&env, uid);
         (s["unwatched_dirs"] == 0 && s["watch"] == "ok").then_some(())
+    });
+    wait_for(PUSHED, "idle with nothing failed", || {
+        let s = status_as(&env, uid);
+        (settled_as(&env, uid) && s["failed_paths"] == 0).then_some(())
     });
 }
 

@@ -212,7 +212,10 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
     ));
     match &w.last_push {
         Some(last) => {
-            let ago = crate::daemon::worker::unix_now() - last.finished_unix;
+            let ago = s.last_push_age_s.map_or_else(
+                || crate::daemon::worker::unix_now() - last.finished_unix,
+                |a| a as i64,
+            );
             lines.push(format!(
                 "last push      {}: {} uploaded, {} unchanged, {} failed, {} conflicts{}",
                 age(ago),
@@ -231,6 +234,26 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
     }
     if let Some(e) = &w.last_error {
         lines.push(format!("last error     {e}"));
+    }
+    if let Some(secs) = s.offline_for_s {
+        lines.push(format!(
+            "offline for    {}",
+            age(secs as i64).trim_end_matches(" ago")
+        ));
+    }
+    if w.failed_paths > 0 {
+        let mut names = w.failed_sample.join(", ");
+        if w.failed_paths > w.failed_sample.len() {
+            names.push_str(", …");
+        }
+        lines.push(format!(
+            "not pushed     {} path(s), retried: {names}{}",
+            w.failed_paths,
+            w.failed_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
     }
     if w.held_deletes > 0 {
         lines.push(format!(

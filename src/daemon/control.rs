@@ -17,6 +17,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The answer to a `ctl push` that arrives while a push runs.
+pub const JOINED: &str = "joined: a push is running; this one is queued behind it and runs when it finishes (identical requests run once). Follow it with devlogd ctl status";
+
+/// How long a `ctl push` waits for a running push to end before it joins it instead.
+const JOIN_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a connection may stay silent before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -220,13 +226,19 @@ async fn respond(
             let Some((request, wait)) = push else {
                 return Ok(()); // unreachable: a push request always has push flags
             };
-            if !wait {
+            // A push already running: waiting behind it could take as long as it does (an
+            // hour against a hung remote). Unless it ends within a moment, join instead: the
+            // request is queued behind the running push (identical requests waiting together
+            // run once) and the answer comes now.
+            let running = wait && !running_push_ends_soon(ctx).await;
+            if !wait || running {
                 let cmd = WorkerCmd::Push {
                     request,
                     progress: None,
                     reply: None,
                 };
                 match ctx.worker.send(cmd).await {
+                    Ok(()) if running => Reply::ok(JOINED),
                     Ok(()) => Reply::ok("queued"),
                     Err(_) => gone(),
                 }
@@ -236,6 +248,21 @@ async fn respond(
         }
     };
     send(write, &Line::Reply(reply)).await
+}
+
+/// No push running, or the one running ended within [`JOIN_WAIT`].
+async fn running_push_ends_soon(ctx: &ControlContext) -> bool {
+    use super::worker::State;
+    let mut status = ctx.worker_status.clone();
+    let pushes = {
+        let s = status.borrow_and_update();
+        if s.state != State::Pushing {
+            return true;
+        }
+        s.pushes
+    };
+    let ended = status.wait_for(|s| s.pushes > pushes || s.state != State::Pushing);
+    matches!(tokio::time::timeout(JOIN_WAIT, ended).await, Ok(Ok(_)))
 }
 
 async fn push_and_stream(
@@ -292,7 +319,6 @@ async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, line: &Line) -> std:
 fn status(ctx: &ControlContext) -> crate::protocol::Status {
     let worker = ctx.worker_status.borrow().clone();
     let queue = ctx.queue_status.borrow().clone();
-    let now = super::worker::unix_now();
     // Everything not yet on the remote: debouncing, handed to a busy worker, waiting to be
     // retried, or in the push running now.
     let queued = queue.pending + ctx.handed_over.load(Ordering::Relaxed);
@@ -306,7 +332,11 @@ fn status(ctx: &ControlContext) -> crate::protocol::Status {
         queued_paths: queued,
         pending_paths: queued + worker.waiting_paths + worker.in_flight_paths,
         pending_oldest_ms: queue.oldest.map(|t| t.elapsed().as_millis() as u64),
-        last_success_age_s: worker.last_success_unix.map(|t| now - t),
+        // Ages from the monotonic clock: a wall clock stepped back must not make them
+        // negative (or a step forward make them huge).
+        last_success_age_s: worker.last_success_at.map(|t| t.elapsed().as_secs() as i64),
+        last_push_age_s: worker.last_push_at.map(|t| t.elapsed().as_secs()),
+        offline_for_s: worker.offline_since_at.map(|t| t.elapsed().as_secs()),
         watch: watch.to_string(),
         watch_issue: issue,
         unwatched_dirs: health.unwatched.len(),

@@ -54,10 +54,11 @@ fn build_setup(config: Config) -> Result<Setup, Failure> {
     let (state, index_read_only) =
         match StateIndex::open(config.state_dir(), &config.remote.identity()) {
             Ok(state) => (state, false),
-            // Run anyway, in state `error` and retrying: the fix is a chmod or a remount, and
-            // the service manager would not restart a daemon that exits 2 here. The stand-in
-            // is never pushed with (see `Worker::reopen_index`).
-            Err(e @ StateError::ReadOnly { .. }) => {
+            // Run anyway, in state `error` and retrying: the fix is a chmod, a remount or
+            // freeing space (a full state filesystem is `Other`), and the service manager
+            // would not restart a daemon that exits 2 here — that is for configuration
+            // errors. The stand-in is never pushed with (see `Worker::reopen_index`).
+            Err(e @ (StateError::ReadOnly { .. } | StateError::Other { .. })) => {
                 tracing::warn!("{e}");
                 let stand_in = StateIndex::open_at(Path::new(":memory:"), "")
                     .map_err(|e| Failure::usage(e.to_string()))?;

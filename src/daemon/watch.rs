@@ -18,9 +18,16 @@
 //! paths relative to the root in the [`EventSink`], a set shared with the queue task.
 //! Nothing is ever dropped: paths coalesce in the set, so memory is bounded by distinct
 //! paths, and past [`MAX_PENDING`] the set collapses into one "rescan" flag. Overflow
-//! (`need_rescan`) and watcher errors also become that flag. notify 8 has no setting for
-//! which inotify events to subscribe to, so Access events other than a close after writing
-//! are dropped here.
+//! (`need_rescan`) and watcher errors re-arm every watch on the tree as it is now (the
+//! directories made while events were lost get theirs) and then raise that flag. A mount or
+//! unmount inside the root (a change of the mount points under it in
+//! `/proc/self/mountinfo`, checked with the root's identity) re-arms the same way: the
+//! kernel keeps a watch on a covered directory and drops one on an unmounted filesystem
+//! (IN_UNMOUNT/IN_IGNORED, which notify does not pass on). No inotify instance at all
+//! (`fs.inotify.max_user_instances`) is limited mode, the watcher retried at every check.
+//! notify 8 has no setting for which inotify events to subscribe to (its mask includes
+//! IN_OPEN, so the daemon's own reads add events to the queue), so Access events other
+//! than a close after writing are dropped here.
 
 use crate::filter::Filter;
 use notify::event::{
@@ -56,6 +63,8 @@ pub enum RescanReason {
     Reload,
     /// The root was replaced, or came back after missing: watched anew.
     RootChanged,
+    /// A filesystem was mounted or unmounted inside the root: watched anew.
+    MountsChanged,
 }
 
 /// What the watcher cannot see, for `ctl status`.
@@ -191,16 +200,31 @@ pub fn start(root: &Path, filter: &Filter, sink: Arc<EventSink>) -> Result<Watch
         reported_names: HashSet::new(),
         root_error: None,
         last_root_check: Instant::now(),
+        mounts: Vec::new(),
+        limit_seen: None,
     };
-    manager.arm()?;
-    if manager.real.is_none() {
-        return Err(format!(
-            "cannot watch {}: it is missing or not a directory",
-            root.display()
-        ));
-    }
-    if let Some(e) = &manager.root_error {
-        return Err(format!("cannot watch {}: {e}", root.display()));
+    if let Err(e) = manager.arm() {
+        // No inotify instance to be had (fs.inotify.max_user_instances): run on scans, say
+        // which limit to raise, and retry the watcher at every root check. Exiting would
+        // leave the journal without a backup: the service manager does not restart exit 2.
+        manager.watcher = None;
+        if resolve(root).is_none() {
+            return Err(format!(
+                "cannot watch {}: it is missing or not a directory",
+                root.display()
+            ));
+        }
+        manager.limited = Some(instance_limit_message(&e));
+    } else {
+        if manager.real.is_none() {
+            return Err(format!(
+                "cannot watch {}: it is missing or not a directory",
+                root.display()
+            ));
+        }
+        if let Some(e) = &manager.root_error {
+            return Err(format!("cannot watch {}: {e}", root.display()));
+        }
     }
     let limited = manager.limited.clone();
     std::thread::Builder::new()
@@ -241,6 +265,12 @@ struct Manager {
     /// Why the root itself could not be watched (start-up fails on it).
     root_error: Option<String>,
     last_root_check: Instant,
+    /// Mount points under the root when it was last armed: a mount or an unmount there
+    /// hides or uncovers a tree our watches do not see, so a change re-arms.
+    mounts: Vec<PathBuf>,
+    /// `fs.inotify.max_user_watches` when the limit was hit: raised since, every watch is
+    /// re-armed (limited mode ends without a restart).
+    limit_seen: Option<usize>,
 }
 
 impl Manager {
@@ -316,6 +346,7 @@ impl Manager {
             Some((real, identity)) => {
                 self.real = Some(real.clone());
                 self.identity = Some(identity);
+                self.mounts = mounts_under(&real);
                 self.add_tree(real, String::new());
                 let dirs = self.watched.len() + self.not_watched_for_limit;
                 self.limited = if self.limit_hit {
@@ -397,6 +428,9 @@ impl Manager {
     }
 
     fn hit_limit(&mut self) {
+        if !self.limit_hit {
+            self.limit_seen = current_limit();
+        }
         self.limit_hit = true;
     }
 
@@ -465,6 +499,22 @@ impl Manager {
         // A watcher that could not be rebuilt last time is retried at every check.
         let healthy = self.watcher.is_some();
         if same && healthy {
+            // A filesystem mounted or unmounted inside the root: the watches see the
+            // covered (or vanished) directories, not what is there now.
+            if let Some(real) = self.real.clone()
+                && mounts_under(&real) != self.mounts
+            {
+                tracing::info!(
+                    root = %self.root.display(),
+                    "a filesystem was mounted or unmounted inside the journal: watching it again, with a full pass"
+                );
+                self.rearm(RescanReason::MountsChanged);
+            } else if self.limit_hit && current_limit() != self.limit_seen {
+                tracing::info!(
+                    "fs.inotify.max_user_watches changed: watching the tree again, with a full pass"
+                );
+                self.rearm(RescanReason::WatchLimited);
+            }
             return;
         }
         match &now {
@@ -479,12 +529,31 @@ impl Manager {
                 "the journal root was replaced or is back: watching it again, with a full pass"
             ),
         }
+        let reason = if healthy {
+            RescanReason::RootChanged
+        } else {
+            RescanReason::WatcherError
+        };
+        self.rearm(reason);
+    }
+
+    /// Every watch rebuilt on the tree as it is now, then a full pass for what happened
+    /// meanwhile (in that order: a change after the walk is an event, one before is found
+    /// by the pass). After an overflow or a watcher error the directories made while
+    /// events were lost are watched this way.
+    fn rearm(&mut self, reason: RescanReason) {
+        let was_healthy = self.watcher.is_some();
         let was_limited = self.limited.clone();
         if let Err(e) = self.arm() {
             self.watcher = None;
-            if healthy {
+            let message = instance_limit_message(&e);
+            if was_healthy {
                 tracing::warn!(error = %e, "cannot watch the journal root again (retrying every few seconds); scheduling a full pass");
                 self.sink.request_rescan(RescanReason::WatcherError);
+            }
+            if self.limited.as_deref() != Some(message.as_str()) {
+                self.limited = Some(message.clone());
+                self.sink.set_limited(Some(message));
             }
             return;
         }
@@ -495,7 +564,7 @@ impl Manager {
             self.sink.set_limited(self.limited.clone());
         }
         if self.real.is_some() {
-            self.sink.request_rescan(RescanReason::RootChanged);
+            self.sink.request_rescan(reason);
         }
     }
 
@@ -511,14 +580,16 @@ impl Manager {
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "watcher error; scheduling a full pass");
-                self.sink.request_rescan(RescanReason::WatcherError);
+                tracing::warn!(error = %e, "watcher error; watching the tree again, with a full pass");
+                self.rearm(RescanReason::WatcherError);
                 return;
             }
         };
         if event.need_rescan() {
-            tracing::warn!("the kernel dropped filesystem events; scheduling a full pass");
-            self.sink.request_rescan(RescanReason::Overflow);
+            tracing::warn!(
+                "the kernel dropped filesystem events; watching the tree again, with a full pass"
+            );
+            self.rearm(RescanReason::Overflow);
             return;
         }
         // Opening or reading a file changes nothing; a close after writing does.
@@ -622,6 +693,50 @@ fn resolve(root: &Path) -> Option<(PathBuf, (u64, u64))> {
     meta.is_dir().then(|| (real, (meta.dev(), meta.ino())))
 }
 
+/// Mount points strictly inside `real`, from `/proc/self/mountinfo` (sorted; empty where
+/// there is no such file).
+fn mounts_under(real: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut mounts: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p != real && p.starts_with(real))
+        .collect();
+    mounts.sort();
+    mounts
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && let Some(digits) = bytes.get(i + 1..i + 4)
+            && let Ok(digits) = std::str::from_utf8(digits)
+            && let Ok(v) = u8::from_str_radix(digits, 8)
+        {
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What to tell the user when no watcher can be created at all (no inotify instance).
+fn instance_limit_message(error: &str) -> String {
+    format!(
+        "{error}: no inotify instance is available (fs.inotify.max_user_instances reached?), so changes are found by a scan every minute instead, and the watcher is retried every few seconds. Fix: sudo sysctl fs.inotify.max_user_instances=1024 (and add that setting to /etc/sysctl.d/90-devlogd.conf to keep it)"
+    )
+}
+
 /// The test override `DEVLOGD_INOTIFY_MAX_WATCHES`: watches are capped there.
 fn cap_override() -> Option<usize> {
     std::env::var("DEVLOGD_INOTIFY_MAX_WATCHES")
@@ -716,6 +831,13 @@ mod tests {
         let seen = seen_until(&sink, "a/later.md");
         assert!(seen.contains("new"), "{seen:?}");
         assert!(seen.contains("a/later.md"), "{seen:?}");
+    }
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape_mountinfo(r"/a\040b/c\134d"), r"/a b/c\d");
+        assert_eq!(unescape_mountinfo(r"/plain\04"), r"/plain\04");
+        assert_eq!(unescape_mountinfo("/é"), "/é");
     }
 
     #[test]

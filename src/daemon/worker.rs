@@ -14,7 +14,7 @@ use crate::push::{self, PushContext, PushEvent, PushOptions, PushReport};
 use crate::remote::Remote;
 use crate::remote::retry::RetryPolicy;
 use crate::state::{StateError, StateIndex};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -72,6 +72,15 @@ pub enum WorkerCmd {
 
 pub use crate::protocol::{LastPush, State, WorkerStatus};
 
+/// Failed paths named in the status.
+const FAILED_SAMPLE: usize = 5;
+
+/// A path the last attempts could not push.
+#[derive(Debug, Clone)]
+struct FailedPath {
+    error: String,
+}
+
 pub struct Worker {
     setup: Setup,
     host: String,
@@ -91,6 +100,10 @@ pub struct Worker {
     /// Paths the queue sent in batches the worker has not taken yet (shared with the queue,
     /// which adds; the worker subtracts on receipt), so status counts them while a push runs.
     handed_over: Arc<AtomicUsize>,
+    /// Paths that failed and are retried: never forgotten until pushed or gone.
+    failed: BTreeMap<String, FailedPath>,
+    /// The back-off running is for files that failed (the remote answers), not an outage.
+    retrying_files: bool,
 }
 
 impl Worker {
@@ -117,6 +130,8 @@ impl Worker {
             backlog: VecDeque::new(),
             index_read_only,
             handed_over,
+            failed: BTreeMap::new(),
+            retrying_files: false,
         };
         worker.publish_setup();
         worker
@@ -138,6 +153,9 @@ impl Worker {
                 },
                 _ = sleep_until(retry), if retry.is_some() => {
                     self.next_retry = None;
+                    // The failed paths' turn (they wait for the back-off; new changes do not).
+                    let failed: Vec<String> = self.failed.keys().cloned().collect();
+                    self.pending.extend(failed);
                     self.attempt().await;
                 }
                 _ = tokio::time::sleep_until(self.next_scan) => {
@@ -217,7 +235,7 @@ impl Worker {
                 Some(h.saturating_sub(n))
             });
         self.pending.extend(paths);
-        let waiting = self.pending.len();
+        let waiting = self.waiting_count();
         self.status.send_modify(|s| s.waiting_paths = waiting);
     }
 
@@ -262,8 +280,20 @@ impl Worker {
         self.next_scan = Instant::now() + every;
     }
 
+    /// Paths waiting in the worker: pending, and failed ones waiting for their retry.
+    fn waiting_count(&self) -> usize {
+        let failed_only = self
+            .failed
+            .keys()
+            .filter(|p| !self.pending.contains(*p))
+            .count();
+        self.pending.len() + failed_only
+    }
+
     async fn attempt_unless_backing_off(&mut self) {
-        if self.next_retry.is_none() {
+        // Backing off for a few failed files (the remote answers) holds back only those:
+        // new changes go now.
+        if self.next_retry.is_none() || self.retrying_files {
             self.attempt().await;
         } else {
             self.publish_state();
@@ -276,13 +306,23 @@ impl Worker {
             self.publish_state();
             return;
         }
-        let full = self.full_pass_pending;
         let paths: Vec<String> = std::mem::take(&mut self.pending).into_iter().collect();
+        // A file with more than one link changes under every one of its names: a full pass
+        // compares them all (a batch would push only the name that was written).
+        let full = self.full_pass_pending || self.has_hard_links(&paths);
         self.full_pass_pending = false;
         // Still pending until the push is done: status counts them as in flight.
         let in_flight = paths.len();
+        let failed_waiting = if full {
+            0
+        } else {
+            self.failed
+                .keys()
+                .filter(|p| paths.binary_search(p).is_err())
+                .count()
+        };
         self.status.send_modify(|s| {
-            s.waiting_paths = 0;
+            s.waiting_paths = failed_waiting;
             s.in_flight_paths = in_flight;
             s.full_pass_running = full;
         });
@@ -292,21 +332,8 @@ impl Worker {
             .await;
         match result {
             Ok(report) => {
-                let retry: Vec<String> = report
-                    .failed
-                    .iter()
-                    .filter(|f| f.transient)
-                    .map(|f| f.path.clone())
-                    .collect();
-                if retry.is_empty() {
-                    self.succeeded();
-                } else {
-                    self.pending.extend(retry);
-                    self.failed(format!(
-                        "{} file(s) failed and will be retried",
-                        report.failed.len()
-                    ));
-                }
+                self.record_failures(&report, (!full).then_some(paths.as_slice()));
+                self.after_report(&report);
             }
             Err(e) => {
                 // Keep everything for the next attempt.
@@ -314,6 +341,7 @@ impl Worker {
                     self.full_pass_pending = true;
                 }
                 self.pending.extend(paths);
+                self.retrying_files = false;
                 self.failed(e.message);
             }
         }
@@ -331,18 +359,16 @@ impl Worker {
         let result = self.run_push(request, None, &progress).await;
         if !request.dry_run {
             match &result {
-                Ok(report) if report.failed.iter().all(|f| !f.transient) => {
+                Ok(report) => {
+                    // A full pass: what was pending is pushed, or failed and kept.
                     self.full_pass_pending = false;
                     self.pending.clear();
-                    self.succeeded();
-                }
-                Ok(report) => {
-                    let retry = report.failed.iter().filter(|f| f.transient);
-                    self.pending.extend(retry.map(|f| f.path.clone()));
-                    self.failed("some files failed and will be retried".into());
+                    self.record_failures(report, None);
+                    self.after_report(report);
                 }
                 Err(e) => {
                     self.full_pass_pending = true;
+                    self.retrying_files = false;
                     self.failed(e.message.clone());
                 }
             }
@@ -445,8 +471,10 @@ impl Worker {
         let (report, outcome) = match result {
             Ok(report) => (Some(report.clone()), Ok(report)),
             Err(e) => {
-                self.index_read_only =
-                    matches!(e, push::PushError::State(StateError::ReadOnly { .. }));
+                self.index_read_only = matches!(
+                    e,
+                    push::PushError::State(StateError::ReadOnly { .. } | StateError::Other { .. })
+                );
                 let (code, report) = (e.exit_code(), e.partial_report().cloned());
                 let message = e.to_string();
                 tracing::warn!(error = %message, "push failed");
@@ -478,6 +506,9 @@ impl Worker {
         }
         self.status.send_modify(|s| {
             s.pushes += 1;
+            if report.is_some() {
+                s.last_push_at = Some(Instant::now());
+            }
             s.in_flight_paths = 0;
             s.full_pass_running = false;
             s.files_in_index = files_in_index;
@@ -519,13 +550,101 @@ impl Worker {
         Ok(())
     }
 
+    /// Whether any of `paths` (relative to the root) is a file with more than one link.
+    fn has_hard_links(&self, paths: &[String]) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let root = &self.setup.config.root;
+        paths.iter().any(|p| {
+            std::fs::symlink_metadata(root.join(p)).is_ok_and(|m| m.is_file() && m.nlink() > 1)
+        })
+    }
+
+    /// Update the failed set from a push's report: its failures join (or stay), and the
+    /// paths it covered without failing leave (pushed, unchanged or gone). `covered` is the
+    /// batch, or `None` for a full pass, which covers every path.
+    fn record_failures(&mut self, report: &PushReport, covered: Option<&[String]>) {
+        if report.dry_run {
+            return;
+        }
+        let failed_now: BTreeMap<String, FailedPath> = report
+            .failed
+            .iter()
+            .map(|f| {
+                (
+                    f.path.clone(),
+                    FailedPath {
+                        error: f.error.clone(),
+                    },
+                )
+            })
+            .collect();
+        match covered {
+            None => self.failed.retain(|p, _| failed_now.contains_key(p)),
+            Some(paths) => {
+                for p in paths {
+                    if !failed_now.contains_key(p) {
+                        self.failed.remove(p);
+                    }
+                }
+            }
+        }
+        self.failed.extend(failed_now);
+        self.publish_failed();
+    }
+
+    fn publish_failed(&mut self) {
+        let count = self.failed.len();
+        let sample: Vec<String> = self.failed.keys().take(FAILED_SAMPLE).cloned().collect();
+        let error = self.failed.values().next().map(|f| f.error.clone());
+        self.status.send_modify(|s| {
+            s.failed_paths = count;
+            s.failed_sample = sample;
+            s.failed_error = error;
+        });
+    }
+
+    /// After a push that ran: a success only when nothing failed in it and nothing failed
+    /// before is still waiting for its retry.
+    fn after_report(&mut self, report: &PushReport) {
+        if !report.failed.is_empty() {
+            self.files_failed();
+        } else if !self.failed.is_empty() {
+            // This push went through, earlier failures still wait for their retry.
+            if self.next_retry.is_none() {
+                self.files_failed();
+            } else {
+                self.publish_state();
+            }
+        } else {
+            self.succeeded();
+        }
+    }
+
+    /// Files failed (they stay in the failed set and are retried with back-off, new changes
+    /// are not held back). Not a success, and not an outage: the run went through (an
+    /// unreachable remote ends the whole run), so the remote answered.
+    fn files_failed(&mut self) {
+        let n = self.failed.len();
+        let first = self
+            .failed
+            .iter()
+            .next()
+            .map(|(p, f)| format!("{p}: {}", f.error))
+            .unwrap_or_default();
+        self.retrying_files = true;
+        self.failed(format!("{n} file(s) not pushed, retrying: {first}"));
+    }
+
     fn succeeded(&mut self) {
         self.failures_in_a_row = 0;
         self.index_read_only = false;
+        self.retrying_files = false;
         self.next_retry = None;
         self.status.send_modify(|s| {
             s.last_success_unix = Some(unix_now());
+            s.last_success_at = Some(Instant::now());
             s.offline_since_unix = None;
+            s.offline_since_at = None;
             s.last_error = None;
         });
         self.publish_state();
@@ -542,11 +661,12 @@ impl Worker {
         let delay = policy.delay(self.failures_in_a_row, None, rand::random::<f64>());
         self.next_retry = Some(Instant::now() + delay);
         tracing::info!(retry_in = ?delay, "will retry");
-        let local = self.index_read_only;
+        let local = self.index_read_only || self.retrying_files;
         self.status.send_modify(|s| {
             s.last_error = Some(message);
             if !local {
                 s.offline_since_unix.get_or_insert_with(unix_now);
+                s.offline_since_at.get_or_insert_with(Instant::now);
             }
         });
         self.publish_state();
@@ -557,12 +677,14 @@ impl Worker {
             State::Paused
         } else if self.next_retry.is_some() && self.index_read_only {
             State::Error
-        } else if self.next_retry.is_some() {
+        } else if self.next_retry.is_some() && !self.retrying_files {
             State::Offline
+        } else if self.next_retry.is_some() || !self.failed.is_empty() {
+            State::Retrying
         } else {
             State::Idle
         };
-        let waiting = self.pending.len();
+        let waiting = self.waiting_count();
         let next_retry = self.next_retry;
         self.status.send_modify(|s| {
             s.state = state;
@@ -598,6 +720,11 @@ impl Worker {
                 s.last_error.as_deref().unwrap_or("remote unreachable")
             ),
             State::Paused => "paused".to_string(),
+            State::Retrying => format!(
+                "retrying {} file(s): {}",
+                s.failed_paths,
+                s.failed_error.as_deref().unwrap_or("see the log")
+            ),
             State::Error => format!(
                 "error: {}",
                 s.last_error.as_deref().unwrap_or("see the log")

@@ -215,3 +215,71 @@ async fn a_ctl_push_while_backing_off_runs_at_once() {
     assert_eq!(s.pushes, 2, "{s:?}");
     assert!(s.last_error.is_none(), "{s:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_file_that_fails_is_kept_shown_and_retried_never_counted_as_a_success() {
+    let w = World::new();
+    w.remote.fail_next(
+        1,
+        RemoteError::Permanent {
+            message: "refused this one".into(),
+        },
+    );
+    w.write("n.md", "x");
+    w.batch(&["n.md"]).await;
+    let s = w
+        .until("retrying", |s| {
+            s.state == State::Retrying && s.failed_paths == 1
+        })
+        .await;
+    assert_eq!(s.failed_sample, vec!["n.md".to_string()], "{s:?}");
+    assert!(s.failed_error.is_some(), "{s:?}");
+    assert!(s.last_success_unix.is_none(), "{s:?}");
+    assert!(s.last_success_at.is_none(), "{s:?}");
+    assert!(s.offline_since_unix.is_none(), "not an outage: {s:?}");
+    // Retried with back-off, by itself.
+    let s = w
+        .until("pushed and idle", |s| {
+            s.state == State::Idle && s.files_uploaded == 1
+        })
+        .await;
+    assert_eq!(s.failed_paths, 0, "{s:?}");
+    assert!(s.failed_sample.is_empty(), "{s:?}");
+    assert!(s.last_success_at.is_some(), "{s:?}");
+    assert_eq!(w.remote.get("n.md").as_deref(), Some(&b"x"[..]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_file_backing_off_does_not_hold_back_new_changes() {
+    let w = World::new();
+    w.remote.fail_next(
+        1,
+        RemoteError::Permanent {
+            message: "refused this one".into(),
+        },
+    );
+    w.write("n.md", "x");
+    w.batch(&["n.md"]).await;
+    w.until("retrying", |s| {
+        s.state == State::Retrying && s.failed_paths == 1
+    })
+    .await;
+    // A new change goes at once, not after the failed file's back-off.
+    w.write("m.md", "m");
+    w.batch(&["m.md"]).await;
+    let s = w
+        .until("m.md pushed, n.md still waiting", |s| {
+            s.files_uploaded == 1 && s.failed_paths == 1 && s.state == State::Retrying
+        })
+        .await;
+    assert!(s.next_retry.is_some(), "{s:?}");
+    assert_eq!(w.remote.get("m.md").as_deref(), Some(&b"m"[..]));
+    assert!(
+        s.last_success_unix.is_none(),
+        "n.md is not on the remote: {s:?}"
+    );
+    w.until("both pushed", |s| {
+        s.state == State::Idle && s.files_uploaded == 2 && s.failed_paths == 0
+    })
+    .await;
+}
