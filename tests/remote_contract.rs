@@ -231,3 +231,59 @@ async fn azure_remote() {
     let scratch = tempfile::tempdir().unwrap();
     contract(&remote, scratch.path()).await;
 }
+
+/// Many large files at once with a memory budget of two blocks: every upload finishes (a
+/// file waiting for memory must not stop its own blocks in flight from giving it back), and
+/// each blob holds its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_at_once_share_a_small_memory_budget_without_deadlock() {
+    let az = Azurite::shared();
+    let container = unique_container("budget");
+    let url = format!("{}?{}", az.container_url(&container), az.account_sas());
+    let location = match devlogd::config::parse_remote_url(&url, std::path::Path::new("/")) {
+        Ok(devlogd::config::RemoteConfig::Azure(l)) => l,
+        other => panic!("{other:?}"),
+    };
+    let credential = devlogd::remote::credential::resolve_from(
+        &location,
+        devlogd::config::AuthMode::Auto,
+        &|_| None,
+        &devlogd::remote::credential::CredentialsFile::default(),
+    )
+    .unwrap();
+    let remote = devlogd::remote::azure::AzureRemote::new(&location, credential).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut want = Vec::new();
+    for i in 0..6u8 {
+        let bytes: Vec<u8> = (0..13 * 1024 * 1024 + i as usize)
+            .map(|n| (n % 241) as u8 ^ i)
+            .collect();
+        std::fs::write(scratch.path().join(format!("f{i}.md")), &bytes).unwrap();
+        want.push((format!("f{i}.md"), md5(&bytes)));
+    }
+    let dir = Arc::new(Beneath::open(scratch.path()).unwrap());
+    let budget = MemoryBudget::new(8 * 1024 * 1024);
+    let uploads = want.iter().map(|(name, _)| {
+        let (dir, budget, remote) = (&dir, &budget, &remote);
+        async move {
+            let content = Content::open(dir, name, budget).await.ok().unwrap();
+            remote
+                .put(name, &content, &Precondition::IfAbsent, "w")
+                .await
+                .unwrap()
+        }
+    });
+    let all = futures::future::join_all(uploads);
+    let done = tokio::time::timeout(std::time::Duration::from_secs(120), all)
+        .await
+        .expect("uploads sharing a small budget deadlocked");
+    for ((_, md5), outcome) in want.iter().zip(done) {
+        assert_eq!(&outcome.md5, md5);
+    }
+    let listed: Vec<_> = az
+        .list_blobs(&container)
+        .into_iter()
+        .map(|b| (b.name, b.content_md5_b64))
+        .collect();
+    assert_eq!(listed.len(), 6, "{listed:?}");
+}

@@ -295,27 +295,39 @@ impl AzureRemote {
         let mut in_flight = FuturesUnordered::new();
         let mut done_reading = false;
         loop {
-            while !done_reading && in_flight.len() < BLOCKS_IN_FLIGHT_PER_FILE {
-                match reader.next_block().await? {
-                    None => done_reading = true,
-                    Some(block) => {
-                        let id = block_id(block.index);
-                        ids.push(id.clone());
-                        let client = &client;
-                        in_flight.push(async move {
-                            // The whole block moves in, so its share of the memory budget
-                            // is held until it is staged (capturing only the fields it
-                            // uses would give the share back at once).
-                            let block = block;
-                            self.stage_block(client, &id, block.data.clone(), block.md5)
-                                .await
-                        });
-                    }
+            if done_reading || in_flight.len() >= BLOCKS_IN_FLIGHT_PER_FILE {
+                match in_flight.next().await {
+                    Some(staged) => staged?,
+                    None => break,
                 }
+                continue;
             }
-            match in_flight.next().await {
-                Some(staged) => staged?,
-                None => break,
+            // Waiting for memory for the next block must not stop this file's blocks in
+            // flight from finishing (and giving memory back): with every file waiting, and
+            // no one staging, nothing would ever be freed. Reading a block is cancel-safe: the
+            // reader moves on only once a block is read whole.
+            let next = tokio::select! {
+                Some(staged) = in_flight.next(), if !in_flight.is_empty() => {
+                    staged?;
+                    continue;
+                }
+                next = reader.next_block() => next?,
+            };
+            match next {
+                None => done_reading = true,
+                Some(block) => {
+                    let id = block_id(block.index);
+                    ids.push(id.clone());
+                    let client = &client;
+                    in_flight.push(async move {
+                        // The whole block moves in, so its share of the memory budget is
+                        // held until it is staged (capturing only the fields it uses would
+                        // give the share back at once).
+                        let block = block;
+                        self.stage_block(client, &id, block.data.clone(), block.md5)
+                            .await
+                    });
+                }
             }
         }
         let md5 = reader.finish()?;
