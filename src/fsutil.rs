@@ -105,6 +105,17 @@ pub fn relative(root: &Path, path: &Path) -> Result<String, String> {
     Ok(out)
 }
 
+/// Lower-case hex of some bytes (MD5s in ETags and marks, ids).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// Streamed MD5 and length of everything `reader` yields.
 pub fn md5_of_reader(mut reader: impl Read) -> std::io::Result<([u8; 16], u64)> {
     use md5::{Digest, Md5};

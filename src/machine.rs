@@ -39,7 +39,7 @@ pub fn machine_id() -> Option<String> {
         };
         // SAFETY: a 16-byte buffer, as gethostuuid requires.
         if unsafe { libc::gethostuuid(uuid.as_mut_ptr(), &wait) } == 0 {
-            return Some(uuid.iter().map(|b| format!("{b:02x}")).collect());
+            return Some(crate::fsutil::hex(&uuid));
         }
     }
     None

@@ -77,7 +77,7 @@ impl StateIndex {
     pub fn path_for(state_dir: &Path, remote_identity: &str) -> PathBuf {
         use md5::{Digest, Md5};
         let digest = Md5::digest(remote_identity.as_bytes());
-        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::fsutil::hex(&digest[..8]);
         state_dir.join(format!("index-{hex}.sqlite"))
     }
 
@@ -345,10 +345,7 @@ fn writer_id(state_dir: &Path) -> std::io::Result<String> {
         h.update(part);
         h.update([0]);
     }
-    Ok(h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(crate::fsutil::hex(&h.finalize()[..8]))
 }
 
 /// A random id kept in the state directory (machines without a machine id).
@@ -360,9 +357,7 @@ fn random_writer_id(state_dir: &Path) -> std::io::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let id: String = (0..8)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect();
+    let id = crate::fsutil::hex(&rand::random::<[u8; 8]>());
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()

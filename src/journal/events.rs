@@ -76,7 +76,7 @@ pub fn machine_tag() -> String {
         .collect();
     let id = crate::machine::machine_id().unwrap_or_default();
     let hash = Sha256::digest(id.as_bytes());
-    let short: String = hash[..3].iter().map(|b| format!("{b:02x}")).collect();
+    let short = crate::fsutil::hex(&hash[..3]);
     format!("{host}-{short}")
 }
 

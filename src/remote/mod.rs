@@ -66,7 +66,7 @@ fn name_tag(name: &str) -> String {
 
 /// Lower-case hex of an MD5.
 pub fn hex(md5: &[u8; 16]) -> String {
-    md5.iter().map(|b| format!("{b:02x}")).collect()
+    crate::fsutil::hex(md5)
 }
 
 /// The write precondition that keeps us from overwriting another writer's data.
