@@ -8,16 +8,17 @@
 //! Layers, bottom-up: a module imports only from layers below its own (checked by
 //! `tests/layers.rs`, which also checks that no import circle exists).
 //!
-//! 1. exit, fsutil, machine, redact
-//! 2. journal, logging, remote, state
-//! 3. blobname, config, history
-//! 4. filter
-//! 5. scan
-//! 6. plan
-//! 7. push, restore
-//! 8. protocol, session, verify
-//! 9. daemon, ui
-//! 10. commands
+//! 1. exit, fsutil, redact
+//! 2. logging, machine, remote
+//! 3. blobname, history, journal, state
+//! 4. config
+//! 5. filter
+//! 6. scan
+//! 7. plan
+//! 8. push, restore
+//! 9. protocol, session, verify
+//! 10. daemon, ui
+//! 11. commands
 
 pub mod blobname;
 pub mod commands;
