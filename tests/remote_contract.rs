@@ -65,7 +65,7 @@ async fn contract(remote: &dyn Remote, scratch: &std::path::Path) {
     let big: Vec<u8> = (0..9 * 1024 * 1024 + 7).map(|i| (i % 253) as u8).collect();
     std::fs::write(scratch.join("big.md"), &big).unwrap();
     let dir = Arc::new(Beneath::open(scratch).unwrap());
-    let content = Content::open(&dir, "big.md", &MemoryBudget::default())
+    let content = Content::open(&dir, "big.md", &MemoryBudget::default(), big.len() as u64)
         .await
         .ok()
         .unwrap();
@@ -266,7 +266,10 @@ async fn large_files_at_once_share_a_small_memory_budget_without_deadlock() {
     let uploads = want.iter().map(|(name, _)| {
         let (dir, budget, remote) = (&dir, &budget, &remote);
         async move {
-            let content = Content::open(dir, name, budget).await.ok().unwrap();
+            let content = Content::open(dir, name, budget, 13 * 1024 * 1024)
+                .await
+                .ok()
+                .unwrap();
             remote
                 .put(name, &content, &Precondition::IfAbsent, "w")
                 .await

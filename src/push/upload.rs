@@ -69,7 +69,7 @@ impl Uploader<'_> {
         }
         let rel = job.file.rel.clone();
         let abs = self.root.join(&rel);
-        let content = match Content::open(self.root_dir, &rel, self.budget).await {
+        let content = match Content::open(self.root_dir, &rel, self.budget, job.file.size).await {
             Ok(c) => c,
             Err(OpenError::Gone) => return Outcome::Gone,
             Err(OpenError::Io(e)) => {
