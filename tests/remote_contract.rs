@@ -211,11 +211,9 @@ async fn azure_remote_with_an_account_key() {
     contract(&remote, scratch.path()).await;
 }
 
-#[tokio::test]
-async fn azure_remote() {
-    let az = Azurite::shared();
-    let container = unique_container("contract");
-    let url = format!("{}?{}", az.container_url(&container), az.account_sas());
+/// The Azure remote on Azurite, authorised by the harness's account SAS.
+fn azure_with_sas(az: &Azurite, container: &str) -> devlogd::remote::azure::AzureRemote {
+    let url = format!("{}?{}", az.container_url(container), az.account_sas());
     let location = match devlogd::config::parse_remote_url(&url, std::path::Path::new("/")) {
         Ok(devlogd::config::RemoteConfig::Azure(l)) => l,
         other => panic!("{other:?}"),
@@ -227,7 +225,14 @@ async fn azure_remote() {
         &devlogd::remote::credential::CredentialsFile::default(),
     )
     .unwrap();
-    let remote = devlogd::remote::azure::AzureRemote::new(&location, credential).unwrap();
+    devlogd::remote::azure::AzureRemote::new(&location, credential).unwrap()
+}
+
+#[tokio::test]
+async fn azure_remote() {
+    let az = Azurite::shared();
+    let container = unique_container("contract");
+    let remote = azure_with_sas(az, &container);
     let scratch = tempfile::tempdir().unwrap();
     contract(&remote, scratch.path()).await;
 }
@@ -239,19 +244,7 @@ async fn azure_remote() {
 async fn large_files_at_once_share_a_small_memory_budget_without_deadlock() {
     let az = Azurite::shared();
     let container = unique_container("budget");
-    let url = format!("{}?{}", az.container_url(&container), az.account_sas());
-    let location = match devlogd::config::parse_remote_url(&url, std::path::Path::new("/")) {
-        Ok(devlogd::config::RemoteConfig::Azure(l)) => l,
-        other => panic!("{other:?}"),
-    };
-    let credential = devlogd::remote::credential::resolve_from(
-        &location,
-        devlogd::config::AuthMode::Auto,
-        &|_| None,
-        &devlogd::remote::credential::CredentialsFile::default(),
-    )
-    .unwrap();
-    let remote = devlogd::remote::azure::AzureRemote::new(&location, credential).unwrap();
+    let remote = azure_with_sas(az, &container);
     let scratch = tempfile::tempdir().unwrap();
     let mut want = Vec::new();
     for i in 0..6u8 {

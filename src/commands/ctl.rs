@@ -171,7 +171,7 @@ fn print_reply(config: Option<&Config>, cmd: &Command, reply: &Reply, json: bool
 }
 
 fn to_json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    super::to_json(value)
 }
 
 fn age(secs: i64) -> String {

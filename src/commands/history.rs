@@ -40,11 +40,8 @@ pub async fn run(config: &Config, path: &str, json: bool) -> Result<ExitCode, Cl
         .remove(&rel)
         .unwrap_or_default();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(&serde_json::json!({ "path": rel, "versions": versions }))
-                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-        );
+        let object = serde_json::json!({ "path": rel, "versions": versions });
+        println!("{}", super::to_json(&object));
     } else if versions.is_empty() {
         println!("{}: no versions on {}", printable(&rel), remote.describe());
     } else {

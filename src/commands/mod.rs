@@ -80,6 +80,11 @@ pub fn exit_with(program: &str, json: bool, result: Result<ExitCode, CliError>) 
     std::process::exit(code.code())
 }
 
+/// One value as the single JSON object `--json` prints.
+pub fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
 /// The JSON object a `--json` command prints when it fails without a report.
 pub fn json_error(code: ExitCode, message: &str) -> serde_json::Value {
     serde_json::json!({ "ok": false, "code": code.code(), "error": message })

@@ -23,10 +23,7 @@ pub async fn run(config: &Config, json: bool) -> Result<ExitCode, CliError> {
         )
     })?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-        );
+        println!("{}", super::to_json(&report));
     } else {
         println!(
             "Pruned {}: removed {} version(s) older than {keep} days ({}), kept {}.",

@@ -133,5 +133,5 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, Cl
 }
 
 fn json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    super::to_json(value)
 }

@@ -148,10 +148,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
         e => CliError::new(exit::FILES_FAILED, e.to_string()),
     })?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-        );
+        println!("{}", super::to_json(&report));
     } else {
         println!("{}", summary(&report, &remote.describe()));
     }
