@@ -41,7 +41,7 @@ pub struct DirectoryRemote {
     dir: PathBuf,
     /// True for the built-in mirror, which may be created; a configured directory may not.
     create: bool,
-    /// Stale temporary files are removed once per process, at first use.
+    /// Once per process, at first use: stale temporary files removed, the mirror made private.
     cleaned: Once,
 }
 
@@ -87,12 +87,14 @@ impl DirectoryRemote {
                 .create(&self.dir)
                 .map_err(|e| io_error("create", &self.dir, e))?;
         }
-        if self.create {
-            // The built-in mirror is private even if an older version made it 0755.
-            let _ = std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
-        }
         let root = Beneath::open(&self.dir).map_err(|e| io_error("open", &self.dir, e))?;
+        // Once per process, not on every request.
         self.cleaned.call_once(|| {
+            if self.create {
+                // The built-in mirror is private even if an older version made it 0755.
+                let _ =
+                    std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700));
+            }
             let removed = remove_stale_temps(&root);
             if removed > 0 {
                 tracing::info!(removed, remote = %self.dir.display(), "removed temporary files left by an interrupted upload");
