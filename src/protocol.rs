@@ -131,6 +131,10 @@ pub enum Event {
         action: crate::push::ConflictAction,
         copy: Option<String>,
     },
+    Retrying {
+        path: String,
+        error: String,
+    },
 }
 
 impl From<PushEvent> for Event {
@@ -142,6 +146,7 @@ impl From<PushEvent> for Event {
             PushEvent::Conflict(ConflictReport { path, action, copy }) => {
                 Event::Conflict { path, action, copy }
             }
+            PushEvent::Retrying { path, error } => Event::Retrying { path, error },
         }
     }
 }
@@ -155,6 +160,7 @@ impl From<Event> for PushEvent {
             Event::Conflict { path, action, copy } => {
                 PushEvent::Conflict(ConflictReport { path, action, copy })
             }
+            Event::Retrying { path, error } => PushEvent::Retrying { path, error },
         }
     }
 }
@@ -240,6 +246,12 @@ pub struct WorkerStatus {
     /// Local deletes the mass-delete guard holds until a push with `--allow-deletes`.
     #[serde(default)]
     pub held_deletes: usize,
+    /// Set while the push running now retries requests that failed in a way that can
+    /// pass: `retrying since 10:02:07 UTC: timed out: …`.
+    #[serde(default)]
+    pub retrying: Option<String>,
+    #[serde(default)]
+    pub retrying_since_unix: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

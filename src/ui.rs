@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Receives [`PushEvent`]s while a push runs.
 pub struct Progress {
@@ -15,6 +15,8 @@ pub struct Progress {
     plain: bool,
     files_total: AtomicU64,
     files_done: AtomicU64,
+    /// A retry was reported and nothing has gone through since.
+    retrying: AtomicBool,
     lines: Mutex<()>,
 }
 
@@ -37,6 +39,7 @@ impl Progress {
             plain: !json && !tty,
             files_total: AtomicU64::new(0),
             files_done: AtomicU64::new(0),
+            retrying: AtomicBool::new(false),
             lines: Mutex::new(()),
         }
     }
@@ -51,6 +54,7 @@ impl Progress {
                 }
             }
             PushEvent::Uploaded { path, bytes } => {
+                self.retrying.store(false, Ordering::Relaxed);
                 let done = self.files_done.fetch_add(1, Ordering::Relaxed) + 1;
                 if let Some(bar) = &self.bar {
                     bar.inc(bytes);
@@ -64,6 +68,12 @@ impl Progress {
             }
             PushEvent::Failed { path, error } => {
                 self.line(&format!("failed {path}: {error}"));
+            }
+            PushEvent::Retrying { path, error } => {
+                // One line per trouble, not per retry of every file in flight.
+                if !self.retrying.swap(true, Ordering::Relaxed) {
+                    self.line(&format!("retrying {path}: {error}"));
+                }
             }
             PushEvent::Conflict(c) => {
                 let what = match &c.copy {

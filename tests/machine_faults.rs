@@ -130,6 +130,42 @@ fn after_a_queue_overflow_directories_made_meanwhile_are_watched() {
 }
 
 #[test]
+fn reading_the_journal_adds_nothing_to_the_kernel_queue() {
+    let _serial = serial();
+    let env = TestEnv::new();
+    for i in 0..20 {
+        env.write_file(&format!("r{i}.md"), format!("read me {i}"));
+    }
+    let queue = Sysctl::set("fs.inotify.max_queued_events", 16);
+    let daemon = Daemon::start(&env);
+    drop(queue);
+    wait_for(SETTLE, "the start-up pass", || {
+        (mirrored(&env, "r19.md").is_some() && settled(&env)).then_some(())
+    });
+    let before = status(&env);
+    // Reads only (an editor's preview, grep, the daemon's own pass): opening and reading
+    // changes nothing, so it must not fill the queue and make the kernel drop events.
+    daemon.signal(libc::SIGSTOP);
+    for _ in 0..5 {
+        for i in 0..20 {
+            std::fs::read(env.journal().join(format!("r{i}.md"))).unwrap();
+        }
+    }
+    daemon.signal(libc::SIGCONT);
+    env.write_file("after.md", "after");
+    wait_for(PUSHED, "a write after the reads", || {
+        mirrored(&env, "after.md")
+    });
+    wait_for(PUSHED, "idle", || settled(&env).then_some(()));
+    let after = status(&env);
+    assert_eq!(
+        after["watcher_overflows"], before["watcher_overflows"],
+        "reads overflowed the kernel queue: {after}"
+    );
+    assert_eq!(after["rescans"], before["rescans"], "{after}");
+}
+
+#[test]
 fn a_filesystem_mounted_or_unmounted_inside_the_root_is_watched() {
     let _serial = serial();
     let env = TestEnv::new();
@@ -271,9 +307,8 @@ fn silent_listener() -> u16 {
     port
 }
 
-#[test]
-fn ctl_push_during_a_hung_push_answers_at_once_that_it_joined() {
-    let _serial = serial();
+/// A journal with one file whose remote accepts connections and never answers.
+fn hung_remote_env() -> TestEnv {
     let port = silent_listener();
     let env = TestEnv::new()
         .with_sas("sv=2022-11-02&ss=b&srt=co&sp=rwl&se=2099-01-01T00:00:00Z&sig=AAAA");
@@ -281,6 +316,13 @@ fn ctl_push_during_a_hung_push_answers_at_once_that_it_joined() {
         "[remote]\nurl = \"http://127.0.0.1:{port}/devstoreaccount1/hung\"\n"
     ));
     env.write_file("a.md", "a");
+    env
+}
+
+#[test]
+fn ctl_push_during_a_hung_push_answers_at_once_that_it_joined() {
+    let _serial = serial();
+    let env = hung_remote_env();
     let _daemon = Daemon::start(&env);
     wait_for(SETTLE, "the start-up push hanging", || {
         (status(&env)["state"] == "pushing").then_some(())
@@ -297,6 +339,38 @@ fn ctl_push_during_a_hung_push_answers_at_once_that_it_joined() {
     let s = status(&env);
     assert_ne!(s["state"], "idle", "{s}");
     assert!(s["pending_paths"].as_u64() >= Some(1), "{s}");
+}
+
+#[test]
+fn a_remote_that_never_answers_is_reported_as_timed_out_within_seconds() {
+    let _serial = serial();
+    let env = hung_remote_env();
+    let _daemon = Daemon::start(&env);
+    // A 1 KiB Put Blob gets seconds, not minutes: the first try's timeout is reported
+    // as it happens, while the push goes on retrying.
+    let s = wait_for(
+        Duration::from_secs(30),
+        "a timeout reported in the status",
+        || {
+            let s = status(&env);
+            s["retrying"]
+                .as_str()
+                .is_some_and(|r| r.contains("timed out"))
+                .then_some(s)
+        },
+    );
+    let text = s["retrying"].as_str().unwrap_or_default();
+    assert!(text.starts_with("retrying since "), "{s}");
+    assert!(s["retrying_since_unix"].as_i64() > Some(0), "{s}");
+    assert_ne!(s["state"], "idle", "{s}");
+    assert!(s["pending_paths"].as_u64() >= Some(1), "{s}");
+    let out = env.run_with_timeout(&["ctl", "status"], Duration::from_secs(10));
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("requests       retrying since "),
+        "{}",
+        out.stdout
+    );
 }
 
 /// Debian's libfaketime (installed by scripts/test).

@@ -232,6 +232,9 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
         Some(a) => lines.push(format!("last success   {}", age(a))),
         None => lines.push("last success   none yet".into()),
     }
+    if let Some(r) = &w.retrying {
+        lines.push(format!("requests       {r}"));
+    }
     if let Some(e) = &w.last_error {
         lines.push(format!("last error     {e}"));
     }

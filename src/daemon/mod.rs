@@ -10,6 +10,8 @@
 //! Every loop selects on one [`CancellationToken`]; stop waits for the tasks with a bound.
 
 pub mod control;
+#[cfg(target_os = "linux")]
+pub mod inotify;
 pub mod lock;
 pub mod queue;
 pub mod queue_task;

@@ -9,31 +9,34 @@
 //! watched when its event arrives, and queued so the worker's scan walks it.
 //!
 //! The root is watched where it resolves to, and its parents watch for it being replaced
-//! (`mv ~/.devlog x; mkdir ~/.devlog`) or going missing and coming back; its identity
-//! (device, inode) is also checked every couple of seconds. Either way every watch is
-//! re-armed on the new root and a full pass is asked for.
+//! (`mv ~/.devlog x; mkdir ~/.devlog`) or going missing and coming back; either way every
+//! watch is re-armed on the new root and a full pass is asked for. Nothing is polled while
+//! all is well: the root's identity (device, inode) is checked when an event suggests a
+//! change, and every couple of seconds only where events cannot tell (a parent that cannot
+//! be watched, the inotify limit reached, no inotify instance, or a system without
+//! `/proc/self/mountinfo`).
 //!
-//! notify calls us on its own thread; we forward to a manager thread that owns the
-//! watcher (notify's `watch` cannot be called from its own handler). Event paths become
+//! On Linux the watcher is our own ([`super::inotify`]: only the events that can mean a
+//! change, and a watch the kernel drops is reported); elsewhere it is notify's. Either
+//! calls us on its own thread; we forward to a manager thread that owns the watcher
+//! (`watch` cannot be called from its own handler). Event paths become
 //! paths relative to the root in the [`EventSink`], a set shared with the queue task.
 //! Nothing is ever dropped: paths coalesce in the set, so memory is bounded by distinct
 //! paths, and past [`MAX_PENDING`] the set collapses into one "rescan" flag. Overflow
 //! (`need_rescan`) and watcher errors re-arm every watch on the tree as it is now (the
 //! directories made while events were lost get theirs) and then raise that flag. A mount or
-//! unmount inside the root (a change of the mount points under it in
-//! `/proc/self/mountinfo`, checked with the root's identity) re-arms the same way: the
-//! kernel keeps a watch on a covered directory and drops one on an unmounted filesystem
-//! (IN_UNMOUNT/IN_IGNORED, which notify does not pass on). No inotify instance at all
-//! (`fs.inotify.max_user_instances`) is limited mode, the watcher retried at every check.
-//! notify 8 has no setting for which inotify events to subscribe to (its mask includes
-//! IN_OPEN, so the daemon's own reads add events to the queue), so Access events other
-//! than a close after writing are dropped here.
+//! unmount inside the root re-arms the same way: `/proc/self/mountinfo` wakes a poll(2)
+//! with POLLPRI when the mount table changes, and the mount points under the root are
+//! compared; the kernel keeps a watch on a covered directory and drops one on an
+//! unmounted filesystem. No inotify instance at all (`fs.inotify.max_user_instances`) is
+//! limited mode, the watcher retried at every check. Access events other than a close
+//! after writing are dropped here (notify's watcher on other systems reports them).
 
 use crate::filter::Filter;
 use notify::event::{
     AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode,
 };
-use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::{RecursiveMode, Watcher as _};
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -41,13 +44,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+/// The watcher: our own inotify on Linux, notify's elsewhere.
+#[cfg(target_os = "linux")]
+type Backend = super::inotify::InotifyWatcher;
+#[cfg(not(target_os = "linux"))]
+type Backend = notify::RecommendedWatcher;
+
 /// Distinct pending paths before the sink gives up on them and asks for a full pass.
 const MAX_PENDING: usize = 100_000;
 /// Unwatchable directories remembered (and listed) at most.
 const MAX_UNWATCHED: usize = 10_000;
 /// Names that are not UTF-8 remembered as already reported, at most.
 const MAX_REPORTED_NAMES: usize = 10_000;
-/// How often the root's identity is checked besides the events that suggest a change.
+/// How often the root's identity is checked where events cannot tell (see the module docs).
 const ROOT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Why a full pass was asked for.
@@ -175,6 +184,8 @@ impl Drop for Watch {
 enum Msg {
     /// An event from the watcher of one generation (each re-arm makes a new watcher).
     Event(u64, notify::Result<notify::Event>),
+    /// The mount table changed (`/proc/self/mountinfo` polled with POLLPRI).
+    MountsChanged,
     Stop,
 }
 
@@ -199,6 +210,7 @@ pub fn start(root: &Path, filter: &Filter, sink: Arc<EventSink>) -> Result<Watch
         warned: HashSet::new(),
         reported_names: HashSet::new(),
         root_error: None,
+        parents_watched: false,
         last_root_check: Instant::now(),
         mounts: Vec::new(),
         limit_seen: None,
@@ -246,7 +258,7 @@ struct Manager {
     sink: Arc<EventSink>,
     tx: mpsc::Sender<Msg>,
     generation: u64,
-    watcher: Option<RecommendedWatcher>,
+    watcher: Option<Backend>,
     /// Where the root resolves to: the watches live here. `None` while it is missing.
     real: Option<PathBuf>,
     identity: Option<(u64, u64)>,
@@ -264,6 +276,8 @@ struct Manager {
     reported_names: HashSet<PathBuf>,
     /// Why the root itself could not be watched (start-up fails on it).
     root_error: Option<String>,
+    /// Every parent of the root has a watch: its replacement is an event, not a poll.
+    parents_watched: bool,
     last_root_check: Instant,
     /// Mount points under the root when it was last armed: a mount or an unmount there
     /// hides or uncovers a tree our watches do not see, so a change re-arms.
@@ -275,16 +289,35 @@ struct Manager {
 
 impl Manager {
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        // Held until the manager ends; dropping it ends the mount watcher's thread.
+        let mounts = watch_mounts(self.tx.clone());
         loop {
-            match rx.recv_timeout(ROOT_CHECK_INTERVAL) {
+            let polled = self.needs_polling(mounts.is_some());
+            let msg = if polled {
+                rx.recv_timeout(ROOT_CHECK_INTERVAL)
+            } else {
+                // Nothing to check until something happens: no wake-ups while idle.
+                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+            };
+            match msg {
                 Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 Ok(Msg::Event(generation, res)) => self.on_event(generation, res),
+                Ok(Msg::MountsChanged) => self.check_root(),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
-            if self.last_root_check.elapsed() >= ROOT_CHECK_INTERVAL {
+            if polled && self.last_root_check.elapsed() >= ROOT_CHECK_INTERVAL {
                 self.check_root();
             }
         }
+    }
+
+    /// Whether something must be checked by the clock because no event would tell.
+    fn needs_polling(&self, mounts_watched: bool) -> bool {
+        !cfg!(target_os = "linux")
+            || !mounts_watched
+            || self.watcher.is_none()
+            || self.limit_hit
+            || !self.parents_watched
     }
 
     /// A fresh watcher on the root as it resolves now: the root, the accepted directories
@@ -303,7 +336,7 @@ impl Manager {
         let tx = self.tx.clone();
         // Symlinks are not followed: nothing outside the root is watched (or pushed).
         let config = notify::Config::default().with_follow_symlinks(false);
-        let watcher = RecommendedWatcher::new(
+        let watcher = Backend::new(
             move |res: notify::Result<notify::Event>| {
                 let _ = tx.send(Msg::Event(generation, res));
             },
@@ -324,10 +357,12 @@ impl Manager {
         {
             parents.push(p.to_path_buf());
         }
+        self.parents_watched = true;
         for parent in &parents {
             if let Some(w) = self.watcher.as_mut()
                 && let Err(e) = w.watch(parent, RecursiveMode::NonRecursive)
             {
+                self.parents_watched = false;
                 tracing::debug!(dir = %parent.display(), error = %e, "cannot watch the root's parent; its identity is polled");
             }
         }
@@ -612,6 +647,10 @@ impl Manager {
         let mut rels = Vec::new();
         let mut check_root = false;
         for path in &event.paths {
+            if self.parents.iter().any(|p| p == path) {
+                check_root = true; // a parent of the root itself moved or deleted
+                continue;
+            }
             let Some(real) = self.real.clone() else {
                 check_root |= self.names_the_root(path);
                 continue;
@@ -683,6 +722,54 @@ impl Manager {
             }
         }
     }
+}
+
+/// A thread that sends [`Msg::MountsChanged`] whenever the mount table changes; it ends
+/// when the returned handle is dropped. `None` where `/proc/self/mountinfo` cannot be
+/// polled (not Linux): the manager then checks by the clock.
+fn watch_mounts(tx: mpsc::Sender<Msg>) -> Option<std::os::unix::net::UnixStream> {
+    use std::os::fd::AsRawFd;
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let mountinfo = std::fs::File::open("/proc/self/mountinfo").ok()?;
+    let (stop, stopped) = std::os::unix::net::UnixStream::pair().ok()?;
+    let spawned = std::thread::Builder::new()
+        .name("devlogd-mounts".into())
+        .spawn(move || {
+            loop {
+                let mut fds = [
+                    libc::pollfd {
+                        fd: mountinfo.as_raw_fd(),
+                        events: libc::POLLPRI,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        fd: stopped.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                ];
+                // SAFETY: two valid pollfds we own; it sleeps until the mount table
+                // changes (POLLPRI|POLLERR, reset by this very poll) or we are stopped.
+                let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+                if n < 0 {
+                    if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return;
+                }
+                if fds[1].revents != 0 {
+                    return;
+                }
+                if fds[0].revents & (libc::POLLPRI | libc::POLLERR) != 0
+                    && tx.send(Msg::MountsChanged).is_err()
+                {
+                    return;
+                }
+            }
+        });
+    spawned.ok().map(|_| stop)
 }
 
 /// Where `root` resolves to, and that directory's (device, inode); `None` when missing.

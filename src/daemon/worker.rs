@@ -442,7 +442,21 @@ impl Worker {
                     status.send_modify(|s| s.in_flight_paths = n);
                 }
                 PushEvent::Uploaded { .. } | PushEvent::Conflict(_) => {
-                    status.send_modify(|s| s.in_flight_paths = s.in_flight_paths.saturating_sub(1));
+                    status.send_modify(|s| {
+                        s.in_flight_paths = s.in_flight_paths.saturating_sub(1);
+                        // Requests go through again.
+                        s.retrying = None;
+                        s.retrying_since_unix = None;
+                    });
+                }
+                PushEvent::Retrying { error, .. } => {
+                    // Said at the first failure that is tried again (a timeout, a 503),
+                    // not minutes later when the retries run out.
+                    status.send_modify(|s| {
+                        let since = *s.retrying_since_unix.get_or_insert_with(unix_now);
+                        s.retrying =
+                            Some(format!("retrying since {}: {error}", time_of_day(since)));
+                    });
                 }
                 _ => {}
             }
@@ -506,6 +520,8 @@ impl Worker {
         }
         self.status.send_modify(|s| {
             s.pushes += 1;
+            s.retrying = None;
+            s.retrying_since_unix = None;
             if report.is_some() {
                 s.last_push_at = Some(Instant::now());
             }
@@ -743,6 +759,14 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// `10:02:07 UTC`: when something started, as a user reads a clock.
+fn time_of_day(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!("{:02}:{:02}:{:02} UTC", t.hour(), t.minute(), t.second()),
+        Err(_) => format!("unix time {unix}"),
     }
 }
 

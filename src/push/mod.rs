@@ -166,6 +166,7 @@ pub async fn run(
         writer: &writer,
         abort: &abort,
         cancel: opts.cancel.as_ref(),
+        progress,
     };
     let outcomes = futures::stream::iter(jobs)
         .map(|job| uploader.upload(job))

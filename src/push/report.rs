@@ -140,10 +140,25 @@ impl PushReport {
 /// Progress, as it happens.
 #[derive(Debug, Clone)]
 pub enum PushEvent {
-    Planned { files: u64, bytes: u64 },
-    Uploaded { path: String, bytes: u64 },
-    Failed { path: String, error: String },
+    Planned {
+        files: u64,
+        bytes: u64,
+    },
+    Uploaded {
+        path: String,
+        bytes: u64,
+    },
+    Failed {
+        path: String,
+        error: String,
+    },
     Conflict(ConflictReport),
+    /// A request for `path` failed in a way that can pass (a timeout, a 503, a lost
+    /// connection) and is tried again: said at once, not when the retries run out.
+    Retrying {
+        path: String,
+        error: String,
+    },
 }
 
 /// Errors that stop a run as a whole.

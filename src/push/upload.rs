@@ -3,7 +3,7 @@
 //! the conflict policy when the blob is not the version we expected.
 
 use super::plan::{Job, JobAction};
-use super::report::{ConflictAction, ConflictReport, read_error};
+use super::report::{ConflictAction, ConflictReport, PushEvent, read_error};
 use crate::config::OnConflict;
 use crate::fsutil::Beneath;
 use crate::remote::content::{Content, MemoryBudget, OpenError};
@@ -60,6 +60,7 @@ pub(super) struct Uploader<'a> {
     /// Set by the first upload that finds the remote refusing or unreachable.
     pub abort: &'a AtomicBool,
     pub cancel: Option<&'a tokio_util::sync::CancellationToken>,
+    pub progress: &'a (dyn Fn(PushEvent) + Send + Sync),
 }
 
 impl Uploader<'_> {
@@ -184,14 +185,30 @@ impl Uploader<'_> {
         if let (Precondition::IfMatch(etag), true) = (precondition, keep) {
             let kept =
                 crate::history::version_name(name, time::OffsetDateTime::now_utc(), self.writer);
-            self.retry
-                .run(|| self.remote.preserve(name, etag, &kept))
+            self.retried(name, || self.remote.preserve(name, etag, &kept))
                 .await?;
         }
+        self.retried(name, || {
+            self.remote.put(name, content, precondition, self.writer)
+        })
+        .await
+        .map(|o| o.etag)
+    }
+
+    /// `op` under the retry policy; each retry is reported as it happens.
+    async fn retried<T, F, Fut>(&self, path: &str, op: F) -> Result<T, RemoteError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RemoteError>>,
+    {
         self.retry
-            .run(|| self.remote.put(name, content, precondition, self.writer))
+            .run_observed(op, |e| {
+                (self.progress)(PushEvent::Retrying {
+                    path: path.to_string(),
+                    error: e.to_string(),
+                })
+            })
             .await
-            .map(|o| o.etag)
     }
 
     /// Upload ours under a fresh conflict name; a name taken within the same second gets a
@@ -225,7 +242,7 @@ impl Uploader<'_> {
         rel: &str,
         content: &Content,
     ) -> Result<Resolution, RemoteError> {
-        let current = self.retry.run(|| self.remote.head(rel)).await?;
+        let current = self.retried(rel, || self.remote.head(rel)).await?;
         let Some(theirs) = current else {
             // Gone meanwhile (or deleted behind our back): create it.
             let etag = self.put(rel, content, &Precondition::IfAbsent).await?;

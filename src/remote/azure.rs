@@ -52,8 +52,7 @@ const WRITER_METADATA: &str = "devlogdwriter";
 /// Last-Modified's seconds, and kept by a copy into the history area.
 const WRITTEN_METADATA: &str = "devlogdwritten";
 
-/// An upper bound for one request, above the transport's own connect/read timeouts.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+use super::timeouts;
 
 /// Blocks of one file in flight at once; the memory budget bounds all files together.
 const BLOCKS_IN_FLIGHT_PER_FILE: usize = 8;
@@ -203,9 +202,9 @@ impl AzureRemote {
             .map_err(map_error)?;
         let mut blobs = Vec::new();
         loop {
-            let next = tokio::time::timeout(REQUEST_TIMEOUT, pager.try_next()).await;
+            let next = tokio::time::timeout(timeouts::LIST_PAGE, pager.try_next()).await;
             let item = match next {
-                Err(_) => return Err(timed_out()),
+                Err(_) => return Err(timed_out(timeouts::LIST_PAGE)),
                 Ok(Ok(Some(item))) => item,
                 Ok(Ok(None)) => break,
                 Ok(Err(e)) if is_container_not_found(&e) => return Ok(Vec::new()),
@@ -347,11 +346,11 @@ impl AzureRemote {
         };
         let body = list.try_into().map_err(map_error)?;
         let response = tokio::time::timeout(
-            REQUEST_TIMEOUT,
+            timeouts::LIST_PAGE,
             client.commit_block_list(body, Some(options)),
         )
         .await
-        .map_err(|_| timed_out())?
+        .map_err(|_| timed_out(timeouts::LIST_PAGE))?
         .map_err(map_error)?;
         let etag = response
             .etag()
@@ -381,12 +380,13 @@ impl AzureRemote {
                         ..Default::default()
                     };
                     let len = data.len() as u64;
+                    let limit = timeouts::for_body(len);
                     let attempt = tokio::time::timeout(
-                        REQUEST_TIMEOUT,
+                        limit,
                         client.stage_block(id, len, data.into(), Some(options)),
                     )
                     .await
-                    .map_err(|_| timed_out())?;
+                    .map_err(|_| timed_out(limit))?;
                     match attempt {
                         Ok(_) => Ok(()),
                         Err(e) if is_container_not_found(&e) => {
@@ -429,19 +429,20 @@ impl Remote for AzureRemote {
             return self.put_blocks(name, content, precondition, writer).await;
         };
         let md5 = content.md5().await?;
+        let limit = timeouts::for_body(data.len() as u64);
         let attempt = || {
             tokio::time::timeout(
-                REQUEST_TIMEOUT,
+                limit,
                 self.put_small(name, data.clone(), md5, precondition, writer),
             )
         };
         match attempt().await {
-            Err(_) => Err(timed_out()),
+            Err(_) => Err(timed_out(limit)),
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(e)) if is_container_not_found(&e) => {
                 self.create_container().await?;
                 match attempt().await {
-                    Err(_) => Err(timed_out()),
+                    Err(_) => Err(timed_out(limit)),
                     Ok(result) => result.map_err(map_error),
                 }
             }
@@ -452,8 +453,8 @@ impl Remote for AzureRemote {
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
         let client = self.blob_client(name)?;
         let response =
-            match tokio::time::timeout(REQUEST_TIMEOUT, client.get_properties(None)).await {
-                Err(_) => return Err(timed_out()),
+            match tokio::time::timeout(timeouts::ANSWER, client.get_properties(None)).await {
+                Err(_) => return Err(timed_out(timeouts::ANSWER)),
                 Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
                 Ok(Err(e)) => return Err(map_error(e)),
                 Ok(Ok(r)) => r,
@@ -505,8 +506,9 @@ impl Remote for AzureRemote {
             ..Default::default()
         };
         let result =
-            match tokio::time::timeout(REQUEST_TIMEOUT, client.download(Some(options))).await {
-                Err(_) => return Err(timed_out()),
+            match tokio::time::timeout(timeouts::SLOW_ANSWER, client.download(Some(options))).await
+            {
+                Err(_) => return Err(timed_out(timeouts::SLOW_ANSWER)),
                 Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
                 Ok(Err(e)) => return Err(map_error(e)),
                 Ok(Ok(r)) => r,
@@ -521,8 +523,8 @@ impl Remote for AzureRemote {
         let mut hasher = Md5::new();
         let mut size = 0u64;
         loop {
-            let chunk = match tokio::time::timeout(REQUEST_TIMEOUT, body.next()).await {
-                Err(_) => return Err(timed_out()),
+            let chunk = match tokio::time::timeout(timeouts::SLOW_ANSWER, body.next()).await {
+                Err(_) => return Err(timed_out(timeouts::SLOW_ANSWER)),
                 Ok(None) => break,
                 Ok(Some(Err(e))) => return Err(map_error(e)),
                 Ok(Some(Ok(chunk))) => chunk,
@@ -575,12 +577,12 @@ impl Remote for AzureRemote {
             ..Default::default()
         };
         let response = match tokio::time::timeout(
-            REQUEST_TIMEOUT,
+            timeouts::SLOW_ANSWER,
             client.start_copy_from_url(source, Some(options)),
         )
         .await
         {
-            Err(_) => return Err(timed_out()),
+            Err(_) => return Err(timed_out(timeouts::SLOW_ANSWER)),
             // The source is gone: it is not the version we were to keep.
             Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => {
                 return Err(if is_container_not_found(&e) {
@@ -609,8 +611,8 @@ impl Remote for AzureRemote {
             Precondition::IfAbsent => options.if_none_match = Some(Etag::from("*")),
             Precondition::None => {}
         }
-        match tokio::time::timeout(REQUEST_TIMEOUT, client.delete(Some(options))).await {
-            Err(_) => Err(timed_out()),
+        match tokio::time::timeout(timeouts::ANSWER, client.delete(Some(options))).await {
+            Err(_) => Err(timed_out(timeouts::ANSWER)),
             Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => Ok(()),
             Ok(Err(e)) => match map_error(e) {
                 // Some services answer a conditional delete of a missing blob with 412.
@@ -626,12 +628,12 @@ impl AzureRemote {
     /// Poll a pending copy until it ends; a failed or aborted copy is an error.
     async fn wait_for_copy(&self, name: &str) -> Result<(), RemoteError> {
         let client = self.blob_client(name)?;
-        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + 5 * timeouts::SLOW_ANSWER;
         let mut delay = Duration::from_millis(50);
         loop {
-            let response = tokio::time::timeout(REQUEST_TIMEOUT, client.get_properties(None))
+            let response = tokio::time::timeout(timeouts::ANSWER, client.get_properties(None))
                 .await
-                .map_err(|_| timed_out())?
+                .map_err(|_| timed_out(timeouts::ANSWER))?
                 .map_err(map_error)?;
             match response.copy_status().ok().flatten() {
                 None | Some(CopyStatus::Success) => return Ok(()),
@@ -698,11 +700,11 @@ fn sdk_error(e: RemoteError) -> azure_core::Error {
     azure_core::Error::with_message(ErrorKind::Other, e.to_string())
 }
 
-fn timed_out() -> RemoteError {
+fn timed_out(limit: Duration) -> RemoteError {
     RemoteError::Unreachable {
         message: format!(
-            "no answer from the service within {} s",
-            REQUEST_TIMEOUT.as_secs()
+            "timed out: no answer from the service within {} s",
+            limit.as_secs()
         ),
     }
 }

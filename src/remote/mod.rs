@@ -13,6 +13,7 @@ pub mod location;
 pub mod memory;
 pub mod retry;
 pub mod shared_key;
+pub mod timeouts;
 
 use async_trait::async_trait;
 use content::{Content, ContentError};

@@ -52,7 +52,21 @@ impl RetryPolicy {
     }
 
     /// Run `op` until it succeeds, fails for good, or the attempts are used up.
-    pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, RemoteError>
+    pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, RemoteError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, RemoteError>>,
+    {
+        self.run_observed(op, |_| {}).await
+    }
+
+    /// [`run`](Self::run), telling `on_retry` about each failure that is tried again
+    /// (so a hung service is reported at its first timeout, not after the last).
+    pub async fn run_observed<T, F, Fut>(
+        &self,
+        mut op: F,
+        on_retry: impl Fn(&RemoteError),
+    ) -> Result<T, RemoteError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RemoteError>>,
@@ -70,6 +84,7 @@ impl RetryPolicy {
                         RemoteError::Transient { retry_after, .. } => *retry_after,
                         _ => None,
                     };
+                    on_retry(&e);
                     let delay = self.delay(failures, retry_after, rand::random::<f64>());
                     tracing::debug!(error = %e, failures, ?delay, "transient error, retrying");
                     tokio::time::sleep(delay).await;
