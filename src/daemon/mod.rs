@@ -13,6 +13,7 @@ pub mod control;
 pub mod lock;
 pub mod queue;
 pub mod queue_task;
+pub mod reach;
 pub mod sd_notify;
 pub mod watch;
 pub mod worker;
