@@ -124,8 +124,10 @@ mod tests {
 
     #[test]
     fn every_metric_has_help_and_type_and_the_verdict_is_a_gauge() {
-        let mut s = Status::default();
-        s.pending_paths = 3;
+        let mut s = Status {
+            pending_paths: 3,
+            ..Default::default()
+        };
         s.worker.pushes = 7;
         s.verdict = Some(crate::protocol::Verdict {
             state: crate::protocol::VerdictState::BackedUp,
