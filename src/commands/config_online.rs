@@ -130,7 +130,12 @@ pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, CliError
         }
         _ => {}
     }
-    if write_test && code == exit::OK {
+    if write_test && code == exit::OK && !container_exists {
+        // Writing would create the container: a typo in its name would become real.
+        println!(
+            "can write      not tested: the container does not exist yet (the first push creates it)"
+        );
+    } else if write_test && code == exit::OK {
         match write_probe(remote.as_ref()).await {
             Ok(()) => println!("can write      yes (a probe blob was written and deleted)"),
             Err(RemoteError::Auth { message }) => {
@@ -214,10 +219,14 @@ fn probe_failure(
             println!("reachable      yes");
             println!("authenticated  NO: {message}");
             let source = remote.credential_source();
+            // "the service refused the credentials (HTTP 403 …)": keep only the status.
+            let detail = message
+                .strip_prefix("the service refused the credentials ")
+                .map_or_else(|| format!("({message})"), str::to_string);
             CliError::new(
                 exit::AUTH,
                 format!(
-                    "the remote refused the credentials from {source} ({message}): {}",
+                    "the remote refused the credentials from {source} {detail}: {}",
                     crate::push::auth_hint(&source)
                 ),
             )
