@@ -22,7 +22,6 @@ pub struct VerifyReport {
     pub unreadable: Vec<FileFailure>,
     /// Paths that differ because another writer changed them too (the index flags them,
     /// or a conflict copy of them is on the remote): `push --all` does not resolve these.
-    #[serde(default)]
     pub conflicts: Vec<String>,
 }
 

@@ -326,8 +326,12 @@ fn status(ctx: &ControlContext) -> crate::protocol::Status {
     let (watch, issue) = watch_summary(&health, worker.watch_limited.as_deref());
     // The oldest of what the queue holds and what waits in the worker: a path pending
     // anywhere has an age.
+    let handed = (ctx.handed_over.load(Ordering::Relaxed) > 0)
+        .then_some(queue.handed_since)
+        .flatten();
     let oldest = [
         queue.oldest.map(|t| t.elapsed()),
+        handed.map(|t| t.elapsed()),
         worker.pending_since_at.map(|t| t.elapsed()),
     ]
     .into_iter()
