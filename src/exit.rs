@@ -1,6 +1,7 @@
 //! The exit codes of every command, in one place: 0 ok, 1 some files failed (or the
 //! remote could not be reached), 2 bad usage or configuration, 3 no daemon, 4 the remote
-//! refused the credentials. Each error type says which it means; the front ends only pass
+//! refused the credentials, 5 the SAS token has expired, 6 the credentials are accepted
+//! but may not write (`config check --online`). Each error type says which it means; the front ends only pass
 //! the code on.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -13,6 +14,10 @@ pub enum ExitCode {
     Usage,
     NoDaemon,
     Auth,
+    /// The SAS token's expiry (`se`) has passed.
+    CredentialsExpired,
+    /// The credentials are accepted but lack a permission devlogd needs (a read-only SAS).
+    NoWritePermission,
     /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
     Interrupted,
 }
@@ -22,6 +27,8 @@ pub const FILES_FAILED: ExitCode = ExitCode::FilesFailed;
 pub const USAGE: ExitCode = ExitCode::Usage;
 pub const NO_DAEMON: ExitCode = ExitCode::NoDaemon;
 pub const AUTH: ExitCode = ExitCode::Auth;
+pub const CREDENTIALS_EXPIRED: ExitCode = ExitCode::CredentialsExpired;
+pub const NO_WRITE_PERMISSION: ExitCode = ExitCode::NoWritePermission;
 pub const INTERRUPTED: ExitCode = ExitCode::Interrupted;
 
 impl ExitCode {
@@ -33,6 +40,8 @@ impl ExitCode {
             ExitCode::Usage => 2,
             ExitCode::NoDaemon => 3,
             ExitCode::Auth => 4,
+            ExitCode::CredentialsExpired => 5,
+            ExitCode::NoWritePermission => 6,
             ExitCode::Interrupted => 130,
         }
     }
@@ -44,6 +53,8 @@ impl ExitCode {
             1 => ExitCode::FilesFailed,
             3 => ExitCode::NoDaemon,
             4 => ExitCode::Auth,
+            5 => ExitCode::CredentialsExpired,
+            6 => ExitCode::NoWritePermission,
             130 => ExitCode::Interrupted,
             _ => ExitCode::Usage,
         }
@@ -69,7 +80,16 @@ mod tests {
 
     #[test]
     fn codes_round_trip_as_numbers() {
-        for c in [OK, FILES_FAILED, USAGE, NO_DAEMON, AUTH, INTERRUPTED] {
+        for c in [
+            OK,
+            FILES_FAILED,
+            USAGE,
+            NO_DAEMON,
+            AUTH,
+            CREDENTIALS_EXPIRED,
+            NO_WRITE_PERMISSION,
+            INTERRUPTED,
+        ] {
             assert_eq!(ExitCode::from_code(c.code()), c);
             let json = serde_json::to_string(&c).unwrap();
             assert_eq!(json, c.code().to_string());

@@ -15,14 +15,16 @@
 //! 5. filter
 //! 6. scan
 //! 7. plan
-//! 8. push, restore
+//! 8. conflicts, push, restore
 //! 9. protocol, session, verify
-//! 10. daemon, ui
-//! 11. commands
+//! 10. verdict
+//! 11. daemon, ui
+//! 12. commands
 
 pub mod blobname;
 pub mod commands;
 pub mod config;
+pub mod conflicts;
 pub mod daemon;
 pub mod exit;
 pub mod filter;
@@ -41,4 +43,5 @@ pub mod scan;
 pub mod session;
 pub mod state;
 pub mod ui;
+pub mod verdict;
 pub mod verify;

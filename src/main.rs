@@ -66,6 +66,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the paths another writer changed too (conflict copies, flagged paths).
+    Conflicts {
+        /// Download the other writer's versions next to the local files as NAME.theirs.
+        #[arg(long)]
+        fetch: bool,
+        /// Print the report as one JSON object on stdout (also on failure).
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare every local file with the remote by MD5 (exit 1 if anything differs).
     Verify {
         /// Print the report as one JSON object on stdout (also on failure).
@@ -110,8 +119,11 @@ enum CtlCommand {
     /// What the daemon is doing: state, pending paths, last push, last error, …
     Status {
         /// Print the daemon's status as one JSON object on stdout (also on failure).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "prometheus")]
         json: bool,
+        /// Print the counters in the Prometheus text format (devlogd_ metrics).
+        #[arg(long)]
+        prometheus: bool,
     },
     /// Push now through the daemon; waits and prints the report unless --no-wait.
     Push {
@@ -162,17 +174,27 @@ enum ServiceCommand {
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate the config file and print the effective configuration (secrets as ***).
-    Check,
+    Check {
+        /// Also reach the remote with the credentials: reachable, authenticated, container
+        /// there, may write (lists one page; writes nothing).
+        #[arg(long)]
+        online: bool,
+        /// With --online: put and delete one small probe blob under the prefix.
+        #[arg(long, requires = "online")]
+        write_test: bool,
+    },
 }
 
 impl Command {
     /// Whether the command was asked for `--json` (then stdout holds one JSON object).
     fn json(&self) -> bool {
         match self {
-            Command::Push { json, .. } | Command::Verify { json } => *json,
+            Command::Push { json, .. }
+            | Command::Verify { json }
+            | Command::Conflicts { json, .. } => *json,
             Command::Ctl { command } => matches!(
                 command,
-                CtlCommand::Status { json: true } | CtlCommand::Push { json: true, .. }
+                CtlCommand::Status { json: true, .. } | CtlCommand::Push { json: true, .. }
             ),
             _ => false,
         }
@@ -215,8 +237,14 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let config = Config::load(cli.config.as_deref())?;
     match command {
         Command::Config {
-            command: ConfigCommand::Check,
-        } => commands::config_check::run(&config),
+            command: ConfigCommand::Check { online, write_test },
+        } => {
+            let code = commands::config_check::run(&config)?;
+            if !online {
+                return Ok(code);
+            }
+            runtime()?.block_on(commands::config_online::run(&config, write_test))
+        }
         Command::Push { flags, json } => {
             let args = commands::push::PushArgs { flags, json };
             runtime()?.block_on(commands::push::run(&config, &args))
@@ -244,6 +272,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Prune { json } => runtime()?.block_on(commands::prune::run(&config, json)),
         Command::Verify { json } => runtime()?.block_on(commands::verify::run(&config, json)),
+        Command::Conflicts { fetch, json } => {
+            runtime()?.block_on(commands::conflicts::run(&config, fetch, json))
+        }
         Command::Run { foreground: _ } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -278,7 +309,16 @@ fn ctl(config_path: Option<PathBuf>, command: CtlCommand) -> Result<ExitCode, Cl
     let dirs = Dirs::from_env()?;
     let config = Config::load(config_path.as_deref()).ok();
     let (cmd, json) = match command {
-        CtlCommand::Status { json } => (P::Status, json),
+        CtlCommand::Status {
+            prometheus: true, ..
+        } => {
+            return runtime()?.block_on(async {
+                let status = devlogd::commands::ctl::status(&dirs).await?;
+                print!("{}", devlogd::commands::metrics::render(&status));
+                Ok(exit::OK)
+            });
+        }
+        CtlCommand::Status { json, .. } => (P::Status, json),
         CtlCommand::Push {
             flags,
             no_wait,

@@ -252,6 +252,82 @@ pub struct WorkerStatus {
     pub retrying: Option<String>,
     #[serde(default)]
     pub retrying_since_unix: Option<i64>,
+    /// The remote for people: `Azure (container/prefix)`, `directory /srv/devlog`.
+    #[serde(default)]
+    pub remote_label: String,
+    /// What the remote is: Azure, a directory, or the built-in mirror on this disk.
+    #[serde(default)]
+    pub remote_kind: RemoteKind,
+    /// The remote answered a request since the daemon started (a push that went
+    /// through without contacting it does not count).
+    #[serde(default)]
+    pub remote_reached: bool,
+    /// Why the last attempt could not reach or use the remote, until one succeeds.
+    #[serde(default)]
+    pub remote_problem: Option<RemoteProblem>,
+    /// Unix seconds since `remote_problem` holds (a time to show).
+    #[serde(default)]
+    pub remote_problem_since_unix: Option<i64>,
+    /// Paths whose remote version belongs to another writer (the index's conflict flag).
+    #[serde(default)]
+    pub conflicts: usize,
+    /// When the SAS token in use expires (its `se` field), unix seconds.
+    #[serde(default)]
+    pub credential_expires_unix: Option<i64>,
+    /// When the oldest path waiting in the worker (or in the push running) became dirty.
+    #[serde(skip)]
+    pub pending_since_at: Option<tokio::time::Instant>,
+}
+
+/// What kind of place the journal is copied to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteKind {
+    #[default]
+    Azure,
+    /// A directory named in `remote.url` (a NAS mount, another disk).
+    Directory,
+    /// The built-in mirror (no `remote.url`): a directory on this machine's disk.
+    LocalMirror,
+}
+
+/// Why the remote could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteProblem {
+    /// The service answered 401/403 (or no token could be had).
+    CredentialsRefused,
+    /// No answer: connection refused, DNS, timeouts, 5xx past the retries.
+    Unreachable,
+}
+
+/// The one-line answer to "is my journal safe?", first in `ctl status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub state: VerdictState,
+    /// True only when every file is on a remote off this machine (or being sent there
+    /// without a problem).
+    pub safe: bool,
+    pub text: String,
+    /// Things that are fine now but will not stay so (a SAS that expires soon).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictState {
+    BackedUp,
+    BackingUp,
+    CredentialsRefused,
+    Unreachable,
+    NeverReached,
+    Paused,
+    HeldDeletes,
+    FailingFiles,
+    Conflicts,
+    LocalMirror,
+    LocalError,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,6 +374,9 @@ pub struct Status {
     pub unwatched_dirs: usize,
     pub unwatched_dirs_sample: Vec<String>,
     pub next_retry_in_s: Option<u64>,
+    /// The verdict, computed by the daemon from everything above.
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
 }
 
 impl Reply {

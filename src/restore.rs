@@ -307,6 +307,100 @@ pub async fn run(
     Ok((report, records))
 }
 
+/// Download `blob` to the new file `to_rel` below `dest`: checked against the blob's
+/// Content-MD5 and put in place atomically, never over an existing file (the name is
+/// linked into place, which fails if it exists). The bytes written.
+pub async fn fetch_new(
+    remote: &dyn Remote,
+    dest: &Beneath,
+    blob: &str,
+    to_rel: &str,
+    retry: RetryPolicy,
+) -> Result<u64, String> {
+    if !safe(to_rel) {
+        return Err(format!("{to_rel} is not a safe local name"));
+    }
+    let (parent_rel, name) = split(to_rel);
+    let parent = dest
+        .open_dir(parent_rel, true)
+        .map_err(|e| format!("cannot open its directory: {e}"))?;
+    let exists = || format!("{to_rel} already exists: left as it is (move it away to fetch again)");
+    match parent.open_file(name) {
+        Ok(_) => return Err(exists()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot check {to_rel}: {e}")),
+    }
+    let (tmp_name, fd) = loop {
+        let tmp_name = format!(".devlogd-fetch-{:016x}", rand::random::<u64>());
+        match parent.open_here(
+            &tmp_name,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        ) {
+            Ok(fd) => break (tmp_name, fd),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("cannot write: {e}")),
+        }
+    };
+    // Unlinked on every way out; the file stays only under its new name.
+    let _tmp = TempName {
+        dir: &parent,
+        name: &tmp_name,
+        placed: false,
+    };
+    let file = std::fs::File::from(fd);
+    let write_error = |e: std::io::Error| RemoteError::Permanent {
+        message: format!("cannot write: {e}"),
+    };
+    let got = retry
+        .run(|| async {
+            let mut handle = &file;
+            handle.set_len(0).map_err(write_error)?;
+            std::io::Seek::rewind(&mut handle).map_err(write_error)?;
+            let mut writer = std::io::BufWriter::with_capacity(64 * 1024, handle);
+            let found = remote.get(blob, &mut writer).await?;
+            writer.flush().map_err(write_error)?;
+            Ok(found)
+        })
+        .await;
+    let found = match got {
+        Ok(Some(b)) => b,
+        Ok(None) => return Err(format!("{blob} is no longer on the remote")),
+        Err(e) => return Err(format!("cannot download {blob}: {e}")),
+    };
+    if found.md5.is_none() {
+        return Err("the remote gave no MD5 to verify the download with".into());
+    }
+    file.sync_all()
+        .map_err(|e| format!("cannot write {to_rel}: {e}"))?;
+    link_new(&parent, &tmp_name, name).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            exists()
+        } else {
+            format!("cannot write {to_rel}: {e}")
+        }
+    })?;
+    Ok(found.size)
+}
+
+/// `linkat` within one directory: fails with `AlreadyExists` instead of replacing.
+fn link_new(dir: &Beneath, from: &str, to: &str) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let c = |s: &str| {
+        std::ffi::CString::new(s)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    let fd = dir.fd().as_raw_fd();
+    // SAFETY: both names are NUL-terminated and the descriptor is open for the call.
+    let rc = unsafe { libc::linkat(fd, from.as_ptr(), fd, to.as_ptr(), 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// `20261129T090539Z`, for `.local-<time>` copies.
 fn local_copy_stamp(t: OffsetDateTime) -> String {
     history::stamp(t)

@@ -39,6 +39,19 @@ impl Session {
     }
 
     /// The state index of this configuration's remote.
+    /// Paths the state index flags as conflicts; none when there is no index yet (nothing
+    /// is created to find out) or it cannot be read.
+    pub fn conflict_paths(&self) -> Vec<String> {
+        let config = &self.config;
+        let identity = config.remote.identity();
+        if !StateIndex::path_for(config.state_dir(), &identity).exists() {
+            return Vec::new();
+        }
+        StateIndex::open(config.state_dir(), &identity)
+            .and_then(|s| s.conflict_paths())
+            .unwrap_or_default()
+    }
+
     pub fn open_index(&self, damaged: DamagedIndex) -> Result<StateIndex, Failure> {
         let config = &self.config;
         let identity = config.remote.identity();

@@ -298,6 +298,17 @@ impl StateIndex {
             .map(|n| n as u64)
             .map_err(|e| classify(&self.path, e))
     }
+
+    /// Paths whose remote blob belongs to another writer (a conflict not resolved yet).
+    pub fn conflict_paths(&self) -> Result<Vec<String>, StateError> {
+        let err = |e| classify(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path FROM files WHERE conflict != 0 ORDER BY path")
+            .map_err(err)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
 }
 
 fn row_to_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, IndexEntry)> {

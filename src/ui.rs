@@ -128,6 +128,13 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
         }
     } else {
         let _ = writeln!(out, "Pushed {root} → {remote}");
+        if let Some(container) = &report.created_container {
+            let _ = writeln!(
+                out,
+                "  created container {} (it did not exist; check the name if you expected it to)",
+                printable(container)
+            );
+        }
         let _ = writeln!(
             out,
             "  uploaded    {} ({})",
@@ -219,6 +226,13 @@ pub fn verify_summary(report: &VerifyReport, root: &str, remote: &str) -> String
     for p in &report.differs {
         let _ = writeln!(out, "  differs            {}", printable(p));
     }
+    for p in &report.conflicts {
+        let _ = writeln!(
+            out,
+            "  conflict           {} (another writer changed it too)",
+            printable(p)
+        );
+    }
     for p in &report.missing_on_remote {
         let _ = writeln!(out, "  missing on remote  {}", printable(p));
     }
@@ -235,18 +249,25 @@ pub fn verify_summary(report: &VerifyReport, root: &str, remote: &str) -> String
     }
     let _ = write!(
         out,
-        "{} in sync, {} differ, {} missing on remote, {} only on remote, {} unreadable",
+        "{} in sync, {} differ, {} in conflict, {} missing on remote, {} only on remote, {} unreadable",
         report.in_sync,
         report.differs.len(),
+        report.conflicts.len(),
         report.missing_on_remote.len(),
         report.only_on_remote.len(),
         report.unreadable.len()
     );
-    if !report.all_match() {
+    let repairable = !report.differs.is_empty()
+        || !report.missing_on_remote.is_empty()
+        || !report.unreadable.is_empty();
+    if repairable {
         // --all finds blobs missing or changed on the remote; --checksum finds local
-        // edits whose size and times did not move. A path that still differs afterwards
-        // was changed by another writer (a conflict copy holds ours).
-        out.push_str(": run `devlogd push --all --checksum` to repair");
+        // edits whose size and times did not move.
+        out.push_str("\nTo repair what differs: run `devlogd push --all --checksum`.");
+    }
+    if !report.conflicts.is_empty() {
+        // A push does not resolve these: another writer's version is at the path.
+        let _ = write!(out, "\nConflicts: {}.", crate::conflicts::RESOLVE_HINT);
     }
     out
 }

@@ -20,12 +20,33 @@ pub struct VerifyReport {
     pub only_on_remote: Vec<String>,
     /// Local files that could not be read.
     pub unreadable: Vec<FileFailure>,
+    /// Paths that differ because another writer changed them too (the index flags them,
+    /// or a conflict copy of them is on the remote): `push --all` does not resolve these.
+    pub conflicts: Vec<String>,
 }
 
 impl VerifyReport {
     /// True when every local file is on the remote with the same content.
     pub fn all_match(&self) -> bool {
-        self.differs.is_empty() && self.missing_on_remote.is_empty() && self.unreadable.is_empty()
+        self.differs.is_empty()
+            && self.missing_on_remote.is_empty()
+            && self.unreadable.is_empty()
+            && self.conflicts.is_empty()
+    }
+
+    /// Move the differing paths that are conflicts (`flagged` by the index, or with a
+    /// conflict copy on the remote) from `differs` to `conflicts`.
+    pub fn separate_conflicts(&mut self, flagged: &[String]) {
+        let copied: std::collections::BTreeSet<String> = self
+            .only_on_remote
+            .iter()
+            .filter_map(|n| crate::conflicts::parse_copy_name(n).map(|(path, _, _)| path))
+            .collect();
+        let (conflicts, differs) = std::mem::take(&mut self.differs)
+            .into_iter()
+            .partition(|p| copied.contains(p) || flagged.contains(p));
+        self.differs = differs;
+        self.conflicts = conflicts;
     }
 }
 

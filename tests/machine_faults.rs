@@ -364,6 +364,13 @@ fn a_remote_that_never_answers_is_reported_as_timed_out_within_seconds() {
     assert!(s["retrying_since_unix"].as_i64() > Some(0), "{s}");
     assert_ne!(s["state"], "idle", "{s}");
     assert!(s["pending_paths"].as_u64() >= Some(1), "{s}");
+    assert_eq!(s["verdict"]["safe"], false, "{s}");
+    assert!(
+        s["verdict"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("retrying since ")),
+        "{s}"
+    );
     let out = env.run_with_timeout(&["ctl", "status"], Duration::from_secs(10));
     out.assert_code(0);
     assert!(

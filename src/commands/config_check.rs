@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 pub fn run(config: &Config) -> Result<ExitCode, CliError> {
     filter_for(config)?;
     let mut credential_problem = None;
+    let mut credential_used = None;
     let mut out = String::new();
     let file_note = if config.file_exists {
         "ok"
@@ -64,7 +65,10 @@ pub fn run(config: &Config) -> Result<ExitCode, CliError> {
                 .map_err(|m| crate::remote::RemoteError::Permanent { message: m })
                 .and_then(|f| credential::resolve(location, config.auth, &f))
             {
-                Ok(c) => format!("{} (value ***)", c.source()),
+                Ok(c) => {
+                    credential_used = Some(c.source().to_string());
+                    format!("{} (value ***)", c.source())
+                }
                 Err(e) => {
                     credential_problem = Some(e.to_string());
                     format!("none usable: {e}")
@@ -118,6 +122,13 @@ pub fn run(config: &Config) -> Result<ExitCode, CliError> {
             " (none)"
         }
     );
+    for warning in super::config_online::unused_azure_variables(
+        &config.remote,
+        credential_used.as_deref(),
+        &|name| std::env::var(name).ok(),
+    ) {
+        let _ = write!(out, "\nWARNING: {warning}");
+    }
     println!("{out}");
     match credential_problem {
         Some(problem) => Err(CliError::new(super::exit::USAGE, problem)),

@@ -6,7 +6,7 @@ use crate::commands::{CliError, exit};
 use crate::config::{Config, Dirs};
 use crate::daemon::control::socket_path_in;
 use crate::exit::ExitCode;
-use crate::protocol::{Command, Line, Reply, Request};
+use crate::protocol::{Command, Line, RemoteKind, Reply, Request};
 use crate::ui::{self, Progress};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -19,6 +19,31 @@ pub async fn run(
     cmd: Command,
     json: bool,
 ) -> Result<ExitCode, CliError> {
+    let progress = Progress::new(json);
+    let reply = exchange(dirs, &cmd, &progress).await?;
+    progress.finish();
+    let printed_json = print_reply(config, &cmd, &reply, json);
+    if let (false, Some(error)) = (reply.ok, &reply.error) {
+        let e = CliError::new(reply.code, error.clone());
+        return Err(if printed_json { e.json_printed() } else { e });
+    }
+    Ok(reply.code)
+}
+
+/// The daemon's status (for `service status` and `ctl status --prometheus`).
+pub async fn status(dirs: &Dirs) -> Result<Box<crate::protocol::Status>, CliError> {
+    let reply = exchange(dirs, &Command::Status, &Progress::new(true)).await?;
+    match (reply.status, reply.error) {
+        (Some(status), _) => Ok(status),
+        (None, error) => Err(CliError::new(
+            reply.code,
+            error.unwrap_or_else(|| "devlogd answered without a status".into()),
+        )),
+    }
+}
+
+/// Send `cmd`, show the progress it streams, return the final reply.
+async fn exchange(dirs: &Dirs, cmd: &Command, progress: &Progress) -> Result<Reply, CliError> {
     let path = socket_path_in(dirs);
     check_socket_dir(&path)?;
     let stream = UnixStream::connect(&path).await.map_err(|_| {
@@ -39,7 +64,6 @@ pub async fn run(
         )
     };
     write.write_all(line.as_bytes()).await.map_err(lost)?;
-    let progress = Progress::new(json);
     let mut lines = BufReader::new(read).lines();
     let reply = loop {
         let Some(text) = lines.next_line().await.map_err(lost)? else {
@@ -59,13 +83,7 @@ pub async fn run(
             }
         }
     };
-    progress.finish();
-    let printed_json = print_reply(config, &cmd, &reply, json);
-    if let (false, Some(error)) = (reply.ok, &reply.error) {
-        let e = CliError::new(reply.code, error.clone());
-        return Err(if printed_json { e.json_printed() } else { e });
-    }
-    Ok(reply.code)
+    Ok(reply)
 }
 
 /// The socket's directory must be ours and private: anyone who could create files in it
@@ -190,7 +208,14 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    let mut lines = vec![
+    let mut lines = Vec::new();
+    if let Some(v) = &s.verdict {
+        lines.push(v.text.clone());
+        for warning in &v.warnings {
+            lines.push(format!("WARNING: {warning}"));
+        }
+    }
+    lines.extend([
         format!(
             "devlogd {} (pid {}), up {}",
             s.version,
@@ -199,9 +224,19 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
         ),
         format!("state          {state}"),
         format!("root           {}", w.root),
-        format!("remote         {}", w.remote),
-        format!("credential     {}", w.credential),
-    ];
+    ]);
+    match w.remote_kind {
+        RemoteKind::Azure => {
+            lines.push(format!("remote         {}", w.remote));
+            lines.push(format!("credential     {}", w.credential));
+        }
+        // A directory needs no credential: its files are guarded by their permissions.
+        RemoteKind::Directory => lines.push(format!("remote         {}", w.remote)),
+        RemoteKind::LocalMirror => lines.push(format!(
+            "remote         {} (the built-in mirror, on this machine's disk)",
+            w.remote
+        )),
+    }
     let oldest = s
         .pending_oldest_ms
         .map(|ms| format!(", oldest {:.1} s", ms as f64 / 1000.0))
@@ -262,6 +297,12 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
         lines.push(format!(
             "deletes HELD   {} file(s) deleted locally, more than one pass may delete (mass-delete guard): run `devlogd ctl push --allow-deletes` to delete them remotely (their last content stays in the history)",
             w.held_deletes
+        ));
+    }
+    if w.conflicts > 0 {
+        lines.push(format!(
+            "conflicts      {} path(s) another writer changed too: run `devlogd conflicts`",
+            w.conflicts
         ));
     }
     if let Some(r) = s.next_retry_in_s {

@@ -2,9 +2,12 @@
 //! Library errors become one clear [`CliError`] line here (ripgrep's model).
 
 pub mod config_check;
+pub mod config_online;
+pub mod conflicts;
 pub mod ctl;
 pub mod docs;
 pub mod history;
+pub mod metrics;
 pub mod prune;
 pub mod push;
 pub mod restore;

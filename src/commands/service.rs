@@ -627,6 +627,16 @@ pub async fn status(
 ) -> Result<ExitCode, CliError> {
     let manager = Manager::native();
     let file = service_file(dirs, manager);
+    // The verdict first: whether the journal is safe is the question.
+    let daemon = crate::commands::ctl::status(dirs).await;
+    match &daemon {
+        Ok(status) => {
+            if let Some(v) = &status.verdict {
+                println!("{}", v.text);
+            }
+        }
+        Err(e) => println!("NOT BACKING UP: {}", e.message),
+    }
     println!(
         "service file   {}{}",
         file.display(),
@@ -663,15 +673,11 @@ pub async fn status(
         Err(e) => println!("cannot run {}: {e}", query[0]),
     }
     println!("--- devlogd ctl status ---");
-    match crate::commands::ctl::run(
-        dirs,
-        config.as_ref().ok(),
-        crate::protocol::Command::Status,
-        false,
-    )
-    .await
-    {
-        Ok(code) => Ok(code),
+    match daemon {
+        Ok(status) => {
+            println!("{}", crate::commands::ctl::status_text(&status));
+            Ok(crate::exit::OK)
+        }
         Err(e) => {
             println!("{}", e.message);
             Ok(e.code)

@@ -7,9 +7,10 @@ use crate::remote::RemoteError;
 use crate::ui;
 
 pub async fn run(config: &Config, json: bool) -> Result<ExitCode, CliError> {
-    let crate::session::Session { filter, remote, .. } =
-        crate::session::Session::open(config.clone())?;
-    let report = crate::verify::verify(&config.root, &filter, remote.as_ref())
+    let session = crate::session::Session::open(config.clone())?;
+    let flagged = session.conflict_paths();
+    let crate::session::Session { filter, remote, .. } = session;
+    let mut report = crate::verify::verify(&config.root, &filter, remote.as_ref())
         .await
         .map_err(|e| match e {
             RemoteError::Auth { message } => CliError::new(
@@ -26,6 +27,7 @@ pub async fn run(config: &Config, json: bool) -> Result<ExitCode, CliError> {
                 format!("cannot list {}: {e}", remote.describe()),
             ),
         })?;
+    report.separate_conflicts(&flagged);
     if json {
         println!("{}", super::to_json(&report));
     } else {

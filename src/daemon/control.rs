@@ -324,14 +324,27 @@ fn status(ctx: &ControlContext) -> crate::protocol::Status {
     let queued = queue.pending + ctx.handed_over.load(Ordering::Relaxed);
     let health = ctx.watch_health.health();
     let (watch, issue) = watch_summary(&health, worker.watch_limited.as_deref());
-    crate::protocol::Status {
+    // The oldest of what the queue holds and what waits in the worker: a path pending
+    // anywhere has an age.
+    let handed = (ctx.handed_over.load(Ordering::Relaxed) > 0)
+        .then_some(queue.handed_since)
+        .flatten();
+    let oldest = [
+        queue.oldest.map(|t| t.elapsed()),
+        handed.map(|t| t.elapsed()),
+        worker.pending_since_at.map(|t| t.elapsed()),
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+    let mut status = crate::protocol::Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
         uptime_s: ctx.started.elapsed().as_secs(),
         socket: ctx.socket.display().to_string(),
         queued_paths: queued,
         pending_paths: queued + worker.waiting_paths + worker.in_flight_paths,
-        pending_oldest_ms: queue.oldest.map(|t| t.elapsed().as_millis() as u64),
+        pending_oldest_ms: oldest.map(|d| d.as_millis() as u64),
         // Ages from the monotonic clock: a wall clock stepped back must not make them
         // negative (or a step forward make them huge).
         last_success_age_s: worker.last_success_at.map(|t| t.elapsed().as_secs() as i64),
@@ -351,7 +364,10 @@ fn status(ctx: &ControlContext) -> crate::protocol::Status {
                 .as_secs()
         }),
         worker,
-    }
+        verdict: None,
+    };
+    status.verdict = Some(crate::verdict::of(&status, super::worker::unix_now()));
+    status
 }
 
 /// Unwatchable directories named in the status.

@@ -15,6 +15,7 @@ pub mod inotify;
 pub mod lock;
 pub mod queue;
 pub mod queue_task;
+pub mod reach;
 pub mod sd_notify;
 pub mod watch;
 pub mod worker;

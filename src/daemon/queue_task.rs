@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 pub struct QueueStatus {
     pub pending: usize,
     pub oldest: Option<Instant>,
+    /// When the oldest path handed to the worker and not yet taken became dirty (read
+    /// only while the shared handed-over count is above 0).
+    pub handed_since: Option<Instant>,
 }
 
 /// Settings the queue task needs, replaced on reload.
@@ -36,6 +39,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut queue = DirtyQueue::new(settings.debounce, settings.max_delay);
+    let mut handed_since: Option<Instant> = None;
     loop {
         let deadline = queue.next_deadline();
         tokio::select! {
@@ -60,8 +64,13 @@ pub async fn run(
                 }
             }
             _ = sleep_until(deadline), if deadline.is_some() => {
+                let oldest = queue.oldest();
                 let ready = queue.take_ready(Instant::now());
                 if !ready.is_empty() {
+                    if handed_over.load(Ordering::Relaxed) == 0 {
+                        handed_since = None;
+                    }
+                    handed_since = handed_since.or(oldest);
                     // Counted from here until the worker takes the batch (it may be pushing).
                     handed_over.fetch_add(ready.len(), Ordering::Relaxed);
                     if worker.send(WorkerCmd::Batch(ready)).await.is_err() {
@@ -77,6 +86,7 @@ pub async fn run(
         status.send_replace(QueueStatus {
             pending: queue.len(),
             oldest: queue.oldest(),
+            handed_since,
         });
     }
 }

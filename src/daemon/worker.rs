@@ -236,7 +236,10 @@ impl Worker {
             });
         self.pending.extend(paths);
         let waiting = self.waiting_count();
-        self.status.send_modify(|s| s.waiting_paths = waiting);
+        self.status.send_modify(|s| {
+            s.waiting_paths = waiting;
+            s.pending_since_at.get_or_insert_with(Instant::now);
+        });
     }
 
     /// Merge batches already waiting in the channel; keep anything else for later, in order.
@@ -325,6 +328,9 @@ impl Worker {
             s.waiting_paths = failed_waiting;
             s.in_flight_paths = in_flight;
             s.full_pass_running = full;
+            if in_flight > 0 {
+                s.pending_since_at.get_or_insert_with(Instant::now);
+            }
         });
         let request = PushRequest::default();
         let result = self
@@ -462,7 +468,12 @@ impl Worker {
             }
             progress(event);
         };
-        let result = push::run(ctx, &options, &counting).await;
+        let mut result = push::run(ctx, &options, &counting).await;
+        // A push that sent nothing never asked the remote: it is not a success until the
+        // remote has answered once.
+        if !request.dry_run && !self.status.borrow().remote_reached {
+            result = super::reach::confirm(self.setup.remote.as_ref(), result).await;
+        }
         // History retention: at most once a day, after a full pass that went through.
         if full && !request.dry_run && result.as_ref().is_ok_and(|r| r.is_clean()) {
             let config = &self.setup.config;
@@ -482,6 +493,8 @@ impl Worker {
             }
         }
         let files_in_index = self.setup.state.count().unwrap_or(0);
+        let conflicts = self.setup.state.conflict_paths().map_or(0, |c| c.len());
+        let reach = super::reach::Reach::of(&result, request.dry_run);
         let (report, outcome) = match result {
             Ok(report) => (Some(report.clone()), Ok(report)),
             Err(e) => {
@@ -509,6 +522,9 @@ impl Worker {
             for c in &report.conflicts {
                 tracing::warn!(path = %c.path, action = %c.action, copy = ?c.copy, "conflict");
             }
+            if let Some(container) = &report.created_container {
+                tracing::info!(%container, "created container {container} on the remote");
+            }
             if report.uploaded > 0 {
                 tracing::info!(
                     uploaded = report.uploaded,
@@ -528,6 +544,8 @@ impl Worker {
             s.in_flight_paths = 0;
             s.full_pass_running = false;
             s.files_in_index = files_in_index;
+            s.conflicts = conflicts;
+            reach.apply(s);
             if let Some(r) = &report {
                 if !r.dry_run {
                     s.files_uploaded += r.uploaded;
@@ -709,6 +727,9 @@ impl Worker {
             s.in_flight_paths = 0;
             s.full_pass_running = false;
             s.next_retry = next_retry;
+            if waiting == 0 {
+                s.pending_since_at = None;
+            }
         });
         self.sd_status();
     }
@@ -718,11 +739,24 @@ impl Worker {
         let remote = self.setup.remote.describe();
         let credential = self.setup.remote.credential_source();
         let files = self.setup.state.count().unwrap_or(0);
+        let conflicts = self.setup.state.conflict_paths().map_or(0, |c| c.len());
+        let (kind, label) = super::reach::describe(&self.setup.config.remote);
+        let expires = self.setup.remote.sas().and_then(|s| s.expires_unix);
         self.status.send_modify(|s| {
+            if s.remote != remote {
+                // Another remote (a reload): nothing is known of it yet.
+                s.remote_reached = false;
+                s.remote_problem = None;
+                s.remote_problem_since_unix = None;
+            }
             s.root = root;
             s.remote = remote;
             s.credential = credential;
             s.files_in_index = files;
+            s.conflicts = conflicts;
+            s.remote_kind = kind;
+            s.remote_label = label;
+            s.credential_expires_unix = expires;
         });
     }
 

@@ -283,3 +283,58 @@ async fn a_failed_file_backing_off_does_not_hold_back_new_changes() {
     })
     .await;
 }
+
+/// A rescan with nothing to send asks the remote nothing: that is not a success while the
+/// remote has never answered (the status once said "last success 9 s ago" = the uptime).
+#[tokio::test(start_paused = true)]
+async fn a_push_that_sent_nothing_is_no_success_until_the_remote_answered() {
+    let w = World::new();
+    w.remote.fail_next(
+        1,
+        RemoteError::Unreachable {
+            message: "connection refused".into(),
+        },
+    );
+    w.tx.send(WorkerCmd::Rescan(super::watch::RescanReason::Scheduled))
+        .await
+        .unwrap();
+    let s = w.until("offline", |s| s.state == State::Offline).await;
+    assert!(s.last_success_unix.is_none(), "{s:?}");
+    assert!(s.last_success_at.is_none(), "{s:?}");
+    assert!(!s.remote_reached, "{s:?}");
+    assert_eq!(
+        s.remote_problem,
+        Some(crate::protocol::RemoteProblem::Unreachable),
+        "{s:?}"
+    );
+    // The retry reaches it: now it is a success.
+    let s = w
+        .until("reached and idle", |s| {
+            s.state == State::Idle && s.remote_reached
+        })
+        .await;
+    assert!(s.last_success_at.is_some(), "{s:?}");
+    assert_eq!(s.remote_problem, None, "{s:?}");
+}
+
+/// Refused credentials are told apart from an unreachable remote.
+#[tokio::test(start_paused = true)]
+async fn refused_credentials_are_a_problem_of_their_own() {
+    let w = World::new();
+    w.remote.fail_next(
+        1,
+        RemoteError::Auth {
+            message: "HTTP 403 AuthenticationFailed".into(),
+        },
+    );
+    w.tx.send(WorkerCmd::Rescan(super::watch::RescanReason::Scheduled))
+        .await
+        .unwrap();
+    let s = w.until("refused", |s| s.remote_problem.is_some()).await;
+    assert_eq!(
+        s.remote_problem,
+        Some(crate::protocol::RemoteProblem::CredentialsRefused),
+        "{s:?}"
+    );
+    assert!(s.last_success_at.is_none(), "{s:?}");
+}

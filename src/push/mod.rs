@@ -181,7 +181,8 @@ pub async fn run(
         };
         deleter.run(deletes, state, &mut report).await?;
     }
-    let report = report.finished(started);
+    let mut report = report.finished(started);
+    report.created_container = remote.take_created_container();
     if let Some(detail) = stopped.auth {
         return Err(PushError::Auth {
             remote: remote.describe(),

@@ -37,6 +37,9 @@ pub struct PushReport {
     /// by a push with `--allow-deletes`.
     #[serde(default)]
     pub held_deletes: Vec<String>,
+    /// The container this push created (it did not exist: a new remote, or a typo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_container: Option<String>,
     pub duration_ms: u64,
 }
 

@@ -66,6 +66,8 @@ pub struct AzureRemote {
     container: BlobContainerClient,
     /// Set once the container is known to exist (or was created by us).
     container_created: Mutex<bool>,
+    /// The container we created, until [`Remote::take_created_container`] says so.
+    created_note: std::sync::Mutex<Option<String>>,
 }
 
 impl AzureRemote {
@@ -107,6 +109,7 @@ impl AzureRemote {
             blob_options,
             container,
             container_created: Mutex::new(false),
+            created_note: std::sync::Mutex::new(None),
         })
     }
 
@@ -150,6 +153,9 @@ impl AzureRemote {
         match self.container.create(None).await {
             Ok(_) => {
                 tracing::info!(container = %self.container_url, "created the container");
+                if let Ok(mut note) = self.created_note.lock() {
+                    *note = Some(self.location.container.clone());
+                }
             }
             Err(e) if e.http_status() == Some(StatusCode::Conflict) => {}
             Err(e) => {
@@ -412,6 +418,21 @@ impl Remote for AzureRemote {
 
     fn credential_source(&self) -> String {
         self.credential.source().to_string()
+    }
+
+    async fn probe(&self) -> Result<super::Probe, RemoteError> {
+        super::azure_probe::probe(&self.container, &self.location.prefix).await
+    }
+
+    fn sas(&self) -> Option<super::sas::SasInfo> {
+        match &self.credential {
+            Credential::Sas { token, .. } => Some(super::sas::SasInfo::parse(token.expose())),
+            _ => None,
+        }
+    }
+
+    fn take_created_container(&self) -> Option<String> {
+        self.created_note.lock().ok().and_then(|mut n| n.take())
     }
 
     fn name_prefix(&self) -> String {

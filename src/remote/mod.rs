@@ -5,6 +5,7 @@
 //! is worth retrying; the push pipeline owns retries, back-off and conflict policy.
 
 pub mod azure;
+mod azure_probe;
 pub mod content;
 pub mod credential;
 pub mod directory;
@@ -12,6 +13,7 @@ pub mod history_name;
 pub mod location;
 pub mod memory;
 pub mod retry;
+pub mod sas;
 pub mod shared_key;
 pub mod timeouts;
 
@@ -176,6 +178,13 @@ impl RemoteError {
     }
 }
 
+/// What a probe of the remote found (it answered, with these credentials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// False when the service says the container does not exist (a push creates it).
+    pub container_exists: bool,
+}
+
 /// What a successful write returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutOutcome {
@@ -238,4 +247,23 @@ pub trait Remote: Send + Sync {
     /// Remove `name` if `precondition` holds ([`RemoteError::Conflict`] otherwise); a
     /// blob that is already gone is not an error.
     async fn delete(&self, name: &str, precondition: &Precondition) -> Result<(), RemoteError>;
+
+    /// One cheap request that needs the credentials (a listing of at most one page):
+    /// whether the remote answers and accepts them. Writes nothing.
+    async fn probe(&self) -> Result<Probe, RemoteError> {
+        self.list().await.map(|_| Probe {
+            container_exists: true,
+        })
+    }
+
+    /// The SAS token in use, as far as it can be read without the service.
+    fn sas(&self) -> Option<sas::SasInfo> {
+        None
+    }
+
+    /// The container this remote created since the last call, said once (a typo in
+    /// the container name creates a new one: people must hear of it).
+    fn take_created_container(&self) -> Option<String> {
+        None
+    }
 }

@@ -571,7 +571,13 @@ pub struct BlobInfo {
 /// later: the signature is HMAC-SHA256, keyed with the base64-decoded account key, over
 /// `account \n sp \n ss \n srt \n st \n se \n sip \n spr \n sv \n ses \n`, base64-encoded.
 pub fn account_sas_signed_with(key_b64: &str) -> String {
-    let (sp, ss, srt, se, spr) = ("rwdlacup", "b", "sco", "2099-01-01T00:00:00Z", "https,http");
+    account_sas_for(key_b64, "rwdlacup", "2099-01-01T00:00:00Z")
+}
+
+/// [`account_sas_signed_with`] with the permissions `sp` (`rl`: read-only) and the expiry
+/// `se` (RFC 3339) given.
+pub fn account_sas_for(key_b64: &str, sp: &str, se: &str) -> String {
+    let (ss, srt, spr) = ("b", "sco", "https,http");
     let string_to_sign = [ACCOUNT, sp, ss, srt, "", se, "", spr, SAS_VERSION, "", ""].join("\n");
     let key = BASE64
         .decode(key_b64)

@@ -1,0 +1,292 @@
+//! `devlogd config check --online`: reach the remote with the configured credentials and
+//! say what works — reachable, authenticated, container there, may write — with one exit
+//! code per problem (README, "Exit codes"). Lists one page; writes and deletes nothing
+//! unless `--write-test` asks for one small probe blob under the prefix.
+
+use super::{CliError, exit};
+use crate::config::{Config, RemoteConfig};
+use crate::exit::ExitCode;
+use crate::remote::credential::{ACCOUNT_KEY_ENV, CONNECTION_STRING_ENV, SAS_ENV};
+use crate::remote::sas::SasInfo;
+use crate::remote::{Precondition, Remote, RemoteError};
+use crate::verdict::{expiry_warning, wall_clock};
+
+/// Azure variables devlogd reads for credentials (the Entra ones only in Entra mode).
+const STORAGE_VARIABLES: [&str; 3] = [SAS_ENV, CONNECTION_STRING_ENV, ACCOUNT_KEY_ENV];
+const ALL_AZURE_VARIABLES: [&str; 7] = [
+    SAS_ENV,
+    CONNECTION_STRING_ENV,
+    ACCOUNT_KEY_ENV,
+    crate::remote::credential::ACCOUNT_ENV,
+    crate::remote::credential::CLIENT_ID_ENV,
+    crate::remote::credential::TENANT_ID_ENV,
+    crate::remote::credential::CLIENT_SECRET_ENV,
+];
+
+/// Warnings for Azure variables that are set but not used: with a directory remote all of
+/// them; with Azure the storage credentials that lost to another source (`used`).
+pub fn unused_azure_variables(
+    remote: &RemoteConfig,
+    used: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let set = |name: &&&str| env(name).is_some_and(|v| !v.trim().is_empty());
+    match remote {
+        RemoteConfig::Directory {
+            path,
+            embedded_default,
+        } => ALL_AZURE_VARIABLES
+            .iter()
+            .filter(set)
+            .map(|name| {
+                let why = if *embedded_default {
+                    "no remote.url is configured"
+                } else {
+                    "remote.url is a directory"
+                };
+                format!(
+                    "{name} is set, but {why}: devlogd mirrors to the local directory {} and ignores it (set remote.url = \"https://ACCOUNT.blob.core.windows.net/CONTAINER\" to back up to Azure)",
+                    path.display()
+                )
+            })
+            .collect(),
+        RemoteConfig::Azure(_) => STORAGE_VARIABLES
+            .iter()
+            .filter(set)
+            .filter(|name| used.is_some_and(|u| !u.contains(**name)))
+            .map(|name| {
+                format!(
+                    "{name} is set but not used: the credential comes from {}",
+                    used.unwrap_or("elsewhere")
+                )
+            })
+            .collect(),
+    }
+}
+
+/// What the probe found, line by line, and the verdict with its exit code.
+pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, CliError> {
+    let RemoteConfig::Azure(_) = &config.remote else {
+        println!("online         the remote is a directory on this machine: nothing to reach");
+        return Ok(exit::OK);
+    };
+    let session = crate::session::Session::open(config.clone())?;
+    let remote = session.remote;
+    let now = crate::daemon::worker::unix_now();
+    let sas = remote.sas();
+    let expired_at = sas
+        .as_ref()
+        .and_then(|s| s.expires_unix)
+        .filter(|&at| at <= now);
+    let probed = remote.probe().await;
+    let container_exists = match probed {
+        Ok(p) => {
+            println!("reachable      yes");
+            println!("authenticated  yes");
+            p.container_exists
+        }
+        Err(e) => return Err(probe_failure(remote.as_ref(), e, expired_at, sas, now)),
+    };
+    if let Some(at) = expired_at {
+        // The service took it (an emulator may): it will not for long.
+        return Err(expired(at, now));
+    }
+    if container_exists {
+        println!("container      exists");
+    } else {
+        println!(
+            "container      does not exist yet: the first push creates it (check the name in remote.url: a typo makes a new container)"
+        );
+    }
+    let mut code = exit::OK;
+    let mut problem = None;
+    match sas.as_ref().and_then(SasInfo::can_write) {
+        Some(false) => {
+            println!(
+                "can write      NO: the SAS allows only sp={}",
+                sas.as_ref()
+                    .and_then(|s| s.permissions.clone())
+                    .unwrap_or_default()
+            );
+            code = exit::NO_WRITE_PERMISSION;
+            problem = Some(read_only(sas.as_ref()));
+        }
+        Some(true) if !write_test => {
+            let missing = sas
+                .as_ref()
+                .map(SasInfo::missing_for_push)
+                .unwrap_or_default();
+            if missing.is_empty() {
+                println!("can write      yes (the SAS allows it; --write-test to try)");
+            } else {
+                let missing: String = missing.into_iter().collect();
+                println!(
+                    "can write      yes, but the SAS lacks \"{missing}\" (devlogd needs racwdl: deletes and history pruning fail without d)"
+                );
+            }
+        }
+        None if !write_test => {
+            println!("can write      not tested (--write-test puts and deletes one small blob)");
+        }
+        _ => {}
+    }
+    if write_test && code == exit::OK && !container_exists {
+        // Writing would create the container: a typo in its name would become real.
+        println!(
+            "can write      not tested: the container does not exist yet (the first push creates it)"
+        );
+    } else if write_test && code == exit::OK {
+        match write_probe(remote.as_ref()).await {
+            Ok(()) => println!("can write      yes (a probe blob was written and deleted)"),
+            Err(RemoteError::Auth { message }) => {
+                println!("can write      NO: {message}");
+                code = exit::NO_WRITE_PERMISSION;
+                problem = Some(format!(
+                    "the credentials can list but cannot write ({message}): give them write permission (a SAS needs racwdl)"
+                ));
+            }
+            Err(e) => {
+                println!("can write      NO: {e}");
+                code = exit::FILES_FAILED;
+                problem = Some(format!("the write test failed: {e}"));
+            }
+        }
+    }
+    if let Some(at) = sas.as_ref().and_then(|s| s.expires_unix) {
+        println!("expires        {}", wall_clock(at, now));
+        if let Some(warning) = expiry_warning(Some(at), now) {
+            println!("WARNING: {warning}");
+        }
+    }
+    match problem {
+        Some(message) => Err(CliError::new(code, message)),
+        None => {
+            println!(
+                "online         OK: devlogd can back up to {}",
+                remote.describe()
+            );
+            Ok(code)
+        }
+    }
+}
+
+fn expired(at: i64, now: i64) -> CliError {
+    CliError::new(
+        exit::CREDENTIALS_EXPIRED,
+        format!(
+            "the SAS token expired at {} ({} ago): make a new one with a later expiry (se)",
+            wall_clock(at, now),
+            crate::verdict::duration((now - at) as u64)
+        ),
+    )
+}
+
+fn read_only(sas: Option<&SasInfo>) -> String {
+    format!(
+        "the credentials can read and list but cannot write: the SAS allows only sp={}; devlogd needs racwdl (read, add, create, write, delete, list)",
+        sas.and_then(|s| s.permissions.clone()).unwrap_or_default()
+    )
+}
+
+/// Why the probe failed, as the one line and exit code of its kind.
+fn probe_failure(
+    remote: &dyn Remote,
+    e: RemoteError,
+    expired_at: Option<i64>,
+    sas: Option<SasInfo>,
+    now: i64,
+) -> CliError {
+    match e {
+        RemoteError::Auth { .. } if expired_at.is_some() => {
+            println!("reachable      yes");
+            println!("authenticated  NO: the SAS token has expired");
+            expired(expired_at.unwrap_or(now), now)
+        }
+        RemoteError::Auth { message } if message.contains("AuthorizationPermissionMismatch") => {
+            println!("reachable      yes");
+            println!("authenticated  yes, but may not list: {message}");
+            CliError::new(
+                exit::NO_WRITE_PERMISSION,
+                format!(
+                    "the credentials are accepted but lack a permission devlogd needs ({message}){}: devlogd needs racwdl (read, add, create, write, delete, list)",
+                    sas.and_then(|s| s.permissions)
+                        .map(|p| format!("; the SAS allows sp={p}"))
+                        .unwrap_or_default()
+                ),
+            )
+        }
+        RemoteError::Auth { message } => {
+            println!("reachable      yes");
+            println!("authenticated  NO: {message}");
+            let source = remote.credential_source();
+            // "the service refused the credentials (HTTP 403 …)": keep only the status.
+            let detail = message
+                .strip_prefix("the service refused the credentials ")
+                .map_or_else(|| format!("({message})"), str::to_string);
+            CliError::new(
+                exit::AUTH,
+                format!(
+                    "the remote refused the credentials from {source} {detail}: {}",
+                    crate::push::auth_hint(&source)
+                ),
+            )
+        }
+        RemoteError::Unreachable { message } | RemoteError::Transient { message, .. } => {
+            println!("reachable      NO: {message}");
+            CliError::new(
+                exit::FILES_FAILED,
+                format!(
+                    "cannot reach {} ({message}): check remote.url and the network",
+                    remote.describe()
+                ),
+            )
+        }
+        other => {
+            println!("reachable      yes, but: {other}");
+            CliError::new(
+                exit::FILES_FAILED,
+                format!("{} answered with an error: {other}", remote.describe()),
+            )
+        }
+    }
+}
+
+/// Put one small blob under the prefix, then delete exactly that version.
+async fn write_probe(remote: &dyn Remote) -> Result<(), RemoteError> {
+    let name = format!(".devlogd-write-test-{:016x}", rand::random::<u64>());
+    let content =
+        crate::remote::content::Content::from_bytes(bytes::Bytes::from_static(b"devlogd\n"));
+    let put = remote
+        .put(
+            &name,
+            &content,
+            &Precondition::IfAbsent,
+            "devlogd-config-check",
+        )
+        .await?;
+    remote.delete(&name, &Precondition::IfMatch(put.etag)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn azure_variables_are_named_when_unused() {
+        let env = |name: &str| (name == CONNECTION_STRING_ENV).then(|| "AccountName=a".to_string());
+        let mirror = RemoteConfig::Directory {
+            path: PathBuf::from("/home/u/.local/share/devlog/mirror"),
+            embedded_default: true,
+        };
+        let w = unused_azure_variables(&mirror, None, &env);
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].starts_with("AZURE_STORAGE_CONNECTION_STRING is set, but no remote.url is configured: devlogd mirrors to the local directory /home/u/.local/share/devlog/mirror"),
+            "{}",
+            w[0]
+        );
+        let nothing = |_: &str| None;
+        assert!(unused_azure_variables(&mirror, None, &nothing).is_empty());
+    }
+}

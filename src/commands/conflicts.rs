@@ -1,0 +1,174 @@
+//! `devlogd conflicts [--fetch]`: the paths another writer changed too, and (with
+//! `--fetch`) the other versions downloaded next to the local files as `<name>.theirs`,
+//! to merge by hand. Writes nothing else; never replaces a local file.
+
+use super::{CliError, exit};
+use crate::config::Config;
+use crate::conflicts::{self, Conflict};
+use crate::exit::ExitCode;
+use crate::remote::RemoteError;
+use crate::remote::retry::RetryPolicy;
+use crate::ui::printable;
+use serde::Serialize;
+
+/// What `--json` prints.
+#[derive(Debug, Default, Serialize)]
+struct ConflictsReport {
+    conflicts: Vec<Conflict>,
+    fetched: Vec<Fetched>,
+    failed: Vec<crate::restore::RestoreFailure>,
+}
+
+#[derive(Debug, Serialize)]
+struct Fetched {
+    /// The remote version fetched (below the prefix).
+    blob: String,
+    /// Where it went, relative to the journal root.
+    to: String,
+    bytes: u64,
+}
+
+/// The local name a fetched version gets: its remote name plus `.theirs` (not matched by
+/// the default include rules, so it is never pushed back).
+pub fn theirs_name(blob: &str) -> String {
+    format!("{blob}.theirs")
+}
+
+pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, CliError> {
+    let session = crate::session::Session::open(config.clone())?;
+    let flagged = session.conflict_paths();
+    let remote = session.remote;
+    let listing = remote.list().await.map_err(|e| match e {
+        RemoteError::Auth { message } => CliError::new(
+            exit::AUTH,
+            format!(
+                "{}: {message}; the credentials came from {}: {}",
+                remote.describe(),
+                remote.credential_source(),
+                crate::push::auth_hint(&remote.credential_source())
+            ),
+        ),
+        e => CliError::new(
+            exit::FILES_FAILED,
+            format!("cannot list {}: {e}", remote.describe()),
+        ),
+    })?;
+    let mut report = ConflictsReport {
+        conflicts: conflicts::find(&listing, &flagged),
+        ..Default::default()
+    };
+    if fetch && !report.conflicts.is_empty() {
+        let root = crate::fsutil::Beneath::open(&config.root).map_err(|e| {
+            CliError::new(
+                exit::USAGE,
+                format!(
+                    "cannot open the journal root {}: {e}",
+                    config.root.display()
+                ),
+            )
+        })?;
+        for blob in versions_to_fetch(&report.conflicts) {
+            let to = theirs_name(&blob);
+            match crate::restore::fetch_new(
+                remote.as_ref(),
+                &root,
+                &blob,
+                &to,
+                RetryPolicy::default(),
+            )
+            .await
+            {
+                Ok(bytes) => report.fetched.push(Fetched { blob, to, bytes }),
+                Err(error) => report
+                    .failed
+                    .push(crate::restore::RestoreFailure { path: to, error }),
+            }
+        }
+    }
+    if json {
+        println!("{}", super::to_json(&report));
+    } else {
+        println!("{}", text(&report, &remote.describe(), fetch));
+    }
+    Ok(if report.failed.is_empty() {
+        exit::OK
+    } else {
+        exit::FILES_FAILED
+    })
+}
+
+/// The other writers' versions: the blob at a flagged path (ours differs), and every
+/// conflict copy of a path that is not flagged here (the copy is the other writer's).
+fn versions_to_fetch(found: &[Conflict]) -> Vec<String> {
+    let mut blobs = Vec::new();
+    for c in found {
+        if c.theirs_at_path {
+            blobs.push(c.path.clone());
+        } else {
+            blobs.extend(c.copies.iter().map(|copy| copy.name.clone()));
+        }
+    }
+    blobs
+}
+
+fn text(report: &ConflictsReport, remote: &str, fetch: bool) -> String {
+    let mut lines = Vec::new();
+    if report.conflicts.is_empty() {
+        lines.push(format!("No conflicts on {remote}."));
+        return lines.join("\n");
+    }
+    lines.push(format!(
+        "{} path(s) on {remote} another writer changed too:",
+        report.conflicts.len()
+    ));
+    for c in &report.conflicts {
+        lines.push(format!("  {}", printable(&c.path)));
+        if c.theirs_at_path {
+            let writer = c
+                .writer_at_path
+                .as_deref()
+                .map(|w| format!(" by writer {w}"))
+                .unwrap_or_default();
+            let when = c
+                .written_at_path
+                .as_deref()
+                .map(|w| format!(" at {w}"))
+                .unwrap_or_default();
+            lines.push(format!(
+                "      the remote holds another version (written{writer}{when}); yours here differs"
+            ));
+        }
+        for copy in &c.copies {
+            lines.push(format!(
+                "      conflict copy {} (made by {} at {})",
+                printable(&copy.name),
+                printable(&copy.host),
+                copy.when
+            ));
+        }
+    }
+    for f in &report.fetched {
+        lines.push(format!(
+            "fetched {} → {} ({} bytes)",
+            printable(&f.blob),
+            printable(&f.to),
+            f.bytes
+        ));
+    }
+    for f in &report.failed {
+        lines.push(format!(
+            "not fetched {}: {}",
+            printable(&f.path),
+            printable(&f.error)
+        ));
+    }
+    if !fetch {
+        lines.push(format!("To resolve: {}.", conflicts::RESOLVE_HINT));
+    } else {
+        lines.push(
+            "Merge each .theirs file into its local file, push, then delete the .theirs file and the conflict copies."
+                .into(),
+        );
+    }
+    lines.join("\n")
+}

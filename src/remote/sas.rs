@@ -1,0 +1,87 @@
+//! What a SAS token says about itself, read without asking the service: when it expires
+//! (`se`) and what it allows (`sp`). Used to say "expired at …" precisely and to tell a
+//! read-only token from one that can write, without writing.
+
+/// The readable fields of a SAS token.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SasInfo {
+    /// `se`, unix seconds (`None` when absent or unreadable).
+    pub expires_unix: Option<i64>,
+    /// `sp`, the permission letters (`racwdl`…).
+    pub permissions: Option<String>,
+}
+
+impl SasInfo {
+    /// Parse the query string of a SAS (with or without a leading `?`).
+    pub fn parse(token: &str) -> SasInfo {
+        let mut info = SasInfo::default();
+        for pair in token.trim_start_matches('?').split('&') {
+            let Some((key, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let value = percent_encoding::percent_decode_str(value)
+                .decode_utf8_lossy()
+                .into_owned();
+            match key {
+                "se" => {
+                    info.expires_unix = time::OffsetDateTime::parse(
+                        &value,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok()
+                    .map(|t| t.unix_timestamp())
+                    .or_else(|| date_only(&value));
+                }
+                "sp" => info.permissions = Some(value),
+                _ => {}
+            }
+        }
+        info
+    }
+
+    /// Whether the token may create and write blobs (`c` or `w`); `None` when it does not say.
+    pub fn can_write(&self) -> Option<bool> {
+        self.permissions
+            .as_deref()
+            .map(|p| p.contains('w') || p.contains('c'))
+    }
+
+    /// The write permissions devlogd needs that the token lacks (`a`, `c`, `w`, `d`).
+    pub fn missing_for_push(&self) -> Vec<char> {
+        let Some(p) = self.permissions.as_deref() else {
+            return Vec::new();
+        };
+        ['r', 'a', 'c', 'w', 'd', 'l']
+            .into_iter()
+            .filter(|c| !p.contains(*c))
+            .collect()
+    }
+}
+
+/// `se=2026-12-01` (a date alone is allowed): midnight UTC.
+fn date_only(value: &str) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(value, &format)
+        .ok()
+        .map(|d| d.midnight().assume_utc().unix_timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_and_permissions_are_read() {
+        let s = SasInfo::parse("?sv=2022-11-02&ss=b&sp=rl&se=2026-11-20T10%3A00%3A00Z&sig=x");
+        assert_eq!(s.expires_unix, Some(1_795_168_800));
+        assert_eq!(s.permissions.as_deref(), Some("rl"));
+        assert_eq!(s.can_write(), Some(false));
+        assert_eq!(s.missing_for_push(), vec!['a', 'c', 'w', 'd']);
+        let s = SasInfo::parse("sp=racwdl&se=2026-11-20");
+        assert_eq!(s.expires_unix, Some(1_795_132_800));
+        assert_eq!(s.can_write(), Some(true));
+        assert!(s.missing_for_push().is_empty());
+        assert_eq!(SasInfo::parse("sig=x"), SasInfo::default());
+        assert_eq!(SasInfo::parse("sig=x").can_write(), None);
+    }
+}
