@@ -5,8 +5,10 @@
 //! [`RemoteError`] kind this file assigns (rclone's `shouldRetry`). Every message that
 //! leaves this file has passed through [`crate::redact::scrub`].
 
+use super::concurrency::Bound;
 use super::content::{BLOCK_SIZE, Content};
 use super::credential::Credential;
+use super::limit::{Limiter, Outcome};
 use super::location::AzureLocation;
 use super::shared_key::SharedKeyPolicy;
 use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
@@ -67,6 +69,8 @@ pub struct AzureRemote {
     container: BlobContainerClient,
     /// Set once the container is known to exist (or was created by us).
     container_created: Mutex<bool>,
+    /// Every request to the service goes through it (one attempt per permit).
+    limiter: Arc<Limiter>,
 }
 
 impl AzureRemote {
@@ -108,7 +112,28 @@ impl AzureRemote {
             blob_options,
             container,
             container_created: Mutex::new(false),
+            limiter: Limiter::new(Bound::Auto {
+                max: super::concurrency::AUTO_MAX,
+            }),
         })
+    }
+
+    /// The same remote with requests in flight bounded by `bound` (`sync.concurrency`).
+    pub fn with_concurrency(mut self, bound: Bound) -> Self {
+        self.limiter = Limiter::new(bound);
+        self
+    }
+
+    /// Run one request attempt under a permit, telling the limiter how it went.
+    async fn limited<T>(
+        &self,
+        timed: bool,
+        attempt: impl std::future::Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
+        let permit = self.limiter.acquire().await;
+        let result = attempt.await;
+        permit.finish(Outcome::of(&result), timed);
+        result
     }
 
     /// The blob's full name in the container (prefix included).
@@ -346,13 +371,17 @@ impl AzureRemote {
             ..Default::default()
         };
         let body = list.try_into().map_err(map_error)?;
-        let response = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            client.commit_block_list(body, Some(options)),
-        )
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(map_error)?;
+        let response = self
+            .limited(true, async {
+                tokio::time::timeout(
+                    REQUEST_TIMEOUT,
+                    client.commit_block_list(body, Some(options)),
+                )
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(map_error)
+            })
+            .await?;
         let etag = response
             .etag()
             .ok()
@@ -381,12 +410,23 @@ impl AzureRemote {
                         ..Default::default()
                     };
                     let len = data.len() as u64;
-                    let attempt = tokio::time::timeout(
-                        REQUEST_TIMEOUT,
-                        client.stage_block(id, len, data.into(), Some(options)),
-                    )
-                    .await
-                    .map_err(|_| timed_out())?;
+                    // Answered (`Ok`) or not, as for a small put; a block's time is mostly
+                    // its transfer, so it is no latency sample.
+                    let attempt = self
+                        .limited(false, async {
+                            match tokio::time::timeout(
+                                REQUEST_TIMEOUT,
+                                client.stage_block(id, len, data.into(), Some(options)),
+                            )
+                            .await
+                            {
+                                Err(_) => Err(timed_out()),
+                                Ok(Ok(_)) => Ok(Ok(())),
+                                Ok(Err(e)) if is_container_not_found(&e) => Ok(Err(e)),
+                                Ok(Err(e)) => Err(map_error(e)),
+                            }
+                        })
+                        .await?;
                     match attempt {
                         Ok(_) => Ok(()),
                         Err(e) if is_container_not_found(&e) => {
@@ -418,6 +458,10 @@ impl Remote for AzureRemote {
         self.location.prefix.clone()
     }
 
+    fn limiter(&self) -> Option<&Limiter> {
+        Some(&self.limiter)
+    }
+
     async fn put(
         &self,
         name: &str,
@@ -429,35 +473,47 @@ impl Remote for AzureRemote {
             return self.put_blocks(name, content, precondition, writer).await;
         };
         let md5 = content.md5().await?;
+        // One attempt under a permit; a missing container comes back as `Ok(Err(_))`, an
+        // answer, so it is created (outside the permit) and the put tried once more.
         let attempt = || {
-            tokio::time::timeout(
-                REQUEST_TIMEOUT,
-                self.put_small(name, data.clone(), md5, precondition, writer),
-            )
-        };
-        match attempt().await {
-            Err(_) => Err(timed_out()),
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(e)) if is_container_not_found(&e) => {
-                self.create_container().await?;
-                match attempt().await {
+            self.limited(true, async {
+                match tokio::time::timeout(
+                    REQUEST_TIMEOUT,
+                    self.put_small(name, data.clone(), md5, precondition, writer),
+                )
+                .await
+                {
                     Err(_) => Err(timed_out()),
-                    Ok(result) => result.map_err(map_error),
+                    Ok(Ok(outcome)) => Ok(Ok(outcome)),
+                    Ok(Err(e)) if is_container_not_found(&e) => Ok(Err(e)),
+                    Ok(Err(e)) => Err(map_error(e)),
                 }
+            })
+        };
+        match attempt().await? {
+            Ok(outcome) => Ok(outcome),
+            Err(_) => {
+                self.create_container().await?;
+                attempt().await?.map_err(map_error)
             }
-            Ok(Err(e)) => Err(map_error(e)),
         }
     }
 
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
         let client = self.blob_client(name)?;
-        let response =
-            match tokio::time::timeout(REQUEST_TIMEOUT, client.get_properties(None)).await {
-                Err(_) => return Err(timed_out()),
-                Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
-                Ok(Err(e)) => return Err(map_error(e)),
-                Ok(Ok(r)) => r,
-            };
+        let response = self
+            .limited(true, async {
+                match tokio::time::timeout(REQUEST_TIMEOUT, client.get_properties(None)).await {
+                    Err(_) => Err(timed_out()),
+                    Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => Ok(None),
+                    Ok(Err(e)) => Err(map_error(e)),
+                    Ok(Ok(r)) => Ok(Some(r)),
+                }
+            })
+            .await?;
+        let Some(response) = response else {
+            return Ok(None);
+        };
         let md5 = response.content_md5().ok().flatten().and_then(md5_array);
         let metadata = response.metadata().unwrap_or_default();
         let writer = metadata
@@ -574,12 +630,21 @@ impl Remote for AzureRemote {
             source_if_match: Some(Etag::from(etag.to_string())),
             ..Default::default()
         };
-        let response = match tokio::time::timeout(
+        let permit = self.limiter.acquire().await;
+        let attempt = tokio::time::timeout(
             REQUEST_TIMEOUT,
             client.start_copy_from_url(source, Some(options)),
         )
-        .await
-        {
+        .await;
+        permit.finish(
+            match &attempt {
+                Err(_) => Outcome::Overloaded { retry_after: None },
+                Ok(Ok(_)) => Outcome::Answered,
+                Ok(Err(e)) => sdk_outcome(e),
+            },
+            true,
+        );
+        let response = match attempt {
             Err(_) => return Err(timed_out()),
             // The source is gone: it is not the version we were to keep.
             Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => {
@@ -609,7 +674,17 @@ impl Remote for AzureRemote {
             Precondition::IfAbsent => options.if_none_match = Some(Etag::from("*")),
             Precondition::None => {}
         }
-        match tokio::time::timeout(REQUEST_TIMEOUT, client.delete(Some(options))).await {
+        let permit = self.limiter.acquire().await;
+        let attempt = tokio::time::timeout(REQUEST_TIMEOUT, client.delete(Some(options))).await;
+        permit.finish(
+            match &attempt {
+                Err(_) => Outcome::Overloaded { retry_after: None },
+                Ok(Ok(_)) => Outcome::Answered,
+                Ok(Err(e)) => sdk_outcome(e),
+            },
+            true,
+        );
+        match attempt {
             Err(_) => Err(timed_out()),
             Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => Ok(()),
             Ok(Err(e)) => match map_error(e) {
@@ -698,6 +773,23 @@ fn sdk_error(e: RemoteError) -> azure_core::Error {
     azure_core::Error::with_message(ErrorKind::Other, e.to_string())
 }
 
+/// What a failed request says about the path: pushback and connection failures slow the
+/// limiter down; any other answer (404, 412, …) is an answer.
+fn sdk_outcome(e: &azure_core::Error) -> Outcome {
+    match e.kind() {
+        ErrorKind::HttpResponse { status, .. }
+            if matches!(u16::from(*status), 408 | 429 | 500..=599) =>
+        {
+            match map_error_ref(e) {
+                RemoteError::Transient { retry_after, .. } => Outcome::Overloaded { retry_after },
+                _ => Outcome::Overloaded { retry_after: None },
+            }
+        }
+        ErrorKind::Connection | ErrorKind::Io => Outcome::Overloaded { retry_after: None },
+        _ => Outcome::Answered,
+    }
+}
+
 fn timed_out() -> RemoteError {
     RemoteError::Unreachable {
         message: format!(
@@ -720,7 +812,11 @@ fn is_container_not_found(e: &azure_core::Error) -> bool {
 
 /// Sort an SDK error into retry / conflict / auth / permanent, scrubbing its text.
 pub fn map_error(e: azure_core::Error) -> RemoteError {
-    let mut message = scrub(&error_chain(&e)).into_owned();
+    map_error_ref(&e)
+}
+
+fn map_error_ref(e: &azure_core::Error) -> RemoteError {
+    let mut message = scrub(&error_chain(e)).into_owned();
     match e.kind() {
         ErrorKind::HttpResponse {
             status,
@@ -760,7 +856,7 @@ pub fn map_error(e: azure_core::Error) -> RemoteError {
             }
         }
         ErrorKind::Connection | ErrorKind::Io => RemoteError::Unreachable {
-            message: root_cause(&e),
+            message: root_cause(e),
         },
         ErrorKind::Credential => RemoteError::Auth {
             message: format!(
