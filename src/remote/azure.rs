@@ -553,66 +553,70 @@ impl Remote for AzureRemote {
         name: &str,
         sink: &mut (dyn std::io::Write + Send),
     ) -> Result<Option<RemoteBlob>, RemoteError> {
-        use md5::{Digest, Md5};
-        let client = self.blob_client(name)?;
-        let options = BlobClientDownloadOptions {
-            // Set explicitly: the default asks the OS for the CPU count on every call.
-            parallel: NonZeroUsize::new(1),
-            ..Default::default()
-        };
-        let result =
-            match tokio::time::timeout(REQUEST_TIMEOUT, client.download(Some(options))).await {
-                Err(_) => return Err(timed_out()),
-                Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
-                Ok(Err(e)) => return Err(map_error(e)),
-                Ok(Ok(r)) => r,
+        // One download under one permit; its time is mostly transfer, so no latency sample.
+        self.limited(false, async {
+            use md5::{Digest, Md5};
+            let client = self.blob_client(name)?;
+            let options = BlobClientDownloadOptions {
+                // Set explicitly: the default asks the OS for the CPU count on every call.
+                parallel: NonZeroUsize::new(1),
+                ..Default::default()
             };
-        let props = result.properties;
-        let stored_md5 = props
-            .blob_content_md5
-            .clone()
-            .or(props.content_md5.clone())
-            .and_then(md5_array);
-        let mut body = result.body;
-        let mut hasher = Md5::new();
-        let mut size = 0u64;
-        loop {
-            let chunk = match tokio::time::timeout(REQUEST_TIMEOUT, body.next()).await {
-                Err(_) => return Err(timed_out()),
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(map_error(e)),
-                Ok(Some(Ok(chunk))) => chunk,
-            };
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
-            sink.write_all(&chunk).map_err(|e| RemoteError::Permanent {
-                message: format!("cannot write {name}: {e}"),
-            })?;
-        }
-        let md5: [u8; 16] = hasher.finalize().into();
-        if stored_md5.is_some_and(|stored| stored != md5) {
-            return Err(RemoteError::Permanent {
-                message: format!(
-                    "integrity check failed for {name}: the bytes received do not match the blob's Content-MD5"
-                ),
-            });
-        }
-        let writer = props
-            .metadata
-            .get(WRITER_METADATA)
-            .and_then(|mark| super::writer_from_mark(mark, Some(md5), name));
-        Ok(Some(RemoteBlob {
-            name: name.to_string(),
-            size,
-            md5: Some(md5),
-            etag: props
-                .etag
-                .as_ref()
-                .map(|e| quoted(e.as_ref()))
-                .unwrap_or_default(),
-            writer,
-            written_ns: written_ns(&props.metadata, props.last_modified),
-        }))
+            let result =
+                match tokio::time::timeout(REQUEST_TIMEOUT, client.download(Some(options))).await {
+                    Err(_) => return Err(timed_out()),
+                    Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
+                    Ok(Err(e)) => return Err(map_error(e)),
+                    Ok(Ok(r)) => r,
+                };
+            let props = result.properties;
+            let stored_md5 = props
+                .blob_content_md5
+                .clone()
+                .or(props.content_md5.clone())
+                .and_then(md5_array);
+            let mut body = result.body;
+            let mut hasher = Md5::new();
+            let mut size = 0u64;
+            loop {
+                let chunk = match tokio::time::timeout(REQUEST_TIMEOUT, body.next()).await {
+                    Err(_) => return Err(timed_out()),
+                    Ok(None) => break,
+                    Ok(Some(Err(e))) => return Err(map_error(e)),
+                    Ok(Some(Ok(chunk))) => chunk,
+                };
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                sink.write_all(&chunk).map_err(|e| RemoteError::Permanent {
+                    message: format!("cannot write {name}: {e}"),
+                })?;
+            }
+            let md5: [u8; 16] = hasher.finalize().into();
+            if stored_md5.is_some_and(|stored| stored != md5) {
+                return Err(RemoteError::Permanent {
+                    message: format!(
+                        "integrity check failed for {name}: the bytes received do not match the blob's Content-MD5"
+                    ),
+                });
+            }
+            let writer = props
+                .metadata
+                .get(WRITER_METADATA)
+                .and_then(|mark| super::writer_from_mark(mark, Some(md5), name));
+            Ok(Some(RemoteBlob {
+                name: name.to_string(),
+                size,
+                md5: Some(md5),
+                etag: props
+                    .etag
+                    .as_ref()
+                    .map(|e| quoted(e.as_ref()))
+                    .unwrap_or_default(),
+                writer,
+                written_ns: written_ns(&props.metadata, props.last_modified),
+            }))
+        })
+        .await
     }
 
     async fn preserve(
