@@ -8,6 +8,7 @@
   benchlib.py container PORT NAME create|delete
   benchlib.py snapshot PORT NAME           "COUNT DIGEST": blob count and a digest of names+ETags
   benchlib.py report RESULTS.tsv FILES     Markdown tables (medians and ratios) on stdout
+  benchlib.py wan-report RESULTS.tsv FILES wan_bench.sh's tables (rates per round trip, ratios)
 """
 
 import base64
@@ -192,6 +193,79 @@ def report(path, files):
     print("\n".join(out))
 
 
+WAN_CASES = [
+    ("load-16", "load generator, 16 in flight"),
+    ("load-64", "load generator, 64 in flight"),
+    ("load-128", "load generator, 128 in flight"),
+    ("devlogd", "devlogd push (default: auto)"),
+    ("devlogd-fixed16", "devlogd push, sync.concurrency = 16"),
+    ("rclone", "rclone copy, default"),
+    ("rclone32", "rclone copy --transfers 32 --checkers 32"),
+]
+
+
+def wan_report(path, files):
+    """Rates (files/s, median and range) per case and round trip, then devlogd against the best
+    load generator and the better rclone at each round trip."""
+    runs, notes = {}, []
+    for line in open(path):
+        rtt, case, rnd, wall, user, sys_, rss_kib, verified = line.rstrip("\n").split("\t")
+        runs.setdefault((int(rtt), case), []).append(
+            (files / float(wall), float(user) + float(sys_), int(rss_kib) / 1024.0)
+        )
+        if verified != "ok":
+            notes.append(f"{rtt} ms, round {rnd}, {case}: {verified}")
+    rtts = sorted({rtt for rtt, _ in runs})
+    med = {k: statistics.median(r[0] for r in v) for k, v in runs.items()}
+    out = [
+        "| files/s (median, range) | " + " | ".join(f"{rtt} ms round trip" for rtt in rtts) + " |",
+        "|---|" + "---:|" * len(rtts),
+    ]
+    for case, label in WAN_CASES:
+        cells = []
+        for rtt in rtts:
+            rates = [r[0] for r in runs.get((rtt, case), [])]
+            cells.append(
+                f"{med[(rtt, case)]:,.0f} ({min(rates):,.0f}–{max(rates):,.0f})" if rates else "–"
+            )
+        if any(c != "–" for c in cells):
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out += [
+        "",
+        "| devlogd (default) | " + " | ".join(f"{rtt} ms" for rtt in rtts) + " |",
+        "|---|" + "---:|" * len(rtts),
+    ]
+
+    def best(rtt, cases):
+        rates = [med[(rtt, c)] for c in cases if (rtt, c) in med]
+        return max(rates) if rates else None
+
+    for label, cases, target in [
+        ("÷ best load generator (target ≥ 0.90)", ["load-16", "load-64", "load-128"], 0.90),
+        ("÷ better rclone (target ≥ 2.0)", ["rclone", "rclone32"], 2.0),
+    ]:
+        cells = []
+        for rtt in rtts:
+            b, d = best(rtt, cases), med.get((rtt, "devlogd"))
+            if b and d:
+                mark = "" if d / b >= target else " (below)"
+                cells.append(f"{d / b:.2f}{mark}")
+            else:
+                cells.append("–")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    cpu = [
+        f"{rtt} ms: devlogd {statistics.median(r[1] for r in runs[(rtt, 'devlogd')]):.2f} s CPU, "
+        f"{statistics.median(r[2] for r in runs[(rtt, 'devlogd')]):.1f} MiB peak RSS"
+        for rtt in rtts
+        if (rtt, "devlogd") in runs
+    ]
+    if cpu:
+        out += ["", "Client cost (medians): " + "; ".join(cpu) + "."]
+    if notes:
+        out += ["", "Checks that failed:", ""] + [f"- {n}" for n in notes]
+    print("\n".join(out))
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "sas":
@@ -208,6 +282,8 @@ def main(argv):
         print(snapshot(int(args[0]), args[1]))
     elif cmd == "report":
         report(args[0], int(args[1]))
+    elif cmd == "wan-report":
+        wan_report(args[0], int(args[1]))
     else:
         sys.exit(f"unknown command {cmd!r}\n{__doc__}")
     return 0

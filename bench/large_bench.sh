@@ -24,6 +24,9 @@
 #   BENCH_TOOLS    which tools to run, separated by commas or spaces ("devlogd,rclone")
 #   BENCH_DEVLOGD  a devlogd binary to use; without it the script runs `cargo build --release`
 #   BENCH_AZURITE  "disk" (default: --location in the work dir) or "memory" (--inMemoryPersistence)
+#   BENCH_RTT      a round trip in ms (0): both tools then reach Azurite through examples/wan_proxy,
+#                  which delays each direction by half of it (checks still go direct)
+#   BENCH_PROXY    the wan_proxy binary (default: examples/wan_proxy next to the devlogd used)
 #   BENCH_KEEP=1   keep the work dir (data, Azurite's files, logs, raw results.tsv)
 # Needs python3, GNU time (installed with apt-get when missing and run as root), rclone (Debian's
 # 1.60 is fine: apt-get install rclone), Azurite (tests/azurite, installed with npm ci when
@@ -278,7 +281,9 @@ stop_azurite() {
   local deadline=$((SECONDS + 20))
   while port_open "$port" && ((SECONDS < deadline)); do sleep 0.1; done
 }
+proxy_pid=
 cleanup() {
+  if [[ -n $proxy_pid ]]; then kill "$proxy_pid" 2>/dev/null || true; fi
   stop_azurite
   if [[ ${BENCH_KEEP:-} == 1 ]]; then say "kept $work"; else rm -rf "$work"; fi
 }
@@ -329,10 +334,30 @@ for attempt in 1 2 3 4 5; do
 done
 say "Azurite $("$azurite" --version 2>/dev/null | tail -n1) on 127.0.0.1:$port ($persistence)"
 
+# The port the tools talk to: Azurite's, or a delaying proxy's in front of it.
+rtt=${BENCH_RTT:-0}
+cport=$port
+if ((rtt > 0)); then
+  proxy=${BENCH_PROXY:-$(dirname "${devlogd:-${CARGO_TARGET_DIR:-$repo/target}/release/devlogd}")/examples/wan_proxy}
+  if [[ ! -x $proxy ]]; then
+    (cd "$repo" && cargo build --release --example wan_proxy) >&2
+  fi
+  [[ -x $proxy ]] || die "no wan_proxy binary at $proxy"
+  "$proxy" --upstream "127.0.0.1:$port" --delay-ms $((rtt / 2)) 9>&- >"$work/proxy.out" 2>"$work/proxy.err" &
+  proxy_pid=$!
+  deadline=$((SECONDS + 10))
+  until grep -q '^listening on' "$work/proxy.out" 2>/dev/null; do
+    ((SECONDS < deadline)) || die "the proxy did not start: $(cat "$work/proxy.err")"
+    sleep 0.05
+  done
+  cport=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/proxy.out")
+  say "round trip $rtt ms: the tools go through a proxy on 127.0.0.1:$cport"
+fi
+
 export RCLONE_CONFIG=$work/rclone.conf
 : >"$RCLONE_CONFIG"
 export RCLONE_CONFIG_BENCH_TYPE=azureblob
-export RCLONE_CONFIG_BENCH_SAS_URL="http://127.0.0.1:$port/devstoreaccount1?$sas"
+export RCLONE_CONFIG_BENCH_SAS_URL="http://127.0.0.1:$cport/devstoreaccount1?$sas"
 
 # --- measuring -------------------------------------------------------------------------------
 results=$work/results.tsv
@@ -382,7 +407,7 @@ run_devlogd() { # SET ROUND
   local s=$1 r=$2 c=dl-$1-r$2 d=$work/devlogd-$1-r$2
   mkdir -p "$d/config" "$d/state" "$d/data" "$d/home"
   printf 'root = "%s"\n\n[remote]\nurl = "http://127.0.0.1:%s/devstoreaccount1/%s"\n' \
-    "$work/sets/$s" "$port" "$c" >"$d/devlogd.toml"
+    "$work/sets/$s" "$cport" "$c" >"$d/devlogd.toml"
   chmod 600 "$d/devlogd.toml"
   lib container "$port" "$c" create
   measure devlogd "$s" "$r" env -i PATH="$PATH" HOME="$d/home" NO_COLOR=1 AZURE_STORAGE_SAS_TOKEN="$sas" \
@@ -425,6 +450,7 @@ if uses rclone; then
   echo "- $(rclone version 2>/dev/null | head -n1), azureblob remote via sas_url, default flags (--transfers 4; chunk size $(flag chunk-size), upload concurrency $(flag upload-concurrency))"
 fi
 echo "- Azurite $("$azurite" --version 2>/dev/null | tail -n1), $persistence persistence, --silent, on 127.0.0.1; node $(node --version)"
+if ((rtt > 0)); then echo "- both tools through examples/wan_proxy: $rtt ms round trip (half each way), no bandwidth cap"; fi
 echo "- random data from /dev/urandom; MB/s = 10^6 bytes ÷ wall; client CPU and peak RSS from GNU time; medians over the rounds that succeeded"
 echo "- check: each blob read back with Get Blob Properties (own client): size and Content-MD5 = local MD5"
 echo

@@ -73,10 +73,32 @@ pub struct RawSync {
     pub debounce_ms: Option<u64>,
     pub max_delay_ms: Option<u64>,
     pub rescan_interval_s: Option<u64>,
-    pub concurrency: Option<usize>,
+    pub concurrency: Option<RawConcurrency>,
     pub on_conflict: Option<OnConflict>,
     pub deletes: Option<Deletes>,
     pub keep_versions_days: Option<u32>,
+}
+
+/// `sync.concurrency` as written: `"auto"` or a number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawConcurrency {
+    Number(i64),
+    Word(String),
+}
+
+impl SyncConfig {
+    /// `sync.concurrency` for the remote's limiter.
+    pub fn concurrency_bound(&self) -> crate::remote::concurrency::Bound {
+        use crate::remote::concurrency::Bound;
+        if self.adaptive_concurrency {
+            Bound::Auto {
+                max: self.concurrency,
+            }
+        } else {
+            Bound::Fixed(self.concurrency)
+        }
+    }
 }
 
 /// What a push does with a file deleted (or renamed away) locally.
@@ -171,7 +193,12 @@ pub struct SyncConfig {
     pub debounce: Duration,
     pub max_delay: Duration,
     pub rescan_interval: Duration,
+    /// Requests in flight at most (uploads in flight at most): the bound of `auto`, or
+    /// the fixed number.
     pub concurrency: usize,
+    /// `sync.concurrency = "auto"`: the number in flight adapts to the path, up to
+    /// `concurrency`.
+    pub adaptive_concurrency: bool,
     pub on_conflict: OnConflict,
     pub deletes: Deletes,
     /// Versions in the history area older than this many days are pruned.
@@ -322,13 +349,25 @@ impl Config {
                     .map_err(|e| invalid(key, format!("has a bad pattern `{p}`: {}", e.kind())))?;
             }
         }
-        let concurrency = s.concurrency.unwrap_or(16);
-        if !(1..=256).contains(&concurrency) {
-            return Err(invalid(
-                "sync.concurrency",
-                format!("must be between 1 and 256 (got {concurrency})"),
-            ));
-        }
+        let (concurrency, adaptive_concurrency) = match s.concurrency {
+            None => (crate::remote::concurrency::AUTO_MAX, true),
+            Some(RawConcurrency::Word(w)) if w == "auto" => {
+                (crate::remote::concurrency::AUTO_MAX, true)
+            }
+            Some(RawConcurrency::Number(n)) if (1..=256).contains(&n) => (n as usize, false),
+            Some(RawConcurrency::Number(n)) => {
+                return Err(invalid(
+                    "sync.concurrency",
+                    format!("must be \"auto\" or a number between 1 and 256 (got {n})"),
+                ));
+            }
+            Some(RawConcurrency::Word(w)) => {
+                return Err(invalid(
+                    "sync.concurrency",
+                    format!("must be \"auto\" or a number between 1 and 256 (got \"{w}\")"),
+                ));
+            }
+        };
         let debounce = Duration::from_millis(s.debounce_ms.unwrap_or(300));
         let max_delay = Duration::from_millis(s.max_delay_ms.unwrap_or(5000));
         if max_delay < debounce {
@@ -367,6 +406,7 @@ impl Config {
                 max_delay,
                 rescan_interval,
                 concurrency,
+                adaptive_concurrency,
                 on_conflict: s.on_conflict.unwrap_or_default(),
                 deletes: s.deletes.unwrap_or_default(),
                 keep_versions_days,
@@ -509,7 +549,8 @@ mod tests {
                 embedded_default: true
             }
         );
-        assert_eq!(c.sync.concurrency, 16);
+        assert_eq!(c.sync.concurrency, 128);
+        assert!(c.sync.adaptive_concurrency);
         assert_eq!(c.sync.debounce, Duration::from_millis(300));
         assert_eq!(c.sync.include, vec!["*.md", "*.jsonl", "*.toml"]);
     }
@@ -529,6 +570,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`sync.concurrency`"), "{e}");
+    }
+
+    #[test]
+    fn concurrency_is_auto_or_a_fixed_number() {
+        let c = load("[sync]\nconcurrency = \"auto\"\n").unwrap();
+        assert_eq!(
+            c.sync.concurrency_bound(),
+            crate::remote::concurrency::Bound::Auto { max: 128 }
+        );
+        let c = load("[sync]\nconcurrency = 16\n").unwrap();
+        assert_eq!(
+            c.sync.concurrency_bound(),
+            crate::remote::concurrency::Bound::Fixed(16)
+        );
+        let e = load("[sync]\nconcurrency = -3\n").unwrap_err().to_string();
+        assert!(
+            e.contains("`sync.concurrency` must be \"auto\" or a number"),
+            "{e}"
+        );
     }
 
     #[test]

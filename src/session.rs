@@ -93,9 +93,10 @@ pub fn open_remote(config: &Config) -> Result<Arc<dyn Remote>, crate::remote::Re
                 crate::remote::credential::CredentialsFile::load(&config.dirs.credentials_file())
                     .map_err(|message| crate::remote::RemoteError::Permanent { message })?;
             let credential = crate::remote::credential::resolve(location, config.auth, &file)?;
-            Ok(Arc::new(crate::remote::azure::AzureRemote::new(
-                location, credential,
-            )?))
+            Ok(Arc::new(
+                crate::remote::azure::AzureRemote::new(location, credential)?
+                    .with_concurrency(config.sync.concurrency_bound()),
+            ))
         }
     }
 }

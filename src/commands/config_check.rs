@@ -96,7 +96,12 @@ pub fn run(config: &Config) -> Result<ExitCode, CliError> {
     let _ = writeln!(
         out,
         "concurrency    {}   on conflict {}",
-        s.concurrency, s.on_conflict
+        if s.adaptive_concurrency {
+            format!("auto (up to {})", s.concurrency)
+        } else {
+            s.concurrency.to_string()
+        },
+        s.on_conflict
     );
     let _ = writeln!(
         out,

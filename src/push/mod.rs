@@ -3,7 +3,9 @@
 //! Every upload goes through [`run`], whoever asks (the `push` command, the daemon's
 //! worker). One file per stage module: [`plan`] (scan, list, decide), [`upload`] (open,
 //! send, resolve conflicts), [`commit`] (count outcomes, write the index in batches) and
-//! [`report`] (what a run did, why it stopped). Uploads run with bounded concurrency; each
+//! [`report`] (what a run did, why it stopped). Uploads run with bounded concurrency (for a
+//! remote across a network, the limit its [`Limiter`](crate::remote::limit::Limiter)
+//! adapts to the path); each
 //! carries its MD5 and a precondition, transient failures are retried by [`RetryPolicy`],
 //! a conflict goes to the configured policy, and one file's failure never stops the
 //! others. Only a refusal of the credentials or an unreachable service stops the run,
@@ -154,6 +156,9 @@ pub async fn run(
 
     let abort = AtomicBool::new(false);
     let budget = MemoryBudget::default();
+    if let Some(limiter) = remote.limiter() {
+        limiter.begin_run();
+    }
     let uploader = upload::Uploader {
         budget: &budget,
         root_dir: &root_dir,
@@ -181,6 +186,7 @@ pub async fn run(
         };
         deleter.run(deletes, state, &mut report).await?;
     }
+    report.concurrency = remote.limiter().map(|l| l.run_report());
     let mut report = report.finished(started);
     report.created_container = remote.take_created_container();
     if let Some(detail) = stopped.auth {

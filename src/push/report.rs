@@ -41,6 +41,10 @@ pub struct PushReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_container: Option<String>,
     pub duration_ms: u64,
+    /// Requests in flight over the run (remotes across a network only): where the limit
+    /// started, its lowest and highest, where it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<crate::remote::limit::LimitReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -65,6 +65,13 @@ pub(super) struct Uploader<'a> {
 
 impl Uploader<'_> {
     pub async fn upload(&self, job: Job) -> Outcome {
+        // Wait for room under the remote's concurrency limit before holding anything (an
+        // open file, memory): a job never waits for its place while holding what a job in
+        // flight may need.
+        let _slot = match self.remote.limiter() {
+            Some(limiter) => Some(limiter.admit().await),
+            None => None,
+        };
         if self.abort.load(Ordering::Relaxed) || self.cancel.is_some_and(|c| c.is_cancelled()) {
             return Outcome::NotStarted;
         }

@@ -5,8 +5,10 @@
 //! [`RemoteError`] kind this file assigns (rclone's `shouldRetry`). Every message that
 //! leaves this file has passed through [`crate::redact::scrub`].
 
+use super::concurrency::Bound;
 use super::content::{BLOCK_SIZE, Content};
 use super::credential::Credential;
+use super::limit::{Limiter, Outcome};
 use super::location::AzureLocation;
 use super::shared_key::SharedKeyPolicy;
 use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
@@ -68,6 +70,8 @@ pub struct AzureRemote {
     container_created: Mutex<bool>,
     /// The container we created, until [`Remote::take_created_container`] says so.
     created_note: std::sync::Mutex<Option<String>>,
+    /// Every request to the service goes through it (one attempt per permit).
+    limiter: Arc<Limiter>,
 }
 
 impl AzureRemote {
@@ -110,7 +114,28 @@ impl AzureRemote {
             container,
             container_created: Mutex::new(false),
             created_note: std::sync::Mutex::new(None),
+            limiter: Limiter::new(Bound::Auto {
+                max: super::concurrency::AUTO_MAX,
+            }),
         })
+    }
+
+    /// The same remote with requests in flight bounded by `bound` (`sync.concurrency`).
+    pub fn with_concurrency(mut self, bound: Bound) -> Self {
+        self.limiter = Limiter::new(bound);
+        self
+    }
+
+    /// Run one request attempt under a permit, telling the limiter how it went.
+    async fn limited<T>(
+        &self,
+        timed: bool,
+        attempt: impl std::future::Future<Output = Result<T, RemoteError>>,
+    ) -> Result<T, RemoteError> {
+        let permit = self.limiter.acquire().await;
+        let result = attempt.await;
+        permit.finish(Outcome::of(&result), timed);
+        result
     }
 
     /// The blob's full name in the container (prefix included).
@@ -351,13 +376,17 @@ impl AzureRemote {
             ..Default::default()
         };
         let body = list.try_into().map_err(map_error)?;
-        let response = tokio::time::timeout(
-            timeouts::LIST_PAGE,
-            client.commit_block_list(body, Some(options)),
-        )
-        .await
-        .map_err(|_| timed_out(timeouts::LIST_PAGE))?
-        .map_err(map_error)?;
+        let response = self
+            .limited(true, async {
+                tokio::time::timeout(
+                    timeouts::LIST_PAGE,
+                    client.commit_block_list(body, Some(options)),
+                )
+                .await
+                .map_err(|_| timed_out(timeouts::LIST_PAGE))?
+                .map_err(map_error)
+            })
+            .await?;
         let etag = response
             .etag()
             .ok()
@@ -387,12 +416,23 @@ impl AzureRemote {
                     };
                     let len = data.len() as u64;
                     let limit = timeouts::for_body(len);
-                    let attempt = tokio::time::timeout(
-                        limit,
-                        client.stage_block(id, len, data.into(), Some(options)),
-                    )
-                    .await
-                    .map_err(|_| timed_out(limit))?;
+                    // Answered (`Ok`) or not, as for a small put; a block's time is mostly
+                    // its transfer, so it is no latency sample.
+                    let attempt = self
+                        .limited(false, async {
+                            match tokio::time::timeout(
+                                limit,
+                                client.stage_block(id, len, data.into(), Some(options)),
+                            )
+                            .await
+                            {
+                                Err(_) => Err(timed_out(limit)),
+                                Ok(Ok(_)) => Ok(Ok(())),
+                                Ok(Err(e)) if is_container_not_found(&e) => Ok(Err(e)),
+                                Ok(Err(e)) => Err(map_error(e)),
+                            }
+                        })
+                        .await?;
                     match attempt {
                         Ok(_) => Ok(()),
                         Err(e) if is_container_not_found(&e) => {
@@ -439,6 +479,10 @@ impl Remote for AzureRemote {
         self.location.prefix.clone()
     }
 
+    fn limiter(&self) -> Option<&Limiter> {
+        Some(&self.limiter)
+    }
+
     async fn put(
         &self,
         name: &str,
@@ -451,35 +495,47 @@ impl Remote for AzureRemote {
         };
         let md5 = content.md5().await?;
         let limit = timeouts::for_body(data.len() as u64);
+        // One attempt under a permit; a missing container comes back as `Ok(Err(_))`, an
+        // answer, so it is created (outside the permit) and the put tried once more.
         let attempt = || {
-            tokio::time::timeout(
-                limit,
-                self.put_small(name, data.clone(), md5, precondition, writer),
-            )
-        };
-        match attempt().await {
-            Err(_) => Err(timed_out(limit)),
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(e)) if is_container_not_found(&e) => {
-                self.create_container().await?;
-                match attempt().await {
+            self.limited(true, async {
+                match tokio::time::timeout(
+                    limit,
+                    self.put_small(name, data.clone(), md5, precondition, writer),
+                )
+                .await
+                {
                     Err(_) => Err(timed_out(limit)),
-                    Ok(result) => result.map_err(map_error),
+                    Ok(Ok(outcome)) => Ok(Ok(outcome)),
+                    Ok(Err(e)) if is_container_not_found(&e) => Ok(Err(e)),
+                    Ok(Err(e)) => Err(map_error(e)),
                 }
+            })
+        };
+        match attempt().await? {
+            Ok(outcome) => Ok(outcome),
+            Err(_) => {
+                self.create_container().await?;
+                attempt().await?.map_err(map_error)
             }
-            Ok(Err(e)) => Err(map_error(e)),
         }
     }
 
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
         let client = self.blob_client(name)?;
-        let response =
-            match tokio::time::timeout(timeouts::ANSWER, client.get_properties(None)).await {
-                Err(_) => return Err(timed_out(timeouts::ANSWER)),
-                Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
-                Ok(Err(e)) => return Err(map_error(e)),
-                Ok(Ok(r)) => r,
-            };
+        let response = self
+            .limited(true, async {
+                match tokio::time::timeout(timeouts::ANSWER, client.get_properties(None)).await {
+                    Err(_) => Err(timed_out(timeouts::ANSWER)),
+                    Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => Ok(None),
+                    Ok(Err(e)) => Err(map_error(e)),
+                    Ok(Ok(r)) => Ok(Some(r)),
+                }
+            })
+            .await?;
+        let Some(response) = response else {
+            return Ok(None);
+        };
         let md5 = response.content_md5().ok().flatten().and_then(md5_array);
         let metadata = response.metadata().unwrap_or_default();
         let writer = metadata
@@ -519,67 +575,70 @@ impl Remote for AzureRemote {
         name: &str,
         sink: &mut (dyn std::io::Write + Send),
     ) -> Result<Option<RemoteBlob>, RemoteError> {
-        use md5::{Digest, Md5};
-        let client = self.blob_client(name)?;
-        let options = BlobClientDownloadOptions {
-            // Set explicitly: the default asks the OS for the CPU count on every call.
-            parallel: NonZeroUsize::new(1),
-            ..Default::default()
-        };
-        let result =
-            match tokio::time::timeout(timeouts::SLOW_ANSWER, client.download(Some(options))).await
-            {
-                Err(_) => return Err(timed_out(timeouts::SLOW_ANSWER)),
-                Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
-                Ok(Err(e)) => return Err(map_error(e)),
-                Ok(Ok(r)) => r,
+        // One download under one permit; its time is mostly transfer, so no latency sample.
+        self.limited(false, async {
+            use md5::{Digest, Md5};
+            let client = self.blob_client(name)?;
+            let options = BlobClientDownloadOptions {
+                // Set explicitly: the default asks the OS for the CPU count on every call.
+                parallel: NonZeroUsize::new(1),
+                ..Default::default()
             };
-        let props = result.properties;
-        let stored_md5 = props
-            .blob_content_md5
-            .clone()
-            .or(props.content_md5.clone())
-            .and_then(md5_array);
-        let mut body = result.body;
-        let mut hasher = Md5::new();
-        let mut size = 0u64;
-        loop {
-            let chunk = match tokio::time::timeout(timeouts::SLOW_ANSWER, body.next()).await {
-                Err(_) => return Err(timed_out(timeouts::SLOW_ANSWER)),
-                Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(map_error(e)),
-                Ok(Some(Ok(chunk))) => chunk,
-            };
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
-            sink.write_all(&chunk).map_err(|e| RemoteError::Permanent {
-                message: format!("cannot write {name}: {e}"),
-            })?;
-        }
-        let md5: [u8; 16] = hasher.finalize().into();
-        if stored_md5.is_some_and(|stored| stored != md5) {
-            return Err(RemoteError::Permanent {
-                message: format!(
-                    "integrity check failed for {name}: the bytes received do not match the blob's Content-MD5"
-                ),
-            });
-        }
-        let writer = props
-            .metadata
-            .get(WRITER_METADATA)
-            .and_then(|mark| super::writer_from_mark(mark, Some(md5), name));
-        Ok(Some(RemoteBlob {
-            name: name.to_string(),
-            size,
-            md5: Some(md5),
-            etag: props
-                .etag
-                .as_ref()
-                .map(|e| quoted(e.as_ref()))
-                .unwrap_or_default(),
-            writer,
-            written_ns: written_ns(&props.metadata, props.last_modified),
-        }))
+            let result =
+                match tokio::time::timeout(timeouts::SLOW_ANSWER, client.download(Some(options))).await {
+                    Err(_) => return Err(timed_out(timeouts::SLOW_ANSWER)),
+                    Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
+                    Ok(Err(e)) => return Err(map_error(e)),
+                    Ok(Ok(r)) => r,
+                };
+            let props = result.properties;
+            let stored_md5 = props
+                .blob_content_md5
+                .clone()
+                .or(props.content_md5.clone())
+                .and_then(md5_array);
+            let mut body = result.body;
+            let mut hasher = Md5::new();
+            let mut size = 0u64;
+            loop {
+                let chunk = match tokio::time::timeout(timeouts::SLOW_ANSWER, body.next()).await {
+                    Err(_) => return Err(timed_out(timeouts::SLOW_ANSWER)),
+                    Ok(None) => break,
+                    Ok(Some(Err(e))) => return Err(map_error(e)),
+                    Ok(Some(Ok(chunk))) => chunk,
+                };
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                sink.write_all(&chunk).map_err(|e| RemoteError::Permanent {
+                    message: format!("cannot write {name}: {e}"),
+                })?;
+            }
+            let md5: [u8; 16] = hasher.finalize().into();
+            if stored_md5.is_some_and(|stored| stored != md5) {
+                return Err(RemoteError::Permanent {
+                    message: format!(
+                        "integrity check failed for {name}: the bytes received do not match the blob's Content-MD5"
+                    ),
+                });
+            }
+            let writer = props
+                .metadata
+                .get(WRITER_METADATA)
+                .and_then(|mark| super::writer_from_mark(mark, Some(md5), name));
+            Ok(Some(RemoteBlob {
+                name: name.to_string(),
+                size,
+                md5: Some(md5),
+                etag: props
+                    .etag
+                    .as_ref()
+                    .map(|e| quoted(e.as_ref()))
+                    .unwrap_or_default(),
+                writer,
+                written_ns: written_ns(&props.metadata, props.last_modified),
+            }))
+        })
+        .await
     }
 
     async fn preserve(
@@ -597,12 +656,21 @@ impl Remote for AzureRemote {
             source_if_match: Some(Etag::from(etag.to_string())),
             ..Default::default()
         };
-        let response = match tokio::time::timeout(
+        let permit = self.limiter.acquire().await;
+        let attempt = tokio::time::timeout(
             timeouts::SLOW_ANSWER,
             client.start_copy_from_url(source, Some(options)),
         )
-        .await
-        {
+        .await;
+        permit.finish(
+            match &attempt {
+                Err(_) => Outcome::Overloaded { retry_after: None },
+                Ok(Ok(_)) => Outcome::Answered,
+                Ok(Err(e)) => sdk_outcome(e),
+            },
+            true,
+        );
+        let response = match attempt {
             Err(_) => return Err(timed_out(timeouts::SLOW_ANSWER)),
             // The source is gone: it is not the version we were to keep.
             Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => {
@@ -632,7 +700,17 @@ impl Remote for AzureRemote {
             Precondition::IfAbsent => options.if_none_match = Some(Etag::from("*")),
             Precondition::None => {}
         }
-        match tokio::time::timeout(timeouts::ANSWER, client.delete(Some(options))).await {
+        let permit = self.limiter.acquire().await;
+        let attempt = tokio::time::timeout(timeouts::ANSWER, client.delete(Some(options))).await;
+        permit.finish(
+            match &attempt {
+                Err(_) => Outcome::Overloaded { retry_after: None },
+                Ok(Ok(_)) => Outcome::Answered,
+                Ok(Err(e)) => sdk_outcome(e),
+            },
+            true,
+        );
+        match attempt {
             Err(_) => Err(timed_out(timeouts::ANSWER)),
             Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => Ok(()),
             Ok(Err(e)) => match map_error(e) {
@@ -721,6 +799,23 @@ fn sdk_error(e: RemoteError) -> azure_core::Error {
     azure_core::Error::with_message(ErrorKind::Other, e.to_string())
 }
 
+/// What a failed request says about the path: pushback and connection failures slow the
+/// limiter down; any other answer (404, 412, …) is an answer.
+fn sdk_outcome(e: &azure_core::Error) -> Outcome {
+    match e.kind() {
+        ErrorKind::HttpResponse { status, .. }
+            if matches!(u16::from(*status), 408 | 429 | 500..=599) =>
+        {
+            match map_error_ref(e) {
+                RemoteError::Transient { retry_after, .. } => Outcome::Overloaded { retry_after },
+                _ => Outcome::Overloaded { retry_after: None },
+            }
+        }
+        ErrorKind::Connection | ErrorKind::Io => Outcome::Overloaded { retry_after: None },
+        _ => Outcome::Answered,
+    }
+}
+
 fn timed_out(limit: Duration) -> RemoteError {
     RemoteError::Unreachable {
         message: format!(
@@ -743,7 +838,11 @@ fn is_container_not_found(e: &azure_core::Error) -> bool {
 
 /// Sort an SDK error into retry / conflict / auth / permanent, scrubbing its text.
 pub fn map_error(e: azure_core::Error) -> RemoteError {
-    let mut message = scrub(&error_chain(&e)).into_owned();
+    map_error_ref(&e)
+}
+
+fn map_error_ref(e: &azure_core::Error) -> RemoteError {
+    let mut message = scrub(&error_chain(e)).into_owned();
     match e.kind() {
         ErrorKind::HttpResponse {
             status,
@@ -783,7 +882,7 @@ pub fn map_error(e: azure_core::Error) -> RemoteError {
             }
         }
         ErrorKind::Connection | ErrorKind::Io => RemoteError::Unreachable {
-            message: root_cause(&e),
+            message: root_cause(e),
         },
         ErrorKind::Credential => RemoteError::Auth {
             message: format!(

@@ -6,10 +6,12 @@
 
 pub mod azure;
 mod azure_probe;
+pub mod concurrency;
 pub mod content;
 pub mod credential;
 pub mod directory;
 pub mod history_name;
+pub mod limit;
 pub mod location;
 pub mod memory;
 pub mod retry;
@@ -204,6 +206,12 @@ pub trait Remote: Send + Sync {
     /// The prefix every blob name gets (it counts towards the service's name limits).
     fn name_prefix(&self) -> String {
         String::new()
+    }
+
+    /// The gate its requests go through, for remotes whose requests cross a network
+    /// (their concurrency adapts to the path); `None` for local ones.
+    fn limiter(&self) -> Option<&limit::Limiter> {
+        None
     }
 
     /// Write `content` at `name` if `precondition` holds. The service verifies every byte
