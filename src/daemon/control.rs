@@ -23,6 +23,15 @@ pub const JOINED: &str = "joined: a push is running; this one is queued behind i
 /// How long a `ctl push` waits for a running push to end before it joins it instead.
 const JOIN_WAIT: Duration = Duration::from_secs(5);
 
+/// [`JOIN_WAIT`], or `DEVLOGD_JOIN_WAIT_MS` (for tests that need a running push to be
+/// joined whatever the speed of the machine).
+fn join_wait() -> Duration {
+    std::env::var("DEVLOGD_JOIN_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(JOIN_WAIT, Duration::from_millis)
+}
+
 /// How long a connection may stay silent before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -262,7 +271,7 @@ async fn running_push_ends_soon(ctx: &ControlContext) -> bool {
         s.pushes
     };
     let ended = status.wait_for(|s| s.pushes > pushes || s.state != State::Pushing);
-    matches!(tokio::time::timeout(JOIN_WAIT, ended).await, Ok(Ok(_)))
+    matches!(tokio::time::timeout(join_wait(), ended).await, Ok(Ok(_)))
 }
 
 async fn push_and_stream(
