@@ -331,10 +331,10 @@ fn unreachable_endpoint_fails_files_with_a_clear_message() {
     assert!(line.contains("Connection refused"), "{line}");
     assert!(line.contains("check remote.url"), "{line}");
     // The run stops once the service is known unreachable: only the uploads already in
-    // flight (at most the starting concurrency limit, 32) fail, the other files are not
+    // flight (at most the starting concurrency limit, 64) fail, the other files are not
     // tried one by one.
     let failed = json(&out)["failed"].as_array().unwrap().len();
-    assert!((1..=32).contains(&failed), "{failed} files failed");
+    assert!((1..=64).contains(&failed), "{failed} files failed");
     assert!(!out.stdout.contains("bm90cmVhbA"), "{}", out.stdout);
     assert!(!out.stderr.contains("bm90cmVhbA"), "{}", out.stderr);
     // Nothing was recorded: once the service answers on that same URL, every file goes.

@@ -194,9 +194,11 @@ fn under_pushback_devlogd_slows_down_waits_out_retry_after_loses_nothing_and_cli
         c["min"].as_u64().unwrap_or(0),
         c["final"].as_u64().unwrap_or(0),
     );
-    assert_eq!(start, 32, "{c}");
+    assert_eq!(start, 64, "{c}");
+    // Refusals of requests sent before a cut do not cut again (one cut per round
+    // trip, as TCP does), so the first burst halves it once at least.
     assert!(
-        min <= start / 4,
+        min <= start / 2,
         "the limit did not fall under pushback: {c}"
     );
     assert!(last > min, "the limit did not come back up: {c}");

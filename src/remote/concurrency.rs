@@ -22,7 +22,7 @@
 use std::time::{Duration, Instant};
 
 /// Where `auto` starts.
-pub const AUTO_START: usize = 32;
+pub const AUTO_START: usize = 64;
 /// The default upper bound of `auto`.
 pub const AUTO_MAX: usize = 128;
 /// The longest pause a `Retry-After` may impose on every request.
@@ -246,12 +246,12 @@ mod tests {
     }
 
     #[test]
-    fn auto_starts_at_32_and_climbs_to_the_bound_within_a_few_round_trips_at_a_distance() {
+    fn auto_starts_at_64_and_climbs_to_the_bound_within_a_round_trip_at_a_distance() {
         let t0 = Instant::now();
         let mut c = Controller::new(Bound::Auto { max: 128 }, t0);
-        assert_eq!(c.limit(), 32);
-        distant_path(&mut c, t0, 100 * MS, 2);
-        assert_eq!(c.limit(), 128, "32 → 64 → 128 in two windows");
+        assert_eq!(c.limit(), 64);
+        distant_path(&mut c, t0, 100 * MS, 1);
+        assert_eq!(c.limit(), 128, "64 → 128 in one window");
         distant_path(&mut c, t0, 100 * MS, 10);
         assert_eq!(c.limit(), 128, "never above the bound");
     }
@@ -281,7 +281,7 @@ mod tests {
             );
         }
         assert!(
-            c.limit() >= 32,
+            c.limit() >= AUTO_START,
             "latency alone never goes below the start: {}",
             c.limit()
         );
@@ -298,12 +298,12 @@ mod tests {
         let mut c = Controller::new(Bound::Auto { max: 128 }, t0);
         let g = c.generation();
         c.on_sample(t0, g, Sample::Overloaded { retry_after: None });
-        assert_eq!(c.limit(), 16);
+        assert_eq!(c.limit(), 32);
         // Requests sent before the cut fail too: they do not cut again.
         for _ in 0..10 {
             c.on_sample(t0, g, Sample::Overloaded { retry_after: None });
         }
-        assert_eq!(c.limit(), 16);
+        assert_eq!(c.limit(), 32);
         for _ in 0..10 {
             let g = c.generation();
             c.on_sample(t0, g, Sample::Overloaded { retry_after: None });
@@ -319,7 +319,7 @@ mod tests {
             let g = c.generation();
             c.on_sample(t0, g, Sample::Overloaded { retry_after: None });
         }
-        assert_eq!(c.limit(), 4);
+        assert_eq!(c.limit(), 8);
         distant_path(&mut c, t0, 40 * MS, 60);
         assert_eq!(c.limit(), 128, "additive increase climbs back to the bound");
     }
@@ -373,15 +373,15 @@ mod tests {
         for _ in 0..100 {
             c.on_sample(t0, 0, Sample::Neutral);
         }
-        assert_eq!(c.limit(), 32);
+        assert_eq!(c.limit(), 64);
         let mut now = t0;
-        for _ in 0..32 {
+        for _ in 0..64 {
             now += MS;
             c.on_sample(now, 0, Sample::Answered { latency: None });
         }
         assert_eq!(
             c.limit(),
-            64,
+            128,
             "answers without latency samples hold latency"
         );
     }

@@ -255,7 +255,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn no_more_than_the_limit_in_flight_and_the_limit_follows_pushback() {
-        let limiter = Limiter::new(Bound::Auto { max: 128 });
+        // An upper bound of 32 makes `auto` start there.
+        let limiter = Limiter::new(Bound::Auto { max: 32 });
         let permits: Vec<_> = futures::future::join_all((0..32).map(|_| limiter.acquire())).await;
         // The 33rd waits.
         let waiting = tokio::time::timeout(Duration::from_secs(1), limiter.acquire()).await;
