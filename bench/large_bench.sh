@@ -271,16 +271,7 @@ if uses devlogd; then
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/devlogd-large-bench.XXXXXX")
-port=
-azurite_up=
-port_open() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
-stop_azurite() {
-  [[ -n $azurite_up ]] || return 0
-  exec 9>&- # the wrapper sees EOF and stops Azurite
-  azurite_up=
-  local deadline=$((SECONDS + 20))
-  while port_open "$port" && ((SECONDS < deadline)); do sleep 0.1; done
-}
+source "$here/azurite.sh"
 proxy_pid=
 cleanup() {
   if [[ -n $proxy_pid ]]; then kill "$proxy_pid" 2>/dev/null || true; fi
@@ -309,8 +300,7 @@ for s in $sets; do
 done
 
 # --- Azurite ---------------------------------------------------------------------------------
-# Its stdin is a pipe whose only writer is this script's fd 9 (closed for every child): when the
-# script ends, however it ends, the wrapper reads EOF and kills Azurite.
+# bench/azurite.sh: it dies with this script, however the script ends.
 sas=$(lib sas)
 if [[ $persistence == disk ]]; then
   mkdir -p "$work/azurite"
@@ -318,20 +308,7 @@ if [[ $persistence == disk ]]; then
 else
   store=(--inMemoryPersistence)
 fi
-for attempt in 1 2 3 4 5; do
-  port=$(lib free-port)
-  : >"$work/azurite.log"
-  azurite_up=1
-  exec 9> >(exec sh -c '"$0" "$@" </dev/null & pid=$!; read -r _; kill "$pid"' \
-    "$azurite" --disableTelemetry --skipApiVersionCheck --loose --silent "${store[@]}" \
-    --blobHost 127.0.0.1 --blobPort "$port" >"$work/azurite.log" 2>&1)
-  rc=0
-  lib wait-ready "$port" "$work/azurite.log" 30 || rc=$?
-  [[ $rc == 0 ]] && break
-  stop_azurite
-  [[ $rc == 3 && $attempt -lt 5 ]] || die "Azurite did not start (see above)"
-  say "port $port was taken, trying another"
-done
+start_azurite "${store[@]}"
 say "Azurite $("$azurite" --version 2>/dev/null | tail -n1) on 127.0.0.1:$port ($persistence)"
 
 # The port the tools talk to: Azurite's, or a delaying proxy's in front of it.

@@ -45,16 +45,7 @@ fi
 [[ -x $devlogd ]] || die "no devlogd binary at $devlogd"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/devlogd-restore-bench.XXXXXX")
-port=
-azurite_up=
-port_open() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
-stop_azurite() {
-  [[ -n $azurite_up ]] || return 0
-  exec 9>&-
-  azurite_up=
-  local deadline=$((SECONDS + 20))
-  while port_open "$port" && ((SECONDS < deadline)); do sleep 0.1; done
-}
+source "$here/azurite.sh"
 cleanup() {
   stop_azurite
   if [[ ${BENCH_KEEP:-} == 1 ]]; then say "kept $work"; else rm -rf "$work"; fi
@@ -67,20 +58,7 @@ say "generating $files files of 1 KiB in $dirs directories"
 lib gen "$src" "$files" "$dirs" 1024
 
 sas=$(lib sas)
-for attempt in 1 2 3 4 5; do
-  port=$(lib free-port)
-  : >"$work/azurite.log"
-  azurite_up=1
-  exec 9> >(exec sh -c '"$0" "$@" </dev/null & pid=$!; read -r _; kill "$pid"' \
-    "$azurite" --disableTelemetry --skipApiVersionCheck --loose --silent --inMemoryPersistence \
-    --blobHost 127.0.0.1 --blobPort "$port" >"$work/azurite.log" 2>&1)
-  rc=0
-  lib wait-ready "$port" "$work/azurite.log" 30 || rc=$?
-  [[ $rc == 0 ]] && break
-  stop_azurite
-  [[ $rc == 3 && $attempt -lt 5 ]] || die "Azurite did not start (see above)"
-  say "port $port was taken, trying another"
-done
+start_azurite --inMemoryPersistence
 say "Azurite $("$azurite" --version 2>/dev/null | tail -n1) on 127.0.0.1:$port (in memory)"
 
 export RCLONE_CONFIG=$work/rclone.conf

@@ -52,22 +52,13 @@ load=$BENCH_BIN/examples/put_load
 for b in "$devlogd" "$proxy" "$load"; do [[ -x $b ]] || die "no binary at $b"; done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/devlogd-wan.XXXXXX")
-port=
-azurite_up=
+source "$here/azurite.sh"
 proxy_pid=
-port_open() { (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 stop_proxy() {
   [[ -n $proxy_pid ]] || return 0
   kill "$proxy_pid" 2>/dev/null || true
   wait "$proxy_pid" 2>/dev/null || true
   proxy_pid=
-}
-stop_azurite() {
-  [[ -n $azurite_up ]] || return 0
-  exec 9>&- # the wrapper sees EOF and stops Azurite
-  azurite_up=
-  local deadline=$((SECONDS + 20))
-  while port_open "$port" && ((SECONDS < deadline)); do sleep 0.1; done
 }
 cleanup() {
   stop_proxy
@@ -81,21 +72,9 @@ src=$work/journal
 say "generating $files files of 1 KiB"
 lib gen "$src" "$files" 100 1024
 
-# --- Azurite (as in push_bench.sh: it dies with this script) ---------------------------------
+# --- Azurite (bench/azurite.sh: it dies with this script) ------------------------------------
 sas=$(lib sas)
-for attempt in 1 2 3 4 5; do
-  port=$(lib free-port)
-  : >"$work/azurite.log"
-  azurite_up=1
-  exec 9> >(exec sh -c '"$0" "$@" </dev/null & pid=$!; read -r _; kill "$pid"' \
-    "$azurite" --disableTelemetry --skipApiVersionCheck --loose --silent --inMemoryPersistence \
-    --blobHost 127.0.0.1 --blobPort "$port" >"$work/azurite.log" 2>&1)
-  rc=0
-  lib wait-ready "$port" "$work/azurite.log" 30 || rc=$?
-  [[ $rc == 0 ]] && break
-  stop_azurite
-  [[ $rc == 3 && $attempt -lt 5 ]] || die "Azurite did not start (see above)"
-done
+start_azurite --inMemoryPersistence
 say "Azurite on 127.0.0.1:$port (in memory)"
 
 # start_proxy RTT_MS: the proxy in front of Azurite; sets $pport.

@@ -247,7 +247,7 @@ pub struct WorkerStatus {
     #[serde(default)]
     pub held_deletes: usize,
     /// Set while the push running now retries requests that failed in a way that can
-    /// pass: `retrying since 10:02:07 UTC: timed out: …`.
+    /// pass: `retrying since 10:02 UTC: timed out: …`.
     #[serde(default)]
     pub retrying: Option<String>,
     #[serde(default)]

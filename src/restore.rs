@@ -330,40 +330,15 @@ pub async fn fetch_new(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot check {to_rel}: {e}")),
     }
-    let (tmp_name, fd) = loop {
-        let tmp_name = format!(".devlogd-fetch-{:016x}", rand::random::<u64>());
-        match parent.open_here(
-            &tmp_name,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-            0o600,
-        ) {
-            Ok(fd) => break (tmp_name, fd),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("cannot write: {e}")),
-        }
-    };
+    let (tmp_name, file) =
+        create_temp(&parent, ".devlogd-fetch").map_err(|e| format!("cannot write: {e}"))?;
     // Unlinked on every way out; the file stays only under its new name.
     let _tmp = TempName {
         dir: &parent,
         name: &tmp_name,
         placed: false,
     };
-    let file = std::fs::File::from(fd);
-    let write_error = |e: std::io::Error| RemoteError::Permanent {
-        message: format!("cannot write: {e}"),
-    };
-    let got = retry
-        .run(|| async {
-            let mut handle = &file;
-            handle.set_len(0).map_err(write_error)?;
-            std::io::Seek::rewind(&mut handle).map_err(write_error)?;
-            let mut writer = std::io::BufWriter::with_capacity(64 * 1024, handle);
-            let found = remote.get(blob, &mut writer).await?;
-            writer.flush().map_err(write_error)?;
-            Ok(found)
-        })
-        .await;
-    let found = match got {
+    let found = match download_into(remote, retry, blob, &file).await {
         Ok(Some(b)) => b,
         Ok(None) => return Err(format!("{blob} is no longer on the remote")),
         Err(e) => return Err(format!("cannot download {blob}: {e}")),
@@ -381,6 +356,46 @@ pub async fn fetch_new(
         }
     })?;
     Ok(found.size)
+}
+
+/// A new file `PREFIX-<random>` in `parent`, 0600, for a download to go to before it is
+/// put in place.
+fn create_temp(parent: &Beneath, prefix: &str) -> std::io::Result<(String, std::fs::File)> {
+    loop {
+        let tmp_name = format!("{prefix}-{:016x}", rand::random::<u64>());
+        match parent.open_here(
+            &tmp_name,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        ) {
+            Ok(fd) => return Ok((tmp_name, std::fs::File::from(fd))),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Download `blob` into `file` under the retry policy; a retry starts the file over.
+async fn download_into(
+    remote: &dyn Remote,
+    retry: RetryPolicy,
+    blob: &str,
+    file: &std::fs::File,
+) -> Result<Option<crate::remote::RemoteBlob>, RemoteError> {
+    let write_error = |e: std::io::Error| RemoteError::Permanent {
+        message: format!("cannot write: {e}"),
+    };
+    retry
+        .run(|| async {
+            let mut handle = file;
+            handle.set_len(0).map_err(write_error)?;
+            std::io::Seek::rewind(&mut handle).map_err(write_error)?;
+            let mut writer = std::io::BufWriter::with_capacity(64 * 1024, handle);
+            let found = remote.get(blob, &mut writer).await?;
+            writer.flush().map_err(write_error)?;
+            Ok(found)
+        })
+        .await
 }
 
 /// `linkat` within one directory: fails with `AlreadyExists` instead of replacing.
@@ -513,17 +528,9 @@ async fn restore_one(
         Err(e) => return failed(format!("cannot create its directory: {e}")),
     };
     // Download into a temporary file beside the destination.
-    let (tmp_name, fd) = loop {
-        let tmp_name = format!(".devlogd-restore-{:016x}", rand::random::<u64>());
-        match parent.open_here(
-            &tmp_name,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-            0o600,
-        ) {
-            Ok(fd) => break (tmp_name, fd),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return failed(format!("cannot write: {e}")),
-        }
+    let (tmp_name, file) = match create_temp(&parent, ".devlogd-restore") {
+        Ok(created) => created,
+        Err(e) => return failed(format!("cannot write: {e}")),
     };
     // Removed on every way out (an error, or the restore interrupted) but the rename.
     let mut tmp = TempName {
@@ -531,24 +538,7 @@ async fn restore_one(
         name: &tmp_name,
         placed: false,
     };
-    let file = std::fs::File::from(fd);
-    let write_error = |e: std::io::Error| RemoteError::Permanent {
-        message: format!("cannot write: {e}"),
-    };
-    let got = opts
-        .retry
-        .run(|| async {
-            // A retry starts the file over.
-            let mut handle = &file;
-            handle.set_len(0).map_err(write_error)?;
-            std::io::Seek::rewind(&mut handle).map_err(write_error)?;
-            let mut writer = std::io::BufWriter::with_capacity(64 * 1024, handle);
-            let blob = remote.get(&job.version.blob, &mut writer).await?;
-            writer.flush().map_err(write_error)?;
-            Ok(blob)
-        })
-        .await;
-    let blob = match got {
+    let blob = match download_into(remote, opts.retry, &job.version.blob, &file).await {
         Ok(Some(b)) => b,
         Ok(None) => {
             return failed("the blob disappeared from the remote meanwhile".into());

@@ -270,13 +270,13 @@ mod tests {
                     s.pending_oldest_ms = Some(31_000);
                     s.worker.state = State::Pushing;
                     s.worker.retrying = Some(
-                        "retrying since 11:06:02 UTC: timed out: no answer from the service within 10 s"
+                        "retrying since 11:06 UTC: timed out: no answer from the service within 10 s"
                             .into(),
                     );
                 },
                 VerdictState::BackingUp,
                 false,
-                "Backing up: 1 path pending for 31 s — retrying since 11:06:02 UTC: timed out: no answer from the service within 10 s",
+                "Backing up: 1 path pending for 31 s — retrying since 11:06 UTC: timed out: no answer from the service within 10 s",
             ),
             (
                 |s| {

@@ -6,7 +6,6 @@ use super::{CliError, exit};
 use crate::config::Config;
 use crate::conflicts::{self, Conflict};
 use crate::exit::ExitCode;
-use crate::remote::RemoteError;
 use crate::remote::retry::RetryPolicy;
 use crate::ui::printable;
 use serde::Serialize;
@@ -38,21 +37,10 @@ pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, C
     let session = crate::session::Session::open(config.clone())?;
     let flagged = session.conflict_paths();
     let remote = session.remote;
-    let listing = remote.list().await.map_err(|e| match e {
-        RemoteError::Auth { message } => CliError::new(
-            exit::AUTH,
-            format!(
-                "{}: {message}; the credentials came from {}: {}",
-                remote.describe(),
-                remote.credential_source(),
-                crate::push::auth_hint(&remote.credential_source())
-            ),
-        ),
-        e => CliError::new(
-            exit::FILES_FAILED,
-            format!("cannot list {}: {e}", remote.describe()),
-        ),
-    })?;
+    let listing = remote
+        .list()
+        .await
+        .map_err(|e| CliError::listing(remote.as_ref(), e))?;
     let mut report = ConflictsReport {
         conflicts: conflicts::find(&listing, &flagged),
         ..Default::default()

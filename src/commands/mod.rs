@@ -39,6 +39,26 @@ impl CliError {
         }
     }
 
+    /// Listing `remote` failed: refused credentials name where they came from and what to
+    /// check (exit 4); anything else is "cannot list" (exit 1).
+    pub fn listing(remote: &dyn crate::remote::Remote, error: crate::remote::RemoteError) -> Self {
+        match error {
+            crate::remote::RemoteError::Auth { message } => CliError::new(
+                exit::AUTH,
+                format!(
+                    "{}: {message}; the credentials came from {}: {}",
+                    remote.describe(),
+                    remote.credential_source(),
+                    crate::push::auth_hint(&remote.credential_source())
+                ),
+            ),
+            e => CliError::new(
+                exit::FILES_FAILED,
+                format!("cannot list {}: {e}", remote.describe()),
+            ),
+        }
+    }
+
     /// Mark that the failure was already reported as JSON on stdout.
     pub fn json_printed(mut self) -> Self {
         self.json_printed = true;

@@ -460,8 +460,10 @@ impl Worker {
                     // not minutes later when the retries run out.
                     status.send_modify(|s| {
                         let since = *s.retrying_since_unix.get_or_insert_with(unix_now);
-                        s.retrying =
-                            Some(format!("retrying since {}: {error}", time_of_day(since)));
+                        s.retrying = Some(format!(
+                            "retrying since {}: {error}",
+                            crate::verdict::wall_clock(since, unix_now())
+                        ));
                     });
                 }
                 _ => {}
@@ -793,14 +795,6 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// `10:02:07 UTC`: when something started, as a user reads a clock.
-fn time_of_day(unix: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(unix) {
-        Ok(t) => format!("{:02}:{:02}:{:02} UTC", t.hour(), t.minute(), t.second()),
-        Err(_) => format!("unix time {unix}"),
     }
 }
 

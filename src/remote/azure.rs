@@ -662,14 +662,7 @@ impl Remote for AzureRemote {
             client.start_copy_from_url(source, Some(options)),
         )
         .await;
-        permit.finish(
-            match &attempt {
-                Err(_) => Outcome::Overloaded { retry_after: None },
-                Ok(Ok(_)) => Outcome::Answered,
-                Ok(Err(e)) => sdk_outcome(e),
-            },
-            true,
-        );
+        permit.finish(timed_attempt_outcome(&attempt), true);
         let response = match attempt {
             Err(_) => return Err(timed_out(timeouts::SLOW_ANSWER)),
             // The source is gone: it is not the version we were to keep.
@@ -702,14 +695,7 @@ impl Remote for AzureRemote {
         }
         let permit = self.limiter.acquire().await;
         let attempt = tokio::time::timeout(timeouts::ANSWER, client.delete(Some(options))).await;
-        permit.finish(
-            match &attempt {
-                Err(_) => Outcome::Overloaded { retry_after: None },
-                Ok(Ok(_)) => Outcome::Answered,
-                Ok(Err(e)) => sdk_outcome(e),
-            },
-            true,
-        );
+        permit.finish(timed_attempt_outcome(&attempt), true);
         match attempt {
             Err(_) => Err(timed_out(timeouts::ANSWER)),
             Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => Ok(()),
@@ -797,6 +783,18 @@ fn md5_array(v: Vec<u8>) -> Option<[u8; 16]> {
 /// A failure of ours while building a request, as an SDK error.
 fn sdk_error(e: RemoteError) -> azure_core::Error {
     azure_core::Error::with_message(ErrorKind::Other, e.to_string())
+}
+
+/// What one SDK request under a time limit says about the path: running out of time is
+/// pushback.
+fn timed_attempt_outcome<T>(
+    attempt: &Result<azure_core::Result<T>, tokio::time::error::Elapsed>,
+) -> Outcome {
+    match attempt {
+        Err(_) => Outcome::Overloaded { retry_after: None },
+        Ok(Ok(_)) => Outcome::Answered,
+        Ok(Err(e)) => sdk_outcome(e),
+    }
 }
 
 /// What a failed request says about the path: pushback and connection failures slow the
