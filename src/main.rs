@@ -116,7 +116,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CtlCommand {
-    /// What the daemon is doing: state, pending paths, last push, last error, …
+    /// Whether the journal is backed up (the verdict, first), then state, pending paths, last push, last error, …
     Status {
         /// Print the daemon's status as one JSON object on stdout (also on failure).
         #[arg(long, conflicts_with = "prometheus")]
