@@ -195,8 +195,11 @@ impl Uploader<'_> {
             self.retried(name, || self.remote.preserve(name, etag, &kept))
                 .await?;
         }
+        // Retries inside the one put (a large file's blocks) are reported as they happen too.
+        let inner_retry = |e: &RemoteError| self.report_retry(name, e);
         self.retried(name, || {
-            self.remote.put(name, content, precondition, self.writer)
+            self.remote
+                .put_reporting(name, content, precondition, self.writer, &inner_retry)
         })
         .await
         .map(|o| o.etag)
@@ -209,13 +212,15 @@ impl Uploader<'_> {
         Fut: std::future::Future<Output = Result<T, RemoteError>>,
     {
         self.retry
-            .run_observed(op, |e| {
-                (self.progress)(PushEvent::Retrying {
-                    path: path.to_string(),
-                    error: e.to_string(),
-                })
-            })
+            .run_observed(op, |e| self.report_retry(path, e))
             .await
+    }
+
+    fn report_retry(&self, path: &str, error: &RemoteError) {
+        (self.progress)(PushEvent::Retrying {
+            path: path.to_string(),
+            error: error.to_string(),
+        })
     }
 
     /// Upload ours under a fresh conflict name; a name taken within the same second gets a

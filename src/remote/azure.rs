@@ -11,7 +11,7 @@ use super::credential::Credential;
 use super::limit::{Limiter, Outcome};
 use super::location::AzureLocation;
 use super::shared_key::SharedKeyPolicy;
-use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
+use super::{OnRetry, Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
 use crate::redact::scrub;
 use async_trait::async_trait;
 use azure_core::error::ErrorKind;
@@ -314,6 +314,7 @@ impl AzureRemote {
         content: &Content,
         precondition: &Precondition,
         writer: &str,
+        on_retry: OnRetry<'_>,
     ) -> Result<PutOutcome, RemoteError> {
         let client = self.blob_client(name)?.block_blob_client();
         // Block ids are unique to this attempt, so two writers staging blocks on the same
@@ -354,7 +355,7 @@ impl AzureRemote {
                         // held until it is staged (capturing only the fields it uses would
                         // give the share back at once).
                         let block = block;
-                        self.stage_block(client, &id, block.data.clone(), block.md5)
+                        self.stage_block(client, &id, block.data.clone(), block.md5, on_retry)
                             .await
                     });
                 }
@@ -404,10 +405,12 @@ impl AzureRemote {
         id: &[u8],
         data: Bytes,
         md5: [u8; 16],
+        on_retry: OnRetry<'_>,
     ) -> Result<(), RemoteError> {
         let retry = super::retry::RetryPolicy::default();
         retry
-            .run(|| {
+            .run_observed(
+                || {
                 let data = data.clone();
                 async move {
                     let options = BlockBlobClientStageBlockOptions {
@@ -438,17 +441,28 @@ impl AzureRemote {
                         Err(e) if is_container_not_found(&e) => {
                             self.create_container().await?;
                             Err(RemoteError::Transient {
-                                message: "created the container".into(),
+                                message: CREATED_CONTAINER.into(),
                                 retry_after: Some(Duration::ZERO),
                             })
                         }
                         Err(e) => Err(map_error(e)),
                     }
                 }
-            })
+                },
+                // Trying again after creating the container is no trouble to report.
+                |e| {
+                    if !matches!(e, RemoteError::Transient { message, .. } if message == CREATED_CONTAINER)
+                    {
+                        on_retry(e)
+                    }
+                },
+            )
             .await
     }
 }
+
+/// The "error" a block staged before its container existed is tried again with.
+const CREATED_CONTAINER: &str = "created the container";
 
 #[async_trait]
 impl Remote for AzureRemote {
@@ -490,8 +504,22 @@ impl Remote for AzureRemote {
         precondition: &Precondition,
         writer: &str,
     ) -> Result<PutOutcome, RemoteError> {
+        self.put_reporting(name, content, precondition, writer, &|_| {})
+            .await
+    }
+
+    async fn put_reporting(
+        &self,
+        name: &str,
+        content: &Content,
+        precondition: &Precondition,
+        writer: &str,
+        on_retry: OnRetry<'_>,
+    ) -> Result<PutOutcome, RemoteError> {
         let Some(data) = content.inline() else {
-            return self.put_blocks(name, content, precondition, writer).await;
+            return self
+                .put_blocks(name, content, precondition, writer, on_retry)
+                .await;
         };
         let md5 = content.md5().await?;
         let limit = timeouts::for_body(data.len() as u64);

@@ -195,6 +195,9 @@ pub struct PutOutcome {
     pub md5: [u8; 16],
 }
 
+/// Told of each retry made inside one call ([`Remote::put_reporting`]).
+pub type OnRetry<'a> = &'a (dyn Fn(&RemoteError) + Send + Sync);
+
 #[async_trait]
 pub trait Remote: Send + Sync {
     /// The remote as shown to people: a URL or path, never a secret.
@@ -225,6 +228,22 @@ pub trait Remote: Send + Sync {
         precondition: &Precondition,
         writer: &str,
     ) -> Result<PutOutcome, RemoteError>;
+
+    /// [`put`](Self::put), telling `on_retry` of each retry made inside the one call (a
+    /// large file's blocks are retried one by one, so a 1 GiB upload does not start over;
+    /// without this, a hung service would show only once a block gave up). Remotes that
+    /// retry nothing inside keep the default.
+    async fn put_reporting(
+        &self,
+        name: &str,
+        content: &Content,
+        precondition: &Precondition,
+        writer: &str,
+        on_retry: OnRetry<'_>,
+    ) -> Result<PutOutcome, RemoteError> {
+        let _ = on_retry;
+        self.put(name, content, precondition, writer).await
+    }
 
     /// Properties of one blob, `None` when it does not exist.
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError>;
