@@ -1,7 +1,8 @@
 # Azurite for the benchmarks, sourced by each script (after it sets `work`, `azurite`, and
 # its `say`, `die` and `lib` helpers). Azurite's stdin is a pipe whose only writer is the
 # script's fd 9 (closed for every child): when the script ends, however it ends, the wrapper
-# reads EOF and kills Azurite. Every start passes --disableTelemetry.
+# reads EOF and stops Azurite (killed outright if it has not
+# gone 5 s later). Every start passes --disableTelemetry.
 
 port=
 azurite_up=
@@ -24,7 +25,10 @@ start_azurite() {
     port=$(lib free-port)
     : >"$work/azurite.log"
     azurite_up=1
-    exec 9> >(exec sh -c '"$0" "$@" </dev/null & pid=$!; read -r _; kill "$pid"' \
+    # A busy node may not get to its SIGTERM handler: SIGKILL after 5 s.
+    exec 9> >(exec sh -c '"$0" "$@" </dev/null & pid=$!; read -r _; kill "$pid"
+      i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+      kill -9 "$pid" 2>/dev/null' \
       "$azurite" --disableTelemetry --skipApiVersionCheck --loose --silent "$@" \
       --blobHost 127.0.0.1 --blobPort "$port" >"$work/azurite.log" 2>&1)
     rc=0

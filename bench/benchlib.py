@@ -207,12 +207,13 @@ WAN_CASES = [
 def wan_report(path, files):
     """Rates (files/s, median and range) per case and round trip, then devlogd against the best
     load generator and the better rclone at each round trip."""
-    runs, notes = {}, []
+    runs, notes, by_round = {}, [], {}
     for line in open(path):
         rtt, case, rnd, wall, user, sys_, rss_kib, verified = line.rstrip("\n").split("\t")
         runs.setdefault((int(rtt), case), []).append(
             (files / float(wall), float(user) + float(sys_), int(rss_kib) / 1024.0)
         )
+        by_round.setdefault((int(rtt), int(rnd)), {})[case] = files / float(wall)
         if verified != "ok":
             notes.append(f"{rtt} ms, round {rnd}, {case}: {verified}")
     rtts = sorted({rtt for rtt, _ in runs})
@@ -253,6 +254,19 @@ def wan_report(path, files):
             else:
                 cells.append("–")
         out.append(f"| {label} | " + " | ".join(cells) + " |")
+    # The same comparison within each round (cases of one round ran minutes apart at most, on
+    # the same Azurite): the median over rounds and the lowest.
+    cells = []
+    for rtt in rtts:
+        ratios = []
+        for (r_rtt, _), rates in sorted(by_round.items()):
+            loads = [rates[c] for c in ("load-16", "load-64", "load-128") if c in rates]
+            if r_rtt == rtt and loads and "devlogd" in rates:
+                ratios.append(rates["devlogd"] / max(loads))
+        cells.append(
+            f"{statistics.median(ratios):.2f} (lowest {min(ratios):.2f})" if ratios else "–"
+        )
+    out.append("| ÷ best load generator of the same round (median of rounds) | " + " | ".join(cells) + " |")
     cpu = [
         f"{rtt} ms: devlogd {statistics.median(r[1] for r in runs[(rtt, 'devlogd')]):.2f} s CPU, "
         f"{statistics.median(r[2] for r in runs[(rtt, 'devlogd')]):.1f} MiB peak RSS"
