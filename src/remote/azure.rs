@@ -14,23 +14,27 @@ use super::shared_key::SharedKeyPolicy;
 use super::{OnRetry, Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
 use crate::redact::scrub;
 use async_trait::async_trait;
+use azure_core::error::CheckSuccessOptions;
 use azure_core::error::ErrorKind;
 use azure_core::http::headers::HeaderName;
+use azure_core::http::policies::auth::BearerTokenAuthorizationPolicy;
 use azure_core::http::policies::{Policy, PolicyResult};
 use azure_core::http::{
-    ClientOptions, Context, Etag, HttpClientOptions, Method, Request, RequestContent, RetryOptions,
-    StatusCode, Transport, Url, new_http_client,
+    ClientOptions, Context, Etag, HttpClientOptions, Method, Pipeline, PipelineSendOptions,
+    Request, RetryOptions, StatusCode, Transport, Url, new_http_client,
 };
 use azure_storage_blob::models::{
     BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
     BlobClientStartCopyFromUrlOptions, BlobClientStartCopyFromUrlResultHeaders,
-    BlobClientUploadOptions, BlobContainerClientListBlobsOptions,
-    BlockBlobClientCommitBlockListOptions, BlockBlobClientCommitBlockListResultHeaders,
-    BlockBlobClientStageBlockOptions, BlockLookupList, CopyStatus, ListBlobsIncludeItem,
+    BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions,
+    BlockBlobClientCommitBlockListResultHeaders, BlockBlobClientStageBlockOptions, BlockLookupList,
+    CopyStatus, ListBlobsIncludeItem,
 };
 use azure_storage_blob::{
     BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions,
 };
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
@@ -66,6 +70,11 @@ pub struct AzureRemote {
     container_url: String,
     blob_options: BlobClientOptions,
     container: BlobContainerClient,
+    /// The pipeline a small file's Put Blob goes through, built once (the SDK's
+    /// `BlobClient` builds one per blob, and a first push makes thousands).
+    put_pipeline: Pipeline,
+    /// The service version requests ask for (the SDK's own).
+    api_version: String,
     /// Set once the container is known to exist (or was created by us).
     container_created: Mutex<bool>,
     /// The container we created, until [`Remote::take_created_container`] says so.
@@ -95,6 +104,24 @@ impl AzureRemote {
             client_options: client_options.clone(),
             ..Default::default()
         };
+        // What `BlobClient::new` builds for every blob: the same options and policies, and
+        // the bearer token for Entra ID (the container client below refuses plain http).
+        let per_retry: Vec<Arc<dyn Policy>> = match token_credential(&credential) {
+            Some(token) => vec![Arc::new(BearerTokenAuthorizationPolicy::new(
+                token,
+                vec!["https://storage.azure.com/.default"],
+            ))],
+            None => Vec::new(),
+        };
+        let put_pipeline = Pipeline::new(
+            Some(env!("CARGO_PKG_NAME")),
+            Some(env!("CARGO_PKG_VERSION")),
+            client_options.clone(),
+            Vec::new(),
+            per_retry,
+            None,
+        );
+        let api_version = blob_options.version.clone();
         let container_options = BlobContainerClientOptions {
             client_options,
             ..Default::default()
@@ -112,6 +139,8 @@ impl AzureRemote {
             container_url,
             blob_options,
             container,
+            put_pipeline,
+            api_version,
             container_created: Mutex::new(false),
             created_note: std::sync::Mutex::new(None),
             limiter: Limiter::new(Bound::Auto {
@@ -263,7 +292,8 @@ impl AzureRemote {
         Ok(blobs)
     }
 
-    /// One Put Blob carrying the whole (small) content.
+    /// One Put Blob carrying the whole (small) content: the request `BlockBlobClient::upload`
+    /// sends for content of one block, built here and sent on the shared pipeline.
     async fn put_small(
         &self,
         name: &str,
@@ -272,25 +302,42 @@ impl AzureRemote {
         precondition: &Precondition,
         writer: &str,
     ) -> Result<PutOutcome, azure_core::Error> {
-        let client = self.blob_client(name).map_err(sdk_error)?;
-        let mut options = BlobClientUploadOptions {
-            blob_content_md5: Some(md5.to_vec()),
-            // Set explicitly: the SDK's default asks the OS for the CPU count (cgroup files
-            // under /proc) on every upload.
-            parallel: NonZeroUsize::new(1),
-            // Inline content is at most one block: always one Put Blob.
-            partition_size: std::num::NonZeroU64::new(BLOCK_SIZE),
-            metadata: Some(Self::metadata(writer, &md5, name)),
-            ..Default::default()
-        };
+        let url = self.blob_url(name).map_err(sdk_error)?;
+        let md5_b64 = B64.encode(md5);
+        let mut request = Request::new(url, Method::Put);
+        request.insert_header("content-length", data.len().to_string());
+        request.insert_header("content-type", "application/octet-stream");
         match precondition {
-            Precondition::IfAbsent => options.if_none_match = Some(Etag::from("*")),
-            Precondition::IfMatch(etag) => options.if_match = Some(Etag::from(etag.clone())),
+            Precondition::IfAbsent => request.insert_header("if-none-match", "*"),
+            Precondition::IfMatch(etag) => request.insert_header("if-match", etag.clone()),
             Precondition::None => {}
         }
-        let content: RequestContent<Bytes, _> = data.into();
-        let result = client.upload(content, Some(options)).await?;
-        if let Some(returned) = &result.content_md5
+        // The transactional `Content-MD5` is added by `TransactionalMd5Policy` from this.
+        request.insert_header("x-ms-blob-content-md5", md5_b64);
+        request.insert_header("x-ms-blob-type", "BlockBlob");
+        for (key, value) in Self::metadata(writer, &md5, name) {
+            request.insert_header(format!("x-ms-meta-{key}"), value);
+        }
+        request.insert_header("x-ms-version", self.api_version.clone());
+        request.set_body(data);
+        let response = self
+            .put_pipeline
+            .send(
+                &Context::new(),
+                &mut request,
+                Some(PipelineSendOptions {
+                    check_success: CheckSuccessOptions {
+                        success_codes: &[201],
+                    },
+                    ..Default::default()
+                }),
+            )
+            .await?;
+        let headers = response.headers();
+        let returned = headers
+            .get_optional_str(&HeaderName::from_static("content-md5"))
+            .and_then(|b64| B64.decode(b64).ok());
+        if let Some(returned) = returned
             && returned.as_slice() != md5
         {
             return Err(azure_core::Error::with_message(
@@ -300,7 +347,10 @@ impl AzureRemote {
                 ),
             ));
         }
-        let etag = result.etag.map(|e| quoted(e.as_ref())).unwrap_or_default();
+        let etag = headers
+            .get_optional_str(&HeaderName::from_static("etag"))
+            .map(quoted)
+            .unwrap_or_default();
         Ok(PutOutcome { etag, md5 })
     }
 
