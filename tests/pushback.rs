@@ -44,7 +44,9 @@ struct Throttle {
 }
 
 impl Throttle {
-    fn start(upstream: u16, refuse: Refuse) -> Throttle {
+    /// `away`: how long each request waits before it is answered or relayed (the service's
+    /// distance; the concurrency a path can use grows with it).
+    fn start(upstream: u16, refuse: Refuse, away: Duration) -> Throttle {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -54,7 +56,7 @@ impl Throttle {
             for client in listener.incoming().flatten() {
                 let (log, puts) = (log.clone(), puts.clone());
                 thread::spawn(move || {
-                    let _ = serve(client, upstream, refuse, &log, &puts);
+                    let _ = serve(client, upstream, refuse, away, &log, &puts);
                 });
             }
         });
@@ -72,6 +74,7 @@ fn serve(
     client: TcpStream,
     upstream: u16,
     refuse: Refuse,
+    away: Duration,
     log: &Mutex<Vec<Seen>>,
     puts: &AtomicUsize,
 ) -> std::io::Result<()> {
@@ -101,6 +104,7 @@ fn serve(
             path: path.to_string(),
             refused,
         });
+        thread::sleep(away);
         if refused {
             let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>ServerBusy</Code><Message>The server is busy.</Message></Error>";
             write!(
@@ -186,7 +190,9 @@ fn under_pushback_devlogd_slows_down_waits_out_retry_after_loses_nothing_and_cli
     let az = Azurite::shared();
     let container = unique_container("pushback");
     az.create_container(&container);
-    let throttle = Throttle::start(az.port(), Refuse::SomePutBlobs);
+    // 40 ms away: far enough that the path, not latency at a busy emulator, sets the level
+    // the limit comes back to (on loopback latency alone holds it near its floor of 16).
+    let throttle = Throttle::start(az.port(), Refuse::SomePutBlobs, Duration::from_millis(40));
     let env = TestEnv::new().with_sas(az.account_sas());
     env.write_config(&format!(
         "[remote]\nurl = \"http://127.0.0.1:{}/devstoreaccount1/{container}\"\n",
@@ -282,7 +288,7 @@ fn a_large_files_refused_blocks_are_reported_as_retries_while_they_happen() {
     let container = unique_container("blockretry");
     az.create_container(&container);
     // The first two Put Block requests of a 9 MiB file (three 4 MiB blocks) refused.
-    let throttle = Throttle::start(az.port(), Refuse::FirstPutBlocks(2));
+    let throttle = Throttle::start(az.port(), Refuse::FirstPutBlocks(2), Duration::ZERO);
     let env = TestEnv::new().with_sas(az.account_sas());
     env.write_config(&format!(
         "[remote]\nurl = \"http://127.0.0.1:{}/devstoreaccount1/{container}\"\n",
