@@ -9,6 +9,7 @@
   benchlib.py snapshot PORT NAME           "COUNT DIGEST": blob count and a digest of names+ETags
   benchlib.py report RESULTS.tsv FILES     Markdown tables (medians and ratios) on stdout
   benchlib.py wan-report RESULTS.tsv FILES wan_bench.sh's tables (rates per round trip, ratios)
+  benchlib.py proc-cpu PORT                CPU seconds so far of the Azurite serving PORT
 """
 
 import base64
@@ -207,12 +208,19 @@ WAN_CASES = [
 def wan_report(path, files):
     """Rates (files/s, median and range) per case and round trip, then devlogd against the best
     load generator and the better rclone at each round trip."""
-    runs, notes, by_round = {}, [], {}
+    runs, notes, by_round, server = {}, [], {}, {}
     for line in open(path):
-        rtt, case, rnd, wall, user, sys_, rss_kib, verified = line.rstrip("\n").split("\t")
+        fields = line.rstrip("\n").split("\t")
+        rtt, case, rnd, wall, user, sys_, rss_kib, verified = fields[:8]
         runs.setdefault((int(rtt), case), []).append(
             (files / float(wall), float(user) + float(sys_), int(rss_kib) / 1024.0)
         )
+        if len(fields) > 8:
+            # Azurite's CPU seconds during the case: per 1,000 puts, and as a share of the wall.
+            cpu = float(fields[8])
+            server.setdefault((int(rtt), case), []).append(
+                (cpu * 1000.0 / files, cpu / float(wall))
+            )
         by_round.setdefault((int(rtt), int(rnd)), {})[case] = files / float(wall)
         if verified != "ok":
             notes.append(f"{rtt} ms, round {rnd}, {case}: {verified}")
@@ -275,9 +283,50 @@ def wan_report(path, files):
     ]
     if cpu:
         out += ["", "Client cost (medians): " + "; ".join(cpu) + "."]
+    if server:
+        out += [
+            "",
+            "| Azurite: CPU s per 1,000 puts (median) · busy = its CPU ÷ wall (median) | "
+            + " | ".join(f"{rtt} ms" for rtt in rtts)
+            + " |",
+            "|---|" + "---:|" * len(rtts),
+        ]
+        for case, label in WAN_CASES:
+            cells = []
+            for rtt in rtts:
+                v = server.get((rtt, case))
+                cells.append(
+                    f"{statistics.median(x[0] for x in v):.2f} · {statistics.median(x[1] for x in v):.2f}"
+                    if v
+                    else "–"
+                )
+            if any(c != "–" for c in cells):
+                out.append(f"| {label} | " + " | ".join(cells) + " |")
     if notes:
         out += ["", "Checks that failed:", ""] + [f"- {n}" for n in notes]
     print("\n".join(out))
+
+
+def proc_cpu(port):
+    """User + system CPU seconds of the processes started with `--blobPort PORT`: Azurite
+    (and the shell wrapping it, which costs nothing)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+            if b"--blobPort" not in args or args[args.index(b"--blobPort") + 1 :][:1] != [
+                str(port).encode()
+            ]:
+                continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            # utime and stime are fields 14 and 15 of stat(5); [0] here is field 3.
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 def main(argv):
@@ -296,6 +345,8 @@ def main(argv):
         print(snapshot(int(args[0]), args[1]))
     elif cmd == "report":
         report(args[0], int(args[1]))
+    elif cmd == "proc-cpu":
+        print(f"{proc_cpu(int(args[0])):.2f}")
     elif cmd == "wan-report":
         wan_report(args[0], int(args[1]))
     else:

@@ -9,8 +9,12 @@
 #   devlogd                      devlogd push, first push, fresh state (sync.concurrency default)
 #   devlogd-fixed16              the same with sync.concurrency = 16 (devlogd before issue 16)
 #   rclone, rclone32             rclone copy, default flags and --transfers 32 --checkers 32
-# Every round has its own Azurite and proxy, and starts with one unrecorded warm-up (the load
-# generator at 64 in flight), so no case meets a cold Azurite (its JIT) or a fresh proxy.
+# Every round has its own Azurite and proxy, and starts with BENCH_WARMUPS unrecorded warm-ups
+# (the load generator at 64 in flight), so no case meets a cold Azurite (its JIT) or a fresh
+# proxy: with one, the case right after it ran 15-30 % slower than the same case later on.
+# Azurite's own CPU time is read from /proc for every case: it is single-threaded and, on two
+# cores, the ceiling at every round trip (busy ≈ 1.0), so the report gives its CPU per 1,000
+# puts beside the rates: a client that cost the service more per request would show there.
 # Each upload is checked to have stored every file. Prints Markdown (medians; devlogd's fraction
 # of the best load-generator rate and its ratio to the better rclone) for BENCHMARKS.md on stdout;
 # progress on stderr.
@@ -18,7 +22,9 @@
 # Environment:
 #   BENCH_RTTS     round trips in ms ("0 40 100"); the proxy delays each direction by half
 #   BENCH_FILES    files per case (1000)
-#   BENCH_ROUNDS   rounds (5): each case runs once per round, every other round in reverse order
+#   BENCH_ROUNDS   rounds (9): each case runs once per round, every other round in reverse order
+#                  (a single case varies ±15-20 % on the same Azurite: the medians need rounds)
+#   BENCH_WARMUPS  unrecorded warm-ups at the start of each round (3)
 #   BENCH_PEER_ROUNDS
 #                  rounds that also run rclone (2; it is 3-5× behind at every distance, and
 #                  at 100 ms one default rclone run of 1,000 files takes 80 s)
@@ -34,8 +40,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
 rtts=${BENCH_RTTS:-0 40 100}
 files=${BENCH_FILES:-1000}
-rounds=${BENCH_ROUNDS:-5}
+rounds=${BENCH_ROUNDS:-9}
 peer_rounds=${BENCH_PEER_ROUNDS:-2}
+warmups=${BENCH_WARMUPS:-3}
 cases=" ${BENCH_CASES:-load-16 load-64 load-128 devlogd devlogd-fixed16 rclone rclone32} "
 azurite=${DEVLOGD_AZURITE_BIN:-$repo/tests/azurite/node_modules/.bin/azurite-blob}
 
@@ -97,9 +104,12 @@ start_proxy() {
 results=$work/results.tsv
 : >"$results"
 
-# measure CMD...: wall (s, bash's microsecond clock), CPU and peak RSS (GNU time) in globals.
+# measure CMD...: wall (s, bash's microsecond clock), CPU and peak RSS (GNU time), and
+# Azurite's CPU seconds meanwhile (read outside the timed part) in globals.
 measure() {
-  local t0=$EPOCHREALTIME t1 us
+  local t0 t1 us s0
+  s0=$(lib proc-cpu "$port")
+  t0=$EPOCHREALTIME
   if ! /usr/bin/time -f '%U %S %M' -o "$work/time.out" "$@" 9>&- \
     >"$work/run.out" 2>"$work/run.err"; then
     tail -n 20 "$work/run.out" "$work/run.err" >&2 || true
@@ -109,10 +119,11 @@ measure() {
   us=$((10#${t1//[.,]/} - 10#${t0//[.,]/}))
   wall=$(printf '%d.%06d' $((us / 1000000)) $((us % 1000000)))
   read -r user sys rss <"$work/time.out"
+  server_cpu=$(python3 -c "print(round($(lib proc-cpu "$port") - $s0, 2))")
 }
 # record RTT CASE ROUND CHECK EXTRA
 record() {
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$wall" "$user" "$sys" "$rss" "$4" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$wall" "$user" "$sys" "$rss" "$4" "$server_cpu" >>"$results"
   say "rtt $1 ms, round $3: $2 $(python3 -c "print(f'{$files / $wall:,.0f} files/s')") ${5:-}"
 }
 check_count() { # CONTAINER EXPECTED
@@ -170,7 +181,7 @@ for rtt in $rtts; do
     start_azurite --inMemoryPersistence
     start_proxy "$rtt"
     say "round trip $rtt ms, round $r: Azurite on 127.0.0.1:$port, proxy on 127.0.0.1:$pport"
-    run_case "$rtt" "$r" warmup
+    for ((w = 1; w <= warmups; w++)); do run_case "$rtt" "$r" warmup; done
     order=$cases
     # Every other round in reverse order, so no case always runs later after the warm-up.
     if ((r % 2 == 0)); then order=$(printf '%s\n' $cases | tac | tr '\n' ' '); fi
