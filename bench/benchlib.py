@@ -208,7 +208,7 @@ WAN_CASES = [
 def wan_report(path, files):
     """Rates (files/s, median and range) per case and round trip, then devlogd against the best
     load generator and the better rclone at each round trip."""
-    runs, notes, by_round, server = {}, [], {}, {}
+    runs, notes, by_round, server, seen = {}, [], {}, {}, {}
     for line in open(path):
         fields = line.rstrip("\n").split("\t")
         rtt, case, rnd, wall, user, sys_, rss_kib, verified = fields[:8]
@@ -221,7 +221,10 @@ def wan_report(path, files):
             server.setdefault((int(rtt), case), []).append(
                 (cpu * 1000.0 / files, cpu / float(wall))
             )
-        by_round.setdefault((int(rtt), int(rnd)), {})[case] = files / float(wall)
+        # Results of several runs may be concatenated (pooled): a case seen again for the same
+        # round trip and round belongs to the next run's round.
+        seen[(rtt, rnd, case)] = seen.get((rtt, rnd, case), 0) + 1
+        by_round.setdefault((int(rtt), int(rnd), seen[(rtt, rnd, case)]), {})[case] = files / float(wall)
         if verified != "ok":
             notes.append(f"{rtt} ms, round {rnd}, {case}: {verified}")
     rtts = sorted({rtt for rtt, _ in runs})
@@ -267,7 +270,7 @@ def wan_report(path, files):
     cells = []
     for rtt in rtts:
         ratios = []
-        for (r_rtt, _), rates in sorted(by_round.items()):
+        for (r_rtt, _, _), rates in sorted(by_round.items()):
             loads = [rates[c] for c in ("load-16", "load-64", "load-128") if c in rates]
             if r_rtt == rtt and loads and "devlogd" in rates:
                 ratios.append(rates["devlogd"] / max(loads))
