@@ -329,11 +329,8 @@ for k in ("StandardOutPath", "StandardErrorPath"):
     }
 }
 
-#[test]
-fn systemd_install_passes_config_through() {
-    let env = TestEnv::new();
-    let config = env.root().join("other.toml");
-    std::fs::write(&config, "").unwrap();
+/// `devlogd --config CONFIG service install --dry-run --manager systemd`, which must succeed.
+fn systemd_dry_run(env: &TestEnv, config: &Path) -> common::RunOutput {
     let dry = env.run(&[
         "--config",
         config.to_str().unwrap(),
@@ -344,6 +341,15 @@ fn systemd_install_passes_config_through() {
         "systemd",
     ]);
     dry.assert_code(0);
+    dry
+}
+
+#[test]
+fn systemd_install_passes_config_through() {
+    let env = TestEnv::new();
+    let config = env.root().join("other.toml");
+    std::fs::write(&config, "").unwrap();
+    let dry = systemd_dry_run(&env, &config);
     let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_devlogd")).unwrap();
     let line = format!(
         "ExecStart={} --config {} run",
@@ -356,6 +362,39 @@ fn systemd_install_passes_config_through() {
             .lines()
             .any(|l| l.starts_with("EnvironmentFile=")),
         "devlogd reads the credentials file itself:\n{}",
+        dry.stdout
+    );
+}
+
+/// A journal (or binary, or configuration) under /tmp: the unit's private /tmp would hide it
+/// from the service (seen: a binary under /tmp failed with exit 203 under a real user
+/// manager), so the unit goes without one and install says why.
+#[test]
+fn a_journal_under_tmp_gets_a_unit_that_can_see_it() {
+    let env = TestEnv::new();
+    let tmp = tempfile::Builder::new()
+        .prefix("devlogd-journal-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let journal = tmp.path().join("journal");
+    std::fs::create_dir_all(&journal).unwrap();
+    let config = env.root().join("tmp-journal.toml");
+    std::fs::write(&config, format!("root = \"{}\"\n", journal.display())).unwrap();
+    let dry = systemd_dry_run(&env, &config);
+    assert!(
+        dry.stdout.lines().any(|l| l == "PrivateTmp=no"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        !dry.stdout.lines().any(|l| l == "PrivateTmp=yes"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout
+            .contains("is under /tmp, so the unit runs without a private /tmp"),
+        "{}",
         dry.stdout
     );
 }

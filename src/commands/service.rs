@@ -67,6 +67,10 @@ pub struct ServiceParams {
     /// Real paths, escaped for systemd (`%` → `%%`); false for the repository copy,
     /// which is written with `%h` on purpose.
     pub literal: bool,
+    /// A path the service needs (the binary, the configuration, the journal, a directory it
+    /// writes) under `/tmp` or `/var/tmp`: `PrivateTmp=yes` would give the service an empty
+    /// `/tmp` of its own and hide it (the binary: exit 203 before devlogd even runs).
+    pub under_tmp: Option<String>,
 }
 
 impl ServiceParams {
@@ -82,6 +86,7 @@ impl ServiceParams {
             ],
             home: "%h".into(),
             literal: false,
+            under_tmp: None,
         }
     }
 
@@ -94,6 +99,7 @@ impl ServiceParams {
             writable: Vec::new(),
             home: "/Users/YOU".into(),
             literal: true,
+            under_tmp: None,
         }
     }
 
@@ -125,12 +131,23 @@ impl ServiceParams {
         } else {
             None
         };
+        let root = std::path::absolute(&config.root).unwrap_or_else(|_| config.root.clone());
+        let needed = [binary.as_path(), root.as_path()]
+            .into_iter()
+            .map(Path::to_path_buf)
+            .chain(config_file.iter().map(PathBuf::from))
+            .chain(writable.iter().map(PathBuf::from));
+        let under_tmp = needed
+            .into_iter()
+            .find(|p| p.starts_with("/tmp") || p.starts_with("/var/tmp"))
+            .map(|p| p.display().to_string());
         Ok(ServiceParams {
             binary: binary.display().to_string(),
             config: config_file,
             writable,
             home: config.dirs.home.display().to_string(),
             literal: true,
+            under_tmp,
         })
     }
 
@@ -198,7 +215,7 @@ RuntimeDirectory=devlog
 RuntimeDirectoryMode=0700
 UMask=0077
 NoNewPrivileges=yes
-PrivateTmp=yes
+{private_tmp}
 ProtectSystem=strict
 # Everything devlogd writes, by its real path (`devlogd service install` creates them).
 # Not StateDirectory=: before systemd 254 it means ~/.config in a user unit.
@@ -209,6 +226,12 @@ WantedBy=default.target
 ",
         exec = exec.join(" "),
         writable = writable.join(" "),
+        private_tmp = match p.under_tmp {
+            None => "PrivateTmp=yes",
+            Some(_) => {
+                "# Not PrivateTmp=yes: something the service needs is under /tmp, which a\n# private /tmp would hide (`devlogd service install` said which).\nPrivateTmp=no"
+            }
+        },
     )
 }
 
@@ -502,6 +525,11 @@ pub fn install(
         Manager::Launchd => launchd_plist(&params),
     };
     let steps = start_steps(manager, &file);
+    if let (Manager::Systemd, Some(path)) = (manager, &params.under_tmp) {
+        println!(
+            "Note: {path} is under /tmp, so the unit runs without a private /tmp (PrivateTmp=no), or the service could not see it. /tmp is emptied at boot: keep devlogd, its configuration and the journal somewhere permanent."
+        );
+    }
     if dry_run {
         println!("Would write {}:\n", file.display());
         println!("{content}");
@@ -732,7 +760,23 @@ mod tests {
             ],
             home: "/home/u".into(),
             literal: true,
+            under_tmp: None,
         }
+    }
+
+    #[test]
+    fn a_path_under_tmp_turns_the_private_tmp_off_and_says_why() {
+        let mut p = machine(None);
+        p.under_tmp = Some("/tmp/build/devlogd".into());
+        let unit = systemd_unit(&p);
+        assert!(unit.lines().any(|l| l == "PrivateTmp=no"), "{unit}");
+        assert!(!unit.lines().any(|l| l == "PrivateTmp=yes"), "{unit}");
+        assert!(unit.contains("# Not PrivateTmp=yes: something the service needs is under /tmp"));
+        assert!(
+            systemd_unit(&machine(None))
+                .lines()
+                .any(|l| l == "PrivateTmp=yes")
+        );
     }
 
     #[test]
