@@ -132,13 +132,10 @@ impl ServiceParams {
             None
         };
         let root = std::path::absolute(&config.root).unwrap_or_else(|_| config.root.clone());
-        let needed = [binary.as_path(), root.as_path()]
+        let under_tmp = [binary.as_path(), root.as_path()]
             .into_iter()
-            .map(Path::to_path_buf)
-            .chain(config_file.iter().map(PathBuf::from))
-            .chain(writable.iter().map(PathBuf::from));
-        let under_tmp = needed
-            .into_iter()
+            .chain(config_file.iter().map(Path::new))
+            .chain(writable.iter().map(Path::new))
             .find(|p| p.starts_with("/tmp") || p.starts_with("/var/tmp"))
             .map(|p| p.display().to_string());
         Ok(ServiceParams {
