@@ -16,6 +16,8 @@
 #   BENCH_ROUNDS  rounds (3)
 #   BENCH_DIRS    directories (100)
 #   BENCH_DEVLOGD a devlogd binary to use; without it the script runs `cargo build --release`
+#   BENCH_BASELINE another devlogd binary (an older build) restored in the same rounds, for a
+#                 before/after figure on the same Azurite and data
 #   BENCH_KEEP=1  keep the work dir
 # Needs python3, GNU time, rclone and Azurite (tests/azurite), like bench/push_bench.sh.
 set -euo pipefail
@@ -43,6 +45,8 @@ else
   devlogd=${CARGO_TARGET_DIR:-$repo/target}/release/devlogd
 fi
 [[ -x $devlogd ]] || die "no devlogd binary at $devlogd"
+baseline=${BENCH_BASELINE:-}
+[[ -z $baseline || -x $baseline ]] || die "no baseline devlogd binary at $baseline"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/devlogd-restore-bench.XXXXXX")
 source "$here/azurite.sh"
@@ -108,15 +112,20 @@ same_tree() { # DIR: "ok" when DIR holds exactly the source's files and bytes
   if diff -r -q "$src" "$1" >/dev/null 2>&1; then echo ok; else echo "tree differs from the source"; fi
 }
 
-run_devlogd() {
-  local r=$1 d=$work/devlogd-r$1
+restore_with() { # CASE BINARY ROUND
+  local case=$1 bin=$2 r=$3 d=$work/$1-r$3
   setup_home "$d" "$d/journal"
   local cmd=(env -i PATH="$PATH" HOME="$d/home" NO_COLOR=1 AZURE_STORAGE_SAS_TOKEN="$sas"
     XDG_CONFIG_HOME="$d/config" XDG_STATE_HOME="$d/state" XDG_DATA_HOME="$d/data"
-    "$devlogd" restore --config "$d/devlogd.toml")
-  measure devlogd-restore "$r" "${cmd[@]}"
-  record devlogd-restore "$r" "$(same_tree "$d/journal")"
+    "$bin" restore --config "$d/devlogd.toml")
+  measure "$case" "$r" "${cmd[@]}"
+  record "$case" "$r" "$(same_tree "$d/journal")"
   rm -rf "$d"
+}
+run_devlogd() {
+  if [[ -n $baseline ]] && (($1 % 2 == 0)); then restore_with baseline-restore "$baseline" "$1"; fi
+  restore_with devlogd-restore "$devlogd" "$1"
+  if [[ -n $baseline ]] && (($1 % 2 == 1)); then restore_with baseline-restore "$baseline" "$1"; fi
 }
 run_rclone() {
   local r=$1 variant dest
@@ -139,6 +148,7 @@ echo "### Restore benchmark: $files files of 1 KiB in $dirs directories, $rounds
 echo
 echo "- $(date -u +%Y-%m-%d), $(nproc) cores${cpu:+ ($cpu)}, $(uname -sr)"
 echo "- $("$devlogd" --version 2>/dev/null | head -n1) (source $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?'))"
+[[ -z $baseline ]] || echo "- baseline: $("$baseline" --version 2>/dev/null | head -n1)"
 echo "- $(rclone version 2>/dev/null | head -n1), azureblob remote via sas_url"
 echo "- Azurite $("$azurite" --version 2>/dev/null | tail -n1), in memory, --silent, on 127.0.0.1"
 echo "- medians over the rounds; client CPU and peak RSS from GNU time; files/s = files ÷ wall"
@@ -153,7 +163,8 @@ for line in open(path):
     if ok != "ok":
         notes.append(f"round {rnd}, {case}: {ok}")
 med = {c: tuple(statistics.median(r[i] for r in v) for i in range(3)) for c, v in rows.items()}
-labels = [("devlogd-restore", "devlogd restore"), ("rclone-copy", "rclone copy (default)"),
+labels = [("devlogd-restore", "devlogd restore"), ("baseline-restore", "devlogd restore, baseline build"),
+          ("rclone-copy", "rclone copy (default)"),
           ("rclone32-copy", "rclone copy --transfers 32 --checkers 32")]
 print("| case | runs | wall s (median) | files/s | CPU s (user+sys) | peak RSS MiB |")
 print("|---|---:|---:|---:|---:|---:|")
@@ -166,6 +177,9 @@ print("Speed-up in files/s (devlogd ÷ rclone; above 1: devlogd is faster):")
 print()
 for c, label in labels[1:]:
     if c in med and "devlogd-restore" in med:
+        if c == "baseline-restore":
+            print(f"- vs the baseline build: {med[c][0] / med['devlogd-restore'][0]:.2f}× (CPU {med['devlogd-restore'][1] / med[c][1]:.2f}× the baseline's)")
+            continue
         print(f"- vs {label}: {med[c][0] / med['devlogd-restore'][0]:.2f}×")
 if notes:
     print("\nChecks that failed:\n")
