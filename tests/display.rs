@@ -279,3 +279,68 @@ fn a_closed_stdout_ends_ctl_status_history_and_devlog_list_quietly() {
     status.args(["ctl", "status"]);
     assert_quiet_end("devlogd ctl status", with_stdout_closed(status));
 }
+
+/// Names and writer ids that come down from a hostile Azure endpoint (a crafted listing and
+/// Get Blob Properties) are shown escaped by restore, history and conflicts.
+#[test]
+fn names_and_writers_from_a_hostile_azure_listing_are_shown_escaped() {
+    use md5::{Digest, Md5};
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    let bytes = b"theirs\n";
+    let md5 = common::hostile::md5_of(bytes);
+    // A writer mark that checks out (MD5 and name tag right), its writer id an override.
+    let mark = format!(
+        "w\u{202e}x:{}:{}",
+        hex(&md5),
+        &hex(&Md5::digest(EVIL.as_bytes()))[..16]
+    );
+    let mut current = ListedBlob::of(EVIL, bytes);
+    current.metadata = vec![("devlogdwriter".into(), mark.clone())];
+    let mut version = ListedBlob::of(
+        &format!(".devlog-history/{EVIL}/20260101T000000.000000000Z-w\u{202e}x"),
+        bytes,
+    );
+    version.metadata = current.metadata.clone();
+    let copy = ListedBlob::of(
+        "evil\u{202e}dm.exe\u{200b}.conflict-h\u{2067}ost-20260101T000000Z.md",
+        bytes,
+    );
+    let listing = vec![current, version, copy];
+    let fake = Hostile::standalone(move |req| {
+        if req.is_list() {
+            let prefix = req.query_param("prefix").unwrap_or_default();
+            let page: Vec<ListedBlob> = listing
+                .iter()
+                .filter(|b| b.name.starts_with(&prefix))
+                .cloned()
+                .collect();
+            return Action::Reply(Resp::list(&page));
+        }
+        if req.is_head() && req.blob_name().as_deref() == Some(EVIL) {
+            return Action::Reply(
+                Resp::blob(bytes, Some(md5)).header("x-ms-meta-devlogdwriter", &mark),
+            );
+        }
+        Action::Forward
+    });
+    let env = TestEnv::new().with_sas(Azurite::shared().account_sas());
+    env.write_config(&format!(
+        "[remote]\nurl = \"{}\"\n",
+        fake.container_url("journal")
+    ));
+    env.write_file(EVIL, b"ours\n");
+
+    let to = env.root().join("restored");
+    let to = to.to_str().expect("a UTF-8 temp path");
+    assert_escaped(
+        "restore --dry-run",
+        env.run(&["restore", "--dry-run", "--to", to])
+            .assert_code(0),
+    );
+    let out = env.run(&["history", EVIL]);
+    assert_escaped("history", &out);
+    assert!(out.stdout.contains("w\\u{202e}x"), "{out:?}");
+    let out = env.run(&["conflicts"]);
+    assert_escaped("conflicts", &out);
+    assert!(out.stdout.contains("h\\u{2067}ost"), "{out:?}");
+}
