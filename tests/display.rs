@@ -305,7 +305,7 @@ fn names_and_writers_from_a_hostile_azure_listing_are_shown_escaped() {
         "evil\u{202e}dm.exe\u{200b}.conflict-h\u{2067}ost-20260101T000000Z.md",
         bytes,
     );
-    let listing = vec![current, version, copy];
+    let listing = [current, version, copy];
     let fake = Hostile::standalone(move |req| {
         if req.is_list() {
             let prefix = req.query_param("prefix").unwrap_or_default();
