@@ -119,6 +119,40 @@ fn hostile_rewrite_of_a_get_blob_body_is_caught_by_restore() {
     assert!(proxy.requests().iter().any(|r| r.is_get_blob()));
 }
 
+#[test]
+fn hostile_repeat_body_streams_a_huge_answer_with_its_whole_length() {
+    use std::io::Write;
+    const MIB: usize = 1024 * 1024;
+    let fake = Hostile::standalone(|req| {
+        if req.is_get_blob() {
+            Action::Reply(Resp::blob(&vec![7u8; MIB], None).repeat_body(64))
+        } else {
+            Action::Forward
+        }
+    });
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", fake.port())).expect("connecting");
+    write!(
+        conn,
+        "GET /devstoreaccount1/c/big.md HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sending the request");
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).expect("reading the answer");
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an answer head");
+    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", 64 * MIB)),
+        "{head}"
+    );
+    assert!(!head.contains("x-hostile"), "{head}");
+    assert_eq!(answer.len() - end - 4, 64 * MIB);
+    assert!(fake.requests()[0].is_get_blob());
+}
+
 /// A name that shows other text than it holds: a right-to-left override and a zero-width space.
 const EVIL: &str = "evil\u{202e}dm.exe\u{200b}.md";
 /// How every human output must show it.

@@ -9,6 +9,7 @@
 //! A reply is sent as the hook built it, with two conveniences: `Content-Length` is added when
 //! the hook set neither it nor `Transfer-Encoding`, and a `Content-Length` the hook set that
 //! does not match the body (a lying length) is sent as is, after which the connection is closed.
+//! A huge body is sent without being held: [`Resp::repeat_body`].
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -24,6 +25,8 @@ use super::ACCOUNT;
 
 /// Bound on one message head (request or upstream response), so a broken peer cannot grow it.
 const MAX_HEAD: usize = 256 * 1024;
+/// Marks a [`Resp::repeat_body`] answer; never sent.
+const REPEAT_HEADER: &str = "x-hostile-repeat-body";
 /// The service version the fake claims in its answers.
 const MS_VERSION: &str = "2025-11-05";
 
@@ -156,6 +159,12 @@ impl Resp {
     pub fn body(mut self, b: impl Into<Vec<u8>>) -> Resp {
         self.body = b.into();
         self
+    }
+
+    /// Sends the body `times` over, streamed (a huge answer without holding it in memory);
+    /// `Content-Length` is counted for the whole unless the hook set one.
+    pub fn repeat_body(self, times: u64) -> Resp {
+        self.header(REPEAT_HEADER, &times.to_string())
     }
 
     /// The usual headers of every service answer.
@@ -416,28 +425,28 @@ fn serve(client: TcpStream, shared: &Shared) -> io::Result<()> {
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let action = (shared.hook)(&req);
-        let (bytes, close) = match (action, shared.upstream) {
-            (Action::Reply(resp), _) => encode(&resp, head_only),
+        let close = match (action, shared.upstream) {
+            (Action::Reply(resp), _) => send(&mut client, &resp, head_only)?,
             (Action::Forward, Some(port)) => {
                 let answer = relay(&mut upstream, port, &msg.raw, head_only)?;
-                let close = answer.closes;
-                (answer.raw, close)
+                client.write_all(&answer.raw)?;
+                client.flush()?;
+                answer.closes
             }
             (Action::Rewrite(f), Some(port)) => {
                 let answer = relay(&mut upstream, port, &msg.raw, head_only)?;
-                encode(&f(answer.to_resp(head_only)), head_only)
+                send(&mut client, &f(answer.to_resp(head_only)), head_only)?
             }
-            (Action::Forward | Action::Rewrite(_), None) => encode(
+            (Action::Forward | Action::Rewrite(_), None) => send(
+                &mut client,
                 &Resp::error(
                     404,
                     "ResourceNotFound",
                     "The specified resource does not exist.",
                 ),
                 head_only,
-            ),
+            )?,
         };
-        client.write_all(&bytes)?;
-        client.flush()?;
         if close || client_closes {
             let _ = client.shutdown(Shutdown::Both);
             return Ok(());
@@ -466,28 +475,47 @@ fn relay(
     Ok(answer)
 }
 
-/// The bytes of an answer to send, and whether the connection must close after them.
-fn encode(resp: &Resp, head_only: bool) -> (Vec<u8>, bool) {
-    let bodyless = head_only || matches!(resp.status, 100..=199 | 204 | 304);
-    let mut out = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).into_bytes();
+/// Sends an answer; whether the connection must close after it (its body did not match the
+/// `Content-Length` the hook set).
+fn send(client: &mut TcpStream, resp: &Resp, head_only: bool) -> io::Result<bool> {
+    let no_body_status = matches!(resp.status, 100..=199 | 204 | 304);
+    let bodyless = head_only || no_body_status;
+    let repeat: u64 = resp
+        .get_header(REPEAT_HEADER)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let body_len = resp.body.len() as u64 * repeat;
+    let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status)).into_bytes();
     for (k, v) in &resp.headers {
-        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        if !k.eq_ignore_ascii_case(REPEAT_HEADER) {
+            head.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+        }
     }
     let set_length = resp.get_header("content-length");
     let chunked = resp.get_header("transfer-encoding").is_some();
     let mut close = false;
     match set_length {
-        None if !chunked && !matches!(resp.status, 100..=199 | 204 | 304) => {
-            out.extend_from_slice(format!("Content-Length: {}\r\n", resp.body.len()).as_bytes());
+        None if !chunked && !no_body_status => {
+            head.extend_from_slice(format!("Content-Length: {body_len}\r\n").as_bytes());
         }
-        Some(len) if !bodyless => close = len.trim() != resp.body.len().to_string(),
+        Some(len) if !bodyless => close = len.trim() != body_len.to_string(),
         _ => {}
     }
-    out.extend_from_slice(b"\r\n");
-    if !bodyless {
-        out.extend_from_slice(&resp.body);
+    head.extend_from_slice(b"\r\n");
+    if bodyless || repeat == 1 {
+        if !bodyless {
+            head.extend_from_slice(&resp.body);
+        }
+        client.write_all(&head)?;
+    } else {
+        // Streamed, so a huge body never sits in memory.
+        client.write_all(&head)?;
+        for _ in 0..repeat {
+            client.write_all(&resp.body)?;
+        }
     }
-    (out, close)
+    client.flush()?;
+    Ok(close)
 }
 
 fn reason(status: u16) -> &'static str {
