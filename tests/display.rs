@@ -378,3 +378,38 @@ fn names_and_writers_from_a_hostile_azure_listing_are_shown_escaped() {
     assert_escaped("conflicts", &out);
     assert!(out.stdout.contains("h\\u{2067}ost"), "{out:?}");
 }
+
+/// A journal entry (it may have come down from the remote by a restore) whose title and tag
+/// hold invisible format characters: `devlog list` shows them escaped.
+#[test]
+fn devlog_list_shows_titles_and_tags_escaped() {
+    let env = TestEnv::new();
+    directory_remote(&env);
+    let made = env
+        .devlog()
+        .args([
+            "new",
+            "-m",
+            "meeting \u{202e}evil\u{200b} notes",
+            "-t",
+            "t\u{2066}ag",
+        ])
+        .output()
+        .expect("running devlog new");
+    assert!(made.status.success(), "{made:?}");
+    let out = env
+        .devlog()
+        .arg("list")
+        .output()
+        .expect("running devlog list");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout.contains("meeting \\u{202e}evil\\u{200b} notes") && stdout.contains("t\\u{2066}ag"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains('\u{202e}') && !stdout.contains('\u{2066}'),
+        "{stdout}"
+    );
+}

@@ -186,7 +186,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 println!("{}", serde_json::Value::Array(items));
             } else {
                 let list: Vec<_> = shown.iter().map(|(_, e)| e).collect();
-                print!("{}", render::table(&list, render::width()));
+                // Titles and tags may have come down from the remote: shown escaped.
+                let table = render::table(&list, render::width());
+                print!("{}", devlogd::redact::printable_lines(&table));
             }
             Ok(exit::OK)
         }
