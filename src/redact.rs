@@ -5,6 +5,9 @@
 //! [`scrub`] before it reaches a terminal, a log or a status reply. Besides the registered
 //! values, any `sig=` query parameter (a SAS signature) is masked, so a SAS pasted into a
 //! URL that we never registered still does not leak.
+//!
+//! Also [`printable`] (and [`printable_lines`]): names and messages as shown to a person, with
+//! control and invisible format characters escaped.
 
 use std::borrow::Cow;
 use std::sync::RwLock;
