@@ -153,6 +153,42 @@ fn hostile_repeat_body_streams_a_huge_answer_with_its_whole_length() {
     assert!(fake.requests()[0].is_get_blob());
 }
 
+#[test]
+fn hostile_req_helpers_decode_names_and_queries() {
+    use common::hostile::Req;
+    let req = |method: &str, path: &str, query: &str| Req {
+        method: method.into(),
+        path: path.into(),
+        query: query.into(),
+        headers: vec![("x-ms-version".into(), "2025-11-05".into())],
+        body: Vec::new(),
+    };
+    let list = req(
+        "GET",
+        "/devstoreaccount1/c",
+        "restype=container&comp=list&prefix=.devlog-history%2Fa%20b%2F",
+    );
+    assert!(list.is_list() && !list.is_get_blob());
+    assert_eq!(list.blob_name(), None);
+    assert_eq!(list.container().as_deref(), Some("c"));
+    assert_eq!(
+        list.query_param("prefix").as_deref(),
+        Some(".devlog-history/a b/")
+    );
+    assert_eq!(list.query_param("marker"), None);
+    assert_eq!(list.header("X-MS-Version"), Some("2025-11-05"));
+    let get = req("GET", "/devstoreaccount1/c/d%2Fe/%E2%80%AEx%25.md", "");
+    assert!(get.is_get_blob() && !get.is_list());
+    assert_eq!(get.blob_name().as_deref(), Some("d/e/\u{202e}x%.md"));
+    let put = req(
+        "PUT",
+        "/devstoreaccount1/c/n.md",
+        "comp=block&blockid=QQ%3D%3D",
+    );
+    assert!(put.is_put_block() && !put.is_put_blob());
+    assert_eq!(put.query_param("blockid").as_deref(), Some("QQ=="));
+}
+
 /// A name that shows other text than it holds: a right-to-left override and a zero-width space.
 const EVIL: &str = "evil\u{202e}dm.exe\u{200b}.md";
 /// How every human output must show it.
