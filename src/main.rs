@@ -47,9 +47,12 @@ enum Command {
         /// Show what would be restored; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Replace local files that differ, keeping each as NAME.local-TIME.
+        /// Replace local files that differ, keeping each as NAME.local-TIME-RANDOM.EXT.
         #[arg(long)]
         overwrite: bool,
+        /// Also restore blobs listed without an MD5 (checking only their size).
+        #[arg(long)]
+        allow_unverified: bool,
         #[arg(long)]
         json: bool,
         /// Only these files or directories (journal-relative).
@@ -254,6 +257,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             at,
             dry_run,
             overwrite,
+            allow_unverified,
             json,
             paths,
         } => {
@@ -262,6 +266,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 at,
                 dry_run,
                 overwrite,
+                allow_unverified,
                 json,
                 paths,
             };
