@@ -664,3 +664,18 @@ fn restore_stops_at_the_first_unreachable_download_and_a_second_run_completes() 
     assert!(report["failed"].as_array().unwrap().is_empty(), "{report}");
     assert_eq!(tree(&fresh.journal()), want);
 }
+
+#[test]
+fn the_daemons_full_pass_sweeps_a_dead_restores_temp_file() {
+    let (env, _backend) = world::<DirectoryBackend>();
+    env.write_file("notes.md", "mine\n");
+    let stale = env.write_file("a/.devlogd-restore-00c0ffee00c0ffee", "partial download");
+    let fetch = env.write_file(".devlogd-fetch-00c0ffee00c0ffee", "partial fetch");
+    let _daemon = Daemon::start(&env);
+    wait_for(
+        Duration::from_secs(20),
+        "the stale temp files swept",
+        || (!stale.exists() && !fetch.exists()).then_some(()),
+    );
+    assert!(env.journal().join("notes.md").exists());
+}
