@@ -41,7 +41,8 @@ enum Command {
         /// Restore into this directory instead of the journal root.
         #[arg(long, value_name = "DIR")]
         to: Option<PathBuf>,
-        /// The backup as it was at this time (RFC 3339, or a date: the end of that day, UTC).
+        /// The backup as it was at this time (RFC 3339, or a date: the end of that day in
+        /// the local time zone, from TZ).
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
         /// Show what would be restored; change nothing.

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::daemon::{Daemon, settled_as, status_as};
+use common::daemon::{Daemon, NOBODY, settled_as, status_as};
 use common::hostile::{Action, Hostile, ListedBlob, Req, Resp, md5_of};
 use common::{Azurite, RunOutput, TestEnv, poll_until, unique_container, wait_for};
 use std::collections::BTreeMap;
@@ -678,4 +678,72 @@ fn the_daemons_full_pass_sweeps_a_dead_restores_temp_file() {
         || (!stale.exists() && !fetch.exists()).then_some(()),
     );
     assert!(env.journal().join("notes.md").exists());
+}
+
+// ---- F. --to and --at ---------------------------------------------------------------------
+
+#[test]
+fn restore_to_refuses_another_users_directory_and_a_symlink_at_its_top() {
+    let (env, _backend) = world::<DirectoryBackend>();
+    env.write_file("notes.md", "mine\n");
+    json(&env, &["push"], 0);
+    let theirs = env.root().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
+    let out = env.run(&["restore", "--to", theirs.to_str().unwrap()]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("owned by another user"),
+        "{}",
+        out.stderr
+    );
+    assert!(tree(&theirs).is_empty(), "{:?}", tree(&theirs).keys());
+
+    let real = env.root().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = env.root().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let out = env.run(&["restore", "--to", link.to_str().unwrap()]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("symbolic link"), "{}", out.stderr);
+    assert!(tree(&real).is_empty(), "{:?}", tree(&real).keys());
+}
+
+#[test]
+fn a_bare_at_date_is_the_end_of_that_day_in_the_local_time_zone() {
+    let (env, _backend) = world::<DirectoryBackend>();
+    env.write_file("notes.md", "written now\n");
+    json(&env, &["push"], 0);
+    // A zone and a date whose local end of day falls on the other side of now from the end
+    // of the same date in UTC (POSIX TZ strings: no tzdata needed).
+    let now = time::OffsetDateTime::now_utc();
+    let date = |d: time::Date| format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
+    let (tz, day, restored) = if now.hour() < 12 {
+        // UTC-12: yesterday's local end is today 12:00 UTC, after now (UTC: before now).
+        ("XYZ+12", date(now.date().previous_day().unwrap()), true)
+    } else {
+        // UTC+14: today's local end is today 10:00 UTC, before now (UTC: after now).
+        ("XYZ-14", date(now.date()), false)
+    };
+    let out_dir = env.root().join("out");
+    let out = env
+        .devlogd()
+        .env("TZ", tz)
+        .args([
+            "restore",
+            "--at",
+            &day,
+            "--json",
+            "--to",
+            out_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        out_dir.join("notes.md").exists(),
+        restored,
+        "TZ={tz} --at {day}: {stdout}"
+    );
 }

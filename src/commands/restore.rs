@@ -44,9 +44,7 @@ fn relative_path(arg: &str, root: &Path, to: &Path) -> String {
 
 pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliError> {
     let at = match &args.at {
-        Some(text) => {
-            Some(crate::history::parse_at(text).map_err(|m| CliError::new(exit::USAGE, m))?)
-        }
+        Some(text) => Some(parse_at(text).map_err(|m| CliError::new(exit::USAGE, m))?),
         None => None,
     };
     // From here on these signals stop the restore cleanly instead of killing it.
@@ -69,6 +67,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
         dry_run: args.dry_run,
         overwrite: args.overwrite,
         allow_unverified: args.allow_unverified,
+        strict_top: args.to.is_some(),
         filter,
         concurrency: config.sync.concurrency.max(32),
         retry: RetryPolicy::default(),
@@ -151,6 +150,9 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
                 crate::push::auth_hint(&remote.credential_source())
             ),
         ),
+        e @ crate::restore::RestoreError::Refused { .. } => {
+            CliError::new(exit::USAGE, e.to_string())
+        }
         e => CliError::new(exit::FILES_FAILED, e.to_string()),
     })?;
     if args.json {
@@ -163,6 +165,26 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
     } else {
         exit::FILES_FAILED
     })
+}
+
+/// `--at`: an RFC 3339 time, or a bare date meaning the end of that day in the local time
+/// zone (`TZ`), as the person typing it means it.
+fn parse_at(text: &str) -> Result<time::OffsetDateTime, String> {
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    let Ok(day) = time::Date::parse(text, &date_format) else {
+        return crate::history::parse_at(text);
+    };
+    let end = day
+        .with_hms_nano(23, 59, 59, 999_999_999)
+        .map_err(|e| e.to_string())?;
+    let offset_at = |t: time::OffsetDateTime| {
+        time::UtcOffset::local_offset_at(t).map_err(|_| {
+            format!("cannot tell the local time zone for {text}; give a time with its offset (2026-11-29T23:59:59+01:00)")
+        })
+    };
+    // Asked twice: the first guess may sit on the other side of a daylight-saving change.
+    let guess = offset_at(end.assume_utc())?;
+    Ok(end.assume_offset(offset_at(end.assume_offset(guess))?))
 }
 
 /// Resolves at the first Ctrl-C, SIGTERM or SIGHUP (a closed terminal, a dropped ssh).

@@ -42,6 +42,10 @@ pub struct RestoreOptions {
     pub overwrite: bool,
     /// Restore blobs the listing gives no MD5 for (their size is still checked).
     pub allow_unverified: bool,
+    /// The destination was given by `--to`: refuse a symlink at its top and a directory
+    /// another user owns (the journal root itself may be a symlink: the configuration's
+    /// choice).
+    pub strict_top: bool,
     /// The names a push from here would upload (the local configuration and the local
     /// `.devlogignore`): nothing else is written.
     pub filter: Filter,
@@ -111,6 +115,9 @@ pub enum RestoreError {
     List { remote: String, error: RemoteError },
     #[error("cannot write into {path}: {error}")]
     Destination { path: String, error: std::io::Error },
+    /// `--to` names a symlink or another user's directory.
+    #[error("will not restore into {path}: {why}")]
+    Refused { path: String, why: String },
     /// The remote stopped answering (after the retry policy): every other download would
     /// fail the same way. Files already placed stay.
     #[error(
@@ -253,6 +260,9 @@ pub async fn run(
         });
     }
     report.files -= report.skipped.len() as u64;
+    if opts.strict_top {
+        check_top(&opts.to, None)?;
+    }
     if !opts.dry_run {
         crate::fsutil::private_dir_all(&opts.to).map_err(|error| RestoreError::Destination {
             path: opts.to.display().to_string(),
@@ -274,6 +284,10 @@ pub async fn run(
             });
         }
     };
+    if opts.strict_top {
+        // The directory opened is the one checked: not reached through a symlink swapped in.
+        check_top(&opts.to, Some(&dest))?;
+    }
     if !opts.dry_run {
         // What an earlier restore or fetch that died left behind.
         let swept = temp::sweep(&dest);
@@ -352,6 +366,46 @@ pub async fn run(
     report.failed.sort_by(|a, b| a.path.cmp(&b.path));
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok((report, records))
+}
+
+/// Refuse a destination given by `--to` that is a symlink or another user's directory;
+/// with `opened`, also one that is not the directory opened.
+fn check_top(to: &std::path::Path, opened: Option<&Beneath>) -> Result<(), RestoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let refused = |why: String| RestoreError::Refused {
+        path: to.display().to_string(),
+        why,
+    };
+    let meta = match std::fs::symlink_metadata(to) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opened.is_none() => return Ok(()),
+        Err(error) => {
+            return Err(RestoreError::Destination {
+                path: to.display().to_string(),
+                error,
+            });
+        }
+    };
+    if meta.file_type().is_symlink() {
+        return Err(refused(
+            "it is a symbolic link; give the directory it points to".into(),
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(refused(format!(
+            "it is owned by another user (uid {}); restore into a directory of your own",
+            meta.uid()
+        )));
+    }
+    if let Some(dest) = opened {
+        let same = rustix::fs::fstat(dest.fd())
+            .is_ok_and(|st| st.st_dev == meta.dev() && st.st_ino == meta.ino());
+        if !same {
+            return Err(refused("it was replaced while it was opened".into()));
+        }
+    }
+    Ok(())
 }
 
 /// Each file's data is fsynced before its rename; one flush of the destination's file
