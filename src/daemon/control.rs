@@ -1,7 +1,8 @@
 //! The control socket: a Unix socket in a 0700 directory, mode 0600, that answers only to
 //! our own uid. One task per connection (mini-redis style); each reads newline-delimited
 //! JSON requests with a size limit and an idle timeout, so a silent or abusive client costs
-//! one task and never blocks the daemon. Requests become [`WorkerCmd`]s.
+//! one task and never blocks the daemon. Requests become [`WorkerCmd`]s. A `pause_lease`
+//! connection (restore) has no idle timeout: the daemon stays paused until it closes.
 
 use super::worker::{PushRequest, WorkerCmd, WorkerStatus};
 use super::{QueueStatus, ReloadRequest};
