@@ -47,6 +47,16 @@ pub fn rename_new(dir: &Beneath, from: &str, to: &str) -> std::io::Result<()> {
         // cannot replace either.
         Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
             linkat(dir.fd(), from, dir.fd(), to, AtFlags::empty())?;
+            // `from` replaced between the link and the unlink: that file is not ours to
+            // remove; drop the link instead and let the caller look again.
+            let inode = |name: &str| {
+                rustix::fs::statat(dir.fd(), name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map(|st| (st.st_dev, st.st_ino))
+            };
+            if inode(from)? != inode(to)? {
+                dir.unlink_here(to)?;
+                return Err(ErrorKind::AlreadyExists.into());
+            }
             dir.unlink_here(from)
         }
         Err(e) => Err(e.into()),
