@@ -41,15 +41,19 @@ enum Command {
         /// Restore into this directory instead of the journal root.
         #[arg(long, value_name = "DIR")]
         to: Option<PathBuf>,
-        /// The backup as it was at this time (RFC 3339, or a date: the end of that day, UTC).
+        /// The backup as it was at this time (RFC 3339, or a date: the end of that day in
+        /// the local time zone, from TZ).
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
         /// Show what would be restored; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Replace local files that differ, keeping each as NAME.local-TIME.
+        /// Replace local files that differ, keeping each as NAME.local-TIME-RANDOM.EXT.
         #[arg(long)]
         overwrite: bool,
+        /// Also restore blobs listed without an MD5 (checking only their size).
+        #[arg(long)]
+        allow_unverified: bool,
         #[arg(long)]
         json: bool,
         /// Only these files or directories (journal-relative).
@@ -254,6 +258,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             at,
             dry_run,
             overwrite,
+            allow_unverified,
             json,
             paths,
         } => {
@@ -262,6 +267,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 at,
                 dry_run,
                 overwrite,
+                allow_unverified,
                 json,
                 paths,
             };

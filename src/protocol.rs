@@ -50,6 +50,9 @@ pub enum Command {
         allow_deletes: bool,
     },
     Pause,
+    /// Pause for as long as the connection that asked stays open: the daemon resumes when
+    /// it closes, however the client ended (a restore killed with SIGKILL included).
+    PauseLease,
     Resume,
     Reload,
     Stop,

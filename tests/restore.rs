@@ -282,8 +282,9 @@ fn history_lists_every_version_and_restore_at_brings_each_back<B: Backend>() {
         std::fs::read(env.journal().join("notes.md")).unwrap(),
         contents[1]
     );
+    // (The kept local copy, NAME.local-TIME-RANDOM.md, is uploaded too.)
     let (report, _) = json(&env, &["push"], 0);
-    assert_eq!(count(&report, "uploaded"), 1, "{report}");
+    assert_eq!(count(&report, "uploaded"), 2, "{report}");
     let (history, _) = json(&env, &["history", "notes.md"], 0);
     assert_eq!(history["versions"].as_array().unwrap().len(), 5);
 }
@@ -381,7 +382,10 @@ fn a_differing_local_file_is_never_overwritten_without_overwrite<B: Backend>() {
     );
     let (report, _) = json(&env, &["restore", "--overwrite"], 0);
     let kept_as = report["replaced_local"][0]["kept_as"].as_str().unwrap();
-    assert!(kept_as.starts_with("a.md.local-"), "{report}");
+    assert!(
+        kept_as.starts_with("a.local-") && kept_as.ends_with(".md"),
+        "{report}"
+    );
     assert_eq!(
         std::fs::read(env.journal().join("a.md")).unwrap(),
         b"remote version"

@@ -1,6 +1,7 @@
 //! `devlogd conflicts [--fetch]`: the paths another writer changed too, and (with
 //! `--fetch`) the other versions downloaded next to the local files as `<name>.theirs`,
-//! to merge by hand. Writes nothing else; never replaces a local file.
+//! to merge by hand. Writes nothing else; never replaces a local file; fetches only versions
+//! of names a push from here would upload, each checked against the listing.
 
 use super::{CliError, exit};
 use crate::config::Config;
@@ -15,6 +16,9 @@ use serde::Serialize;
 struct ConflictsReport {
     conflicts: Vec<Conflict>,
     fetched: Vec<Fetched>,
+    /// Versions not fetched because a push from here would never upload their name
+    /// (hidden, excluded, ignored).
+    skipped: Vec<String>,
     failed: Vec<crate::restore::RestoreFailure>,
 }
 
@@ -36,6 +40,7 @@ pub fn theirs_name(blob: &str) -> String {
 pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, CliError> {
     let session = crate::session::Session::open(config.clone())?;
     let flagged = session.conflict_paths();
+    let filter = session.filter;
     let remote = session.remote;
     let listing = remote
         .list()
@@ -55,12 +60,38 @@ pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, C
                 ),
             )
         })?;
+        // What the listing promised for each blob: the download is checked against it.
+        let listed: std::collections::HashMap<&str, crate::restore::Expected> = listing
+            .iter()
+            .map(|b| {
+                let expected = crate::restore::Expected {
+                    size: b.size,
+                    md5: b.md5,
+                };
+                (b.name.as_str(), expected)
+            })
+            .collect();
         for blob in versions_to_fetch(&report.conflicts) {
             let to = theirs_name(&blob);
+            let expected = match listed.get(blob.as_str()) {
+                Some(e) if filter.accepts_path(&blob) => *e,
+                Some(_) => {
+                    report.skipped.push(blob);
+                    continue;
+                }
+                None => {
+                    let error = format!("{blob} is not in the listing");
+                    report
+                        .failed
+                        .push(crate::restore::RestoreFailure { path: to, error });
+                    continue;
+                }
+            };
             match crate::restore::fetch_new(
                 remote.as_ref(),
                 &root,
                 &blob,
+                expected,
                 &to,
                 RetryPolicy::default(),
             )
@@ -141,6 +172,12 @@ fn text(report: &ConflictsReport, remote: &str, fetch: bool) -> String {
             printable(&f.blob),
             printable(&f.to),
             f.bytes
+        ));
+    }
+    for s in &report.skipped {
+        lines.push(format!(
+            "not fetched {}: a push from here would never upload that name (hidden, excluded or ignored)",
+            printable(s)
         ));
     }
     for f in &report.failed {

@@ -1,8 +1,10 @@
 //! `devlogd restore`: the way back (see [`crate::restore`]). Into the journal root it
 //! takes the instance lock and records what it wrote in the index, like `push`; with the
-//! daemon running it pauses the daemon, restores, and has the daemon record the files (a
-//! `push --all` that adopts them, uploading nothing), then resumes it: only one process
-//! writes the index.
+//! daemon running it pauses the daemon through a lease (a control connection held open for
+//! the whole restore: the daemon resumes when it closes, however this process ends),
+//! restores, and has the daemon record the files (a `push --all` that adopts them,
+//! uploading nothing): only one process writes the index. Ctrl-C, SIGTERM and SIGHUP stop
+//! it the same way.
 
 use super::{CliError, exit};
 use crate::config::Config;
@@ -23,6 +25,7 @@ pub struct RestoreArgs {
     pub at: Option<String>,
     pub dry_run: bool,
     pub overwrite: bool,
+    pub allow_unverified: bool,
     pub json: bool,
     pub paths: Vec<String>,
 }
@@ -41,16 +44,18 @@ fn relative_path(arg: &str, root: &Path, to: &Path) -> String {
 
 pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliError> {
     let at = match &args.at {
-        Some(text) => {
-            Some(crate::history::parse_at(text).map_err(|m| CliError::new(exit::USAGE, m))?)
-        }
+        Some(text) => Some(parse_at(text).map_err(|m| CliError::new(exit::USAGE, m))?),
         None => None,
     };
+    // From here on these signals stop the restore cleanly instead of killing it.
+    let stop = stop_signal()?;
     let to = args.to.clone().unwrap_or_else(|| config.root.clone());
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let into_root = canonical(&to) == canonical(&config.root);
     let remote = crate::session::open_remote(config)
         .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+    // The journal's own rules (and its own `.devlogignore`), never the remote's.
+    let filter = crate::session::filter_for(config)?;
     let opts = RestoreOptions {
         paths: args
             .paths
@@ -61,6 +66,9 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
         at,
         dry_run: args.dry_run,
         overwrite: args.overwrite,
+        allow_unverified: args.allow_unverified,
+        strict_top: args.to.is_some(),
+        filter,
         concurrency: config.sync.concurrency.max(32),
         retry: RetryPolicy::default(),
     };
@@ -77,8 +85,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
                 "devlogd is running: restoring with it paused, then it records the files ({}).",
                 socket.display()
             );
-            daemon_request(socket, Command::Pause).await?;
-            Some(socket.clone())
+            Some((socket.clone(), pause_lease(socket).await?))
         }
         _ => None,
     };
@@ -88,12 +95,10 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
     let result = tokio::select! {
         result = restore => result,
         // Interrupted: temporary files are removed as their downloads are dropped, and a
-        // paused daemon is resumed before exiting.
-        _ = tokio::signal::ctrl_c() => {
+        // paused daemon resumes as the lease is dropped.
+        _ = stop => {
             progress.finish();
-            if let Some(socket) = &daemon_socket {
-                daemon_request(socket, Command::Resume).await?;
-            }
+            drop(daemon_socket);
             return Err(CliError::new(
                 exit::INTERRUPTED,
                 "interrupted; files already restored are in place, run restore again for the rest",
@@ -111,10 +116,10 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
         }
         _ => Ok(()),
     };
-    if let Some(socket) = &daemon_socket {
+    if let Some((socket, lease)) = daemon_socket {
         let adopted = if result.is_ok() {
             daemon_request(
-                socket,
+                &socket,
                 Command::Push {
                     all: true,
                     force: false,
@@ -129,7 +134,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
         } else {
             Ok(())
         };
-        daemon_request(socket, Command::Resume).await?;
+        drop(lease);
         adopted?;
     }
     recorded?;
@@ -145,6 +150,9 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
                 crate::push::auth_hint(&remote.credential_source())
             ),
         ),
+        e @ crate::restore::RestoreError::Refused { .. } => {
+            CliError::new(exit::USAGE, e.to_string())
+        }
         e => CliError::new(exit::FILES_FAILED, e.to_string()),
     })?;
     if args.json {
@@ -159,19 +167,78 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
     })
 }
 
-/// One request to the daemon, waiting for its reply; progress lines are ignored.
-async fn daemon_request(socket: &Path, cmd: Command) -> Result<(), CliError> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let lost = |e: std::io::Error| {
-        CliError::new(
-            exit::NO_DAEMON,
-            format!("lost the connection to devlogd ({}): {e}", socket.display()),
-        )
+/// `--at`: an RFC 3339 time, or a bare date meaning the end of that day in the local time
+/// zone (`TZ`), as the person typing it means it.
+fn parse_at(text: &str) -> Result<time::OffsetDateTime, String> {
+    let date_format = time::macros::format_description!("[year]-[month]-[day]");
+    let Ok(day) = time::Date::parse(text, &date_format) else {
+        return crate::history::parse_at(text);
     };
-    let stream = tokio::net::UnixStream::connect(socket)
+    let end = day
+        .with_hms_nano(23, 59, 59, 999_999_999)
+        .map_err(|e| e.to_string())?;
+    let offset_at = |t: time::OffsetDateTime| {
+        time::UtcOffset::local_offset_at(t).map_err(|_| {
+            format!("cannot tell the local time zone for {text}; give a time with its offset (2026-11-29T23:59:59+01:00)")
+        })
+    };
+    // Asked twice: the first guess may sit on the other side of a daylight-saving change.
+    let guess = offset_at(end.assume_utc())?;
+    Ok(end.assume_offset(offset_at(end.assume_offset(guess))?))
+}
+
+/// Resolves at the first Ctrl-C, SIGTERM or SIGHUP (a closed terminal, a dropped ssh).
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>, CliError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handler =
+        |e: std::io::Error| CliError::new(exit::USAGE, format!("cannot handle signals: {e}"));
+    let mut term = signal(SignalKind::terminate()).map_err(handler)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(handler)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(handler)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+/// The daemon paused for as long as the returned connection stays open.
+async fn pause_lease(socket: &Path) -> Result<tokio::net::UnixStream, CliError> {
+    let mut stream = connect(socket).await?;
+    exchange(socket, &mut stream, Command::PauseLease).await?;
+    Ok(stream)
+}
+
+async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, CliError> {
+    tokio::net::UnixStream::connect(socket)
         .await
-        .map_err(lost)?;
-    let (read, mut write) = stream.into_split();
+        .map_err(|e| lost(socket, e))
+}
+
+fn lost(socket: &Path, e: std::io::Error) -> CliError {
+    CliError::new(
+        exit::NO_DAEMON,
+        format!("lost the connection to devlogd ({}): {e}", socket.display()),
+    )
+}
+
+/// One request to the daemon on its own connection, waiting for its reply.
+async fn daemon_request(socket: &Path, cmd: Command) -> Result<(), CliError> {
+    let mut stream = connect(socket).await?;
+    exchange(socket, &mut stream, cmd).await
+}
+
+/// Send `cmd` on `stream` and wait for its reply; progress lines are ignored.
+async fn exchange(
+    socket: &Path,
+    stream: &mut tokio::net::UnixStream,
+    cmd: Command,
+) -> Result<(), CliError> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let lost = |e: std::io::Error| lost(socket, e);
+    let (read, mut write) = stream.split();
     let mut line = serde_json::to_string(&Request::new(cmd))
         .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
     line.push('\n');
@@ -275,6 +342,19 @@ fn summary(r: &RestoreReport, remote: &str) -> String {
             "  replaced    {}: the local file is kept as {}",
             printable(&l.path),
             printable(&l.kept_as)
+        );
+    }
+    if !r.skipped.is_empty() {
+        let names: Vec<String> = r
+            .skipped
+            .iter()
+            .map(|p| printable(p).into_owned())
+            .collect();
+        let _ = writeln!(
+            out,
+            "  skipped     {} name(s) a push from here would never upload (hidden, excluded or ignored): {}",
+            r.skipped.len(),
+            names.join(", ")
         );
     }
     for f in &r.failed {

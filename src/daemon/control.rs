@@ -1,7 +1,8 @@
 //! The control socket: a Unix socket in a 0700 directory, mode 0600, that answers only to
 //! our own uid. One task per connection (mini-redis style); each reads newline-delimited
 //! JSON requests with a size limit and an idle timeout, so a silent or abusive client costs
-//! one task and never blocks the daemon. Requests become [`WorkerCmd`]s.
+//! one task and never blocks the daemon. Requests become [`WorkerCmd`]s. A `pause_lease`
+//! connection (restore) has no idle timeout: the daemon stays paused until it closes.
 
 use super::worker::{PushRequest, WorkerCmd, WorkerStatus};
 use super::{QueueStatus, ReloadRequest};
@@ -181,9 +182,41 @@ async fn connection(stream: UnixStream, uid: u32, ctx: &ControlContext) -> std::
         }
         match protocol::parse_request(line) {
             Err(e) => send(&mut write, &Line::Reply(Reply::error(exit::USAGE, e))).await?,
+            Ok(request) if request.cmd == Command::PauseLease => {
+                return lease(ctx, reader, &mut write).await;
+            }
             Ok(request) => respond(request.cmd, ctx, &mut write).await?,
         }
     }
+}
+
+/// `pause_lease`: paused until this connection closes, with no idle timeout (a restore
+/// takes as long as it takes); whatever else the client sends is ignored.
+async fn lease(
+    ctx: &ControlContext,
+    mut reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+) -> std::io::Result<()> {
+    if ctx.worker.send(WorkerCmd::Pause).await.is_err() {
+        let reply = Reply::error(exit::NO_DAEMON, "the daemon is shutting down");
+        return send(write, &Line::Reply(reply)).await;
+    }
+    let granted = send(
+        write,
+        &Line::Reply(Reply::ok("paused until this connection closes")),
+    )
+    .await;
+    if granted.is_ok() {
+        let mut sink = [0u8; 512];
+        while let Ok(n) = reader.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    tracing::info!("the pausing client went away: resuming");
+    let _ = ctx.worker.send(WorkerCmd::Resume).await;
+    granted
 }
 
 async fn respond(
@@ -199,6 +232,8 @@ async fn respond(
             reply.status = Some(Box::new(status(ctx)));
             reply
         }
+        // Taken by `connection`, which holds the lease.
+        Command::PauseLease => Reply::error(exit::USAGE, "a lease is held by its connection"),
         Command::Pause | Command::Resume => {
             let (worker_cmd, word) = if cmd == Command::Pause {
                 (WorkerCmd::Pause, "paused")

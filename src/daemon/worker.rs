@@ -415,6 +415,10 @@ impl Worker {
             });
         }
         let full = paths.is_none();
+        if full && !request.dry_run {
+            // What a restore or `conflicts --fetch` that died left in the journal.
+            crate::restore::temp::sweep_root(&self.setup.config.root);
+        }
         let options = PushOptions {
             all: request.all,
             force: request.force,

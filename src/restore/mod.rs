@@ -1,12 +1,23 @@
 //! The way back: download the current view of the remote (or the view as of a time) into
-//! a directory, in parallel, each file verified against its Content-MD5 and written
-//! atomically (a temporary file beside it, renamed into place), never over a local file
-//! that differs unless asked to (and then the local file is kept as `.local-<time>`).
+//! a directory, in parallel. What comes down is untrusted: only names a push would upload
+//! are written (the local filter; the rest is reported as skipped), each file is checked
+//! against the size and MD5 the listing gave ([`download`]), written to a locked temporary
+//! file beside it ([`temp`]), fsynced and put in place with no-replace renames, never over a
+//! local file that differs or that appeared meanwhile ([`place`]); with `--overwrite` the
+//! local file is kept as `NAME.local-<time>-<random>.EXT`. The first file the remote cannot
+//! be reached for stops the run.
 //!
 //! Returns the index rows for what it wrote, so a restore into the journal root is known
 //! to the next push, which then uploads nothing; the caller decides who writes them (only
 //! one process writes the index).
 
+mod download;
+mod place;
+pub mod temp;
+
+pub use download::Expected;
+
+use crate::filter::Filter;
 use crate::fsutil::Beneath;
 use crate::history::{self, Version};
 use crate::remote::retry::RetryPolicy;
@@ -15,7 +26,6 @@ use crate::state::{IndexEntry, Record};
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,8 +38,17 @@ pub struct RestoreOptions {
     /// The view as of this time (`--at`); `None`: the current view.
     pub at: Option<OffsetDateTime>,
     pub dry_run: bool,
-    /// Replace local files that differ, keeping each as `<name>.local-<time>`.
+    /// Replace local files that differ, keeping each as `NAME.local-<time>-<random>.EXT`.
     pub overwrite: bool,
+    /// Restore blobs the listing gives no MD5 for (their size is still checked).
+    pub allow_unverified: bool,
+    /// The destination was given by `--to`: refuse a symlink at its top and a directory
+    /// another user owns (the journal root itself may be a symlink: the configuration's
+    /// choice).
+    pub strict_top: bool,
+    /// The names a push from here would upload (the local configuration and the local
+    /// `.devlogignore`): nothing else is written.
+    pub filter: Filter,
     /// Only these paths (files, or directories and everything below); empty: all.
     pub paths: Vec<String>,
     pub concurrency: usize,
@@ -43,7 +62,7 @@ pub struct RestoreReport {
     /// The view restored: RFC 3339, or `None` for the current one.
     pub at: Option<String>,
     pub dry_run: bool,
-    /// Files in the view (after the PATH filter).
+    /// Files in the view (after the PATH filter), skipped ones aside.
     pub files: u64,
     pub restored: u64,
     pub restored_bytes: u64,
@@ -51,8 +70,12 @@ pub struct RestoreReport {
     pub unchanged: u64,
     /// Dry run: what would be written.
     pub would_restore: Vec<String>,
-    /// Local files that differ from the remote version, left as they are.
+    /// Local files that differ from the remote version (or appeared or changed while it
+    /// was downloaded), left as they are.
     pub kept_local: Vec<String>,
+    /// Names in the view a push would never upload (hidden, excluded, ignored, or not
+    /// storable as a blob): not written.
+    pub skipped: Vec<String>,
     /// Local files that differed and were replaced (`--overwrite`), and where they went.
     pub replaced_local: Vec<ReplacedLocal>,
     pub failed: Vec<RestoreFailure>,
@@ -92,6 +115,15 @@ pub enum RestoreError {
     List { remote: String, error: RemoteError },
     #[error("cannot write into {path}: {error}")]
     Destination { path: String, error: std::io::Error },
+    /// `--to` names a symlink or another user's directory.
+    #[error("will not restore into {path}: {why}")]
+    Refused { path: String, why: String },
+    /// The remote stopped answering (after the retry policy): every other download would
+    /// fail the same way. Files already placed stay.
+    #[error(
+        "cannot reach {remote} ({message}); nothing more was tried, run restore again to continue"
+    )]
+    Unreachable { remote: String, message: String },
 }
 
 /// Whether `rel` is selected by the PATH arguments.
@@ -150,6 +182,8 @@ enum Outcome {
         path: String,
         error: String,
     },
+    /// The remote could not be reached: the run stops.
+    Unreachable(String),
 }
 
 struct Job {
@@ -204,6 +238,7 @@ pub async fn run(
     versions.sort_by(|a, b| a.path.cmp(&b.path));
     report.files = versions.len() as u64;
     let mut jobs = Vec::new();
+    let prefix = remote.name_prefix();
     for v in versions {
         if !safe(&v.path) {
             report.failed.push(RestoreFailure {
@@ -212,11 +247,21 @@ pub async fn run(
             });
             continue;
         }
+        // The rules a push follows, read from here: a name another writer planted (a
+        // `.git/config`, a `.devlogignore`) never comes down.
+        if !opts.filter.accepts_path(&v.path) || crate::blobname::check(&v.path, &prefix).is_err() {
+            report.skipped.push(v.path);
+            continue;
+        }
         let current = current.get(&v.path).cloned();
         jobs.push(Job {
             version: v,
             current,
         });
+    }
+    report.files -= report.skipped.len() as u64;
+    if opts.strict_top {
+        check_top(&opts.to, None)?;
     }
     if !opts.dry_run {
         crate::fsutil::private_dir_all(&opts.to).map_err(|error| RestoreError::Destination {
@@ -239,6 +284,17 @@ pub async fn run(
             });
         }
     };
+    if opts.strict_top {
+        // The directory opened is the one checked: not reached through a symlink swapped in.
+        check_top(&opts.to, Some(&dest))?;
+    }
+    if !opts.dry_run {
+        // What an earlier restore or fetch that died left behind.
+        let swept = temp::sweep(&dest);
+        if swept > 0 {
+            tracing::info!(swept, "removed temporary files a stopped restore left");
+        }
+    }
     progress(RestoreEvent::Planned {
         files: jobs.len() as u64,
         bytes: jobs.iter().map(|j| j.version.size).sum(),
@@ -288,37 +344,95 @@ pub async fn run(
                 });
                 report.failed.push(RestoreFailure { path, error });
             }
+            Outcome::Unreachable(message) => {
+                // The downloads still running are dropped (their temporary files go with
+                // them); what was placed stays.
+                drop(outcomes);
+                sync_renames(&dest);
+                return Err(RestoreError::Unreachable {
+                    remote: remote.describe(),
+                    message,
+                });
+            }
         }
     }
     if !opts.dry_run && report.restored > 0 {
-        // One flush of the destination's filesystem for every file written (cheaper than
-        // one fsync per file, and as durable once it returns).
-        // SAFETY: syncfs on a directory descriptor we own.
-        #[cfg(target_os = "linux")]
-        unsafe {
-            libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dest.fd()))
-        };
+        sync_renames(&dest);
     }
     report.would_restore.sort();
     report.kept_local.sort();
+    report.skipped.sort();
     report.replaced_local.sort_by(|a, b| a.path.cmp(&b.path));
     report.failed.sort_by(|a, b| a.path.cmp(&b.path));
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok((report, records))
 }
 
-/// Download `blob` to the new file `to_rel` below `dest`: checked against the blob's
-/// Content-MD5 and put in place atomically, never over an existing file (the name is
-/// linked into place, which fails if it exists). The bytes written.
+/// Refuse a destination given by `--to` that is a symlink or another user's directory;
+/// with `opened`, also one that is not the directory opened.
+fn check_top(to: &std::path::Path, opened: Option<&Beneath>) -> Result<(), RestoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let refused = |why: String| RestoreError::Refused {
+        path: to.display().to_string(),
+        why,
+    };
+    let meta = match std::fs::symlink_metadata(to) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && opened.is_none() => return Ok(()),
+        Err(error) => {
+            return Err(RestoreError::Destination {
+                path: to.display().to_string(),
+                error,
+            });
+        }
+    };
+    if meta.file_type().is_symlink() {
+        return Err(refused(
+            "it is a symbolic link; give the directory it points to".into(),
+        ));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(refused(format!(
+            "it is owned by another user (uid {}); restore into a directory of your own",
+            meta.uid()
+        )));
+    }
+    if let Some(dest) = opened {
+        let same = rustix::fs::fstat(dest.fd())
+            .is_ok_and(|st| st.st_dev == meta.dev() && st.st_ino == meta.ino());
+        if !same {
+            return Err(refused("it was replaced while it was opened".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Each file's data is fsynced before its rename; one flush of the destination's file
+/// system then makes the renames themselves durable.
+fn sync_renames(dest: &Beneath) {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::fs::syncfs(dest.fd());
+    #[cfg(not(target_os = "linux"))]
+    dest.sync();
+}
+
+/// Download `blob` to the new file `to_rel` below `dest`: checked against what the listing
+/// gave (`expected`; a blob listed without an MD5 is refused) and put in place with a
+/// no-replace rename, never over an existing file. The bytes written.
 pub async fn fetch_new(
     remote: &dyn Remote,
     dest: &Beneath,
     blob: &str,
+    expected: Expected,
     to_rel: &str,
     retry: RetryPolicy,
 ) -> Result<u64, String> {
     if !safe(to_rel) {
         return Err(format!("{to_rel} is not a safe local name"));
+    }
+    if expected.md5.is_none() {
+        return Err(format!("{blob} has no MD5 to verify it with; not fetched"));
     }
     let (parent_rel, name) = split(to_rel);
     let parent = dest
@@ -331,113 +445,39 @@ pub async fn fetch_new(
         Err(e) => return Err(format!("cannot check {to_rel}: {e}")),
     }
     let (tmp_name, file) =
-        create_temp(&parent, ".devlogd-fetch").map_err(|e| format!("cannot write: {e}"))?;
+        temp::create(&parent, ".devlogd-fetch-").map_err(|e| format!("cannot write: {e}"))?;
     // Unlinked on every way out; the file stays only under its new name.
-    let _tmp = TempName {
+    let mut tmp = temp::TempName {
         dir: &parent,
         name: &tmp_name,
         placed: false,
     };
-    let found = match download_into(remote, retry, blob, &file).await {
-        Ok(Some(b)) => b,
-        Ok(None) => return Err(format!("{blob} is no longer on the remote")),
-        Err(e) => return Err(format!("cannot download {blob}: {e}")),
-    };
-    if found.md5.is_none() {
-        return Err("the remote gave no MD5 to verify the download with".into());
-    }
+    download::download_checked(remote, retry, blob, expected, &file)
+        .await
+        .map_err(|e| match e {
+            download::DownloadError::Gone => format!("{blob} is no longer on the remote"),
+            e => format!("{blob}: {e}"),
+        })?;
     file.sync_all()
         .map_err(|e| format!("cannot write {to_rel}: {e}"))?;
-    link_new(&parent, &tmp_name, name).map_err(|e| {
+    place::rename_new(&parent, &tmp_name, name).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             exists()
         } else {
             format!("cannot write {to_rel}: {e}")
         }
     })?;
-    Ok(found.size)
+    tmp.placed = true;
+    Ok(expected.size)
 }
 
-/// A new file `PREFIX-<random>` in `parent`, 0600, for a download to go to before it is
-/// put in place.
-fn create_temp(parent: &Beneath, prefix: &str) -> std::io::Result<(String, std::fs::File)> {
-    loop {
-        let tmp_name = format!("{prefix}-{:016x}", rand::random::<u64>());
-        match parent.open_here(
-            &tmp_name,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-            0o600,
-        ) {
-            Ok(fd) => return Ok((tmp_name, std::fs::File::from(fd))),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Download `blob` into `file` under the retry policy; a retry starts the file over.
-async fn download_into(
-    remote: &dyn Remote,
-    retry: RetryPolicy,
-    blob: &str,
-    file: &std::fs::File,
-) -> Result<Option<crate::remote::RemoteBlob>, RemoteError> {
-    let write_error = |e: std::io::Error| RemoteError::Permanent {
-        message: format!("cannot write: {e}"),
-    };
-    retry
-        .run(|| async {
-            let mut handle = file;
-            handle.set_len(0).map_err(write_error)?;
-            std::io::Seek::rewind(&mut handle).map_err(write_error)?;
-            let mut writer = std::io::BufWriter::with_capacity(64 * 1024, handle);
-            let found = remote.get(blob, &mut writer).await?;
-            writer.flush().map_err(write_error)?;
-            Ok(found)
-        })
-        .await
-}
-
-/// `linkat` within one directory: fails with `AlreadyExists` instead of replacing.
-fn link_new(dir: &Beneath, from: &str, to: &str) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let c = |s: &str| {
-        std::ffi::CString::new(s)
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
-    };
-    let (from, to) = (c(from)?, c(to)?);
-    let fd = dir.fd().as_raw_fd();
-    // SAFETY: both names are NUL-terminated and the descriptor is open for the call.
-    let rc = unsafe { libc::linkat(fd, from.as_ptr(), fd, to.as_ptr(), 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// `20261129T090539Z`, for `.local-<time>` copies.
+/// `20261129T090539Z`, for `.local-<time>-<random>` copies.
 fn local_copy_stamp(t: OffsetDateTime) -> String {
     history::stamp(t)
         .split('.')
         .next()
         .map(|s| format!("{s}Z"))
         .unwrap_or_default()
-}
-
-/// A temporary file's name, unlinked on drop unless it was renamed into place.
-struct TempName<'a> {
-    dir: &'a Beneath,
-    name: &'a str,
-    placed: bool,
-}
-
-impl Drop for TempName<'_> {
-    fn drop(&mut self) {
-        if !self.placed {
-            let _ = self.dir.unlink_here(self.name);
-        }
-    }
 }
 
 fn split(rel: &str) -> (&str, &str) {
@@ -481,6 +521,32 @@ fn unhex(h: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// What is at `rel` locally now: its MD5 and stat, `None` for nothing (or no regular file).
+fn look(dest: &Beneath, rel: &str) -> Result<Option<([u8; 16], std::fs::Metadata)>, String> {
+    let failed = |e: std::io::Error| format!("cannot read the local file: {e}");
+    match dest.open_file(rel) {
+        Ok(f) => {
+            let (md5, _) = crate::fsutil::md5_of_reader(&f).map_err(failed)?;
+            Ok(Some((md5, f.metadata().map_err(failed)?)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// The outcome for a local file that is there to stay: unchanged when it holds the
+/// version, kept otherwise.
+fn settled(dest: &Beneath, rel: String, want: Option<[u8; 16]>, job: &Job) -> Outcome {
+    match look(dest, &rel) {
+        Ok(Some((md5, meta))) if Some(md5) == want => Outcome::Unchanged {
+            record: record_for(&rel, &meta, md5, job),
+        },
+        Ok(_) => Outcome::KeptLocal(rel),
+        Err(error) => Outcome::Failed { path: rel, error },
+    }
+}
+
 async fn restore_one(
     remote: &dyn Remote,
     dest: &Beneath,
@@ -493,31 +559,29 @@ async fn restore_one(
         path: rel.clone(),
         error,
     };
-    // What is there locally now.
-    let local = match dest.open_file(&rel) {
-        Ok(f) => match crate::fsutil::md5_of_reader(&f) {
-            Ok((md5, _)) => Some((md5, f)),
-            Err(e) => return failed(format!("cannot read the local file: {e}")),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => None,
-        Err(e) => return failed(format!("cannot read the local file: {e}")),
-    };
     let want = job.version.md5.as_deref().and_then(unhex);
-    let mut kept_as = None;
-    if let Some((md5, file)) = &local {
+    if want.is_none() && !opts.allow_unverified {
+        return failed(
+            "the listing has no MD5 to verify it with; not restored (--allow-unverified restores it checking its size only)"
+                .into(),
+        );
+    }
+    // What is there locally now.
+    let local = match look(dest, &rel) {
+        Ok(local) => local,
+        Err(e) => return failed(e),
+    };
+    let mut checked = None;
+    if let Some((md5, meta)) = &local {
         if Some(*md5) == want {
-            return match file.metadata() {
-                Ok(meta) => Outcome::Unchanged {
-                    record: record_for(&rel, &meta, *md5, &job),
-                },
-                Err(e) => failed(format!("cannot read the local file: {e}")),
+            return Outcome::Unchanged {
+                record: record_for(&rel, meta, *md5, &job),
             };
         }
         if !opts.overwrite {
             return Outcome::KeptLocal(rel);
         }
-        kept_as = Some(format!("{rel}.local-{stamp}"));
+        checked = Some(place::Seen::of(meta));
     }
     if opts.dry_run {
         return Outcome::WouldRestore(rel);
@@ -527,63 +591,92 @@ async fn restore_one(
         Ok(p) => p,
         Err(e) => return failed(format!("cannot create its directory: {e}")),
     };
-    // Download into a temporary file beside the destination.
-    let (tmp_name, file) = match create_temp(&parent, ".devlogd-restore") {
+    // Download into a locked temporary file beside the destination.
+    let (tmp_name, file) = match temp::create(&parent, ".devlogd-restore-") {
         Ok(created) => created,
         Err(e) => return failed(format!("cannot write: {e}")),
     };
     // Removed on every way out (an error, or the restore interrupted) but the rename.
-    let mut tmp = TempName {
+    let mut tmp = temp::TempName {
         dir: &parent,
         name: &tmp_name,
         placed: false,
     };
-    let blob = match download_into(remote, opts.retry, &job.version.blob, &file).await {
-        Ok(Some(b)) => b,
-        Ok(None) => {
-            return failed("the blob disappeared from the remote meanwhile".into());
-        }
-        Err(e) => {
-            return failed(format!("cannot download: {e}"));
-        }
+    let expected = Expected {
+        size: job.version.size,
+        md5: want,
     };
-    let Some(md5) = blob.md5 else {
-        return failed("the remote gave no MD5 to verify the download with".into());
-    };
+    let md5 =
+        match download::download_checked(remote, opts.retry, &job.version.blob, expected, &file)
+            .await
+        {
+            Ok(md5) => md5,
+            Err(download::DownloadError::Remote(RemoteError::Unreachable { message })) => {
+                return Outcome::Unreachable(message);
+            }
+            Err(e) => return failed(e.to_string()),
+        };
     // The version's own write time, so the file looks as old as its content.
     if let Some(ns) = job.version.written_ns
         && let Ok(t) = OffsetDateTime::from_unix_timestamp_nanos(ns)
     {
         let _ = file.set_times(std::fs::FileTimes::new().set_modified(t.into()));
     }
-    if let Some(kept) = &kept_as {
-        let (_, kept_name) = split(kept);
-        if let Err(e) = parent.rename_to(name, &parent, kept_name) {
-            return failed(format!("cannot keep the local file aside: {e}"));
-        }
-    }
-    if let Err(e) = parent.rename_to(&tmp_name, &parent, name) {
+    // On disk before it has its name: a power cut never leaves an empty file there.
+    if let Err(e) = sync_data(&file).await {
         return failed(format!("cannot write: {e}"));
     }
+    let placed = match place::place(&parent, &tmp_name, name, checked, stamp) {
+        Ok(placed) => placed,
+        Err(e) => return failed(format!("cannot write: {e}")),
+    };
+    let kept_as = match placed {
+        place::Placed::New => None,
+        place::Placed::Replaced { kept } => Some(kept),
+        // Look again: the user's file stays.
+        place::Placed::LocalChanged => return settled(dest, rel, want, &job),
+        place::Placed::LocalMovedAside { kept } => {
+            let kept = join(parent_rel, &kept);
+            return failed(format!(
+                "the local file changed while it was being replaced; it is kept as {kept}, nothing was restored"
+            ));
+        }
+    };
     tmp.placed = true;
     let meta = match file.metadata() {
         Ok(m) => m,
         Err(e) => return failed(format!("cannot read back: {e}")),
     };
-    let bytes = blob.size;
+    let bytes = job.version.size;
     let record = record_for(&rel, &meta, md5, &job);
     match kept_as {
-        Some(kept_as) => Outcome::Replaced {
+        Some(kept) => Outcome::Replaced {
+            kept_as: join(parent_rel, &kept),
             path: rel,
             record,
             bytes,
-            kept_as,
         },
         None => Outcome::Restored {
             path: rel,
             record,
             bytes,
         },
+    }
+}
+
+/// `fdatasync` off the async thread, so many files flush at once.
+async fn sync_data(file: &std::fs::File) -> std::io::Result<()> {
+    let file = file.try_clone()?;
+    tokio::task::spawn_blocking(move || file.sync_data())
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
     }
 }
 
