@@ -97,7 +97,7 @@ async fn contract(remote: &dyn Remote, scratch: &std::path::Path) {
 async fn history_contract(remote: &dyn Remote, name: &str, etag: &str, big: &[u8]) {
     use devlogd::history;
     let t1 = time::OffsetDateTime::now_utc();
-    let kept = history::version_name(name, t1, "writer-2");
+    let kept = history::version_name(name, etag, "writer-2");
     // Only the version named by its ETag is kept.
     let stale = remote.preserve(name, "\"nope\"", &kept).await;
     assert!(matches!(stale, Err(RemoteError::Conflict)), "{stale:?}");

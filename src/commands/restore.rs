@@ -142,7 +142,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
             format!(
                 "{name}: {message}; the credentials came from {}: {}",
                 remote.credential_source(),
-                crate::push::auth_hint(&remote.credential_source())
+                crate::push::refusal_hint(&remote.credential_source(), &message)
             ),
         ),
         e => CliError::new(exit::FILES_FAILED, e.to_string()),
