@@ -44,6 +44,9 @@ pub struct Version {
     /// When the service stored the blob it is read from.
     #[serde(skip)]
     pub stored_ns: Option<i128>,
+    /// The replaced-at stamp in an older release's history name: a writer's clock.
+    #[serde(skip)]
+    pub named_ns: Option<i128>,
     /// The writer id that wrote it, when its mark is intact.
     pub writer: Option<String>,
     /// The writer id that replaced or deleted it.
@@ -73,6 +76,7 @@ impl Version {
             replaced: None,
             replaced_ns: None,
             stored_ns: blob.service_ns,
+            named_ns: None,
             writer: blob.writer.clone(),
             replaced_by: None,
             current: true,
@@ -101,6 +105,7 @@ impl Version {
             replaced,
             replaced_ns,
             stored_ns: blob.service_ns,
+            named_ns: stamp.map(|t| t.unix_timestamp_nanos()),
             writer: blob.writer.clone(),
             replaced_by: (!by.is_empty()).then(|| by.to_string()),
             current: false,
@@ -122,33 +127,59 @@ pub fn versions(current: &[RemoteBlob], history: &[RemoteBlob]) -> BTreeMap<Stri
             .push(Version::of_current(b));
     }
     for list in by_path.values_mut() {
-        // History by replacement time; the current version last.
-        list.sort_by_key(|v| (v.current, v.replaced_ns));
-        clamp_written(list);
+        // History by when the service stored each copy (then by write time, within a
+        // second); the current version last.
+        list.sort_by_key(|v| (v.current, v.stored_ns, v.written_ns));
+        settle_times(list);
     }
     by_path
 }
 
-/// Slack for services that keep times in whole seconds (Azure's Last-Modified).
-const SERVICE_GRAIN_NS: i128 = 1_000_000_000;
+const SECOND_NS: i128 = 1_000_000_000;
 
-/// A version's write time is a writer's claim: believe it only between the service times
-/// around it (it was written after the version before it was replaced, and before its
-/// own copy was stored, or, for the current version, before the service stored it).
-fn clamp_written(list: &mut [Version]) {
+/// How much later than `t` a moment the service recorded as `t` may be: a second for a
+/// service that keeps whole seconds (Azure's Last-Modified), nothing for one that keeps
+/// nanoseconds (a file's ctime).
+fn grain(t: i128) -> i128 {
+    if t % SECOND_NS == 0 { SECOND_NS } else { 0 }
+}
+
+/// Times from the service, refined by the writers' claims only within the service's grain.
+/// A version was replaced when the service stored its copy; within that second, when the
+/// version after it says it was written (or an older name's stamp says); with no claim, at
+/// the end of the second. A version's write time is believed only between the time the
+/// version before it was replaced and its own replacement (or, for the current version,
+/// when the service stored it).
+fn settle_times(list: &mut [Version]) {
+    for i in 0..list.len() {
+        if list[i].current {
+            continue;
+        }
+        let Some(stored) = list[i].stored_ns else {
+            continue;
+        };
+        let claim = list
+            .get(i + 1)
+            .and_then(|next| next.written_ns)
+            .or(list[i].named_ns);
+        let latest = stored + grain(stored);
+        let replaced = claim.map_or(latest, |c| c.clamp(stored, latest));
+        list[i].replaced_ns = Some(replaced);
+        list[i].replaced = rfc3339_ns(replaced);
+    }
     let mut previous: Option<i128> = None;
     for v in list.iter_mut() {
         let upper = if v.current {
-            v.stored_ns
+            v.stored_ns.map(|s| s + grain(s))
         } else {
             v.replaced_ns
         };
         let mut written = v.written_ns;
         if let (Some(w), Some(u)) = (written, upper) {
-            written = Some(w.min(u + SERVICE_GRAIN_NS));
+            written = Some(w.min(u));
         }
         if let (Some(w), Some(p)) = (written, previous) {
-            written = Some(w.max(p - SERVICE_GRAIN_NS));
+            written = Some(w.max(p));
         }
         if written != v.written_ns {
             v.written_ns = written;
@@ -513,6 +544,39 @@ mod tests {
         let v = versions(&fast, &[]).remove("b.md").unwrap();
         assert_eq!(v[0].written_ns, Some(t0 + S));
         assert_eq!(view_at(&fast, &[], t0 + 2 * S).len(), 1);
+    }
+
+    #[test]
+    fn within_a_whole_second_of_the_service_the_writers_account_orders_versions() {
+        // Azure keeps whole seconds: v1 and v2 both replaced within second 100.
+        let t = 100 * S;
+        let history = vec![
+            blob(
+                &version_name("a.md", "e1", "w"),
+                Some(t + 100_000_000),
+                t,
+                1,
+            ),
+            blob(
+                &version_name("a.md", "e2", "w"),
+                Some(t + 300_000_000),
+                t,
+                2,
+            ),
+        ];
+        let current = vec![blob("a.md", Some(t + 500_000_000), t, 3)];
+        let md5_at = |at| {
+            view_at(&current, &history, at)
+                .first()
+                .and_then(|v| v.md5.clone())
+        };
+        assert_eq!(md5_at(t + 200_000_000), Some(crate::remote::hex(&[1; 16])));
+        assert_eq!(md5_at(t + 400_000_000), Some(crate::remote::hex(&[2; 16])));
+        assert_eq!(md5_at(t + 600_000_000), Some(crate::remote::hex(&[3; 16])));
+        // Deleted within second 100 with no later version: present to its end.
+        let deleted = vec![blob(&version_name("b.md", "e4", "w"), Some(t), t, 4)];
+        assert_eq!(view_at(&[], &deleted, t + 900_000_000).len(), 1);
+        assert!(view_at(&[], &deleted, t + S).is_empty());
     }
 
     #[test]
