@@ -585,7 +585,8 @@ mod tests {
         const D: i128 = 24 * H;
         let now = 1_800_000_000 * S - 1_800_000_000 * S % D + 12 * H; // noon UTC
         use Fate::*;
-        let cases: Vec<(&str, Vec<Option<i128>>, Vec<Fate>)> = vec![
+        type Case = (&'static str, Vec<Option<i128>>, Vec<Fate>);
+        let cases: Vec<Case> = vec![
             (
                 "all of the last hour",
                 vec![Some(now - 59 * 60 * S), Some(now - S), Some(now)],

@@ -1090,7 +1090,10 @@ fn bounded(text: &str, max: usize) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        // Control characters, and the invisible ones that reorder or hide text (bidi
+        // overrides and isolates, zero-width characters).
+        let invisible = matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
+        if c.is_control() || invisible {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -1217,6 +1220,7 @@ mod tests {
     #[test]
     fn text_from_the_service_is_one_bounded_escaped_line() {
         assert_eq!(bounded("a\nb\u{1b}[2J", 100), "a\\nb\\u{1b}[2J");
+        assert_eq!(bounded("a\u{202e}b", 100), "a\\u{202e}b");
         assert_eq!(
             bounded(&"x".repeat(500), 10),
             format!("{}…", "x".repeat(10))
