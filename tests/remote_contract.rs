@@ -104,6 +104,24 @@ async fn history_contract(remote: &dyn Remote, name: &str, etag: &str, big: &[u8
     let gone = remote.preserve("missing.md", "\"x\"", &kept).await;
     assert!(matches!(gone, Err(RemoteError::Conflict)), "{gone:?}");
     remote.preserve(name, etag, &kept).await.unwrap();
+    // Kept again (a retry): still one copy. A name taken by other content keeps nothing.
+    remote.preserve(name, etag, &kept).await.unwrap();
+    let taken = history::version_name(name, etag, "writer-3");
+    remote
+        .put(
+            &taken,
+            &bytes(b"planted"),
+            &Precondition::IfAbsent,
+            "intruder",
+        )
+        .await
+        .unwrap();
+    let refused = remote.preserve(name, etag, &taken).await;
+    assert!(
+        matches!(refused, Err(RemoteError::Permanent { .. })),
+        "{refused:?}"
+    );
+    remote.delete(&taken, &Precondition::None).await.unwrap();
     // The history is not in the current view, and is listed on its own.
     assert!(
         remote

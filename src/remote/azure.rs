@@ -815,8 +815,11 @@ impl Remote for AzureRemote {
                     RemoteError::Conflict
                 });
             }
-            // The destination exists: this version was kept already.
-            Ok(Err(e)) if is_destination_taken(&e) => return Ok(()),
+            // The destination exists: this version was kept already (a retry), unless a
+            // blob with other content took the name.
+            Ok(Err(e)) if is_destination_taken(&e) => {
+                return self.check_kept(name, etag, history_name).await;
+            }
             Ok(Err(e)) => return Err(map_error(e)),
             Ok(Ok(r)) => r,
         };
@@ -862,6 +865,35 @@ impl Remote for AzureRemote {
 }
 
 impl AzureRemote {
+    /// `history_name` exists: it holds the version `etag` of `name` if its content is that
+    /// version's (a name derived from an ETag can be taken by a co-writer's blob, and then
+    /// the version is not kept: an error, so nothing replaces it).
+    async fn check_kept(
+        &self,
+        name: &str,
+        etag: &str,
+        history_name: &str,
+    ) -> Result<(), RemoteError> {
+        let kept = self.head(history_name).await?;
+        let source = self.head(name).await?;
+        match (kept, source) {
+            (Some(kept), Some(source))
+                if source.etag == quoted(etag) && kept.md5.is_some() && kept.md5 == source.md5 =>
+            {
+                Ok(())
+            }
+            (_, Some(source)) if source.etag != quoted(etag) => Err(RemoteError::Conflict),
+            (_, None) => Err(RemoteError::Conflict),
+            _ => Err(RemoteError::Permanent {
+                message: format!(
+                    "cannot keep the replaced version of {}: its history name {} holds other content",
+                    crate::redact::printable(name),
+                    crate::redact::printable(history_name)
+                ),
+            }),
+        }
+    }
+
     /// Poll a pending copy until it ends; a failed or aborted copy is an error.
     async fn wait_for_copy(&self, name: &str) -> Result<(), RemoteError> {
         let client = self.blob_client(name)?;

@@ -252,7 +252,7 @@ fn preserve_blocking(
         Err(e) if fsutil::is_gone(&e) => return Err(RemoteError::Conflict),
         Err(e) => return Err(io_error("read", &src_path, e)),
     };
-    let Some(hist_file) = free_history_name(root, &src, history_name, hist_file)? else {
+    let Some(hist_file) = free_history_name(root, &src, etag, history_name, hist_file)? else {
         return Ok(()); // kept already (this is a retry)
     };
     let mut hasher = Md5::new();
@@ -297,10 +297,13 @@ fn preserve_blocking(
 /// The file name in the history directory to keep the version open as `src` under, or
 /// `None` when a copy of that version is there already. History names derive from the
 /// version's ETag, which is its MD5 here: a copy made before `src` was written holds the
-/// same bytes kept at an earlier replacement, and this one goes next to it.
+/// same bytes kept at an earlier replacement, and this one goes next to it. A later file
+/// there that is not this version (planted under the predictable name) is an error: the
+/// version is not kept, so nothing may replace it.
 fn free_history_name(
     root: &Beneath,
     src: &std::fs::File,
+    etag: &str,
     history_name: &str,
     hist_file: &str,
 ) -> Result<Option<String>, RemoteError> {
@@ -323,9 +326,21 @@ fn free_history_name(
             Err(e) => return Err(io_error("read", &root.path().join(&rel), e)),
             Ok(kept) => {
                 let kept_at = kept.metadata().map(|m| ctime(&m)).unwrap_or(0);
-                if kept_at >= written {
+                if kept_at < written {
+                    continue;
+                }
+                let path = root.path().join(&rel);
+                let (md5, size) =
+                    fsutil::md5_of_reader(&kept).map_err(|e| io_error("read", &path, e))?;
+                if blob_of(&kept, &rel, md5, size).etag == etag {
                     return Ok(None);
                 }
+                return Err(RemoteError::Permanent {
+                    message: format!(
+                        "cannot keep the replaced version of {}: its history name holds other content",
+                        path.display()
+                    ),
+                });
             }
         }
     }
@@ -1013,6 +1028,15 @@ mod tests {
         let history = remote.list_history(Some("a.md")).await.unwrap();
         assert_eq!(history.len(), 3, "{history:?}");
         assert!(history.iter().all(|b| b.service_ns.is_some()));
+        // A co-writer takes the (predictable) name of the next version's copy first: the
+        // version is not kept, and that is an error, not a quiet success.
+        let kept_a2 = crate::remote::history_name::version_name("a.md", &a2.etag, "x");
+        std::fs::write(dir.path().join(&kept_a2), b"planted").unwrap();
+        let e = remote
+            .preserve("a.md", &a2.etag, &kept_a2)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RemoteError::Permanent { .. }), "{e}");
     }
 
     #[tokio::test]

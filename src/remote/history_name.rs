@@ -78,17 +78,13 @@ pub fn stamped_version_name(path: &str, when: OffsetDateTime, writer: &str) -> S
 }
 
 /// A history blob name split into (path, the replaced-at stamp of an older release's
-/// name, replaced by). `None` for a name that is not a version name, or whose path has an
-/// empty, `.` or `..` segment (never a path devlogd writes: a planted name).
+/// name, replaced by). `None` for a name that is not a version name, or whose path no
+/// request may name ([`super::check_name`]: never a path devlogd writes, a planted name).
 pub fn parse_version_name(name: &str) -> Option<(&str, Option<OffsetDateTime>, &str)> {
     let rest = name.strip_prefix(HISTORY_DIR)?.strip_prefix('/')?;
     let slash = rest.rfind('/')?;
     let (path, leaf) = (&rest[..slash], &rest[slash + 1..]);
-    if path.is_empty()
-        || path
-            .split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-    {
+    if super::check_name(path).is_err() {
         return None;
     }
     if let Some(version) = leaf.strip_prefix(VERSION_LEAF) {

@@ -244,13 +244,21 @@ impl Remote for MemoryRemote {
         super::check_name(history_name)?;
         self.injected()?;
         let mut blobs = self.lock()?;
-        if blobs.contains_key(history_name) {
-            return Ok(()); // kept already: history names derive from the version
-        }
         let current = match blobs.get(name) {
             Some(b) if b.etag == etag => b.clone(),
             _ => return Err(RemoteError::Conflict),
         };
+        // History names derive from the version: there already, it was kept (a retry),
+        // unless other content took the name.
+        if let Some(kept) = blobs.get(history_name) {
+            return if kept.md5 == current.md5 {
+                Ok(())
+            } else {
+                Err(RemoteError::Permanent {
+                    message: format!("the history name {history_name} holds other content"),
+                })
+            };
+        }
         let copy = Stored {
             etag: self.next_etag(),
             service_ns: now_ns(),

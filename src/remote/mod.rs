@@ -50,20 +50,23 @@ pub struct RemoteBlob {
 }
 
 /// Refuse a blob name a request URL or a path must never be built from: empty, with a
-/// leading `/`, or with an empty, `.` or `..` segment. A URL normalises such segments (and a
-/// path walks them), so a listed name like `.devlog-history/../../other/x` would reach a blob
-/// outside the area it was listed in, in another container even. Every remote checks every
-/// name it is given, whoever the caller: names come down from the remote too.
+/// leading `/`, an empty, `.` or `..` segment, a segment ending in `.` or a `\`. A URL
+/// normalises `.` and `..` (and a path walks them), and Azure drops a segment's trailing
+/// dots and reads `\` as `/`, so a listed name like `.devlog-history/../../other/x` would
+/// reach a blob outside the area it was listed in, in another container even. No name
+/// devlogd uploads has any of these ([`crate::blobname`]). Every remote checks every name
+/// it is given, whoever the caller: names come down from the remote too.
 pub fn check_name(name: &str) -> Result<(), RemoteError> {
     let bad = name.is_empty()
         || name.starts_with('/')
+        || name.contains('\\')
         || name
             .split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..");
+            .any(|seg| seg.is_empty() || seg.ends_with('.'));
     if bad {
         return Err(RemoteError::Permanent {
             message: format!(
-                "refused the blob name \"{}\": a name with an empty, \".\" or \"..\" segment could reach another blob",
+                "refused the blob name \"{}\": with an empty, \".\" or \"..\" segment (or one ending in \".\", or a \"\\\") it could reach another blob",
                 crate::redact::printable(name)
             ),
         });
@@ -165,6 +168,9 @@ mod tests {
             "a/",
             "..",
             "a/..\u{1b}[2J/..",
+            ".devlog-history\\..\\..\\other\\x",
+            "notes./a.md",
+            ".../x",
         ] {
             let e = check_name(bad).unwrap_err();
             assert!(matches!(e, RemoteError::Permanent { .. }), "{bad:?}");
