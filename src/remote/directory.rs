@@ -9,7 +9,10 @@
 //! NAS) cannot both pass a precondition on the same file. Each temporary file is `flock`ed
 //! by the process writing it, so the first use of the remote in a process removes the
 //! ones a crashed writer left behind (and no one else's). The ETag is the content's MD5 in
-//! hex; the writer mark goes in an extended attribute where the filesystem has them.
+//! hex; the writer mark (with the MD5 written) goes in an extended attribute where the
+//! filesystem has them, so a file whose bytes changed at rest is a damaged copy of our
+//! version (`corrupt`), not another writer's. The service's clock is the file system's
+//! (ctime), which no writer sets.
 //!
 //! The copy is private whatever the umask: directories devlogd creates are 0700 and files
 //! 0600 (the mirror of a private journal must not be readable by other local users).
