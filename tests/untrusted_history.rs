@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::hostile::{self, Action, Hostile, Resp};
 use common::{Azurite, RunOutput, TestEnv, unique_container};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -486,98 +487,12 @@ both!(
 
 // --- F, G: what a hostile or skewed service answers ------------------------------------
 
-/// A fake Blob service on loopback that answers every request with `answer(method, path)`
-/// (status, headers, body). A stand-in for `common::hostile` (not on this branch yet): just
-/// enough HTTP/1.1 for devlogd's client, one request per connection.
-struct FakeService {
-    port: u16,
-}
-
-type Answer = (u16, Vec<(String, String)>, Vec<u8>);
-
-impl FakeService {
-    fn start(answer: impl Fn(&str, &str) -> Answer + Send + Sync + 'static) -> FakeService {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let answer = std::sync::Arc::new(answer);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let answer = answer.clone();
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream);
-                    let mut first = String::new();
-                    if reader.read_line(&mut first).is_err() {
-                        return;
-                    }
-                    let mut length = 0usize;
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                            break;
-                        }
-                        if let Some((k, v)) = line.split_once(':')
-                            && k.eq_ignore_ascii_case("content-length")
-                        {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; length];
-                    let _ = reader.read_exact(&mut body);
-                    let mut parts = first.split_whitespace();
-                    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                    let (status, headers, body) = answer(method, path);
-                    let mut out = format!("HTTP/1.1 {status} Fake\r\n");
-                    for (k, v) in headers {
-                        out.push_str(&format!("{k}: {v}\r\n"));
-                    }
-                    out.push_str(&format!(
-                        "content-length: {}\r\nconnection: close\r\n\r\n",
-                        body.len()
-                    ));
-                    let mut stream = reader.into_inner();
-                    let _ = stream.write_all(out.as_bytes());
-                    let _ = stream.write_all(&body);
-                });
-            }
-        });
-        FakeService { port }
-    }
-
-    fn container_url(&self) -> String {
-        format!("http://127.0.0.1:{}/devstoreaccount1/fake", self.port)
-    }
-}
-
-fn http_date(t: time::OffsetDateTime) -> String {
-    let format = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    t.format(&format).unwrap()
-}
-
-fn azure_error(status: u16, code: &str, message: &str, date: time::OffsetDateTime) -> Answer {
-    (
-        status,
-        vec![
-            ("x-ms-error-code".into(), code.into()),
-            ("content-type".into(), "application/xml".into()),
-            ("date".into(), http_date(date)),
-        ],
-        format!(
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
-        )
-        .into_bytes(),
-    )
-}
-
-/// A journal whose remote is `service`, with a SAS.
-fn env_for_fake(service: &FakeService) -> TestEnv {
+/// A journal whose remote is the fake service's container, with a SAS (the fake checks none).
+fn env_for_fake(service: &Hostile) -> TestEnv {
     let env = TestEnv::new().with_sas(Azurite::shared().account_sas());
     env.write_config(&format!(
         "[remote]\nurl = \"{}\"\n",
-        service.container_url()
+        service.container_url("fake")
     ));
     env
 }
@@ -586,12 +501,17 @@ fn env_for_fake(service: &FakeService) -> TestEnv {
 fn a_clock_20_minutes_off_is_named_instead_of_the_key() {
     // Azure refuses a request dated too far from its own clock; its Date is 20 minutes
     // behind this machine's.
-    let service = FakeService::start(|_, _| {
-        azure_error(
-            403,
-            "AuthenticationFailed",
-            "Server failed to authenticate the request. Request date header too old: 'x'",
-            time::OffsetDateTime::now_utc() - time::Duration::minutes(20),
+    let service = Hostile::standalone(|_| {
+        Action::Reply(
+            Resp::error(
+                403,
+                "AuthenticationFailed",
+                "Server failed to authenticate the request. Request date header too old: 'x'",
+            )
+            .header(
+                "Date",
+                &hostile::rfc1123(time::OffsetDateTime::now_utc() - time::Duration::minutes(20)),
+            ),
         )
     });
     let env = env_for_fake(&service);
@@ -636,21 +556,14 @@ fn a_malformed_listing_page_is_one_bounded_escaped_line() {
         "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults><Blobs><Blob><Name>\u{1b}[2J\u{202e}evil{}",
         "<Blob>".repeat(5_000)
     );
-    let service = FakeService::start(move |_, path| {
-        if path.contains("comp=list") {
-            (
-                200,
-                vec![("content-type".into(), "application/xml".into())],
-                junk.clone().into_bytes(),
-            )
+    let service = Hostile::standalone(move |req| {
+        Action::Reply(if req.is_list() {
+            Resp::new(200)
+                .header("Content-Type", "application/xml")
+                .body(junk.clone())
         } else {
-            azure_error(
-                404,
-                "BlobNotFound",
-                "The specified blob does not exist.",
-                time::OffsetDateTime::now_utc(),
-            )
-        }
+            Resp::error(404, "BlobNotFound", "The specified blob does not exist.")
+        })
     });
     let env = env_for_fake(&service);
     let to = env.root().join("restored");
