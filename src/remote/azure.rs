@@ -272,7 +272,7 @@ impl AzureRemote {
                 Ok(Ok(None)) => break,
                 Ok(Err(e)) if is_container_not_found(&e) => return Ok(Vec::new()),
                 // A page that is no listing (bad XML): one bounded line, never the body.
-                Ok(Err(e)) if e.http_status().is_none() && !is_connection(&e) => {
+                Ok(Err(e)) if matches!(e.kind(), ErrorKind::DataConversion) => {
                     return Err(RemoteError::Permanent {
                         message: format!(
                             "the service sent a listing page devlogd cannot read ({})",
@@ -1107,10 +1107,6 @@ fn map_error_ref(e: &azure_core::Error) -> RemoteError {
             message: bounded(&message, 300),
         },
     }
-}
-
-fn is_connection(e: &azure_core::Error) -> bool {
-    matches!(e.kind(), ErrorKind::Connection | ErrorKind::Io)
 }
 
 /// `text` as one line of at most `max` characters, control characters escaped: what a
