@@ -1109,25 +1109,17 @@ fn map_error_ref(e: &azure_core::Error) -> RemoteError {
     }
 }
 
-/// `text` as one line of at most `max` characters, control characters escaped: what a
-/// service sent (a body quoted in a parser's error) never reaches a terminal raw.
+/// `text` as one line of at most `max` characters, shown as names are
+/// ([`crate::redact::printable`]): what a service sent (a body quoted in a parser's error)
+/// never reaches a terminal raw.
 fn bounded(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in text.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        // Control characters, and the invisible ones that reorder or hide text (bidi
-        // overrides and isolates, zero-width characters).
-        let invisible = matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}');
-        if c.is_control() || invisible {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    let cut: String = text.chars().take(max).collect();
+    let more = if text.chars().nth(max).is_some() {
+        "…"
+    } else {
+        ""
+    };
+    format!("{}{more}", crate::redact::printable(&cut))
 }
 
 /// How far this machine's clock is from a service whose answer carried `date`, when that is
