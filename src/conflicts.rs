@@ -190,6 +190,8 @@ mod tests {
             etag: "e".into(),
             writer: Some("w2".into()),
             written_ns: Some(1_795_000_000_000_000_000),
+            service_ns: None,
+            corrupt: false,
         };
         let listing = vec![
             blob("notes.md"),

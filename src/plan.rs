@@ -255,6 +255,8 @@ mod tests {
             etag: etag.into(),
             writer: Some("someone-else".into()),
             written_ns: None,
+            service_ns: None,
+            corrupt: false,
         }
     }
 

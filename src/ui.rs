@@ -227,6 +227,13 @@ pub fn verify_summary(report: &VerifyReport, root: &str, remote: &str) -> String
     for p in &report.differs {
         let _ = writeln!(out, "  differs            {}", printable(p));
     }
+    for p in &report.corrupt {
+        let _ = writeln!(
+            out,
+            "  corrupt            {} (the stored copy is damaged: its bytes no longer match the MD5 written with it; the next push of the file repairs it)",
+            printable(p)
+        );
+    }
     for p in &report.conflicts {
         let _ = writeln!(
             out,

@@ -15,6 +15,9 @@ pub struct VerifyReport {
     pub in_sync: u64,
     /// Present on both sides with different content.
     pub differs: Vec<String>,
+    /// The remote's copy is damaged: its bytes no longer match the MD5 written with them
+    /// (not another writer's change).
+    pub corrupt: Vec<String>,
     pub missing_on_remote: Vec<String>,
     /// Blobs with no local file (conflict copies, files deleted locally). Informational.
     pub only_on_remote: Vec<String>,
@@ -29,6 +32,7 @@ impl VerifyReport {
     /// True when every local file is on the remote with the same content.
     pub fn all_match(&self) -> bool {
         self.differs.is_empty()
+            && self.corrupt.is_empty()
             && self.missing_on_remote.is_empty()
             && self.unreadable.is_empty()
             && self.conflicts.is_empty()
@@ -116,6 +120,7 @@ pub async fn verify(
         };
         match remote_by_name.remove(&rel) {
             None => report.missing_on_remote.push(rel),
+            Some(blob) if blob.corrupt => report.corrupt.push(rel),
             Some(blob) if blob.md5 == Some(md5) => report.in_sync += 1,
             Some(_) => report.differs.push(rel),
         }
@@ -123,6 +128,7 @@ pub async fn verify(
     report.only_on_remote = remote_by_name.into_keys().collect();
     report.only_on_remote.sort();
     report.differs.sort();
+    report.corrupt.sort();
     report.missing_on_remote.sort();
     Ok(report)
 }

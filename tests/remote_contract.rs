@@ -97,13 +97,31 @@ async fn contract(remote: &dyn Remote, scratch: &std::path::Path) {
 async fn history_contract(remote: &dyn Remote, name: &str, etag: &str, big: &[u8]) {
     use devlogd::history;
     let t1 = time::OffsetDateTime::now_utc();
-    let kept = history::version_name(name, t1, "writer-2");
+    let kept = history::version_name(name, etag, "writer-2");
     // Only the version named by its ETag is kept.
     let stale = remote.preserve(name, "\"nope\"", &kept).await;
     assert!(matches!(stale, Err(RemoteError::Conflict)), "{stale:?}");
     let gone = remote.preserve("missing.md", "\"x\"", &kept).await;
     assert!(matches!(gone, Err(RemoteError::Conflict)), "{gone:?}");
     remote.preserve(name, etag, &kept).await.unwrap();
+    // Kept again (a retry): still one copy. A name taken by other content keeps nothing.
+    remote.preserve(name, etag, &kept).await.unwrap();
+    let taken = history::version_name(name, etag, "writer-3");
+    remote
+        .put(
+            &taken,
+            &bytes(b"planted"),
+            &Precondition::IfAbsent,
+            "intruder",
+        )
+        .await
+        .unwrap();
+    let refused = remote.preserve(name, etag, &taken).await;
+    assert!(
+        matches!(refused, Err(RemoteError::Permanent { .. })),
+        "{refused:?}"
+    );
+    remote.delete(&taken, &Precondition::None).await.unwrap();
     // The history is not in the current view, and is listed on its own.
     assert!(
         remote

@@ -215,6 +215,17 @@ fn probe_failure(
                 ),
             )
         }
+        RemoteError::Auth { message } if crate::remote::is_clock_skew(&message) => {
+            println!("reachable      yes");
+            println!("authenticated  NO: {message}");
+            CliError::new(
+                exit::AUTH,
+                format!(
+                    "{} refused a request from this machine: {message} (the credentials are not the problem)",
+                    remote.describe()
+                ),
+            )
+        }
         RemoteError::Auth { message } => {
             println!("reachable      yes");
             println!("authenticated  NO: {message}");

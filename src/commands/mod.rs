@@ -49,7 +49,7 @@ impl CliError {
                     "{}: {message}; the credentials came from {}: {}",
                     remote.describe(),
                     remote.credential_source(),
-                    crate::push::auth_hint(&remote.credential_source())
+                    crate::push::refusal_hint(&remote.credential_source(), &message)
                 ),
             ),
             e => CliError::new(

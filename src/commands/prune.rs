@@ -1,4 +1,5 @@
-//! `devlogd prune`: remove history versions older than `sync.keep_versions_days`.
+//! `devlogd prune`: thin the history (every version of the last hour, one an hour for a
+//! day, one a day up to `sync.keep_versions_days`, none older), by the service's clock.
 
 use super::{CliError, exit};
 use crate::config::Config;
@@ -26,10 +27,12 @@ pub async fn run(config: &Config, json: bool) -> Result<ExitCode, CliError> {
         println!("{}", super::to_json(&report));
     } else {
         println!(
-            "Pruned {}: removed {} version(s) older than {keep} days ({}), kept {}.",
+            "Pruned {}: removed {} version(s) ({}): {} older than {keep} days, {} thinned (one an hour for a day, one a day after); kept {}.",
             remote.describe(),
             report.removed,
             crate::ui::human_bytes(report.removed_bytes),
+            report.expired,
+            report.thinned,
             report.kept
         );
         for f in &report.failed {

@@ -147,7 +147,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
             format!(
                 "{name}: {message}; the credentials came from {}: {}",
                 remote.credential_source(),
-                crate::push::auth_hint(&remote.credential_source())
+                crate::push::refusal_hint(&remote.credential_source(), &message)
             ),
         ),
         e @ crate::restore::RestoreError::Refused { .. } => {

@@ -135,7 +135,7 @@ impl Deleter<'_> {
             (_, true) => return Outcome::Theirs(rel),
             (None, false) => return Outcome::Deleted(rel),
         };
-        let kept = crate::history::version_name(&rel, time::OffsetDateTime::now_utc(), self.writer);
+        let kept = crate::history::version_name(&rel, &etag, self.writer);
         let preserved = self
             .retry
             .run(|| self.remote.preserve(&rel, &etag, &kept))

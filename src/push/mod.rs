@@ -22,7 +22,7 @@ pub use delete::mass_delete_threshold;
 pub use flags::PushFlags;
 pub use report::{
     ConflictAction, ConflictReport, FileFailure, PlannedUpload, PushError, PushEvent, PushReport,
-    auth_hint,
+    auth_hint, refusal_hint,
 };
 pub use upload::conflict_name;
 

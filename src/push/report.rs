@@ -173,7 +173,7 @@ pub enum PushEvent {
 pub enum PushError {
     #[error(
         "{remote}: {detail}; the credentials came from {credential_source}: {}",
-        auth_hint(credential_source)
+        refusal_hint(credential_source, detail)
     )]
     Auth {
         remote: String,
@@ -214,6 +214,16 @@ impl PushError {
             PushError::Auth { report, .. } | PushError::Unreachable { report, .. } => Some(report),
             PushError::List { .. } | PushError::State(_) => None,
         }
+    }
+}
+
+/// What to check after a refusal that said `message`: nothing about the credentials when
+/// the service refused this machine's clock.
+pub fn refusal_hint(source: &str, message: &str) -> &'static str {
+    if crate::remote::is_clock_skew(message) {
+        "they are not the problem: the service refuses requests dated by a clock that far off"
+    } else {
+        auth_hint(source)
     }
 }
 

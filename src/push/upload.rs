@@ -190,8 +190,7 @@ impl Uploader<'_> {
         // another writer slips in between, the put's own If-Match fails and the conflict
         // path takes over: nothing is lost either way.
         if let (Precondition::IfMatch(etag), true) = (precondition, keep) {
-            let kept =
-                crate::history::version_name(name, time::OffsetDateTime::now_utc(), self.writer);
+            let kept = crate::history::version_name(name, etag, self.writer);
             self.retried(name, || self.remote.preserve(name, etag, &kept))
                 .await?;
         }

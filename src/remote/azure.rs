@@ -176,7 +176,10 @@ impl AzureRemote {
         }
     }
 
+    /// The URL of blob `name`; a name with an empty, `.` or `..` segment is refused here, so
+    /// no request (get, head, put, copy, delete) is ever sent for one.
     fn blob_url(&self, name: &str) -> Result<Url, RemoteError> {
+        super::check_name(name)?;
         let encoded: Vec<String> = self
             .full_name(name)
             .split('/')
@@ -268,6 +271,15 @@ impl AzureRemote {
                 Ok(Ok(Some(item))) => item,
                 Ok(Ok(None)) => break,
                 Ok(Err(e)) if is_container_not_found(&e) => return Ok(Vec::new()),
+                // A page that is no listing (bad XML): one bounded line, never the body.
+                Ok(Err(e)) if matches!(e.kind(), ErrorKind::DataConversion) => {
+                    return Err(RemoteError::Permanent {
+                        message: format!(
+                            "the service sent a listing page devlogd cannot read ({})",
+                            bounded(&scrub(&error_chain(&e)), 120)
+                        ),
+                    });
+                }
                 Ok(Err(e)) => return Err(map_error(e)),
             };
             let Some(full) = item.name else { continue };
@@ -287,6 +299,8 @@ impl AzureRemote {
                 md5,
                 etag: props.etag.map(|e| quoted(e.as_ref())).unwrap_or_default(),
                 written_ns: written_ns(&metadata, props.last_modified),
+                service_ns: props.last_modified.map(|t| t.unix_timestamp_nanos()),
+                corrupt: false,
             });
         }
         Ok(blobs)
@@ -528,6 +542,42 @@ impl Remote for AzureRemote {
         super::azure_probe::probe(&self.container, &self.location.prefix).await
     }
 
+    async fn service_now(&self) -> Result<Option<time::OffsetDateTime>, RemoteError> {
+        // One List Blobs of at most one name (what a probe sends); any answer has a `Date`.
+        let mut url = self.with_auth(&self.container_url)?;
+        url.query_pairs_mut()
+            .append_pair("restype", "container")
+            .append_pair("comp", "list")
+            .append_pair("maxresults", "1");
+        let mut request = Request::new(url, Method::Get);
+        request.insert_header("x-ms-version", self.api_version.clone());
+        let date = self
+            .limited(true, async {
+                let sent = tokio::time::timeout(
+                    timeouts::ANSWER,
+                    self.put_pipeline.send(
+                        &Context::new(),
+                        &mut request,
+                        Some(PipelineSendOptions {
+                            check_success: CheckSuccessOptions {
+                                success_codes: &[200, 404],
+                            },
+                            ..Default::default()
+                        }),
+                    ),
+                )
+                .await
+                .map_err(|_| timed_out(timeouts::ANSWER))?
+                .map_err(map_error)?;
+                Ok(sent
+                    .headers()
+                    .get_optional_str(&HeaderName::from_static("date"))
+                    .and_then(super::parse_http_date))
+            })
+            .await?;
+        Ok(date)
+    }
+
     fn sas(&self) -> Option<super::sas::SasInfo> {
         match &self.credential {
             Credential::Sas { token, .. } => Some(super::sas::SasInfo::parse(token.expose())),
@@ -621,6 +671,12 @@ impl Remote for AzureRemote {
             .and_then(|mark| super::writer_from_mark(mark, md5, name));
         Ok(Some(RemoteBlob {
             written_ns: written_ns(&metadata, response.last_modified().ok().flatten()),
+            service_ns: response
+                .last_modified()
+                .ok()
+                .flatten()
+                .map(|t| t.unix_timestamp_nanos()),
+            corrupt: false,
             writer,
             name: name.to_string(),
             size: response.content_length().ok().flatten().unwrap_or(0),
@@ -642,7 +698,10 @@ impl Remote for AzureRemote {
 
     async fn list_history(&self, path: Option<&str>) -> Result<Vec<RemoteBlob>, RemoteError> {
         let under = match path {
-            Some(p) => format!("{}/{p}/", super::history_name::HISTORY_DIR),
+            Some(p) => {
+                super::check_name(p)?;
+                format!("{}/{p}/", super::history_name::HISTORY_DIR)
+            }
             None => format!("{}/", super::history_name::HISTORY_DIR),
         };
         self.list_under(&under).await
@@ -714,6 +773,8 @@ impl Remote for AzureRemote {
                     .unwrap_or_default(),
                 writer,
                 written_ns: written_ns(&props.metadata, props.last_modified),
+                service_ns: props.last_modified.map(|t| t.unix_timestamp_nanos()),
+                corrupt: false,
             }))
         })
         .await
@@ -727,11 +788,14 @@ impl Remote for AzureRemote {
     ) -> Result<(), RemoteError> {
         // Copy Blob, server-side, of exactly the version we are about to replace
         // (x-ms-source-if-match); the copy keeps the source's metadata (writer mark and
-        // write time). Within one account the copy completes before the response.
+        // write time). Within one account the copy completes before the response. The
+        // history name derives from the version, and the copy only creates (If-None-Match:
+        // *): a retry finds its copy there and makes no second one.
         let source = self.blob_url(name)?.to_string();
         let client = self.blob_client(history_name)?;
         let options = BlobClientStartCopyFromUrlOptions {
             source_if_match: Some(Etag::from(etag.to_string())),
+            if_none_match: Some(Etag::from("*")),
             ..Default::default()
         };
         let permit = self.limiter.acquire().await;
@@ -750,6 +814,11 @@ impl Remote for AzureRemote {
                 } else {
                     RemoteError::Conflict
                 });
+            }
+            // The destination exists: this version was kept already (a retry), unless a
+            // blob with other content took the name.
+            Ok(Err(e)) if is_destination_taken(&e) => {
+                return self.check_kept(name, etag, history_name).await;
             }
             Ok(Err(e)) => return Err(map_error(e)),
             Ok(Ok(r)) => r,
@@ -777,6 +846,14 @@ impl Remote for AzureRemote {
         match attempt {
             Err(_) => Err(timed_out(timeouts::ANSWER)),
             Ok(Err(e)) if e.http_status() == Some(StatusCode::NotFound) => Ok(()),
+            Ok(Err(e)) if is_permission_mismatch(&e) => Err(RemoteError::Auth {
+                message: format!(
+                    "the SAS lacks delete permission (sp={}): deletes and history pruning need d (HTTP 403 AuthorizationPermissionMismatch)",
+                    self.sas()
+                        .and_then(|s| s.permissions)
+                        .unwrap_or_else(|| "?".into())
+                ),
+            }),
             Ok(Err(e)) => match map_error(e) {
                 // Some services answer a conditional delete of a missing blob with 412.
                 RemoteError::Conflict if self.head(name).await?.is_none() => Ok(()),
@@ -788,6 +865,35 @@ impl Remote for AzureRemote {
 }
 
 impl AzureRemote {
+    /// `history_name` exists: it holds the version `etag` of `name` if its content is that
+    /// version's (a name derived from an ETag can be taken by a co-writer's blob, and then
+    /// the version is not kept: an error, so nothing replaces it).
+    async fn check_kept(
+        &self,
+        name: &str,
+        etag: &str,
+        history_name: &str,
+    ) -> Result<(), RemoteError> {
+        let kept = self.head(history_name).await?;
+        let source = self.head(name).await?;
+        match (kept, source) {
+            (Some(kept), Some(source))
+                if source.etag == quoted(etag) && kept.md5.is_some() && kept.md5 == source.md5 =>
+            {
+                Ok(())
+            }
+            (_, Some(source)) if source.etag != quoted(etag) => Err(RemoteError::Conflict),
+            (_, None) => Err(RemoteError::Conflict),
+            _ => Err(RemoteError::Permanent {
+                message: format!(
+                    "cannot keep the replaced version of {}: its history name {} holds other content",
+                    crate::redact::printable(name),
+                    crate::redact::printable(history_name)
+                ),
+            }),
+        }
+    }
+
     /// Poll a pending copy until it ends; a failed or aborted copy is an error.
     async fn wait_for_copy(&self, name: &str) -> Result<(), RemoteError> {
         let client = self.blob_client(name)?;
@@ -907,6 +1013,19 @@ fn permanent_url(e: url::ParseError) -> RemoteError {
     }
 }
 
+/// A copy refused because its destination exists (If-None-Match: * on the destination).
+fn is_destination_taken(e: &azure_core::Error) -> bool {
+    matches!(e.kind(), ErrorKind::HttpResponse { status, error_code, .. }
+        if (*status == StatusCode::Conflict && error_code.as_deref() == Some("BlobAlreadyExists"))
+            || (*status == StatusCode::PreconditionFailed
+                && error_code.as_deref() == Some("TargetConditionNotMet")))
+}
+
+fn is_permission_mismatch(e: &azure_core::Error) -> bool {
+    matches!(e.kind(), ErrorKind::HttpResponse { status, error_code: Some(code), .. }
+        if *status == StatusCode::Forbidden && code == "AuthorizationPermissionMismatch")
+}
+
 fn is_container_not_found(e: &azure_core::Error) -> bool {
     matches!(e.kind(), ErrorKind::HttpResponse { status, error_code: Some(code), .. }
         if *status == StatusCode::NotFound && code == "ContainerNotFound")
@@ -942,9 +1061,27 @@ fn map_error_ref(e: &azure_core::Error) -> RemoteError {
                 })
                 .and_then(super::retry::parse_retry_after);
             let status_num = u16::from(*status);
+            let skew = raw_response.as_ref().and_then(|r| {
+                clock_off_by(
+                    r.headers()
+                        .get_optional_str(&HeaderName::from_static("date")),
+                )
+            });
             match status_num {
                 412 => RemoteError::Conflict,
                 409 if code == "BlobAlreadyExists" => RemoteError::Conflict,
+                // A request signed with a skewed clock ("Request date header too old"):
+                // name the clock, not the key.
+                401 | 403 if skew.is_some() && code != "AuthorizationPermissionMismatch" => {
+                    RemoteError::Auth {
+                        message: skew.map(super::clock_skew_message).unwrap_or_default(),
+                    }
+                }
+                403 if code == "AuthorizationPermissionMismatch" => RemoteError::Auth {
+                    message: format!(
+                        "the credentials lack a permission this request needs (HTTP 403 {code})"
+                    ),
+                },
                 401 | 403 => RemoteError::Auth {
                     message: format!(
                         "the service refused the credentials (HTTP {status_num} {code})"
@@ -966,8 +1103,32 @@ fn map_error_ref(e: &azure_core::Error) -> RemoteError {
                 token_failure(&message)
             ),
         },
-        _ => RemoteError::Permanent { message },
+        _ => RemoteError::Permanent {
+            message: bounded(&message, 300),
+        },
     }
+}
+
+/// `text` as one line of at most `max` characters, shown as names are
+/// ([`crate::redact::printable`]): what a service sent (a body quoted in a parser's error)
+/// never reaches a terminal raw.
+fn bounded(text: &str, max: usize) -> String {
+    let cut: String = text.chars().take(max).collect();
+    let more = if text.chars().nth(max).is_some() {
+        "…"
+    } else {
+        ""
+    };
+    format!("{}{more}", crate::redact::printable(&cut))
+}
+
+/// How far this machine's clock is from a service whose answer carried `date`, when that is
+/// more than a signed request may be off (Azure refuses beyond 15 minutes; past 5 the clock
+/// is the likely cause of a refusal).
+fn clock_off_by(date: Option<&str>) -> Option<time::Duration> {
+    let service = super::parse_http_date(date?)?;
+    let off = time::OffsetDateTime::now_utc() - service;
+    (off.abs() > time::Duration::minutes(5)).then_some(off)
 }
 
 /// The `<Message>` of a service error body: first line only, control characters removed,
@@ -1074,6 +1235,16 @@ mod tests {
         assert_eq!(service_message(b"not xml"), None);
         let long = format!("<Message>{}\u{1b}</Message>", "x".repeat(500));
         assert_eq!(service_message(long.as_bytes()).unwrap().len(), 200);
+    }
+
+    #[test]
+    fn text_from_the_service_is_one_bounded_escaped_line() {
+        assert_eq!(bounded("a\nb\u{1b}[2J", 100), "a\\nb\\u{1b}[2J");
+        assert_eq!(bounded("a\u{202e}b", 100), "a\\u{202e}b");
+        assert_eq!(
+            bounded(&"x".repeat(500), 10),
+            format!("{}…", "x".repeat(10))
+        );
     }
 
     #[test]

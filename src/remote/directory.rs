@@ -9,7 +9,10 @@
 //! NAS) cannot both pass a precondition on the same file. Each temporary file is `flock`ed
 //! by the process writing it, so the first use of the remote in a process removes the
 //! ones a crashed writer left behind (and no one else's). The ETag is the content's MD5 in
-//! hex; the writer mark goes in an extended attribute where the filesystem has them.
+//! hex; the writer mark (with the MD5 written) goes in an extended attribute where the
+//! filesystem has them, so a file whose bytes changed at rest is a damaged copy of our
+//! version (`corrupt`), not another writer's. The service's clock is the file system's
+//! (ctime), which no writer sets.
 //!
 //! The copy is private whatever the umask: directories devlogd creates are 0700 and files
 //! 0600 (the mirror of a private journal must not be readable by other local users).
@@ -36,6 +39,10 @@ const OLD_TMP_MARKER: &str = ".devlogd-tmp-";
 const LOCK_FILE: &str = ".devlogd.lock";
 /// Extended attribute holding the writer mark.
 const WRITER_XATTR: &str = "user.devlogd.writer";
+/// Extended attribute holding the file's mtime (ns) when devlogd wrote it: bytes that no
+/// longer match the mark while the mtime is still this one changed without a write (bit
+/// rot, a damaged disk); a write by another tool moves the mtime.
+const MTIME_XATTR: &str = "user.devlogd.mtime";
 
 pub struct DirectoryRemote {
     dir: PathBuf,
@@ -52,20 +59,6 @@ impl DirectoryRemote {
             create,
             cleaned: Once::new(),
         }
-    }
-
-    fn check_name(name: &str) -> Result<(), RemoteError> {
-        let bad = name.is_empty()
-            || name.starts_with('/')
-            || name
-                .split('/')
-                .any(|seg| seg.is_empty() || seg == "." || seg == "..");
-        if bad {
-            return Err(RemoteError::Permanent {
-                message: format!("invalid name for the directory remote: {name:?}"),
-            });
-        }
-        Ok(())
     }
 
     /// The remote directory, opened: it is there (or may be created), and stale temporary
@@ -153,25 +146,44 @@ fn blob_at(root: &Beneath, name: &str) -> std::io::Result<Option<RemoteBlob>> {
     Ok(Some(blob_of(&file, name, md5, size)))
 }
 
-/// The listing entry of an open blob file whose content hashes to `md5`.
+/// The listing entry of an open blob file whose content hashes to `md5`. While its mtime is
+/// the one devlogd wrote it with, its MD5 and ETag are the MD5 it was written with (kept in
+/// its writer mark), so bytes that changed at rest show as a damaged copy of that version
+/// ([`RemoteBlob::corrupt`]), not as another version; a file another tool wrote (no mark,
+/// or a later mtime) is what its bytes are.
 fn blob_of(file: &std::fs::File, name: &str, md5: [u8; 16], size: u64) -> RemoteBlob {
+    use std::os::unix::fs::MetadataExt;
     let mark = xattr::get(file, WRITER_XATTR);
-    let written_ns = file.metadata().ok().map(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128
+    let meta = file.metadata().ok();
+    let written_ns = meta
+        .as_ref()
+        .map(|m| m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128);
+    let untouched = written_ns.is_some_and(|mtime| {
+        xattr::get(file, MTIME_XATTR).is_some_and(|kept| kept == mtime.to_string())
     });
+    // The ctime: set by the kernel at the write (or the rename into place), never by a writer.
+    let service_ns = meta
+        .as_ref()
+        .map(|m| m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128);
+    let written_md5 = mark
+        .as_deref()
+        .filter(|_| untouched)
+        .and_then(|mark| super::marked_md5(mark, name))
+        .unwrap_or(md5);
     RemoteBlob {
         name: name.to_string(),
         size,
-        md5: Some(md5),
-        etag: super::hex(&md5),
+        md5: Some(written_md5),
+        etag: super::hex(&written_md5),
         writer: mark.and_then(|mark| super::writer_from_mark(&mark, Some(md5), name)),
         written_ns,
+        service_ns,
+        corrupt: written_md5 != md5,
     }
 }
 
-/// Read the blob at `name` in chunks into `chunks`; its MD5 is computed from the bytes
-/// sent (the ETag is the content's MD5, so there is nothing else to compare with).
+/// Read the blob at `name` in chunks into `chunks`; the MD5 of the bytes sent must be the
+/// one the blob was written with ([`RemoteError::Corrupt`] otherwise).
 fn get_blocking(
     root: &Beneath,
     name: &str,
@@ -204,14 +216,22 @@ fn get_blocking(
             });
         }
     }
-    Ok(Some(blob_of(&file, name, hasher.finalize().into(), size)))
+    let blob = blob_of(&file, name, hasher.finalize().into(), size);
+    if blob.corrupt {
+        return Err(RemoteError::Corrupt {
+            name: name.to_string(),
+        });
+    }
+    Ok(Some(blob))
 }
 
-/// Under the lock: copy `name` into `history_name` if the bytes copied are the version
-/// `etag` (the ETag is the content's MD5, computed over exactly what was copied). A copy,
-/// not a hard link: a link would share the inode with the current file, and a tool that
-/// writes the current file in place would rewrite the history too. The copy keeps the
-/// version's mtime (its write time) and writer mark.
+/// Under the lock: copy `name` into `history_name` if the file is the version `etag` (the
+/// MD5 it was written with, checked over exactly what was copied; a damaged copy is kept as
+/// it is). A copy, not a hard link: a link would share the inode with the current file, and
+/// a tool that writes the current file in place would rewrite the history too. The copy
+/// keeps the version's mtime (its write time) and writer mark; its ctime says when it was
+/// kept. A retry finds its copy there and makes none; the same bytes written again later (a
+/// version whose name is taken by an older copy) are kept next to it.
 fn preserve_blocking(
     root: &Beneath,
     name: &str,
@@ -235,6 +255,9 @@ fn preserve_blocking(
         Err(e) if fsutil::is_gone(&e) => return Err(RemoteError::Conflict),
         Err(e) => return Err(io_error("read", &src_path, e)),
     };
+    let Some(hist_file) = free_history_name(root, &src, etag, history_name, hist_file)? else {
+        return Ok(()); // kept already (this is a retry)
+    };
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -250,11 +273,13 @@ fn preserve_blocking(
             .map_err(|e| io_error("keep a version of", &src_path, e))?;
     }
     let md5: [u8; 16] = hasher.finalize().into();
-    if super::hex(&md5) != etag {
+    if blob_of(&src, name, md5, 0).etag != etag {
         return Err(RemoteError::Conflict);
     }
-    if let Some(mark) = xattr::get(&src, WRITER_XATTR) {
-        xattr::set(&tmp.file, WRITER_XATTR, &mark);
+    for attribute in [WRITER_XATTR, MTIME_XATTR] {
+        if let Some(value) = xattr::get(&src, attribute) {
+            xattr::set(&tmp.file, attribute, &value);
+        }
     }
     if let Ok(modified) = src.metadata().and_then(|m| m.modified()) {
         let _ = tmp
@@ -265,11 +290,64 @@ fn preserve_blocking(
         .sync_all()
         .map_err(|e| io_error("write", &src_path, e))?;
     tmp.dir
-        .rename_to(&tmp.name, &hist_parent, hist_file)
+        .rename_to(&tmp.name, &hist_parent, &hist_file)
         .map_err(|e| io_error("keep a version of", &src_path, e))?;
     tmp.placed = true;
     hist_parent.sync();
     Ok(())
+}
+
+/// The file name in the history directory to keep the version open as `src` under, or
+/// `None` when a copy of that version is there already. History names derive from the
+/// version's ETag, which is its MD5 here: a copy made before `src` was written holds the
+/// same bytes kept at an earlier replacement, and this one goes next to it. A later file
+/// there that is not this version (planted under the predictable name) is an error: the
+/// version is not kept, so nothing may replace it.
+fn free_history_name(
+    root: &Beneath,
+    src: &std::fs::File,
+    etag: &str,
+    history_name: &str,
+    hist_file: &str,
+) -> Result<Option<String>, RemoteError> {
+    use std::os::unix::fs::MetadataExt;
+    let ctime = |m: &std::fs::Metadata| m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128;
+    let written = src
+        .metadata()
+        .map_err(|e| io_error("read", &root.path().join(history_name), e))?;
+    let written = ctime(&written);
+    let later = format!("{hist_file}.{written}");
+    let (parent, _) = split(history_name);
+    for candidate in [hist_file.to_string(), later] {
+        let rel = if parent.is_empty() {
+            candidate.clone()
+        } else {
+            format!("{parent}/{candidate}")
+        };
+        match root.open_file(&rel) {
+            Err(e) if fsutil::is_gone(&e) => return Ok(Some(candidate)),
+            Err(e) => return Err(io_error("read", &root.path().join(&rel), e)),
+            Ok(kept) => {
+                let kept_at = kept.metadata().map(|m| ctime(&m)).unwrap_or(0);
+                if kept_at < written {
+                    continue;
+                }
+                let path = root.path().join(&rel);
+                let (md5, size) =
+                    fsutil::md5_of_reader(&kept).map_err(|e| io_error("read", &path, e))?;
+                if blob_of(&kept, &rel, md5, size).etag == etag {
+                    return Ok(None);
+                }
+                return Err(RemoteError::Permanent {
+                    message: format!(
+                        "cannot keep the replaced version of {}: its history name holds other content",
+                        path.display()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(None)
 }
 
 fn delete_blocking(
@@ -419,6 +497,11 @@ fn put_blocking(
         WRITER_XATTR,
         &super::writer_mark(writer, &md5, name),
     );
+    if let Ok(meta) = tmp.file.metadata() {
+        use std::os::unix::fs::MetadataExt;
+        let mtime = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
+        xattr::set(&tmp.file, MTIME_XATTR, &mtime.to_string());
+    }
     tmp.file
         .sync_all()
         .map_err(|e| io_error("write", &dest, e))?;
@@ -446,6 +529,26 @@ fn put_blocking(
     Ok(PutOutcome {
         etag: super::hex(&md5),
         md5,
+    })
+}
+
+/// The file system's clock: the ctime it gives a temporary file created now (the kernel's
+/// time on a local disk, the server's on most network file systems; the times history is
+/// measured in).
+fn file_system_now(root: &Beneath) -> Result<time::OffsetDateTime, RemoteError> {
+    use std::os::unix::fs::MetadataExt;
+    let tmp_path = root.path().join(TMP_DIR);
+    let tmp_dir = root
+        .open_dir(TMP_DIR, true)
+        .map_err(|e| io_error("write", &tmp_path, e))?;
+    let tmp = TempFile::create(tmp_dir).map_err(|e| io_error("write", &tmp_path, e))?;
+    let meta = tmp
+        .file
+        .metadata()
+        .map_err(|e| io_error("read", &tmp_path, e))?;
+    let ns = meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128;
+    time::OffsetDateTime::from_unix_timestamp_nanos(ns).map_err(|e| RemoteError::Permanent {
+        message: format!("the file system gave a time devlogd cannot read: {e}"),
     })
 }
 
@@ -546,7 +649,7 @@ impl Remote for DirectoryRemote {
         precondition: &Precondition,
         writer: &str,
     ) -> Result<PutOutcome, RemoteError> {
-        Self::check_name(name)?;
+        super::check_name(name)?;
         let root = self.open_root()?;
         let precondition = precondition.clone();
         let (name, writer) = (name.to_string(), writer.to_string());
@@ -555,7 +658,7 @@ impl Remote for DirectoryRemote {
     }
 
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
-        Self::check_name(name)?;
+        super::check_name(name)?;
         let root = self.open_root()?;
         let name = name.to_string();
         blocking(move || {
@@ -574,7 +677,7 @@ impl Remote for DirectoryRemote {
 
     async fn list_history(&self, path: Option<&str>) -> Result<Vec<RemoteBlob>, RemoteError> {
         if let Some(p) = path {
-            Self::check_name(p)?;
+            super::check_name(p)?;
         }
         if !self.dir.exists() && self.create {
             return Ok(Vec::new());
@@ -589,7 +692,7 @@ impl Remote for DirectoryRemote {
         name: &str,
         sink: &mut (dyn std::io::Write + Send),
     ) -> Result<Option<RemoteBlob>, RemoteError> {
-        Self::check_name(name)?;
+        super::check_name(name)?;
         if !self.dir.exists() && self.create {
             return Ok(None);
         }
@@ -638,16 +741,24 @@ impl Remote for DirectoryRemote {
         etag: &str,
         history_name: &str,
     ) -> Result<(), RemoteError> {
-        Self::check_name(name)?;
-        Self::check_name(history_name)?;
+        super::check_name(name)?;
+        super::check_name(history_name)?;
         let root = self.open_root()?;
         let (name, etag, history_name) =
             (name.to_string(), etag.to_string(), history_name.to_string());
         blocking(move || preserve_blocking(&root, &name, &etag, &history_name)).await
     }
 
+    async fn service_now(&self) -> Result<Option<time::OffsetDateTime>, RemoteError> {
+        if !self.dir.exists() && self.create {
+            return Ok(None); // the built-in mirror before its first push: nothing kept yet
+        }
+        let root = self.open_root()?;
+        blocking(move || file_system_now(&root).map(Some)).await
+    }
+
     async fn delete(&self, name: &str, precondition: &Precondition) -> Result<(), RemoteError> {
-        Self::check_name(name)?;
+        super::check_name(name)?;
         let root = self.open_root()?;
         let name = name.to_string();
         let precondition = precondition.clone();
@@ -799,5 +910,147 @@ mod tests {
             .map(|b| b.name)
             .collect();
         assert_eq!(names, vec!["d/n.md"], "no lock or temp files listed");
+    }
+
+    fn content(data: &'static [u8]) -> Content {
+        Content::from_bytes(Bytes::from_static(data))
+    }
+
+    #[tokio::test]
+    async fn a_name_with_dot_dot_segments_reaches_nothing_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote_dir = dir.path().join("remote");
+        std::fs::create_dir(&remote_dir).unwrap();
+        std::fs::create_dir(dir.path().join("other")).unwrap();
+        std::fs::write(dir.path().join("other/x"), b"not ours").unwrap();
+        let remote = DirectoryRemote::new(&remote_dir, false);
+        let name = ".devlog-history/../../other/x";
+        let e = remote.delete(name, &Precondition::None).await.unwrap_err();
+        assert!(matches!(e, RemoteError::Permanent { .. }), "{e}");
+        assert!(e.to_string().contains(name), "names the name: {e}");
+        assert!(remote.head(name).await.is_err());
+        let mut sink = Vec::new();
+        assert!(remote.get(name, &mut sink).await.is_err());
+        assert!(remote.preserve("a.md", "e", name).await.is_err());
+        assert!(
+            remote
+                .put(name, &content(b"x"), &Precondition::None, "w")
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("other/x")).unwrap(),
+            b"not ours"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_flipped_byte_is_a_damaged_copy_and_the_next_put_repairs_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = DirectoryRemote::new(dir.path(), false);
+        let put = remote
+            .put("a.md", &content(b"hello"), &Precondition::IfAbsent, "w")
+            .await
+            .unwrap();
+        let path = dir.path().join("a.md");
+        if remote.head("a.md").await.unwrap().unwrap().writer.is_none() {
+            return; // no user xattrs on this file system: no MD5 kept, nothing to check
+        }
+        // Flipped in place, as bit rot does: the inode, its mark and its mtime stay.
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all(b"j").unwrap();
+        file.set_times(std::fs::FileTimes::new().set_modified(mtime))
+            .unwrap();
+        drop(file);
+        let blob = remote.head("a.md").await.unwrap().unwrap();
+        assert!(blob.corrupt);
+        assert_eq!(blob.etag, put.etag, "still our version, damaged");
+        assert_eq!(blob.md5, Some(put.md5));
+        let mut sink = Vec::new();
+        let e = remote.get("a.md", &mut sink).await.unwrap_err();
+        assert!(matches!(e, RemoteError::Corrupt { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "the stored copy of a.md is damaged: its bytes no longer match the MD5 written with it"
+        );
+        // The next push keeps the damaged copy and replaces it, with no conflict.
+        let kept = crate::remote::history_name::version_name("a.md", &put.etag, "w");
+        remote.preserve("a.md", &put.etag, &kept).await.unwrap();
+        remote
+            .put(
+                "a.md",
+                &content(b"hello2"),
+                &Precondition::IfMatch(put.etag),
+                "w",
+            )
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        let repaired = remote.get("a.md", &mut sink).await.unwrap().unwrap();
+        assert_eq!(sink, b"hello2");
+        // Another tool writing in place moves the mtime: another writer's version.
+        std::fs::write(&path, b"theirs").unwrap();
+        let theirs = remote.head("a.md").await.unwrap().unwrap();
+        assert!(!theirs.corrupt);
+        assert_ne!(theirs.etag, repaired.etag);
+        assert_eq!(theirs.writer, None);
+    }
+
+    #[tokio::test]
+    async fn keeping_a_version_twice_makes_one_copy_and_the_same_bytes_later_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = DirectoryRemote::new(dir.path(), false);
+        let a = remote
+            .put("a.md", &content(b"A"), &Precondition::IfAbsent, "w")
+            .await
+            .unwrap();
+        let kept_a = crate::remote::history_name::version_name("a.md", &a.etag, "w");
+        for _ in 0..3 {
+            remote.preserve("a.md", &a.etag, &kept_a).await.unwrap();
+        }
+        assert_eq!(remote.list_history(Some("a.md")).await.unwrap().len(), 1);
+        // A → B → A: the second A is another version with the same bytes.
+        let b = remote
+            .put(
+                "a.md",
+                &content(b"B"),
+                &Precondition::IfMatch(a.etag.clone()),
+                "w",
+            )
+            .await
+            .unwrap();
+        let kept_b = crate::remote::history_name::version_name("a.md", &b.etag, "w");
+        remote.preserve("a.md", &b.etag, &kept_b).await.unwrap();
+        let a2 = remote
+            .put("a.md", &content(b"A"), &Precondition::IfMatch(b.etag), "w")
+            .await
+            .unwrap();
+        remote.preserve("a.md", &a2.etag, &kept_a).await.unwrap();
+        remote.preserve("a.md", &a2.etag, &kept_a).await.unwrap();
+        let history = remote.list_history(Some("a.md")).await.unwrap();
+        assert_eq!(history.len(), 3, "{history:?}");
+        assert!(history.iter().all(|b| b.service_ns.is_some()));
+        // A co-writer takes the (predictable) name of the next version's copy first: the
+        // version is not kept, and that is an error, not a quiet success.
+        let kept_a2 = crate::remote::history_name::version_name("a.md", &a2.etag, "x");
+        std::fs::write(dir.path().join(&kept_a2), b"planted").unwrap();
+        let e = remote
+            .preserve("a.md", &a2.etag, &kept_a2)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RemoteError::Permanent { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_file_systems_clock_is_the_services() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = DirectoryRemote::new(dir.path(), false);
+        let now = remote.service_now().await.unwrap().unwrap();
+        assert!((now - time::OffsetDateTime::now_utc()).abs() < time::Duration::seconds(5));
+        assert!(
+            remote.list().await.unwrap().is_empty(),
+            "no file left behind"
+        );
     }
 }

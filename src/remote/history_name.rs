@@ -1,6 +1,10 @@
-//! The names of the history area: `.devlog-history/<path>/<replaced-at>-<writer>` below
-//! the remote's prefix. Pure naming, shared by the remotes (which keep the area out of
-//! their listings) and by [`crate::history`] (which reads versions from it).
+//! The names of the history area: `.devlog-history/<path>/v-<etag>-<writer>` below the
+//! remote's prefix, named after the version kept (its ETag), so keeping one version twice
+//! (a retried delete) names one blob. Names of older releases,
+//! `.devlog-history/<path>/<replaced-at>-<writer>`, stay readable; their stamp is a
+//! writer's clock, shown but never trusted (history times come from the service). Pure
+//! naming, shared by the remotes (which keep the area out of their listings) and by
+//! [`crate::history`] (which reads versions from it).
 
 use time::OffsetDateTime;
 
@@ -43,27 +47,61 @@ fn parse_stamp(s: &str) -> Option<OffsetDateTime> {
         .map(|t| t.assume_utc())
 }
 
-/// The history blob for the version of `path` replaced at `when` by `writer`.
-pub fn version_name(path: &str, when: OffsetDateTime, writer: &str) -> String {
-    let writer: String = writer
-        .chars()
+/// Marks a leaf named after the version (older releases' leaves start with a digit).
+const VERSION_LEAF: &str = "v-";
+
+fn alphanumeric(text: &str, max: usize) -> String {
+    text.chars()
         .filter(|c| c.is_ascii_alphanumeric())
-        .take(32)
-        .collect();
-    format!("{HISTORY_DIR}/{path}/{}-{writer}", stamp(when))
+        .take(max)
+        .collect()
 }
 
-/// A history blob name split into (path, replaced at, replaced by).
-pub fn parse_version_name(name: &str) -> Option<(&str, OffsetDateTime, &str)> {
+/// The history blob keeping the version of `path` whose ETag is `etag`, kept by `writer`:
+/// the same name however often that version is kept.
+pub fn version_name(path: &str, etag: &str, writer: &str) -> String {
+    format!(
+        "{HISTORY_DIR}/{path}/{VERSION_LEAF}{}-{}",
+        alphanumeric(etag, 64),
+        alphanumeric(writer, 32)
+    )
+}
+
+/// A name as older releases gave it: the version of `path` replaced at `when` (by the
+/// replacing writer's clock) by `writer`. Still read; written only by tests.
+pub fn stamped_version_name(path: &str, when: OffsetDateTime, writer: &str) -> String {
+    format!(
+        "{HISTORY_DIR}/{path}/{}-{}",
+        stamp(when),
+        alphanumeric(writer, 32)
+    )
+}
+
+/// A history blob name split into (path, the replaced-at stamp of an older release's
+/// name, replaced by). `None` for a name that is not a version name, or whose path no
+/// request may name ([`super::check_name`]: never a path devlogd writes, a planted name).
+pub fn parse_version_name(name: &str) -> Option<(&str, Option<OffsetDateTime>, &str)> {
     let rest = name.strip_prefix(HISTORY_DIR)?.strip_prefix('/')?;
     let slash = rest.rfind('/')?;
     let (path, leaf) = (&rest[..slash], &rest[slash + 1..]);
-    if path.is_empty() || leaf.len() < STAMP_LEN {
+    if super::check_name(path).is_err() {
+        return None;
+    }
+    if let Some(version) = leaf.strip_prefix(VERSION_LEAF) {
+        let (etag, by) = version.split_once('-')?;
+        if etag.is_empty() {
+            return None;
+        }
+        // The directory remote keeps the same bytes kept again later as `<name>.<n>`.
+        let by = by.split('.').next().unwrap_or("");
+        return Some((path, None, by));
+    }
+    if leaf.len() < STAMP_LEN {
         return None;
     }
     let when = parse_stamp(leaf.get(..STAMP_LEN)?)?;
     let by = leaf.get(STAMP_LEN..)?.trim_start_matches('-');
-    Some((path, when, by))
+    Some((path, Some(when), by))
 }
 
 /// The original path of a history blob (for checking its writer mark), if it is one.

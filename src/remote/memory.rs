@@ -16,6 +16,8 @@ struct Stored {
     etag: String,
     mark: Option<String>,
     written_ns: i128,
+    /// When it was stored here (a copy into history: when it was copied).
+    service_ns: i128,
 }
 
 /// Blobs in a map; ETags count writes.
@@ -85,6 +87,7 @@ impl MemoryRemote {
                     etag,
                     mark: None,
                     written_ns: now_ns(),
+                    service_ns: now_ns(),
                 },
             );
         }
@@ -113,6 +116,8 @@ impl MemoryRemote {
                 .as_deref()
                 .and_then(|m| super::writer_from_mark(m, Some(b.md5), name)),
             written_ns: Some(b.written_ns),
+            service_ns: Some(b.service_ns),
+            corrupt: false,
         }
     }
 
@@ -144,6 +149,7 @@ impl Remote for MemoryRemote {
         precondition: &Precondition,
         writer: &str,
     ) -> Result<PutOutcome, RemoteError> {
+        super::check_name(name)?;
         let _open = self.gate.read().await;
         self.injected()?;
         let mut data = Vec::with_capacity(content.size() as usize);
@@ -169,12 +175,14 @@ impl Remote for MemoryRemote {
                 etag: etag.clone(),
                 mark: Some(super::writer_mark(writer, &md5, name)),
                 written_ns: now_ns(),
+                service_ns: now_ns(),
             },
         );
         Ok(PutOutcome { etag, md5 })
     }
 
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
+        super::check_name(name)?;
         self.injected()?;
         let blobs = self.blobs.lock().map_err(|_| RemoteError::Permanent {
             message: "memory remote poisoned".into(),
@@ -213,6 +221,7 @@ impl Remote for MemoryRemote {
         name: &str,
         sink: &mut (dyn std::io::Write + Send),
     ) -> Result<Option<RemoteBlob>, RemoteError> {
+        super::check_name(name)?;
         self.injected()?;
         let found = self.lock()?.get(name).cloned();
         let Some(stored) = found else {
@@ -231,14 +240,28 @@ impl Remote for MemoryRemote {
         etag: &str,
         history_name: &str,
     ) -> Result<(), RemoteError> {
+        super::check_name(name)?;
+        super::check_name(history_name)?;
         self.injected()?;
         let mut blobs = self.lock()?;
         let current = match blobs.get(name) {
             Some(b) if b.etag == etag => b.clone(),
             _ => return Err(RemoteError::Conflict),
         };
+        // History names derive from the version: there already, it was kept (a retry),
+        // unless other content took the name.
+        if let Some(kept) = blobs.get(history_name) {
+            return if kept.md5 == current.md5 {
+                Ok(())
+            } else {
+                Err(RemoteError::Permanent {
+                    message: format!("the history name {history_name} holds other content"),
+                })
+            };
+        }
         let copy = Stored {
             etag: self.next_etag(),
+            service_ns: now_ns(),
             ..current
         };
         blobs.insert(history_name.to_string(), copy);
@@ -246,6 +269,7 @@ impl Remote for MemoryRemote {
     }
 
     async fn delete(&self, name: &str, precondition: &Precondition) -> Result<(), RemoteError> {
+        super::check_name(name)?;
         let _open = self.gate.read().await;
         self.injected()?;
         let mut blobs = self.lock()?;

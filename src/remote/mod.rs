@@ -38,8 +38,60 @@ pub struct RemoteBlob {
     pub writer: Option<String>,
     /// When this content was written (unix ns): devlogd's own record of its write
     /// (metadata; the directory remote's mtime), else the service's Last-Modified. A copy
-    /// into the history area keeps the original's.
+    /// into the history area keeps the original's. A writer's claim: any writer sets it.
     pub written_ns: Option<i128>,
+    /// When the service stored this content (unix ns): Azure's Last-Modified, the directory
+    /// remote's ctime. No writer can set it, so history's times come from here (for a copy
+    /// in the history area, when it was copied: when the version was replaced).
+    pub service_ns: Option<i128>,
+    /// The stored bytes no longer match the MD5 they were written with (the directory
+    /// remote keeps that MD5 in the writer mark): the copy is damaged, not another version.
+    pub corrupt: bool,
+}
+
+/// Refuse a blob name a request URL or a path must never be built from: empty, with a
+/// leading `/`, an empty, `.` or `..` segment, a segment ending in `.` or a `\`. A URL
+/// normalises `.` and `..` (and a path walks them), and Azure drops a segment's trailing
+/// dots and reads `\` as `/`, so a listed name like `.devlog-history/../../other/x` would
+/// reach a blob outside the area it was listed in, in another container even. No name
+/// devlogd uploads has any of these ([`crate::blobname`]). Every remote checks every name
+/// it is given, whoever the caller: names come down from the remote too.
+pub fn check_name(name: &str) -> Result<(), RemoteError> {
+    let bad = name.is_empty()
+        || name.starts_with('/')
+        || name.contains('\\')
+        || name
+            .split('/')
+            .any(|seg| seg.is_empty() || seg.ends_with('.'));
+    if bad {
+        return Err(RemoteError::Permanent {
+            message: format!(
+                "refused the blob name \"{}\": with an empty, \".\" or \"..\" segment (or one ending in \".\", or a \"\\\") it could reach another blob",
+                crate::redact::printable(name)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// What to tell a person whose clock is `off` (this machine's minus the service's) from the
+/// service's.
+pub fn clock_skew_message(off: time::Duration) -> String {
+    let minutes = (off.whole_seconds().unsigned_abs() + 30) / 60;
+    let way = if off.is_positive() { "ahead" } else { "behind" };
+    format!(
+        "this machine's clock is {minutes} minutes off the service's ({way}); correct it (timedatectl / NTP)"
+    )
+}
+
+/// Whether a refusal's message is [`clock_skew_message`]'s: the clock, not the key.
+pub fn is_clock_skew(message: &str) -> bool {
+    message.starts_with("this machine's clock is ")
+}
+
+/// An HTTP date (`Date`, `Last-Modified`: RFC 1123, which RFC 2822 covers).
+pub fn parse_http_date(value: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc2822).ok()
 }
 
 /// The mark stored with a blob: our writer id, the MD5 of what we wrote and a tag of the
@@ -61,6 +113,22 @@ pub fn writer_from_mark(mark: &str, md5: Option<[u8; 16]>, name: &str) -> Option
     let current = md5?;
     (parts.next().is_none() && md5_hex == hex(&current) && tag == name_tag(name))
         .then(|| writer.to_string())
+}
+
+/// The MD5 a blob at `name` was written with, from its mark (whatever the bytes are now),
+/// if the mark was written under that name.
+pub fn marked_md5(mark: &str, name: &str) -> Option<[u8; 16]> {
+    let name = history_name::original_path(name).unwrap_or(name);
+    let mut parts = mark.split(':');
+    let (_writer, md5_hex, tag) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || tag != name_tag(name) || md5_hex.len() != 32 {
+        return None;
+    }
+    let mut md5 = [0u8; 16];
+    for (i, byte) in md5.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(md5_hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(md5)
 }
 
 /// A short tag of a blob name (ASCII, so it fits in blob metadata).
@@ -88,6 +156,56 @@ pub enum Precondition {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_a_url_or_path_would_normalise_are_refused() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            ".devlog-history/../../other/x",
+            "a//b",
+            "a/./b",
+            "a/",
+            "..",
+            "a/..\u{1b}[2J/..",
+            ".devlog-history\\..\\..\\other\\x",
+            "notes./a.md",
+            ".../x",
+        ] {
+            let e = check_name(bad).unwrap_err();
+            assert!(matches!(e, RemoteError::Permanent { .. }), "{bad:?}");
+            assert!(!e.to_string().contains('\u{1b}'), "escaped: {e}");
+        }
+        assert!(
+            check_name(".devlog-history/../../other/x")
+                .unwrap_err()
+                .to_string()
+                .contains("\".devlog-history/../../other/x\"")
+        );
+        for good in [
+            "a.md",
+            "notes/a b.md",
+            ".devlog-history/a.md/v-e1-w",
+            "a/..b/.c",
+        ] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn the_md5_written_is_read_from_the_mark_whatever_the_bytes_are_now() {
+        let md5 = [7u8; 16];
+        let mark = writer_mark("w1", &md5, "notes/today.md");
+        assert_eq!(marked_md5(&mark, "notes/today.md"), Some(md5));
+        assert_eq!(marked_md5(&mark, "notes/other.md"), None);
+        assert_eq!(marked_md5("w1:zz:tag", "notes/today.md"), None);
+        let kept = history_name::version_name("notes/today.md", "e1", "w2");
+        assert_eq!(
+            marked_md5(&mark, &kept),
+            Some(md5),
+            "a kept copy keeps the mark"
+        );
+    }
 
     #[test]
     fn a_mark_names_its_writer_only_while_the_content_and_name_are_unchanged() {
@@ -132,6 +250,14 @@ pub enum RemoteError {
     /// The precondition failed: another writer changed (or created) the blob.
     #[error("the blob was changed by another writer")]
     Conflict,
+    /// The stored copy's bytes no longer match the MD5 written with them: damaged at rest
+    /// (a flipped bit, a broken disk), never another writer's version. Not worth retrying;
+    /// the next push of the file repairs it.
+    #[error(
+        "the stored copy of {} is damaged: its bytes no longer match the MD5 written with it",
+        crate::redact::printable(name)
+    )]
+    Corrupt { name: String },
     /// The service refused the credentials (401/403).
     #[error("{message}")]
     Auth { message: String },
@@ -281,6 +407,14 @@ pub trait Remote: Send + Sync {
         self.list().await.map(|_| Probe {
             container_exists: true,
         })
+    }
+
+    /// The service's clock now, as an answer of the service shows it (Azure: a response's
+    /// `Date`; the directory remote: the ctime the file system gives a file it creates);
+    /// `None` where there is no clock but this machine's. Ages in the history are measured
+    /// on it.
+    async fn service_now(&self) -> Result<Option<time::OffsetDateTime>, RemoteError> {
+        Ok(None)
     }
 
     /// The SAS token in use, as far as it can be read without the service.
