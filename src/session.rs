@@ -72,6 +72,60 @@ impl Session {
     }
 }
 
+/// The variables `remote.auth = "auto"` reads, in the order the first one set wins.
+const CREDENTIAL_VARS: [&str; 3] = [
+    crate::remote::credential::SAS_ENV,
+    crate::remote::credential::CONNECTION_STRING_ENV,
+    crate::remote::credential::ACCOUNT_KEY_ENV,
+];
+
+/// A credential in devlogd's environment that wins over a different one in the
+/// credentials file (a token rotated in the file, while the service manager still hands
+/// the old one to the daemon): said, never silent.
+pub fn shadowed_credential(config: &Config) -> Option<String> {
+    shadowed_credential_with(config, &|name| std::env::var(name).ok())
+}
+
+fn shadowed_credential_with(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let RemoteConfig::Azure(location) = &config.remote else {
+        return None;
+    };
+    if location.sas_in_url.is_some() || config.auth != crate::remote::location::AuthMode::Auto {
+        return None;
+    }
+    let file =
+        crate::remote::credential::CredentialsFile::load(&config.dirs.credentials_file()).ok()?;
+    let set = |v: Option<&str>| {
+        v.map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    for (i, var) in CREDENTIAL_VARS.iter().enumerate() {
+        let in_env = set(env(var).as_deref());
+        let in_file = set(file.get(var));
+        match (in_env, in_file) {
+            (None, None) => continue,
+            // The file's value is the one used (or the same as the environment's).
+            (None, Some(_)) => return None,
+            (Some(e), Some(f)) if e == f => return None,
+            (Some(_), _) => {
+                // The environment's wins over this variable and every later one in the file.
+                let shadowed = CREDENTIAL_VARS[i..]
+                    .iter()
+                    .find(|v| set(file.get(v)).is_some())?;
+                return Some(format!(
+                    "{var} in devlogd's environment is used, not {shadowed} in the credentials file {} (a token rotated there has no effect): remove {var} from the service's environment, then restart devlogd",
+                    file.path.display()
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// The filter of a configuration (reads the root's `.devlogignore`).
 pub fn filter_for(config: &Config) -> Result<Filter, Failure> {
     Filter::new(&config.root, &config.sync.include, &config.sync.exclude)

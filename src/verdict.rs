@@ -3,7 +3,8 @@
 //! A pure function of a [`Status`] and the wall-clock time (for the times it names);
 //! every age in the status comes from the daemon's monotonic clock. The first problem in
 //! this order wins: paused, credentials refused, a local error, unreachable / never
-//! reached, failing files, held deletes, the local mirror, conflicts, pending, backed up.
+//! reached, failing files, deletes the credentials may not do, held deletes, the local
+//! mirror, conflicts, pending, backed up.
 
 use crate::protocol::{RemoteKind, RemoteProblem, State, Status, Verdict, VerdictState};
 
@@ -90,6 +91,18 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
                 files(w.failed_paths)
             ),
         )
+    } else if w.refused_deletes > 0 {
+        (
+            VerdictState::DeletesRefused,
+            false,
+            format!(
+                "NOT IN SYNC: {} deleted here still on the remote: {}",
+                files(w.refused_deletes),
+                w.refused_deletes_reason
+                    .as_deref()
+                    .unwrap_or("the credentials may not delete")
+            ),
+        )
     } else if w.held_deletes > 0 {
         (
             VerdictState::HeldDeletes,
@@ -157,6 +170,7 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
         text,
         warnings: expiry_warning(w.credential_expires_unix, now_unix)
             .into_iter()
+            .chain(w.warnings.iter().cloned())
             .collect(),
     }
 }
@@ -318,6 +332,18 @@ mod tests {
                 VerdictState::Paused,
                 false,
                 "NOT BACKING UP: paused; 2 paths waiting — run devlogd ctl resume",
+            ),
+            (
+                |s| {
+                    s.worker.refused_deletes = 2;
+                    s.worker.held_deletes = 60;
+                    s.worker.refused_deletes_reason = Some(
+                        "the SAS lacks delete permission (sp=racwl): make a SAS with delete permission, then run devlogd ctl reload".into(),
+                    );
+                },
+                VerdictState::DeletesRefused,
+                false,
+                "NOT IN SYNC: 2 files deleted here still on the remote: the SAS lacks delete permission (sp=racwl): make a SAS with delete permission, then run devlogd ctl reload",
             ),
             (
                 |s| s.worker.held_deletes = 60,

@@ -37,6 +37,8 @@ pub struct Setup {
     /// The index could not be opened for writing: `state` is an empty stand-in, and the
     /// worker reopens the real one before every attempt (no push runs on the stand-in).
     pub index_read_only: bool,
+    /// What the setup found worth saying (shown in status with the verdict).
+    pub warnings: Vec<String>,
 }
 
 /// What a `ctl push` asks for.
@@ -104,6 +106,9 @@ pub struct Worker {
     failed: BTreeMap<String, FailedPath>,
     /// The back-off running is for files that failed (the remote answers), not an outage.
     retrying_files: bool,
+    /// The credentials may not delete: automatic passes leave deletes alone until a reload
+    /// (or an explicit push) tries again, so no retry makes one more history copy.
+    deletes_refused: bool,
 }
 
 impl Worker {
@@ -132,6 +137,7 @@ impl Worker {
             handed_over,
             failed: BTreeMap::new(),
             retrying_files: false,
+            deletes_refused: false,
         };
         worker.publish_setup();
         worker
@@ -217,7 +223,12 @@ impl Worker {
                 self.status.send_modify(|s| s.watch_limited = watch_limited);
                 self.schedule_next_scan();
                 self.full_pass_pending = true;
-                self.attempt_unless_backing_off().await;
+                // New credentials (or a fixed remote) are tried at once, not after the
+                // back-off the old ones earned; refused deletes get their one new try.
+                self.next_retry = None;
+                self.failures_in_a_row = 0;
+                self.deletes_refused = false;
+                self.attempt().await;
             }
             WorkerCmd::WatchLimited(limited) => {
                 self.status.send_modify(|s| s.watch_limited = limited);
@@ -334,7 +345,7 @@ impl Worker {
         });
         let request = PushRequest::default();
         let result = self
-            .run_push(request, (!full).then(|| paths.clone()), &|_| {})
+            .run_push(request, (!full).then(|| paths.clone()), false, &|_| {})
             .await;
         match result {
             Ok(report) => {
@@ -362,7 +373,7 @@ impl Worker {
         };
         // An explicit push retries at once, offline or not.
         self.next_retry = None;
-        let result = self.run_push(request, None, &progress).await;
+        let result = self.run_push(request, None, true, &progress).await;
         if !request.dry_run {
             match &result {
                 Ok(report) => {
@@ -396,6 +407,7 @@ impl Worker {
         &mut self,
         request: PushRequest,
         paths: Option<Vec<String>>,
+        explicit: bool,
         progress: &(dyn Fn(PushEvent) + Send + Sync),
     ) -> Result<PushReport, PushFailure> {
         let full_pass = paths.is_none();
@@ -415,8 +427,13 @@ impl Worker {
             });
         }
         let full = paths.is_none();
+        // A `ctl push` (not the worker's own passes) tries refused deletes again.
+        let deletes_tried = !self.deletes_refused || explicit;
         let options = PushOptions {
-            all: request.all,
+            // The worker's own full passes (start-up, rescan_interval, a rescan) compare
+            // with the remote's listing: a blob deleted or changed behind our back is
+            // repaired or reported, never "backed up" on the index's word alone.
+            all: request.all || (full && !explicit),
             force: request.force,
             // Paths the watcher saw written are hashed whatever their stat says: a write
             // can put the mtime back.
@@ -425,7 +442,11 @@ impl Worker {
             on_conflict: request
                 .on_conflict
                 .unwrap_or(self.setup.config.sync.on_conflict),
-            deletes: self.setup.config.sync.deletes,
+            deletes: if self.deletes_refused && !explicit {
+                crate::config::Deletes::Keep
+            } else {
+                self.setup.config.sync.deletes
+            },
             allow_deletes: request.allow_deletes,
             concurrency: self.setup.config.sync.concurrency,
             paths,
@@ -494,6 +515,12 @@ impl Worker {
                 );
             }
         }
+        if let Ok(r) = &result
+            && !r.dry_run
+            && deletes_tried
+        {
+            self.deletes_refused = !r.refused_deletes.is_empty();
+        }
         let files_in_index = self.setup.state.count().unwrap_or(0);
         let conflicts = self.setup.state.conflict_paths().map_or(0, |c| c.len());
         let reach = super::reach::Reach::of(&result, request.dry_run);
@@ -551,9 +578,15 @@ impl Worker {
             if let Some(r) = &report {
                 if !r.dry_run {
                     s.files_uploaded += r.uploaded;
+                    s.files_deleted += r.deleted.len() as u64;
+                    if deletes_tried && (full || !r.refused_deletes.is_empty()) {
+                        s.refused_deletes = r.refused_deletes.len();
+                        s.refused_deletes_reason = r.refused_reason.clone();
+                    }
                     // A batch sees only its own paths; a full pass sees every delete.
                     if full || !r.held_deletes.is_empty() {
                         s.held_deletes = r.held_deletes.len();
+                        s.held_deletes_reason = r.held_reason.clone();
                     }
                 }
                 s.last_push = Some(LastPush {
@@ -565,6 +598,7 @@ impl Worker {
                     failed: r.failed.len(),
                     conflicts: r.conflicts.len(),
                     duration_ms: r.duration_ms,
+                    deleted: r.deleted.len() as u64,
                 });
             }
         });
@@ -744,6 +778,7 @@ impl Worker {
         let conflicts = self.setup.state.conflict_paths().map_or(0, |c| c.len());
         let (kind, label) = super::reach::describe(&self.setup.config.remote);
         let expires = self.setup.remote.sas().and_then(|s| s.expires_unix);
+        let warnings = self.setup.warnings.clone();
         self.status.send_modify(|s| {
             if s.remote != remote {
                 // Another remote (a reload): nothing is known of it yet.
@@ -759,6 +794,7 @@ impl Worker {
             s.remote_kind = kind;
             s.remote_label = label;
             s.credential_expires_unix = expires;
+            s.warnings = warnings;
         });
     }
 

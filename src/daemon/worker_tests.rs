@@ -49,6 +49,7 @@ impl World {
             remote: remote.clone() as Arc<dyn Remote>,
             state,
             index_read_only: false,
+            warnings: Vec::new(),
         };
         let (status_tx, status) = watch::channel(WorkerStatus::default());
         let cancel = CancellationToken::new();
@@ -295,7 +296,8 @@ async fn a_push_that_sent_nothing_is_no_success_until_the_remote_answered() {
             message: "connection refused".into(),
         },
     );
-    w.tx.send(WorkerCmd::Rescan(super::watch::RescanReason::Scheduled))
+    // A batch whose path is gone again asks the remote nothing (a full pass lists it).
+    w.tx.send(WorkerCmd::Batch(vec!["gone.md".into()]))
         .await
         .unwrap();
     let s = w.until("offline", |s| s.state == State::Offline).await;
