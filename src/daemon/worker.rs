@@ -109,6 +109,9 @@ pub struct Worker {
     /// The credentials may not delete: automatic passes leave deletes alone until a reload
     /// (or an explicit push) tries again, so no retry makes one more history copy.
     deletes_refused: bool,
+    /// The next full pass compares with the remote's listing (set at start-up, by the
+    /// periodic rescan and by a reload; cleared by a pass that listed).
+    verify_due: bool,
 }
 
 impl Worker {
@@ -138,6 +141,7 @@ impl Worker {
             failed: BTreeMap::new(),
             retrying_files: false,
             deletes_refused: false,
+            verify_due: true,
         };
         worker.publish_setup();
         worker
@@ -157,6 +161,7 @@ impl Worker {
                     Some(cmd) => self.handle(cmd, &mut rx).await,
                     None => break,
                 },
+                _ = std::future::ready(()), if self.verify_ready() => self.attempt().await,
                 _ = sleep_until(retry), if retry.is_some() => {
                     self.next_retry = None;
                     // The failed paths' turn (they wait for the back-off; new changes do not).
@@ -186,6 +191,9 @@ impl Worker {
             }
             WorkerCmd::Rescan(reason) => {
                 self.full_pass_pending = true;
+                if matches!(reason, RescanReason::Scheduled | RescanReason::Startup) {
+                    self.verify_due = true;
+                }
                 self.schedule_next_scan();
                 self.status.send_modify(|s| {
                     s.rescans += 1;
@@ -228,6 +236,7 @@ impl Worker {
                 self.next_retry = None;
                 self.failures_in_a_row = 0;
                 self.deletes_refused = false;
+                self.verify_due = true;
                 self.attempt().await;
             }
             WorkerCmd::WatchLimited(limited) => {
@@ -316,9 +325,26 @@ impl Worker {
 
     /// Push what is pending (a full pass if one was asked for), unless paused.
     async fn attempt(&mut self) {
+        // A start-up pass runs before the remote has answered, without a listing (so an
+        // unreachable remote shows as the uploads it holds up); once it went through, the
+        // pass that compares with the remote follows, after any command already queued
+        // (a `ctl push --all` among them does the comparison itself).
+        if self.attempt_once().await {
+            self.full_pass_pending = true;
+        }
+    }
+
+    /// The comparison with the remote is due and nothing stands in its way.
+    fn verify_ready(&self) -> bool {
+        self.full_pass_pending && self.verify_due && self.next_retry.is_none() && !self.paused
+    }
+
+    /// One attempt; whether the comparison with the remote is still due after a full pass
+    /// that went through without it.
+    async fn attempt_once(&mut self) -> bool {
         if self.paused || (self.pending.is_empty() && !self.full_pass_pending) {
             self.publish_state();
-            return;
+            return false;
         }
         let paths: Vec<String> = std::mem::take(&mut self.pending).into_iter().collect();
         // A file with more than one link changes under every one of its names: a full pass
@@ -351,6 +377,7 @@ impl Worker {
             Ok(report) => {
                 self.record_failures(&report, (!full).then_some(paths.as_slice()));
                 self.after_report(&report);
+                full && report.mode != "all" && self.verify_due
             }
             Err(e) => {
                 // Keep everything for the next attempt.
@@ -360,6 +387,7 @@ impl Worker {
                 self.pending.extend(paths);
                 self.retrying_files = false;
                 self.failed(e.message);
+                false
             }
         }
     }
@@ -429,11 +457,13 @@ impl Worker {
         let full = paths.is_none();
         // A `ctl push` (not the worker's own passes) tries refused deletes again.
         let deletes_tried = !self.deletes_refused || explicit;
+        let list_remote =
+            full && !explicit && self.verify_due && self.status.borrow().remote_reached;
         let options = PushOptions {
-            // The worker's own full passes (start-up, rescan_interval, a rescan) compare
-            // with the remote's listing: a blob deleted or changed behind our back is
+            // The worker's start-up and periodic full passes compare with the remote's
+            // listing (once it has answered): a blob deleted or changed behind our back is
             // repaired or reported, never "backed up" on the index's word alone.
-            all: request.all || (full && !explicit),
+            all: request.all || list_remote,
             force: request.force,
             // Paths the watcher saw written are hashed whatever their stat says: a write
             // can put the mtime back.
@@ -517,9 +547,13 @@ impl Worker {
         }
         if let Ok(r) = &result
             && !r.dry_run
-            && deletes_tried
         {
-            self.deletes_refused = !r.refused_deletes.is_empty();
+            if deletes_tried {
+                self.deletes_refused = !r.refused_deletes.is_empty();
+            }
+            if request.all || list_remote {
+                self.verify_due = false;
+            }
         }
         let files_in_index = self.setup.state.count().unwrap_or(0);
         let conflicts = self.setup.state.conflict_paths().map_or(0, |c| c.len());

@@ -296,8 +296,7 @@ async fn a_push_that_sent_nothing_is_no_success_until_the_remote_answered() {
             message: "connection refused".into(),
         },
     );
-    // A batch whose path is gone again asks the remote nothing (a full pass lists it).
-    w.tx.send(WorkerCmd::Batch(vec!["gone.md".into()]))
+    w.tx.send(WorkerCmd::Rescan(super::watch::RescanReason::Scheduled))
         .await
         .unwrap();
     let s = w.until("offline", |s| s.state == State::Offline).await;
