@@ -206,11 +206,11 @@ fn main() {
     devlogd::machine::forbid_core_dumps();
     devlogd::machine::return_freed_buffers();
     let cli = Cli::parse();
-    let level = if matches!(cli.command, Command::Run { .. }) {
-        "info"
-    } else {
-        "warn"
-    };
+    let daemon = matches!(cli.command, Command::Run { .. });
+    if !daemon {
+        devlogd::ui::end_quietly_on_closed_output();
+    }
+    let level = if daemon { "info" } else { "warn" };
     devlogd::logging::init(level, cli.verbose);
     let json = cli.command.json();
     commands::exit_with("devlogd", json, run(cli));

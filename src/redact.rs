@@ -5,6 +5,9 @@
 //! [`scrub`] before it reaches a terminal, a log or a status reply. Besides the registered
 //! values, any `sig=` query parameter (a SAS signature) is masked, so a SAS pasted into a
 //! URL that we never registered still does not leak.
+//!
+//! Also [`printable`] (and [`printable_lines`]): names and messages as shown to a person, with
+//! control and invisible format characters escaped.
 
 use std::borrow::Cow;
 use std::sync::RwLock;
@@ -124,22 +127,67 @@ fn mask_values_after(text: &str, key: &str) -> String {
     result
 }
 
-/// A name as shown to a person: control characters escaped (`\n`, `\u{1b}`), so a
-/// name cannot forge lines or send escape sequences to the terminal. JSON output does
-/// not use this: JSON escaping keeps names exact.
+/// A name as shown to a person: control characters escaped (`\n`, `\u{1b}`) and so are
+/// invisible format characters (bidi overrides and isolates, zero-width characters, the BOM,
+/// the soft hyphen: `\u{202e}`) and the line and paragraph separators, so a name cannot forge
+/// lines, send escape sequences to the terminal, or show other text than it holds. JSON output
+/// does not use this: JSON escaping keeps names exact.
 pub fn printable(name: &str) -> std::borrow::Cow<'_, str> {
-    if !name.chars().any(|c| c.is_control()) {
+    if !name.chars().any(needs_escape) {
         return std::borrow::Cow::Borrowed(name);
     }
     let mut out = String::with_capacity(name.len() + 8);
     for c in name.chars() {
         if c.is_control() {
             out.extend(c.escape_default());
+        } else if needs_escape(c) {
+            out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// A message that may hold names, as shown to a person: each line as by [`printable`], the
+/// line breaks kept.
+pub fn printable_lines(text: &str) -> String {
+    text.split('\n')
+        .map(printable)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || is_format(c) || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Unicode general category Cf (format characters), Unicode 16.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8e2}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
 }
 
 /// A secret value: its `Debug` and `Display` never show it.
@@ -237,6 +285,24 @@ mod tests {
             scrub(cs),
             "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=***;EndpointSuffix=x"
         );
+    }
+
+    #[test]
+    fn printable_escapes_bidi_zero_width_and_other_format_characters() {
+        assert_eq!(
+            printable("invoice\u{202e}dm.exe\u{200b}.md"),
+            "invoice\\u{202e}dm.exe\\u{200b}.md"
+        );
+        let format_chars = "\u{ad}\u{61c}\u{200b}\u{200c}\u{200d}\u{200e}\u{200f}\u{202a}\u{202b}\
+            \u{202c}\u{202d}\u{202e}\u{2060}\u{2064}\u{2066}\u{2067}\u{2068}\u{2069}\u{feff}\
+            \u{2028}\u{2029}\u{e0041}";
+        for c in format_chars.chars() {
+            let shown = printable(&format!("a{c}b")).into_owned();
+            assert_eq!(shown, format!("a\\u{{{:x}}}b", c as u32), "{:x}", c as u32);
+        }
+        // Visible text, accents and emoji stay as they are.
+        assert!(matches!(printable("café 日本 🦀 a-b.md"), Cow::Borrowed(_)));
+        assert_eq!(printable("tab\there"), "tab\\there");
     }
 
     #[test]

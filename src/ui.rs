@@ -1,5 +1,6 @@
 //! Terminal front end for pushes: a progress bar on a terminal, plain lines otherwise,
-//! and the human summary. `--json` bypasses all of it.
+//! and the human summary. `--json` bypasses all of it. Also how a command ends when its
+//! output is closed under it ([`end_quietly_on_closed_output`]).
 
 use crate::push::{PushEvent, PushReport};
 use crate::verify::VerifyReport;
@@ -288,6 +289,35 @@ pub fn verify_summary(report: &VerifyReport, root: &str, remote: &str) -> String
 
 pub use crate::redact::printable;
 
+/// A closed stdout or stderr (`devlogd history x | head -1`) ends a command as it ends `cat`:
+/// quietly, by SIGPIPE. Rust ignores SIGPIPE, so `println!` panics on a closed pipe; this hook
+/// turns that one panic (std's message for a write that failed with EPIPE) into SIGPIPE's
+/// default action, so every print in every command is covered without a panic message or
+/// "Broken pipe" noise. Every other panic goes to the hook that was there. The front ends
+/// install it first thing; the daemon does not (its control socket must never end it).
+pub fn end_quietly_on_closed_output() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if is_closed_output(info.payload()) {
+            // Ends the process here (default action restored, then raised).
+            let _ = signal_hook::low_level::emulate_default_handler(signal_hook::consts::SIGPIPE);
+            std::process::exit(128 + signal_hook::consts::SIGPIPE);
+        }
+        previous(info);
+    }));
+}
+
+/// Whether a panic is std's "failed printing to stdout/stderr" for a closed pipe.
+fn is_closed_output(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    message.starts_with("failed printing to std")
+        && message.ends_with(&format!("(os error {})", libc::EPIPE))
+}
+
 fn files(n: u64) -> String {
     if n == 1 {
         "1 file".into()
@@ -321,6 +351,23 @@ mod tests {
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(10 * 1024 * 1024), "10.0 MiB");
+    }
+
+    #[test]
+    fn only_a_print_to_a_closed_pipe_counts_as_closed_output() {
+        let closed = format!(
+            "failed printing to stdout: {}",
+            std::io::Error::from_raw_os_error(libc::EPIPE)
+        );
+        assert!(is_closed_output(&closed));
+        assert!(is_closed_output(&closed.replace("stdout", "stderr")));
+        let full = format!(
+            "failed printing to stdout: {}",
+            std::io::Error::from_raw_os_error(libc::ENOSPC)
+        );
+        assert!(!is_closed_output(&full));
+        assert!(!is_closed_output(&"index out of bounds"));
+        assert!(!is_closed_output(&42));
     }
 
     #[test]

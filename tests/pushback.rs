@@ -7,9 +7,8 @@
 
 mod common;
 
+use common::hostile::{Action, Hostile, Resp};
 use common::{Azurite, TestEnv, md5_b64, unique_container};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -39,7 +38,7 @@ enum Refuse {
 }
 
 struct Throttle {
-    port: u16,
+    service: Hostile,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
@@ -47,142 +46,46 @@ impl Throttle {
     /// `away`: how long each request waits before it is answered or relayed (the service's
     /// distance; the concurrency a path can use grows with it).
     fn start(upstream: u16, refuse: Refuse, away: Duration) -> Throttle {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
-        let port = listener.local_addr().expect("proxy address").port();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let puts = Arc::new(AtomicUsize::new(0));
+        let puts = AtomicUsize::new(0);
         let log = seen.clone();
-        thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let (log, puts) = (log.clone(), puts.clone());
-                thread::spawn(move || {
-                    let _ = serve(client, upstream, refuse, away, &log, &puts);
-                });
+        let service = Hostile::proxy(upstream, move |req| {
+            let refused = match refuse {
+                Refuse::SomePutBlobs => {
+                    req.is_put_blob() && {
+                        let n = puts.fetch_add(1, Ordering::SeqCst);
+                        n < REFUSE_WHILE_BELOW && n % REFUSE_EVERY == REFUSE_EVERY - 1
+                    }
+                }
+                Refuse::FirstPutBlocks(first) => {
+                    req.is_put_block() && puts.fetch_add(1, Ordering::SeqCst) < first
+                }
+            };
+            log.lock().expect("proxy log").push(Seen {
+                at: Instant::now(),
+                path: req.path.clone(),
+                refused,
+            });
+            thread::sleep(away);
+            if refused {
+                Action::Reply(
+                    Resp::error(503, "ServerBusy", "The server is busy.")
+                        .header("Retry-After", &RETRY_AFTER.as_secs().to_string()),
+                )
+            } else {
+                Action::Forward
             }
         });
-        Throttle { port, seen }
+        Throttle { service, seen }
+    }
+
+    fn port(&self) -> u16 {
+        self.service.port()
     }
 
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().expect("proxy log").clone()
     }
-}
-
-/// One client connection: each request refused or relayed to Azurite on a connection of its
-/// own, until the client closes.
-fn serve(
-    client: TcpStream,
-    upstream: u16,
-    refuse: Refuse,
-    away: Duration,
-    log: &Mutex<Vec<Seen>>,
-    puts: &AtomicUsize,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(client.try_clone()?);
-    let mut client = client;
-    let mut server: Option<(TcpStream, BufReader<TcpStream>)> = None;
-    while let Some((head, body)) = read_message(&mut reader, false)? {
-        let request_line = head.lines().next().unwrap_or("").to_string();
-        let mut parts = request_line.split(' ');
-        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let put_blob = method == "PUT" && !query.contains("comp=") && !query.contains("restype=");
-        let put_block = method == "PUT" && query.split('&').any(|pair| pair == "comp=block");
-        let refused = match refuse {
-            Refuse::SomePutBlobs => {
-                put_blob && {
-                    let n = puts.fetch_add(1, Ordering::SeqCst);
-                    n < REFUSE_WHILE_BELOW && n % REFUSE_EVERY == REFUSE_EVERY - 1
-                }
-            }
-            Refuse::FirstPutBlocks(first) => {
-                put_block && puts.fetch_add(1, Ordering::SeqCst) < first
-            }
-        };
-        log.lock().expect("proxy log").push(Seen {
-            at: Instant::now(),
-            path: path.to_string(),
-            refused,
-        });
-        thread::sleep(away);
-        if refused {
-            let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>ServerBusy</Code><Message>The server is busy.</Message></Error>";
-            write!(
-                client,
-                "HTTP/1.1 503 Service Unavailable\r\nx-ms-error-code: ServerBusy\r\nRetry-After: {}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
-                RETRY_AFTER.as_secs(),
-                body.len()
-            )?;
-            continue;
-        }
-        if server.is_none() {
-            let s = TcpStream::connect(("127.0.0.1", upstream))?;
-            let r = BufReader::new(s.try_clone()?);
-            server = Some((s, r));
-        }
-        let Some((to_server, from_server)) = server.as_mut() else {
-            return Ok(());
-        };
-        to_server.write_all(head.as_bytes())?;
-        to_server.write_all(&body)?;
-        let Some((response_head, response_body)) = read_message(from_server, method == "HEAD")?
-        else {
-            return Ok(());
-        };
-        client.write_all(response_head.as_bytes())?;
-        client.write_all(&response_body)?;
-    }
-    Ok(())
-}
-
-/// One HTTP/1.1 message: its head (with the blank line) and body (by Content-Length, or
-/// chunked, passed on as it came). `None` at a clean end of the connection.
-fn read_message(r: &mut impl BufRead, no_body: bool) -> std::io::Result<Option<(String, Vec<u8>)>> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let header = |name: &str| {
-        head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    };
-    let mut body = Vec::new();
-    let status_no_body = head.starts_with("HTTP/1.1 204") || head.starts_with("HTTP/1.1 304");
-    if no_body || status_no_body {
-        return Ok(Some((head, body)));
-    }
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size_line = String::new();
-            r.read_line(&mut size_line)?;
-            body.extend_from_slice(size_line.as_bytes());
-            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|e| std::io::Error::other(format!("bad chunk size: {e}")))?;
-            let mut chunk = vec![0u8; size + 2];
-            r.read_exact(&mut chunk)?;
-            body.extend_from_slice(&chunk);
-            if size == 0 {
-                return Ok(Some((head, body)));
-            }
-        }
-    }
-    let len: usize = header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    body.resize(len, 0);
-    r.read_exact(&mut body)?;
-    Ok(Some((head, body)))
 }
 
 #[test]
@@ -196,7 +99,7 @@ fn under_pushback_devlogd_slows_down_waits_out_retry_after_loses_nothing_and_cli
     let env = TestEnv::new().with_sas(az.account_sas());
     env.write_config(&format!(
         "[remote]\nurl = \"http://127.0.0.1:{}/devstoreaccount1/{container}\"\n",
-        throttle.port
+        throttle.port()
     ));
     let mut files = Vec::new();
     for i in 0..FILES {
@@ -292,7 +195,7 @@ fn a_large_files_refused_blocks_are_reported_as_retries_while_they_happen() {
     let env = TestEnv::new().with_sas(az.account_sas());
     env.write_config(&format!(
         "[remote]\nurl = \"http://127.0.0.1:{}/devstoreaccount1/{container}\"\n",
-        throttle.port
+        throttle.port()
     ));
     let big: Vec<u8> = (0..9 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     env.write_file("big.md", &big);

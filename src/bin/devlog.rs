@@ -81,6 +81,7 @@ fn main() {
     devlogd::machine::forbid_core_dumps();
     devlogd::machine::return_freed_buffers();
     let cli = Cli::parse();
+    devlogd::ui::end_quietly_on_closed_output();
     devlogd::logging::init("warn", cli.verbose);
     let json = matches!(cli.command, Command::List { json: true, .. });
     commands::exit_with("devlog", json, run(cli));
@@ -158,7 +159,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 .transpose()?;
             let (entries, problems) = journal.all().map_err(journal_error)?;
             for p in problems {
-                eprintln!("devlog: skipping {p}");
+                eprintln!(
+                    "devlog: skipping {}",
+                    devlogd::ui::printable(&p.to_string())
+                );
             }
             let shown: Vec<_> = entries
                 .iter()
@@ -182,7 +186,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 println!("{}", serde_json::Value::Array(items));
             } else {
                 let list: Vec<_> = shown.iter().map(|(_, e)| e).collect();
-                print!("{}", render::table(&list, render::width()));
+                // Titles and tags may have come down from the remote: shown escaped.
+                let table = render::table(&list, render::width());
+                print!("{}", devlogd::redact::printable_lines(&table));
             }
             Ok(exit::OK)
         }

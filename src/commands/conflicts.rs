@@ -115,12 +115,12 @@ fn text(report: &ConflictsReport, remote: &str, fetch: bool) -> String {
             let writer = c
                 .writer_at_path
                 .as_deref()
-                .map(|w| format!(" by writer {w}"))
+                .map(|w| format!(" by writer {}", printable(w)))
                 .unwrap_or_default();
             let when = c
                 .written_at_path
                 .as_deref()
-                .map(|w| format!(" at {w}"))
+                .map(|w| format!(" at {}", printable(w)))
                 .unwrap_or_default();
             lines.push(format!(
                 "      the remote holds another version (written{writer}{when}); yours here differs"

@@ -7,7 +7,7 @@ use crate::config::{Config, Dirs};
 use crate::daemon::control::socket_path_in;
 use crate::exit::ExitCode;
 use crate::protocol::{Command, Line, RemoteKind, Reply, Request};
-use crate::ui::{self, Progress};
+use crate::ui::{self, Progress, printable};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
@@ -209,10 +209,12 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
     let mut lines = Vec::new();
+    // Names and messages the daemon reports may come from the disk or the remote.
+    let shown = |text: &str| printable(text).into_owned();
     if let Some(v) = &s.verdict {
-        lines.push(v.text.clone());
+        lines.push(shown(&v.text));
         for warning in &v.warnings {
-            lines.push(format!("WARNING: {warning}"));
+            lines.push(format!("WARNING: {}", shown(warning)));
         }
     }
     lines.extend([
@@ -223,18 +225,18 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
             age(s.uptime_s as i64).trim_end_matches(" ago")
         ),
         format!("state          {state}"),
-        format!("root           {}", w.root),
+        format!("root           {}", shown(&w.root)),
     ]);
     match w.remote_kind {
         RemoteKind::Azure => {
-            lines.push(format!("remote         {}", w.remote));
-            lines.push(format!("credential     {}", w.credential));
+            lines.push(format!("remote         {}", shown(&w.remote)));
+            lines.push(format!("credential     {}", shown(&w.credential)));
         }
         // A directory needs no credential: its files are guarded by their permissions.
-        RemoteKind::Directory => lines.push(format!("remote         {}", w.remote)),
+        RemoteKind::Directory => lines.push(format!("remote         {}", shown(&w.remote))),
         RemoteKind::LocalMirror => lines.push(format!(
             "remote         {} (the built-in mirror, on this machine's disk)",
-            w.remote
+            shown(&w.remote)
         )),
     }
     let oldest = s
@@ -269,10 +271,10 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
         None => lines.push("last success   none yet".into()),
     }
     if let Some(r) = &w.retrying {
-        lines.push(format!("requests       {r}"));
+        lines.push(format!("requests       {}", shown(r)));
     }
     if let Some(e) = &w.last_error {
-        lines.push(format!("last error     {e}"));
+        lines.push(format!("last error     {}", shown(e)));
     }
     if let Some(secs) = s.offline_for_s {
         lines.push(format!(
@@ -281,7 +283,12 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
         ));
     }
     if w.failed_paths > 0 {
-        let mut names = w.failed_sample.join(", ");
+        let mut names = w
+            .failed_sample
+            .iter()
+            .map(|name| shown(name))
+            .collect::<Vec<_>>()
+            .join(", ");
         if w.failed_paths > w.failed_sample.len() {
             names.push_str(", …");
         }
@@ -290,7 +297,7 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
             w.failed_paths,
             w.failed_error
                 .as_deref()
-                .map(|e| format!(" ({e})"))
+                .map(|e| format!(" ({})", shown(e)))
                 .unwrap_or_default()
         ));
     }
@@ -318,8 +325,8 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
     ));
     lines.push(format!("index          {} files", w.files_in_index));
     match (&w.watch_limited, &s.watch_issue) {
-        (Some(m), _) => lines.push(format!("watch          LIMITED: {m}")),
-        (None, Some(issue)) => lines.push(format!("watch          {}: {issue}", s.watch)),
+        (Some(m), _) => lines.push(format!("watch          LIMITED: {}", shown(m))),
+        (None, Some(issue)) => lines.push(format!("watch          {}: {}", s.watch, shown(issue))),
         (None, None) => lines.push("watch          ok".into()),
     }
     lines.join("\n")

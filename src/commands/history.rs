@@ -53,15 +53,15 @@ pub async fn run(config: &Config, path: &str, json: bool) -> Result<ExitCode, Cl
         for v in &versions {
             println!(
                 "  {:<35} {:<35} {:>9}  {:<32}  {}",
-                v.written.as_deref().unwrap_or("?"),
+                printable(v.written.as_deref().unwrap_or("?")),
                 if v.current {
-                    "(current)"
+                    "(current)".into()
                 } else {
-                    v.replaced.as_deref().unwrap_or("?")
+                    printable(v.replaced.as_deref().unwrap_or("?"))
                 },
                 human_bytes(v.size),
-                v.md5.as_deref().unwrap_or("-"),
-                v.writer.as_deref().unwrap_or("-"),
+                printable(v.md5.as_deref().unwrap_or("-")),
+                printable(v.writer.as_deref().unwrap_or("-")),
             );
         }
         println!(

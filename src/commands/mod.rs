@@ -96,7 +96,7 @@ pub fn exit_with(program: &str, json: bool, result: Result<ExitCode, CliError>) 
             if json && !e.json_printed {
                 println!("{}", json_error(e.code, &message));
             }
-            eprintln!("{program}: {message}");
+            eprintln!("{program}: {}", crate::redact::printable_lines(&message));
             e.code
         }
     };

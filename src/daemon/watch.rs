@@ -783,13 +783,20 @@ fn resolve(root: &Path) -> Option<(PathBuf, (u64, u64))> {
 /// Mount points strictly inside `real`, from `/proc/self/mountinfo` (sorted; empty where
 /// there is no such file).
 fn mounts_under(real: &Path) -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    let mut mounts: Vec<PathBuf> = text
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+    match std::fs::read("/proc/self/mountinfo") {
+        Ok(table) => mounts_in(&table, real),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Mount points strictly inside `real` in a mountinfo table (sorted). Read as bytes: a mount
+/// point anywhere that is not UTF-8 is a path like any other and never hides the others.
+fn mounts_in(table: &[u8], real: &Path) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut mounts: Vec<PathBuf> = table
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .map(|p| PathBuf::from(std::ffi::OsString::from_vec(unescape_mountinfo(p))))
         .filter(|p| p != real && p.starts_with(real))
         .collect();
     mounts.sort();
@@ -797,24 +804,23 @@ fn mounts_under(real: &Path) -> Vec<PathBuf> {
 }
 
 /// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && let Some(digits) = bytes.get(i + 1..i + 4)
+    while i < field.len() {
+        if field[i] == b'\\'
+            && let Some(digits) = field.get(i + 1..i + 4)
             && let Ok(digits) = std::str::from_utf8(digits)
             && let Ok(v) = u8::from_str_radix(digits, 8)
         {
             out.push(v);
             i += 4;
         } else {
-            out.push(bytes[i]);
+            out.push(field[i]);
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// What to tell the user when no watcher can be created at all (no inotify instance).
@@ -922,9 +928,32 @@ mod tests {
 
     #[test]
     fn mountinfo_paths_are_unescaped() {
-        assert_eq!(unescape_mountinfo(r"/a\040b/c\134d"), r"/a b/c\d");
-        assert_eq!(unescape_mountinfo(r"/plain\04"), r"/plain\04");
-        assert_eq!(unescape_mountinfo("/é"), "/é");
+        assert_eq!(unescape_mountinfo(br"/a\040b/c\134d"), br"/a b/c\d");
+        assert_eq!(unescape_mountinfo(br"/plain\04"), br"/plain\04");
+        assert_eq!(unescape_mountinfo("/é".as_bytes()), "/é".as_bytes());
+        assert_eq!(unescape_mountinfo(br"/x\377\011y"), b"/x\xff\ty");
+    }
+
+    #[test]
+    fn a_non_utf8_mount_point_does_not_hide_the_others() {
+        use std::os::unix::ffi::OsStrExt;
+        let mut table = Vec::new();
+        table.extend_from_slice(b"22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n");
+        // Raw non-UTF-8 bytes in a mount point outside the root, before the ones inside.
+        table.extend_from_slice(b"23 22 0:22 / /media/caf\xe9 rw shared:2 - vfat /dev/sdb1 rw\n");
+        table.extend_from_slice(
+            b"24 22 0:23 / /home/u/.devlog/usb\\040stick rw shared:3 - vfat /dev/sdc1 rw\n",
+        );
+        table.extend_from_slice(b"25 22 0:24 / /home/u/.devlog/raw\xff\xfe rw - tmpfs t rw\n");
+        table.extend_from_slice(b"26 22 0:25 / /home/u/.devlog rw - tmpfs t rw\n");
+        table.extend_from_slice(b"27 22 0:26 / /home/u/.devlogx rw - tmpfs t rw");
+        let root = Path::new("/home/u/.devlog");
+        let found = mounts_in(&table, root);
+        let want = vec![
+            root.join(std::ffi::OsStr::from_bytes(b"raw\xff\xfe")),
+            root.join("usb stick"),
+        ];
+        assert_eq!(found, want);
     }
 
     #[test]

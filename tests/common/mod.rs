@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod hostile;
 
 use std::collections::HashSet;
 use std::fs::{self, File};
