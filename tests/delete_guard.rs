@@ -339,6 +339,70 @@ fn a_sas_without_delete_permission_is_a_verdict_not_a_retry_loop() {
 }
 
 #[test]
+fn a_delete_the_service_refuses_is_not_retried_until_reload() {
+    use common::hostile::{Action, Hostile, Resp};
+    let az = Azurite::shared();
+    let container = unique_container("refused");
+    // Credentials that may delete by their own account (an account key, a role), yet the
+    // service refuses every Delete Blob.
+    let service = Hostile::proxy(az.port(), |req| {
+        if req.method == "DELETE" && req.blob_name().is_some() {
+            Action::Reply(Resp::error(
+                403,
+                "AuthorizationPermissionMismatch",
+                "This request is not authorized to perform this operation using this permission.",
+            ))
+        } else {
+            Action::Forward
+        }
+    });
+    let env = TestEnv::new().with_sas(az.account_sas());
+    env.write_config(&format!(
+        "[remote]\nurl = \"{}\"\n\n[sync]\nrescan_interval_s = 10\n",
+        service.container_url(&container)
+    ));
+    for i in 0..4 {
+        env.write_file(&format!("{i}.md"), format!("file {i}"));
+    }
+    let daemon = running(&env);
+    std::fs::remove_file(env.journal().join("0.md")).unwrap();
+    let s = poll_until(SETTLE, || {
+        let s = status(&env);
+        (s["refused_deletes"].as_u64() == Some(1) && settled(&env)).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("{}\n{}", status(&env), daemon.log_text()));
+    let text = verdict(&s);
+    assert!(text.contains("lack delete permission"), "{text}");
+    let tries = || {
+        let requests = service.requests();
+        let deletes = requests
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.blob_name().is_some())
+            .count();
+        let copies = requests
+            .iter()
+            .filter(|r| r.header("x-ms-copy-source").is_some())
+            .count();
+        (deletes, copies)
+    };
+    let before = tries();
+    // Two periodic full passes later: not one more try, not one more history copy.
+    let rescans = s["rescans"].as_u64().unwrap();
+    wait_for(SETTLE, "two more periodic passes", || {
+        let s = status(&env);
+        (s["rescans"].as_u64().unwrap() >= rescans + 2 && settled(&env)).then_some(())
+    });
+    assert_eq!(tries(), before, "retried: {}", daemon.log_text());
+    assert_eq!(before.0, 1, "one delete tried");
+    assert_eq!(status(&env)["refused_deletes"].as_u64(), Some(1));
+    // A reload (new credentials, say) tries once more.
+    env.run(&["ctl", "reload"]).assert_code(0);
+    wait_for(SETTLE, "the delete tried again", || {
+        (tries().0 == 2).then_some(())
+    });
+}
+
+#[test]
 fn a_reload_with_new_credentials_retries_at_once() {
     let az = Azurite::shared();
     let container = unique_container("reload");
