@@ -4,7 +4,9 @@
 //! acknowledged this content for this path": size and mtime for the no-read fast path, the
 //! MD5 of what was sent, and the ETag the service returned (the `If-Match` precondition of
 //! the next upload). A crash between upload and commit loses nothing: the next pass finds
-//! the blob equal by hash and adopts it.
+//! the blob equal by hash and adopts it. The mass-delete guard keeps its memory here too:
+//! the remote deletes of the last hour (a table older binaries ignore) and the root's
+//! device and inode (in `meta`).
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use std::collections::HashMap;

@@ -5,7 +5,8 @@
 //! - the queue task owns the dirty set ([`queue::DirtyQueue`]) and hands ready batches to
 //! - the worker task, which owns the pipeline, the state index and the status;
 //! - the control server answers `devlogd ctl` on a Unix socket;
-//! - this supervisor handles signals and reloads and runs the shutdown.
+//! - this supervisor handles signals and reloads and runs the shutdown, and ends the
+//!   process (exit 1, restarted by the service manager) if the worker dies.
 //!
 //! Every loop selects on one [`CancellationToken`]; stop waits for the tasks with a bound.
 
