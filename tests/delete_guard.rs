@@ -24,6 +24,8 @@ trait Backend: Sized {
     fn get(&self, name: &str) -> Option<Vec<u8>>;
     /// Another client deletes a blob.
     fn delete(&self, name: &str);
+    /// Another client writes a blob.
+    fn put(&self, name: &str, bytes: &[u8]);
 }
 
 struct AzureBackend {
@@ -57,6 +59,9 @@ impl Backend for AzureBackend {
     }
     fn delete(&self, name: &str) {
         assert!(self.az.delete_blob(&self.container, name), "{name}");
+    }
+    fn put(&self, name: &str, bytes: &[u8]) {
+        self.az.put_blob(&self.container, name, bytes);
     }
 }
 
@@ -102,6 +107,9 @@ impl Backend for DirectoryBackend {
     }
     fn delete(&self, name: &str) {
         std::fs::remove_file(self.dir.join(name)).unwrap();
+    }
+    fn put(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.dir.join(name), bytes).unwrap();
     }
 }
 
@@ -254,6 +262,17 @@ fn a_blob_deleted_behind_the_daemons_back_comes_back<B: Backend>() {
     backend.delete("b.md");
     env.run(&["ctl", "push", "--all"]).assert_code(0);
     assert_eq!(backend.get("b.md").as_deref(), Some(&b"bravo"[..]));
+    // A blob changed behind our back is reported by the next periodic pass, never "All
+    // … backed up" on the index's word.
+    backend.put("b.md", b"another client's bytes");
+    let s = poll_until(SETTLE, || {
+        let s = status(&env);
+        (s["conflicts"].as_u64() == Some(1)).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("not reported: {}\n{}", status(&env), daemon.log_text()));
+    let text = verdict(&s);
+    assert!(!text.starts_with("All"), "{text}");
+    assert!(text.contains("another writer changed"), "{text}");
 }
 
 macro_rules! suite {
