@@ -258,6 +258,9 @@ pub struct WorkerStatus {
     pub refused_deletes: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_deletes_reason: Option<String>,
+    /// The permissions the SAS in use says it lacks (`write, create`), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_lacks: Option<String>,
     /// Things the daemon's setup says about itself (a credential in the environment that
     /// shadows the credentials file, an index rebuilt): shown with the verdict.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

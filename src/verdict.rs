@@ -35,6 +35,19 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
             false,
             format!("NOT BACKING UP: paused{waiting} — run devlogd ctl resume"),
         )
+    } else if w.remote_problem == Some(RemoteProblem::CredentialsRefused)
+        && let Some(lacks) = &w.credential_lacks
+    {
+        // A permission refusal: the SAS says itself what it lacks.
+        (
+            VerdictState::CredentialsRefused,
+            false,
+            format!(
+                "NOT BACKED UP: the SAS lacks {lacks} permission; the remote refused it{} ({}){waiting} — make a SAS with read, add, create, write, delete and list, then run devlogd ctl reload",
+                since(w.remote_problem_since_unix),
+                w.credential
+            ),
+        )
     } else if w.remote_problem == Some(RemoteProblem::CredentialsRefused) {
         (
             VerdictState::CredentialsRefused,
@@ -301,6 +314,17 @@ mod tests {
                 VerdictState::CredentialsRefused,
                 false,
                 "NOT BACKED UP: the remote refused the credentials since 10:56 UTC (AZURE_STORAGE_SAS_TOKEN) — run devlogd config check --online",
+            ),
+            (
+                |s| {
+                    s.worker.remote_problem = Some(RemoteProblem::CredentialsRefused);
+                    s.worker.remote_problem_since_unix = Some(NOW - 600);
+                    s.worker.state = State::Offline;
+                    s.worker.credential_lacks = Some("create, write".into());
+                },
+                VerdictState::CredentialsRefused,
+                false,
+                "NOT BACKED UP: the SAS lacks create, write permission; the remote refused it since 10:56 UTC (AZURE_STORAGE_SAS_TOKEN) — make a SAS with read, add, create, write, delete and list, then run devlogd ctl reload",
             ),
             (
                 |s| {

@@ -422,6 +422,27 @@ fn a_delete_the_service_refuses_is_not_retried_until_reload() {
 }
 
 #[test]
+fn a_read_only_sas_is_named_as_lacking_permissions() {
+    let az = Azurite::shared();
+    let container = unique_container("readonly");
+    az.create_container(&container);
+    let sas = common::account_sas_for(common::ACCOUNT_KEY, "rl", "2099-01-01T00:00:00Z");
+    let env = TestEnv::new().with_sas(sas);
+    env.write_config(&format!(
+        "[remote]\nurl = \"{}\"\n",
+        az.container_url(&container)
+    ));
+    env.write_file("a.md", b"alpha");
+    let daemon = Daemon::start(&env);
+    let said = poll_until(SETTLE, || {
+        let text = verdict(&status(&env));
+        text.contains("the SAS lacks add, create, write, delete permission")
+            .then_some(text)
+    });
+    assert!(said.is_some(), "{}\n{}", status(&env), daemon.log_text());
+}
+
+#[test]
 fn a_reload_with_new_credentials_retries_at_once() {
     let az = Azurite::shared();
     let container = unique_container("reload");

@@ -813,6 +813,21 @@ impl Worker {
         let (kind, label) = super::reach::describe(&self.setup.config.remote);
         let expires = self.setup.remote.sas().and_then(|s| s.expires_unix);
         let warnings = self.setup.warnings.clone();
+        let lacks = self.setup.remote.sas().and_then(|sas| {
+            let names: Vec<&str> = sas
+                .missing_for_push()
+                .into_iter()
+                .map(|c| match c {
+                    'r' => "read",
+                    'a' => "add",
+                    'c' => "create",
+                    'w' => "write",
+                    'd' => "delete",
+                    _ => "list",
+                })
+                .collect();
+            (!names.is_empty()).then(|| names.join(", "))
+        });
         self.status.send_modify(|s| {
             if s.remote != remote {
                 // Another remote (a reload): nothing is known of it yet.
@@ -829,6 +844,7 @@ impl Worker {
             s.remote_label = label;
             s.credential_expires_unix = expires;
             s.warnings = warnings;
+            s.credential_lacks = lacks;
         });
     }
 
