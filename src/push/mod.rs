@@ -122,8 +122,11 @@ pub async fn run(
         && !opts.dry_run
         && let Some((dev, ino)) = root_now
         && root_before != root_now
+        && let Err(e) = state.set_root_identity(dev, ino)
     {
-        state.set_root_identity(dev, ino)?;
+        // A read-only index fails its first real write with the fix; a pass with nothing
+        // to record must not fail on this alone.
+        tracing::debug!("cannot record the root's identity: {e}");
     }
     let listing = plan::list(remote, opts, &scanned.files, &mut report).await?;
     // Every file is read below this handle, never through a symlink.
