@@ -171,3 +171,53 @@ fn require_root(config: &Config) -> Result<(), Failure> {
         config.root.display()
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Dirs, parse_raw};
+    use std::os::unix::fs::OpenOptionsExt;
+
+    fn config_with_credentials(dir: &std::path::Path, credentials: &str) -> Config {
+        let config_dir = dir.join("config");
+        std::fs::create_dir_all(&config_dir).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(config_dir.join("credentials"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, credentials.as_bytes()).unwrap();
+        let dirs = Dirs {
+            home: dir.to_path_buf(),
+            config_dir,
+            state_dir: dir.join("state"),
+            data_dir: dir.join("data"),
+            runtime_dir: None,
+        };
+        let file = dir.join("config.toml");
+        let text = "[remote]\nurl = \"https://acct.blob.core.windows.net/journal\"\n";
+        Config::from_raw(parse_raw(&file, text).unwrap(), file, true, dirs).unwrap()
+    }
+
+    #[test]
+    fn an_environment_token_shadowing_the_credentials_file_is_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_with_credentials(dir.path(), "AZURE_STORAGE_SAS_TOKEN=sv=new&sig=b\n");
+        let old = |name: &str| (name == "AZURE_STORAGE_SAS_TOKEN").then(|| "sv=old&sig=a".into());
+        let said = shadowed_credential_with(&config, &old).expect("said");
+        assert!(
+            said.starts_with("AZURE_STORAGE_SAS_TOKEN in devlogd's environment is used"),
+            "{said}"
+        );
+        // The same value, or nothing in the environment: nothing to say.
+        let same = |name: &str| (name == "AZURE_STORAGE_SAS_TOKEN").then(|| "sv=new&sig=b".into());
+        assert_eq!(shadowed_credential_with(&config, &same), None);
+        assert_eq!(shadowed_credential_with(&config, &|_| None), None);
+        // A SAS in the environment also wins over an account key in the file.
+        let config = config_with_credentials(dir.path(), "AZURE_STORAGE_ACCOUNT_KEY=a2V5\n");
+        let said = shadowed_credential_with(&config, &old).expect("said");
+        assert!(said.contains("not AZURE_STORAGE_ACCOUNT_KEY"), "{said}");
+    }
+}
