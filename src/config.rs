@@ -18,6 +18,13 @@ pub const DEFAULT_INCLUDE: &[&str] = &["*.md", "*.jsonl", "*.toml"];
 /// Default excluded directory names; hidden files and directories are always skipped.
 pub const DEFAULT_EXCLUDE: &[&str] = &["target", "node_modules"];
 
+/// Bounds (inclusive) of the numeric settings: below, nothing works; above, a clock or a
+/// date would overflow.
+pub const DEBOUNCE_MS: (u64, u64) = (0, 60_000);
+pub const MAX_DELAY_MS: (u64, u64) = (0, 3_600_000);
+pub const RESCAN_INTERVAL_S: (u64, u64) = (10, 30 * 86_400);
+pub const KEEP_VERSIONS_DAYS: (u64, u64) = (1, 36_500);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -368,8 +375,34 @@ impl Config {
                 ));
             }
         };
-        let debounce = Duration::from_millis(s.debounce_ms.unwrap_or(300));
-        let max_delay = Duration::from_millis(s.max_delay_ms.unwrap_or(5000));
+        // Every number has bounds: a huge one would overflow a clock or a date later, in
+        // the worker, where it can only panic.
+        let bounded =
+            |key: &str, value: Option<u64>, default: u64, (min, max): (u64, u64), unit: &str| {
+                let v = value.unwrap_or(default);
+                if (min..=max).contains(&v) {
+                    Ok(v)
+                } else {
+                    Err(invalid(
+                        key,
+                        format!("must be between {min} and {max} {unit} (got {v})"),
+                    ))
+                }
+            };
+        let debounce = Duration::from_millis(bounded(
+            "sync.debounce_ms",
+            s.debounce_ms,
+            300,
+            DEBOUNCE_MS,
+            "milliseconds",
+        )?);
+        let max_delay = Duration::from_millis(bounded(
+            "sync.max_delay_ms",
+            s.max_delay_ms,
+            5000,
+            MAX_DELAY_MS,
+            "milliseconds",
+        )?);
         if max_delay < debounce {
             return Err(invalid(
                 "sync.max_delay_ms",
@@ -379,20 +412,20 @@ impl Config {
                 ),
             ));
         }
-        let keep_versions_days = s.keep_versions_days.unwrap_or(30);
-        if keep_versions_days == 0 {
-            return Err(invalid(
-                "sync.keep_versions_days",
-                "must be at least 1 day".into(),
-            ));
-        }
-        let rescan_interval = Duration::from_secs(s.rescan_interval_s.unwrap_or(3600));
-        if rescan_interval < Duration::from_secs(10) {
-            return Err(invalid(
-                "sync.rescan_interval_s",
-                "must be at least 10 seconds".into(),
-            ));
-        }
+        let keep_versions_days = bounded(
+            "sync.keep_versions_days",
+            s.keep_versions_days.map(u64::from),
+            30,
+            KEEP_VERSIONS_DAYS,
+            "days",
+        )? as u32;
+        let rescan_interval = Duration::from_secs(bounded(
+            "sync.rescan_interval_s",
+            s.rescan_interval_s,
+            3600,
+            RESCAN_INTERVAL_S,
+            "seconds",
+        )?);
         Ok(Config {
             file,
             file_exists,
@@ -599,6 +632,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("on_conflict") || e.contains("merge"), "{e}");
+    }
+
+    #[test]
+    fn every_number_has_bounds_named_with_the_key_and_the_range() {
+        for (text, key, range) in [
+            (
+                "keep_versions_days = 4000000",
+                "sync.keep_versions_days",
+                "between 1 and 36500 days",
+            ),
+            (
+                "keep_versions_days = 0",
+                "sync.keep_versions_days",
+                "between 1 and 36500 days",
+            ),
+            (
+                "rescan_interval_s = 18446744073709551615",
+                "sync.rescan_interval_s",
+                "between 10 and 2592000 seconds",
+            ),
+            (
+                "rescan_interval_s = 9",
+                "sync.rescan_interval_s",
+                "between 10 and 2592000 seconds",
+            ),
+            (
+                "debounce_ms = 18446744073709551615",
+                "sync.debounce_ms",
+                "between 0 and 60000 milliseconds",
+            ),
+            (
+                "max_delay_ms = 18446744073709551615",
+                "sync.max_delay_ms",
+                "between 0 and 3600000 milliseconds",
+            ),
+        ] {
+            let e = load(&format!("[sync]\n{text}\n")).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(range), "{text}: {e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        let c = load("[sync]\nkeep_versions_days = 36500\nrescan_interval_s = 2592000\n").unwrap();
+        assert_eq!(c.sync.keep_versions_days, 36500);
     }
 
     #[test]

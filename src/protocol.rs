@@ -249,6 +249,25 @@ pub struct WorkerStatus {
     /// Local deletes the mass-delete guard holds until a push with `--allow-deletes`.
     #[serde(default)]
     pub held_deletes: usize,
+    /// Why the mass-delete guard holds them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_deletes_reason: Option<String>,
+    /// Remote deletes since the daemon started.
+    #[serde(default)]
+    pub files_deleted: u64,
+    /// Local deletes the credentials may not carry out (a SAS without `d`): not retried
+    /// until a reload or an explicit push.
+    #[serde(default)]
+    pub refused_deletes: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_deletes_reason: Option<String>,
+    /// The permissions the SAS in use says it lacks (`write, create`), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_lacks: Option<String>,
+    /// Things the daemon's setup says about itself (a credential in the environment that
+    /// shadows the credentials file, an index rebuilt): shown with the verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Set while the push running now retries requests that failed in a way that can
     /// pass: `retrying since 10:02 UTC: timed out: …`.
     #[serde(default)]
@@ -327,6 +346,8 @@ pub enum VerdictState {
     NeverReached,
     Paused,
     HeldDeletes,
+    /// The credentials may not delete: local deletes wait for new credentials.
+    DeletesRefused,
     FailingFiles,
     Conflicts,
     LocalMirror,
@@ -343,6 +364,9 @@ pub struct LastPush {
     pub failed: usize,
     pub conflicts: usize,
     pub duration_ms: u64,
+    /// Files removed from the remote's current view (their last content kept in history).
+    #[serde(default)]
+    pub deleted: u64,
 }
 
 /// `ctl status`: what the daemon is doing, as server and client both read it (a renamed

@@ -72,6 +72,60 @@ impl Session {
     }
 }
 
+/// The variables `remote.auth = "auto"` reads, in the order the first one set wins.
+const CREDENTIAL_VARS: [&str; 3] = [
+    crate::remote::credential::SAS_ENV,
+    crate::remote::credential::CONNECTION_STRING_ENV,
+    crate::remote::credential::ACCOUNT_KEY_ENV,
+];
+
+/// A credential in devlogd's environment that wins over a different one in the
+/// credentials file (a token rotated in the file, while the service manager still hands
+/// the old one to the daemon): said, never silent.
+pub fn shadowed_credential(config: &Config) -> Option<String> {
+    shadowed_credential_with(config, &|name| std::env::var(name).ok())
+}
+
+fn shadowed_credential_with(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let RemoteConfig::Azure(location) = &config.remote else {
+        return None;
+    };
+    if location.sas_in_url.is_some() || config.auth != crate::remote::location::AuthMode::Auto {
+        return None;
+    }
+    let file =
+        crate::remote::credential::CredentialsFile::load(&config.dirs.credentials_file()).ok()?;
+    let set = |v: Option<&str>| {
+        v.map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    for (i, var) in CREDENTIAL_VARS.iter().enumerate() {
+        let in_env = set(env(var).as_deref());
+        let in_file = set(file.get(var));
+        match (in_env, in_file) {
+            (None, None) => continue,
+            // The file's value is the one used (or the same as the environment's).
+            (None, Some(_)) => return None,
+            (Some(e), Some(f)) if e == f => return None,
+            (Some(_), _) => {
+                // The environment's wins over this variable and every later one in the file.
+                let shadowed = CREDENTIAL_VARS[i..]
+                    .iter()
+                    .find(|v| set(file.get(v)).is_some())?;
+                return Some(format!(
+                    "{var} in devlogd's environment is used, not {shadowed} in the credentials file {} (a token rotated there has no effect): remove {var} from the service's environment, then restart devlogd",
+                    file.path.display()
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// The filter of a configuration (reads the root's `.devlogignore`).
 pub fn filter_for(config: &Config) -> Result<Filter, Failure> {
     Filter::new(&config.root, &config.sync.include, &config.sync.exclude)
@@ -116,4 +170,54 @@ fn require_root(config: &Config) -> Result<(), Failure> {
         config.root.display(),
         config.root.display()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Dirs, parse_raw};
+    use std::os::unix::fs::OpenOptionsExt;
+
+    fn config_with_credentials(dir: &std::path::Path, credentials: &str) -> Config {
+        let config_dir = dir.join("config");
+        std::fs::create_dir_all(&config_dir).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(config_dir.join("credentials"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, credentials.as_bytes()).unwrap();
+        let dirs = Dirs {
+            home: dir.to_path_buf(),
+            config_dir,
+            state_dir: dir.join("state"),
+            data_dir: dir.join("data"),
+            runtime_dir: None,
+        };
+        let file = dir.join("config.toml");
+        let text = "[remote]\nurl = \"https://acct.blob.core.windows.net/journal\"\n";
+        Config::from_raw(parse_raw(&file, text).unwrap(), file, true, dirs).unwrap()
+    }
+
+    #[test]
+    fn an_environment_token_shadowing_the_credentials_file_is_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_with_credentials(dir.path(), "AZURE_STORAGE_SAS_TOKEN=sv=new&sig=b\n");
+        let old = |name: &str| (name == "AZURE_STORAGE_SAS_TOKEN").then(|| "sv=old&sig=a".into());
+        let said = shadowed_credential_with(&config, &old).expect("said");
+        assert!(
+            said.starts_with("AZURE_STORAGE_SAS_TOKEN in devlogd's environment is used"),
+            "{said}"
+        );
+        // The same value, or nothing in the environment: nothing to say.
+        let same = |name: &str| (name == "AZURE_STORAGE_SAS_TOKEN").then(|| "sv=new&sig=b".into());
+        assert_eq!(shadowed_credential_with(&config, &same), None);
+        assert_eq!(shadowed_credential_with(&config, &|_| None), None);
+        // A SAS in the environment also wins over an account key in the file.
+        let config = config_with_credentials(dir.path(), "AZURE_STORAGE_ACCOUNT_KEY=a2V5\n");
+        let said = shadowed_credential_with(&config, &old).expect("said");
+        assert!(said.contains("not AZURE_STORAGE_ACCOUNT_KEY"), "{said}");
+    }
 }

@@ -4,7 +4,9 @@
 //! acknowledged this content for this path": size and mtime for the no-read fast path, the
 //! MD5 of what was sent, and the ETag the service returned (the `If-Match` precondition of
 //! the next upload). A crash between upload and commit loses nothing: the next pass finds
-//! the blob equal by hash and adopts it.
+//! the blob equal by hash and adopts it. The mass-delete guard keeps its memory here too:
+//! the remote deletes of the last hour (a table older binaries ignore) and the root's
+//! device and inode (in `meta`).
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use std::collections::HashMap;
@@ -12,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 /// Bump when the table layout changes; older binaries refuse newer files.
 const SCHEMA_VERSION: i64 = 2;
+
+/// How long a remote delete counts against the mass-delete guard (seconds).
+pub const DELETE_WINDOW_S: i64 = 3600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -186,6 +191,12 @@ impl StateIndex {
             )
             .map_err(err)?;
         }
+        // The mass-delete guard's window. A table older binaries ignore, so no schema bump;
+        // best effort here (a read-only index fails at its first write, as before), and
+        // the queries treat a missing table as no deletes.
+        let _ = conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS deletes (path TEXT NOT NULL, at_unix INTEGER NOT NULL);",
+        );
         Ok(StateIndex {
             conn,
             path: path.to_path_buf(),
@@ -296,6 +307,80 @@ impl StateIndex {
         self.conn
             .query_row("SELECT COUNT(*) FROM files", [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
+            .map_err(|e| classify(&self.path, e))
+    }
+
+    /// Remember remote deletes carried out at `at_unix`, for the mass-delete guard's
+    /// window; rows older than [`DELETE_WINDOW_S`] are dropped on the way.
+    pub fn record_deletes(&mut self, paths: &[String], at_unix: i64) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let err = |e| classify(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS deletes (path TEXT NOT NULL, at_unix INTEGER NOT NULL)",
+            [],
+        )
+        .map_err(err)?;
+        // Rows from a clock that stepped back stay (`at_unix > now`): they still count.
+        tx.execute(
+            "DELETE FROM deletes WHERE at_unix <= ?1",
+            params![at_unix - DELETE_WINDOW_S],
+        )
+        .map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO deletes (path, at_unix) VALUES (?1, ?2)")
+                .map_err(err)?;
+            for p in paths {
+                stmt.execute(params![p, at_unix]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Remote deletes recorded within the window ending at `now_unix` (and any recorded
+    /// "later", by a clock since set back).
+    pub fn deletes_since_window(&self, now_unix: i64) -> Result<u64, StateError> {
+        match self.conn.query_row(
+            "SELECT COUNT(*) FROM deletes WHERE at_unix > ?1",
+            params![now_unix - DELETE_WINDOW_S],
+            |r| r.get::<_, i64>(0),
+        ) {
+            Ok(n) => Ok(n as u64),
+            Err(e) if e.to_string().contains("no such table") => Ok(0),
+            Err(e) => Err(classify(&self.path, e)),
+        }
+    }
+
+    /// The journal root's identity (device, inode) recorded by the last pass that let
+    /// its deletes through.
+    pub fn root_identity(&self) -> Result<Option<(u64, u64)>, StateError> {
+        let value: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'root_identity'",
+                [],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(|e| classify(&self.path, e))?;
+        Ok(value.and_then(|v| {
+            let (dev, ino) = v.split_once(':')?;
+            Some((dev.parse().ok()?, ino.parse().ok()?))
+        }))
+    }
+
+    pub fn set_root_identity(&mut self, dev: u64, ino: u64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('root_identity', ?1)",
+                params![format!("{dev}:{ino}")],
+            )
+            .map(|_| ())
             .map_err(|e| classify(&self.path, e))
     }
 
@@ -473,6 +558,36 @@ mod tests {
         assert!(e.to_string().contains("devlogd push --all"), "{e}");
         StateIndex::move_aside(dir.path(), "r").unwrap();
         assert!(StateIndex::open(dir.path(), "r").is_ok());
+    }
+
+    #[test]
+    fn deletes_count_within_the_window_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = StateIndex::open(dir.path(), "r").unwrap();
+        assert_eq!(idx.deletes_since_window(10_000).unwrap(), 0);
+        idx.record_deletes(&["a".into(), "b".into()], 10_000)
+            .unwrap();
+        idx.record_deletes(&["c".into()], 12_000).unwrap();
+        drop(idx);
+        let mut idx = StateIndex::open(dir.path(), "r").unwrap();
+        assert_eq!(idx.deletes_since_window(12_000).unwrap(), 3);
+        assert_eq!(
+            idx.deletes_since_window(10_000 + DELETE_WINDOW_S).unwrap(),
+            1
+        );
+        // A clock set back still sees them.
+        assert_eq!(idx.deletes_since_window(5_000).unwrap(), 3);
+        idx.record_deletes(&["d".into()], 20_000).unwrap();
+        assert_eq!(
+            idx.deletes_since_window(20_000).unwrap(),
+            1,
+            "old rows dropped"
+        );
+        assert_eq!(idx.root_identity().unwrap(), None);
+        idx.set_root_identity(7, 42).unwrap();
+        drop(idx);
+        let idx = StateIndex::open(dir.path(), "r").unwrap();
+        assert_eq!(idx.root_identity().unwrap(), Some((7, 42)));
     }
 
     #[test]

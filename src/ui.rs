@@ -157,9 +157,23 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
     if !report.held_deletes.is_empty() {
         let _ = writeln!(
             out,
-            "  deletes HELD {} deleted locally, more than one pass may delete (mass-delete guard: {} or 10 % of the index); nothing was removed remotely: push with --allow-deletes if this was intended",
+            "  deletes HELD {} deleted locally, held by the mass-delete guard ({}); nothing was removed remotely: push with --allow-deletes if this was intended",
             files(report.held_deletes.len() as u64),
-            crate::push::mass_delete_threshold(0)
+            report
+                .held_reason
+                .as_deref()
+                .unwrap_or("more than it allows")
+        );
+    }
+    if !report.refused_deletes.is_empty() {
+        let _ = writeln!(
+            out,
+            "  deletes REFUSED {} deleted locally, still on the remote: {}",
+            files(report.refused_deletes.len() as u64),
+            report
+                .refused_reason
+                .as_deref()
+                .unwrap_or("the credentials may not delete")
         );
     }
     for c in &report.conflicts {

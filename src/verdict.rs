@@ -3,7 +3,8 @@
 //! A pure function of a [`Status`] and the wall-clock time (for the times it names);
 //! every age in the status comes from the daemon's monotonic clock. The first problem in
 //! this order wins: paused, credentials refused, a local error, unreachable / never
-//! reached, failing files, held deletes, the local mirror, conflicts, pending, backed up.
+//! reached, failing files, deletes the credentials may not do, held deletes, the local
+//! mirror, conflicts, pending, backed up.
 
 use crate::protocol::{RemoteKind, RemoteProblem, State, Status, Verdict, VerdictState};
 
@@ -33,6 +34,19 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
             VerdictState::Paused,
             false,
             format!("NOT BACKING UP: paused{waiting} — run devlogd ctl resume"),
+        )
+    } else if w.remote_problem == Some(RemoteProblem::CredentialsRefused)
+        && let Some(lacks) = &w.credential_lacks
+    {
+        // A permission refusal: the SAS says itself what it lacks.
+        (
+            VerdictState::CredentialsRefused,
+            false,
+            format!(
+                "NOT BACKED UP: the SAS lacks {lacks} permission; the remote refused it{} ({}){waiting} — make a SAS with read, add, create, write, delete and list, then run devlogd ctl reload",
+                since(w.remote_problem_since_unix),
+                w.credential
+            ),
         )
     } else if w.remote_problem == Some(RemoteProblem::CredentialsRefused) {
         (
@@ -88,6 +102,18 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
             format!(
                 "NOT BACKED UP: {} cannot be pushed{first}; retried with back-off",
                 files(w.failed_paths)
+            ),
+        )
+    } else if w.refused_deletes > 0 {
+        (
+            VerdictState::DeletesRefused,
+            false,
+            format!(
+                "NOT IN SYNC: {} deleted here still on the remote: {}",
+                files(w.refused_deletes),
+                w.refused_deletes_reason
+                    .as_deref()
+                    .unwrap_or("the credentials may not delete")
             ),
         )
     } else if w.held_deletes > 0 {
@@ -157,6 +183,7 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
         text,
         warnings: expiry_warning(w.credential_expires_unix, now_unix)
             .into_iter()
+            .chain(w.warnings.iter().cloned())
             .collect(),
     }
 }
@@ -290,6 +317,17 @@ mod tests {
             ),
             (
                 |s| {
+                    s.worker.remote_problem = Some(RemoteProblem::CredentialsRefused);
+                    s.worker.remote_problem_since_unix = Some(NOW - 600);
+                    s.worker.state = State::Offline;
+                    s.worker.credential_lacks = Some("create, write".into());
+                },
+                VerdictState::CredentialsRefused,
+                false,
+                "NOT BACKED UP: the SAS lacks create, write permission; the remote refused it since 10:56 UTC (AZURE_STORAGE_SAS_TOKEN) — make a SAS with read, add, create, write, delete and list, then run devlogd ctl reload",
+            ),
+            (
+                |s| {
                     s.worker.remote_problem = Some(RemoteProblem::Unreachable);
                     s.worker.remote_problem_since_unix = Some(NOW - 86_400);
                     s.worker.state = State::Offline;
@@ -318,6 +356,18 @@ mod tests {
                 VerdictState::Paused,
                 false,
                 "NOT BACKING UP: paused; 2 paths waiting — run devlogd ctl resume",
+            ),
+            (
+                |s| {
+                    s.worker.refused_deletes = 2;
+                    s.worker.held_deletes = 60;
+                    s.worker.refused_deletes_reason = Some(
+                        "the SAS lacks delete permission (sp=racwl): make a SAS with delete permission, then run devlogd ctl reload".into(),
+                    );
+                },
+                VerdictState::DeletesRefused,
+                false,
+                "NOT IN SYNC: 2 files deleted here still on the remote: the SAS lacks delete permission (sp=racwl): make a SAS with delete permission, then run devlogd ctl reload",
             ),
             (
                 |s| s.worker.held_deletes = 60,

@@ -254,10 +254,11 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
                 |a| a as i64,
             );
             lines.push(format!(
-                "last push      {}: {} uploaded, {} unchanged, {} failed, {} conflicts{}",
+                "last push      {}: {} uploaded, {} unchanged, {} deleted, {} failed, {} conflicts{}",
                 age(ago),
                 last.uploaded,
                 last.unchanged,
+                last.deleted,
                 last.failed,
                 last.conflicts,
                 if last.full { " (full pass)" } else { "" }
@@ -302,8 +303,11 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
     }
     if w.held_deletes > 0 {
         lines.push(format!(
-            "deletes HELD   {} file(s) deleted locally, more than one pass may delete (mass-delete guard): run `devlogd ctl push --allow-deletes` to delete them remotely (their last content stays in the history)",
-            w.held_deletes
+            "deletes HELD   {} file(s) deleted locally, held by the mass-delete guard ({}): run `devlogd ctl push --allow-deletes` to delete them remotely (their last content stays in the history)",
+            w.held_deletes,
+            w.held_deletes_reason
+                .as_deref()
+                .unwrap_or("more than it allows")
         ));
     }
     if w.conflicts > 0 {

@@ -46,6 +46,18 @@ pub fn render(s: &Status) -> String {
         w.held_deletes as f64,
     );
     metric(
+        "refused_deletes",
+        "gauge",
+        "Local deletes the credentials may not carry out (no delete permission).",
+        w.refused_deletes as f64,
+    );
+    metric(
+        "files_deleted_total",
+        "counter",
+        "Files removed from the remote's current view since the daemon started.",
+        w.files_deleted as f64,
+    );
+    metric(
         "conflicts",
         "gauge",
         "Paths whose remote version another writer changed.",

@@ -5,7 +5,8 @@
 //! - the queue task owns the dirty set ([`queue::DirtyQueue`]) and hands ready batches to
 //! - the worker task, which owns the pipeline, the state index and the status;
 //! - the control server answers `devlogd ctl` on a Unix socket;
-//! - this supervisor handles signals and reloads and runs the shutdown.
+//! - this supervisor handles signals and reloads and runs the shutdown, and ends the
+//!   process (exit 1, restarted by the service manager) if the worker dies.
 //!
 //! Every loop selects on one [`CancellationToken`]; stop waits for the tasks with a bound.
 
@@ -54,27 +55,52 @@ fn build_setup(config: Config) -> Result<Setup, Failure> {
         filter,
         remote,
     } = Session::open(config)?;
-    let (state, index_read_only) =
-        match StateIndex::open(config.state_dir(), &config.remote.identity()) {
-            Ok(state) => (state, false),
-            // Run anyway, in state `error` and retrying: the fix is a chmod, a remount or
-            // freeing space (a full state filesystem is `Other`), and the service manager
-            // would not restart a daemon that exits 2 here — that is for configuration
-            // errors. The stand-in is never pushed with (see `Worker::reopen_index`).
-            Err(e @ (StateError::ReadOnly { .. } | StateError::Other { .. })) => {
-                tracing::warn!("{e}");
-                let stand_in = StateIndex::open_at(Path::new(":memory:"), "")
-                    .map_err(|e| Failure::usage(e.to_string()))?;
-                (stand_in, true)
-            }
-            Err(e) => return Err(Failure::usage(e.to_string())),
-        };
+    let mut warnings = Vec::new();
+    if let Some(shadowed) = crate::session::shadowed_credential(&config) {
+        tracing::warn!("{shadowed}");
+        warnings.push(shadowed);
+    }
+    let identity = config.remote.identity();
+    let (state, index_read_only) = match StateIndex::open(config.state_dir(), &identity) {
+        Ok(state) => (state, false),
+        // Written by a newer devlogd: do what `push --all` does. Exiting (2) would
+        // leave the journal unprotected until someone looks, and systemd never
+        // restarts it. Rebuilding loses nothing: the newer index is kept aside, a
+        // fresh index has no rows so nothing is deleted, and the first full pass
+        // lists the remote and adopts every blob whose MD5 equals the file's (one
+        // that differs goes to the conflict policy, which keeps both).
+        Err(e @ StateError::UnknownSchema { .. }) => {
+            let aside = StateIndex::move_aside(config.state_dir(), &identity)
+                .map_err(|io| Failure::usage(format!("{e}; moving it aside failed: {io}")))?;
+            let note = format!(
+                "the state index was written by a newer devlogd; kept it as {} and rebuilt it from the remote (an upgraded devlogd can use either)",
+                aside.display()
+            );
+            tracing::warn!("{note}");
+            warnings.push(note);
+            let state = StateIndex::open(config.state_dir(), &identity)
+                .map_err(|e| Failure::usage(e.to_string()))?;
+            (state, false)
+        }
+        // Run anyway, in state `error` and retrying: the fix is a chmod, a remount or
+        // freeing space (a full state filesystem is `Other`), and the service manager
+        // would not restart a daemon that exits 2 here — that is for configuration
+        // errors. The stand-in is never pushed with (see `Worker::reopen_index`).
+        Err(e @ (StateError::ReadOnly { .. } | StateError::Other { .. })) => {
+            tracing::warn!("{e}");
+            let stand_in = StateIndex::open_at(Path::new(":memory:"), "")
+                .map_err(|e| Failure::usage(e.to_string()))?;
+            (stand_in, true)
+        }
+        Err(e) => return Err(Failure::usage(e.to_string())),
+    };
     Ok(Setup {
         config,
         filter,
         remote,
         state,
         index_read_only,
+        warnings,
     })
 }
 
@@ -149,7 +175,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
         .send(WorkerCmd::Rescan(RescanReason::Startup))
         .await
         .ok();
-    tracker.spawn(worker.run(worker_rx));
+    let mut worker_task = tracker.spawn(worker.run(worker_rx));
     tracker.spawn(queue_task::run(
         sink.clone(),
         queue_settings,
@@ -175,9 +201,19 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
     sd_notify::ready("started; first pass running");
     tracing::info!(root = %root.display(), socket = %socket.display(), pid = std::process::id(), "devlogd running");
 
+    let mut died = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
+            ended = &mut worker_task => {
+                if !cancel.is_cancelled() {
+                    let failure = worker_ended(ended);
+                    tracing::error!("{failure}");
+                    died = Some(failure);
+                    cancel.cancel();
+                }
+                break;
+            }
             signal = signals.next() => match signal {
                 // SIGHUP is a reload with nobody waiting for the answer: one path for both.
                 Some(signal_hook::consts::SIGHUP) => {
@@ -215,7 +251,35 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
     signals.handle().close();
     drop(lock);
     tracing::info!("stopped");
-    Ok(exit::OK)
+    match died {
+        Some(failure) => Err(failure),
+        None => Ok(exit::OK),
+    }
+}
+
+/// The worker ended while the daemon was not stopping (a panic): nothing would be pushed
+/// again, so the process ends with a code the service manager restarts it on (never 2,
+/// which means a configuration to fix).
+fn worker_ended(ended: Result<(), tokio::task::JoinError>) -> Failure {
+    let why = match ended {
+        Ok(()) => "it returned".to_string(),
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            format!("it panicked: {}", crate::redact::printable(&text))
+        }
+        Err(e) => e.to_string(),
+    };
+    Failure::new(
+        exit::FILES_FAILED,
+        format!(
+            "the sync worker stopped ({why}); exiting so the service manager starts devlogd again"
+        ),
+    )
 }
 
 /// The instance lock. Held by a one-shot `devlogd push`: wait for it (a daemon that exits
@@ -309,4 +373,21 @@ async fn reload(
     });
     tracing::info!(root = %root.display(), "configuration reloaded");
     Ok(())
+}
+
+#[cfg(test)]
+mod supervision_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_worker_panic_ends_the_daemon_with_a_code_the_service_manager_restarts() {
+        let task = tokio::spawn(async { panic!("keep_versions_days overflowed") });
+        let failure = worker_ended(task.await);
+        assert_ne!(failure.code.code(), 0);
+        assert_ne!(failure.code, exit::USAGE, "2 is never restarted");
+        assert!(
+            failure.message.contains("keep_versions_days overflowed"),
+            "{failure}"
+        );
+    }
 }

@@ -37,6 +37,8 @@ pub struct Setup {
     /// The index could not be opened for writing: `state` is an empty stand-in, and the
     /// worker reopens the real one before every attempt (no push runs on the stand-in).
     pub index_read_only: bool,
+    /// What the setup found worth saying (shown in status with the verdict).
+    pub warnings: Vec<String>,
 }
 
 /// What a `ctl push` asks for.
@@ -104,6 +106,12 @@ pub struct Worker {
     failed: BTreeMap<String, FailedPath>,
     /// The back-off running is for files that failed (the remote answers), not an outage.
     retrying_files: bool,
+    /// The credentials may not delete: automatic passes leave deletes alone until a reload
+    /// (or an explicit push) tries again, so no retry makes one more history copy.
+    deletes_refused: bool,
+    /// The next full pass compares with the remote's listing (set at start-up, by the
+    /// periodic rescan and by a reload; cleared by a pass that listed).
+    verify_due: bool,
 }
 
 impl Worker {
@@ -132,6 +140,8 @@ impl Worker {
             handed_over,
             failed: BTreeMap::new(),
             retrying_files: false,
+            deletes_refused: false,
+            verify_due: true,
         };
         worker.publish_setup();
         worker
@@ -151,6 +161,7 @@ impl Worker {
                     Some(cmd) => self.handle(cmd, &mut rx).await,
                     None => break,
                 },
+                _ = std::future::ready(()), if self.verify_ready() => self.attempt().await,
                 _ = sleep_until(retry), if retry.is_some() => {
                     self.next_retry = None;
                     // The failed paths' turn (they wait for the back-off; new changes do not).
@@ -180,6 +191,9 @@ impl Worker {
             }
             WorkerCmd::Rescan(reason) => {
                 self.full_pass_pending = true;
+                if matches!(reason, RescanReason::Scheduled | RescanReason::Startup) {
+                    self.verify_due = true;
+                }
                 self.schedule_next_scan();
                 self.status.send_modify(|s| {
                     s.rescans += 1;
@@ -217,7 +231,13 @@ impl Worker {
                 self.status.send_modify(|s| s.watch_limited = watch_limited);
                 self.schedule_next_scan();
                 self.full_pass_pending = true;
-                self.attempt_unless_backing_off().await;
+                // New credentials (or a fixed remote) are tried at once, not after the
+                // back-off the old ones earned; refused deletes get their one new try.
+                self.next_retry = None;
+                self.failures_in_a_row = 0;
+                self.deletes_refused = false;
+                self.verify_due = true;
+                self.attempt().await;
             }
             WorkerCmd::WatchLimited(limited) => {
                 self.status.send_modify(|s| s.watch_limited = limited);
@@ -305,9 +325,26 @@ impl Worker {
 
     /// Push what is pending (a full pass if one was asked for), unless paused.
     async fn attempt(&mut self) {
+        // A start-up pass runs before the remote has answered, without a listing (so an
+        // unreachable remote shows as the uploads it holds up); once it went through, the
+        // pass that compares with the remote follows, after any command already queued
+        // (a `ctl push --all` among them does the comparison itself).
+        if self.attempt_once().await {
+            self.full_pass_pending = true;
+        }
+    }
+
+    /// The comparison with the remote is due and nothing stands in its way.
+    fn verify_ready(&self) -> bool {
+        self.full_pass_pending && self.verify_due && self.next_retry.is_none() && !self.paused
+    }
+
+    /// One attempt; whether the comparison with the remote is still due after a full pass
+    /// that went through without it.
+    async fn attempt_once(&mut self) -> bool {
         if self.paused || (self.pending.is_empty() && !self.full_pass_pending) {
             self.publish_state();
-            return;
+            return false;
         }
         let paths: Vec<String> = std::mem::take(&mut self.pending).into_iter().collect();
         // A file with more than one link changes under every one of its names: a full pass
@@ -334,12 +371,13 @@ impl Worker {
         });
         let request = PushRequest::default();
         let result = self
-            .run_push(request, (!full).then(|| paths.clone()), &|_| {})
+            .run_push(request, (!full).then(|| paths.clone()), false, &|_| {})
             .await;
         match result {
             Ok(report) => {
                 self.record_failures(&report, (!full).then_some(paths.as_slice()));
                 self.after_report(&report);
+                full && report.mode != "all" && self.verify_due
             }
             Err(e) => {
                 // Keep everything for the next attempt.
@@ -349,6 +387,7 @@ impl Worker {
                 self.pending.extend(paths);
                 self.retrying_files = false;
                 self.failed(e.message);
+                false
             }
         }
     }
@@ -362,7 +401,7 @@ impl Worker {
         };
         // An explicit push retries at once, offline or not.
         self.next_retry = None;
-        let result = self.run_push(request, None, &progress).await;
+        let result = self.run_push(request, None, true, &progress).await;
         if !request.dry_run {
             match &result {
                 Ok(report) => {
@@ -396,6 +435,7 @@ impl Worker {
         &mut self,
         request: PushRequest,
         paths: Option<Vec<String>>,
+        explicit: bool,
         progress: &(dyn Fn(PushEvent) + Send + Sync),
     ) -> Result<PushReport, PushFailure> {
         let full_pass = paths.is_none();
@@ -419,8 +459,15 @@ impl Worker {
             // What a restore or `conflicts --fetch` that died left in the journal.
             crate::restore::temp::sweep_root(&self.setup.config.root);
         }
+        // A `ctl push` (not the worker's own passes) tries refused deletes again.
+        let deletes_tried = !self.deletes_refused || explicit;
+        let list_remote =
+            full && !explicit && self.verify_due && self.status.borrow().remote_reached;
         let options = PushOptions {
-            all: request.all,
+            // The worker's start-up and periodic full passes compare with the remote's
+            // listing (once it has answered): a blob deleted or changed behind our back is
+            // repaired or reported, never "backed up" on the index's word alone.
+            all: request.all || list_remote,
             force: request.force,
             // Paths the watcher saw written are hashed whatever their stat says: a write
             // can put the mtime back.
@@ -429,7 +476,11 @@ impl Worker {
             on_conflict: request
                 .on_conflict
                 .unwrap_or(self.setup.config.sync.on_conflict),
-            deletes: self.setup.config.sync.deletes,
+            deletes: if self.deletes_refused && !explicit {
+                crate::config::Deletes::Keep
+            } else {
+                self.setup.config.sync.deletes
+            },
             allow_deletes: request.allow_deletes,
             concurrency: self.setup.config.sync.concurrency,
             paths,
@@ -498,6 +549,16 @@ impl Worker {
                 );
             }
         }
+        if let Ok(r) = &result
+            && !r.dry_run
+        {
+            if deletes_tried {
+                self.deletes_refused = !r.refused_deletes.is_empty();
+            }
+            if request.all || list_remote {
+                self.verify_due = false;
+            }
+        }
         let files_in_index = self.setup.state.count().unwrap_or(0);
         let conflicts = self.setup.state.conflict_paths().map_or(0, |c| c.len());
         let reach = super::reach::Reach::of(&result, request.dry_run);
@@ -555,9 +616,15 @@ impl Worker {
             if let Some(r) = &report {
                 if !r.dry_run {
                     s.files_uploaded += r.uploaded;
+                    s.files_deleted += r.deleted.len() as u64;
+                    if deletes_tried && (full || !r.refused_deletes.is_empty()) {
+                        s.refused_deletes = r.refused_deletes.len();
+                        s.refused_deletes_reason = r.refused_reason.clone();
+                    }
                     // A batch sees only its own paths; a full pass sees every delete.
                     if full || !r.held_deletes.is_empty() {
                         s.held_deletes = r.held_deletes.len();
+                        s.held_deletes_reason = r.held_reason.clone();
                     }
                 }
                 s.last_push = Some(LastPush {
@@ -569,6 +636,7 @@ impl Worker {
                     failed: r.failed.len(),
                     conflicts: r.conflicts.len(),
                     duration_ms: r.duration_ms,
+                    deleted: r.deleted.len() as u64,
                 });
             }
         });
@@ -748,6 +816,22 @@ impl Worker {
         let conflicts = self.setup.state.conflict_paths().map_or(0, |c| c.len());
         let (kind, label) = super::reach::describe(&self.setup.config.remote);
         let expires = self.setup.remote.sas().and_then(|s| s.expires_unix);
+        let warnings = self.setup.warnings.clone();
+        let lacks = self.setup.remote.sas().and_then(|sas| {
+            let names: Vec<&str> = sas
+                .missing_for_push()
+                .into_iter()
+                .map(|c| match c {
+                    'r' => "read",
+                    'a' => "add",
+                    'c' => "create",
+                    'w' => "write",
+                    'd' => "delete",
+                    _ => "list",
+                })
+                .collect();
+            (!names.is_empty()).then(|| names.join(", "))
+        });
         self.status.send_modify(|s| {
             if s.remote != remote {
                 // Another remote (a reload): nothing is known of it yet.
@@ -763,6 +847,8 @@ impl Worker {
             s.remote_kind = kind;
             s.remote_label = label;
             s.credential_expires_unix = expires;
+            s.warnings = warnings;
+            s.credential_lacks = lacks;
         });
     }
 

@@ -49,6 +49,7 @@ impl World {
             remote: remote.clone() as Arc<dyn Remote>,
             state,
             index_read_only: false,
+            warnings: Vec::new(),
         };
         let (status_tx, status) = watch::channel(WorkerStatus::default());
         let cancel = CancellationToken::new();

@@ -4,9 +4,13 @@
 //! Candidates are index rows whose file is gone from disk: every such row in a full pass,
 //! and in a daemon batch the rows at or below a named path that is gone. A file that is
 //! only excluded by a filter, unreadable, or refused a blob name is never a candidate.
-//! The mass-delete guard holds every delete of a pass that would remove more than
-//! `max(50, 10 % of the index)` files, or that finds the whole root empty: an unmounted
-//! or emptied root must never wipe the backup. Held deletes wait for `--allow-deletes`.
+//! The mass-delete guard counts over time, not per pass: remote deletes carried out within
+//! the last hour (recorded in the state index, so a restart does not reset them) count
+//! with the ones a pass would do. It holds them all when together they are more than
+//! `max(50, 10 % of the view)`, or more than half of the view (above a handful of files),
+//! or would leave nothing of it, or when the root is another directory than the last
+//! pass saw (device and inode): an unmounted, emptied or replaced root, or a slow
+//! `rsync --delete`, must never wipe the backup. Held deletes wait for `--allow-deletes`.
 
 use super::PushOptions;
 use super::report::{ConflictAction, ConflictReport, FileFailure, PushReport};
@@ -105,12 +109,59 @@ pub(super) fn candidates(
     Ok(candidates)
 }
 
-/// Whether the guard holds these deletes.
-pub(super) fn held(count: u64, index_rows: u64, root_empty: bool, opts: &PushOptions) -> bool {
-    if opts.allow_deletes || count == 0 {
-        return false;
+/// Deletes of more than this many files that remove more than half of the view are held
+/// (below it, deleting 3 of 5 files is an everyday tidy-up).
+pub const MASS_DELETE_HALF_MIN: u64 = 10;
+
+/// What the guard looks at.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct GuardInput {
+    /// Index rows whose file is gone: what this pass would delete, held ones included.
+    pub gone: u64,
+    /// Index rows now (the current view as this machine knows it).
+    pub rows: u64,
+    /// Remote deletes already carried out within the window.
+    pub recent: u64,
+    /// The root is not the directory (device, inode) the last pass saw.
+    pub root_replaced: bool,
+}
+
+/// Why the guard holds these deletes, or `None` to let them through.
+pub(super) fn hold_reason(g: GuardInput, opts: &PushOptions) -> Option<String> {
+    if opts.allow_deletes || g.gone == 0 {
+        return None;
     }
-    count > mass_delete_threshold(index_rows) || (root_empty && count > 1)
+    let total = g.recent + g.gone;
+    // The view before the window's deletes: what they are measured against.
+    let view = g.rows + g.recent;
+    let limit = mass_delete_threshold(view);
+    if g.root_replaced {
+        Some(
+            "the journal root is another directory than before (an unmounted or replaced volume?)"
+                .to_string(),
+        )
+    } else if g.gone >= g.rows && total > 1 {
+        Some(format!(
+            "they would leave nothing of the {view} file(s) on the remote"
+        ))
+    } else if total > limit {
+        Some(format!(
+            "{total} deletes within an hour, more than the guard allows ({limit})"
+        ))
+    } else if total > MASS_DELETE_HALF_MIN && total * 2 > view {
+        Some(format!(
+            "{total} deletes within an hour would remove more than half of the {view} file(s)"
+        ))
+    } else {
+        None
+    }
+}
+
+/// The root's identity, as the guard compares it (device, inode; `None` if it cannot be
+/// read, which never holds anything by itself).
+pub(super) fn root_identity(root: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(root).ok().map(|m| (m.dev(), m.ino()))
 }
 
 pub(super) struct Deleter<'a> {
@@ -118,10 +169,28 @@ pub(super) struct Deleter<'a> {
     pub retry: RetryPolicy,
     pub writer: &'a str,
     pub concurrency: usize,
+    /// Set at the first permission refusal: no further delete is tried this run (each try
+    /// would make one more history copy first).
+    pub refused: std::sync::atomic::AtomicBool,
+}
+
+/// Why the credentials cannot delete, when the SAS says so itself (`sp` without `d`):
+/// then nothing is tried, not even the history copy.
+fn sas_cannot_delete(remote: &dyn Remote) -> Option<String> {
+    let sas = remote.sas()?;
+    let permissions = sas.permissions?;
+    (!permissions.contains('d')).then(|| {
+        format!(
+            "the SAS lacks delete permission (sp={})",
+            crate::redact::printable(&permissions)
+        )
+    })
 }
 
 enum Outcome {
     Deleted(String),
+    /// The credentials may not delete (or preserve): a verdict, not a retry.
+    Refused(String, Option<String>),
     /// Another writer's version is there now: it stays, and we stop tracking the path.
     Theirs(String),
     Failed(String, RemoteError),
@@ -129,6 +198,10 @@ enum Outcome {
 
 impl Deleter<'_> {
     async fn delete_one(&self, rel: String, entry: IndexEntry) -> Outcome {
+        use std::sync::atomic::Ordering;
+        if self.refused.load(Ordering::SeqCst) {
+            return Outcome::Refused(rel, None);
+        }
         // A path in conflict holds another writer's blob: never deleted for our delete.
         let etag = match (&entry.etag, entry.conflict) {
             (Some(etag), false) => etag.clone(),
@@ -151,6 +224,15 @@ impl Deleter<'_> {
         };
         match result {
             Ok(()) => Outcome::Deleted(rel),
+            Err(RemoteError::Auth { message }) => {
+                self.refused.store(true, Ordering::SeqCst);
+                Outcome::Refused(
+                    rel,
+                    Some(format!(
+                        "the credentials lack delete permission ({message}); use credentials that may delete, then run devlogd ctl reload"
+                    )),
+                )
+            }
             Err(RemoteError::Conflict) => match self.retry.run(|| self.remote.head(&rel)).await {
                 Ok(None) => Outcome::Deleted(rel), // already gone
                 Ok(Some(_)) => Outcome::Theirs(rel),
@@ -164,17 +246,33 @@ impl Deleter<'_> {
     pub(super) async fn run(
         &self,
         jobs: Vec<(String, IndexEntry)>,
+        allowed: bool,
         state: &mut StateIndex,
         report: &mut PushReport,
     ) -> Result<(), StateError> {
+        if let Some(why) = sas_cannot_delete(self.remote).filter(|_| !jobs.is_empty()) {
+            tracing::warn!(files = jobs.len(), "deletes not carried out: {why}");
+            report.refused_deletes = jobs.into_iter().map(|(rel, _)| rel).collect();
+            report.refused_reason = Some(format!(
+                "{why}: make a SAS with delete permission, then run devlogd ctl reload"
+            ));
+            return Ok(());
+        }
         let mut outcomes = futures::stream::iter(jobs)
             .map(|(rel, entry)| self.delete_one(rel, entry))
             .buffer_unordered(self.concurrency.max(1));
         let mut removed = Vec::new();
+        let mut deleted = Vec::new();
         while let Some(outcome) = outcomes.next().await {
             match outcome {
                 Outcome::Deleted(rel) => {
+                    // One line per remote delete: what left the current view, and when.
+                    tracing::info!(
+                        path = %crate::redact::printable(&rel),
+                        "deleted from the remote (its last content kept in the history)"
+                    );
                     report.deleted.push(rel.clone());
+                    deleted.push(rel.clone());
                     removed.push(rel);
                 }
                 Outcome::Theirs(rel) => {
@@ -189,6 +287,13 @@ impl Deleter<'_> {
                     });
                     removed.push(rel);
                 }
+                Outcome::Refused(rel, why) => {
+                    if let Some(why) = why {
+                        tracing::warn!(path = %crate::redact::printable(&rel), "delete refused: {why}");
+                        report.refused_reason.get_or_insert(why);
+                    }
+                    report.refused_deletes.push(rel);
+                }
                 Outcome::Failed(rel, e) => report.failed.push(FileFailure {
                     path: rel,
                     transient: e.is_transient(),
@@ -196,7 +301,12 @@ impl Deleter<'_> {
                 }),
             }
         }
-        state.remove(&removed)
+        state.remove(&removed)?;
+        // Deletes the user allowed do not count against the next ones.
+        if !allowed {
+            state.record_deletes(&deleted, time::OffsetDateTime::now_utc().unix_timestamp())?;
+        }
+        Ok(())
     }
 }
 
@@ -212,9 +322,8 @@ mod tests {
         assert_eq!(mass_delete_threshold(1001), 101);
     }
 
-    #[test]
-    fn the_guard_holds_big_passes_and_an_emptied_root_unless_allowed() {
-        let opts = |allow_deletes| PushOptions {
+    fn opts(allow_deletes: bool) -> PushOptions {
+        PushOptions {
             all: false,
             force: false,
             dry_run: false,
@@ -226,13 +335,48 @@ mod tests {
             paths: None,
             retry: RetryPolicy::default(),
             cancel: None,
+        }
+    }
+
+    fn held(gone: u64, rows: u64, recent: u64, root_replaced: bool, allow: bool) -> bool {
+        let g = GuardInput {
+            gone,
+            rows,
+            recent,
+            root_replaced,
         };
-        assert!(!held(3, 10, false, &opts(false)));
-        assert!(!held(50, 100, false, &opts(false)));
-        assert!(held(51, 100, false, &opts(false)));
-        assert!(held(3, 3, true, &opts(false)), "an emptied root");
-        assert!(!held(1, 1, true, &opts(false)), "the only file");
-        assert!(!held(51, 100, false, &opts(true)));
-        assert!(!held(0, 100, true, &opts(false)));
+        hold_reason(g, &opts(allow)).is_some()
+    }
+
+    #[test]
+    fn the_guard_holds_big_passes_and_an_emptied_root_unless_allowed() {
+        assert!(!held(3, 10, 0, false, false));
+        assert!(!held(3, 5, 0, false, false), "3 of 5: an everyday tidy-up");
+        assert!(!held(50, 1000, 0, false, false));
+        assert!(held(101, 1000, 0, false, false));
+        assert!(held(3, 3, 0, false, false), "an emptied root");
+        assert!(!held(1, 1, 0, false, false), "the only file");
+        assert!(!held(101, 1000, 0, false, true));
+        assert!(!held(0, 100, 0, true, false));
+    }
+
+    #[test]
+    fn deletes_within_the_window_count_together() {
+        // 100 files deleted a few at a time: the recent ones count with each new pass.
+        assert!(!held(2, 100, 0, false, false));
+        assert!(!held(2, 52, 48, false, false), "50 of 100 in an hour");
+        assert!(held(3, 52, 48, false, false), "51 of 100 in an hour");
+        // The last files of a journal deleted one by one.
+        assert!(held(1, 1, 4, false, false));
+    }
+
+    #[test]
+    fn more_than_half_or_a_replaced_root_is_held_whatever_the_count() {
+        assert!(held(21, 40, 0, false, false), "21 of 40");
+        assert!(!held(20, 40, 0, false, false), "exactly half");
+        assert!(held(11, 20, 0, false, false));
+        assert!(!held(10, 15, 0, false, false), "a handful");
+        assert!(held(1, 40, 0, true, false), "another root");
+        assert!(!held(1, 40, 0, true, true));
     }
 }

@@ -95,23 +95,38 @@ pub async fn run(
     let scanned = plan::scan(root, filter, state, remote, opts, &mut report)?;
     let candidates = delete::candidates(root, &scanned, state, opts, &report)?;
     let mut deletes = candidates.now;
-    if !deletes.is_empty() {
-        let rows = state.count()?;
-        let gone = candidates.all_gone.len() as u64;
-        // Every file of the journal gone: an emptied root, which must never wipe the
-        // backup, however few files it had.
-        let root_empty = match opts.paths {
-            None => scanned.files.is_empty(),
-            Some(_) => gone >= rows,
+    let root_now = delete::root_identity(root);
+    let root_before = state.root_identity()?;
+    let mut held = false;
+    if !candidates.all_gone.is_empty() {
+        let guard = delete::GuardInput {
+            gone: candidates.all_gone.len() as u64,
+            rows: state.count()?,
+            recent: state.deletes_since_window(time::OffsetDateTime::now_utc().unix_timestamp())?,
+            root_replaced: root_before.is_some() && root_now.is_some() && root_before != root_now,
         };
-        if delete::held(gone, rows, root_empty, opts) {
+        if let Some(why) = delete::hold_reason(guard, opts) {
             tracing::warn!(
-                files = gone,
-                "deletes held: more than the mass-delete guard allows in one pass; push with --allow-deletes to carry them out"
+                files = guard.gone,
+                "deletes held: {why}; push with --allow-deletes to carry them out"
             );
+            held = true;
             deletes.clear();
             report.held_deletes = candidates.all_gone;
+            report.held_reason = Some(why);
         }
+    }
+    // The root's identity is taken as the new normal only by a pass whose deletes went
+    // through (or had none): a replaced root keeps its deletes held until allowed.
+    if !held
+        && !opts.dry_run
+        && let Some((dev, ino)) = root_now
+        && root_before != root_now
+        && let Err(e) = state.set_root_identity(dev, ino)
+    {
+        // A read-only index fails its first real write with the fix; a pass with nothing
+        // to record must not fail on this alone.
+        tracing::debug!("cannot record the root's identity: {e}");
     }
     let listing = plan::list(remote, opts, &scanned.files, &mut report).await?;
     // Every file is read below this handle, never through a symlink.
@@ -183,8 +198,11 @@ pub async fn run(
             retry: opts.retry,
             writer: &writer,
             concurrency: opts.concurrency,
+            refused: Default::default(),
         };
-        deleter.run(deletes, state, &mut report).await?;
+        deleter
+            .run(deletes, opts.allow_deletes, state, &mut report)
+            .await?;
     }
     report.concurrency = remote.limiter().map(|l| l.run_report());
     let mut report = report.finished(started);

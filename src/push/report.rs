@@ -37,6 +37,15 @@ pub struct PushReport {
     /// by a push with `--allow-deletes`.
     #[serde(default)]
     pub held_deletes: Vec<String>,
+    /// Why the guard held them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_reason: Option<String>,
+    /// Deletes the credentials may not do (a SAS without delete permission): not retried
+    /// until new credentials are loaded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_deletes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_reason: Option<String>,
     /// The container this push created (it did not exist: a new remote, or a typo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_container: Option<String>,
@@ -119,7 +128,7 @@ pub struct FileFailure {
 
 impl PushReport {
     pub fn is_clean(&self) -> bool {
-        self.failed.is_empty()
+        self.failed.is_empty() && self.refused_deletes.is_empty()
     }
 
     /// The exit code of a run that finished: 1 when any file failed.
@@ -139,6 +148,7 @@ impl PushReport {
         self.deleted.sort();
         self.would_delete.sort();
         self.held_deletes.sort();
+        self.refused_deletes.sort();
         self.duration_ms = started.elapsed().as_millis() as u64;
         self
     }

@@ -405,3 +405,74 @@ async fn a_small_journal_emptied_in_a_daemon_batch_is_held() {
     assert_eq!(report.held_deletes.len(), 5, "{report:?}");
     assert_eq!(remote.list().await.unwrap().len(), 5);
 }
+
+#[tokio::test]
+async fn deletes_one_at_a_time_count_together_across_passes_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    for i in 0..100 {
+        std::fs::write(root.join(format!("{i}.md")), format!("{i}")).unwrap();
+    }
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let remote = Instrumented::new(&dir.path().join("mirror"), |_| {});
+    let state_dir = dir.path().join("state");
+    let mut state = StateIndex::open(&state_dir, "t").unwrap();
+    push_once(&root, &filter, &remote, &mut state, &options()).await;
+    let mut held = 0;
+    for i in 0..100 {
+        std::fs::remove_file(root.join(format!("{i}.md"))).unwrap();
+        if i == 30 {
+            // A restart does not reset the count.
+            drop(state);
+            state = StateIndex::open(&state_dir, "t").unwrap();
+        }
+        let mut batch = options();
+        batch.paths = Some(vec![format!("{i}.md")]);
+        let report = push_once(&root, &filter, &remote, &mut state, &batch).await;
+        held = report.held_deletes.len();
+    }
+    assert!(held >= 50, "held {held}");
+    assert!(remote.list().await.unwrap().len() >= 50, "half stays");
+}
+
+#[tokio::test]
+async fn a_replaced_root_holds_its_deletes_until_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    for i in 0..40 {
+        std::fs::write(root.join(format!("{i}.md")), format!("{i}")).unwrap();
+    }
+    let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
+    let remote = Instrumented::new(&dir.path().join("mirror"), |_| {});
+    let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
+    push_once(&root, &filter, &remote, &mut state, &options()).await;
+    // The volume is gone; its mount point holds a placeholder, and one real file was
+    // deleted the same minute.
+    std::fs::rename(&root, dir.path().join("old")).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    for i in 0..39 {
+        std::fs::write(root.join(format!("{i}.md")), format!("{i}")).unwrap();
+    }
+    let report = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(report.held_deletes, vec!["39.md".to_string()], "{report:?}");
+    assert!(
+        report
+            .held_reason
+            .is_some_and(|r| r.contains("another directory"))
+    );
+    let again = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(again.held_deletes.len(), 1, "still held on the next pass");
+    let mut allow = options();
+    allow.allow_deletes = true;
+    let report = push_once(&root, &filter, &remote, &mut state, &allow).await;
+    assert_eq!(report.deleted, vec!["39.md".to_string()]);
+    std::fs::remove_file(root.join("0.md")).unwrap();
+    let report = push_once(&root, &filter, &remote, &mut state, &options()).await;
+    assert_eq!(
+        report.deleted,
+        vec!["0.md".to_string()],
+        "the new root is the root now"
+    );
+}
