@@ -372,7 +372,7 @@ pub async fn prune(
         match result {
             Ok(()) => {
                 report.removed += 1;
-                report.removed_bytes += blob.size;
+                report.removed_bytes = report.removed_bytes.saturating_add(blob.size);
                 match fate {
                     Fate::Thinned => report.thinned += 1,
                     _ => report.expired += 1,

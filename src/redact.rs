@@ -163,7 +163,7 @@ fn needs_escape(c: char) -> bool {
 }
 
 /// Unicode general category Cf (format characters), Unicode 16.
-fn is_format(c: char) -> bool {
+pub fn is_format(c: char) -> bool {
     matches!(
         c,
         '\u{ad}'

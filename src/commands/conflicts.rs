@@ -74,7 +74,13 @@ pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, C
         for blob in versions_to_fetch(&report.conflicts) {
             let to = theirs_name(&blob);
             let expected = match listed.get(blob.as_str()) {
-                Some(e) if filter.accepts_path(&blob) => *e,
+                // The names a push would upload, and only those (the blob-name rules
+                // included: no control or format characters in a local file name).
+                Some(e)
+                    if crate::restore::would_push(&filter, &blob, &remote.name_prefix()) =>
+                {
+                    *e
+                }
                 Some(_) => {
                     report.skipped.push(blob);
                     continue;

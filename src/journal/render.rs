@@ -35,13 +35,20 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// `list`: id, date, tags, first line; newest first (the caller sorts).
 pub fn table(entries: &[&Entry], width: usize) -> String {
-    let id_w = entries
+    // An entry may have come down from the remote: a newline in its id or a tag (TOML
+    // allows `\n` escapes) must not forge a row, so every cell is shown escaped.
+    let shown = |s: &str| crate::redact::printable(s).into_owned();
+    let ids: Vec<String> = entries.iter().map(|e| shown(&e.front.id)).collect();
+    let id_w = ids
         .iter()
-        .map(|e| e.front.id.chars().count())
+        .map(|id| id.chars().count())
         .max()
         .unwrap_or(2)
         .max(2);
-    let tags: Vec<String> = entries.iter().map(|e| e.front.tags.join(",")).collect();
+    let tags: Vec<String> = entries
+        .iter()
+        .map(|e| shown(&e.front.tags.join(",")))
+        .collect();
     let tag_w = tags
         .iter()
         .map(|t| t.chars().count())
@@ -52,13 +59,13 @@ pub fn table(entries: &[&Entry], width: usize) -> String {
         "{:<id_w$}  {:<16}  {:<tag_w$}  TITLE\n",
         "ID", "DATE (UTC)", "TAGS"
     );
-    for (e, t) in entries.iter().zip(&tags) {
+    for ((e, id), t) in entries.iter().zip(&ids).zip(&tags) {
         let used = id_w + 2 + 16 + 2 + tag_w + 2;
-        let title = truncate(&e.title(), width.saturating_sub(used).max(10));
+        let title = truncate(&shown(&e.title()), width.saturating_sub(used).max(10));
         let _ = writeln!(
             out,
             "{:<id_w$}  {:<16}  {:<tag_w$}  {title}",
-            e.front.id,
+            id,
             date(e),
             truncate(t, tag_w)
         );
@@ -142,6 +149,16 @@ pub fn wrap(line: &str, width: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_newline_in_an_id_or_tag_from_the_remote_cannot_forge_a_row() {
+        let text = "+++\nid = \"ab\\nFAKE\"\ncreated = \"2026-11-22T10:15:00Z\"\nupdated = \"2026-11-22T10:15:00Z\"\ntags = [\"a\\nFAKE ROW\"]\n+++\n\n# Title\u{202e}\n";
+        let entry = Entry::parse(text).expect("a valid entry");
+        let shown = table(&[&entry], 120);
+        assert_eq!(shown.lines().count(), 2, "{shown}");
+        assert!(!shown.contains('\u{202e}'), "{shown}");
+        assert!(shown.contains("ab\\nFAKE"), "{shown}");
+    }
 
     #[test]
     fn wraps_at_word_boundaries() {

@@ -100,8 +100,14 @@ impl DirectoryRemote {
 /// Sort an I/O error: a vanished mount or a dead network filesystem is an outage (retried
 /// with back-off), a full or read-only filesystem a condition that clears (retried, the
 /// path kept pending); anything else is about this file.
+/// A path as shown in an error: names below the mirror are written by others (a newline or
+/// an escape sequence in one must not forge a line on the user's terminal).
+fn shown(path: &Path) -> String {
+    crate::redact::printable(&path.display().to_string()).into_owned()
+}
+
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> RemoteError {
-    let message = format!("cannot {what} {}: {e}", path.display());
+    let message = format!("cannot {what} {}: {e}", shown(path));
     let outage = matches!(
         e.raw_os_error(),
         Some(libc::EIO | libc::ENOTCONN | libc::ESTALE | libc::EHOSTDOWN | libc::ETIMEDOUT)
@@ -112,7 +118,7 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> RemoteError {
         RemoteError::Permanent {
             message: format!(
                 "cannot {what} {}: a symlink is in the way (the directory remote never follows symlinks; remove it)",
-                path.display()
+                shown(path)
             ),
         }
     } else if fsutil::is_transient_io(&e) {
@@ -341,7 +347,7 @@ fn free_history_name(
                 return Err(RemoteError::Permanent {
                     message: format!(
                         "cannot keep the replaced version of {}: its history name holds other content",
-                        path.display()
+                        shown(&path)
                     ),
                 });
             }
@@ -588,7 +594,7 @@ fn list_under(root: &Beneath, start: &Path) -> Result<Vec<RemoteBlob>, RemoteErr
         .build();
     for entry in walker {
         let entry = entry.map_err(|e| RemoteError::Permanent {
-            message: format!("cannot list {}: {e}", dir.display()),
+            message: format!("cannot list {}: {e}", shown(dir)),
         })?;
         let file_name = entry.file_name().to_string_lossy();
         if !entry.file_type().is_some_and(|t| t.is_file())

@@ -135,6 +135,19 @@ fn selected(rel: &str, paths: &[String]) -> bool {
         })
 }
 
+/// Whether a push would upload `rel`: the filter and the blob-name rules accept it, also
+/// with its format characters (zero-width, bidi) removed — some file systems (HFS+) ignore
+/// them in names, so `\u{200c}.git/config` would land in `.git/config`.
+pub fn would_push(filter: &Filter, rel: &str, prefix: &str) -> bool {
+    let visible: String = rel
+        .chars()
+        .filter(|&c| !crate::redact::is_format(c))
+        .collect();
+    filter.accepts_path(rel)
+        && filter.accepts_path(&visible)
+        && crate::blobname::check(rel, prefix).is_ok()
+}
+
 /// A name from the remote that is safe to write below the destination.
 fn safe(rel: &str) -> bool {
     !rel.is_empty()
@@ -249,7 +262,7 @@ pub async fn run(
         }
         // The rules a push follows, read from here: a name another writer planted (a
         // `.git/config`, a `.devlogignore`) never comes down.
-        if !opts.filter.accepts_path(&v.path) || crate::blobname::check(&v.path, &prefix).is_err() {
+        if !would_push(&opts.filter, &v.path, &prefix) {
             report.skipped.push(v.path);
             continue;
         }
@@ -297,7 +310,10 @@ pub async fn run(
     }
     progress(RestoreEvent::Planned {
         files: jobs.len() as u64,
-        bytes: jobs.iter().map(|j| j.version.size).sum(),
+        // Listed sizes are the remote's word: a sum must not overflow.
+        bytes: jobs
+            .iter()
+            .fold(0u64, |sum, j| sum.saturating_add(j.version.size)),
     });
     let stamp = local_copy_stamp(OffsetDateTime::now_utc());
     let mut outcomes = futures::stream::iter(jobs)
@@ -701,6 +717,23 @@ mod tests {
             assert!(!safe(bad), "{bad}");
         }
         assert!(safe("notes/ü n#1.md"));
+    }
+
+    #[test]
+    fn a_name_hidden_behind_format_characters_is_not_one_a_push_would_upload() {
+        let include: Vec<String> = ["*.md", "*.toml", "config"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let filter = Filter::new(std::path::Path::new("/nonexistent"), &include, &[])
+            .expect("a filter");
+        assert!(would_push(&filter, "notes/a.md", ""));
+        assert!(!would_push(&filter, ".git/config", ""));
+        // HFS+ ignores U+200C and U+FEFF in names: these would land in `.git/`.
+        assert!(!would_push(&filter, "\u{200c}.git/config", ""));
+        assert!(!would_push(&filter, "\u{feff}.devlogignore.md", ""));
+        // Control characters break the blob-name rules.
+        assert!(!would_push(&filter, "n\u{1b}]0;x.md", ""));
     }
 
     #[test]
