@@ -76,11 +76,7 @@ pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, C
             let expected = match listed.get(blob.as_str()) {
                 // The names a push would upload, and only those (the blob-name rules
                 // included: no control or format characters in a local file name).
-                Some(e)
-                    if crate::restore::would_push(&filter, &blob, &remote.name_prefix()) =>
-                {
-                    *e
-                }
+                Some(e) if crate::restore::would_push(&filter, &blob, &remote.name_prefix()) => *e,
                 Some(_) => {
                     report.skipped.push(blob);
                     continue;

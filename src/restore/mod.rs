@@ -725,8 +725,8 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let filter = Filter::new(std::path::Path::new("/nonexistent"), &include, &[])
-            .expect("a filter");
+        let filter =
+            Filter::new(std::path::Path::new("/nonexistent"), &include, &[]).expect("a filter");
         assert!(would_push(&filter, "notes/a.md", ""));
         assert!(!would_push(&filter, ".git/config", ""));
         // HFS+ ignores U+200C and U+FEFF in names: these would land in `.git/`.
