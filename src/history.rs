@@ -144,13 +144,24 @@ fn grain(t: i128) -> i128 {
     if t % SECOND_NS == 0 { SECOND_NS } else { 0 }
 }
 
+/// A history copy the service stored after it stored the current blob. The version it
+/// copies was current when copied, and the current blob has been current since the service
+/// stored it: so this is the current version kept again (a replace that lost a race) or a
+/// copy a co-writer planted. Either way it stands for no time before the current blob, and
+/// no other version's times are taken from it.
+fn kept_after_current(v: &Version, current_stored: Option<i128>) -> bool {
+    !v.current && matches!((v.stored_ns, current_stored), (Some(s), Some(c)) if s > c)
+}
+
 /// Times from the service, refined by the writers' claims only within the service's grain.
 /// A version was replaced when the service stored its copy; within that second, when the
 /// version after it says it was written (or an older name's stamp says); with no claim, at
 /// the end of the second. A version's write time is believed only between the time the
-/// version before it was replaced and its own replacement (or, for the current version,
-/// when the service stored it).
+/// version before it was replaced and its own replacement; the current version's only
+/// within the grain of when the service stored it (it cannot have been written later, nor
+/// have been current before).
 fn settle_times(list: &mut [Version]) {
+    let current_stored = list.iter().find(|v| v.current).and_then(|v| v.stored_ns);
     for i in 0..list.len() {
         if list[i].current {
             continue;
@@ -158,8 +169,9 @@ fn settle_times(list: &mut [Version]) {
         let Some(stored) = list[i].stored_ns else {
             continue;
         };
-        let claim = list
-            .get(i + 1)
+        let claim = list[i + 1..]
+            .iter()
+            .find(|next| !kept_after_current(next, current_stored))
             .and_then(|next| next.written_ns)
             .or(list[i].named_ns);
         let latest = stored + grain(stored);
@@ -169,38 +181,48 @@ fn settle_times(list: &mut [Version]) {
     }
     let mut previous: Option<i128> = None;
     for v in list.iter_mut() {
-        let upper = if v.current {
-            v.stored_ns.map(|s| s + grain(s))
-        } else {
-            v.replaced_ns
+        let (lower, upper) = match (v.current, v.stored_ns) {
+            (true, Some(s)) => (Some(s), Some(s + grain(s))),
+            (true, None) => (None, None),
+            (false, _) => (None, v.replaced_ns),
         };
         let mut written = v.written_ns;
         if let (Some(w), Some(u)) = (written, upper) {
             written = Some(w.min(u));
         }
-        if let (Some(w), Some(p)) = (written, previous) {
-            written = Some(w.max(p));
+        for bound in [previous, lower].into_iter().flatten() {
+            written = written.map(|w| w.max(bound));
         }
         if written != v.written_ns {
             v.written_ns = written;
             v.written = written.and_then(rfc3339_ns);
         }
-        if !v.current {
+        if !v.current && !kept_after_current(v, current_stored) {
             previous = v.replaced_ns.or(previous);
         }
     }
 }
 
-/// The version of each file that was current at `at` (unix ns): the earliest version
-/// replaced after `at`, or the current blob when none was; in both cases only if it was
-/// already written at `at` (a version whose write time is unknown counts as written).
+/// The version of each file that was current at `at` (unix ns): the current blob once it
+/// was written (believed within the grain of when the service stored it; nothing replaced
+/// after that can have been current at `at`); else the earliest version replaced after
+/// `at` (a copy stored after the current blob stands for no time), or the current blob when
+/// none was; in both cases only if it was already written at `at` (a version whose write
+/// time is unknown counts as written).
 pub fn view_at(current: &[RemoteBlob], history: &[RemoteBlob], at: i128) -> Vec<Version> {
     let mut out = Vec::new();
     for (_, list) in versions(current, history) {
-        let chosen = list
-            .iter()
-            .find(|v| v.replaced_ns.is_some_and(|r| r > at))
-            .or_else(|| list.iter().find(|v| v.current));
+        let current = list.iter().find(|v| v.current);
+        let current_stored = current.and_then(|v| v.stored_ns);
+        let since = current.and_then(|v| v.written_ns.or(v.stored_ns));
+        let chosen = match current {
+            Some(c) if since.is_some_and(|s| s <= at) => Some(c),
+            _ => list
+                .iter()
+                .filter(|v| !v.current && !kept_after_current(v, current_stored))
+                .find(|v| v.replaced_ns.is_some_and(|r| r > at))
+                .or(current),
+        };
         if let Some(v) = chosen
             && v.written_ns.is_none_or(|w| w <= at)
         {
@@ -577,6 +599,71 @@ mod tests {
         let deleted = vec![blob(&version_name("b.md", "e4", "w"), Some(t), t, 4)];
         assert_eq!(view_at(&[], &deleted, t + 900_000_000).len(), 1);
         assert!(view_at(&[], &deleted, t + S).is_empty());
+    }
+
+    #[test]
+    fn a_current_blob_claiming_an_old_write_time_was_not_current_before_the_service_stored_it() {
+        // Attack A: ours was replaced at 20 s (v1 kept); at 30 s a co-writer overwrites the
+        // current blob without keeping a copy and claims it was written at 0.
+        let history = vec![blob(
+            &version_name("a.md", "e1", "w"),
+            Some(10 * S),
+            20 * S,
+            1,
+        )];
+        let current = vec![blob("a.md", Some(0), 30 * S, 9)];
+        let md5_at = |t| {
+            view_at(&current, &history, t)
+                .first()
+                .and_then(|v| v.md5.clone())
+        };
+        assert_eq!(md5_at(15 * S), Some(crate::remote::hex(&[1; 16])));
+        assert_eq!(md5_at(25 * S), None, "the version current at 25 s was lost");
+        assert_eq!(md5_at(31 * S), Some(crate::remote::hex(&[9; 16])));
+        let list = versions(&current, &history).remove("a.md").unwrap();
+        assert_eq!(list[1].written_ns, Some(30 * S), "{list:?}");
+        // A first version claiming 0 was not there before the service stored it.
+        assert!(view_at(&current, &[], 10 * S).is_empty());
+    }
+
+    #[test]
+    fn a_history_copy_planted_after_the_current_blob_stands_for_no_time() {
+        // Attack B: ours was written and stored at 10 s and is still current; at 50 s a
+        // co-writer plants a history copy claiming it was written at 0.
+        let current = vec![blob("a.md", Some(10 * S), 10 * S, 1)];
+        let planted = vec![blob(".devlog-history/a.md/v-x-y", Some(0), 50 * S, 9)];
+        let md5_at = |t| {
+            view_at(&current, &planted, t)
+                .first()
+                .and_then(|v| v.md5.clone())
+        };
+        assert_eq!(md5_at(20 * S), Some(crate::remote::hex(&[1; 16])));
+        assert_eq!(md5_at(60 * S), Some(crate::remote::hex(&[1; 16])));
+        assert_eq!(md5_at(5 * S), None, "not written yet");
+        // Without the claim it does not hide ours either.
+        let unclaimed = vec![blob(".devlog-history/a.md/v-x-y", None, 50 * S, 9)];
+        let view = view_at(&current, &unclaimed, 20 * S);
+        assert_eq!(view.first().map(|v| v.current), Some(true), "{view:?}");
+        // Nor does it move an earlier replacement: v0 was current until 10 s.
+        let history = [
+            vec![blob(
+                &version_name("a.md", "e0", "w"),
+                Some(2 * S),
+                10 * S,
+                7,
+            )],
+            planted,
+        ]
+        .concat();
+        assert_eq!(
+            view_at(&current, &history, 5 * S)
+                .first()
+                .and_then(|v| v.md5.clone()),
+            Some(crate::remote::hex(&[7; 16]))
+        );
+        let list = versions(&current, &history).remove("a.md").unwrap();
+        assert_eq!(list[0].replaced_ns, Some(10 * S), "{list:?}");
+        assert_eq!(list[2].written_ns, Some(10 * S), "{list:?}");
     }
 
     #[test]

@@ -353,6 +353,68 @@ fn restore_at_picks_the_version_current_then_by_the_services_clock<B: Backend>()
     assert_eq!(std::fs::read(now.join("a.md")).unwrap(), b"two");
 }
 
+fn read_text(path: &Path) -> Option<String> {
+    std::fs::read(path)
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// `devlogd restore --at AT --to <dir>`: the directory restored into.
+fn restore_at(env: &TestEnv, at: i128, into: &str) -> PathBuf {
+    let to = env.root().join(into);
+    let at = rfc3339(at);
+    let out = env.run(&["restore", "--at", &at, "--to", to.to_str().unwrap()]);
+    out.assert_code(0);
+    to
+}
+
+fn restore_at_ignores_a_history_copy_planted_with_an_old_write_time<B: Backend>() {
+    let (env, backend) = world::<B>();
+    env.write_file("notes.md", "ours");
+    json(&env, &["push"], 0);
+    let pushed = now_ns();
+    // Service times have whole seconds: `at` is a second after ours was stored, and the
+    // copy is planted a second after `at`.
+    let at = pushed + 1_500_000_000;
+    clock_past(at + 1_500_000_000);
+    backend.plant(&format!("{HISTORY}/notes.md/v-x-y"), b"planted", 0);
+    let to = restore_at(&env, at, "as-of");
+    assert_eq!(
+        read_text(&to.join("notes.md")).as_deref(),
+        Some("ours"),
+        "the version current at {}",
+        rfc3339(at)
+    );
+}
+
+fn restore_at_ignores_an_overwrite_claiming_an_old_write_time<B: Backend>() {
+    let (env, backend) = world::<B>();
+    env.write_file("notes.md", "ours one");
+    env.write_file("other.md", "other");
+    json(&env, &["push"], 0);
+    let first = now_ns() + 1_500_000_000;
+    clock_past(first + 1_500_000_000);
+    env.write_file("notes.md", "ours two");
+    json(&env, &["push"], 0);
+    let second = now_ns() + 1_500_000_000;
+    clock_past(second + 1_500_000_000);
+    // A co-writer overwrites it, keeping no copy, and claims it was written at 0.
+    backend.plant("notes.md", b"theirs", 0);
+    let to = restore_at(&env, first, "first");
+    assert_eq!(std::fs::read(to.join("notes.md")).unwrap(), b"ours one");
+    // "ours two" was current then and is gone: theirs is not it, so nothing is restored.
+    let to = restore_at(&env, second, "second");
+    assert_eq!(std::fs::read(to.join("other.md")).unwrap(), b"other");
+    assert_eq!(
+        read_text(&to.join("notes.md")),
+        None,
+        "a version written after {} restored as current then",
+        rfc3339(second)
+    );
+    let to = restore_at(&env, now_ns(), "now");
+    assert_eq!(std::fs::read(to.join("notes.md")).unwrap(), b"theirs");
+}
+
 fn prune_refuses_when_this_machines_clock_is_40_days_ahead<B: Backend>() {
     let (env, backend) = world::<B>();
     env.write_file("a.md", "one");
@@ -484,6 +546,8 @@ both!(
     prune_keeps_versions_a_skewed_writer_dates_long_ago,
     restore_at_picks_the_version_current_then_by_the_services_clock,
     prune_refuses_when_this_machines_clock_is_40_days_ahead,
+    restore_at_ignores_a_history_copy_planted_with_an_old_write_time,
+    restore_at_ignores_an_overwrite_claiming_an_old_write_time,
 );
 
 // --- F, G: what a hostile or skewed service answers ------------------------------------
