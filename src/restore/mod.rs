@@ -12,6 +12,7 @@
 //! one process writes the index).
 
 mod download;
+mod durable;
 mod place;
 pub mod temp;
 
@@ -316,8 +317,12 @@ pub async fn run(
             .fold(0u64, |sum, j| sum.saturating_add(j.version.size)),
     });
     let stamp = local_copy_stamp(OffsetDateTime::now_utc());
+    let durable = durable::Barrier::new(dest.fd()).map_err(|error| RestoreError::Destination {
+        path: opts.to.display().to_string(),
+        error,
+    })?;
     let mut outcomes = futures::stream::iter(jobs)
-        .map(|job| restore_one(remote, &dest, job, opts, &stamp))
+        .map(|job| restore_one(remote, &dest, &durable, job, opts, &stamp))
         .buffer_unordered(opts.concurrency.max(1));
     let mut records = Vec::new();
     while let Some(outcome) = outcomes.next().await {
@@ -566,6 +571,7 @@ fn settled(dest: &Beneath, rel: String, want: Option<[u8; 16]>, job: &Job) -> Ou
 async fn restore_one(
     remote: &dyn Remote,
     dest: &Beneath,
+    durable: &durable::Barrier,
     job: Job,
     opts: &RestoreOptions,
     stamp: &str,
@@ -639,7 +645,7 @@ async fn restore_one(
         let _ = file.set_times(std::fs::FileTimes::new().set_modified(t.into()));
     }
     // On disk before it has its name: a power cut never leaves an empty file there.
-    if let Err(e) = sync_data(&file).await {
+    if let Err(e) = durable.durable(&file).await {
         return failed(format!("cannot write: {e}"));
     }
     let placed = match place::place(&parent, &tmp_name, name, checked, stamp) {
@@ -678,14 +684,6 @@ async fn restore_one(
             bytes,
         },
     }
-}
-
-/// `fdatasync` off the async thread, so many files flush at once.
-async fn sync_data(file: &std::fs::File) -> std::io::Result<()> {
-    let file = file.try_clone()?;
-    tokio::task::spawn_blocking(move || file.sync_data())
-        .await
-        .map_err(std::io::Error::other)?
 }
 
 fn join(dir: &str, name: &str) -> String {
