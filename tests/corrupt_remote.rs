@@ -2,7 +2,8 @@
 //! match the MD5 in its writer mark) is repaired from the local file by `push --all` and by
 //! the daemon's full passes, with the damaged copy kept in history and never a conflict;
 //! until it is repaired, `ctl status` says so. Each test drives the real `devlogd` binary.
-//! (Azure keeps no MD5 of its own for a blob that could rot unnoticed: directory only.)
+//! Directory remote only: it is the remote whose bytes can change at rest under devlogd's
+//! writer mark (Azure checks its own storage and never reports `corrupt`).
 
 mod common;
 
@@ -256,4 +257,36 @@ fn the_daemons_periodic_pass_repairs_a_damaged_blob() {
     assert_eq!(s["corrupt"].as_u64(), Some(0), "{s}");
     assert_eq!(s["conflicts"].as_u64(), Some(0), "{s}");
     assert!(verdict(&s).starts_with("All"), "{s}");
+}
+
+#[test]
+fn a_dry_run_reports_the_damage_and_the_next_upload_of_the_file_clears_it() {
+    let (env, dir) = world("");
+    env.write_file("a.md", "hello world\n");
+    let daemon = running(&env);
+    wait_for(SETTLE, "a.md on the remote", || {
+        dir.join("a.md").exists().then_some(())
+    });
+    let damaged = flip_a_byte(&dir.join("a.md"));
+    // A dry run repairs nothing: what it found stays reported.
+    env.run(&["ctl", "push", "--all", "--dry-run"])
+        .assert_code(0);
+    let s = poll_until(SETTLE, || {
+        let s = status(&env);
+        (s["corrupt"].as_u64() == Some(1) && settled(&env)).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("not reported: {}\n{}", status(&env), daemon.log_text()));
+    assert_eq!(s["verdict"]["state"], "corrupt", "{s}");
+    assert_eq!(std::fs::read(dir.join("a.md")).unwrap(), damaged);
+    // The user's next edit is pushed over the damaged copy (kept in history): repaired.
+    env.write_file("a.md", "hello again\n");
+    let s = poll_until(SETTLE, || {
+        let s = status(&env);
+        (s["corrupt"].as_u64() == Some(0) && settled(&env)).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("still reported: {}\n{}", status(&env), daemon.log_text()));
+    assert!(verdict(&s).starts_with("All"), "{s}");
+    assert_eq!(std::fs::read(dir.join("a.md")).unwrap(), b"hello again\n");
+    assert_eq!(history_of(&dir, "a.md"), vec![damaged]);
+    assert!(names(&dir).iter().all(|n| !n.contains("conflict")));
 }
