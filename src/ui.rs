@@ -189,9 +189,9 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
             "  corrupt     {}: the stored copy is damaged (its bytes no longer match the MD5 written with it){}",
             printable(p),
             if report.dry_run {
-                "; a push --all repairs it from the local file"
+                "; push --all repairs it if the local file holds that version"
             } else {
-                "; no local copy of that version to repair it from"
+                "; not repaired (no local file holds that version, or its upload failed)"
             }
         );
     }
@@ -263,7 +263,7 @@ pub fn verify_summary(report: &VerifyReport, root: &str, remote: &str) -> String
     for p in &report.corrupt {
         let _ = writeln!(
             out,
-            "  corrupt            {} (the stored copy is damaged: its bytes no longer match the MD5 written with it; the next push of the file repairs it)",
+            "  corrupt            {} (the stored copy is damaged: its bytes no longer match the MD5 written with it; `devlogd push --all` repairs it from the local file)",
             printable(p)
         );
     }

@@ -617,6 +617,12 @@ impl Worker {
             for c in &report.conflicts {
                 tracing::warn!(path = %c.path, action = %c.action, copy = ?c.copy, "conflict");
             }
+            for path in &report.repaired_corrupt {
+                tracing::info!(%path, "repaired a damaged copy on the remote from the local file (the damaged copy kept in the history)");
+            }
+            for path in &report.corrupt {
+                tracing::warn!(%path, "the copy on the remote is damaged (its bytes no longer match the MD5 written with it) and was not repaired");
+            }
             if let Some(container) = &report.created_container {
                 tracing::info!(%container, "created container {container} on the remote");
             }
