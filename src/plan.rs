@@ -26,6 +26,8 @@ pub enum UploadReason {
     MissingOnRemote,
     RemoteDiffers,
     Forced,
+    /// The blob is our content's version, damaged at rest: the local file puts it right.
+    RepairCorrupt,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +80,28 @@ pub fn decide(
             _ => k.etag.clone().unwrap_or_default(),
         };
         return Ok(Decision::Conflict { their_etag });
+    }
+    // Asked for at most once, whichever branch asks.
+    let mut hashed = None;
+    let mut hash = || -> std::io::Result<[u8; 16]> {
+        if let Some(md5) = hashed {
+            return Ok(md5);
+        }
+        let md5 = hash()?;
+        hashed = Some(md5);
+        Ok(md5)
+    };
+    // A damaged copy of the version our file holds (its bytes no longer match the MD5 it
+    // was written with): not another writer's change, so the local bytes repair it (the
+    // damaged copy goes to history first, as before any replace).
+    if let RemoteView::Present(r) = remote
+        && r.corrupt
+        && r.md5 == Some(hash()?)
+    {
+        return Ok(upload(
+            UploadReason::RepairCorrupt,
+            Precondition::IfMatch(r.etag.clone()),
+        ));
     }
     // The row can be trusted to describe the file: same size, mtime and ctime, and not
     // recorded so soon after the mtime that a same-tick write could hide.
@@ -354,6 +378,40 @@ mod tests {
             assert_eq!(got, want, "{name}");
             assert_eq!(reads, want_reads, "{name}: reads");
         }
+    }
+
+    #[test]
+    fn a_damaged_copy_of_our_content_is_repaired_never_a_conflict() {
+        use Precondition::IfMatch;
+        let ours = "\"ours\"".to_string();
+        let damaged = RemoteBlob {
+            corrupt: true,
+            writer: None, // the mark no longer matches the bytes
+            ..blob(A, &ours)
+        };
+        let repair = up(UploadReason::RepairCorrupt, IfMatch(ours.clone()));
+        // In sync by the index, by a row that lost the ETag, by no row at all; --force too.
+        for (name, known, force) in [
+            ("indexed", Some(entry(A, &ours, false, true)), false),
+            ("other etag", Some(entry(A, "\"x\"", false, true)), false),
+            ("no row", None, false),
+            ("forced", Some(entry(A, &ours, false, true)), true),
+        ] {
+            let (got, reads) = run(known, RemoteView::Present(&damaged), force, A);
+            assert_eq!(got, repair, "{name}");
+            assert_eq!(reads, 1, "{name}: hashed once");
+        }
+        // Our file changed since: an ordinary upload over our damaged version.
+        let (got, _) = run(
+            Some(entry(A, &ours, false, false)),
+            RemoteView::Present(&damaged),
+            false,
+            B,
+        );
+        assert_eq!(got, up(UploadReason::Changed, IfMatch(ours.clone())));
+        // Another writer's version, damaged, that our file does not hold: still theirs.
+        let (got, _) = run(None, RemoteView::Present(&damaged), false, B);
+        assert_eq!(got, Decision::Conflict { their_etag: ours });
     }
 
     #[test]

@@ -290,6 +290,13 @@ pub struct WorkerStatus {
     /// Unix seconds since `remote_problem` holds (a time to show).
     #[serde(default)]
     pub remote_problem_since_unix: Option<i64>,
+    /// Blobs the last listing found damaged (bytes that no longer match the MD5 written
+    /// with them) and no push has repaired since.
+    #[serde(default)]
+    pub corrupt: usize,
+    /// The first few of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrupt_sample: Vec<String>,
     /// Paths whose remote version belongs to another writer (the index's conflict flag).
     #[serde(default)]
     pub conflicts: usize,
@@ -349,6 +356,8 @@ pub enum VerdictState {
     /// The credentials may not delete: local deletes wait for new credentials.
     DeletesRefused,
     FailingFiles,
+    /// Blobs damaged at rest on the remote, not repaired yet.
+    Corrupt,
     Conflicts,
     LocalMirror,
     LocalError,

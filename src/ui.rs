@@ -176,6 +176,25 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
                 .unwrap_or("the credentials may not delete")
         );
     }
+    for p in &report.repaired_corrupt {
+        let _ = writeln!(
+            out,
+            "  repaired    {}: the stored copy was damaged; replaced with the local file (the damaged copy kept in the history)",
+            printable(p)
+        );
+    }
+    for p in &report.corrupt {
+        let _ = writeln!(
+            out,
+            "  corrupt     {}: the stored copy is damaged (its bytes no longer match the MD5 written with it){}",
+            printable(p),
+            if report.dry_run {
+                "; push --all repairs it if the local file holds that version"
+            } else {
+                "; not repaired (no local file holds that version, or its upload failed)"
+            }
+        );
+    }
     for c in &report.conflicts {
         match &c.copy {
             Some(copy) => {
@@ -244,7 +263,7 @@ pub fn verify_summary(report: &VerifyReport, root: &str, remote: &str) -> String
     for p in &report.corrupt {
         let _ = writeln!(
             out,
-            "  corrupt            {} (the stored copy is damaged: its bytes no longer match the MD5 written with it; the next push of the file repairs it)",
+            "  corrupt            {} (the stored copy is damaged: its bytes no longer match the MD5 written with it; `devlogd push --all` repairs it from the local file)",
             printable(p)
         );
     }

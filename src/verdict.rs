@@ -3,8 +3,8 @@
 //! A pure function of a [`Status`] and the wall-clock time (for the times it names);
 //! every age in the status comes from the daemon's monotonic clock. The first problem in
 //! this order wins: paused, credentials refused, a local error, unreachable / never
-//! reached, failing files, deletes the credentials may not do, held deletes, the local
-//! mirror, conflicts, pending, backed up.
+//! reached, failing files, deletes the credentials may not do, held deletes, blobs damaged
+//! on the remote, the local mirror, conflicts, pending, backed up.
 
 use crate::protocol::{RemoteKind, RemoteProblem, State, Status, Verdict, VerdictState};
 
@@ -123,6 +123,20 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
             format!(
                 "NOT IN SYNC: {} deleted here still on the remote, held by the mass-delete guard — run devlogd ctl push --allow-deletes",
                 files(w.held_deletes)
+            ),
+        )
+    } else if w.corrupt > 0 {
+        let first = w
+            .corrupt_sample
+            .first()
+            .map(|p| format!(" (first: {})", crate::redact::printable(p)))
+            .unwrap_or_default();
+        (
+            VerdictState::Corrupt,
+            false,
+            format!(
+                "NOT IN SYNC: {} damaged on the remote{first} — run devlogd ctl push --all to repair from the local files",
+                files(w.corrupt)
             ),
         )
     } else if w.remote_kind == RemoteKind::LocalMirror {
@@ -384,6 +398,16 @@ mod tests {
                 VerdictState::FailingFiles,
                 false,
                 "NOT BACKED UP: 2 files cannot be pushed (first: a.md: HTTP 500); retried with back-off",
+            ),
+            (
+                |s| {
+                    s.worker.corrupt = 2;
+                    s.worker.corrupt_sample = vec!["a.md".into(), "b.md".into()];
+                    s.worker.conflicts = 1;
+                },
+                VerdictState::Corrupt,
+                false,
+                "NOT IN SYNC: 2 files damaged on the remote (first: a.md) — run devlogd ctl push --all to repair from the local files",
             ),
             (
                 |s| s.worker.conflicts = 1,

@@ -310,6 +310,21 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
                 .unwrap_or("more than it allows")
         ));
     }
+    if w.corrupt > 0 {
+        let mut names = w
+            .corrupt_sample
+            .iter()
+            .map(|name| shown(name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if w.corrupt > w.corrupt_sample.len() {
+            names.push_str(", …");
+        }
+        lines.push(format!(
+            "corrupt        {} path(s) damaged on the remote (bytes no longer match the MD5 written with them): {names}; run `devlogd ctl push --all` to repair them from the local files",
+            w.corrupt
+        ));
+    }
     if w.conflicts > 0 {
         lines.push(format!(
             "conflicts      {} path(s) another writer changed too: run `devlogd conflicts`",

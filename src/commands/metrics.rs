@@ -46,6 +46,12 @@ pub fn render(s: &Status) -> String {
         w.held_deletes as f64,
     );
     metric(
+        "corrupt_blobs",
+        "gauge",
+        "Blobs damaged on the remote (bytes no longer match their MD5), not repaired yet.",
+        w.corrupt as f64,
+    );
+    metric(
         "refused_deletes",
         "gauge",
         "Local deletes the credentials may not carry out (no delete permission).",

@@ -112,6 +112,8 @@ pub struct Worker {
     /// The next full pass compares with the remote's listing (set at start-up, by the
     /// periodic rescan and by a reload; cleared by a pass that listed).
     verify_due: bool,
+    /// Damaged blobs the last listing found, less those pushed since (shown in status).
+    corrupt: BTreeSet<String>,
 }
 
 impl Worker {
@@ -142,6 +144,7 @@ impl Worker {
             retrying_files: false,
             deletes_refused: false,
             verify_due: true,
+            corrupt: BTreeSet::new(),
         };
         worker.publish_setup();
         worker
@@ -496,7 +499,16 @@ impl Worker {
         };
         // Once planned, what is in flight is what is still to upload (a full pass included).
         let status = &self.status;
+        // Paths uploaded that a listing had found damaged: repaired by this push.
+        let known_corrupt = &self.corrupt;
+        let repaired = std::sync::Mutex::new(Vec::new());
         let counting = |event: PushEvent| {
+            if let PushEvent::Uploaded { path, .. } = &event
+                && known_corrupt.contains(path)
+                && let Ok(mut repaired) = repaired.lock()
+            {
+                repaired.push(path.clone());
+            }
             match &event {
                 PushEvent::Planned { files, .. } => {
                     let n = *files as usize;
@@ -559,6 +571,22 @@ impl Worker {
                 self.verify_due = false;
             }
         }
+        for path in repaired.into_inner().unwrap_or_default() {
+            self.corrupt.remove(&path);
+        }
+        if let Ok(r) = &result
+            && r.mode == "all"
+        {
+            if r.dry_run {
+                // A dry run repairs nothing: what it saw stays damaged.
+                self.corrupt.extend(r.corrupt.iter().cloned());
+            } else {
+                // A listing sees every damaged blob there is.
+                self.corrupt = r.corrupt.iter().cloned().collect();
+            }
+        }
+        let corrupt = self.corrupt.len();
+        let corrupt_sample: Vec<String> = self.corrupt.iter().take(5).cloned().collect();
         let files_in_index = self.setup.state.count().unwrap_or(0);
         let conflicts = self.setup.state.conflict_paths().map_or(0, |c| c.len());
         let reach = super::reach::Reach::of(&result, request.dry_run);
@@ -589,6 +617,12 @@ impl Worker {
             for c in &report.conflicts {
                 tracing::warn!(path = %c.path, action = %c.action, copy = ?c.copy, "conflict");
             }
+            for path in &report.repaired_corrupt {
+                tracing::info!(%path, "repaired a damaged copy on the remote from the local file (the damaged copy kept in the history)");
+            }
+            for path in &report.corrupt {
+                tracing::warn!(%path, "the copy on the remote is damaged (its bytes no longer match the MD5 written with it) and was not repaired");
+            }
             if let Some(container) = &report.created_container {
                 tracing::info!(%container, "created container {container} on the remote");
             }
@@ -612,6 +646,8 @@ impl Worker {
             s.full_pass_running = false;
             s.files_in_index = files_in_index;
             s.conflicts = conflicts;
+            s.corrupt = corrupt;
+            s.corrupt_sample = corrupt_sample;
             reach.apply(s);
             if let Some(r) = &report {
                 if !r.dry_run {
@@ -832,10 +868,15 @@ impl Worker {
                 .collect();
             (!names.is_empty()).then(|| names.join(", "))
         });
+        if self.status.borrow().remote != remote {
+            self.corrupt.clear();
+        }
         self.status.send_modify(|s| {
             if s.remote != remote {
                 // Another remote (a reload): nothing is known of it yet.
                 s.remote_reached = false;
+                s.corrupt = 0;
+                s.corrupt_sample.clear();
                 s.remote_problem = None;
                 s.remote_problem_since_unix = None;
             }

@@ -3,7 +3,7 @@
 //! interrupted run keeps what the remote already has).
 
 use super::PushEvent;
-use super::report::{FileFailure, PushReport};
+use super::report::{ConflictAction, FileFailure, PushReport};
 use super::upload::Outcome;
 use crate::state::{StateError, StateIndex};
 use futures::{Stream, StreamExt};
@@ -54,6 +54,17 @@ pub(super) async fn collect(
                     }
                 } else if conflict.is_none() {
                     report.unchanged += 1;
+                }
+                // Our bytes now stand where a damaged copy was.
+                let replaced = conflict
+                    .as_ref()
+                    .is_none_or(|c| c.action == ConflictAction::Overwritten);
+                if uploaded
+                    && replaced
+                    && let Some(i) = report.corrupt.iter().position(|p| *p == record.rel)
+                {
+                    report.corrupt.remove(i);
+                    report.repaired_corrupt.push(record.rel.clone());
                 }
                 if let Some(c) = conflict {
                     progress(PushEvent::Conflict(c.clone()));

@@ -130,6 +130,13 @@ pub(super) async fn list(
         .collect();
     only.sort();
     report.remote_only = only;
+    let mut corrupt: Vec<String> = listing
+        .values()
+        .filter(|b| b.corrupt)
+        .map(|b| b.name.clone())
+        .collect();
+    corrupt.sort();
+    report.corrupt = corrupt;
     Ok(Some(listing))
 }
 

@@ -24,6 +24,15 @@ pub struct PushReport {
     pub failed: Vec<FileFailure>,
     /// Blobs with no local file (`--all`); never deleted.
     pub remote_only: Vec<String>,
+    /// Blobs whose stored bytes no longer match the MD5 they were written with (`--all`),
+    /// still damaged after this run (no local file to repair them from, a dry run, or
+    /// another writer's version).
+    #[serde(default)]
+    pub corrupt: Vec<String>,
+    /// Damaged blobs this run replaced with the local file (the damaged copy kept in
+    /// history).
+    #[serde(default)]
+    pub repaired_corrupt: Vec<String>,
     /// Files that changed while they were uploaded; pushed again next time.
     pub changed_during_upload: Vec<String>,
     /// Files deleted locally that left the current view of the remote (their last
@@ -149,6 +158,10 @@ impl PushReport {
         self.would_delete.sort();
         self.held_deletes.sort();
         self.refused_deletes.sort();
+        self.repaired_corrupt.sort();
+        // A damaged blob deleted with its local file is gone from the current view.
+        let deleted = &self.deleted;
+        self.corrupt.retain(|p| deleted.binary_search(p).is_err());
         self.duration_ms = started.elapsed().as_millis() as u64;
         self
     }
