@@ -98,7 +98,9 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
         // paused daemon resumes as the lease is dropped.
         _ = stop => {
             progress.finish();
-            drop(daemon_socket);
+            if let Some((_, lease)) = daemon_socket {
+                end_lease(lease).await;
+            }
             return Err(CliError::new(
                 exit::INTERRUPTED,
                 "interrupted; files already restored are in place, run restore again for the rest",
@@ -134,7 +136,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
         } else {
             Ok(())
         };
-        drop(lease);
+        end_lease(lease).await;
         adopted?;
     }
     recorded?;
@@ -209,6 +211,23 @@ async fn pause_lease(socket: &Path) -> Result<tokio::net::UnixStream, CliError> 
     let mut stream = connect(socket).await?;
     exchange(socket, &mut stream, Command::PauseLease).await?;
     Ok(stream)
+}
+
+/// End a pause lease and wait (briefly) until the daemon has taken it back, so that a
+/// `ctl status` right after this process exits no longer says paused. A lease that is only
+/// dropped (the process killed) ends all the same, a moment later.
+async fn end_lease(lease: tokio::net::UnixStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut lease = lease;
+    if lease.shutdown().await.is_err() {
+        return;
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        lease.read_to_end(&mut answer),
+    )
+    .await;
 }
 
 async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, CliError> {

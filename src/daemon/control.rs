@@ -216,6 +216,8 @@ async fn lease(
     }
     tracing::info!("the pausing client went away: resuming");
     let _ = ctx.worker.send(WorkerCmd::Resume).await;
+    // A client that ended the lease itself (a half-close) waits for this before it exits.
+    let _ = send(write, &Line::Reply(Reply::ok("resumed"))).await;
     granted
 }
 
