@@ -321,9 +321,13 @@ pub async fn run(
         path: opts.to.display().to_string(),
         error,
     })?;
+    // `concurrency` downloads in flight; up to 64 more finished ones wait for the flush that
+    // makes them durable without holding a download's place (the flush would otherwise stall
+    // every download behind it).
+    let downloads = tokio::sync::Semaphore::new(opts.concurrency.max(1));
     let mut outcomes = futures::stream::iter(jobs)
-        .map(|job| restore_one(remote, &dest, &durable, job, opts, &stamp))
-        .buffer_unordered(opts.concurrency.max(1));
+        .map(|job| restore_one(remote, &dest, &downloads, &durable, job, opts, &stamp))
+        .buffer_unordered(opts.concurrency.max(1) + FLUSH_QUEUE);
     let mut records = Vec::new();
     while let Some(outcome) = outcomes.next().await {
         match outcome {
@@ -568,14 +572,25 @@ fn settled(dest: &Beneath, rel: String, want: Option<[u8; 16]>, job: &Job) -> Ou
     }
 }
 
+/// How many downloaded files may wait for their flush beside the downloads in flight.
+const FLUSH_QUEUE: usize = 64;
+
 async fn restore_one(
     remote: &dyn Remote,
     dest: &Beneath,
+    downloads: &tokio::sync::Semaphore,
     durable: &durable::Barrier,
     job: Job,
     opts: &RestoreOptions,
     stamp: &str,
 ) -> Outcome {
+    // Held until the bytes are in: the flush that follows waits outside the limit.
+    let Ok(download_slot) = downloads.acquire().await else {
+        return Outcome::Failed {
+            path: job.version.path,
+            error: "the restore was stopped".into(),
+        };
+    };
     let rel = job.version.path.clone();
     let failed = |error: String| Outcome::Failed {
         path: rel.clone(),
@@ -644,6 +659,7 @@ async fn restore_one(
     {
         let _ = file.set_times(std::fs::FileTimes::new().set_modified(t.into()));
     }
+    drop(download_slot);
     // On disk before it has its name: a power cut never leaves an empty file there.
     if let Err(e) = durable.durable(&file).await {
         return failed(format!("cannot write: {e}"));
