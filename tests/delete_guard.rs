@@ -6,112 +6,12 @@
 
 mod common;
 
+use common::backend::{AzureBackend, Backend, DirectoryBackend, HISTORY};
 use common::daemon::Daemon;
 use common::{Azurite, TestEnv, poll_until, unique_container, wait_for};
-use std::path::PathBuf;
 use std::time::Duration;
 
-const HISTORY: &str = ".devlog-history";
 const SETTLE: Duration = Duration::from_secs(90);
-
-/// What a test needs to see and touch on the remote side, independently of devlogd.
-trait Backend: Sized {
-    fn setup(env: &TestEnv) -> Self;
-    fn remote_url(&self) -> String;
-    fn sas(&self) -> Option<String>;
-    /// Blob names of the current view (history and devlogd's own files left out).
-    fn current(&self) -> Vec<String>;
-    fn get(&self, name: &str) -> Option<Vec<u8>>;
-    /// Another client deletes a blob.
-    fn delete(&self, name: &str);
-    /// Another client writes a blob.
-    fn put(&self, name: &str, bytes: &[u8]);
-}
-
-struct AzureBackend {
-    az: &'static Azurite,
-    container: String,
-}
-
-impl Backend for AzureBackend {
-    fn setup(_: &TestEnv) -> Self {
-        AzureBackend {
-            az: Azurite::shared(),
-            container: unique_container("guard"),
-        }
-    }
-    fn remote_url(&self) -> String {
-        self.az.container_url(&self.container)
-    }
-    fn sas(&self) -> Option<String> {
-        Some(self.az.account_sas())
-    }
-    fn current(&self) -> Vec<String> {
-        self.az
-            .list_blobs(&self.container)
-            .into_iter()
-            .map(|b| b.name)
-            .filter(|n| !n.starts_with(HISTORY))
-            .collect()
-    }
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
-        self.az.get_blob(&self.container, name)
-    }
-    fn delete(&self, name: &str) {
-        assert!(self.az.delete_blob(&self.container, name), "{name}");
-    }
-    fn put(&self, name: &str, bytes: &[u8]) {
-        self.az.put_blob(&self.container, name, bytes);
-    }
-}
-
-struct DirectoryBackend {
-    dir: PathBuf,
-}
-
-impl Backend for DirectoryBackend {
-    fn setup(env: &TestEnv) -> Self {
-        let dir = env.root().join("mirror");
-        std::fs::create_dir_all(&dir).unwrap();
-        DirectoryBackend { dir }
-    }
-    fn remote_url(&self) -> String {
-        format!("file://{}", self.dir.display())
-    }
-    fn sas(&self) -> Option<String> {
-        None
-    }
-    fn current(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.dir.clone()];
-        while let Some(d) = stack.pop() {
-            for entry in std::fs::read_dir(&d).unwrap() {
-                let path = entry.unwrap().path();
-                let rel = path.strip_prefix(&self.dir).unwrap().to_string_lossy();
-                if rel.starts_with(HISTORY) || rel.starts_with(".devlogd") {
-                    continue;
-                }
-                let meta = std::fs::symlink_metadata(&path).unwrap();
-                if meta.is_dir() {
-                    stack.push(path);
-                } else if meta.is_file() {
-                    out.push(rel.into_owned());
-                }
-            }
-        }
-        out.sort();
-        out
-    }
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.dir.join(name)).ok()
-    }
-    fn delete(&self, name: &str) {
-        std::fs::remove_file(self.dir.join(name)).unwrap();
-    }
-    fn put(&self, name: &str, bytes: &[u8]) {
-        std::fs::write(self.dir.join(name), bytes).unwrap();
-    }
-}
 
 /// A journal configured for a fresh backend, `extra` appended to the config's [sync].
 fn world<B: Backend>(sync: &str) -> (TestEnv, B) {

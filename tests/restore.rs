@@ -5,106 +5,10 @@
 
 mod common;
 
-use common::{Azurite, RunOutput, TestEnv, unique_container};
+use common::backend::{AzureBackend, Backend, DirectoryBackend, HISTORY, tree};
+use common::{RunOutput, TestEnv};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-const HISTORY: &str = ".devlog-history";
-
-/// What a test needs to see and touch on the remote side, independently of devlogd.
-trait Backend: Sized {
-    fn setup(env: &TestEnv) -> Self;
-    fn remote_url(&self) -> String;
-    fn sas(&self) -> Option<String>;
-    /// Every blob name, history included.
-    fn names(&self) -> Vec<String>;
-    /// Another writer puts a blob.
-    fn put(&self, name: &str, bytes: &[u8]);
-}
-
-struct AzureBackend {
-    az: &'static Azurite,
-    container: String,
-}
-
-impl Backend for AzureBackend {
-    fn setup(_: &TestEnv) -> Self {
-        AzureBackend {
-            az: Azurite::shared(),
-            container: unique_container("restore"),
-        }
-    }
-    fn remote_url(&self) -> String {
-        self.az.container_url(&self.container)
-    }
-    fn sas(&self) -> Option<String> {
-        Some(self.az.account_sas())
-    }
-    fn names(&self) -> Vec<String> {
-        self.az
-            .list_blobs(&self.container)
-            .into_iter()
-            .map(|b| b.name)
-            .collect()
-    }
-    fn put(&self, name: &str, bytes: &[u8]) {
-        self.az.put_blob(&self.container, name, bytes);
-    }
-}
-
-struct DirectoryBackend {
-    dir: PathBuf,
-}
-
-impl Backend for DirectoryBackend {
-    fn setup(env: &TestEnv) -> Self {
-        let dir = env.root().join("mirror");
-        std::fs::create_dir_all(&dir).unwrap();
-        DirectoryBackend { dir }
-    }
-    fn remote_url(&self) -> String {
-        format!("file://{}", self.dir.display())
-    }
-    fn sas(&self) -> Option<String> {
-        None
-    }
-    fn names(&self) -> Vec<String> {
-        let mut out: Vec<String> = tree(&self.dir).into_keys().collect();
-        out.retain(|n| !n.starts_with(".devlogd-tmp/") && n != ".devlogd.lock");
-        out
-    }
-    fn put(&self, name: &str, bytes: &[u8]) {
-        let path = self.dir.join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
-}
-
-/// Every regular file below `dir`: relative name → bytes.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    if !dir.exists() {
-        return out;
-    }
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.is_file() {
-                let name = path
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                out.insert(name, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
-}
 
 /// A journal configured for the backend.
 fn env_for<B: Backend>(backend: &B, env: TestEnv) -> TestEnv {

@@ -5,70 +5,16 @@
 
 mod common;
 
+use common::backend::{AzureBackend, Backend, DirectoryBackend};
 use common::daemon::{Daemon, NOBODY, settled_as, status_as};
 use common::hostile::{Action, Hostile, ListedBlob, Req, Resp, md5_of};
 use common::{Azurite, RunOutput, TestEnv, poll_until, unique_container, wait_for};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-/// A remote the test can write to behind devlogd's back.
-trait Backend: Sized {
-    fn setup(env: &TestEnv) -> Self;
-    fn remote_url(&self) -> String;
-    fn sas(&self) -> Option<String>;
-    /// Another writer puts a blob.
-    fn put(&self, name: &str, bytes: &[u8]);
-}
-
-struct AzureBackend {
-    az: &'static Azurite,
-    container: String,
-}
-
-impl Backend for AzureBackend {
-    fn setup(_: &TestEnv) -> Self {
-        AzureBackend {
-            az: Azurite::shared(),
-            container: unique_container("untrusted"),
-        }
-    }
-    fn remote_url(&self) -> String {
-        self.az.container_url(&self.container)
-    }
-    fn sas(&self) -> Option<String> {
-        Some(self.az.account_sas())
-    }
-    fn put(&self, name: &str, bytes: &[u8]) {
-        self.az.put_blob(&self.container, name, bytes);
-    }
-}
-
-struct DirectoryBackend {
-    dir: PathBuf,
-}
-
-impl Backend for DirectoryBackend {
-    fn setup(env: &TestEnv) -> Self {
-        let dir = env.root().join("mirror");
-        std::fs::create_dir_all(&dir).unwrap();
-        DirectoryBackend { dir }
-    }
-    fn remote_url(&self) -> String {
-        format!("file://{}", self.dir.display())
-    }
-    fn sas(&self) -> Option<String> {
-        None
-    }
-    fn put(&self, name: &str, bytes: &[u8]) {
-        let path = self.dir.join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
-}
 
 fn env_for<B: Backend>(backend: &B, env: TestEnv) -> TestEnv {
     let env = match backend.sas() {

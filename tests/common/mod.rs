@@ -11,6 +11,7 @@
 
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod daemon;
 pub mod hostile;
 
