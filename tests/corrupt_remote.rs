@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::daemon::Daemon;
+use common::daemon::{running, settled, status, verdict};
 use common::{RunOutput, TestEnv, poll_until, wait_for};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -88,30 +88,6 @@ fn history_of(dir: &Path, rel: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn status(env: &TestEnv) -> serde_json::Value {
-    let out = env.run(&["ctl", "status", "--json"]);
-    out.assert_code(0);
-    serde_json::from_str(out.stdout.trim()).unwrap()
-}
-
-fn settled(env: &TestEnv) -> bool {
-    let s = status(env);
-    s["state"] == "idle" && s["pending_paths"].as_u64() == Some(0)
-}
-
-fn verdict(s: &serde_json::Value) -> String {
-    s["verdict"]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn running(env: &TestEnv) -> Daemon {
-    let daemon = Daemon::start(env);
-    wait_for(SETTLE, "the start-up pass", || settled(env).then_some(()));
-    daemon
-}
-
 #[test]
 fn push_all_repairs_a_flipped_byte_from_the_local_file() {
     let (env, dir) = world("");
@@ -178,7 +154,7 @@ fn the_daemon_reports_a_damaged_blob_it_cannot_repair_until_it_is_repaired() {
     let (env, dir) = world("deletes = \"keep\"\n");
     env.write_file("a.md", "hello world\n");
     env.write_file("b.md", "bravo\n");
-    let daemon = running(&env);
+    let daemon = running(&env, SETTLE);
     wait_for(SETTLE, "a.md on the remote", || {
         dir.join("a.md").exists().then_some(())
     });
@@ -228,7 +204,7 @@ fn the_daemon_reports_a_damaged_blob_it_cannot_repair_until_it_is_repaired() {
 fn the_daemons_periodic_pass_repairs_a_damaged_blob() {
     let (env, dir) = world("rescan_interval_s = 10\n");
     env.write_file("a.md", "hello world\n");
-    let daemon = running(&env);
+    let daemon = running(&env, SETTLE);
     wait_for(SETTLE, "a.md on the remote", || {
         dir.join("a.md").exists().then_some(())
     });
@@ -263,7 +239,7 @@ fn the_daemons_periodic_pass_repairs_a_damaged_blob() {
 fn a_dry_run_reports_the_damage_and_the_next_upload_of_the_file_clears_it() {
     let (env, dir) = world("");
     env.write_file("a.md", "hello world\n");
-    let daemon = running(&env);
+    let daemon = running(&env, SETTLE);
     wait_for(SETTLE, "a.md on the remote", || {
         dir.join("a.md").exists().then_some(())
     });

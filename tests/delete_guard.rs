@@ -6,61 +6,21 @@
 
 mod common;
 
-use common::backend::{AzureBackend, Backend, DirectoryBackend, HISTORY};
-use common::daemon::Daemon;
+use common::backend::{AzureBackend, Backend, DirectoryBackend, HISTORY, world_with};
+use common::daemon::{Daemon, running, settled, status, verdict};
 use common::{Azurite, TestEnv, poll_until, unique_container, wait_for};
 use std::time::Duration;
 
 const SETTLE: Duration = Duration::from_secs(90);
 
-/// A journal configured for a fresh backend, `extra` appended to the config's [sync].
-fn world<B: Backend>(sync: &str) -> (TestEnv, B) {
-    let env = TestEnv::new();
-    let backend = B::setup(&env);
-    let env = match backend.sas() {
-        Some(sas) => env.with_sas(sas),
-        None => env,
-    };
-    env.write_config(&format!(
-        "[remote]\nurl = \"{}\"\n\n[sync]\n{sync}",
-        backend.remote_url()
-    ));
-    (env, backend)
-}
-
-fn status(env: &TestEnv) -> serde_json::Value {
-    let out = env.run(&["ctl", "status", "--json"]);
-    out.assert_code(0);
-    serde_json::from_str(out.stdout.trim()).unwrap()
-}
-
-fn settled(env: &TestEnv) -> bool {
-    let s = status(env);
-    s["state"] == "idle" && s["pending_paths"].as_u64() == Some(0)
-}
-
-fn verdict(s: &serde_json::Value) -> String {
-    s["verdict"]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Started and through its first pass.
-fn running(env: &TestEnv) -> Daemon {
-    let daemon = Daemon::start(env);
-    wait_for(SETTLE, "the start-up pass", || settled(env).then_some(()));
-    daemon
-}
-
 // --- A: the mass-delete guard counts over time ----------------------------------------------
 
 fn a_slow_mass_delete_is_held<B: Backend>() {
-    let (env, backend) = world::<B>("");
+    let (env, backend) = world_with::<B>("");
     for i in 0..100 {
         env.write_file(&format!("e/{i:03}.md"), format!("entry {i}"));
     }
-    let daemon = running(&env);
+    let daemon = running(&env, SETTLE);
     assert_eq!(backend.current().len(), 100);
     // A sync client freeing space, one file every 0.3 s: each pass sees only a few.
     for i in 0..100 {
@@ -98,7 +58,7 @@ fn a_slow_mass_delete_is_held<B: Backend>() {
     assert!(human.stdout.contains(" deleted, "), "{}", human.stdout);
     // A restart does not release them.
     drop(daemon);
-    let daemon = running(&env);
+    let daemon = running(&env, SETTLE);
     let s = status(&env);
     assert_eq!(s["held_deletes"].as_u64(), Some(left as u64), "{s}");
     assert_eq!(backend.current().len(), left);
@@ -106,11 +66,11 @@ fn a_slow_mass_delete_is_held<B: Backend>() {
 }
 
 fn a_root_replaced_by_a_placeholder_is_held<B: Backend>() {
-    let (env, backend) = world::<B>("");
+    let (env, backend) = world_with::<B>("");
     for i in 0..40 {
         env.write_file(&format!("notes/{i:02}.md"), format!("note {i}"));
     }
-    let daemon = running(&env);
+    let daemon = running(&env, SETTLE);
     assert_eq!(backend.current().len(), 40);
     // The volume is unmounted: its mount point is an empty directory, with one file in it.
     let aside = env.home().join("unmounted");
@@ -144,10 +104,10 @@ fn a_root_replaced_by_a_placeholder_is_held<B: Backend>() {
 // --- B: "backed up" is checked against the remote --------------------------------------------
 
 fn a_blob_deleted_behind_the_daemons_back_comes_back<B: Backend>() {
-    let (env, backend) = world::<B>("rescan_interval_s = 10\n");
+    let (env, backend) = world_with::<B>("rescan_interval_s = 10\n");
     env.write_file("a.md", b"alpha");
     env.write_file("b.md", b"bravo");
-    let daemon = running(&env);
+    let daemon = running(&env, SETTLE);
     backend.delete("a.md");
     // The periodic full pass lists the remote and puts it back.
     let back = poll_until(SETTLE, || backend.get("a.md"));
@@ -231,7 +191,7 @@ fn a_sas_without_delete_permission_is_a_verdict_not_a_retry_loop() {
     for i in 0..4 {
         env.write_file(&format!("{i}.md"), format!("file {i}"));
     }
-    let daemon = running(&env);
+    let daemon = running(&env, SETTLE);
     std::fs::remove_file(env.journal().join("0.md")).unwrap();
     let refused = poll_until(SETTLE, || {
         let s = status(&env);
@@ -283,7 +243,7 @@ fn a_delete_the_service_refuses_is_not_retried_until_reload() {
     for i in 0..4 {
         env.write_file(&format!("{i}.md"), format!("file {i}"));
     }
-    let daemon = running(&env);
+    let daemon = running(&env, SETTLE);
     std::fs::remove_file(env.journal().join("0.md")).unwrap();
     let s = poll_until(SETTLE, || {
         let s = status(&env);
@@ -388,7 +348,7 @@ fn a_token_in_the_environment_that_wins_over_the_credentials_file_is_said() {
         az.container_url(&container)
     ));
     env.write_file("a.md", b"alpha");
-    let daemon = running(&env);
+    let daemon = running(&env, SETTLE);
     // The token is rotated in the credentials file; the service manager still hands the
     // daemon the old one.
     let rotated = common::account_sas_for(common::ACCOUNT_KEY, "racwdl", "2098-01-01T00:00:00Z");
@@ -436,7 +396,7 @@ fn a_huge_keep_versions_days_is_refused_by_config_check_and_run() {
 }
 
 fn an_index_from_a_newer_devlogd_is_rebuilt_and_the_daemon_runs<B: Backend>() {
-    let (env, backend) = world::<B>("");
+    let (env, backend) = world_with::<B>("");
     env.write_file("a.md", b"alpha");
     env.run(&["push"]).assert_code(0);
     let state = env.state_home().join("devlog");
@@ -449,7 +409,7 @@ fn an_index_from_a_newer_devlogd_is_rebuilt_and_the_daemon_runs<B: Backend>() {
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     env.write_file("b.md", b"bravo");
-    let daemon = running(&env);
+    let daemon = running(&env, SETTLE);
     wait_for(SETTLE, "b.md on the remote", || backend.get("b.md"));
     let s = status(&env);
     assert_eq!(s["files_in_index"].as_u64(), Some(2), "{s}");

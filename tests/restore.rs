@@ -5,26 +5,10 @@
 
 mod common;
 
-use common::backend::{AzureBackend, Backend, DirectoryBackend, HISTORY, tree};
+use common::backend::{AzureBackend, Backend, DirectoryBackend, HISTORY, env_for, tree, world};
 use common::{RunOutput, TestEnv};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// A journal configured for the backend.
-fn env_for<B: Backend>(backend: &B, env: TestEnv) -> TestEnv {
-    let env = match backend.sas() {
-        Some(sas) => env.with_sas(sas),
-        None => env,
-    };
-    env.write_config(&format!("[remote]\nurl = \"{}\"\n", backend.remote_url()));
-    env
-}
-
-fn world<B: Backend>() -> (TestEnv, B) {
-    let env = TestEnv::new();
-    let backend = B::setup(&env);
-    (env_for(&backend, env), backend)
-}
 
 /// `devlogd ARGS --json`, checked for `code`; returns the parsed report.
 fn json(env: &TestEnv, args: &[&str], code: i32) -> (serde_json::Value, RunOutput) {
@@ -104,7 +88,7 @@ fn restore_into_a_fresh_home_is_byte_identical_and_the_next_push_uploads_nothing
     let (report, _) = json(&env, &["push"], 0);
     assert_eq!(count(&report, "uploaded"), want.len() as u64);
     // A new laptop: a fresh HOME, the same remote, nothing local.
-    let fresh = env_for(&backend, TestEnv::new());
+    let fresh = env_for(&backend, TestEnv::new(), "");
     let (report, _) = json(&fresh, &["restore"], 0);
     assert_eq!(count(&report, "restored"), want.len() as u64, "{report}");
     assert_eq!(tree(&fresh.journal()), want, "byte-identical tree");
@@ -438,7 +422,7 @@ fn restore_with_the_daemon_running_goes_through_it_and_uploads_nothing() {
     let (env, backend) = world::<AzureBackend>();
     let want = awkward_journal(&env, 20);
     json(&env, &["push"], 0);
-    let fresh = env_for(&backend, TestEnv::new());
+    let fresh = env_for(&backend, TestEnv::new(), "");
     let _daemon = common::daemon::Daemon::start(&fresh);
     common::wait_for(SETTLE, "the start-up pass", || {
         settled(&fresh).then_some(())

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::backend::{AzureBackend, Backend, DirectoryBackend};
+use common::backend::{AzureBackend, Backend, DirectoryBackend, world};
 use common::daemon::{Daemon, NOBODY, settled_as, status_as};
 use common::hostile::{Action, Hostile, ListedBlob, Req, Resp, md5_of};
 use common::{Azurite, RunOutput, TestEnv, poll_until, unique_container, wait_for};
@@ -15,21 +15,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-fn env_for<B: Backend>(backend: &B, env: TestEnv) -> TestEnv {
-    let env = match backend.sas() {
-        Some(sas) => env.with_sas(sas),
-        None => env,
-    };
-    env.write_config(&format!("[remote]\nurl = \"{}\"\n", backend.remote_url()));
-    env
-}
-
-fn world<B: Backend>() -> (TestEnv, B) {
-    let env = TestEnv::new();
-    let backend = B::setup(&env);
-    (env_for(&backend, env), backend)
-}
 
 /// Every file below `dir` (symlinks and all): relative name → bytes. A file that vanishes
 /// while it is read (a restore running) is left out.

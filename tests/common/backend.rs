@@ -42,6 +42,18 @@ pub fn env_for<B: Backend>(backend: &B, env: TestEnv, sync: &str) -> TestEnv {
     env
 }
 
+/// A fresh backend and a journal configured for it.
+pub fn world<B: Backend>() -> (TestEnv, B) {
+    world_with("")
+}
+
+/// [`world`] with `sync` appended to the configuration's `[sync]` table.
+pub fn world_with<B: Backend>(sync: &str) -> (TestEnv, B) {
+    let env = TestEnv::new();
+    let backend = B::setup(&env);
+    (env_for(&backend, env, sync), backend)
+}
+
 pub struct AzureBackend {
     pub az: &'static Azurite,
     pub container: String,

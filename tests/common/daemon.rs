@@ -189,6 +189,31 @@ pub fn settled_as(env: &TestEnv, uid: Option<u32>) -> bool {
     s["state"] == "idle" && s["pending_paths"].as_u64() == Some(0)
 }
 
+/// `ctl status --json` as this user.
+pub fn status(env: &TestEnv) -> serde_json::Value {
+    status_as(env, None)
+}
+
+/// Idle with nothing pending, as this user sees it.
+pub fn settled(env: &TestEnv) -> bool {
+    settled_as(env, None)
+}
+
+/// The verdict's one line in a status.
+pub fn verdict(s: &serde_json::Value) -> String {
+    s["verdict"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A daemon started and through its start-up pass (within `deadline`).
+pub fn running(env: &TestEnv, deadline: std::time::Duration) -> Daemon {
+    let daemon = Daemon::start(env);
+    super::wait_for(deadline, "the start-up pass", || settled(env).then_some(()));
+    daemon
+}
+
 /// The built-in directory remote (no remote configured): `$XDG_DATA_HOME/devlog/mirror`.
 pub fn mirror(env: &TestEnv) -> PathBuf {
     env.data_home().join("devlog").join("mirror")
