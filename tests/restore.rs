@@ -6,24 +6,9 @@
 mod common;
 
 use common::backend::{AzureBackend, Backend, DirectoryBackend, HISTORY, env_for, tree, world};
-use common::{RunOutput, TestEnv};
+use common::{TestEnv, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// `devlogd ARGS --json`, checked for `code`; returns the parsed report.
-fn json(env: &TestEnv, args: &[&str], code: i32) -> (serde_json::Value, RunOutput) {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = env.run(&all);
-    out.assert_code(code);
-    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "--json output is not JSON ({e}): {}\n{}",
-            out.stdout, out.stderr
-        )
-    });
-    (report, out)
-}
 
 fn count(report: &serde_json::Value, key: &str) -> u64 {
     report[key]

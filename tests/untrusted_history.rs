@@ -7,7 +7,7 @@
 mod common;
 
 use common::hostile::{self, Action, Hostile, Resp};
-use common::{Azurite, RunOutput, TestEnv, unique_container};
+use common::{Azurite, RunOutput, TestEnv, json, unique_container};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -207,21 +207,6 @@ fn world<B: Backend>() -> (TestEnv, B) {
     };
     env.write_config(&format!("[remote]\nurl = \"{}\"\n", backend.remote_url()));
     (env, backend)
-}
-
-/// `devlogd ARGS --json`, checked for `code`; returns the parsed report.
-fn json(env: &TestEnv, args: &[&str], code: i32) -> (serde_json::Value, RunOutput) {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = env.run(&all);
-    out.assert_code(code);
-    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "--json output is not JSON ({e}): {}\n{}",
-            out.stdout, out.stderr
-        )
-    });
-    (report, out)
 }
 
 fn now_ns() -> i128 {

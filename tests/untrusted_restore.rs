@@ -8,7 +8,7 @@ mod common;
 use common::backend::{AzureBackend, Backend, DirectoryBackend, world};
 use common::daemon::{Daemon, NOBODY, settled_as, status_as};
 use common::hostile::{Action, Hostile, ListedBlob, Req, Resp, md5_of};
-use common::{Azurite, RunOutput, TestEnv, poll_until, unique_container, wait_for};
+use common::{Azurite, TestEnv, json, poll_until, unique_container, wait_for};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
@@ -45,21 +45,6 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         }
     }
     out
-}
-
-/// `devlogd ARGS --json`, checked for `code`; returns the parsed report.
-fn json(env: &TestEnv, args: &[&str], code: i32) -> (serde_json::Value, RunOutput) {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = env.run(&all);
-    out.assert_code(code);
-    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "--json output is not JSON ({e}): {}\n{}",
-            out.stdout, out.stderr
-        )
-    });
-    (report, out)
 }
 
 fn strings(report: &serde_json::Value, key: &str) -> Vec<String> {

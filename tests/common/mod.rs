@@ -1031,3 +1031,18 @@ fn read_all(mut r: impl Read) -> String {
     let _ = r.read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+/// `devlogd ARGS --json`, checked for `code`; returns the parsed report.
+pub fn json(env: &TestEnv, args: &[&str], code: i32) -> (serde_json::Value, RunOutput) {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = env.run(&all);
+    out.assert_code(code);
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "--json output is not JSON ({e}): {}\n{}",
+            out.stdout, out.stderr
+        )
+    });
+    (report, out)
+}
