@@ -2,17 +2,16 @@
 //! journal, hard links, a full remote, a clock that steps back), the daemon notices, says so
 //! in `ctl status`, and catches up by itself. Each test reproduces the real condition (the
 //! tests run as root, as CI does): lowered `fs.inotify.*` sysctls — always restored, by a
-//! guard — SIGSTOP, tmpfs mounts. The sysctls are global, so these tests run one at a time
-//! (a static mutex) in their own binary.
+//! guard — SIGSTOP, tmpfs mounts. The sysctls and the mount table are the machine's, so each
+//! test here holds `common::machine::exclusive`: no other test's daemon runs meanwhile.
 
-mod common;
+use crate::common;
 
 use common::TestEnv;
 use common::daemon::{Daemon, mirror, mirrored, settled_as, status_as};
 use common::wait_for;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Start-up passes and settling.
@@ -20,10 +19,9 @@ const SETTLE: Duration = Duration::from_secs(60);
 /// A change reaching the remote through the watcher (the fallback rescan is an hour away).
 const PUSHED: Duration = Duration::from_secs(20);
 
-/// One test at a time: the sysctls and mounts are the machine's.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+/// One test at a time, and no other test's daemon: the sysctls and mounts are the machine's.
+fn serial() -> common::machine::Exclusive {
+    common::machine::exclusive()
 }
 
 fn status(env: &TestEnv) -> serde_json::Value {

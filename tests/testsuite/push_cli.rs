@@ -1,7 +1,7 @@
 //! `devlogd push` as a user meets it: configuration errors, credentials, the built-in
 //! mirror, switching remotes, a damaged index, an unreachable service.
 
-mod common;
+use crate::common;
 
 use common::{ACCOUNT_KEY, Azurite, TestEnv, account_sas_signed_with, unique_container};
 use std::net::TcpListener;

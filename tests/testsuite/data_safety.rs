@@ -2,7 +2,7 @@
 //! remote: a file swapped for a symlink mid-push, a push killed mid-write, a mirror of a
 //! private journal, local errors that clear by themselves.
 
-mod common;
+use crate::common;
 
 use common::daemon::Daemon;
 use common::{TestEnv, wait_for};

@@ -5,7 +5,7 @@
 //! version next to the local file (never over a file), `ctl status` counts it, and
 //! `push --on-conflict overwrite` or deleting the conflict copy makes it go away.
 
-mod common;
+use crate::common;
 
 use common::daemon::Daemon;
 use common::{Azurite, RunOutput, TestEnv, unique_container, wait_for};

@@ -2,8 +2,8 @@
 //! are independent of devlogd's own code (so assertions do not trust what they test), and a
 //! throwaway environment (HOME, XDG directories, journal root) to run the `devlogd` binary in.
 //!
-//! Every `tests/*.rs` does `mod common;` and uses only part of this file, hence the module-wide
-//! `#![allow(dead_code)]`.
+//! Every module of the test binary (`tests/testsuite/main.rs`) uses only part of this file,
+//! hence the module-wide `#![allow(dead_code)]`.
 //!
 //! Azurite comes from `tests/azurite` (npm, pinned in its package-lock.json): `scripts/test`
 //! installs it and exports `DEVLOGD_AZURITE_BIN`. A missing emulator is a loud failure, never a
@@ -14,6 +14,7 @@
 pub mod backend;
 pub mod daemon;
 pub mod hostile;
+pub mod machine;
 
 use std::collections::HashSet;
 use std::fs::{self, File};

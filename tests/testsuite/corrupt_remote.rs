@@ -5,7 +5,7 @@
 //! Directory remote only: it is the remote whose bytes can change at rest under devlogd's
 //! writer mark (Azure checks its own storage and never reports `corrupt`).
 
-mod common;
+use crate::common;
 
 use common::daemon::{running, settled, status, verdict};
 use common::{RunOutput, TestEnv, poll_until, wait_for};

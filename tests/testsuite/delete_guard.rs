@@ -4,7 +4,7 @@
 //! index written by a newer devlogd. Each drives the real `devlogd` binary, against the
 //! directory remote and Azure (Azurite) where the bullet applies to both.
 
-mod common;
+use crate::common;
 
 use common::backend::{AzureBackend, Backend, DirectoryBackend, HISTORY, world_with};
 use common::daemon::{Daemon, running, settled, status, verdict};

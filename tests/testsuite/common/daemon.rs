@@ -2,6 +2,7 @@
 //! socket answers, killed on drop. Also: running devlogd as an unprivileged user (the tests
 //! run as root, who can read anything), the directory remote's mirror, and status.
 
+use super::machine;
 use super::{RunOutput, TestEnv, poll_until, wait_for};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ pub const NOBODY: u32 = 65534;
 pub struct Daemon {
     child: Option<Child>,
     log: PathBuf,
+    /// Keeps machine-changing tests out while this daemon runs (dropped after the kill).
+    _machine: machine::Shared,
 }
 
 impl Daemon {
@@ -54,6 +57,7 @@ impl Daemon {
     }
 
     fn spawn_full(env: &TestEnv, vars: &[(&str, &str)], uid: Option<u32>) -> Daemon {
+        let machine = machine::shared();
         let log = env.root().join(format!("daemon-{}.log", next_number()));
         let file = std::fs::File::create(&log).unwrap();
         if let Some(uid) = uid {
@@ -70,6 +74,7 @@ impl Daemon {
         Daemon {
             child: Some(child),
             log,
+            _machine: machine,
         }
     }
 

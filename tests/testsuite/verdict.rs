@@ -4,7 +4,7 @@
 //! listens on (never reached), and with the built-in local mirror. Also the Prometheus
 //! output and `pending_oldest_ms` with paths pending.
 
-mod common;
+use crate::common;
 
 use common::daemon::Daemon;
 use common::{

@@ -1,8 +1,8 @@
-//! Proves the integration-test harness itself (tests/common): that Azurite starts, accepts the
+//! Proves the integration-test harness itself (tests/testsuite/common): that Azurite starts, accepts the
 //! account SAS, refuses a bad one, round-trips awkward blob names, keeps data across a restart
 //! when persistent, and dies with the test process.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
@@ -193,7 +193,7 @@ fn azurite_dies_with_its_test_process() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_holds_azurite_until_killed",
+            "harness_smoke::child_holds_azurite_until_killed",
             "--ignored",
             "--nocapture",
         ])

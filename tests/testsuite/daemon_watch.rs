@@ -3,7 +3,7 @@
 //! instance lock held by a one-shot push, a read-only state index. Each drives the real
 //! `devlogd run` against the built-in directory remote.
 
-mod common;
+use crate::common;
 
 use common::TestEnv;
 use common::daemon::{

@@ -2,7 +2,7 @@
 //! directory and pushing to a real Azurite (or the directory remote), driven through its
 //! control socket and signals.
 
-mod common;
+use crate::common;
 
 use common::daemon::Daemon;
 use common::{Azurite, TestEnv, md5_b64, unique_container, wait_for};

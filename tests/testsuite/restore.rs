@@ -1,9 +1,9 @@
 //! Getting it back: `restore`, `history`, deletes that reach the remote (kept in history),
 //! the mass-delete guard and retention. One suite, run against Azure Blob Storage
 //! (Azurite) and the directory remote, driving the real `devlogd` binary (the pattern of
-//! tests/push_conformance.rs).
+//! tests/testsuite/push_conformance.rs).
 
-mod common;
+use crate::common;
 
 use common::backend::{AzureBackend, Backend, DirectoryBackend, HISTORY, env_for, tree, world};
 use common::{TestEnv, json};

@@ -2,7 +2,7 @@
 //! SAS, an expired SAS and an unreachable endpoint each get their own message and exit
 //! code; a SAS close to its expiry and unused Azure variables are warned about.
 
-mod common;
+use crate::common;
 
 use common::{ACCOUNT_KEY, Azurite, RunOutput, TestEnv, account_sas_for, unique_container};
 
