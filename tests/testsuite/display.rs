@@ -286,7 +286,7 @@ fn ctl_status_and_push_show_a_failing_name_escaped() {
         "the failing path in the status",
         || {
             let s = status_as(&env, None);
-            (s["failed_paths"].as_u64() == Some(1)).then_some(())
+            (s.failed_paths == 1).then_some(())
         },
     );
     let out = env.run(&["ctl", "status"]);

@@ -3,6 +3,7 @@
 //! run as root, who can read anything), the directory remote's mirror, and status.
 
 use super::machine;
+pub use super::status::{settled, settled_as, status, status_as, verdict};
 use super::{RunOutput, TestEnv, poll_until, wait_for};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -179,37 +180,6 @@ pub fn give_env_to(env: &TestEnv, uid: u32) {
         .output()
         .expect("running chown");
     assert!(out.status.success(), "chown: {out:?}");
-}
-
-/// `ctl status --json` as `uid`.
-pub fn status_as(env: &TestEnv, uid: Option<u32>) -> serde_json::Value {
-    let out = run_as(env, uid, &["ctl", "status", "--json"]);
-    out.assert_code(0);
-    serde_json::from_str(out.stdout.trim()).unwrap()
-}
-
-/// Idle with nothing pending.
-pub fn settled_as(env: &TestEnv, uid: Option<u32>) -> bool {
-    let s = status_as(env, uid);
-    s["state"] == "idle" && s["pending_paths"].as_u64() == Some(0)
-}
-
-/// `ctl status --json` as this user.
-pub fn status(env: &TestEnv) -> serde_json::Value {
-    status_as(env, None)
-}
-
-/// Idle with nothing pending, as this user sees it.
-pub fn settled(env: &TestEnv) -> bool {
-    settled_as(env, None)
-}
-
-/// The verdict's one line in a status.
-pub fn verdict(s: &serde_json::Value) -> String {
-    s["verdict"]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// A daemon started and through its start-up pass (within `deadline`).

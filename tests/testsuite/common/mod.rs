@@ -15,6 +15,7 @@ pub mod backend;
 pub mod daemon;
 pub mod hostile;
 pub mod machine;
+pub mod status;
 
 use std::collections::HashSet;
 use std::fs::{self, File};
