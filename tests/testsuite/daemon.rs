@@ -35,6 +35,13 @@ fn blob_md5s(az: &Azurite, container: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn a_written_file_reaches_the_remote_within_about_a_second() {
+    // From the write to the blob listed with the new content's MD5, over 5 edits. The daemon
+    // waits out a 300 ms debounce, then puts a few bytes: well under a second on an idle
+    // machine. The bounds leave room for a loaded 2-core CI runner (other test daemons, a
+    // compiler): the median within 2 s keeps the promise "about a second"; any one edit
+    // within 5 s still fails a daemon that waits for a timer or a rescan (seconds to an hour).
+    const MEDIAN_BOUND: Duration = Duration::from_secs(2);
+    const EACH_BOUND: Duration = Duration::from_secs(5);
     let az = Azurite::shared();
     let (env, container) = azure_world(az);
     let _daemon = Daemon::start(&env);
@@ -42,17 +49,28 @@ fn a_written_file_reaches_the_remote_within_about_a_second() {
     let mut latencies = Vec::new();
     for i in 0..5 {
         let body = format!("entry {i}\n");
+        let want = md5_b64(body.as_bytes());
         let written = Instant::now();
         env.write_file("today.md", &body);
         wait_for(SETTLE, "today.md on the remote", || {
-            (az.get_blob(&container, "today.md").as_deref() == Some(body.as_bytes())).then_some(())
+            let listed = blob_md5s(az, &container);
+            (listed.get("today.md") == Some(&want)).then_some(())
         });
         latencies.push(written.elapsed());
     }
     latencies.sort();
+    let (median, max) = (latencies[2], latencies[4]);
     eprintln!(
-        "write-to-blob latency over 5 edits (debounce 300 ms): min {:?}, median {:?}, max {:?}",
-        latencies[0], latencies[2], latencies[4]
+        "write-to-blob latency over 5 edits (debounce 300 ms): min {:?}, median {median:?}, max {max:?}",
+        latencies[0]
+    );
+    assert!(
+        median <= MEDIAN_BOUND,
+        "median write-to-blob latency {median:?} over {MEDIAN_BOUND:?}: {latencies:?}"
+    );
+    assert!(
+        max <= EACH_BOUND,
+        "slowest write-to-blob latency {max:?} over {EACH_BOUND:?}: {latencies:?}"
     );
 }
 
