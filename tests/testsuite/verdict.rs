@@ -41,12 +41,6 @@ fn first_line(out: &RunOutput) -> &str {
     out.stdout.lines().next().unwrap_or("")
 }
 
-/// A loopback port with nothing listening on it.
-fn dead_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[test]
 fn backed_up_names_the_files_and_the_container_and_prometheus_says_1() {
     let az = Azurite::shared();
@@ -170,7 +164,7 @@ fn a_remote_never_reached_has_no_last_success() {
     let env = TestEnv::new().with_sas(common::account_sas_signed_with(ACCOUNT_KEY));
     env.write_config(&format!(
         "[remote]\nurl = \"http://127.0.0.1:{}/devstoreaccount1/nobody\"\n",
-        dead_port()
+        common::dead_port()
     ));
     // Nothing to send: the push asks the remote nothing, which once passed for a success.
     let _d = Daemon::start(&env);

@@ -685,6 +685,12 @@ fn describe_node() -> String {
     }
 }
 
+/// A loopback port with nothing listening on it, for "unreachable" cases: reserved like
+/// [`free_port`]'s, so no emulator this process starts later takes it.
+pub fn dead_port() -> u16 {
+    free_port()
+}
+
 /// A loopback port nothing listens on now and that this process has not handed out before.
 fn free_port() -> u16 {
     let mut taken = PORTS_TAKEN.lock().unwrap_or_else(|e| e.into_inner());
