@@ -98,3 +98,50 @@ impl Drop for Shared {
         CHANGED.notify_all();
     }
 }
+
+/// The lock itself, with threads and no processes: an exclusive holder keeps other threads'
+/// daemons out until it drops; a thread that holds a shared guard gets a second one while an
+/// exclusive test waits (a test with two daemons), and the waiting test then goes first.
+#[test]
+fn exclusive_waits_for_daemons_and_keeps_new_ones_out() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    const SOON: Duration = Duration::from_millis(300);
+    // Machine-changing tests running meanwhile may hold the machine first, for a while.
+    const LATER: Duration = Duration::from_secs(300);
+
+    let first = shared();
+    let (took, exclusive_took) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        let guard = exclusive();
+        took.send(()).ok();
+        released.recv().ok();
+        drop(guard);
+    });
+    assert!(
+        exclusive_took.recv_timeout(SOON).is_err(),
+        "exclusive while a daemon runs"
+    );
+    let second = shared(); // re-entrant: no deadlock behind the waiting exclusive test
+    drop((first, second));
+    assert!(
+        exclusive_took.recv_timeout(LATER).is_ok(),
+        "exclusive never came"
+    );
+
+    let (started, daemon_started) = mpsc::channel();
+    let other = thread::spawn(move || {
+        let guard = shared();
+        started.send(()).ok();
+        drop(guard);
+    });
+    assert!(
+        daemon_started.recv_timeout(SOON).is_err(),
+        "a daemon started beside an exclusive test"
+    );
+    release.send(()).ok();
+    assert!(daemon_started.recv_timeout(LATER).is_ok());
+    holder.join().ok();
+    other.join().ok();
+}
