@@ -6,7 +6,7 @@
 //! [`daemon`]. ARCHITECTURE.md has the picture.
 //!
 //! Layers, bottom-up: a module imports only from layers below its own (checked by
-//! `tests/layers.rs`, which also checks that no import circle exists).
+//! `tests/testsuite/layers.rs`, which also checks that no import circle exists).
 //!
 //! 1. exit, fsutil, redact
 //! 2. logging, machine, remote

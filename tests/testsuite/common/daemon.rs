@@ -2,6 +2,8 @@
 //! socket answers, killed on drop. Also: running devlogd as an unprivileged user (the tests
 //! run as root, who can read anything), the directory remote's mirror, and status.
 
+use super::machine;
+pub use super::status::{settled, settled_as, status, status_as, verdict};
 use super::{RunOutput, TestEnv, poll_until, wait_for};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,8 @@ pub const NOBODY: u32 = 65534;
 pub struct Daemon {
     child: Option<Child>,
     log: PathBuf,
+    /// Keeps machine-changing tests out while this daemon runs (dropped after the kill).
+    _machine: machine::Shared,
 }
 
 impl Daemon {
@@ -54,6 +58,7 @@ impl Daemon {
     }
 
     fn spawn_full(env: &TestEnv, vars: &[(&str, &str)], uid: Option<u32>) -> Daemon {
+        let machine = machine::shared();
         let log = env.root().join(format!("daemon-{}.log", next_number()));
         let file = std::fs::File::create(&log).unwrap();
         if let Some(uid) = uid {
@@ -70,6 +75,7 @@ impl Daemon {
         Daemon {
             child: Some(child),
             log,
+            _machine: machine,
         }
     }
 
@@ -174,37 +180,6 @@ pub fn give_env_to(env: &TestEnv, uid: u32) {
         .output()
         .expect("running chown");
     assert!(out.status.success(), "chown: {out:?}");
-}
-
-/// `ctl status --json` as `uid`.
-pub fn status_as(env: &TestEnv, uid: Option<u32>) -> serde_json::Value {
-    let out = run_as(env, uid, &["ctl", "status", "--json"]);
-    out.assert_code(0);
-    serde_json::from_str(out.stdout.trim()).unwrap()
-}
-
-/// Idle with nothing pending.
-pub fn settled_as(env: &TestEnv, uid: Option<u32>) -> bool {
-    let s = status_as(env, uid);
-    s["state"] == "idle" && s["pending_paths"].as_u64() == Some(0)
-}
-
-/// `ctl status --json` as this user.
-pub fn status(env: &TestEnv) -> serde_json::Value {
-    status_as(env, None)
-}
-
-/// Idle with nothing pending, as this user sees it.
-pub fn settled(env: &TestEnv) -> bool {
-    settled_as(env, None)
-}
-
-/// The verdict's one line in a status.
-pub fn verdict(s: &serde_json::Value) -> String {
-    s["verdict"]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// A daemon started and through its start-up pass (within `deadline`).

@@ -4,7 +4,7 @@
 //! index written by a newer devlogd. Each drives the real `devlogd` binary, against the
 //! directory remote and Azure (Azurite) where the bullet applies to both.
 
-mod common;
+use crate::common;
 
 use common::backend::{AzureBackend, Backend, DirectoryBackend, HISTORY, world_with};
 use common::daemon::{Daemon, running, settled, status, verdict};
@@ -29,7 +29,7 @@ fn a_slow_mass_delete_is_held<B: Backend>() {
     }
     let held = poll_until(SETTLE, || {
         let s = status(&env);
-        (s["held_deletes"].as_u64().unwrap_or(0) > 0 && settled(&env)).then_some(s)
+        (s.held_deletes > 0 && settled(&env)).then_some(s)
     });
     let left = backend.current().len();
     let s = held.unwrap_or_else(|| {
@@ -40,7 +40,7 @@ fn a_slow_mass_delete_is_held<B: Backend>() {
         )
     });
     assert!(left >= 50, "half of the view stays: {left} left");
-    assert_eq!(s["held_deletes"].as_u64(), Some(left as u64), "{s}");
+    assert_eq!(s.held_deletes, left as u64, "{s}");
     let text = verdict(&s);
     assert!(text.contains("held by the mass-delete guard"), "{text}");
     assert!(!text.contains("backed up"), "{text}");
@@ -60,7 +60,7 @@ fn a_slow_mass_delete_is_held<B: Backend>() {
     drop(daemon);
     let daemon = running(&env, SETTLE);
     let s = status(&env);
-    assert_eq!(s["held_deletes"].as_u64(), Some(left as u64), "{s}");
+    assert_eq!(s.held_deletes, left as u64, "{s}");
     assert_eq!(backend.current().len(), left);
     drop(daemon);
 }
@@ -79,7 +79,7 @@ fn a_root_replaced_by_a_placeholder_is_held<B: Backend>() {
     env.write_file("PLACEHOLDER.md", b"the volume is not mounted");
     let held = poll_until(SETTLE, || {
         let s = status(&env);
-        (s["held_deletes"].as_u64() == Some(40) && settled(&env)).then_some(s)
+        (s.held_deletes == 40 && settled(&env)).then_some(s)
     });
     let s = held.unwrap_or_else(|| {
         panic!(
@@ -195,7 +195,7 @@ fn a_sas_without_delete_permission_is_a_verdict_not_a_retry_loop() {
     std::fs::remove_file(env.journal().join("0.md")).unwrap();
     let refused = poll_until(SETTLE, || {
         let s = status(&env);
-        (s["refused_deletes"].as_u64() == Some(1)).then_some(s)
+        (s.refused_deletes == 1).then_some(s)
     });
     let s = refused.unwrap_or_else(|| panic!("{}\n{}", status(&env), daemon.log_text()));
     let text = verdict(&s);
@@ -214,7 +214,7 @@ fn a_sas_without_delete_permission_is_a_verdict_not_a_retry_loop() {
         !names.iter().any(|n| n.starts_with(HISTORY)),
         "history copies made: {names:?}"
     );
-    assert_eq!(status(&env)["failed_paths"].as_u64(), Some(0));
+    assert_eq!(status(&env).failed_paths, 0);
 }
 
 #[test]
@@ -247,7 +247,7 @@ fn a_delete_the_service_refuses_is_not_retried_until_reload() {
     std::fs::remove_file(env.journal().join("0.md")).unwrap();
     let s = poll_until(SETTLE, || {
         let s = status(&env);
-        (s["refused_deletes"].as_u64() == Some(1) && settled(&env)).then_some(s)
+        (s.refused_deletes == 1 && settled(&env)).then_some(s)
     })
     .unwrap_or_else(|| panic!("{}\n{}", status(&env), daemon.log_text()));
     let text = verdict(&s);
@@ -266,14 +266,14 @@ fn a_delete_the_service_refuses_is_not_retried_until_reload() {
     };
     let before = tries();
     // Two periodic full passes later: not one more try, not one more history copy.
-    let rescans = s["rescans"].as_u64().unwrap();
+    let rescans = s.rescans;
     wait_for(SETTLE, "two more periodic passes", || {
         let s = status(&env);
-        (s["rescans"].as_u64().unwrap() >= rescans + 2 && settled(&env)).then_some(())
+        (s.rescans >= rescans + 2 && settled(&env)).then_some(())
     });
     assert_eq!(tries(), before, "retried: {}", daemon.log_text());
     assert_eq!(before.0, 1, "one delete tried");
-    assert_eq!(status(&env)["refused_deletes"].as_u64(), Some(1));
+    assert_eq!(status(&env).refused_deletes, 1);
     // A reload (new credentials, say) tries once more.
     env.run(&["ctl", "reload"]).assert_code(0);
     wait_for(SETTLE, "the delete tried again", || {
@@ -412,7 +412,7 @@ fn an_index_from_a_newer_devlogd_is_rebuilt_and_the_daemon_runs<B: Backend>() {
     let daemon = running(&env, SETTLE);
     wait_for(SETTLE, "b.md on the remote", || backend.get("b.md"));
     let s = status(&env);
-    assert_eq!(s["files_in_index"].as_u64(), Some(2), "{s}");
+    assert_eq!(s.files_in_index, 2, "{s}");
     assert!(
         s["verdict"]["warnings"]
             .to_string()

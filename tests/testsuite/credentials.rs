@@ -2,7 +2,7 @@
 //! connection strings, the credentials file and its permissions, Entra ID selection and
 //! error paths, and a sweep for secrets in everything devlogd writes.
 
-mod common;
+use crate::common;
 
 use common::daemon::Daemon;
 use common::{

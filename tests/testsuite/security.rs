@@ -1,7 +1,7 @@
 //! What another local user, a hostile remote or the network must not be able to do,
 //! driven through the real binary.
 
-mod common;
+use crate::common;
 
 use common::TestEnv;
 use std::path::{Path, PathBuf};
@@ -370,6 +370,7 @@ fn the_daemon_leaves_no_core_dump_and_is_not_dumpable() {
     const NOBODY: u32 = 65534;
     let env = TestEnv::new();
     chown_tree(env.root(), NOBODY);
+    let _machine = common::machine::shared();
     let mut cmd = env.devlogd();
     cmd.arg("run")
         .uid(NOBODY)

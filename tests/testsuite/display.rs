@@ -1,10 +1,10 @@
 //! What devlogd shows a person: names that came from the remote or the disk escaped wherever
 //! they are printed (control and invisible format characters), and a command whose stdout was
 //! closed ending quietly. First, proofs that the hostile-service harness
-//! (`tests/common/hostile.rs`) does what the tests built on it rely on: forwarding to Azurite,
+//! (`tests/testsuite/common/hostile.rs`) does what the tests built on it rely on: forwarding to Azurite,
 //! answering on its own, rewriting Azurite's answers.
 
-mod common;
+use crate::common;
 
 use common::daemon::{Daemon, status_as};
 use common::hostile::{Action, Hostile, ListedBlob, Resp};
@@ -286,7 +286,7 @@ fn ctl_status_and_push_show_a_failing_name_escaped() {
         "the failing path in the status",
         || {
             let s = status_as(&env, None);
-            (s["failed_paths"].as_u64() == Some(1)).then_some(())
+            (s.failed_paths == 1).then_some(())
         },
     );
     let out = env.run(&["ctl", "status"]);

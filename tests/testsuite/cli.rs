@@ -2,7 +2,7 @@
 //! config file, credentials rotated with a reload, completions, man pages, `--version`, and
 //! one JSON object on stdout under `--json`, also when the command fails.
 
-mod common;
+use crate::common;
 
 use common::daemon::Daemon;
 use common::{ACCOUNT, ACCOUNT_KEY, Azurite, RunOutput, TestEnv, unique_container, wait_for};

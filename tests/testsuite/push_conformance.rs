@@ -2,7 +2,7 @@
 //! against Azure Blob Storage (a real Azurite) and against the directory remote, driving
 //! the real `devlogd` binary in a throwaway HOME.
 
-mod common;
+use crate::common;
 
 use common::{Azurite, RunOutput, TestEnv, md5_b64, unique_container};
 use std::collections::BTreeMap;

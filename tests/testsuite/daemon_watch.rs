@@ -3,14 +3,14 @@
 //! instance lock held by a one-shot push, a read-only state index. Each drives the real
 //! `devlogd run` against the built-in directory remote.
 
-mod common;
+use crate::common;
 
 use common::TestEnv;
 use common::daemon::{
-    Daemon, HeldLock, NOBODY, give_env_to, instance_lock_path, mirror, mirrored, run_as,
-    settled_as, status_as,
+    Daemon, HeldLock, NOBODY, give_env_to, instance_lock_path, mirror, mirrored, run_as, settled,
+    settled_as, status, status_as,
 };
-use common::wait_for;
+use common::{poll_until, wait_for};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -19,20 +19,6 @@ use std::time::Duration;
 const SETTLE: Duration = Duration::from_secs(60);
 /// A change reaching the remote through the watcher (the fallback rescan is an hour away).
 const PUSHED: Duration = Duration::from_secs(20);
-
-fn status(env: &TestEnv) -> serde_json::Value {
-    status_as(env, None)
-}
-
-fn settled(env: &TestEnv) -> bool {
-    settled_as(env, None)
-}
-
-fn pending(s: &serde_json::Value) -> u64 {
-    s["pending_paths"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("pending_paths in {s}"))
-}
 
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -60,7 +46,7 @@ fn a_symlinked_root_is_watched_where_it_points() {
     wait_for(PUSHED, "later/c.md", || mirrored(&env, "later/c.md"));
     let s = status(&env);
     assert!(s["watch_limited"].is_null(), "{s}");
-    assert!(s["watch_issue"].is_null(), "{s}");
+    assert!(s.watch_issue.is_none(), "{s}");
 }
 
 #[test]
@@ -95,7 +81,7 @@ fn a_replaced_or_returning_root_is_watched_again_with_a_full_pass() {
             .is_some_and(|m| m.contains("missing"))
             .then_some(s)
     });
-    assert_eq!(s["watch"], "root missing", "{s}");
+    assert_eq!(s.watch, "root missing", "{s}");
     std::fs::create_dir(&journal).unwrap();
     std::fs::write(journal.join("back.md"), "back").unwrap();
     wait_for(PUSHED, "back.md", || mirrored(&env, "back.md"));
@@ -103,7 +89,7 @@ fn a_replaced_or_returning_root_is_watched_again_with_a_full_pass() {
     wait_for(PUSHED, "after.md", || mirrored(&env, "after.md"));
     wait_for(SETTLE, "idle with the watch ok", || {
         let s = status(&env);
-        (settled(&env) && s["watch_issue"].is_null()).then_some(())
+        (settled(&env) && s.watch_issue.is_none()).then_some(())
     });
 }
 
@@ -130,11 +116,11 @@ fn an_unreadable_directory_is_skipped_with_one_warning_and_shown_in_status() {
     let s = wait_for(SETTLE, "the start-up pass", || {
         let s = status_as(&env, uid);
         (mirrored(&env, "a.md").is_some()
-            && s["state"] == "retrying"
+            && s.state == "retrying"
             && s["failed_sample"].to_string().contains("private"))
         .then_some(s)
     });
-    assert_eq!(s["failed_paths"], 1, "{s}");
+    assert_eq!(s.failed_paths, 1, "{s}");
     assert_eq!(s["unwatched_dirs"], 1, "only the accepted one counts: {s}");
     let sample = s["unwatched_dirs_sample"].to_string();
     assert!(sample.contains("private"), "{s}");
@@ -142,7 +128,7 @@ fn an_unreadable_directory_is_skipped_with_one_warning_and_shown_in_status() {
         !sample.contains("target") && !sample.contains(".cache"),
         "{s}"
     );
-    assert_eq!(s["watch"], "partial", "{s}");
+    assert_eq!(s.watch, "partial", "{s}");
     let human = run_as(&env, uid, &["ctl", "status"]);
     human.assert_code(0);
     assert!(human.stdout.contains("private"), "{}", human.stdout);
@@ -172,11 +158,11 @@ fn an_unreadable_directory_is_skipped_with_one_warning_and_shown_in_status() {
     });
     wait_for(PUSHED, "the watch ok again", || {
         let s = status_as(&env, uid);
-        (s["unwatched_dirs"] == 0 && s["watch"] == "ok").then_some(())
+        (s["unwatched_dirs"] == 0 && s.watch == "ok").then_some(())
     });
     wait_for(PUSHED, "idle with nothing failed", || {
         let s = status_as(&env, uid);
-        (settled_as(&env, uid) && s["failed_paths"] == 0).then_some(())
+        (settled_as(&env, uid) && s.failed_paths == 0).then_some(())
     });
 }
 
@@ -218,14 +204,14 @@ fn pending_counts_paths_in_flight_and_changed_while_an_upload_hangs() {
     env.write_file("a.md", "a");
     let s = wait_for(PUSHED, "a push hanging with a.md pending", || {
         let s = status(&env);
-        (s["state"] == "pushing" && pending(&s) >= 1).then_some(s)
+        (s.state == "pushing" && s.pending_paths >= 1).then_some(s)
     });
     assert!(s["in_flight_paths"].as_u64() >= Some(1), "{s}");
     env.write_file("b.md", "b");
     env.write_file("c.md", "c");
     wait_for(PUSHED, "a.md in flight plus b.md and c.md pending", || {
         let s = status(&env);
-        (s["state"] == "pushing" && pending(&s) >= 3).then_some(())
+        (s.state == "pushing" && s.pending_paths >= 3).then_some(())
     });
     drop(stall);
     wait_for(
@@ -312,18 +298,25 @@ fn a_read_only_state_index_is_named_with_the_fix_and_changes_stay_pending() {
     chmod(&index, 0o444);
     let _daemon = Daemon::start_as(&env, NOBODY);
     env.write_file("b.md", "b");
-    let s = wait_for(SETTLE, "the read-only index in status", || {
+    // The start-up pass can fail on the index before the watcher has b.md: wait for both.
+    let s = poll_until(SETTLE, || {
         let s = status_as(&env, uid);
-        s["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("read-only"))
-            .then_some(s)
+        let read_only = s
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("read-only"));
+        (read_only && s.pending_paths >= 1).then_some(s)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no read-only error with b.md pending: {}",
+            status_as(&env, uid)
+        )
     });
-    assert_ne!(s["state"], "offline", "{s}");
-    let error = s["last_error"].as_str().unwrap();
+    assert_ne!(s.state, "offline", "{s}");
+    let error = s.last_error.as_deref().unwrap_or_default();
     assert!(error.contains(&index.display().to_string()), "{error}");
     assert!(error.contains("make it writable"), "{error}");
-    assert!(pending(&s) >= 1, "b.md stays pending: {s}");
     let human = run_as(&env, uid, &["ctl", "status"]);
     assert!(human.stdout.contains("read-only"), "{}", human.stdout);
 
@@ -367,13 +360,13 @@ fn a_read_only_state_directory_at_start_up_keeps_the_daemon_running_and_waiting(
     env.write_file("b.md", "b");
     let s = wait_for(SETTLE, "the read-only index in status", || {
         let s = status_as(&env, uid);
-        (s["state"] == "error").then_some(s)
+        (s.state == "error").then_some(s)
     });
-    let error = s["last_error"].as_str().unwrap_or_default();
+    let error = s.last_error.as_deref().unwrap_or_default();
     assert!(error.contains("read-only"), "{s}");
     assert!(error.contains("make it writable"), "{s}");
     wait_for(PUSHED, "b.md pending", || {
-        (pending(&status_as(&env, uid)) >= 1).then_some(())
+        (status_as(&env, uid).pending_paths >= 1).then_some(())
     });
     chmod(&state_dir, 0o700);
     for (p, mode) in &modes {

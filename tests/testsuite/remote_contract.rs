@@ -1,7 +1,7 @@
 //! The remote contract at the trait level (rclone's backend tests): the same checks
 //! against the in-memory remote, the directory remote and Azure Blob Storage (Azurite).
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{Azurite, unique_container};

@@ -6,8 +6,8 @@
 //! a private `systemd --user` (its own HOME and XDG_RUNTIME_DIR, outside /tmp, which the
 //! unit's `PrivateTmp=` hides, and outside /home and /root, which `ProtectSystem=strict`
 //! leaves to `ProtectHome=`), drives the real binary against it, and kills the manager it
-//! started by pid, even when an assertion fails. It is its own test binary: nothing else
-//! may run while it holds the machine-wide `/run/systemd/system` marker.
+//! started by pid, even when an assertion fails. It holds `common::machine::exclusive`:
+//! no other test's daemon runs while it holds the machine-wide `/run/systemd/system` marker.
 //!
 //! Needs Linux with systemd 249 or later installed (`scripts/test` installs it), and either
 //! a running systemd or root (to create `/run/systemd/system`, without which `systemd
@@ -15,7 +15,7 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
+use crate::common;
 
 use common::{poll_until, wait_for};
 use std::path::{Path, PathBuf};
@@ -184,6 +184,7 @@ fn the_unit_runs_under_a_real_user_manager() {
         eprintln!("DEVLOGD_SKIP_USER_MANAGER_TEST is set: not starting a user manager");
         return;
     }
+    let _machine = common::machine::exclusive();
     let m = UserManager::start();
     let home = m.home();
     let log = m.dir.path().join("unit.log");

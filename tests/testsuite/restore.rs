@@ -1,11 +1,12 @@
 //! Getting it back: `restore`, `history`, deletes that reach the remote (kept in history),
 //! the mass-delete guard and retention. One suite, run against Azure Blob Storage
 //! (Azurite) and the directory remote, driving the real `devlogd` binary (the pattern of
-//! tests/push_conformance.rs).
+//! tests/testsuite/push_conformance.rs).
 
-mod common;
+use crate::common;
 
 use common::backend::{AzureBackend, Backend, DirectoryBackend, HISTORY, env_for, tree, world};
+use common::daemon::{settled, status};
 use common::{TestEnv, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -348,17 +349,6 @@ suite!(directory, DirectoryBackend);
 
 // --- with the daemon running (Azurite) -----------------------------------------------------
 
-fn status(env: &TestEnv) -> serde_json::Value {
-    let out = env.run(&["ctl", "status", "--json"]);
-    out.assert_code(0);
-    serde_json::from_str(out.stdout.trim()).unwrap()
-}
-
-fn settled(env: &TestEnv) -> bool {
-    let s = status(env);
-    s["state"] == "idle" && s["pending_paths"].as_u64() == Some(0)
-}
-
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[test]
@@ -373,7 +363,7 @@ fn the_daemon_holds_a_mass_delete_says_why_and_releases_it_on_request() {
     common::wait_for(SETTLE, "the start-up pass", || settled(&env).then_some(()));
     std::fs::remove_dir_all(env.journal().join("e")).unwrap();
     let held = common::poll_until(SETTLE, || {
-        (status(&env)["held_deletes"].as_u64() == Some(60) && settled(&env)).then_some(())
+        (status(&env).held_deletes == 60 && settled(&env)).then_some(())
     });
     assert!(
         held.is_some(),
@@ -399,7 +389,7 @@ fn the_daemon_holds_a_mass_delete_says_why_and_releases_it_on_request() {
     let (report, _) = json(&env, &["ctl", "push", "--allow-deletes"], 0);
     assert_eq!(list(&report, "deleted").len(), 60, "{report}");
     assert_eq!(current(), 1);
-    assert_eq!(status(&env)["held_deletes"].as_u64(), Some(0));
+    assert_eq!(status(&env).held_deletes, 0);
 }
 
 #[test]

@@ -5,9 +5,9 @@
 //! version next to the local file (never over a file), `ctl status` counts it, and
 //! `push --on-conflict overwrite` or deleting the conflict copy makes it go away.
 
-mod common;
+use crate::common;
 
-use common::daemon::Daemon;
+use common::daemon::{Daemon, status};
 use common::{Azurite, RunOutput, TestEnv, unique_container, wait_for};
 use std::time::Duration;
 
@@ -98,9 +98,8 @@ fn verify_names_the_conflict_and_overwrite_resolves_it() {
     // The daemon counts it.
     let _d = Daemon::start(&b);
     let s = wait_for(Duration::from_secs(60), "the conflict counted", || {
-        let out = b.run(&["ctl", "status", "--json"]);
-        let s = json(&out);
-        (s["conflicts"] == 1 && s["verdict"]["state"] == "conflicts").then_some(s)
+        let s = status(&b);
+        (s["conflicts"] == 1 && s.verdict.state == "conflicts").then_some(s)
     });
     assert!(
         s["verdict"]["text"]

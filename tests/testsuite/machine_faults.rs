@@ -2,17 +2,16 @@
 //! journal, hard links, a full remote, a clock that steps back), the daemon notices, says so
 //! in `ctl status`, and catches up by itself. Each test reproduces the real condition (the
 //! tests run as root, as CI does): lowered `fs.inotify.*` sysctls — always restored, by a
-//! guard — SIGSTOP, tmpfs mounts. The sysctls are global, so these tests run one at a time
-//! (a static mutex) in their own binary.
+//! guard — SIGSTOP, tmpfs mounts. The sysctls and the mount table are the machine's, so each
+//! test here holds `common::machine::exclusive`: no other test's daemon runs meanwhile.
 
-mod common;
+use crate::common;
 
 use common::TestEnv;
-use common::daemon::{Daemon, mirror, mirrored, settled_as, status_as};
+use common::daemon::{Daemon, mirror, mirrored, settled, status};
 use common::wait_for;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Start-up passes and settling.
@@ -20,18 +19,9 @@ const SETTLE: Duration = Duration::from_secs(60);
 /// A change reaching the remote through the watcher (the fallback rescan is an hour away).
 const PUSHED: Duration = Duration::from_secs(20);
 
-/// One test at a time: the sysctls and mounts are the machine's.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn status(env: &TestEnv) -> serde_json::Value {
-    status_as(env, None)
-}
-
-fn settled(env: &TestEnv) -> bool {
-    settled_as(env, None)
+/// One test at a time, and no other test's daemon: the sysctls and mounts are the machine's.
+fn serial() -> common::machine::Exclusive {
+    common::machine::exclusive()
 }
 
 /// A sysctl under /proc/sys set for a while, restored on drop (a failing test included).
@@ -113,7 +103,7 @@ fn after_a_queue_overflow_directories_made_meanwhile_are_watched() {
     daemon.signal(libc::SIGCONT);
     wait_for(SETTLE, "the full pass after the overflow", || {
         let s = status(&env);
-        (s["watcher_overflows"].as_u64() >= Some(1)
+        (s.watcher_overflows >= 1
             && (0..30).all(|i| mirrored(&env, &format!("d{i}/f.md")).is_some())
             && settled(&env))
         .then_some(())
@@ -159,10 +149,10 @@ fn reading_the_journal_adds_nothing_to_the_kernel_queue() {
     wait_for(PUSHED, "idle", || settled(&env).then_some(()));
     let after = status(&env);
     assert_eq!(
-        after["watcher_overflows"], before["watcher_overflows"],
+        after.watcher_overflows, before.watcher_overflows,
         "reads overflowed the kernel queue: {after}"
     );
-    assert_eq!(after["rescans"], before["rescans"], "{after}");
+    assert_eq!(after.rescans, before.rescans, "{after}");
 }
 
 #[test]
@@ -219,12 +209,6 @@ fn a_write_through_one_hard_link_updates_every_link_on_the_remote() {
     wait_for(PUSHED, "idle", || settled(&env).then_some(()));
 }
 
-fn failed_paths(s: &serde_json::Value) -> u64 {
-    s["failed_paths"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("failed_paths in {s}"))
-}
-
 #[test]
 fn a_file_the_remote_refuses_is_kept_shown_and_retried_until_it_goes_through() {
     let _serial = serial();
@@ -237,17 +221,15 @@ fn a_file_the_remote_refuses_is_kept_shown_and_retried_until_it_goes_through() {
     let _daemon = Daemon::start(&env);
     let s = wait_for(SETTLE, "the failure shown in status", || {
         let s = status(&env);
-        (mirrored(&env, "ok.md").is_some()
-            && s["state"] != "pushing"
-            && s["failed_paths"].as_u64() == Some(1))
-        .then_some(s)
+        (mirrored(&env, "ok.md").is_some() && s.state != "pushing" && s.failed_paths == 1)
+            .then_some(s)
     });
-    assert_ne!(s["state"], "idle", "{s}");
-    assert_eq!(s["state"], "retrying", "{s}");
+    assert_ne!(s.state, "idle", "{s}");
+    assert_eq!(s.state, "retrying", "{s}");
     assert_eq!(s["failed_sample"][0], "blocked.md", "{s}");
     assert!(s["failed_error"].as_str().is_some(), "{s}");
-    assert!(s["pending_paths"].as_u64() >= Some(1), "{s}");
-    assert!(s["last_success_age_s"].is_null(), "{s}");
+    assert!(s.pending_paths >= 1, "{s}");
+    assert!(s.last_success_age_s.is_none(), "{s}");
     // Cleared on the remote: retried by itself (back-off), pushed, idle.
     std::fs::remove_dir_all(&blocker).unwrap();
     wait_for(SETTLE, "blocked.md pushed after the obstacle went", || {
@@ -255,8 +237,7 @@ fn a_file_the_remote_refuses_is_kept_shown_and_retried_until_it_goes_through() {
     });
     wait_for(PUSHED, "idle with nothing failed", || {
         let s = status(&env);
-        (settled(&env) && failed_paths(&s) == 0 && s["last_success_age_s"].is_number())
-            .then_some(())
+        (settled(&env) && s.failed_paths == 0 && s.last_success_age_s.is_some()).then_some(())
     });
 }
 
@@ -272,12 +253,12 @@ fn a_full_remote_disk_keeps_paths_pending_and_catches_up_when_space_is_freed() {
     let _daemon = Daemon::start(&env);
     let s = wait_for(SETTLE, "the disk-full failure in status", || {
         let s = status(&env);
-        (s["state"] != "pushing" && s["next_retry_in_s"].is_number()).then_some(s)
+        (s.state != "pushing" && s["next_retry_in_s"].is_number()).then_some(s)
     });
-    assert_ne!(s["state"], "idle", "{s}");
-    assert!(s["pending_paths"].as_u64() >= Some(1), "{s}");
-    assert!(failed_paths(&s) >= 1, "{s}");
-    assert!(s["last_success_age_s"].is_null(), "{s}");
+    assert_ne!(s.state, "idle", "{s}");
+    assert!(s.pending_paths >= 1, "{s}");
+    assert!(s.failed_paths >= 1, "{s}");
+    assert!(s.last_success_age_s.is_none(), "{s}");
     // Space freed: everything goes through without anyone asking.
     let out = Command::new("mount")
         .args(["-o", "remount,size=8m"])
@@ -288,7 +269,7 @@ fn a_full_remote_disk_keeps_paths_pending_and_catches_up_when_space_is_freed() {
     wait_for(SETTLE, "every file pushed after space was freed", || {
         ((0..40).all(|i| mirrored(&env, &format!("f{i:02}.md")).is_some())
             && settled(&env)
-            && failed_paths(&status(&env)) == 0)
+            && status(&env).failed_paths == 0)
             .then_some(())
     });
     drop(disk);
@@ -325,7 +306,7 @@ fn ctl_push_during_a_hung_push_answers_at_once_that_it_joined() {
     let env = hung_remote_env();
     let _daemon = Daemon::start(&env);
     wait_for(SETTLE, "the start-up push hanging", || {
-        (status(&env)["state"] == "pushing").then_some(())
+        (status(&env).state == "pushing").then_some(())
     });
     let out = env.run_with_timeout(&["ctl", "push", "--json"], Duration::from_secs(10));
     out.assert_code(0);
@@ -337,8 +318,8 @@ fn ctl_push_during_a_hung_push_answers_at_once_that_it_joined() {
         "{reply}"
     );
     let s = status(&env);
-    assert_ne!(s["state"], "idle", "{s}");
-    assert!(s["pending_paths"].as_u64() >= Some(1), "{s}");
+    assert_ne!(s.state, "idle", "{s}");
+    assert!(s.pending_paths >= 1, "{s}");
 }
 
 #[test]
@@ -362,9 +343,9 @@ fn a_remote_that_never_answers_is_reported_as_timed_out_within_seconds() {
     let text = s["retrying"].as_str().unwrap_or_default();
     assert!(text.starts_with("retrying since "), "{s}");
     assert!(s["retrying_since_unix"].as_i64() > Some(0), "{s}");
-    assert_ne!(s["state"], "idle", "{s}");
-    assert!(s["pending_paths"].as_u64() >= Some(1), "{s}");
-    assert_eq!(s["verdict"]["safe"], false, "{s}");
+    assert_ne!(s.state, "idle", "{s}");
+    assert!(s.pending_paths >= 1, "{s}");
+    assert!(!s.verdict.safe, "{s}");
     assert!(
         s["verdict"]["text"]
             .as_str()
@@ -408,13 +389,13 @@ fn ages_stay_true_when_the_wall_clock_steps_back() {
     wait_for(SETTLE, "the start-up pass", || {
         (mirrored(&env, "a.md").is_some()
             && settled(&env)
-            && status(&env)["last_success_age_s"].is_number())
+            && status(&env).last_success_age_s.is_some())
         .then_some(())
     });
     // The clock steps back an hour: the last success is not -3600 s in the future.
     set_offset(&offset, "-3600");
     let s = status(&env);
-    let age = s["last_success_age_s"].as_i64().unwrap();
+    let age = s.last_success_age_s.unwrap();
     assert!((0..60).contains(&age), "last_success_age_s {age}: {s}");
     // A success after the step carries the daemon's (stepped) wall clock as its timestamp.
     env.write_file("b.md", "b");
@@ -426,7 +407,7 @@ fn ages_stay_true_when_the_wall_clock_steps_back() {
     // And forward again: that success is not an hour old.
     set_offset(&offset, "+0");
     let s = status(&env);
-    let age = s["last_success_age_s"].as_i64().unwrap();
+    let age = s.last_success_age_s.unwrap();
     assert!((0..60).contains(&age), "last_success_age_s {age}: {s}");
     let age = s["last_push_age_s"].as_u64();
     assert!(age.is_some_and(|a| a < 60), "last_push_age_s: {s}");
@@ -467,7 +448,7 @@ fn a_full_state_filesystem_at_start_up_is_an_error_state_that_clears() {
     let mut daemon = Daemon::start(&env);
     let s = wait_for(SETTLE, "the error state", || {
         let s = status(&env);
-        (s["state"] == "error").then_some(s)
+        (s.state == "error").then_some(s)
     });
     assert!(
         s["last_error"]
@@ -496,9 +477,9 @@ fn no_inotify_instance_at_start_up_is_limited_mode_and_the_watcher_is_retried() 
     let daemon = Daemon::start(&env);
     let s = wait_for(SETTLE, "the start-up pass in limited mode", || {
         let s = status(&env);
-        (mirrored(&env, "a.md").is_some() && s["state"] == "idle").then_some(s)
+        (mirrored(&env, "a.md").is_some() && s.state == "idle").then_some(s)
     });
-    assert_eq!(s["watch"], "limited", "{s}");
+    assert_eq!(s.watch, "limited", "{s}");
     assert!(
         s["watch_issue"]
             .as_str()
@@ -508,7 +489,7 @@ fn no_inotify_instance_at_start_up_is_limited_mode_and_the_watcher_is_retried() 
     // Instances to be had again: the watcher is retried and watches everything.
     drop(instances);
     wait_for(PUSHED, "the watcher back", || {
-        (status(&env)["watch"] == "ok").then_some(())
+        (status(&env).watch == "ok").then_some(())
     });
     env.write_file("b.md", "b");
     wait_for(PUSHED, "b.md through the watcher", || {
@@ -546,7 +527,7 @@ fn the_watch_limit_reached_at_run_time_is_limited_mode_naming_the_sysctl() {
     wait_for(SETTLE, "the start-up pass", || {
         (mirrored(&env, "a.md").is_some() && settled(&env)).then_some(())
     });
-    assert_eq!(status(&env)["watch"], "ok");
+    assert_eq!(status(&env).watch, "ok");
     // No watch to spare: new directories cannot be watched.
     let watches = Sysctl::set("fs.inotify.max_user_watches", watches_in_use());
     for i in 0..5 {
@@ -554,7 +535,7 @@ fn the_watch_limit_reached_at_run_time_is_limited_mode_naming_the_sysctl() {
     }
     let s = wait_for(PUSHED, "limited mode", || {
         let s = status(&env);
-        (s["watch"] == "limited").then_some(s)
+        (s.watch == "limited").then_some(s)
     });
     drop(watches);
     assert!(
@@ -570,7 +551,7 @@ fn the_watch_limit_reached_at_run_time_is_limited_mode_naming_the_sysctl() {
     }
     // The limit raised again (the guard restored it): everything is watched, no restart.
     wait_for(PUSHED, "watched in full again", || {
-        (status(&env)["watch"] == "ok").then_some(())
+        (status(&env).watch == "ok").then_some(())
     });
     env.write_file("new3/later.md", "later");
     wait_for(PUSHED, "new3/later.md through the watcher", || {

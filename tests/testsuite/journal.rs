@@ -1,7 +1,7 @@
 //! `devlog` in a temporary HOME: new / list / show / edit round trips, the events log, id
 //! rules and errors, and an entry written under a running daemon arriving in Azurite.
 
-mod common;
+use crate::common;
 
 use common::daemon::Daemon;
 use common::{Azurite, RunOutput, TestEnv, unique_container, wait_for};

@@ -4,9 +4,10 @@
 //! listens on (never reached), and with the built-in local mirror. Also the Prometheus
 //! output and `pending_oldest_ms` with paths pending.
 
-mod common;
+use crate::common;
 
 use common::daemon::Daemon;
+use common::status::{Status, status};
 use common::{
     ACCOUNT_KEY, Azurite, RunOutput, TestEnv, account_sas_for, unique_container, wait_for,
 };
@@ -24,21 +25,9 @@ fn azure_env(az: &Azurite, sas: String) -> (TestEnv, String) {
     (env, container)
 }
 
-fn status_json(env: &TestEnv) -> serde_json::Value {
-    let out = env.run(&["ctl", "status", "--json"]);
-    out.assert_code(0);
-    serde_json::from_str(out.stdout.trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
-}
-
-/// Poll until the verdict's state is `state`; the status JSON then.
-fn until_verdict(env: &TestEnv, state: &str) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    common::poll_until(WAIT, || {
-        last = status_json(env);
-        (last["verdict"]["state"] == state).then(|| last.clone())
-    })
-    .unwrap_or_else(|| panic!("verdict never became {state}; last status {last:#}"))
+/// Poll until the verdict's state is `state`; the status then.
+fn until_verdict(env: &TestEnv, state: &str) -> Status {
+    common::status::until_verdict(env, state, WAIT)
 }
 
 /// The human status: its first line is the verdict's text.
@@ -52,12 +41,6 @@ fn first_line(out: &RunOutput) -> &str {
     out.stdout.lines().next().unwrap_or("")
 }
 
-/// A loopback port with nothing listening on it.
-fn dead_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[test]
 fn backed_up_names_the_files_and_the_container_and_prometheus_says_1() {
     let az = Azurite::shared();
@@ -65,14 +48,14 @@ fn backed_up_names_the_files_and_the_container_and_prometheus_says_1() {
     env.write_file("a.md", "a\n");
     let _d = Daemon::start(&env);
     let s = until_verdict(&env, "backed_up");
-    let text = s["verdict"]["text"].as_str().unwrap();
+    let text = s.verdict.text.as_str();
     assert!(
         text.starts_with(&format!(
             "All 1 file backed up to Azure ({container}/journal) "
         )),
         "{text}"
     );
-    assert_eq!(s["verdict"]["safe"], true);
+    assert!(s.verdict.safe);
     assert_eq!(s["remote_reached"], true);
     let out = status_text(&env);
     // The age moves on between the two calls.
@@ -107,20 +90,20 @@ fn paused_says_so_and_counts_what_waits_with_its_age() {
     env.run(&["ctl", "pause"]).assert_code(0);
     env.write_file("later.md", "later\n");
     let s = wait_for(WAIT, "a path pending while paused", || {
-        let s = status_json(&env);
-        (s["verdict"]["state"] == "paused" && s["pending_paths"].as_u64() >= Some(1)).then_some(s)
+        let s = status(&env);
+        (s.verdict.state == "paused" && s.pending_paths >= 1).then_some(s)
     });
     assert_eq!(
         s["verdict"]["text"],
         "NOT BACKING UP: paused; 1 path waiting — run devlogd ctl resume"
     );
-    assert_eq!(s["verdict"]["safe"], false);
+    assert!(!s.verdict.safe);
     // A path pending has an age, wherever it waits (here: in the worker, past the queue).
     wait_for(WAIT, "the path handed to the worker", || {
-        let s = status_json(&env);
-        (s["queued_paths"] == 0 && s["pending_paths"] == 1).then_some(())
+        let s = status(&env);
+        (s.queued_paths == 0 && s.pending_paths == 1).then_some(())
     });
-    let s = status_json(&env);
+    let s = status(&env);
     assert!(
         s["pending_oldest_ms"].is_u64(),
         "pending_oldest_ms with a path pending: {s:#}"
@@ -154,7 +137,7 @@ fn refused_credentials_are_named_with_their_source_and_the_check_to_run() {
     env.write_file("a.md", "a\n");
     let _d = Daemon::start(&env);
     let s = until_verdict(&env, "credentials_refused");
-    let text = s["verdict"]["text"].as_str().unwrap();
+    let text = s.verdict.text.as_str();
     assert!(
         text.starts_with("NOT BACKED UP: the remote refused the credentials since "),
         "{text}"
@@ -164,9 +147,9 @@ fn refused_credentials_are_named_with_their_source_and_the_check_to_run() {
         text.ends_with("— run devlogd config check --online"),
         "{text}"
     );
-    assert_eq!(s["verdict"]["safe"], false);
+    assert!(!s.verdict.safe);
     assert_eq!(s["remote_problem"], "credentials_refused");
-    assert!(s["last_success_age_s"].is_null(), "{s:#}");
+    assert!(s.last_success_age_s.is_none(), "{s:#}");
     let out = status_text(&env);
     assert_eq!(first_line(&out), text);
     assert!(
@@ -181,20 +164,20 @@ fn a_remote_never_reached_has_no_last_success() {
     let env = TestEnv::new().with_sas(common::account_sas_signed_with(ACCOUNT_KEY));
     env.write_config(&format!(
         "[remote]\nurl = \"http://127.0.0.1:{}/devstoreaccount1/nobody\"\n",
-        dead_port()
+        common::dead_port()
     ));
     // Nothing to send: the push asks the remote nothing, which once passed for a success.
     let _d = Daemon::start(&env);
     let s = until_verdict(&env, "never_reached");
-    let text = s["verdict"]["text"].as_str().unwrap();
+    let text = s.verdict.text.as_str();
     assert!(
         text.starts_with("NOT BACKED UP: http://127.0.0.1:")
             && text.contains("has not been reached since devlogd started"),
         "{text}"
     );
     assert!(text.contains("check remote.url and the network"), "{text}");
-    assert_eq!(s["verdict"]["safe"], false);
-    assert!(s["last_success_age_s"].is_null(), "{s:#}");
+    assert!(!s.verdict.safe);
+    assert!(s.last_success_age_s.is_none(), "{s:#}");
     assert!(s["last_success_unix"].is_null(), "{s:#}");
     let out = status_text(&env);
     assert_eq!(first_line(&out), text);
@@ -215,14 +198,14 @@ fn a_remote_that_stops_answering_is_unreachable_since_a_time() {
     az.stop();
     env.write_file("b.md", "b\n");
     let s = until_verdict(&env, "unreachable");
-    let text = s["verdict"]["text"].as_str().unwrap();
+    let text = s.verdict.text.as_str();
     assert!(
         text.starts_with("NOT BACKED UP: http://127.0.0.1:"),
         "{text}"
     );
     assert!(text.contains(" is unreachable since "), "{text}");
     assert!(text.contains("1 path waiting"), "{text}");
-    assert_eq!(s["verdict"]["safe"], false);
+    assert!(!s.verdict.safe);
     assert_eq!(s["remote_problem"], "unreachable");
     let out = status_text(&env);
     assert!(
@@ -238,12 +221,12 @@ fn the_built_in_mirror_is_not_off_this_machine_and_has_no_credential() {
     env.write_file("a.md", "a\n");
     let _d = Daemon::start(&env);
     let s = until_verdict(&env, "local_mirror");
-    let text = s["verdict"]["text"].as_str().unwrap();
+    let text = s.verdict.text.as_str();
     assert!(
         text.starts_with("NOT OFF THIS MACHINE: mirroring to a local directory (file://"),
         "{text}"
     );
-    assert_eq!(s["verdict"]["safe"], false);
+    assert!(!s.verdict.safe);
     assert_eq!(s["remote_kind"], "local_mirror");
     let out = status_text(&env);
     assert!(

@@ -3,7 +3,7 @@
 //! listing, never over a file that appeared meanwhile. Driven through the real `devlogd`
 //! binary against Azurite, the directory remote and a hostile endpoint.
 
-mod common;
+use crate::common;
 
 use common::backend::{AzureBackend, Backend, DirectoryBackend, world};
 use common::daemon::{Daemon, NOBODY, settled_as, status_as};

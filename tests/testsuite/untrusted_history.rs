@@ -4,7 +4,7 @@
 //! against Azurite and the directory remote; the remote side is written here by a fake
 //! co-writer with raw requests, never through devlogd's own code.
 
-mod common;
+use crate::common;
 
 use common::hostile::{self, Action, Hostile, Resp};
 use common::{Azurite, RunOutput, TestEnv, json, unique_container};
@@ -453,7 +453,7 @@ fn a_delete_retried_without_delete_permission_keeps_one_history_copy() {
         );
     }
     // The daemon side reads the SAS and refuses before any copy; a copy made by a delete
-    // the service refused is made once (`v-<etag>` names, tests/remote_contract.rs).
+    // the service refused is made once (`v-<etag>` names, tests/testsuite/remote_contract.rs).
     assert!(
         history_of(&backend, "a.md").len() <= 1,
         "at most one copy of the version, however often the delete is tried: {:?}",

@@ -5,7 +5,7 @@
 //! pushback stops; and a large file's refused blocks are reported as retries while they
 //! happen, not only if one gives up.
 
-mod common;
+use crate::common;
 
 use common::hostile::{Action, Hostile, Resp};
 use common::{Azurite, TestEnv, md5_b64, unique_container};

@@ -2,9 +2,9 @@
 //! remote: a file swapped for a symlink mid-push, a push killed mid-write, a mirror of a
 //! private journal, local errors that clear by themselves.
 
-mod common;
+use crate::common;
 
-use common::daemon::Daemon;
+use common::daemon::{Daemon, status};
 use common::{TestEnv, wait_for};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -177,12 +177,6 @@ fn the_mirror_of_a_private_journal_is_not_readable_by_other_users() {
     );
 }
 
-fn status(env: &TestEnv) -> serde_json::Value {
-    let out = env.run(&["ctl", "status", "--json"]);
-    out.assert_code(0);
-    serde_json::from_str(out.stdout.trim()).unwrap()
-}
-
 /// Open descriptors of a process.
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -240,7 +234,7 @@ fn files_the_daemon_cannot_open_for_a_while_are_kept_and_pushed_when_it_can() {
     // And the daemon settles with nothing left waiting.
     wait_for(Duration::from_secs(30), "nothing waiting", || {
         let s = status(&env);
-        (s["waiting_paths"] == 0 && s["state"] == "idle").then_some(())
+        (s.waiting_paths == 0 && s.state == "idle").then_some(())
     });
     drop(daemon);
 }

@@ -2,7 +2,7 @@
 //! plist parser, and install/uninstall against a temporary HOME write and remove exactly
 //! the expected files.
 
-mod common;
+use crate::common;
 
 use common::TestEnv;
 use std::collections::BTreeSet;
@@ -30,6 +30,8 @@ fn unit_path(env: &TestEnv) -> PathBuf {
 
 #[test]
 fn install_dry_run_writes_nothing_and_install_uninstall_write_and_remove_exactly_the_unit() {
+    // `service install` asks systemd: not while a test runs a user manager.
+    let _machine = common::machine::shared();
     let env = TestEnv::new();
     let before = tree(env.root());
     let dry = env.run(&["service", "install", "--dry-run"]);
@@ -159,6 +161,8 @@ fn systemd_analyze() -> PathBuf {
 
 #[test]
 fn the_installed_unit_passes_systemd_analyze_verify() {
+    // `service install` asks systemd: not while a test runs a user manager.
+    let _machine = common::machine::shared();
     let env = TestEnv::new();
     env.run(&["service", "install"]);
     let unit = unit_path(&env);
@@ -189,6 +193,8 @@ fn the_installed_unit_passes_systemd_analyze_verify() {
 
 #[test]
 fn the_launchd_plist_parses_and_has_the_keys() {
+    // `service install` asks systemd: not while a test runs a user manager.
+    let _machine = common::machine::shared();
     let plist = Path::new(env!("CARGO_MANIFEST_DIR")).join("launchd/dev.devlog.devlogd.plist");
     let script = r#"
 import plistlib, sys
@@ -254,6 +260,8 @@ fn uid() -> u32 {
 
 #[test]
 fn launchd_install_renders_real_paths_and_the_exact_launchctl_commands() {
+    // `service install` asks systemd: not while a test runs a user manager.
+    let _machine = common::machine::shared();
     let env = TestEnv::new();
     let config = env.root().join("my config.toml");
     std::fs::write(&config, "").unwrap();
@@ -346,6 +354,8 @@ fn systemd_dry_run(env: &TestEnv, config: &Path) -> common::RunOutput {
 
 #[test]
 fn systemd_install_passes_config_through() {
+    // `service install` asks systemd: not while a test runs a user manager.
+    let _machine = common::machine::shared();
     let env = TestEnv::new();
     let config = env.root().join("other.toml");
     std::fs::write(&config, "").unwrap();
@@ -371,6 +381,8 @@ fn systemd_install_passes_config_through() {
 /// manager), so the unit goes without one and install says why.
 #[test]
 fn a_journal_under_tmp_gets_a_unit_that_can_see_it() {
+    // `service install` asks systemd: not while a test runs a user manager.
+    let _machine = common::machine::shared();
     let env = TestEnv::new();
     let tmp = tempfile::Builder::new()
         .prefix("devlogd-journal-")

@@ -1,7 +1,7 @@
 //! Two machines, one journal prefix: both daemons running, `devlog` used on each, and no
 //! conflict copies — every entry and every machine's events on the remote.
 
-mod common;
+use crate::common;
 
 use common::daemon::Daemon;
 use common::{Azurite, TestEnv, unique_container, wait_for};

@@ -2,9 +2,9 @@
 //! directory and pushing to a real Azurite (or the directory remote), driven through its
 //! control socket and signals.
 
-mod common;
+use crate::common;
 
-use common::daemon::Daemon;
+use common::daemon::{Daemon, settled, status};
 use common::{Azurite, TestEnv, md5_b64, unique_container, wait_for};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,22 +14,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const SETTLE: Duration = Duration::from_secs(60);
-
-fn status(env: &TestEnv) -> serde_json::Value {
-    let out = env.run(&["ctl", "status", "--json"]);
-    out.assert_code(0);
-    serde_json::from_str(out.stdout.trim()).unwrap()
-}
-
-fn num(s: &serde_json::Value, key: &str) -> u64 {
-    s[key].as_u64().unwrap_or_else(|| panic!("{key} in {s}"))
-}
-
-/// Idle with nothing pending.
-fn settled(env: &TestEnv) -> bool {
-    let s = status(env);
-    s["state"] == "idle" && num(&s, "pending_paths") == 0
-}
 
 fn azure_world(az: &Azurite) -> (TestEnv, String) {
     let container = unique_container("daemon");
@@ -51,6 +35,13 @@ fn blob_md5s(az: &Azurite, container: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn a_written_file_reaches_the_remote_within_about_a_second() {
+    // From the write to the blob listed with the new content's MD5, over 5 edits. The daemon
+    // waits out a 300 ms debounce, then puts a few bytes: well under a second on an idle
+    // machine. The bounds leave room for a loaded 2-core CI runner (other test daemons, a
+    // compiler): the median within 2 s keeps the promise "about a second"; any one edit
+    // within 5 s still fails a daemon that waits for a timer or a rescan (seconds to an hour).
+    const MEDIAN_BOUND: Duration = Duration::from_secs(2);
+    const EACH_BOUND: Duration = Duration::from_secs(5);
     let az = Azurite::shared();
     let (env, container) = azure_world(az);
     let _daemon = Daemon::start(&env);
@@ -58,17 +49,28 @@ fn a_written_file_reaches_the_remote_within_about_a_second() {
     let mut latencies = Vec::new();
     for i in 0..5 {
         let body = format!("entry {i}\n");
+        let want = md5_b64(body.as_bytes());
         let written = Instant::now();
         env.write_file("today.md", &body);
         wait_for(SETTLE, "today.md on the remote", || {
-            (az.get_blob(&container, "today.md").as_deref() == Some(body.as_bytes())).then_some(())
+            let listed = blob_md5s(az, &container);
+            (listed.get("today.md") == Some(&want)).then_some(())
         });
         latencies.push(written.elapsed());
     }
     latencies.sort();
+    let (median, max) = (latencies[2], latencies[4]);
     eprintln!(
-        "write-to-blob latency over 5 edits (debounce 300 ms): min {:?}, median {:?}, max {:?}",
-        latencies[0], latencies[2], latencies[4]
+        "write-to-blob latency over 5 edits (debounce 300 ms): min {:?}, median {median:?}, max {max:?}",
+        latencies[0]
+    );
+    assert!(
+        median <= MEDIAN_BOUND,
+        "median write-to-blob latency {median:?} over {MEDIAN_BOUND:?}: {latencies:?}"
+    );
+    assert!(
+        max <= EACH_BOUND,
+        "slowest write-to-blob latency {max:?} over {EACH_BOUND:?}: {latencies:?}"
     );
 }
 
@@ -118,7 +120,7 @@ fn editor_save_patterns_push_exactly_the_final_content_once() {
         }),
     ];
     for (i, (name, save)) in patterns.iter().enumerate() {
-        let before = num(&status(&env), "files_uploaded");
+        let before = status(&env).files_uploaded;
         let body = format!("# notes\nsaved by pattern {i}: {name}\n").into_bytes();
         save(&root.join("notes.md"), &body);
         wait_for(SETTLE, name, || {
@@ -126,7 +128,7 @@ fn editor_save_patterns_push_exactly_the_final_content_once() {
                 && settled(&env))
             .then_some(())
         });
-        let uploads = num(&status(&env), "files_uploaded") - before;
+        let uploads = status(&env).files_uploaded - before;
         assert_eq!(uploads, 1, "{name}: uploads");
     }
     let names: Vec<String> = blob_md5s(az, &container).into_keys().collect();
@@ -143,7 +145,7 @@ fn a_burst_of_1000_files_goes_in_a_handful_of_pushes() {
     let (env, container) = azure_world(az);
     let _daemon = Daemon::start(&env);
     wait_for(SETTLE, "the start-up pass", || settled(&env).then_some(()));
-    let pushes_before = num(&status(&env), "pushes");
+    let pushes_before = status(&env).pushes;
     let mut want = BTreeMap::new();
     for i in 0..1000 {
         let rel = format!("burst/d{}/n{i}.md", i % 10);
@@ -154,7 +156,7 @@ fn a_burst_of_1000_files_goes_in_a_handful_of_pushes() {
     wait_for(SETTLE, "1000 blobs", || {
         (blob_md5s(az, &container) == want && settled(&env)).then_some(())
     });
-    let pushes = num(&status(&env), "pushes") - pushes_before;
+    let pushes = status(&env).pushes - pushes_before;
     eprintln!("1000 files pushed in {pushes} pushes");
     assert!(pushes <= 20, "{pushes} pushes for one burst");
 }
@@ -310,11 +312,11 @@ fn an_outage_is_ridden_out_without_burning_cpu() {
     }
     wait_for(SETTLE, "status offline", || {
         let s = status(&env);
-        (s["state"] == "offline").then_some(())
+        (s.state == "offline").then_some(())
     });
     let s = status(&env);
     assert!(
-        s["last_error"].as_str().unwrap().contains("cannot reach"),
+        s.last_error.as_deref().unwrap().contains("cannot reach"),
         "{s}"
     );
     // Keep the service down for 10 s in all.
@@ -333,7 +335,7 @@ fn an_outage_is_ridden_out_without_burning_cpu() {
         },
     );
     wait_for(SETTLE, "idle again", || settled(&env).then_some(()));
-    assert!(status(&env)["last_error"].is_null());
+    assert!(status(&env).last_error.is_none());
 }
 
 #[test]
@@ -367,10 +369,10 @@ fn control_socket_commands() {
         "uptime_s",
         "version",
     ] {
-        assert!(s.get(key).is_some(), "status has {key}: {s}");
+        assert!(s.has(key), "status has {key}: {s}");
     }
-    assert_eq!(s["state"], "idle");
-    assert_eq!(num(&s, "files_in_index"), 2);
+    assert_eq!(s.state, "idle");
+    assert_eq!(s.files_in_index, 2);
     assert!(!s.to_string().contains("sig="), "no secret in status");
     let human = env.run(&["ctl", "status"]);
     human.assert_code(0);
@@ -399,7 +401,7 @@ fn control_socket_commands() {
     env.write_file("while-paused.md", "p");
     wait_for(SETTLE, "the change to be seen", || {
         let s = status(&env);
-        (s["state"] == "paused" && num(&s, "pending_paths") >= 1).then_some(())
+        (s.state == "paused" && s.pending_paths >= 1).then_some(())
     });
     assert!(
         az.get_blob(&container, "while-paused.md").is_none(),
@@ -457,7 +459,7 @@ fn control_socket_commands() {
     }
     let s = status(&env);
     assert_eq!(
-        s["state"], "idle",
+        s.state, "idle",
         "still serving with a silent client connected"
     );
     drop(silent);
@@ -496,7 +498,7 @@ fn a_silent_client_is_timed_out() {
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     assert!(text.contains("timed out waiting for a request"), "{text}");
-    assert_eq!(status(&env)["state"], "idle");
+    assert_eq!(status(&env).state, "idle");
 }
 
 #[test]
@@ -509,7 +511,7 @@ fn a_stale_socket_file_is_replaced() {
     assert!(socket.exists());
     let _daemon = Daemon::start(&env);
     wait_for(SETTLE, "idle after the start-up pass", || {
-        (status(&env)["state"] == "idle").then_some(())
+        (status(&env).state == "idle").then_some(())
     });
 }
 
@@ -564,7 +566,7 @@ fn ctl_push_retries_at_once_when_the_remote_is_back() {
     az.stop();
     env.write_file("offline.md", "written while offline");
     wait_for(SETTLE, "status offline", || {
-        (status(&env)["state"] == "offline").then_some(())
+        (status(&env).state == "offline").then_some(())
     });
     az.restart();
     // No waiting for the back-off: an explicit push goes now, and has pushed when it returns.
@@ -574,7 +576,7 @@ fn ctl_push_retries_at_once_when_the_remote_is_back() {
         az.get_blob(&container, "offline.md").as_deref(),
         Some(b"written while offline".as_slice())
     );
-    assert_eq!(status(&env)["state"], "idle");
+    assert_eq!(status(&env).state, "idle");
 }
 
 #[test]
@@ -587,7 +589,7 @@ fn identical_ctl_pushes_queued_behind_a_running_push_run_once() {
     // other to the worker. 100 ms keeps the test about joining.
     let _daemon = Daemon::start_with(&env, &[("DEVLOGD_JOIN_WAIT_MS", "100")]);
     wait_for(SETTLE, "the start-up pass running", || {
-        (status(&env)["state"] == "pushing").then_some(())
+        (status(&env).state == "pushing").then_some(())
     });
     // The start-up pass is pushing 2000 files; three `ctl push --all` arrive meanwhile. Each
     // answers at once that it joined (queued behind the running push), without waiting
@@ -619,13 +621,12 @@ fn identical_ctl_pushes_queued_behind_a_running_push_run_once() {
         );
     }
     wait_for(SETTLE, "the queued --all to run", || {
-        (settled(&env) && num(&status(&env), "pushes") >= 2).then_some(())
+        (settled(&env) && status(&env).pushes >= 2).then_some(())
     });
     assert_eq!(blob_md5s(az, &container), want);
     let s = status(&env);
     assert_eq!(
-        num(&s, "pushes"),
-        2,
+        s.pushes, 2,
         "the start-up pass and one coalesced --all: {s}"
     );
 }
@@ -673,9 +674,9 @@ fn an_event_on_a_directory_does_not_resend_its_files_and_symlinks_are_not_follow
     wait_for(SETTLE, "marker.md", || az.get_blob(&container, "marker.md"));
     wait_for(SETTLE, "idle", || {
         let s = status(&env);
-        (settled(&env) && num(&s, "pushes") > num(&before, "pushes")).then_some(())
+        (settled(&env) && s.pushes > before.pushes).then_some(())
     });
-    let uploaded = num(&status(&env), "files_uploaded") - num(&before, "files_uploaded");
+    let uploaded = status(&env).files_uploaded - before.files_uploaded;
     assert_eq!(
         uploaded, 1,
         "only marker.md went; the 20 files were not sent again"

@@ -2,7 +2,7 @@
 //! SAS, an expired SAS and an unreachable endpoint each get their own message and exit
 //! code; a SAS close to its expiry and unused Azure variables are warned about.
 
-mod common;
+use crate::common;
 
 use common::{ACCOUNT_KEY, Azurite, RunOutput, TestEnv, account_sas_for, unique_container};
 
@@ -170,11 +170,7 @@ fn a_sas_expiring_within_a_week_is_warned_about() {
 
 #[test]
 fn an_unreachable_endpoint_exits_1() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::dead_port();
     let env = TestEnv::new().with_sas(account_sas_for(ACCOUNT_KEY, "racwdl", FAR));
     env.write_config(&format!(
         "[remote]\nurl = \"http://127.0.0.1:{port}/devstoreaccount1/nobody\"\n"

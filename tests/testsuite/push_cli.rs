@@ -1,10 +1,9 @@
 //! `devlogd push` as a user meets it: configuration errors, credentials, the built-in
 //! mirror, switching remotes, a damaged index, an unreachable service.
 
-mod common;
+use crate::common;
 
 use common::{ACCOUNT_KEY, Azurite, TestEnv, account_sas_signed_with, unique_container};
-use std::net::TcpListener;
 
 fn azure_env(az: &Azurite, container: &str) -> TestEnv {
     let env = TestEnv::new().with_sas(az.account_sas());
@@ -311,11 +310,7 @@ fn damaged_index_is_explained_and_rebuilt_by_push_all() {
 
 #[test]
 fn unreachable_endpoint_fails_files_with_a_clear_message() {
-    // A port that nothing listens on.
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::dead_port();
     let env = TestEnv::new().with_sas("sv=2021-08-06&ss=b&srt=sco&sp=rwl&sig=bm90cmVhbA%3D%3D");
     env.write_config(&format!(
         "[remote]\nurl = \"http://127.0.0.1:{port}/devstoreaccount1/gone\"\n"

@@ -2,8 +2,8 @@
 //! are independent of devlogd's own code (so assertions do not trust what they test), and a
 //! throwaway environment (HOME, XDG directories, journal root) to run the `devlogd` binary in.
 //!
-//! Every `tests/*.rs` does `mod common;` and uses only part of this file, hence the module-wide
-//! `#![allow(dead_code)]`.
+//! Every module of the test binary (`tests/testsuite/main.rs`) uses only part of this file,
+//! hence the module-wide `#![allow(dead_code)]`.
 //!
 //! Azurite comes from `tests/azurite` (npm, pinned in its package-lock.json): `scripts/test`
 //! installs it and exports `DEVLOGD_AZURITE_BIN`. A missing emulator is a loud failure, never a
@@ -14,6 +14,8 @@
 pub mod backend;
 pub mod daemon;
 pub mod hostile;
+pub mod machine;
+pub mod status;
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -681,6 +683,12 @@ fn describe_node() -> String {
         Ok(out) => format!("node {}", String::from_utf8_lossy(&out.stdout).trim()),
         Err(e) => format!("`node` could not be run ({e}): Azurite needs Node.js"),
     }
+}
+
+/// A loopback port with nothing listening on it, for "unreachable" cases: reserved like
+/// [`free_port`]'s, so no emulator this process starts later takes it.
+pub fn dead_port() -> u16 {
+    free_port()
 }
 
 /// A loopback port nothing listens on now and that this process has not handed out before.

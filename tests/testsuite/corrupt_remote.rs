@@ -5,7 +5,7 @@
 //! Directory remote only: it is the remote whose bytes can change at rest under devlogd's
 //! writer mark (Azure checks its own storage and never reports `corrupt`).
 
-mod common;
+use crate::common;
 
 use common::daemon::{running, settled, status, verdict};
 use common::{RunOutput, TestEnv, poll_until, wait_for};
@@ -169,8 +169,8 @@ fn the_daemon_reports_a_damaged_blob_it_cannot_repair_until_it_is_repaired() {
     })
     .unwrap_or_else(|| panic!("not reported: {}\n{}", status(&env), daemon.log_text()));
     assert_eq!(s["corrupt_sample"], serde_json::json!(["a.md"]), "{s}");
-    assert_eq!(s["verdict"]["state"], "corrupt", "{s}");
-    assert_eq!(s["verdict"]["safe"], false, "{s}");
+    assert_eq!(s.verdict.state, "corrupt", "{s}");
+    assert!(!s.verdict.safe, "{s}");
     let text = verdict(&s);
     assert!(!text.starts_with("All"), "{text}");
     assert!(
@@ -252,7 +252,7 @@ fn a_dry_run_reports_the_damage_and_the_next_upload_of_the_file_clears_it() {
         (s["corrupt"].as_u64() == Some(1) && settled(&env)).then_some(s)
     })
     .unwrap_or_else(|| panic!("not reported: {}\n{}", status(&env), daemon.log_text()));
-    assert_eq!(s["verdict"]["state"], "corrupt", "{s}");
+    assert_eq!(s.verdict.state, "corrupt", "{s}");
     assert_eq!(std::fs::read(dir.join("a.md")).unwrap(), damaged);
     // The user's next edit is pushed over the damaged copy (kept in history): repaired.
     env.write_file("a.md", "hello again\n");
