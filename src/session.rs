@@ -93,7 +93,9 @@ fn shadowed_credential_with(
     let RemoteConfig::Azure(location) = &config.remote else {
         return None;
     };
-    if location.sas_in_url.is_some() || config.auth != crate::remote::location::AuthMode::Auto {
+    if location.sas_in_url.is_some()
+        || config.auth != crate::remote::azure::location::AuthMode::Auto
+    {
         return None;
     }
     let file =

@@ -2,9 +2,8 @@
 //! runs a hook as each starts.
 
 use super::*;
-use crate::remote::content::Content;
 use crate::remote::directory::DirectoryRemote;
-use crate::remote::{Precondition, PutOutcome, RemoteBlob, RemoteError};
+use crate::remote::{Precondition, Put, PutOutcome, RemoteBlob, RemoteError};
 use async_trait::async_trait;
 use std::sync::atomic::Ordering;
 
@@ -34,15 +33,9 @@ impl Remote for Instrumented {
     fn credential_source(&self) -> String {
         self.inner.credential_source()
     }
-    async fn put(
-        &self,
-        name: &str,
-        content: &Content,
-        p: &Precondition,
-        writer: &str,
-    ) -> Result<PutOutcome, RemoteError> {
+    async fn put_observed(&self, put: Put<'_>) -> Result<PutOutcome, RemoteError> {
         (self.before_put)(self.puts.fetch_add(1, Ordering::SeqCst));
-        self.inner.put(name, content, p, writer).await
+        self.inner.put_observed(put).await
     }
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
         self.inner.head(name).await

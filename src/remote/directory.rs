@@ -21,7 +21,7 @@
 //! disk under an unmounted mount point. Only the built-in mirror is created on demand.
 
 use super::content::Content;
-use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
+use super::{Precondition, Put, PutOutcome, Remote, RemoteBlob, RemoteError};
 use crate::fsutil::{self, Beneath};
 use async_trait::async_trait;
 use std::io::Write;
@@ -648,18 +648,12 @@ impl Remote for DirectoryRemote {
         "file permissions".to_string()
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        content: &Content,
-        precondition: &Precondition,
-        writer: &str,
-    ) -> Result<PutOutcome, RemoteError> {
-        super::check_name(name)?;
+    async fn put_observed(&self, put: Put<'_>) -> Result<PutOutcome, RemoteError> {
+        super::check_name(put.name)?;
         let root = self.open_root()?;
-        let precondition = precondition.clone();
-        let (name, writer) = (name.to_string(), writer.to_string());
-        let content = content.clone();
+        let precondition = put.precondition.clone();
+        let (name, writer) = (put.name.to_string(), put.writer.to_string());
+        let content = put.content.clone();
         blocking(move || put_blocking(&root, &name, &content, &precondition, &writer)).await
     }
 

@@ -2,8 +2,7 @@
 //! faults and to hold writes at a gate: for tests of the pipeline and the worker that
 //! need no emulator and no real time.
 
-use super::content::Content;
-use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
+use super::{Precondition, Put, PutOutcome, Remote, RemoteBlob, RemoteError};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -142,13 +141,14 @@ impl Remote for MemoryRemote {
         "none".to_string()
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        content: &Content,
-        precondition: &Precondition,
-        writer: &str,
-    ) -> Result<PutOutcome, RemoteError> {
+    async fn put_observed(&self, put: Put<'_>) -> Result<PutOutcome, RemoteError> {
+        let Put {
+            name,
+            content,
+            precondition,
+            writer,
+            ..
+        } = put;
         super::check_name(name)?;
         let _open = self.gate.read().await;
         self.injected()?;

@@ -17,9 +17,9 @@
 //! [`Secret`] the moment they are read, so they are masked everywhere after; only the
 //! source is ever shown.
 
-use super::RemoteError;
 use super::location::{AuthMode, AzureLocation};
 use crate::redact::Secret;
+use crate::remote::RemoteError;
 use azure_core::credentials::TokenCredential;
 use std::collections::HashMap;
 use std::fmt;
@@ -275,7 +275,8 @@ fn shared_key(
     }
     let key = Secret::new(key.trim().to_string());
     // Fail now, not on the first request, if the key cannot be decoded.
-    super::shared_key::SharedKeyPolicy::new(&account, key.expose()).map_err(permanent)?;
+    super::shared_key::SharedKey::new(&account, key.expose())
+        .map_err(|e| permanent(e.to_string()))?;
     Ok(Credential::SharedKey {
         account,
         key,
@@ -356,7 +357,7 @@ fn parse_connection_string(cs: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::location::parse_azure_url;
+    use crate::remote::azure::location::parse_azure_url;
 
     fn location(url: &str) -> AzureLocation {
         parse_azure_url(url).unwrap()
