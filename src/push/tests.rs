@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::remote::directory::DirectoryRemote;
-use crate::remote::{Precondition, Put, PutOutcome, RemoteBlob, RemoteError};
+use crate::remote::{Precondition, Put, PutOutcome, RemoteBlob, RemoteError, Sink};
 use async_trait::async_trait;
 use std::sync::atomic::Ordering;
 
@@ -46,11 +46,7 @@ impl Remote for Instrumented {
     async fn list_history(&self, path: Option<&str>) -> Result<Vec<RemoteBlob>, RemoteError> {
         self.inner.list_history(path).await
     }
-    async fn get(
-        &self,
-        name: &str,
-        sink: &mut (dyn std::io::Write + Send),
-    ) -> Result<Option<RemoteBlob>, RemoteError> {
+    async fn get(&self, name: &str, sink: Sink<'_>) -> Result<Option<RemoteBlob>, RemoteError> {
         self.inner.get(name, sink).await
     }
     async fn preserve(&self, name: &str, etag: &str, to: &str) -> Result<(), RemoteError> {

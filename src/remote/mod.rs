@@ -327,6 +327,9 @@ pub struct PutOutcome {
 /// Told of each retry made inside one call ([`Remote::put_observed`]).
 pub type OnRetry<'a> = &'a (dyn Fn(&RemoteError) + Send + Sync);
 
+/// Where a download's bytes go.
+pub type Sink<'a> = &'a mut (dyn std::io::Write + Send);
+
 /// One conditional write: `content` at `name` if `precondition` holds, with `writer` in
 /// the blob's writer mark, telling `on_retry` of each retry made inside the call.
 pub struct Put<'a> {
@@ -395,18 +398,13 @@ pub trait Remote: Send + Sync {
     /// Download `name` into `sink`, verifying every byte against the blob's Content-MD5
     /// (a mismatch is an error, and whatever was written to `sink` must be discarded).
     /// Returns the blob as read; `Ok(None)` when it does not exist.
-    async fn get(
-        &self,
-        name: &str,
-        sink: &mut (dyn std::io::Write + Send),
-    ) -> Result<Option<RemoteBlob>, RemoteError>;
+    async fn get(&self, name: &str, sink: Sink<'_>) -> Result<Option<RemoteBlob>, RemoteError>;
 
     /// Keep the version of `name` whose ETag is `etag` in the history area as
-    /// `history_name` (see [`history_name::version_name`]), server-side: exactly that
+    /// `kept_as` (see [`history_name::version_name`]), server-side: exactly that
     /// version or nothing ([`RemoteError::Conflict`] when `name` is now another version
     /// or gone). Called before every replace or delete of a blob devlogd knew.
-    async fn preserve(&self, name: &str, etag: &str, history_name: &str)
-    -> Result<(), RemoteError>;
+    async fn preserve(&self, name: &str, etag: &str, kept_as: &str) -> Result<(), RemoteError>;
 
     /// Remove `name` if `precondition` holds ([`RemoteError::Conflict`] otherwise); a
     /// blob that is already gone is not an error.

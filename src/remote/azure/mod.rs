@@ -12,6 +12,7 @@
 pub mod credential;
 mod errors;
 pub mod location;
+mod metadata;
 mod policy;
 mod probe;
 mod put;
@@ -25,8 +26,8 @@ use crate::redact::scrub;
 use crate::remote::concurrency::{AUTO_MAX, Bound};
 use crate::remote::limit::{Limiter, Outcome};
 use crate::remote::{
-    Created, Features, Precondition, Put, PutOutcome, Remote, RemoteBlob, RemoteError, check_name,
-    history_name, timeouts, writer_from_mark, writer_mark,
+    Created, Features, Precondition, Put, PutOutcome, Remote, RemoteBlob, RemoteError, Sink,
+    check_name, history_name, timeouts,
 };
 use async_trait::async_trait;
 use azure_core::error::{CheckSuccessOptions, ErrorKind};
@@ -52,11 +53,11 @@ use errors::{
 };
 use futures::{StreamExt, TryStreamExt};
 use location::AzureLocation;
+use metadata::described;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use policy::RequestPolicy;
 use request::{Timing, within};
 use shared_key::SharedKey;
-use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,12 +69,6 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
-
-/// Blob metadata key holding the writer id (see [`RemoteBlob::writer`]).
-const WRITER_METADATA: &str = "devlogdwriter";
-/// Blob metadata key holding when devlogd wrote the content (unix ns): finer than
-/// Last-Modified's seconds, and kept by a copy into the history area.
-const WRITTEN_METADATA: &str = "devlogdwritten";
 
 pub struct AzureRemote {
     location: AzureLocation,
@@ -275,19 +270,14 @@ impl AzureRemote {
             let props = item.properties.unwrap_or_default();
             let md5 = props.content_md5.and_then(md5_array);
             let metadata = item.metadata.and_then(|m| m.values).unwrap_or_default();
-            let writer = metadata
-                .get(WRITER_METADATA)
-                .and_then(|mark| writer_from_mark(mark, md5, name));
-            blobs.push(RemoteBlob {
-                writer,
-                name: name.to_string(),
-                size: props.content_length.unwrap_or(0),
+            blobs.push(described(
+                name,
+                props.content_length.unwrap_or(0),
                 md5,
-                etag: props.etag.map(|e| quoted(e.as_ref())).unwrap_or_default(),
-                written_ns: written_ns(&metadata, props.last_modified),
-                service_ns: props.last_modified.map(|t| t.unix_timestamp_nanos()),
-                corrupt: false,
-            });
+                props.etag.as_ref().map(|e| e.as_ref()),
+                &metadata,
+                props.last_modified,
+            ));
         }
         Ok(blobs)
     }
@@ -365,28 +355,15 @@ impl Remote for AzureRemote {
         };
         let md5 = response.content_md5().ok().flatten().and_then(md5_array);
         let metadata = response.metadata().unwrap_or_default();
-        let writer = metadata
-            .get(WRITER_METADATA)
-            .and_then(|mark| writer_from_mark(mark, md5, name));
-        Ok(Some(RemoteBlob {
-            written_ns: written_ns(&metadata, response.last_modified().ok().flatten()),
-            service_ns: response
-                .last_modified()
-                .ok()
-                .flatten()
-                .map(|t| t.unix_timestamp_nanos()),
-            corrupt: false,
-            writer,
-            name: name.to_string(),
-            size: response.content_length().ok().flatten().unwrap_or(0),
+        let etag = response.etag().ok().flatten();
+        Ok(Some(described(
+            name,
+            response.content_length().ok().flatten().unwrap_or(0),
             md5,
-            etag: response
-                .etag()
-                .ok()
-                .flatten()
-                .map(|e| quoted(e.as_ref()))
-                .unwrap_or_default(),
-        }))
+            etag.as_ref().map(|e| e.as_ref()),
+            &metadata,
+            response.last_modified().ok().flatten(),
+        )))
     }
 
     async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError> {
@@ -406,11 +383,7 @@ impl Remote for AzureRemote {
         self.list_under(&under).await
     }
 
-    async fn get(
-        &self,
-        name: &str,
-        sink: &mut (dyn std::io::Write + Send),
-    ) -> Result<Option<RemoteBlob>, RemoteError> {
+    async fn get(&self, name: &str, sink: Sink<'_>) -> Result<Option<RemoteBlob>, RemoteError> {
         // One download under one permit, its body included; its time is mostly transfer, so
         // no latency sample.
         let download = async {
@@ -454,42 +427,27 @@ impl Remote for AzureRemote {
                     ),
                 });
             }
-            let writer = props
-                .metadata
-                .get(WRITER_METADATA)
-                .and_then(|mark| writer_from_mark(mark, Some(md5), name));
-            Ok(Some(RemoteBlob {
-                name: name.to_string(),
+            Ok(Some(described(
+                name,
                 size,
-                md5: Some(md5),
-                etag: props
-                    .etag
-                    .as_ref()
-                    .map(|e| quoted(e.as_ref()))
-                    .unwrap_or_default(),
-                writer,
-                written_ns: written_ns(&props.metadata, props.last_modified),
-                service_ns: props.last_modified.map(|t| t.unix_timestamp_nanos()),
-                corrupt: false,
-            }))
+                Some(md5),
+                props.etag.as_ref().map(|e| e.as_ref()),
+                &props.metadata,
+                props.last_modified,
+            )))
         };
         self.under_permit(Timing::Transfer, download, Outcome::of)
             .await
     }
 
-    async fn preserve(
-        &self,
-        name: &str,
-        etag: &str,
-        history_name: &str,
-    ) -> Result<(), RemoteError> {
+    async fn preserve(&self, name: &str, etag: &str, kept_as: &str) -> Result<(), RemoteError> {
         // Copy Blob, server-side, of exactly the version we are about to replace
         // (x-ms-source-if-match); the copy keeps the source's metadata (writer mark and
         // write time). Within one account the copy completes before the response. The
         // history name derives from the version, and the copy only creates (If-None-Match:
         // *): a retry finds its copy there and makes no second one.
         let source = self.blob_url(name)?.to_string();
-        let client = self.blob_client(history_name)?;
+        let client = self.blob_client(kept_as)?;
         let options = BlobClientStartCopyFromUrlOptions {
             source_if_match: Some(Etag::from(etag.to_string())),
             if_none_match: Some(Etag::from("*")),
@@ -511,7 +469,7 @@ impl Remote for AzureRemote {
             // The destination exists: this version was kept already (a retry), unless a
             // blob with other content took the name.
             Err(e) if is_destination_taken(&e) => {
-                return self.check_kept(name, etag, history_name).await;
+                return self.check_kept(name, etag, kept_as).await;
             }
             answer => answer.map_err(map_error)?,
         };
@@ -519,7 +477,7 @@ impl Remote for AzureRemote {
         if status.is_some_and(|s| s != CopyStatus::Success) {
             // Pending (a copy the service runs in the background): wait for it, so the
             // version is complete before the original is replaced.
-            self.wait_for_copy(history_name).await?;
+            self.wait_for_copy(kept_as).await?;
         }
         Ok(())
     }
@@ -615,26 +573,6 @@ impl AzureRemote {
             }
         }
     }
-}
-
-/// The metadata a write stores with the blob: the writer mark and when it was written.
-fn metadata(writer: &str, md5: &[u8; 16], name: &str) -> HashMap<String, String> {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-    HashMap::from([
-        (WRITER_METADATA.to_string(), writer_mark(writer, md5, name)),
-        (WRITTEN_METADATA.to_string(), now.to_string()),
-    ])
-}
-
-/// When the content was written: devlogd's own record, else the service's Last-Modified.
-fn written_ns(
-    metadata: &HashMap<String, String>,
-    last_modified: Option<time::OffsetDateTime>,
-) -> Option<i128> {
-    metadata
-        .get(WRITTEN_METADATA)
-        .and_then(|v| v.parse::<i128>().ok())
-        .or_else(|| last_modified.map(|t| t.unix_timestamp_nanos()))
 }
 
 /// `base` with the credential's query string (a SAS) appended; other credentials sign or

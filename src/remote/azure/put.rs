@@ -4,8 +4,9 @@
 //! precondition. Either creates the container when the service says it is missing.
 
 use super::errors::{is_container_not_found, map_error, sdk_error};
+use super::metadata::metadata;
 use super::request::Timing;
-use super::{AzureRemote, metadata, quoted};
+use super::{AzureRemote, quoted};
 use crate::remote::content::BLOCK_SIZE;
 use crate::remote::retry::RetryPolicy;
 use crate::remote::{OnRetry, Precondition, Put, PutOutcome, RemoteError, timeouts};
