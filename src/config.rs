@@ -521,7 +521,9 @@ pub fn parse_remote_url(text: &str, home: &Path) -> Result<RemoteConfig, String>
             embedded_default: false,
         });
     }
-    crate::remote::azure::location::parse_azure_url(text).map(RemoteConfig::Azure)
+    crate::remote::azure::location::parse_azure_url(text)
+        .map(RemoteConfig::Azure)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(unix)]

@@ -147,7 +147,9 @@ pub fn open_remote(config: &Config) -> Result<Arc<dyn Remote>, crate::remote::Re
         RemoteConfig::Azure(location) => {
             let file =
                 crate::remote::credential::CredentialsFile::load(&config.dirs.credentials_file())
-                    .map_err(|message| crate::remote::RemoteError::Permanent { message })?;
+                    .map_err(|e| crate::remote::RemoteError::Permanent {
+                    message: e.to_string(),
+                })?;
             let credential = crate::remote::credential::resolve(location, config.auth, &file)?;
             Ok(Arc::new(
                 crate::remote::azure::AzureRemote::new(location, credential)?
