@@ -359,15 +359,17 @@ pub trait Remote: Send + Sync {
         Features::default()
     }
 
-    /// Do `put`. The service verifies every byte it receives against an MD5 sent with it,
-    /// and the blob's stored Content-MD5 is the MD5 of the whole content. Nothing is stored
-    /// if the file changes while it is read ([`RemoteError::SourceChanged`]). A remote that
-    /// retries inside the call (a large file's blocks one by one, so a 1 GiB upload does not
-    /// start over) tells `put.on_retry` of each retry as it happens: without that, a hung
-    /// service would show only once a block gave up.
+    /// Write `put.content` at `put.name` if `put.precondition` holds, with `put.writer` in
+    /// the writer mark. The service verifies every byte it receives against an MD5 sent
+    /// with it, and the blob's stored Content-MD5 is the MD5 of the whole content. Nothing
+    /// is stored if the file changes while it is read ([`RemoteError::SourceChanged`]). A
+    /// remote that retries inside the call (a large file's blocks one by one, so a 1 GiB
+    /// upload does not start over) tells `put.on_retry` of each retry as it happens:
+    /// without that, a hung service would show only once a block gave up.
     async fn put_observed(&self, put: Put<'_>) -> Result<PutOutcome, RemoteError>;
 
-    /// [`put_observed`](Self::put_observed) with no one to tell of retries.
+    /// [`put_observed`](Self::put_observed) with no one to tell of retries (backends do not
+    /// override it).
     async fn put(
         &self,
         name: &str,

@@ -29,6 +29,7 @@ use std::future::Future;
 const BLOCKS_IN_FLIGHT_PER_FILE: usize = 8;
 
 impl AzureRemote {
+    /// Content read whole at open goes in one Put Blob, a larger file in blocks.
     pub(super) async fn put_content(&self, put: Put<'_>) -> Result<PutOutcome, RemoteError> {
         let Some(data) = put.content.inline() else {
             return self.put_blocks(&put).await;

@@ -1,5 +1,5 @@
 //! Shared Key signing ("Authorize with Shared Key", Microsoft's Blob service docs), applied
-//! to each try by [`super::policy::RequestPolicy`]: the official Rust SDK signs only with
+//! to each try by the per-try policy (`policy.rs`): the official Rust SDK signs only with
 //! Entra ID tokens or SAS, so this signer is ours.
 //!
 //! Each try gets a fresh `x-ms-date` and `Authorization: SharedKey ACCOUNT:SIGNATURE`, where
