@@ -4,7 +4,7 @@
 //! optional, unknown keys rejected), and [`Config::load`] turns it into absolute paths,
 //! durations and a checked remote. Everything that reads configuration goes through here.
 
-pub use crate::remote::location::{AuthMode, AzureLocation};
+pub use crate::remote::azure::location::{AuthMode, AzureLocation};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -521,7 +521,9 @@ pub fn parse_remote_url(text: &str, home: &Path) -> Result<RemoteConfig, String>
             embedded_default: false,
         });
     }
-    crate::remote::location::parse_azure_url(text).map(RemoteConfig::Azure)
+    crate::remote::azure::location::parse_azure_url(text)
+        .map(RemoteConfig::Azure)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(unix)]

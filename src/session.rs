@@ -93,7 +93,9 @@ fn shadowed_credential_with(
     let RemoteConfig::Azure(location) = &config.remote else {
         return None;
     };
-    if location.sas_in_url.is_some() || config.auth != crate::remote::location::AuthMode::Auto {
+    if location.sas_in_url.is_some()
+        || config.auth != crate::remote::azure::location::AuthMode::Auto
+    {
         return None;
     }
     let file =
@@ -145,7 +147,9 @@ pub fn open_remote(config: &Config) -> Result<Arc<dyn Remote>, crate::remote::Re
         RemoteConfig::Azure(location) => {
             let file =
                 crate::remote::credential::CredentialsFile::load(&config.dirs.credentials_file())
-                    .map_err(|message| crate::remote::RemoteError::Permanent { message })?;
+                    .map_err(|e| crate::remote::RemoteError::Permanent {
+                    message: e.to_string(),
+                })?;
             let credential = crate::remote::credential::resolve(location, config.auth, &file)?;
             Ok(Arc::new(
                 crate::remote::azure::AzureRemote::new(location, credential)?

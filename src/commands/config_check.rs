@@ -62,7 +62,9 @@ pub fn run(config: &Config) -> Result<ExitCode, CliError> {
             );
             let file = credential::CredentialsFile::load(&config.dirs.credentials_file());
             let cred = match file
-                .map_err(|m| crate::remote::RemoteError::Permanent { message: m })
+                .map_err(|e| crate::remote::RemoteError::Permanent {
+                    message: e.to_string(),
+                })
                 .and_then(|f| credential::resolve(location, config.auth, &f))
             {
                 Ok(c) => {

@@ -6,8 +6,8 @@
 use super::{CliError, exit};
 use crate::config::{Config, RemoteConfig};
 use crate::exit::ExitCode;
+use crate::remote::azure::sas::SasInfo;
 use crate::remote::credential::{ACCOUNT_KEY_ENV, CONNECTION_STRING_ENV, SAS_ENV};
-use crate::remote::sas::SasInfo;
 use crate::remote::{Precondition, Remote, RemoteError};
 use crate::verdict::{expiry_warning, wall_clock};
 
@@ -73,7 +73,7 @@ pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, CliError
     let session = crate::session::Session::open(config.clone())?;
     let remote = session.remote;
     let now = crate::daemon::worker::unix_now();
-    let sas = remote.sas();
+    let sas = remote.features().sas;
     let expired_at = sas
         .as_ref()
         .and_then(|s| s.expires_unix)

@@ -851,9 +851,10 @@ impl Worker {
         let files = self.setup.state.count().unwrap_or(0);
         let conflicts = self.setup.state.conflict_paths().map_or(0, |c| c.len());
         let (kind, label) = super::reach::describe(&self.setup.config.remote);
-        let expires = self.setup.remote.sas().and_then(|s| s.expires_unix);
+        let sas = self.setup.remote.features().sas;
+        let expires = sas.as_ref().and_then(|s| s.expires_unix);
         let warnings = self.setup.warnings.clone();
-        let lacks = self.setup.remote.sas().and_then(|sas| {
+        let lacks = sas.and_then(|sas| {
             let names: Vec<&str> = sas
                 .missing_for_push()
                 .into_iter()

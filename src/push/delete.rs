@@ -177,7 +177,7 @@ pub(super) struct Deleter<'a> {
 /// Why the credentials cannot delete, when the SAS says so itself (`sp` without `d`):
 /// then nothing is tried, not even the history copy.
 fn sas_cannot_delete(remote: &dyn Remote) -> Option<String> {
-    let sas = remote.sas()?;
+    let sas = remote.features().sas?;
     let permissions = sas.permissions?;
     (!permissions.contains('d')).then(|| {
         format!(

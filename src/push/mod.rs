@@ -171,7 +171,7 @@ pub async fn run(
 
     let abort = AtomicBool::new(false);
     let budget = MemoryBudget::default();
-    if let Some(limiter) = remote.limiter() {
+    if let Some(limiter) = remote.features().limiter {
         limiter.begin_run();
     }
     let uploader = upload::Uploader {
@@ -204,9 +204,9 @@ pub async fn run(
             .run(deletes, opts.allow_deletes, state, &mut report)
             .await?;
     }
-    report.concurrency = remote.limiter().map(|l| l.run_report());
+    report.concurrency = remote.features().limiter.map(|l| l.run_report());
     let mut report = report.finished(started);
-    report.created_container = remote.take_created_container();
+    report.created_container = remote.features().created.and_then(|c| c.take());
     if let Some(detail) = stopped.auth {
         return Err(PushError::Auth {
             remote: remote.describe(),

@@ -2,9 +2,8 @@
 //! runs a hook as each starts.
 
 use super::*;
-use crate::remote::content::Content;
 use crate::remote::directory::DirectoryRemote;
-use crate::remote::{Precondition, PutOutcome, RemoteBlob, RemoteError};
+use crate::remote::{Precondition, Put, PutOutcome, RemoteBlob, RemoteError, Sink};
 use async_trait::async_trait;
 use std::sync::atomic::Ordering;
 
@@ -34,15 +33,9 @@ impl Remote for Instrumented {
     fn credential_source(&self) -> String {
         self.inner.credential_source()
     }
-    async fn put(
-        &self,
-        name: &str,
-        content: &Content,
-        p: &Precondition,
-        writer: &str,
-    ) -> Result<PutOutcome, RemoteError> {
+    async fn put_observed(&self, put: Put<'_>) -> Result<PutOutcome, RemoteError> {
         (self.before_put)(self.puts.fetch_add(1, Ordering::SeqCst));
-        self.inner.put(name, content, p, writer).await
+        self.inner.put_observed(put).await
     }
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
         self.inner.head(name).await
@@ -53,11 +46,7 @@ impl Remote for Instrumented {
     async fn list_history(&self, path: Option<&str>) -> Result<Vec<RemoteBlob>, RemoteError> {
         self.inner.list_history(path).await
     }
-    async fn get(
-        &self,
-        name: &str,
-        sink: &mut (dyn std::io::Write + Send),
-    ) -> Result<Option<RemoteBlob>, RemoteError> {
+    async fn get(&self, name: &str, sink: Sink<'_>) -> Result<Option<RemoteBlob>, RemoteError> {
         self.inner.get(name, sink).await
     }
     async fn preserve(&self, name: &str, etag: &str, to: &str) -> Result<(), RemoteError> {

@@ -8,7 +8,7 @@ use crate::config::OnConflict;
 use crate::fsutil::Beneath;
 use crate::remote::content::{Content, MemoryBudget, OpenError};
 use crate::remote::retry::RetryPolicy;
-use crate::remote::{Precondition, Remote, RemoteError};
+use crate::remote::{Precondition, Put, Remote, RemoteError};
 use crate::state::{IndexEntry, Record};
 use std::path::Path;
 use std::sync::Arc;
@@ -68,7 +68,7 @@ impl Uploader<'_> {
         // Wait for room under the remote's concurrency limit before holding anything (an
         // open file, memory): a job never waits for its place while holding what a job in
         // flight may need.
-        let _slot = match self.remote.limiter() {
+        let _slot = match self.remote.features().limiter {
             Some(limiter) => Some(limiter.admit().await),
             None => None,
         };
@@ -195,10 +195,15 @@ impl Uploader<'_> {
                 .await?;
         }
         // Retries inside the one put (a large file's blocks) are reported as they happen too.
-        let inner_retry = |e: &RemoteError| self.report_retry(name, e);
+        let on_retry = |e: &RemoteError| self.report_retry(name, e);
         self.retried(name, || {
-            self.remote
-                .put_reporting(name, content, precondition, self.writer, &inner_retry)
+            self.remote.put_observed(Put {
+                name,
+                content,
+                precondition,
+                writer: self.writer,
+                on_retry: &on_retry,
+            })
         })
         .await
         .map(|o| o.etag)

@@ -272,6 +272,15 @@ mod tests {
         now
     }
 
+    /// `times` pushbacks at `now`, each in a new generation (each answers a request sent
+    /// after the previous cut).
+    fn pushed_back(c: &mut Controller, now: Instant, times: usize) {
+        for _ in 0..times {
+            let g = c.generation();
+            c.on_sample(now, g, Sample::Overloaded { retry_after: None });
+        }
+    }
+
     /// A path with a fixed round trip and no queueing: every window's rate is the limit
     /// over the round trip.
     fn distant_path(
@@ -421,10 +430,7 @@ mod tests {
             c.on_sample(t0, g, Sample::Overloaded { retry_after: None });
         }
         assert_eq!(c.limit(), 32);
-        for _ in 0..10 {
-            let g = c.generation();
-            c.on_sample(t0, g, Sample::Overloaded { retry_after: None });
-        }
+        pushed_back(&mut c, t0, 10);
         assert_eq!(c.limit(), 1);
     }
 
@@ -432,10 +438,7 @@ mod tests {
     fn after_pushback_the_limit_comes_back_up_when_the_service_answers_again() {
         let t0 = Instant::now();
         let mut c = Controller::new(Bound::Auto { max: 128 }, t0);
-        for _ in 0..3 {
-            let g = c.generation();
-            c.on_sample(t0, g, Sample::Overloaded { retry_after: None });
-        }
+        pushed_back(&mut c, t0, 3);
         assert_eq!(c.limit(), 8);
         distant_path(&mut c, t0, 40 * MS, 60);
         assert_eq!(c.limit(), 128, "additive increase climbs back to the bound");

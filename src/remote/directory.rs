@@ -21,7 +21,7 @@
 //! disk under an unmounted mount point. Only the built-in mirror is created on demand.
 
 use super::content::Content;
-use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
+use super::{Precondition, Put, PutOutcome, Remote, RemoteBlob, RemoteError, Sink};
 use crate::fsutil::{self, Beneath};
 use async_trait::async_trait;
 use std::io::Write;
@@ -356,11 +356,7 @@ fn free_history_name(
     Ok(None)
 }
 
-fn delete_blocking(
-    root: &Beneath,
-    name: &str,
-    precondition: &Precondition,
-) -> Result<(), RemoteError> {
+fn delete_blocking(root: &Beneath, name: &str, only_if: &Precondition) -> Result<(), RemoteError> {
     let path = root.path().join(name);
     let (parent_rel, file_name) = split(name);
     let parent = match root.open_dir(parent_rel, false) {
@@ -375,7 +371,7 @@ fn delete_blocking(
         let Some(current) = blob_at(root, name).map_err(|e| io_error("read", &path, e))? else {
             return Ok(());
         };
-        let holds = match precondition {
+        let holds = match only_if {
             Precondition::IfMatch(etag) => &current.etag == etag,
             Precondition::IfAbsent => false,
             Precondition::None => true,
@@ -648,18 +644,12 @@ impl Remote for DirectoryRemote {
         "file permissions".to_string()
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        content: &Content,
-        precondition: &Precondition,
-        writer: &str,
-    ) -> Result<PutOutcome, RemoteError> {
-        super::check_name(name)?;
+    async fn put_observed(&self, put: Put<'_>) -> Result<PutOutcome, RemoteError> {
+        super::check_name(put.name)?;
         let root = self.open_root()?;
-        let precondition = precondition.clone();
-        let (name, writer) = (name.to_string(), writer.to_string());
-        let content = content.clone();
+        let precondition = put.precondition.clone();
+        let (name, writer) = (put.name.to_string(), put.writer.to_string());
+        let content = put.content.clone();
         blocking(move || put_blocking(&root, &name, &content, &precondition, &writer)).await
     }
 
@@ -693,11 +683,7 @@ impl Remote for DirectoryRemote {
         blocking(move || list_history_blocking(&root, path.as_deref())).await
     }
 
-    async fn get(
-        &self,
-        name: &str,
-        sink: &mut (dyn std::io::Write + Send),
-    ) -> Result<Option<RemoteBlob>, RemoteError> {
+    async fn get(&self, name: &str, sink: Sink<'_>) -> Result<Option<RemoteBlob>, RemoteError> {
         super::check_name(name)?;
         if !self.dir.exists() && self.create {
             return Ok(None);
@@ -741,18 +727,12 @@ impl Remote for DirectoryRemote {
         result
     }
 
-    async fn preserve(
-        &self,
-        name: &str,
-        etag: &str,
-        history_name: &str,
-    ) -> Result<(), RemoteError> {
+    async fn preserve(&self, name: &str, etag: &str, kept_as: &str) -> Result<(), RemoteError> {
         super::check_name(name)?;
-        super::check_name(history_name)?;
+        super::check_name(kept_as)?;
         let root = self.open_root()?;
-        let (name, etag, history_name) =
-            (name.to_string(), etag.to_string(), history_name.to_string());
-        blocking(move || preserve_blocking(&root, &name, &etag, &history_name)).await
+        let (name, etag, kept_as) = (name.to_string(), etag.to_string(), kept_as.to_string());
+        blocking(move || preserve_blocking(&root, &name, &etag, &kept_as)).await
     }
 
     async fn service_now(&self) -> Result<Option<time::OffsetDateTime>, RemoteError> {
@@ -852,12 +832,7 @@ mod tests {
         let gone = dir.path().join("nas/devlog");
         let remote = DirectoryRemote::new(&gone, false);
         let e = remote
-            .put(
-                "a.md",
-                &Content::from_bytes(Bytes::from_static(b"a")),
-                &Precondition::IfAbsent,
-                "w",
-            )
+            .put("a.md", &content(b"a"), &Precondition::IfAbsent, "w")
             .await
             .unwrap_err();
         assert!(matches!(e, RemoteError::Unreachable { .. }), "{e}");
@@ -866,12 +841,7 @@ mod tests {
         let mirror = DirectoryRemote::new(&gone, true);
         assert!(mirror.list().await.unwrap().is_empty());
         mirror
-            .put(
-                "a.md",
-                &Content::from_bytes(Bytes::from_static(b"a")),
-                &Precondition::IfAbsent,
-                "w",
-            )
+            .put("a.md", &content(b"a"), &Precondition::IfAbsent, "w")
             .await
             .unwrap();
         assert!(gone.join("a.md").exists());

@@ -2,8 +2,7 @@
 //! faults and to hold writes at a gate: for tests of the pipeline and the worker that
 //! need no emulator and no real time.
 
-use super::content::Content;
-use super::{Precondition, PutOutcome, Remote, RemoteBlob, RemoteError};
+use super::{Precondition, Put, PutOutcome, Remote, RemoteBlob, RemoteError, Sink};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -142,13 +141,14 @@ impl Remote for MemoryRemote {
         "none".to_string()
     }
 
-    async fn put(
-        &self,
-        name: &str,
-        content: &Content,
-        precondition: &Precondition,
-        writer: &str,
-    ) -> Result<PutOutcome, RemoteError> {
+    async fn put_observed(&self, put: Put<'_>) -> Result<PutOutcome, RemoteError> {
+        let Put {
+            name,
+            content,
+            precondition,
+            writer,
+            ..
+        } = put;
         super::check_name(name)?;
         let _open = self.gate.read().await;
         self.injected()?;
@@ -216,11 +216,7 @@ impl Remote for MemoryRemote {
             .collect())
     }
 
-    async fn get(
-        &self,
-        name: &str,
-        sink: &mut (dyn std::io::Write + Send),
-    ) -> Result<Option<RemoteBlob>, RemoteError> {
+    async fn get(&self, name: &str, sink: Sink<'_>) -> Result<Option<RemoteBlob>, RemoteError> {
         super::check_name(name)?;
         self.injected()?;
         let found = self.lock()?.get(name).cloned();
@@ -234,14 +230,9 @@ impl Remote for MemoryRemote {
         Ok(Some(Self::blob(name, &stored)))
     }
 
-    async fn preserve(
-        &self,
-        name: &str,
-        etag: &str,
-        history_name: &str,
-    ) -> Result<(), RemoteError> {
+    async fn preserve(&self, name: &str, etag: &str, kept_as: &str) -> Result<(), RemoteError> {
         super::check_name(name)?;
-        super::check_name(history_name)?;
+        super::check_name(kept_as)?;
         self.injected()?;
         let mut blobs = self.lock()?;
         let current = match blobs.get(name) {
@@ -250,12 +241,12 @@ impl Remote for MemoryRemote {
         };
         // History names derive from the version: there already, it was kept (a retry),
         // unless other content took the name.
-        if let Some(kept) = blobs.get(history_name) {
+        if let Some(kept) = blobs.get(kept_as) {
             return if kept.md5 == current.md5 {
                 Ok(())
             } else {
                 Err(RemoteError::Permanent {
-                    message: format!("the history name {history_name} holds other content"),
+                    message: format!("the history name {kept_as} holds other content"),
                 })
             };
         }
@@ -264,7 +255,7 @@ impl Remote for MemoryRemote {
             service_ns: now_ns(),
             ..current
         };
-        blobs.insert(history_name.to_string(), copy);
+        blobs.insert(kept_as.to_string(), copy);
         Ok(())
     }
 

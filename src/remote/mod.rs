@@ -3,21 +3,24 @@
 //! A [`Remote`] stores blobs by name (the `/`-separated relative path). It does single
 //! conditional writes and listings and says, through [`RemoteError`], whether a failure
 //! is worth retrying; the push pipeline owns retries, back-off and conflict policy.
+//! What only some backends can do (an adaptive request limit, a SAS, a container created
+//! on the way) is asked for through [`Remote::features`]. Azure lives in [`azure`]; the
+//! rest of this module is shared by every backend.
 
 pub mod azure;
-mod azure_probe;
 pub mod concurrency;
 pub mod content;
-pub mod credential;
 pub mod directory;
+mod features;
 pub mod history_name;
 pub mod limit;
-pub mod location;
 pub mod memory;
 pub mod retry;
-pub mod sas;
-pub mod shared_key;
 pub mod timeouts;
+
+/// Azure's credentials, where the front ends and tests have always found them.
+pub use azure::credential;
+pub use features::{Created, Features};
 
 use async_trait::async_trait;
 use content::{Content, ContentError};
@@ -321,9 +324,23 @@ pub struct PutOutcome {
     pub md5: [u8; 16],
 }
 
-/// Told of each retry made inside one call ([`Remote::put_reporting`]).
+/// Told of each retry made inside one call ([`Remote::put_observed`]).
 pub type OnRetry<'a> = &'a (dyn Fn(&RemoteError) + Send + Sync);
 
+/// Where a download's bytes go.
+pub type Sink<'a> = &'a mut (dyn std::io::Write + Send);
+
+/// One conditional write: `content` at `name` if `precondition` holds, with `writer` in
+/// the blob's writer mark, telling `on_retry` of each retry made inside the call.
+pub struct Put<'a> {
+    pub name: &'a str,
+    pub content: &'a Content,
+    pub precondition: &'a Precondition,
+    pub writer: &'a str,
+    pub on_retry: OnRetry<'a>,
+}
+
+/// The core a backend implements; what only some backends can do is in [`Features`].
 #[async_trait]
 pub trait Remote: Send + Sync {
     /// The remote as shown to people: a URL or path, never a secret.
@@ -337,40 +354,39 @@ pub trait Remote: Send + Sync {
         String::new()
     }
 
-    /// The gate its requests go through, for remotes whose requests cross a network
-    /// (their concurrency adapts to the path); `None` for local ones.
-    fn limiter(&self) -> Option<&limit::Limiter> {
-        None
+    /// The optional capabilities this remote has; none by default.
+    fn features(&self) -> Features<'_> {
+        Features::default()
     }
 
-    /// Write `content` at `name` if `precondition` holds. The service verifies every byte
-    /// it receives against an MD5 sent with it, and the blob's stored Content-MD5 is the
-    /// MD5 of the whole content; `writer` goes into the blob's writer mark. Nothing is
-    /// stored if the file changes while it is read ([`RemoteError::SourceChanged`]).
+    /// Write `put.content` at `put.name` if `put.precondition` holds, with `put.writer` in
+    /// the writer mark. The service verifies every byte it receives against an MD5 sent
+    /// with it, and the blob's stored Content-MD5 is the MD5 of the whole content. Nothing
+    /// is stored if the file changes while it is read ([`RemoteError::SourceChanged`]). A
+    /// remote that retries inside the call (a large file's blocks one by one, so a 1 GiB
+    /// upload does not start over) tells `put.on_retry` of each retry as it happens:
+    /// without that, a hung service would show only once a block gave up.
+    async fn put_observed(&self, put: Put<'_>) -> Result<PutOutcome, RemoteError>;
+
+    /// [`put_observed`](Self::put_observed) with no one to tell of retries (backends do not
+    /// override it).
     async fn put(
         &self,
         name: &str,
         content: &Content,
         precondition: &Precondition,
         writer: &str,
-    ) -> Result<PutOutcome, RemoteError>;
-
-    /// [`put`](Self::put), telling `on_retry` of each retry made inside the one call (a
-    /// large file's blocks are retried one by one, so a 1 GiB upload does not start over;
-    /// without this, a hung service would show only once a block gave up). Remotes that
-    /// retry nothing inside keep the default.
-    async fn put_reporting(
-        &self,
-        name: &str,
-        content: &Content,
-        precondition: &Precondition,
-        writer: &str,
-        on_retry: OnRetry<'_>,
     ) -> Result<PutOutcome, RemoteError> {
-        let _ = on_retry;
-        self.put(name, content, precondition, writer).await
+        let on_retry: OnRetry<'_> = &|_| {};
+        self.put_observed(Put {
+            name,
+            content,
+            precondition,
+            writer,
+            on_retry,
+        })
+        .await
     }
-
     /// Properties of one blob, `None` when it does not exist.
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError>;
 
@@ -384,18 +400,13 @@ pub trait Remote: Send + Sync {
     /// Download `name` into `sink`, verifying every byte against the blob's Content-MD5
     /// (a mismatch is an error, and whatever was written to `sink` must be discarded).
     /// Returns the blob as read; `Ok(None)` when it does not exist.
-    async fn get(
-        &self,
-        name: &str,
-        sink: &mut (dyn std::io::Write + Send),
-    ) -> Result<Option<RemoteBlob>, RemoteError>;
+    async fn get(&self, name: &str, sink: Sink<'_>) -> Result<Option<RemoteBlob>, RemoteError>;
 
     /// Keep the version of `name` whose ETag is `etag` in the history area as
-    /// `history_name` (see [`history_name::version_name`]), server-side: exactly that
+    /// `kept_as` (see [`history_name::version_name`]), server-side: exactly that
     /// version or nothing ([`RemoteError::Conflict`] when `name` is now another version
     /// or gone). Called before every replace or delete of a blob devlogd knew.
-    async fn preserve(&self, name: &str, etag: &str, history_name: &str)
-    -> Result<(), RemoteError>;
+    async fn preserve(&self, name: &str, etag: &str, kept_as: &str) -> Result<(), RemoteError>;
 
     /// Remove `name` if `precondition` holds ([`RemoteError::Conflict`] otherwise); a
     /// blob that is already gone is not an error.
@@ -415,16 +426,5 @@ pub trait Remote: Send + Sync {
     /// on it.
     async fn service_now(&self) -> Result<Option<time::OffsetDateTime>, RemoteError> {
         Ok(None)
-    }
-
-    /// The SAS token in use, as far as it can be read without the service.
-    fn sas(&self) -> Option<sas::SasInfo> {
-        None
-    }
-
-    /// The container this remote created since the last call, said once (a typo in
-    /// the container name creates a new one: people must hear of it).
-    fn take_created_container(&self) -> Option<String> {
-        None
     }
 }

@@ -2,8 +2,8 @@
 //! the configured credentials. Reads one page and writes nothing; tells an unreachable
 //! service, refused credentials and a missing container apart.
 
-use super::azure::map_error;
-use super::{Probe, RemoteError};
+use super::map_error;
+use crate::remote::{Probe, RemoteError};
 use azure_core::error::ErrorKind;
 use azure_core::http::StatusCode;
 use azure_storage_blob::BlobContainerClient;

@@ -17,9 +17,9 @@
 //! [`Secret`] the moment they are read, so they are masked everywhere after; only the
 //! source is ever shown.
 
-use super::RemoteError;
 use super::location::{AuthMode, AzureLocation};
 use crate::redact::Secret;
+use crate::remote::RemoteError;
 use azure_core::credentials::TokenCredential;
 use std::collections::HashMap;
 use std::fmt;
@@ -75,6 +75,18 @@ impl fmt::Debug for Credential {
     }
 }
 
+/// Why the credentials file cannot be used (never quoting a line: it may hold a secret).
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsFileError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} line {line}: expected KEY=value", path.display())]
+    Syntax { path: PathBuf, line: usize },
+}
+
 /// The `KEY=value` credentials file.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialsFile {
@@ -85,7 +97,7 @@ pub struct CredentialsFile {
 impl CredentialsFile {
     /// Read `path` if it exists. It must be a private file of this user (checked by
     /// [`check_private`] at config load).
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, CredentialsFileError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -94,7 +106,12 @@ impl CredentialsFile {
                     values: HashMap::new(),
                 });
             }
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => {
+                return Err(CredentialsFileError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
         };
         let mut values = HashMap::new();
         for (n, line) in text.lines().enumerate() {
@@ -104,11 +121,10 @@ impl CredentialsFile {
             }
             let line = line.strip_prefix("export ").unwrap_or(line);
             let Some((key, value)) = line.split_once('=') else {
-                return Err(format!(
-                    "{} line {}: expected KEY=value",
-                    path.display(),
-                    n + 1
-                ));
+                return Err(CredentialsFileError::Syntax {
+                    path: path.to_path_buf(),
+                    line: n + 1,
+                });
             };
             let value = value.trim();
             let value = value
@@ -275,7 +291,8 @@ fn shared_key(
     }
     let key = Secret::new(key.trim().to_string());
     // Fail now, not on the first request, if the key cannot be decoded.
-    super::shared_key::SharedKeyPolicy::new(&account, key.expose()).map_err(permanent)?;
+    super::shared_key::SharedKey::new(&account, key.expose())
+        .map_err(|e| permanent(e.to_string()))?;
     Ok(Credential::SharedKey {
         account,
         key,
@@ -356,7 +373,7 @@ fn parse_connection_string(cs: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::location::parse_azure_url;
+    use crate::remote::azure::location::parse_azure_url;
 
     fn location(url: &str) -> AzureLocation {
         parse_azure_url(url).unwrap()
@@ -485,7 +502,7 @@ mod tests {
         .unwrap();
         assert!(c.source().contains("(environment)"), "{}", c.source());
         std::fs::write(&path, "NOT A LINE\n").unwrap();
-        let e = CredentialsFile::load(&path).unwrap_err();
+        let e = CredentialsFile::load(&path).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
     }
 

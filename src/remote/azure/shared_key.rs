@@ -1,41 +1,41 @@
-//! Shared Key signing ("Authorize with Shared Key", Microsoft's Blob service docs) as an
-//! SDK pipeline policy: the official Rust SDK signs only with Entra ID tokens or SAS, so
-//! this one policy is ours.
+//! Shared Key signing ("Authorize with Shared Key", Microsoft's Blob service docs), applied
+//! to each try by the per-try policy (`policy.rs`): the official Rust SDK signs only with
+//! Entra ID tokens or SAS, so this signer is ours.
 //!
 //! Each try gets a fresh `x-ms-date` and `Authorization: SharedKey ACCOUNT:SIGNATURE`, where
 //! the signature is HMAC-SHA256, keyed with the decoded account key, over the string to
 //! sign built by [`string_to_sign`] (pure, unit-tested; checked end to end against Azurite).
 
-use azure_core::http::policies::{Policy, PolicyResult};
-use azure_core::http::{Context, Request};
+use azure_core::http::Request;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::sync::Arc;
 
-pub struct SharedKeyPolicy {
+/// An account key that does not decode (never echoed: it is a secret).
+#[derive(Debug, thiserror::Error)]
+#[error("the account key is not valid base64: copy it again from the portal (Access keys)")]
+pub struct BadAccountKey;
+
+pub struct SharedKey {
     account: String,
     key: Vec<u8>,
 }
 
-impl std::fmt::Debug for SharedKeyPolicy {
+impl std::fmt::Debug for SharedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedKeyPolicy")
+        f.debug_struct("SharedKey")
             .field("account", &self.account)
             .field("key", &crate::redact::MASK)
             .finish()
     }
 }
 
-impl SharedKeyPolicy {
+impl SharedKey {
     /// `key_b64` is the account key as the portal shows it (base64).
-    pub fn new(account: &str, key_b64: &str) -> Result<Self, String> {
-        let key = BASE64.decode(key_b64.trim()).map_err(|_| {
-            "the account key is not valid base64: copy it again from the portal (Access keys)"
-                .to_string()
-        })?;
-        Ok(SharedKeyPolicy {
+    pub fn new(account: &str, key_b64: &str) -> Result<Self, BadAccountKey> {
+        let key = BASE64.decode(key_b64.trim()).map_err(|_| BadAccountKey)?;
+        Ok(SharedKey {
             account: account.to_string(),
             key,
         })
@@ -47,16 +47,9 @@ impl SharedKeyPolicy {
         mac.update(string_to_sign.as_bytes());
         BASE64.encode(mac.finalize().into_bytes())
     }
-}
 
-#[async_trait::async_trait]
-impl Policy for SharedKeyPolicy {
-    async fn send(
-        &self,
-        ctx: &Context,
-        request: &mut Request,
-        next: &[Arc<dyn Policy>],
-    ) -> PolicyResult {
+    /// Date and sign one try of `request` (its headers as they will be sent).
+    pub fn sign_request(&self, request: &mut Request) {
         let now = time::OffsetDateTime::now_utc();
         request.insert_header("x-ms-date", http_date(now));
         let headers: Vec<(String, String)> = request
@@ -84,7 +77,6 @@ impl Policy for SharedKeyPolicy {
             "authorization",
             format!("SharedKey {}:{signature}", self.account),
         );
-        next[0].send(ctx, request, &next[1..]).await
     }
 }
 
@@ -237,7 +229,7 @@ mod tests {
 
     #[test]
     fn bad_key_is_explained_without_echoing_it() {
-        let e = SharedKeyPolicy::new("a", "not base64!!").unwrap_err();
+        let e = SharedKey::new("a", "not base64!!").unwrap_err().to_string();
         assert!(
             e.contains("not valid base64") && !e.contains("not base64!!"),
             "{e}"

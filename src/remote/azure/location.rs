@@ -64,36 +64,57 @@ impl fmt::Display for AzureLocation {
     }
 }
 
+/// What is wrong with an Azure URL, said after "remote.url" (never quoting a password or
+/// a SAS).
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error(
+        "is not a URL ({0}): use https://ACCOUNT.blob.core.windows.net/CONTAINER or file:///DIR"
+    )]
+    NotAUrl(url::ParseError),
+    #[error(
+        "has unsupported scheme `{0}`: use https:// (Azure), http:// (an emulator on this machine) or file://"
+    )]
+    Scheme(String),
+    #[error(
+        "carries a user name or password before the host, which devlogd never sends: remove the `USER:PASSWORD@` part and give a SAS token or account key as described under Credentials"
+    )]
+    UserInfo,
+    #[error("has no host")]
+    NoHost,
+    #[error(
+        "uses plain http to {0}: the journal and the credentials would cross the network unencrypted; use https:// (plain http is only for an emulator on this machine: 127.0.0.1, ::1 or localhost)"
+    )]
+    PlainHttp(String),
+    #[error(
+        "needs the account and container, like http://127.0.0.1:10000/devstoreaccount1/CONTAINER"
+    )]
+    NoAccount,
+    #[error("names no container: add it to the path, like {endpoint}/CONTAINER")]
+    NoContainer { endpoint: String },
+    #[error(
+        "has an invalid container name `{0}`: 3-63 lowercase letters, digits and single hyphens"
+    )]
+    ContainerName(String),
+    #[error("has a query string that is not a SAS token (no sig=)")]
+    NotSas,
+}
+
 /// Parse an Azure container URL (`https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]`,
 /// optionally with a SAS), or an emulator's path-style one
 /// (`http://127.0.0.1:10000/devstoreaccount1/CONTAINER`).
-pub fn parse_azure_url(text: &str) -> Result<AzureLocation, String> {
-    let url = Url::parse(text).map_err(|e| {
-        format!(
-            "is not a URL ({e}): use https://ACCOUNT.blob.core.windows.net/CONTAINER or file:///DIR"
-        )
-    })?;
+pub fn parse_azure_url(text: &str) -> Result<AzureLocation, UrlError> {
+    let url = Url::parse(text).map_err(UrlError::NotAUrl)?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "has unsupported scheme `{}`: use https:// (Azure), http:// (an emulator on this machine) or file://",
-            url.scheme()
-        ));
+        return Err(UrlError::Scheme(url.scheme().to_string()));
     }
     if !url.username().is_empty() || url.password().is_some() {
         // Never echoed: the part before `@` may be a password.
-        return Err(
-            "carries a user name or password before the host, which devlogd never sends: remove the `USER:PASSWORD@` part and give a SAS token or account key as described under Credentials"
-                .into(),
-        );
+        return Err(UrlError::UserInfo);
     }
-    let host = url
-        .host_str()
-        .ok_or_else(|| "has no host".to_string())?
-        .to_string();
+    let host = url.host_str().ok_or(UrlError::NoHost)?.to_string();
     if url.scheme() == "http" && !is_loopback(&url) {
-        return Err(format!(
-            "uses plain http to {host}: the journal and the credentials would cross the network unencrypted; use https:// (plain http is only for an emulator on this machine: 127.0.0.1, ::1 or localhost)"
-        ));
+        return Err(UrlError::PlainHttp(host));
     }
     let mut segments: Vec<String> = url
         .path_segments()
@@ -118,7 +139,7 @@ pub fn parse_azure_url(text: &str) -> Result<AzureLocation, String> {
     endpoint.set_fragment(None);
     let account = if path_style {
         if segments.is_empty() {
-            return Err("needs the account and container, like http://127.0.0.1:10000/devstoreaccount1/CONTAINER".into());
+            return Err(UrlError::NoAccount);
         }
         let account = segments.remove(0);
         endpoint.set_path(&format!("/{account}"));
@@ -128,10 +149,9 @@ pub fn parse_azure_url(text: &str) -> Result<AzureLocation, String> {
         host.split('.').next().unwrap_or_default().to_string()
     };
     if segments.is_empty() {
-        return Err(format!(
-            "names no container: add it to the path, like {}/CONTAINER",
-            endpoint.as_str().trim_end_matches('/')
-        ));
+        return Err(UrlError::NoContainer {
+            endpoint: endpoint.as_str().trim_end_matches('/').to_string(),
+        });
     }
     let container = segments.remove(0);
     validate_container_name(&container)?;
@@ -141,7 +161,7 @@ pub fn parse_azure_url(text: &str) -> Result<AzureLocation, String> {
         .filter(|q| q.split('&').any(|kv| kv.starts_with("sig=")))
         .map(|q| Secret::new(q.to_string()));
     if url.query().is_some() && sas_in_url.is_none() {
-        return Err("has a query string that is not a SAS token (no sig=)".into());
+        return Err(UrlError::NotSas);
     }
     Ok(AzureLocation {
         endpoint,
@@ -162,7 +182,7 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-fn validate_container_name(name: &str) -> Result<(), String> {
+fn validate_container_name(name: &str) -> Result<(), UrlError> {
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -174,8 +194,43 @@ fn validate_container_name(name: &str) -> Result<(), String> {
     {
         Ok(())
     } else {
-        Err(format!(
-            "has an invalid container name `{name}`: 3-63 lowercase letters, digits and single hyphens"
-        ))
+        Err(UrlError::ContainerName(name.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_refusal_says_what_it_always_said() {
+        let said = |url: &str| parse_azure_url(url).unwrap_err().to_string();
+        assert_eq!(
+            said("ftp://x/y"),
+            "has unsupported scheme `ftp`: use https:// (Azure), http:// (an emulator on this machine) or file://"
+        );
+        assert_eq!(
+            said("https://acct.blob.core.windows.net/"),
+            "names no container: add it to the path, like https://acct.blob.core.windows.net/CONTAINER"
+        );
+        assert_eq!(
+            said("https://acct.blob.core.windows.net/Bad_Name"),
+            "has an invalid container name `Bad_Name`: 3-63 lowercase letters, digits and single hyphens"
+        );
+        assert_eq!(
+            said("https://acct.blob.core.windows.net/c1x?sv=1"),
+            "has a query string that is not a SAS token (no sig=)"
+        );
+        assert_eq!(
+            said("http://127.0.0.1:10000"),
+            "needs the account and container, like http://127.0.0.1:10000/devstoreaccount1/CONTAINER"
+        );
+        assert!(
+            said("not a url")
+                .starts_with("is not a URL (relative URL without a base): use https://")
+        );
+        assert!(
+            said("http://10.0.0.5/a/cc1").starts_with("uses plain http to 10.0.0.5: the journal")
+        );
     }
 }
