@@ -329,7 +329,13 @@ fn ctl(config_path: Option<PathBuf>, command: CtlCommand) -> Result<ExitCode, Cl
             flags,
             no_wait,
             json,
-        } => (P::push(flags, !no_wait), json),
+        } => (
+            P::Push {
+                flags,
+                wait: !no_wait,
+            },
+            json,
+        ),
         CtlCommand::Pause => (P::Pause, false),
         CtlCommand::Resume => (P::Resume, false),
         CtlCommand::Reload => (P::Reload, false),

@@ -5,7 +5,7 @@
 //! Replies:  zero or more `{"event":…}` lines (a waiting push streams progress), then one
 //! final line `{"ok":true,…}` or `{"ok":false,"error":"…","code":N}`.
 
-use crate::push::{ConflictReport, PushEvent, PushReport};
+use crate::push::{PushEvent, PushFlags, PushReport};
 use serde::{Deserialize, Serialize};
 
 pub const VERSION: u32 = 1;
@@ -30,24 +30,11 @@ impl Request {
 pub enum Command {
     Status,
     Push {
-        #[serde(default)]
-        all: bool,
-        #[serde(default)]
-        force: bool,
-        /// Hash every file instead of trusting size and times.
-        #[serde(default)]
-        checksum: bool,
-        #[serde(default)]
-        dry_run: bool,
+        #[serde(flatten)]
+        flags: PushFlags,
         /// Stream progress and the report (default); false returns once queued.
         #[serde(default = "yes")]
         wait: bool,
-        /// Overrides `sync.on_conflict` for this push.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        on_conflict: Option<crate::config::OnConflict>,
-        /// Carry out deletes the mass-delete guard holds.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        allow_deletes: bool,
     },
     Pause,
     /// Pause for as long as the connection that asked stays open: the daemon resumes when
@@ -58,114 +45,8 @@ pub enum Command {
     Stop,
 }
 
-impl Command {
-    /// A push request carrying `flags`.
-    pub fn push(flags: crate::push::PushFlags, wait: bool) -> Command {
-        let crate::push::PushFlags {
-            all,
-            force,
-            checksum,
-            dry_run,
-            on_conflict,
-            allow_deletes,
-        } = flags;
-        Command::Push {
-            all,
-            force,
-            checksum,
-            dry_run,
-            wait,
-            on_conflict,
-            allow_deletes,
-        }
-    }
-}
-
-impl Command {
-    /// The flags of a push request, and whether the client waits for the report.
-    pub fn push_flags(&self) -> Option<(crate::push::PushFlags, bool)> {
-        match *self {
-            Command::Push {
-                all,
-                force,
-                checksum,
-                dry_run,
-                wait,
-                on_conflict,
-                allow_deletes,
-            } => Some((
-                crate::push::PushFlags {
-                    all,
-                    force,
-                    checksum,
-                    dry_run,
-                    on_conflict,
-                    allow_deletes,
-                },
-                wait,
-            )),
-            _ => None,
-        }
-    }
-}
-
 fn yes() -> bool {
     true
-}
-
-/// A progress line while a push runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    Planned {
-        files: u64,
-        bytes: u64,
-    },
-    Uploaded {
-        path: String,
-        bytes: u64,
-    },
-    Failed {
-        path: String,
-        error: String,
-    },
-    Conflict {
-        path: String,
-        action: crate::push::ConflictAction,
-        copy: Option<String>,
-    },
-    Retrying {
-        path: String,
-        error: String,
-    },
-}
-
-impl From<PushEvent> for Event {
-    fn from(e: PushEvent) -> Self {
-        match e {
-            PushEvent::Planned { files, bytes } => Event::Planned { files, bytes },
-            PushEvent::Uploaded { path, bytes } => Event::Uploaded { path, bytes },
-            PushEvent::Failed { path, error } => Event::Failed { path, error },
-            PushEvent::Conflict(ConflictReport { path, action, copy }) => {
-                Event::Conflict { path, action, copy }
-            }
-            PushEvent::Retrying { path, error } => Event::Retrying { path, error },
-        }
-    }
-}
-
-impl From<Event> for PushEvent {
-    fn from(e: Event) -> Self {
-        match e {
-            Event::Planned { files, bytes } => PushEvent::Planned { files, bytes },
-            Event::Uploaded { path, bytes } => PushEvent::Uploaded { path, bytes },
-            Event::Failed { path, error } => PushEvent::Failed { path, error },
-            Event::Conflict { path, action, copy } => {
-                PushEvent::Conflict(ConflictReport { path, action, copy })
-            }
-            Event::Retrying { path, error } => PushEvent::Retrying { path, error },
-        }
-    }
 }
 
 /// The last line of every reply.
@@ -458,7 +339,7 @@ impl Reply {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Line {
-    Event(Event),
+    Event(PushEvent),
     Reply(Reply),
 }
 
@@ -488,18 +369,45 @@ mod tests {
         assert_eq!(
             r.cmd,
             Command::Push {
-                all: true,
-                force: false,
-                checksum: false,
-                dry_run: false,
+                flags: PushFlags {
+                    all: true,
+                    ..Default::default()
+                },
                 wait: true,
-                on_conflict: None,
-                allow_deletes: false,
             }
         );
         let line = serde_json::to_string(&Request::new(Command::Status)).unwrap();
         assert_eq!(line, r#"{"v":1,"cmd":"status"}"#);
         assert_eq!(parse_request(&line).unwrap().cmd, Command::Status);
+    }
+
+    #[test]
+    fn the_wire_keeps_its_bytes() {
+        let push = Request::new(Command::Push {
+            flags: PushFlags::default(),
+            wait: true,
+        });
+        assert_eq!(
+            serde_json::to_string(&push).unwrap(),
+            r#"{"v":1,"cmd":"push","all":false,"force":false,"checksum":false,"dry_run":false,"wait":true}"#
+        );
+        let conflict = Line::Event(PushEvent::Conflict {
+            path: "n.md".into(),
+            action: crate::push::ConflictAction::Skipped,
+            copy: None,
+        });
+        assert_eq!(
+            serde_json::to_string(&conflict).unwrap(),
+            r#"{"event":"conflict","path":"n.md","action":"skipped","copy":null}"#
+        );
+        let uploaded = Line::Event(PushEvent::Uploaded {
+            path: "a.md".into(),
+            bytes: 3,
+        });
+        assert_eq!(
+            serde_json::to_string(&uploaded).unwrap(),
+            r#"{"event":"uploaded","path":"a.md","bytes":3}"#
+        );
     }
 
     #[test]
@@ -523,7 +431,7 @@ mod tests {
     fn lines_are_told_apart() {
         let ev: Line =
             serde_json::from_str(r#"{"event":"uploaded","path":"a.md","bytes":3}"#).unwrap();
-        assert!(matches!(ev, Line::Event(Event::Uploaded { .. })));
+        assert!(matches!(ev, Line::Event(PushEvent::Uploaded { .. })));
         let reply: Line =
             serde_json::from_str(r#"{"ok":true,"code":0,"message":"paused"}"#).unwrap();
         assert!(matches!(reply, Line::Reply(Reply { ok: true, .. })));

@@ -76,10 +76,10 @@ impl Progress {
                     self.line(&format!("retrying {path}: {error}"));
                 }
             }
-            PushEvent::Conflict(c) => {
-                let what = match &c.copy {
-                    Some(copy) => format!("conflict {}: kept both, ours is {copy}", c.path),
-                    None => format!("conflict {}: {}", c.path, c.action),
+            PushEvent::Conflict { path, action, copy } => {
+                let what = match copy {
+                    Some(copy) => format!("conflict {path}: kept both, ours is {copy}"),
+                    None => format!("conflict {path}: {action}"),
                 };
                 self.line(&what);
             }

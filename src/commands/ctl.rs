@@ -73,7 +73,7 @@ async fn exchange(dirs: &Dirs, cmd: &Command, progress: &Progress) -> Result<Rep
             ));
         };
         match serde_json::from_str::<Line>(&text) {
-            Ok(Line::Event(event)) => progress.event(event.into()),
+            Ok(Line::Event(event)) => progress.event(event),
             Ok(Line::Reply(reply)) => break reply,
             Err(e) => {
                 return Err(CliError::new(

@@ -4,7 +4,6 @@ use super::{CliError, exit, hostname};
 use crate::config::{Config, RemoteConfig};
 use crate::exit::ExitCode;
 use crate::push::{self, PushContext, PushFlags, PushOptions};
-use crate::remote::retry::RetryPolicy;
 use crate::session::{DamagedIndex, Session};
 use crate::ui::{self, Progress};
 
@@ -61,7 +60,10 @@ pub async fn run(config: &Config, args: &PushArgs) -> Result<ExitCode, CliError>
 
 /// Ask the running daemon to push, with the same output as `devlogd ctl push`.
 pub async fn forward(config: &Config, args: &PushArgs) -> Result<ExitCode, CliError> {
-    let cmd = crate::protocol::Command::push(args.flags, true);
+    let cmd = crate::protocol::Command::Push {
+        flags: args.flags,
+        wait: true,
+    };
     crate::commands::ctl::run(&config.dirs, Some(config), cmd, args.json).await
 }
 
@@ -86,19 +88,7 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, Cl
             config.file.display()
         );
     }
-    let options = PushOptions {
-        all: flags.all,
-        force: flags.force,
-        checksum: flags.checksum,
-        dry_run: flags.dry_run,
-        on_conflict: flags.on_conflict.unwrap_or(config.sync.on_conflict),
-        deletes: config.sync.deletes,
-        allow_deletes: flags.allow_deletes,
-        concurrency: config.sync.concurrency,
-        paths: None,
-        retry: RetryPolicy::default(),
-        cancel: None,
-    };
+    let options = PushOptions::new(flags, &config.sync);
     let progress = Progress::new(args.json);
     let host = hostname();
     let ctx = PushContext {

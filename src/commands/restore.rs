@@ -123,13 +123,11 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
             daemon_request(
                 &socket,
                 Command::Push {
-                    all: true,
-                    force: false,
-                    checksum: false,
-                    dry_run: false,
+                    flags: crate::push::PushFlags {
+                        all: true,
+                        ..Default::default()
+                    },
                     wait: true,
-                    on_conflict: None,
-                    allow_deletes: false,
                 },
             )
             .await

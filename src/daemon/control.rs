@@ -4,10 +4,11 @@
 //! one task and never blocks the daemon. Requests become [`WorkerCmd`]s. A `pause_lease`
 //! connection (restore) has no idle timeout: the daemon stays paused until it closes.
 
-use super::worker::{PushRequest, WorkerCmd, WorkerStatus};
+use super::worker::{WorkerCmd, WorkerStatus};
 use super::{QueueStatus, ReloadRequest};
 use crate::exit;
-use crate::protocol::{self, Command, Event, Line, MAX_REQUEST_BYTES, Reply};
+use crate::protocol::{self, Command, Line, MAX_REQUEST_BYTES, Reply};
+use crate::push::PushFlags;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -227,7 +228,6 @@ async fn respond(
     write: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> std::io::Result<()> {
     let gone = || Reply::error(exit::NO_DAEMON, "the daemon is shutting down");
-    let push = cmd.push_flags();
     let reply = match cmd {
         Command::Status => {
             let mut reply = Reply::ok("status");
@@ -268,10 +268,10 @@ async fn respond(
                 }
             }
         }
-        Command::Push { .. } => {
-            let Some((request, wait)) = push else {
-                return Ok(()); // unreachable: a push request always has push flags
-            };
+        Command::Push {
+            flags: request,
+            wait,
+        } => {
             // A push already running: waiting behind it could take as long as it does (an
             // hour against a hung remote). Unless it ends within a moment, join instead: the
             // request is queued behind the running push (identical requests waiting together
@@ -312,7 +312,7 @@ async fn running_push_ends_soon(ctx: &ControlContext) -> bool {
 }
 
 async fn push_and_stream(
-    request: PushRequest,
+    request: PushFlags,
     ctx: &ControlContext,
     write: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> std::io::Result<()> {
@@ -333,12 +333,12 @@ async fn push_and_stream(
     loop {
         tokio::select! {
             Some(event) = progress_rx.recv() => {
-                send(write, &Line::Event(Event::from(event))).await?;
+                send(write, &Line::Event(event)).await?;
             }
             result = &mut reply_rx => {
                 // Flush progress that raced the reply.
                 while let Ok(event) = progress_rx.try_recv() {
-                    send(write, &Line::Event(Event::from(event))).await?;
+                    send(write, &Line::Event(event)).await?;
                 }
                 let reply = match result {
                     Ok(Ok(report)) => Reply::with_report(report.exit_code(), &report, None),

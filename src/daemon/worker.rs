@@ -10,7 +10,7 @@
 use super::watch::RescanReason;
 use crate::config::Config;
 use crate::filter::Filter;
-use crate::push::{self, PushContext, PushEvent, PushOptions, PushReport};
+use crate::push::{self, PushContext, PushEvent, PushFlags, PushOptions, PushReport};
 use crate::remote::Remote;
 use crate::remote::retry::RetryPolicy;
 use crate::state::{StateError, StateIndex};
@@ -41,9 +41,6 @@ pub struct Setup {
     pub warnings: Vec<String>,
 }
 
-/// What a `ctl push` asks for.
-pub type PushRequest = crate::push::PushFlags;
-
 /// A failed push as the control socket reports it.
 #[derive(Debug, Clone)]
 pub struct PushFailure {
@@ -58,7 +55,7 @@ pub enum WorkerCmd {
     Batch(Vec<String>),
     Rescan(RescanReason),
     Push {
-        request: PushRequest,
+        request: PushFlags,
         progress: Option<mpsc::UnboundedSender<PushEvent>>,
         reply: Option<oneshot::Sender<Result<PushReport, PushFailure>>>,
     },
@@ -281,7 +278,7 @@ impl Worker {
     /// `ctl push` requests identical to `request` that are already waiting run with it.
     fn absorb_identical_pushes(
         &mut self,
-        request: PushRequest,
+        request: PushFlags,
         rx: &mut mpsc::Receiver<WorkerCmd>,
         waiters: &mut Vec<Waiter>,
     ) {
@@ -372,7 +369,7 @@ impl Worker {
                 s.pending_since_at.get_or_insert_with(Instant::now);
             }
         });
-        let request = PushRequest::default();
+        let request = PushFlags::default();
         let result = self
             .run_push(request, (!full).then(|| paths.clone()), false, &|_| {})
             .await;
@@ -395,7 +392,7 @@ impl Worker {
         }
     }
 
-    async fn explicit_push(&mut self, request: PushRequest, waiters: Vec<Waiter>) {
+    async fn explicit_push(&mut self, request: PushFlags, waiters: Vec<Waiter>) {
         let senders: Vec<_> = waiters.iter().filter_map(|(p, _)| p.clone()).collect();
         let progress = move |event: PushEvent| {
             for s in &senders {
@@ -436,7 +433,7 @@ impl Worker {
 
     async fn run_push(
         &mut self,
-        request: PushRequest,
+        request: PushFlags,
         paths: Option<Vec<String>>,
         explicit: bool,
         progress: &(dyn Fn(PushEvent) + Send + Sync),
@@ -466,30 +463,19 @@ impl Worker {
         let deletes_tried = !self.deletes_refused || explicit;
         let list_remote =
             full && !explicit && self.verify_due && self.status.borrow().remote_reached;
-        let options = PushOptions {
-            // The worker's start-up and periodic full passes compare with the remote's
-            // listing (once it has answered): a blob deleted or changed behind our back is
-            // repaired or reported, never "backed up" on the index's word alone.
-            all: request.all || list_remote,
-            force: request.force,
-            // Paths the watcher saw written are hashed whatever their stat says: a write
-            // can put the mtime back.
-            checksum: request.checksum || paths.is_some(),
-            dry_run: request.dry_run,
-            on_conflict: request
-                .on_conflict
-                .unwrap_or(self.setup.config.sync.on_conflict),
-            deletes: if self.deletes_refused && !explicit {
-                crate::config::Deletes::Keep
-            } else {
-                self.setup.config.sync.deletes
-            },
-            allow_deletes: request.allow_deletes,
-            concurrency: self.setup.config.sync.concurrency,
-            paths,
-            retry: RetryPolicy::default(),
-            cancel: Some(self.cancel.clone()),
-        };
+        let mut options = PushOptions::new(request, &self.setup.config.sync);
+        // The worker's start-up and periodic full passes compare with the remote's
+        // listing (once it has answered): a blob deleted or changed behind our back is
+        // repaired or reported, never "backed up" on the index's word alone.
+        options.flags.all |= list_remote;
+        // Paths the watcher saw written are hashed whatever their stat says: a write can
+        // put the mtime back.
+        options.flags.checksum |= paths.is_some();
+        if self.deletes_refused && !explicit {
+            options.deletes = crate::config::Deletes::Keep;
+        }
+        options.paths = paths;
+        options.cancel = Some(self.cancel.clone());
         let ctx = PushContext {
             root: &self.setup.config.root,
             filter: &self.setup.filter,
@@ -514,7 +500,7 @@ impl Worker {
                     let n = *files as usize;
                     status.send_modify(|s| s.in_flight_paths = n);
                 }
-                PushEvent::Uploaded { .. } | PushEvent::Conflict(_) => {
+                PushEvent::Uploaded { .. } | PushEvent::Conflict { .. } => {
                     status.send_modify(|s| {
                         s.in_flight_paths = s.in_flight_paths.saturating_sub(1);
                         // Requests go through again.

@@ -2,9 +2,10 @@
 //! journal directory and state index, and tokio's paused clock — no emulator, no real
 //! waiting, no timing luck.
 
-use super::worker::{PushRequest, Setup, State, Worker, WorkerCmd, WorkerStatus};
+use super::worker::{Setup, State, Worker, WorkerCmd, WorkerStatus};
 use crate::config::{Config, Dirs, parse_raw};
 use crate::filter::Filter;
+use crate::push::PushFlags;
 use crate::remote::memory::MemoryRemote;
 use crate::remote::{Remote, RemoteError};
 use crate::state::StateIndex;
@@ -90,7 +91,7 @@ impl World {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(WorkerCmd::Push {
-                request: PushRequest::default(),
+                request: PushFlags::default(),
                 progress: None,
                 reply: Some(reply),
             })

@@ -167,8 +167,10 @@ impl PushReport {
     }
 }
 
-/// Progress, as it happens.
-#[derive(Debug, Clone)]
+/// Progress, as it happens: what the pipeline reports and, as is, what a waiting `ctl push`
+/// streams (`{"event":"uploaded","path":…,"bytes":…}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum PushEvent {
     Planned {
         files: u64,
@@ -182,13 +184,24 @@ pub enum PushEvent {
         path: String,
         error: String,
     },
-    Conflict(ConflictReport),
+    /// A [`ConflictReport`] as it happens; `copy` is sent also when there is none.
+    Conflict {
+        path: String,
+        action: ConflictAction,
+        copy: Option<String>,
+    },
     /// A request for `path` failed in a way that can pass (a timeout, a 503, a lost
     /// connection) and is tried again: said at once, not when the retries run out.
     Retrying {
         path: String,
         error: String,
     },
+}
+
+impl From<ConflictReport> for PushEvent {
+    fn from(ConflictReport { path, action, copy }: ConflictReport) -> Self {
+        PushEvent::Conflict { path, action, copy }
+    }
 }
 
 /// Errors that stop a run as a whole.
