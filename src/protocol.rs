@@ -187,6 +187,9 @@ pub struct WorkerStatus {
     /// When the oldest path waiting in the worker (or in the push running) became dirty.
     #[serde(skip)]
     pub pending_since_at: Option<tokio::time::Instant>,
+    /// Paths taken from the queue's batches since start-up (see `QueueStatus::handed_total`).
+    #[serde(skip)]
+    pub taken_from_queue: u64,
 }
 
 /// What kind of place the journal is copied to.
@@ -199,6 +202,33 @@ pub enum RemoteKind {
     Directory,
     /// The built-in mirror (no `remote.url`): a directory on this machine's disk.
     LocalMirror,
+}
+
+/// How much of the tree the watcher sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum WatchState {
+    #[default]
+    #[serde(rename = "ok")]
+    Ok,
+    /// Inotify limits: part of the tree is scanned on a timer instead.
+    #[serde(rename = "limited")]
+    Limited,
+    /// Directories that cannot be read (`unwatched_dirs`).
+    #[serde(rename = "partial")]
+    Partial,
+    #[serde(rename = "root missing")]
+    RootMissing,
+}
+
+impl std::fmt::Display for WatchState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WatchState::Ok => "ok",
+            WatchState::Limited => "limited",
+            WatchState::Partial => "partial",
+            WatchState::RootMissing => "root missing",
+        })
+    }
 }
 
 /// Why the remote could not be used.
@@ -284,8 +314,7 @@ pub struct Status {
     /// Seconds the remote has been unreachable (monotonic).
     #[serde(default)]
     pub offline_for_s: Option<u64>,
-    /// `ok`, `limited`, `partial` or `root missing`.
-    pub watch: String,
+    pub watch: WatchState,
     /// Unless ok, what is not watched and what to do.
     pub watch_issue: Option<String>,
     pub unwatched_dirs: usize,
@@ -443,7 +472,7 @@ mod tests {
             version: "1".into(),
             pid: 7,
             pending_paths: 3,
-            watch: "ok".into(),
+            watch: WatchState::Ok,
             ..Default::default()
         };
         status.worker.state = State::Offline;

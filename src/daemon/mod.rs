@@ -18,6 +18,7 @@ pub mod queue;
 pub mod queue_task;
 pub mod reach;
 pub mod sd_notify;
+pub mod status;
 pub mod watch;
 pub mod worker;
 #[cfg(test)]
@@ -32,7 +33,6 @@ use futures::StreamExt;
 use queue_task::{QueueSettings, QueueStatus};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -156,14 +156,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
         filter: setup.filter.clone(),
     };
     let watch_limited = current_watch.limited.clone();
-    let handed_over = Arc::new(AtomicUsize::new(0));
-    let worker = Worker::new(
-        setup,
-        hostname(),
-        status_tx,
-        cancel.clone(),
-        handed_over.clone(),
-    );
+    let worker = Worker::new(setup, hostname(), status_tx, cancel.clone());
     if watch_limited.is_some() {
         worker_tx
             .send(WorkerCmd::WatchLimited(watch_limited))
@@ -182,18 +175,19 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
         queue_settings_rx,
         worker_tx.clone(),
         queue_status_tx,
-        handed_over.clone(),
+        status_rx.clone(),
         cancel.clone(),
     ));
     let ctx = Arc::new(control::ControlContext {
         worker: worker_tx.clone(),
-        worker_status: status_rx,
-        queue_status: queue_status_rx,
-        handed_over,
-        watch_health: sink.clone(),
+        status: status::Sources {
+            worker: status_rx,
+            queue: queue_status_rx,
+            watch_health: sink.clone(),
+            started,
+            socket: socket.clone(),
+        },
         reload: reload_tx,
-        started,
-        socket: socket.clone(),
         cancel: cancel.clone(),
     });
     tracker.spawn(control::serve(listener, ctx, tracker.clone()));

@@ -16,7 +16,6 @@ use crate::remote::retry::RetryPolicy;
 use crate::state::{StateError, StateIndex};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 // Tokio's clock, so timers follow a paused clock in tests.
 use tokio::sync::{mpsc, oneshot, watch};
@@ -96,9 +95,6 @@ pub struct Worker {
     /// The last push failed because the state index is read-only: reopen it before the
     /// next attempt (a connection opened read-only stays so after a chmod).
     index_read_only: bool,
-    /// Paths the queue sent in batches the worker has not taken yet (shared with the queue,
-    /// which adds; the worker subtracts on receipt), so status counts them while a push runs.
-    handed_over: Arc<AtomicUsize>,
     /// Paths that failed and are retried: never forgotten until pushed or gone.
     failed: BTreeMap<String, FailedPath>,
     /// The back-off running is for files that failed (the remote answers), not an outage.
@@ -119,7 +115,6 @@ impl Worker {
         host: String,
         status: watch::Sender<WorkerStatus>,
         cancel: CancellationToken,
-        handed_over: Arc<AtomicUsize>,
     ) -> Self {
         let next_scan = Instant::now() + setup.config.sync.rescan_interval;
         let index_read_only = setup.index_read_only;
@@ -136,7 +131,6 @@ impl Worker {
             cancel,
             backlog: VecDeque::new(),
             index_read_only,
-            handed_over,
             failed: BTreeMap::new(),
             retrying_files: false,
             deletes_refused: false,
@@ -248,15 +242,11 @@ impl Worker {
 
     /// A batch from the queue joins the pending set (and stops counting as handed over).
     fn take_batch(&mut self, paths: Vec<String>) {
-        let n = paths.len();
-        let _ = self
-            .handed_over
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
-                Some(h.saturating_sub(n))
-            });
+        let n = paths.len() as u64;
         self.pending.extend(paths);
         let waiting = self.waiting_count();
         self.status.send_modify(|s| {
+            s.taken_from_queue += n;
             s.waiting_paths = waiting;
             s.pending_since_at.get_or_insert_with(Instant::now);
         });
@@ -377,7 +367,7 @@ impl Worker {
             Ok(report) => {
                 self.record_failures(&report, (!full).then_some(paths.as_slice()));
                 self.after_report(&report);
-                full && report.mode != "all" && self.verify_due
+                full && report.mode != crate::push::PushMode::All && self.verify_due
             }
             Err(e) => {
                 // Keep everything for the next attempt.
@@ -561,7 +551,7 @@ impl Worker {
             self.corrupt.remove(&path);
         }
         if let Ok(r) = &result
-            && r.mode == "all"
+            && r.mode == crate::push::PushMode::All
         {
             if r.dry_run {
                 // A dry run repairs nothing: what it saw stays damaged.

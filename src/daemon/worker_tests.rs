@@ -11,7 +11,6 @@ use crate::remote::{Remote, RemoteError};
 use crate::state::StateIndex;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -54,13 +53,7 @@ impl World {
         };
         let (status_tx, status) = watch::channel(WorkerStatus::default());
         let cancel = CancellationToken::new();
-        let worker = Worker::new(
-            setup,
-            "host".into(),
-            status_tx,
-            cancel.clone(),
-            Arc::new(AtomicUsize::new(0)),
-        );
+        let worker = Worker::new(setup, "host".into(), status_tx, cancel.clone());
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(worker.run(rx));
         World {

@@ -21,8 +21,8 @@ mod upload;
 pub use delete::mass_delete_threshold;
 pub use flags::PushFlags;
 pub use report::{
-    ConflictAction, ConflictReport, FileFailure, PlannedUpload, PushError, PushEvent, PushReport,
-    auth_hint, refusal_hint,
+    ConflictAction, ConflictReport, FileFailure, PlannedUpload, PushError, PushEvent, PushMode,
+    PushReport, auth_hint, refusal_hint,
 };
 pub use upload::conflict_name;
 
@@ -94,7 +94,11 @@ pub async fn run(
         host,
     } = ctx;
     let mut report = PushReport {
-        mode: if opts.flags.all { "all" } else { "incremental" }.to_string(),
+        mode: if opts.flags.all {
+            PushMode::All
+        } else {
+            PushMode::Incremental
+        },
         dry_run: opts.flags.dry_run,
         force: opts.flags.force,
         ..Default::default()

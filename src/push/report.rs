@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// What one run did; printed by the front ends, `--json` as is.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PushReport {
-    pub mode: String,
+    pub mode: PushMode,
     pub dry_run: bool,
     pub force: bool,
     /// Candidate files seen.
@@ -63,6 +63,16 @@ pub struct PushReport {
     /// started, its lowest and highest, where it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<crate::remote::limit::LimitReport>,
+}
+
+/// Whether a run compared with the remote's listing (`--all`, the daemon's verifying
+/// passes) or trusted the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushMode {
+    #[default]
+    Incremental,
+    All,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
