@@ -372,20 +372,28 @@ pub enum Line {
     Reply(Reply),
 }
 
-/// Parse a request line, with an error message fit to send back.
-pub fn parse_request(line: &str) -> Result<Request, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+/// Why a request line was refused; the text is sent back.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("invalid JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("unsupported protocol version {0} (this daemon speaks {VERSION})")]
+    Version(u64),
+    #[error("missing protocol version \"v\"")]
+    NoVersion,
+    #[error("bad request: {0}")]
+    Bad(serde_json::Error),
+}
+
+/// Parse a request line.
+pub fn parse_request(line: &str) -> Result<Request, RequestError> {
+    let value: serde_json::Value = serde_json::from_str(line).map_err(RequestError::Json)?;
     match value.get("v").and_then(|v| v.as_u64()) {
         Some(v) if v == VERSION as u64 => {}
-        Some(v) => {
-            return Err(format!(
-                "unsupported protocol version {v} (this daemon speaks {VERSION})"
-            ));
-        }
-        None => return Err("missing protocol version \"v\"".into()),
+        Some(v) => return Err(RequestError::Version(v)),
+        None => return Err(RequestError::NoVersion),
     }
-    serde_json::from_value(value).map_err(|e| format!("bad request: {e}"))
+    serde_json::from_value(value).map_err(RequestError::Bad)
 }
 
 #[cfg(test)]
@@ -451,7 +459,7 @@ mod tests {
             (r#"{"v":1,"cmd":"explode"}"#, "bad request"),
             (r#"{"v":1,"cmd":"push","al":true}"#, "bad request"),
         ] {
-            let e = parse_request(line).unwrap_err();
+            let e = parse_request(line).unwrap_err().to_string();
             assert!(e.contains(want), "{line}: {e}");
         }
     }

@@ -9,6 +9,7 @@
 use super::{Failure, exit};
 use crate::config::Config;
 use crate::exit::ExitCode;
+use crate::history::AtError;
 use crate::protocol::{Command, Line, Request};
 use crate::remote::retry::RetryPolicy;
 use crate::restore::{RestoreEvent, RestoreOptions, RestoreReport};
@@ -58,7 +59,7 @@ fn relative_path(arg: &str, root: &Path, to: &Path) -> String {
 
 pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, Failure> {
     let at = match &args.at {
-        Some(text) => Some(parse_at(text).map_err(|m| Failure::new(exit::USAGE, m))?),
+        Some(text) => Some(parse_at(text).map_err(|e| Failure::new(exit::USAGE, e.to_string()))?),
         None => None,
     };
     // From here on these signals stop the restore cleanly instead of killing it.
@@ -183,18 +184,14 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, Failur
 
 /// `--at`: an RFC 3339 time, or a bare date meaning the end of that day in the local time
 /// zone (`TZ`), as the person typing it means it.
-fn parse_at(text: &str) -> Result<time::OffsetDateTime, String> {
+fn parse_at(text: &str) -> Result<time::OffsetDateTime, AtError> {
     let date_format = time::macros::format_description!("[year]-[month]-[day]");
     let Ok(day) = time::Date::parse(text, &date_format) else {
         return crate::history::parse_at(text);
     };
-    let end = day
-        .with_hms_nano(23, 59, 59, 999_999_999)
-        .map_err(|e| e.to_string())?;
+    let end = day.with_hms_nano(23, 59, 59, 999_999_999)?;
     let offset_at = |t: time::OffsetDateTime| {
-        time::UtcOffset::local_offset_at(t).map_err(|_| {
-            format!("cannot tell the local time zone for {text}; give a time with its offset (2026-11-29T23:59:59+01:00)")
-        })
+        time::UtcOffset::local_offset_at(t).map_err(|_| AtError::NoLocalZone(text.to_string()))
     };
     // Asked twice: the first guess may sit on the other side of a daylight-saving change.
     let guess = offset_at(end.assume_utc())?;

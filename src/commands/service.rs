@@ -375,13 +375,31 @@ fn shell_line(step: &Step) -> String {
     }
 }
 
+/// Why a service manager command failed.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    #[error("empty command")]
+    Empty,
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    /// Its combined output (or its exit status when it printed nothing).
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Run a command; its combined output on failure.
-fn run_command(cmd: &[String]) -> Result<String, String> {
-    let (program, args) = cmd.split_first().ok_or("empty command")?;
+fn run_command(cmd: &[String]) -> Result<String, CommandError> {
+    let (program, args) = cmd.split_first().ok_or(CommandError::Empty)?;
     let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(|source| CommandError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -391,11 +409,11 @@ fn run_command(cmd: &[String]) -> Result<String, String> {
         Ok(text)
     } else {
         let text = text.trim();
-        Err(if text.is_empty() {
+        Err(CommandError::Failed(if text.is_empty() {
             format!("{}", out.status)
         } else {
             text.to_string()
-        })
+        }))
     }
 }
 

@@ -50,36 +50,72 @@ pub fn socket_path_in(dirs: &crate::config::Dirs) -> PathBuf {
         .join("devlogd.sock")
 }
 
+/// Why the control socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("cannot create {}: {source}", .path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot chmod {mode:o} {}: {source}", .path.display())]
+    Chmod {
+        path: PathBuf,
+        mode: u32,
+        source: std::io::Error,
+    },
+    #[error("another devlogd is already listening on {}", .0.display())]
+    Listening(PathBuf),
+    #[error("cannot remove stale {}: {source}", .path.display())]
+    RemoveStale {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot bind {}: {source}", .path.display())]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Bind, replacing a stale socket file but never a live daemon's.
-pub async fn bind(path: &Path) -> Result<UnixListener, String> {
+pub async fn bind(path: &Path) -> Result<UnixListener, BindError> {
+    let at = |path: &Path| path.to_path_buf();
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| BindError::Create {
+        path: at(dir),
+        source,
+    })?;
     set_mode(dir, 0o700)?;
     if path.exists() {
         match UnixStream::connect(path).await {
-            Ok(_) => {
-                return Err(format!(
-                    "another devlogd is already listening on {}",
-                    path.display()
-                ));
-            }
+            Ok(_) => return Err(BindError::Listening(at(path))),
             Err(_) => {
                 tracing::info!(socket = %path.display(), "replacing a stale socket file");
-                std::fs::remove_file(path)
-                    .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
+                std::fs::remove_file(path).map_err(|source| BindError::RemoveStale {
+                    path: at(path),
+                    source,
+                })?;
             }
         }
     }
-    let listener =
-        UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(path).map_err(|source| BindError::Bind {
+        path: at(path),
+        source,
+    })?;
     set_mode(path, 0o600)?;
     Ok(listener)
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
+fn set_mode(path: &Path, mode: u32) -> Result<(), BindError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("cannot chmod {:o} {}: {e}", mode, path.display()))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        BindError::Chmod {
+            path: path.to_path_buf(),
+            mode,
+            source,
+        }
+    })
 }
 
 /// What a connection needs to answer.
@@ -175,7 +211,13 @@ async fn connection(stream: UnixStream, uid: u32, ctx: &ControlContext) -> std::
             continue;
         }
         match protocol::parse_request(line) {
-            Err(e) => send(&mut write, &Line::Reply(Reply::error(exit::USAGE, e))).await?,
+            Err(e) => {
+                send(
+                    &mut write,
+                    &Line::Reply(Reply::error(exit::USAGE, e.to_string())),
+                )
+                .await?
+            }
             Ok(request) if request.cmd == Command::PauseLease => {
                 return lease(ctx, reader, &mut write).await;
             }

@@ -45,7 +45,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// A reload asked for over the control socket (SIGHUP needs no reply).
 pub struct ReloadRequest {
-    pub reply: oneshot::Sender<Result<(), String>>,
+    pub reply: oneshot::Sender<Result<(), Failure>>,
 }
 
 /// Build everything one configuration needs, or say why it cannot be used.
@@ -131,7 +131,9 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
             "no remote configured: mirroring into the local directory (set remote.url to push to Azure)"
         );
     }
-    let listener = control::bind(&socket).await.map_err(Failure::usage)?;
+    let listener = control::bind(&socket)
+        .await
+        .map_err(|e| Failure::usage(e.to_string()))?;
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -341,11 +343,11 @@ async fn reload(
     sink: &Arc<EventSink>,
     current_watch: &mut watch::Watch,
     tracker: &TaskTracker,
-) -> Result<(), String> {
-    let config = Config::load(config_path.as_deref()).map_err(|e| e.to_string())?;
-    let setup = build_setup(config).map_err(|e| e.message)?;
+) -> Result<(), Failure> {
+    let config = Config::load(config_path.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
+    let setup = build_setup(config)?;
     let root = setup.config.root.clone();
-    let new_watch = watch::start(&root, &setup.filter, sink.clone())?;
+    let new_watch = watch::start(&root, &setup.filter, sink.clone()).map_err(Failure::usage)?;
     let limited = new_watch.limited.clone();
     *current_watch = new_watch;
     let settings = QueueSettings {

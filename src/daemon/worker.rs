@@ -435,12 +435,12 @@ impl Worker {
         });
         self.sd_status();
         if self.index_read_only
-            && let Err(message) = self.reopen_index()
+            && let Err(e) = self.reopen_index()
         {
-            tracing::warn!(error = %message, "push not started");
+            tracing::warn!(error = %e, "push not started");
             return Err(PushFailure {
                 code: crate::exit::USAGE,
-                message,
+                message: e.to_string(),
                 report: None,
             });
         }
@@ -659,13 +659,11 @@ impl Worker {
     /// opened read-only stays so after a chmod, and SQLite shares the read-only WAL index
     /// between the connections of a process, so the old one is closed first. On failure an
     /// empty in-memory stand-in remains and `index_read_only` stays set: no push runs on it.
-    fn reopen_index(&mut self) -> Result<(), String> {
-        let stand_in =
-            StateIndex::open_at(std::path::Path::new(":memory:"), "").map_err(|e| e.to_string())?;
+    fn reopen_index(&mut self) -> Result<(), StateError> {
+        let stand_in = StateIndex::open_at(std::path::Path::new(":memory:"), "")?;
         drop(std::mem::replace(&mut self.setup.state, stand_in));
         let config = &self.setup.config;
-        let state = StateIndex::open(config.state_dir(), &config.remote.identity())
-            .map_err(|e| e.to_string())?;
+        let state = StateIndex::open(config.state_dir(), &config.remote.identity())?;
         self.setup.state = state;
         Ok(())
     }
