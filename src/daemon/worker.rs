@@ -1,4 +1,5 @@
-//! The sync worker: the one owner of the push pipeline, the state index and the status.
+//! The sync worker: the one owner of the push pipeline, the state index and its part of
+//! the status ([`WorkerStatus`]; `status.rs` projects `ctl status` from it).
 //!
 //! Everything that wants a push sends a [`WorkerCmd`]: the queue (batches of dirty
 //! paths), the watcher (rescans), the control socket (`ctl push`, pause, …) and the timers.
