@@ -3,8 +3,9 @@
 //! Tasks (one owner per piece of state, as in mini-redis):
 //! - the watcher thread (notify) fills an [`watch::EventSink`];
 //! - the queue task owns the dirty set ([`queue::DirtyQueue`]) and hands ready batches to
-//! - the worker task, which owns the pipeline, the state index and the status;
-//! - the control server answers `devlogd ctl` on a Unix socket;
+//! - the worker task, which owns the pipeline, the state index and its part of the status;
+//! - the control server answers `devlogd ctl` on a Unix socket (`ctl status` is
+//!   [`status::Sources::project`]: the worker's and the queue's parts, the watcher's health);
 //! - this supervisor handles signals and reloads and runs the shutdown, and ends the
 //!   process (exit 1, restarted by the service manager) if the worker dies.
 //!
