@@ -192,6 +192,18 @@ pub struct WorkerStatus {
     pub taken_from_queue: u64,
 }
 
+impl WorkerStatus {
+    /// What was learnt about the remote (reached, damaged blobs, its problem), for another
+    /// remote after a reload.
+    pub fn forget_remote(&mut self) {
+        self.remote_reached = false;
+        self.corrupt = 0;
+        self.corrupt_sample.clear();
+        self.remote_problem = None;
+        self.remote_problem_since_unix = None;
+    }
+}
+
 /// What kind of place the journal is copied to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

@@ -168,25 +168,18 @@ fn text(report: &ConflictsReport, remote: &str, fetch: bool) -> String {
             ));
         }
     }
-    for f in &report.fetched {
-        lines.push(format!(
-            "fetched {} → {} ({} bytes)",
-            printable(&f.blob),
-            printable(&f.to),
-            f.bytes
-        ));
-    }
-    for s in &report.skipped {
-        lines.push(format!(
-            "not fetched {}: a push from here would never upload that name (hidden, excluded or ignored)",
-            printable(s)
-        ));
-    }
-    for f in &report.failed {
+    lines.extend(report.fetched.iter().map(|f| {
+        let (blob, to) = (printable(&f.blob), printable(&f.to));
+        format!("fetched {blob} → {to} ({} bytes)", f.bytes)
+    }));
+    let never = "a push from here would never upload that name (hidden, excluded or ignored)";
+    let skipped = report.skipped.iter().map(|s| (s, never));
+    let failed = report.failed.iter().map(|f| (&f.path, f.error.as_str()));
+    for (path, why) in skipped.chain(failed) {
         lines.push(format!(
             "not fetched {}: {}",
-            printable(&f.path),
-            printable(&f.error)
+            printable(path),
+            printable(why)
         ));
     }
     if !fetch {

@@ -357,13 +357,12 @@ fn summary(r: &RestoreReport, remote: &str) -> String {
         );
     }
     let _ = writeln!(out, "  unchanged   {} file(s) already there", r.unchanged);
-    for p in &r.kept_local {
-        let _ = writeln!(
-            out,
-            "  kept local  {}: differs from the remote; left as it is (--overwrite replaces it, keeping a .local copy)",
-            printable(p)
-        );
-    }
+    crate::ui::name_lines(
+        &mut out,
+        "  kept local  ",
+        &r.kept_local,
+        ": differs from the remote; left as it is (--overwrite replaces it, keeping a .local copy)",
+    );
     for l in &r.replaced_local {
         let _ = writeln!(
             out,

@@ -849,11 +849,7 @@ impl Worker {
         self.status.send_modify(|s| {
             if s.remote != remote {
                 // Another remote (a reload): nothing is known of it yet.
-                s.remote_reached = false;
-                s.corrupt = 0;
-                s.corrupt_sample.clear();
-                s.remote_problem = None;
-                s.remote_problem_since_unix = None;
+                s.forget_remote();
             }
             s.root = root;
             s.remote = remote;
