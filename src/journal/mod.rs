@@ -151,7 +151,7 @@ impl Journal {
     pub fn edit(&self, id: &str) -> Result<EditOutcome, JournalError> {
         let (path, original) = self.find(id)?;
         let before = std::fs::read_to_string(&path).map_err(io("read", &path))?;
-        editor::editor_command().map_err(JournalError::Editor)?;
+        editor::editor_command().map_err(|e| JournalError::Editor(e.to_string()))?;
         let scratch = scratch_file(&before)?;
         if let Err(e) = editor::edit(&scratch) {
             let _ = std::fs::remove_file(&scratch);
