@@ -425,6 +425,19 @@ mod tests {
                 wait: true,
             }
         );
+        let every_flag = Command::Push {
+            flags: PushFlags {
+                all: true,
+                force: true,
+                checksum: true,
+                dry_run: true,
+                on_conflict: Some(crate::config::OnConflict::Overwrite),
+                allow_deletes: true,
+            },
+            wait: false,
+        };
+        let line = serde_json::to_string(&Request::new(every_flag.clone())).unwrap();
+        assert_eq!(parse_request(&line).unwrap().cmd, every_flag, "{line}");
         let line = serde_json::to_string(&Request::new(Command::Status)).unwrap();
         assert_eq!(line, r#"{"v":1,"cmd":"status"}"#);
         assert_eq!(parse_request(&line).unwrap().cmd, Command::Status);
