@@ -142,6 +142,36 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn pending_counts_every_owner_once() {
+        let worker = WorkerStatus {
+            taken_from_queue: 5,
+            waiting_paths: 1,
+            in_flight_paths: 2,
+            ..Default::default()
+        };
+        let queue = QueueStatus {
+            pending: 3,
+            // Five taken, two still in the worker's channel.
+            handed_total: 7,
+            ..Default::default()
+        };
+        let (_worker_tx, worker) = watch::channel(worker);
+        let (_queue_tx, queue) = watch::channel(queue);
+        let sources = Sources {
+            worker,
+            queue,
+            watch_health: Arc::default(),
+            started: Instant::now(),
+            socket: PathBuf::from("s"),
+        };
+        let s = sources.project();
+        assert_eq!(s.queued_paths, 3 + 2);
+        assert_eq!(s.pending_paths, 3 + 2 + 1 + 2);
+        assert_eq!(s.watch, WatchState::Ok);
+        assert!(s.verdict.is_some());
+    }
+
     #[test]
     fn the_watch_state_reads_as_on_the_wire() {
         for w in [
