@@ -329,7 +329,8 @@ impl Config {
                 path: dirs.data_dir.join("mirror"),
                 embedded_default: true,
             },
-            Some(url) => parse_remote_url(url, &dirs.home).map_err(|p| invalid("remote.url", p))?,
+            Some(url) => parse_remote_url(url, &dirs.home)
+                .map_err(|e| invalid("remote.url", e.to_string()))?,
         };
         if let RemoteConfig::Directory { path, .. } = &remote
             && (path.starts_with(&root) || root.starts_with(path))
@@ -505,16 +506,24 @@ fn expand_home(path: &str, home: &Path) -> PathBuf {
     }
 }
 
+/// What is wrong with `remote.url` (never the secret in it).
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteUrlError {
+    #[error("a directory remote needs an absolute path, like file:///srv/devlog (got {0})")]
+    RelativeDirectory(String),
+    /// What `remote/azure/location.rs` found wrong with an Azure URL.
+    #[error(transparent)]
+    Azure(crate::remote::azure::location::UrlError),
+}
+
 /// Parse `remote.url`: an Azure container URL (with optional prefix and SAS query), an
 /// emulator URL (`http://127.0.0.1:10000/devstoreaccount1/CONTAINER`), or `file:///dir`.
-pub fn parse_remote_url(text: &str, home: &Path) -> Result<RemoteConfig, String> {
+pub fn parse_remote_url(text: &str, home: &Path) -> Result<RemoteConfig, RemoteUrlError> {
     let text = text.trim();
     if let Some(rest) = text.strip_prefix("file://") {
         let path = expand_home(rest, home);
         if !path.is_absolute() {
-            return Err(format!(
-                "a directory remote needs an absolute path, like file:///srv/devlog (got {text})"
-            ));
+            return Err(RemoteUrlError::RelativeDirectory(text.to_string()));
         }
         return Ok(RemoteConfig::Directory {
             path,
@@ -523,7 +532,7 @@ pub fn parse_remote_url(text: &str, home: &Path) -> Result<RemoteConfig, String>
     }
     crate::remote::azure::location::parse_azure_url(text)
         .map(RemoteConfig::Azure)
-        .map_err(|e| e.to_string())
+        .map_err(RemoteUrlError::Azure)
 }
 
 #[cfg(unix)]
@@ -692,7 +701,8 @@ mod tests {
             "http://acct.blob.core.windows.net/journal?sv=1&sig=abcdefghij",
             Path::new("/"),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("use https://"), "{e}");
         assert!(!e.contains("abcdefghij"), "{e}");
         for bad in [
@@ -705,7 +715,8 @@ mod tests {
             "https://user:hunter2secret@acct.blob.core.windows.net/journal",
             Path::new("/"),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("USER:PASSWORD@"), "{e}");
         assert!(!e.contains("hunter2secret") && !e.contains("user:"), "{e}");
     }

@@ -99,12 +99,15 @@ mod tests {
 }
 
 /// A failure that ends a command or the daemon: one line for people, and the exit code.
-/// The library's own layers (opening the pipeline, the daemon) return it; the front ends
-/// print it.
+/// The one error type at the edge: the library's own layers (opening the pipeline, the
+/// daemon) return it, every front end returns it, and `commands::exit_with` prints it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub code: ExitCode,
     pub message: String,
+    /// A `--json` command already printed its one JSON object (a partial report, the
+    /// daemon's reply) for this failure; nothing must print another.
+    pub json_printed: bool,
 }
 
 impl Failure {
@@ -112,7 +115,14 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            json_printed: false,
         }
+    }
+
+    /// Mark that the failure was already reported as JSON on stdout.
+    pub fn json_printed(mut self) -> Self {
+        self.json_printed = true;
+        self
     }
 
     /// A configuration or usage problem (exit 2).

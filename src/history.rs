@@ -232,23 +232,35 @@ pub fn view_at(current: &[RemoteBlob], history: &[RemoteBlob], at: i128) -> Vec<
     out
 }
 
+/// Why a time for `--at` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AtError {
+    #[error(
+        "cannot read the time {0:?}: give an RFC 3339 time (2026-11-29T09:05:00Z) or a date (2026-11-29)"
+    )]
+    Unreadable(String),
+    #[error(transparent)]
+    Range(#[from] time::error::ComponentRange),
+    /// A bare date in the local time zone, which cannot be found.
+    #[error(
+        "cannot tell the local time zone for {0}; give a time with its offset (2026-11-29T23:59:59+01:00)"
+    )]
+    NoLocalZone(String),
+}
+
 /// A time for `--at`: RFC 3339 (`2026-11-29T09:05:00Z`), or a date (`2026-11-29`, the end
 /// of that day in UTC, so "as of that day" includes its last version).
-pub fn parse_at(text: &str) -> Result<OffsetDateTime, String> {
+pub fn parse_at(text: &str) -> Result<OffsetDateTime, AtError> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
         return Ok(t);
     }
     let date_format = time::macros::format_description!("[year]-[month]-[day]");
     if let Ok(d) = time::Date::parse(text, &date_format) {
-        let end = d
-            .with_hms_nano(23, 59, 59, 999_999_999)
-            .map_err(|e| e.to_string())?;
+        let end = d.with_hms_nano(23, 59, 59, 999_999_999)?;
         return Ok(end.assume_utc());
     }
-    Err(format!(
-        "cannot read the time {text:?}: give an RFC 3339 time (2026-11-29T09:05:00Z) or a date (2026-11-29)"
-    ))
+    Err(AtError::Unreadable(text.to_string()))
 }
 
 /// What a prune removed.

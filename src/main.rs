@@ -2,7 +2,7 @@
 
 use clap::{CommandFactory, Parser, Subcommand};
 use devlogd::commands::service::Manager;
-use devlogd::commands::{self, CliError, exit};
+use devlogd::commands::{self, Failure, exit};
 use devlogd::config::{Config, Dirs};
 use devlogd::exit::ExitCode;
 use devlogd::push::PushFlags;
@@ -38,26 +38,8 @@ enum Command {
     /// Download the backup (or its state as of --at) into the journal root or --to DIR;
     /// local files that differ are left alone unless --overwrite.
     Restore {
-        /// Restore into this directory instead of the journal root.
-        #[arg(long, value_name = "DIR")]
-        to: Option<PathBuf>,
-        /// The backup as it was at this time (RFC 3339, or a date: the end of that day in
-        /// the local time zone, from TZ).
-        #[arg(long, value_name = "TIME")]
-        at: Option<String>,
-        /// Show what would be restored; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Replace local files that differ, keeping each as NAME.local-TIME-RANDOM.EXT.
-        #[arg(long)]
-        overwrite: bool,
-        /// Also restore blobs listed without an MD5 (checking only their size).
-        #[arg(long)]
-        allow_unverified: bool,
-        #[arg(long)]
-        json: bool,
-        /// Only these files or directories (journal-relative).
-        paths: Vec<String>,
+        #[command(flatten)]
+        args: commands::restore::RestoreArgs,
     },
     /// The versions of one file on the remote: when written, when replaced, size, MD5, writer.
     History {
@@ -220,7 +202,7 @@ fn main() {
     commands::exit_with("devlogd", json, run(cli));
 }
 
-fn run(cli: Cli) -> Result<ExitCode, CliError> {
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let command = match cli.command {
         Command::Completions { shell } => {
             return commands::docs::completions(Cli::command(), shell);
@@ -253,26 +235,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let args = commands::push::PushArgs { flags, json };
             runtime()?.block_on(commands::push::run(&config, &args))
         }
-        Command::Restore {
-            to,
-            at,
-            dry_run,
-            overwrite,
-            allow_unverified,
-            json,
-            paths,
-        } => {
-            let args = commands::restore::RestoreArgs {
-                to,
-                at,
-                dry_run,
-                overwrite,
-                allow_unverified,
-                json,
-                paths,
-            };
-            runtime()?.block_on(commands::restore::run(&config, &args))
-        }
+        Command::Restore { args } => runtime()?.block_on(commands::restore::run(&config, &args)),
         Command::History { path, json } => {
             runtime()?.block_on(commands::history::run(&config, &path, json))
         }
@@ -286,9 +249,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 .worker_threads(2)
                 .enable_all()
                 .build()
-                .map_err(|e| {
-                    CliError::new(exit::USAGE, format!("cannot start the runtime: {e}"))
-                })?;
+                .map_err(|e| Failure::new(exit::USAGE, format!("cannot start the runtime: {e}")))?;
             // The daemon re-reads the same file on reload.
             let result = runtime.block_on(devlogd::daemon::run(cli.config, config));
             // Work stuck in a blocking section (a long hash) does not hold up the exit.
@@ -310,7 +271,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
 
 /// `devlogd ctl …`: the configuration is read only to label a push report, and a broken
 /// one does not stop the request (the daemon reports its own view, e.g. on reload).
-fn ctl(config_path: Option<PathBuf>, command: CtlCommand) -> Result<ExitCode, CliError> {
+fn ctl(config_path: Option<PathBuf>, command: CtlCommand) -> Result<ExitCode, Failure> {
     use devlogd::protocol::Command as P;
     let dirs = Dirs::from_env()?;
     let config = Config::load(config_path.as_deref()).ok();
@@ -329,7 +290,13 @@ fn ctl(config_path: Option<PathBuf>, command: CtlCommand) -> Result<ExitCode, Cl
             flags,
             no_wait,
             json,
-        } => (P::push(flags, !no_wait), json),
+        } => (
+            P::Push {
+                flags,
+                wait: !no_wait,
+            },
+            json,
+        ),
         CtlCommand::Pause => (P::Pause, false),
         CtlCommand::Resume => (P::Resume, false),
         CtlCommand::Reload => (P::Reload, false),
@@ -343,9 +310,9 @@ fn ctl(config_path: Option<PathBuf>, command: CtlCommand) -> Result<ExitCode, Cl
     ))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::new(exit::USAGE, format!("cannot start the runtime: {e}")))
+        .map_err(|e| Failure::new(exit::USAGE, format!("cannot start the runtime: {e}")))
 }

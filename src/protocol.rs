@@ -5,7 +5,7 @@
 //! Replies:  zero or more `{"event":…}` lines (a waiting push streams progress), then one
 //! final line `{"ok":true,…}` or `{"ok":false,"error":"…","code":N}`.
 
-use crate::push::{ConflictReport, PushEvent, PushReport};
+use crate::push::{PushEvent, PushFlags, PushReport};
 use serde::{Deserialize, Serialize};
 
 pub const VERSION: u32 = 1;
@@ -30,24 +30,11 @@ impl Request {
 pub enum Command {
     Status,
     Push {
-        #[serde(default)]
-        all: bool,
-        #[serde(default)]
-        force: bool,
-        /// Hash every file instead of trusting size and times.
-        #[serde(default)]
-        checksum: bool,
-        #[serde(default)]
-        dry_run: bool,
+        #[serde(flatten)]
+        flags: PushFlags,
         /// Stream progress and the report (default); false returns once queued.
         #[serde(default = "yes")]
         wait: bool,
-        /// Overrides `sync.on_conflict` for this push.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        on_conflict: Option<crate::config::OnConflict>,
-        /// Carry out deletes the mass-delete guard holds.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        allow_deletes: bool,
     },
     Pause,
     /// Pause for as long as the connection that asked stays open: the daemon resumes when
@@ -58,114 +45,8 @@ pub enum Command {
     Stop,
 }
 
-impl Command {
-    /// A push request carrying `flags`.
-    pub fn push(flags: crate::push::PushFlags, wait: bool) -> Command {
-        let crate::push::PushFlags {
-            all,
-            force,
-            checksum,
-            dry_run,
-            on_conflict,
-            allow_deletes,
-        } = flags;
-        Command::Push {
-            all,
-            force,
-            checksum,
-            dry_run,
-            wait,
-            on_conflict,
-            allow_deletes,
-        }
-    }
-}
-
-impl Command {
-    /// The flags of a push request, and whether the client waits for the report.
-    pub fn push_flags(&self) -> Option<(crate::push::PushFlags, bool)> {
-        match *self {
-            Command::Push {
-                all,
-                force,
-                checksum,
-                dry_run,
-                wait,
-                on_conflict,
-                allow_deletes,
-            } => Some((
-                crate::push::PushFlags {
-                    all,
-                    force,
-                    checksum,
-                    dry_run,
-                    on_conflict,
-                    allow_deletes,
-                },
-                wait,
-            )),
-            _ => None,
-        }
-    }
-}
-
 fn yes() -> bool {
     true
-}
-
-/// A progress line while a push runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    Planned {
-        files: u64,
-        bytes: u64,
-    },
-    Uploaded {
-        path: String,
-        bytes: u64,
-    },
-    Failed {
-        path: String,
-        error: String,
-    },
-    Conflict {
-        path: String,
-        action: crate::push::ConflictAction,
-        copy: Option<String>,
-    },
-    Retrying {
-        path: String,
-        error: String,
-    },
-}
-
-impl From<PushEvent> for Event {
-    fn from(e: PushEvent) -> Self {
-        match e {
-            PushEvent::Planned { files, bytes } => Event::Planned { files, bytes },
-            PushEvent::Uploaded { path, bytes } => Event::Uploaded { path, bytes },
-            PushEvent::Failed { path, error } => Event::Failed { path, error },
-            PushEvent::Conflict(ConflictReport { path, action, copy }) => {
-                Event::Conflict { path, action, copy }
-            }
-            PushEvent::Retrying { path, error } => Event::Retrying { path, error },
-        }
-    }
-}
-
-impl From<Event> for PushEvent {
-    fn from(e: Event) -> Self {
-        match e {
-            Event::Planned { files, bytes } => PushEvent::Planned { files, bytes },
-            Event::Uploaded { path, bytes } => PushEvent::Uploaded { path, bytes },
-            Event::Failed { path, error } => PushEvent::Failed { path, error },
-            Event::Conflict { path, action, copy } => {
-                PushEvent::Conflict(ConflictReport { path, action, copy })
-            }
-            Event::Retrying { path, error } => PushEvent::Retrying { path, error },
-        }
-    }
 }
 
 /// The last line of every reply.
@@ -306,6 +187,21 @@ pub struct WorkerStatus {
     /// When the oldest path waiting in the worker (or in the push running) became dirty.
     #[serde(skip)]
     pub pending_since_at: Option<tokio::time::Instant>,
+    /// Paths taken from the queue's batches since start-up (see `QueueStatus::handed_total`).
+    #[serde(skip)]
+    pub taken_from_queue: u64,
+}
+
+impl WorkerStatus {
+    /// What was learnt about the remote (reached, damaged blobs, its problem), for another
+    /// remote after a reload.
+    pub fn forget_remote(&mut self) {
+        self.remote_reached = false;
+        self.corrupt = 0;
+        self.corrupt_sample.clear();
+        self.remote_problem = None;
+        self.remote_problem_since_unix = None;
+    }
 }
 
 /// What kind of place the journal is copied to.
@@ -318,6 +214,33 @@ pub enum RemoteKind {
     Directory,
     /// The built-in mirror (no `remote.url`): a directory on this machine's disk.
     LocalMirror,
+}
+
+/// How much of the tree the watcher sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum WatchState {
+    #[default]
+    #[serde(rename = "ok")]
+    Ok,
+    /// Inotify limits: part of the tree is scanned on a timer instead.
+    #[serde(rename = "limited")]
+    Limited,
+    /// Directories that cannot be read (`unwatched_dirs`).
+    #[serde(rename = "partial")]
+    Partial,
+    #[serde(rename = "root missing")]
+    RootMissing,
+}
+
+impl std::fmt::Display for WatchState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WatchState::Ok => "ok",
+            WatchState::Limited => "limited",
+            WatchState::Partial => "partial",
+            WatchState::RootMissing => "root missing",
+        })
+    }
 }
 
 /// Why the remote could not be used.
@@ -403,8 +326,7 @@ pub struct Status {
     /// Seconds the remote has been unreachable (monotonic).
     #[serde(default)]
     pub offline_for_s: Option<u64>,
-    /// `ok`, `limited`, `partial` or `root missing`.
-    pub watch: String,
+    pub watch: WatchState,
     /// Unless ok, what is not watched and what to do.
     pub watch_issue: Option<String>,
     pub unwatched_dirs: usize,
@@ -458,24 +380,32 @@ impl Reply {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Line {
-    Event(Event),
+    Event(PushEvent),
     Reply(Reply),
 }
 
-/// Parse a request line, with an error message fit to send back.
-pub fn parse_request(line: &str) -> Result<Request, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+/// Why a request line was refused; the text is sent back.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("invalid JSON: {0}")]
+    Json(serde_json::Error),
+    #[error("unsupported protocol version {0} (this daemon speaks {VERSION})")]
+    Version(u64),
+    #[error("missing protocol version \"v\"")]
+    NoVersion,
+    #[error("bad request: {0}")]
+    Bad(serde_json::Error),
+}
+
+/// Parse a request line.
+pub fn parse_request(line: &str) -> Result<Request, RequestError> {
+    let value: serde_json::Value = serde_json::from_str(line).map_err(RequestError::Json)?;
     match value.get("v").and_then(|v| v.as_u64()) {
         Some(v) if v == VERSION as u64 => {}
-        Some(v) => {
-            return Err(format!(
-                "unsupported protocol version {v} (this daemon speaks {VERSION})"
-            ));
-        }
-        None => return Err("missing protocol version \"v\"".into()),
+        Some(v) => return Err(RequestError::Version(v)),
+        None => return Err(RequestError::NoVersion),
     }
-    serde_json::from_value(value).map_err(|e| format!("bad request: {e}"))
+    serde_json::from_value(value).map_err(RequestError::Bad)
 }
 
 #[cfg(test)]
@@ -488,18 +418,58 @@ mod tests {
         assert_eq!(
             r.cmd,
             Command::Push {
-                all: true,
-                force: false,
-                checksum: false,
-                dry_run: false,
+                flags: PushFlags {
+                    all: true,
+                    ..Default::default()
+                },
                 wait: true,
-                on_conflict: None,
-                allow_deletes: false,
             }
         );
+        let every_flag = Command::Push {
+            flags: PushFlags {
+                all: true,
+                force: true,
+                checksum: true,
+                dry_run: true,
+                on_conflict: Some(crate::config::OnConflict::Overwrite),
+                allow_deletes: true,
+            },
+            wait: false,
+        };
+        let line = serde_json::to_string(&Request::new(every_flag.clone())).unwrap();
+        assert_eq!(parse_request(&line).unwrap().cmd, every_flag, "{line}");
         let line = serde_json::to_string(&Request::new(Command::Status)).unwrap();
         assert_eq!(line, r#"{"v":1,"cmd":"status"}"#);
         assert_eq!(parse_request(&line).unwrap().cmd, Command::Status);
+    }
+
+    #[test]
+    fn the_wire_keeps_its_bytes() {
+        let push = Request::new(Command::Push {
+            flags: PushFlags::default(),
+            wait: true,
+        });
+        assert_eq!(
+            serde_json::to_string(&push).unwrap(),
+            r#"{"v":1,"cmd":"push","all":false,"force":false,"checksum":false,"dry_run":false,"wait":true}"#
+        );
+        let conflict = Line::Event(PushEvent::Conflict {
+            path: "n.md".into(),
+            action: crate::push::ConflictAction::Skipped,
+            copy: None,
+        });
+        assert_eq!(
+            serde_json::to_string(&conflict).unwrap(),
+            r#"{"event":"conflict","path":"n.md","action":"skipped","copy":null}"#
+        );
+        let uploaded = Line::Event(PushEvent::Uploaded {
+            path: "a.md".into(),
+            bytes: 3,
+        });
+        assert_eq!(
+            serde_json::to_string(&uploaded).unwrap(),
+            r#"{"event":"uploaded","path":"a.md","bytes":3}"#
+        );
     }
 
     #[test]
@@ -514,7 +484,7 @@ mod tests {
             (r#"{"v":1,"cmd":"explode"}"#, "bad request"),
             (r#"{"v":1,"cmd":"push","al":true}"#, "bad request"),
         ] {
-            let e = parse_request(line).unwrap_err();
+            let e = parse_request(line).unwrap_err().to_string();
             assert!(e.contains(want), "{line}: {e}");
         }
     }
@@ -523,7 +493,7 @@ mod tests {
     fn lines_are_told_apart() {
         let ev: Line =
             serde_json::from_str(r#"{"event":"uploaded","path":"a.md","bytes":3}"#).unwrap();
-        assert!(matches!(ev, Line::Event(Event::Uploaded { .. })));
+        assert!(matches!(ev, Line::Event(PushEvent::Uploaded { .. })));
         let reply: Line =
             serde_json::from_str(r#"{"ok":true,"code":0,"message":"paused"}"#).unwrap();
         assert!(matches!(reply, Line::Reply(Reply { ok: true, .. })));
@@ -535,7 +505,7 @@ mod tests {
             version: "1".into(),
             pid: 7,
             pending_paths: 3,
-            watch: "ok".into(),
+            watch: WatchState::Ok,
             ..Default::default()
         };
         status.worker.state = State::Offline;

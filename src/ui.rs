@@ -76,10 +76,10 @@ impl Progress {
                     self.line(&format!("retrying {path}: {error}"));
                 }
             }
-            PushEvent::Conflict(c) => {
-                let what = match &c.copy {
-                    Some(copy) => format!("conflict {}: kept both, ours is {copy}", c.path),
-                    None => format!("conflict {}: {}", c.path, c.action),
+            PushEvent::Conflict { path, action, copy } => {
+                let what = match copy {
+                    Some(copy) => format!("conflict {path}: kept both, ours is {copy}"),
+                    None => format!("conflict {path}: {action}"),
                 };
                 self.line(&what);
             }
@@ -100,6 +100,13 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// One line per name, `{head}{name}{tail}`, the name escaped for the terminal.
+pub fn name_lines(out: &mut String, head: &str, names: &[String], tail: &str) {
+    for name in names {
+        let _ = writeln!(out, "{head}{}{tail}", printable(name));
     }
 }
 
@@ -151,50 +158,43 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
             files(report.deleted.len() as u64)
         );
     }
-    for p in &report.would_delete {
-        let _ = writeln!(out, "    delete            {}", printable(p));
+    name_lines(&mut out, "    delete            ", &report.would_delete, "");
+    let held = report
+        .held_reason
+        .as_deref()
+        .unwrap_or("more than it allows");
+    let refused = (report.refused_reason.as_deref()).unwrap_or("the credentials may not delete");
+    for (what, names, why) in [
+        (
+            "HELD",
+            &report.held_deletes,
+            format!(
+                "held by the mass-delete guard ({held}); nothing was removed remotely: push with --allow-deletes if this was intended"
+            ),
+        ),
+        (
+            "REFUSED",
+            &report.refused_deletes,
+            format!("still on the remote: {refused}"),
+        ),
+    ] {
+        if !names.is_empty() {
+            let n = files(names.len() as u64);
+            let _ = writeln!(out, "  deletes {what} {n} deleted locally, {why}");
+        }
     }
-    if !report.held_deletes.is_empty() {
-        let _ = writeln!(
-            out,
-            "  deletes HELD {} deleted locally, held by the mass-delete guard ({}); nothing was removed remotely: push with --allow-deletes if this was intended",
-            files(report.held_deletes.len() as u64),
-            report
-                .held_reason
-                .as_deref()
-                .unwrap_or("more than it allows")
-        );
-    }
-    if !report.refused_deletes.is_empty() {
-        let _ = writeln!(
-            out,
-            "  deletes REFUSED {} deleted locally, still on the remote: {}",
-            files(report.refused_deletes.len() as u64),
-            report
-                .refused_reason
-                .as_deref()
-                .unwrap_or("the credentials may not delete")
-        );
-    }
-    for p in &report.repaired_corrupt {
-        let _ = writeln!(
-            out,
-            "  repaired    {}: the stored copy was damaged; replaced with the local file (the damaged copy kept in the history)",
-            printable(p)
-        );
-    }
-    for p in &report.corrupt {
-        let _ = writeln!(
-            out,
-            "  corrupt     {}: the stored copy is damaged (its bytes no longer match the MD5 written with it){}",
-            printable(p),
-            if report.dry_run {
-                "; push --all repairs it if the local file holds that version"
-            } else {
-                "; not repaired (no local file holds that version, or its upload failed)"
-            }
-        );
-    }
+    name_lines(
+        &mut out,
+        "  repaired    ",
+        &report.repaired_corrupt,
+        ": the stored copy was damaged; replaced with the local file (the damaged copy kept in the history)",
+    );
+    let corrupt = if report.dry_run {
+        ": the stored copy is damaged (its bytes no longer match the MD5 written with it); push --all repairs it if the local file holds that version"
+    } else {
+        ": the stored copy is damaged (its bytes no longer match the MD5 written with it); not repaired (no local file holds that version, or its upload failed)"
+    };
+    name_lines(&mut out, "  corrupt     ", &report.corrupt, corrupt);
     for c in &report.conflicts {
         match &c.copy {
             Some(copy) => {
@@ -218,13 +218,12 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
         };
         let _ = writeln!(out, "  failed      {path}: {}", printable(&f.error));
     }
-    for p in &report.changed_during_upload {
-        let _ = writeln!(
-            out,
-            "  changing    {}: modified while uploading; pushed again next time",
-            printable(p)
-        );
-    }
+    name_lines(
+        &mut out,
+        "  changing    ",
+        &report.changed_during_upload,
+        ": modified while uploading; pushed again next time",
+    );
     if !report.remote_only.is_empty() {
         let shown: Vec<String> = report
             .remote_only
@@ -257,26 +256,25 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
 pub fn verify_summary(report: &VerifyReport, root: &str, remote: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Verified {root} against {remote}");
-    for p in &report.differs {
-        let _ = writeln!(out, "  differs            {}", printable(p));
-    }
-    for p in &report.corrupt {
-        let _ = writeln!(
-            out,
-            "  corrupt            {} (the stored copy is damaged: its bytes no longer match the MD5 written with it; `devlogd push --all` repairs it from the local file)",
-            printable(p)
-        );
-    }
-    for p in &report.conflicts {
-        let _ = writeln!(
-            out,
-            "  conflict           {} (another writer changed it too)",
-            printable(p)
-        );
-    }
-    for p in &report.missing_on_remote {
-        let _ = writeln!(out, "  missing on remote  {}", printable(p));
-    }
+    name_lines(&mut out, "  differs            ", &report.differs, "");
+    name_lines(
+        &mut out,
+        "  corrupt            ",
+        &report.corrupt,
+        " (the stored copy is damaged: its bytes no longer match the MD5 written with it; `devlogd push --all` repairs it from the local file)",
+    );
+    name_lines(
+        &mut out,
+        "  conflict           ",
+        &report.conflicts,
+        " (another writer changed it too)",
+    );
+    name_lines(
+        &mut out,
+        "  missing on remote  ",
+        &report.missing_on_remote,
+        "",
+    );
     for f in &report.unreadable {
         let _ = writeln!(
             out,
@@ -285,9 +283,12 @@ pub fn verify_summary(report: &VerifyReport, root: &str, remote: &str) -> String
             printable(&f.error)
         );
     }
-    for p in &report.only_on_remote {
-        let _ = writeln!(out, "  only on remote     {}", printable(p));
-    }
+    name_lines(
+        &mut out,
+        "  only on remote     ",
+        &report.only_on_remote,
+        "",
+    );
     let _ = write!(
         out,
         "{} in sync, {} differ, {} in conflict, {} missing on remote, {} only on remote, {} unreadable",

@@ -106,11 +106,14 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let body = match message {
                 Some(m) => m,
                 None => {
-                    editor::editor_command().map_err(|e| CliError::new(exit::USAGE, e))?;
+                    editor::editor_command()
+                        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
                     let scratch = devlogd::journal::scratch_file("").map_err(journal_error)?;
-                    let result = editor::edit(&scratch).and_then(|()| {
-                        std::fs::read_to_string(&scratch).map_err(|e| e.to_string())
-                    });
+                    let result = editor::edit(&scratch)
+                        .map_err(|e| e.to_string())
+                        .and_then(|()| {
+                            std::fs::read_to_string(&scratch).map_err(|e| e.to_string())
+                        });
                     let _ = std::fs::remove_file(&scratch);
                     result.map_err(|e| {
                         CliError::new(exit::USAGE, format!("{e}; nothing was written"))

@@ -1,7 +1,7 @@
 //! `devlogd config check`: validate the configuration and print what is in effect.
 //! Secrets are shown as `***`; credentials are named by their source only.
 
-use super::CliError;
+use super::Failure;
 use crate::config::{Config, RemoteConfig};
 use crate::exit::ExitCode;
 use crate::remote::credential;
@@ -9,7 +9,7 @@ use crate::session::filter_for;
 use crate::state::StateIndex;
 use std::fmt::Write as _;
 
-pub fn run(config: &Config) -> Result<ExitCode, CliError> {
+pub fn run(config: &Config) -> Result<ExitCode, Failure> {
     filter_for(config)?;
     let mut credential_problem = None;
     let mut credential_used = None;
@@ -138,7 +138,7 @@ pub fn run(config: &Config) -> Result<ExitCode, CliError> {
     }
     println!("{out}");
     match credential_problem {
-        Some(problem) => Err(CliError::new(super::exit::USAGE, problem)),
+        Some(problem) => Err(Failure::new(super::exit::USAGE, problem)),
         None => Ok(super::exit::OK),
     }
 }

@@ -3,7 +3,7 @@
 //! code per problem (README, "Exit codes"). Lists one page; writes and deletes nothing
 //! unless `--write-test` asks for one small probe blob under the prefix.
 
-use super::{CliError, exit};
+use super::{Failure, exit};
 use crate::config::{Config, RemoteConfig};
 use crate::exit::ExitCode;
 use crate::remote::azure::sas::SasInfo;
@@ -65,7 +65,7 @@ pub fn unused_azure_variables(
 }
 
 /// What the probe found, line by line, and the verdict with its exit code.
-pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, CliError> {
+pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, Failure> {
     let RemoteConfig::Azure(_) = &config.remote else {
         println!("online         the remote is a directory on this machine: nothing to reach");
         return Ok(exit::OK);
@@ -159,7 +159,7 @@ pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, CliError
         }
     }
     match problem {
-        Some(message) => Err(CliError::new(code, message)),
+        Some(message) => Err(Failure::new(code, message)),
         None => {
             println!(
                 "online         OK: devlogd can back up to {}",
@@ -170,8 +170,8 @@ pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, CliError
     }
 }
 
-fn expired(at: i64, now: i64) -> CliError {
-    CliError::new(
+fn expired(at: i64, now: i64) -> Failure {
+    Failure::new(
         exit::CREDENTIALS_EXPIRED,
         format!(
             "the SAS token expired at {} ({} ago): make a new one with a later expiry (se)",
@@ -195,7 +195,7 @@ fn probe_failure(
     expired_at: Option<i64>,
     sas: Option<SasInfo>,
     now: i64,
-) -> CliError {
+) -> Failure {
     match e {
         RemoteError::Auth { .. } if expired_at.is_some() => {
             println!("reachable      yes");
@@ -205,7 +205,7 @@ fn probe_failure(
         RemoteError::Auth { message } if message.contains("AuthorizationPermissionMismatch") => {
             println!("reachable      yes");
             println!("authenticated  yes, but may not list: {message}");
-            CliError::new(
+            Failure::new(
                 exit::NO_WRITE_PERMISSION,
                 format!(
                     "the credentials are accepted but lack a permission devlogd needs ({message}){}: devlogd needs racwdl (read, add, create, write, delete, list)",
@@ -218,7 +218,7 @@ fn probe_failure(
         RemoteError::Auth { message } if crate::remote::is_clock_skew(&message) => {
             println!("reachable      yes");
             println!("authenticated  NO: {message}");
-            CliError::new(
+            Failure::new(
                 exit::AUTH,
                 format!(
                     "{} refused a request from this machine: {message} (the credentials are not the problem)",
@@ -234,7 +234,7 @@ fn probe_failure(
             let detail = message
                 .strip_prefix("the service refused the credentials ")
                 .map_or_else(|| format!("({message})"), str::to_string);
-            CliError::new(
+            Failure::new(
                 exit::AUTH,
                 format!(
                     "the remote refused the credentials from {source} {detail}: {}",
@@ -244,7 +244,7 @@ fn probe_failure(
         }
         RemoteError::Unreachable { message } | RemoteError::Transient { message, .. } => {
             println!("reachable      NO: {message}");
-            CliError::new(
+            Failure::new(
                 exit::FILES_FAILED,
                 format!(
                     "cannot reach {} ({message}): check remote.url and the network",
@@ -254,7 +254,7 @@ fn probe_failure(
         }
         other => {
             println!("reachable      yes, but: {other}");
-            CliError::new(
+            Failure::new(
                 exit::FILES_FAILED,
                 format!("{} answered with an error: {other}", remote.describe()),
             )

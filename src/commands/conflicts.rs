@@ -3,7 +3,7 @@
 //! to merge by hand. Writes nothing else; never replaces a local file; fetches only versions
 //! of names a push from here would upload, each checked against the listing.
 
-use super::{CliError, exit};
+use super::{Failure, exit};
 use crate::config::Config;
 use crate::conflicts::{self, Conflict};
 use crate::exit::ExitCode;
@@ -37,7 +37,7 @@ pub fn theirs_name(blob: &str) -> String {
     format!("{blob}.theirs")
 }
 
-pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, CliError> {
+pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, Failure> {
     let session = crate::session::Session::open(config.clone())?;
     let flagged = session.conflict_paths();
     let filter = session.filter;
@@ -45,14 +45,14 @@ pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, C
     let listing = remote
         .list()
         .await
-        .map_err(|e| CliError::listing(remote.as_ref(), e))?;
+        .map_err(|e| super::listing_failure(remote.as_ref(), e))?;
     let mut report = ConflictsReport {
         conflicts: conflicts::find(&listing, &flagged),
         ..Default::default()
     };
     if fetch && !report.conflicts.is_empty() {
         let root = crate::fsutil::Beneath::open(&config.root).map_err(|e| {
-            CliError::new(
+            Failure::new(
                 exit::USAGE,
                 format!(
                     "cannot open the journal root {}: {e}",
@@ -168,25 +168,18 @@ fn text(report: &ConflictsReport, remote: &str, fetch: bool) -> String {
             ));
         }
     }
-    for f in &report.fetched {
-        lines.push(format!(
-            "fetched {} → {} ({} bytes)",
-            printable(&f.blob),
-            printable(&f.to),
-            f.bytes
-        ));
-    }
-    for s in &report.skipped {
-        lines.push(format!(
-            "not fetched {}: a push from here would never upload that name (hidden, excluded or ignored)",
-            printable(s)
-        ));
-    }
-    for f in &report.failed {
+    lines.extend(report.fetched.iter().map(|f| {
+        let (blob, to) = (printable(&f.blob), printable(&f.to));
+        format!("fetched {blob} → {to} ({} bytes)", f.bytes)
+    }));
+    let never = "a push from here would never upload that name (hidden, excluded or ignored)";
+    let skipped = report.skipped.iter().map(|s| (s, never));
+    let failed = report.failed.iter().map(|f| (&f.path, f.error.as_str()));
+    for (path, why) in skipped.chain(failed) {
         lines.push(format!(
             "not fetched {}: {}",
-            printable(&f.path),
-            printable(&f.error)
+            printable(path),
+            printable(why)
         ));
     }
     if !fetch {

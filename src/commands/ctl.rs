@@ -2,7 +2,7 @@
 //! progress and the final reply the same way `devlogd push` does, exits with the code the
 //! daemon chose.
 
-use crate::commands::{CliError, exit};
+use crate::commands::{Failure, exit};
 use crate::config::{Config, Dirs};
 use crate::daemon::control::socket_path_in;
 use crate::exit::ExitCode;
@@ -18,24 +18,24 @@ pub async fn run(
     config: Option<&Config>,
     cmd: Command,
     json: bool,
-) -> Result<ExitCode, CliError> {
+) -> Result<ExitCode, Failure> {
     let progress = Progress::new(json);
     let reply = exchange(dirs, &cmd, &progress).await?;
     progress.finish();
     let printed_json = print_reply(config, &cmd, &reply, json);
     if let (false, Some(error)) = (reply.ok, &reply.error) {
-        let e = CliError::new(reply.code, error.clone());
+        let e = Failure::new(reply.code, error.clone());
         return Err(if printed_json { e.json_printed() } else { e });
     }
     Ok(reply.code)
 }
 
 /// The daemon's status (for `service status` and `ctl status --prometheus`).
-pub async fn status(dirs: &Dirs) -> Result<Box<crate::protocol::Status>, CliError> {
+pub async fn status(dirs: &Dirs) -> Result<Box<crate::protocol::Status>, Failure> {
     let reply = exchange(dirs, &Command::Status, &Progress::new(true)).await?;
     match (reply.status, reply.error) {
         (Some(status), _) => Ok(status),
-        (None, error) => Err(CliError::new(
+        (None, error) => Err(Failure::new(
             reply.code,
             error.unwrap_or_else(|| "devlogd answered without a status".into()),
         )),
@@ -43,11 +43,11 @@ pub async fn status(dirs: &Dirs) -> Result<Box<crate::protocol::Status>, CliErro
 }
 
 /// Send `cmd`, show the progress it streams, return the final reply.
-async fn exchange(dirs: &Dirs, cmd: &Command, progress: &Progress) -> Result<Reply, CliError> {
+async fn exchange(dirs: &Dirs, cmd: &Command, progress: &Progress) -> Result<Reply, Failure> {
     let path = socket_path_in(dirs);
     check_socket_dir(&path)?;
     let stream = UnixStream::connect(&path).await.map_err(|_| {
-        CliError::new(
+        Failure::new(
             exit::NO_DAEMON,
             format!("devlogd is not running (socket {})", path.display()),
         )
@@ -55,10 +55,10 @@ async fn exchange(dirs: &Dirs, cmd: &Command, progress: &Progress) -> Result<Rep
     check_peer(&stream, &path)?;
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_string(&Request::new(cmd.clone()))
-        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
     line.push('\n');
     let lost = |e: std::io::Error| {
-        CliError::new(
+        Failure::new(
             exit::NO_DAEMON,
             format!("lost the connection to devlogd ({}): {e}", path.display()),
         )
@@ -67,16 +67,16 @@ async fn exchange(dirs: &Dirs, cmd: &Command, progress: &Progress) -> Result<Rep
     let mut lines = BufReader::new(read).lines();
     let reply = loop {
         let Some(text) = lines.next_line().await.map_err(lost)? else {
-            return Err(CliError::new(
+            return Err(Failure::new(
                 exit::NO_DAEMON,
                 "devlogd closed the connection without an answer",
             ));
         };
         match serde_json::from_str::<Line>(&text) {
-            Ok(Line::Event(event)) => progress.event(event.into()),
+            Ok(Line::Event(event)) => progress.event(event),
             Ok(Line::Reply(reply)) => break reply,
             Err(e) => {
-                return Err(CliError::new(
+                return Err(Failure::new(
                     exit::USAGE,
                     format!("unexpected answer from devlogd ({e}): {text}"),
                 ));
@@ -88,7 +88,7 @@ async fn exchange(dirs: &Dirs, cmd: &Command, progress: &Progress) -> Result<Rep
 
 /// The socket's directory must be ours and private: anyone who could create files in it
 /// could stand in for the daemon.
-fn check_socket_dir(path: &std::path::Path) -> Result<(), CliError> {
+fn check_socket_dir(path: &std::path::Path) -> Result<(), Failure> {
     use std::os::unix::fs::MetadataExt;
     let Some(dir) = path.parent() else {
         return Ok(());
@@ -99,7 +99,7 @@ fn check_socket_dir(path: &std::path::Path) -> Result<(), CliError> {
     // SAFETY: getuid cannot fail.
     let me = unsafe { libc::getuid() };
     if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o077 != 0 {
-        return Err(CliError::new(
+        return Err(Failure::new(
             exit::USAGE,
             format!(
                 "refusing to use the control socket: its directory {} is not a private directory of this user (owner uid {}, mode {:o}); check XDG_RUNTIME_DIR",
@@ -113,17 +113,17 @@ fn check_socket_dir(path: &std::path::Path) -> Result<(), CliError> {
 }
 
 /// Whatever listens on the socket must run as this user.
-fn check_peer(stream: &UnixStream, path: &std::path::Path) -> Result<(), CliError> {
+fn check_peer(stream: &UnixStream, path: &std::path::Path) -> Result<(), Failure> {
     // SAFETY: getuid cannot fail.
     let me = unsafe { libc::getuid() };
     let peer = stream.peer_cred().map_err(|e| {
-        CliError::new(
+        Failure::new(
             exit::USAGE,
             format!("cannot check who listens on {}: {e}", path.display()),
         )
     })?;
     if peer.uid() != me {
-        return Err(CliError::new(
+        return Err(Failure::new(
             exit::USAGE,
             format!(
                 "refusing to talk to {}: it is served by another user (uid {}), not by your devlogd",

@@ -1,7 +1,7 @@
 //! `completions SHELL` and `man DIR` for both binaries, generated from their clap
 //! definitions, so they never drift from `--help`.
 
-use super::{CliError, exit};
+use super::{Failure, exit};
 use crate::exit::ExitCode;
 use std::io::Write;
 use std::path::Path;
@@ -19,21 +19,21 @@ pub const VERSION: &str = concat!(
 pub fn completions(
     mut cmd: clap::Command,
     shell: clap_complete::Shell,
-) -> Result<ExitCode, CliError> {
+) -> Result<ExitCode, Failure> {
     let name = cmd.get_name().to_string();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut cmd, name, &mut out);
     std::io::stdout()
         .write_all(&out)
-        .map_err(|e| CliError::new(exit::USAGE, format!("cannot write the completions: {e}")))?;
+        .map_err(|e| Failure::new(exit::USAGE, format!("cannot write the completions: {e}")))?;
     Ok(exit::OK)
 }
 
 /// Write `NAME.1` and one page per subcommand (`NAME-SUB.1`, `NAME-SUB-SUBSUB.1`) into
 /// `dir`, creating it; the names of the pages written, in order.
-pub fn man_pages(cmd: clap::Command, dir: &Path) -> Result<Vec<String>, CliError> {
+pub fn man_pages(cmd: clap::Command, dir: &Path) -> Result<Vec<String>, Failure> {
     std::fs::create_dir_all(dir)
-        .map_err(|e| CliError::new(exit::USAGE, format!("cannot create {}: {e}", dir.display())))?;
+        .map_err(|e| Failure::new(exit::USAGE, format!("cannot create {}: {e}", dir.display())))?;
     let mut cmd = cmd;
     cmd.build();
     let mut written = Vec::new();
@@ -46,7 +46,7 @@ fn write_page(
     page: &str,
     dir: &Path,
     written: &mut Vec<String>,
-) -> Result<(), CliError> {
+) -> Result<(), Failure> {
     let file_name = format!("{page}.1");
     let path = dir.join(&file_name);
     // The page's title is its full name (`devlogd-ctl-status`), as git and cargo do.
@@ -54,9 +54,9 @@ fn write_page(
     let mut text = Vec::new();
     clap_mangen::Man::new(titled)
         .render(&mut text)
-        .map_err(|e| CliError::new(exit::USAGE, format!("cannot render {file_name}: {e}")))?;
+        .map_err(|e| Failure::new(exit::USAGE, format!("cannot render {file_name}: {e}")))?;
     std::fs::write(&path, text)
-        .map_err(|e| CliError::new(exit::USAGE, format!("cannot write {}: {e}", path.display())))?;
+        .map_err(|e| Failure::new(exit::USAGE, format!("cannot write {}: {e}", path.display())))?;
     written.push(file_name);
     for sub in cmd.get_subcommands() {
         if sub.is_hide_set() || sub.get_name() == "help" {
@@ -68,7 +68,7 @@ fn write_page(
 }
 
 /// `man DIR`: write the pages and say where they went.
-pub fn man(cmd: clap::Command, dir: &Path) -> Result<ExitCode, CliError> {
+pub fn man(cmd: clap::Command, dir: &Path) -> Result<ExitCode, Failure> {
     let pages = man_pages(cmd, dir)?;
     for page in &pages {
         println!("{}", dir.join(page).display());

@@ -1,22 +1,22 @@
 //! `devlogd history PATH`: every version of one file on the remote, oldest first.
 
-use super::{CliError, exit};
+use super::{Failure, exit};
 use crate::config::Config;
 use crate::exit::ExitCode;
 use crate::history::{self, Version};
 use crate::remote::retry::RetryPolicy;
 use crate::ui::{human_bytes, printable};
 
-pub async fn run(config: &Config, path: &str, json: bool) -> Result<ExitCode, CliError> {
+pub async fn run(config: &Config, path: &str, json: bool) -> Result<ExitCode, Failure> {
     let remote = crate::session::open_remote(config)
-        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
     let rel = std::path::Path::new(path)
         .strip_prefix(&config.root)
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|_| path.trim_start_matches("./").to_string());
     let retry = RetryPolicy::default();
     let failed = |e: crate::remote::RemoteError| {
-        CliError::new(
+        Failure::new(
             exit::FILES_FAILED,
             format!("cannot read the history from {}: {e}", remote.describe()),
         )

@@ -1,5 +1,5 @@
 //! Command front ends: each turns a parsed command line into work and an exit code.
-//! Library errors become one clear [`CliError`] line here (ripgrep's model).
+//! Library errors become one clear [`Failure`] line here (ripgrep's model).
 
 pub mod config_check;
 pub mod config_online;
@@ -19,68 +19,43 @@ use crate::filter::FilterError;
 
 pub use crate::exit;
 use crate::exit::ExitCode;
+pub use crate::exit::Failure;
 
-/// A failure that ends the command: printed as one line, mapped to an exit code.
-#[derive(Debug)]
-pub struct CliError {
-    pub code: ExitCode,
-    pub message: String,
-    /// A `--json` command already printed its one JSON object (a partial report, the
-    /// daemon's reply) for this failure; [`exit_with`] must not print another.
-    pub json_printed: bool,
-}
+/// The name `bin/devlog.rs` still uses for [`Failure`].
+pub use crate::exit::Failure as CliError;
 
-impl CliError {
-    pub fn new(code: ExitCode, message: impl Into<String>) -> Self {
-        CliError {
-            code,
-            message: message.into(),
-            json_printed: false,
-        }
-    }
-
-    /// Listing `remote` failed: refused credentials name where they came from and what to
-    /// check (exit 4); anything else is "cannot list" (exit 1).
-    pub fn listing(remote: &dyn crate::remote::Remote, error: crate::remote::RemoteError) -> Self {
-        match error {
-            crate::remote::RemoteError::Auth { message } => CliError::new(
-                exit::AUTH,
-                format!(
-                    "{}: {message}; the credentials came from {}: {}",
-                    remote.describe(),
-                    remote.credential_source(),
-                    crate::push::refusal_hint(&remote.credential_source(), &message)
-                ),
+/// Listing `remote` failed: refused credentials name where they came from and what to
+/// check (exit 4); anything else is "cannot list" (exit 1).
+pub fn listing_failure(
+    remote: &dyn crate::remote::Remote,
+    error: crate::remote::RemoteError,
+) -> Failure {
+    match error {
+        crate::remote::RemoteError::Auth { message } => Failure::new(
+            exit::AUTH,
+            format!(
+                "{}: {message}; the credentials came from {}: {}",
+                remote.describe(),
+                remote.credential_source(),
+                crate::push::refusal_hint(&remote.credential_source(), &message)
             ),
-            e => CliError::new(
-                exit::FILES_FAILED,
-                format!("cannot list {}: {e}", remote.describe()),
-            ),
-        }
-    }
-
-    /// Mark that the failure was already reported as JSON on stdout.
-    pub fn json_printed(mut self) -> Self {
-        self.json_printed = true;
-        self
+        ),
+        e => Failure::new(
+            exit::FILES_FAILED,
+            format!("cannot list {}: {e}", remote.describe()),
+        ),
     }
 }
 
-impl From<crate::exit::Failure> for CliError {
-    fn from(e: crate::exit::Failure) -> Self {
-        CliError::new(e.code, e.message)
-    }
-}
-
-impl From<ConfigError> for CliError {
+impl From<ConfigError> for Failure {
     fn from(e: ConfigError) -> Self {
-        CliError::new(exit::USAGE, e.to_string())
+        Failure::new(exit::USAGE, e.to_string())
     }
 }
 
-impl From<FilterError> for CliError {
+impl From<FilterError> for Failure {
     fn from(e: FilterError) -> Self {
-        CliError::new(exit::USAGE, e.to_string())
+        Failure::new(exit::USAGE, e.to_string())
     }
 }
 
@@ -88,7 +63,7 @@ impl From<FilterError> for CliError {
 /// exit with its code. With `json` (the command's `--json`), stdout carries exactly one
 /// JSON object whatever happened: a failure that printed none prints
 /// `{"ok":false,"code":N,"error":"…"}` there as well.
-pub fn exit_with(program: &str, json: bool, result: Result<ExitCode, CliError>) -> ! {
+pub fn exit_with(program: &str, json: bool, result: Result<ExitCode, Failure>) -> ! {
     let code = match result {
         Ok(code) => code,
         Err(e) => {

@@ -1,14 +1,14 @@
 //! `devlogd prune`: thin the history (every version of the last hour, one an hour for a
 //! day, one a day up to `sync.keep_versions_days`, none older), by the service's clock.
 
-use super::{CliError, exit};
+use super::{Failure, exit};
 use crate::config::Config;
 use crate::exit::ExitCode;
 use crate::remote::retry::RetryPolicy;
 
-pub async fn run(config: &Config, json: bool) -> Result<ExitCode, CliError> {
+pub async fn run(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let remote = crate::session::open_remote(config)
-        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
     let keep = config.sync.keep_versions_days;
     let report = crate::history::prune(
         remote.as_ref(),
@@ -18,7 +18,7 @@ pub async fn run(config: &Config, json: bool) -> Result<ExitCode, CliError> {
     )
     .await
     .map_err(|e| {
-        CliError::new(
+        Failure::new(
             exit::FILES_FAILED,
             format!("cannot prune {}: {e}", remote.describe()),
         )

@@ -1,10 +1,9 @@
 //! `devlogd push`: one run of the pipeline without a daemon.
 
-use super::{CliError, exit, hostname};
+use super::{Failure, exit, hostname};
 use crate::config::{Config, RemoteConfig};
 use crate::exit::ExitCode;
 use crate::push::{self, PushContext, PushFlags, PushOptions};
-use crate::remote::retry::RetryPolicy;
 use crate::session::{DamagedIndex, Session};
 use crate::ui::{self, Progress};
 
@@ -24,7 +23,7 @@ pub enum Route {
 }
 
 /// Take the instance lock, or find the daemon that holds it.
-pub fn route(config: &Config) -> Result<Route, CliError> {
+pub fn route(config: &Config) -> Result<Route, Failure> {
     match crate::daemon::lock::acquire(config.state_dir()) {
         Ok(lock) => Ok(Route::Direct(lock)),
         Err(held) => {
@@ -32,7 +31,7 @@ pub fn route(config: &Config) -> Result<Route, CliError> {
             if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
                 Ok(Route::Daemon { socket })
             } else {
-                Err(CliError::new(
+                Err(Failure::new(
                     exit::USAGE,
                     format!(
                         "{held}, but its control socket {} does not answer: run this with the daemon's XDG_RUNTIME_DIR, or stop the daemon",
@@ -46,7 +45,7 @@ pub fn route(config: &Config) -> Result<Route, CliError> {
 
 /// `devlogd push`: through the daemon when one runs (two writers must not share the
 /// index), otherwise directly.
-pub async fn run(config: &Config, args: &PushArgs) -> Result<ExitCode, CliError> {
+pub async fn run(config: &Config, args: &PushArgs) -> Result<ExitCode, Failure> {
     match route(config)? {
         Route::Daemon { socket } => {
             eprintln!(
@@ -60,13 +59,16 @@ pub async fn run(config: &Config, args: &PushArgs) -> Result<ExitCode, CliError>
 }
 
 /// Ask the running daemon to push, with the same output as `devlogd ctl push`.
-pub async fn forward(config: &Config, args: &PushArgs) -> Result<ExitCode, CliError> {
-    let cmd = crate::protocol::Command::push(args.flags, true);
+pub async fn forward(config: &Config, args: &PushArgs) -> Result<ExitCode, Failure> {
+    let cmd = crate::protocol::Command::Push {
+        flags: args.flags,
+        wait: true,
+    };
     crate::commands::ctl::run(&config.dirs, Some(config), cmd, args.json).await
 }
 
 /// Run the pipeline in this process (the caller holds the instance lock).
-pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, CliError> {
+pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, Failure> {
     let session = Session::open(config.clone())?;
     let flags = args.flags;
     let mut state = session.open_index(if flags.all {
@@ -86,19 +88,7 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, Cl
             config.file.display()
         );
     }
-    let options = PushOptions {
-        all: flags.all,
-        force: flags.force,
-        checksum: flags.checksum,
-        dry_run: flags.dry_run,
-        on_conflict: flags.on_conflict.unwrap_or(config.sync.on_conflict),
-        deletes: config.sync.deletes,
-        allow_deletes: flags.allow_deletes,
-        concurrency: config.sync.concurrency,
-        paths: None,
-        retry: RetryPolicy::default(),
-        cancel: None,
-    };
+    let options = PushOptions::new(flags, &config.sync);
     let progress = Progress::new(args.json);
     let host = hostname();
     let ctx = PushContext {
@@ -122,7 +112,7 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, Cl
             Ok(report.exit_code())
         }
         Err(e) => {
-            let error = CliError::new(e.exit_code(), e.to_string());
+            let error = Failure::new(e.exit_code(), e.to_string());
             if let (true, Some(report)) = (args.json, e.partial_report()) {
                 println!("{}", json(report));
                 return Err(error.json_printed());

@@ -6,9 +6,10 @@
 //! uploading nothing): only one process writes the index. Ctrl-C, SIGTERM and SIGHUP stop
 //! it the same way.
 
-use super::{CliError, exit};
+use super::{Failure, exit};
 use crate::config::Config;
 use crate::exit::ExitCode;
+use crate::history::AtError;
 use crate::protocol::{Command, Line, Request};
 use crate::remote::retry::RetryPolicy;
 use crate::restore::{RestoreEvent, RestoreOptions, RestoreReport};
@@ -19,14 +20,28 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Default)]
+/// `devlogd restore`'s command line.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct RestoreArgs {
+    /// Restore into this directory instead of the journal root.
+    #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
+    /// The backup as it was at this time (RFC 3339, or a date: the end of that day in
+    /// the local time zone, from TZ).
+    #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
+    /// Show what would be restored; change nothing.
+    #[arg(long)]
     pub dry_run: bool,
+    /// Replace local files that differ, keeping each as NAME.local-TIME-RANDOM.EXT.
+    #[arg(long)]
     pub overwrite: bool,
+    /// Also restore blobs listed without an MD5 (checking only their size).
+    #[arg(long)]
     pub allow_unverified: bool,
+    #[arg(long)]
     pub json: bool,
+    /// Only these files or directories (journal-relative).
     pub paths: Vec<String>,
 }
 
@@ -42,9 +57,9 @@ fn relative_path(arg: &str, root: &Path, to: &Path) -> String {
     arg.trim_start_matches("./").to_string()
 }
 
-pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliError> {
+pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, Failure> {
     let at = match &args.at {
-        Some(text) => Some(parse_at(text).map_err(|m| CliError::new(exit::USAGE, m))?),
+        Some(text) => Some(parse_at(text).map_err(|e| Failure::new(exit::USAGE, e.to_string()))?),
         None => None,
     };
     // From here on these signals stop the restore cleanly instead of killing it.
@@ -53,7 +68,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
     let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let into_root = canonical(&to) == canonical(&config.root);
     let remote = crate::session::open_remote(config)
-        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
     // The journal's own rules (and its own `.devlogignore`), never the remote's.
     let filter = crate::session::filter_for(config)?;
     let opts = RestoreOptions {
@@ -101,7 +116,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
             if let Some((_, lease)) = daemon_socket {
                 end_lease(lease).await;
             }
-            return Err(CliError::new(
+            return Err(Failure::new(
                 exit::INTERRUPTED,
                 "interrupted; files already restored are in place, run restore again for the rest",
             ));
@@ -111,10 +126,10 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
     let recorded = match (&result, &route) {
         (Ok((_, records)), Some(super::push::Route::Direct(_lock))) => {
             let mut state = StateIndex::open(config.state_dir(), &config.remote.identity())
-                .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+                .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
             state
                 .commit(records)
-                .map_err(|e| CliError::new(exit::USAGE, e.to_string()))
+                .map_err(|e| Failure::new(exit::USAGE, e.to_string()))
         }
         _ => Ok(()),
     };
@@ -123,13 +138,11 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
             daemon_request(
                 &socket,
                 Command::Push {
-                    all: true,
-                    force: false,
-                    checksum: false,
-                    dry_run: false,
+                    flags: crate::push::PushFlags {
+                        all: true,
+                        ..Default::default()
+                    },
                     wait: true,
-                    on_conflict: None,
-                    allow_deletes: false,
                 },
             )
             .await
@@ -144,7 +157,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
         crate::restore::RestoreError::List {
             error: crate::remote::RemoteError::Auth { message },
             remote: name,
-        } => CliError::new(
+        } => Failure::new(
             exit::AUTH,
             format!(
                 "{name}: {message}; the credentials came from {}: {}",
@@ -153,9 +166,9 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
             ),
         ),
         e @ crate::restore::RestoreError::Refused { .. } => {
-            CliError::new(exit::USAGE, e.to_string())
+            Failure::new(exit::USAGE, e.to_string())
         }
-        e => CliError::new(exit::FILES_FAILED, e.to_string()),
+        e => Failure::new(exit::FILES_FAILED, e.to_string()),
     })?;
     if args.json {
         println!("{}", super::to_json(&report));
@@ -171,18 +184,14 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, CliErr
 
 /// `--at`: an RFC 3339 time, or a bare date meaning the end of that day in the local time
 /// zone (`TZ`), as the person typing it means it.
-fn parse_at(text: &str) -> Result<time::OffsetDateTime, String> {
+fn parse_at(text: &str) -> Result<time::OffsetDateTime, AtError> {
     let date_format = time::macros::format_description!("[year]-[month]-[day]");
     let Ok(day) = time::Date::parse(text, &date_format) else {
         return crate::history::parse_at(text);
     };
-    let end = day
-        .with_hms_nano(23, 59, 59, 999_999_999)
-        .map_err(|e| e.to_string())?;
+    let end = day.with_hms_nano(23, 59, 59, 999_999_999)?;
     let offset_at = |t: time::OffsetDateTime| {
-        time::UtcOffset::local_offset_at(t).map_err(|_| {
-            format!("cannot tell the local time zone for {text}; give a time with its offset (2026-11-29T23:59:59+01:00)")
-        })
+        time::UtcOffset::local_offset_at(t).map_err(|_| AtError::NoLocalZone(text.to_string()))
     };
     // Asked twice: the first guess may sit on the other side of a daylight-saving change.
     let guess = offset_at(end.assume_utc())?;
@@ -190,10 +199,10 @@ fn parse_at(text: &str) -> Result<time::OffsetDateTime, String> {
 }
 
 /// Resolves at the first Ctrl-C, SIGTERM or SIGHUP (a closed terminal, a dropped ssh).
-fn stop_signal() -> Result<impl std::future::Future<Output = ()>, CliError> {
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>, Failure> {
     use tokio::signal::unix::{SignalKind, signal};
     let handler =
-        |e: std::io::Error| CliError::new(exit::USAGE, format!("cannot handle signals: {e}"));
+        |e: std::io::Error| Failure::new(exit::USAGE, format!("cannot handle signals: {e}"));
     let mut term = signal(SignalKind::terminate()).map_err(handler)?;
     let mut hup = signal(SignalKind::hangup()).map_err(handler)?;
     let mut int = signal(SignalKind::interrupt()).map_err(handler)?;
@@ -207,7 +216,7 @@ fn stop_signal() -> Result<impl std::future::Future<Output = ()>, CliError> {
 }
 
 /// The daemon paused for as long as the returned connection stays open.
-async fn pause_lease(socket: &Path) -> Result<tokio::net::UnixStream, CliError> {
+async fn pause_lease(socket: &Path) -> Result<tokio::net::UnixStream, Failure> {
     let mut stream = connect(socket).await?;
     exchange(socket, &mut stream, Command::PauseLease).await?;
     Ok(stream)
@@ -230,21 +239,21 @@ async fn end_lease(lease: tokio::net::UnixStream) {
     .await;
 }
 
-async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, CliError> {
+async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, Failure> {
     tokio::net::UnixStream::connect(socket)
         .await
         .map_err(|e| lost(socket, e))
 }
 
-fn lost(socket: &Path, e: std::io::Error) -> CliError {
-    CliError::new(
+fn lost(socket: &Path, e: std::io::Error) -> Failure {
+    Failure::new(
         exit::NO_DAEMON,
         format!("lost the connection to devlogd ({}): {e}", socket.display()),
     )
 }
 
 /// One request to the daemon on its own connection, waiting for its reply.
-async fn daemon_request(socket: &Path, cmd: Command) -> Result<(), CliError> {
+async fn daemon_request(socket: &Path, cmd: Command) -> Result<(), Failure> {
     let mut stream = connect(socket).await?;
     exchange(socket, &mut stream, cmd).await
 }
@@ -254,12 +263,12 @@ async fn exchange(
     socket: &Path,
     stream: &mut tokio::net::UnixStream,
     cmd: Command,
-) -> Result<(), CliError> {
+) -> Result<(), Failure> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let lost = |e: std::io::Error| lost(socket, e);
     let (read, mut write) = stream.split();
     let mut line = serde_json::to_string(&Request::new(cmd))
-        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
+        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
     line.push('\n');
     write.write_all(line.as_bytes()).await.map_err(lost)?;
     let mut lines = BufReader::new(read).lines();
@@ -268,13 +277,13 @@ async fn exchange(
             if reply.ok {
                 return Ok(());
             }
-            return Err(CliError::new(
+            return Err(Failure::new(
                 reply.code,
                 reply.error.unwrap_or_else(|| "devlogd refused".into()),
             ));
         }
     }
-    Err(CliError::new(
+    Err(Failure::new(
         exit::NO_DAEMON,
         "devlogd closed the connection without an answer",
     ))
@@ -348,13 +357,12 @@ fn summary(r: &RestoreReport, remote: &str) -> String {
         );
     }
     let _ = writeln!(out, "  unchanged   {} file(s) already there", r.unchanged);
-    for p in &r.kept_local {
-        let _ = writeln!(
-            out,
-            "  kept local  {}: differs from the remote; left as it is (--overwrite replaces it, keeping a .local copy)",
-            printable(p)
-        );
-    }
+    crate::ui::name_lines(
+        &mut out,
+        "  kept local  ",
+        &r.kept_local,
+        ": differs from the remote; left as it is (--overwrite replaces it, keeping a .local copy)",
+    );
     for l in &r.replaced_local {
         let _ = writeln!(
             out,

@@ -11,7 +11,7 @@
 //! real state directory read-only (Debian 12, Ubuntu 22.04, RHEL 9). `install` creates
 //! those directories first, because a missing one cannot be made writable.
 
-use crate::commands::{CliError, exit};
+use crate::commands::{Failure, exit};
 use crate::config::{Config, ConfigError, Dirs, RemoteConfig};
 use crate::exit::ExitCode;
 use std::path::{Path, PathBuf};
@@ -104,11 +104,11 @@ impl ServiceParams {
     }
 
     /// This machine: the running binary and the configuration's paths.
-    pub fn for_config(config: &Config) -> Result<Self, CliError> {
+    pub fn for_config(config: &Config) -> Result<Self, Failure> {
         let binary = std::env::current_exe()
             .and_then(|p| p.canonicalize())
             .map_err(|e| {
-                CliError::new(exit::USAGE, format!("cannot find devlogd's own path: {e}"))
+                Failure::new(exit::USAGE, format!("cannot find devlogd's own path: {e}"))
             })?;
         let mut writable = vec![
             config.dirs.state_dir.display().to_string(),
@@ -122,7 +122,7 @@ impl ServiceParams {
         // Only a file other than the default needs naming: the service finds that one.
         let config_file = if config.file != config.dirs.default_config_file() {
             let absolute = std::path::absolute(&config.file).map_err(|e| {
-                CliError::new(
+                Failure::new(
                     exit::USAGE,
                     format!("cannot resolve {}: {e}", config.file.display()),
                 )
@@ -375,13 +375,31 @@ fn shell_line(step: &Step) -> String {
     }
 }
 
+/// Why a service manager command failed.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    #[error("empty command")]
+    Empty,
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    /// Its combined output (or its exit status when it printed nothing).
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Run a command; its combined output on failure.
-fn run_command(cmd: &[String]) -> Result<String, String> {
-    let (program, args) = cmd.split_first().ok_or("empty command")?;
+fn run_command(cmd: &[String]) -> Result<String, CommandError> {
+    let (program, args) = cmd.split_first().ok_or(CommandError::Empty)?;
     let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(|source| CommandError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -391,11 +409,11 @@ fn run_command(cmd: &[String]) -> Result<String, String> {
         Ok(text)
     } else {
         let text = text.trim();
-        Err(if text.is_empty() {
+        Err(CommandError::Failed(if text.is_empty() {
             format!("{}", out.status)
         } else {
             text.to_string()
-        })
+        }))
     }
 }
 
@@ -497,10 +515,10 @@ fn systemd_failure_report(check: &str) -> String {
 }
 
 /// The manager to render for: the native one, or another with `--dry-run` only.
-fn chosen_manager(requested: Option<Manager>, dry_run: bool) -> Result<Manager, CliError> {
+fn chosen_manager(requested: Option<Manager>, dry_run: bool) -> Result<Manager, Failure> {
     let manager = requested.unwrap_or_else(Manager::native);
     if manager != Manager::native() && !dry_run {
-        return Err(CliError::new(
+        return Err(Failure::new(
             exit::USAGE,
             format!("--manager {manager:?} works only with --dry-run on this system")
                 .to_lowercase(),
@@ -513,7 +531,7 @@ pub fn install(
     config: &Config,
     dry_run: bool,
     manager: Option<Manager>,
-) -> Result<ExitCode, CliError> {
+) -> Result<ExitCode, Failure> {
     let manager = chosen_manager(manager, dry_run)?;
     let params = ServiceParams::for_config(config)?;
     let file = service_file(&config.dirs, manager);
@@ -537,7 +555,7 @@ pub fn install(
         return Ok(exit::OK);
     }
     let io = |what: &str, path: &Path, e: std::io::Error| {
-        CliError::new(
+        Failure::new(
             exit::USAGE,
             format!("cannot {what} {}: {e}", path.display()),
         )
@@ -601,7 +619,7 @@ pub fn uninstall(
     config: &Config,
     dry_run: bool,
     manager: Option<Manager>,
-) -> Result<ExitCode, CliError> {
+) -> Result<ExitCode, Failure> {
     let manager = chosen_manager(manager, dry_run)?;
     let file = service_file(&config.dirs, manager);
     let steps = stop_steps(manager);
@@ -632,7 +650,7 @@ pub fn uninstall(
             println!("{} was not installed", file.display())
         }
         Err(e) => {
-            return Err(CliError::new(
+            return Err(Failure::new(
                 exit::USAGE,
                 format!("cannot remove {}: {e}", file.display()),
             ));
@@ -646,10 +664,7 @@ pub fn uninstall(
 
 /// The manager's view beside the daemon's own status. Works with a broken config file
 /// (it is only used to label the daemon's last push).
-pub async fn status(
-    dirs: &Dirs,
-    config: Result<Config, ConfigError>,
-) -> Result<ExitCode, CliError> {
+pub async fn status(dirs: &Dirs, config: Result<Config, ConfigError>) -> Result<ExitCode, Failure> {
     let manager = Manager::native();
     let file = service_file(dirs, manager);
     // The verdict first: whether the journal is safe is the question.

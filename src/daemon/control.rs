@@ -4,17 +4,17 @@
 //! one task and never blocks the daemon. Requests become [`WorkerCmd`]s. A `pause_lease`
 //! connection (restore) has no idle timeout: the daemon stays paused until it closes.
 
-use super::worker::{PushRequest, WorkerCmd, WorkerStatus};
-use super::{QueueStatus, ReloadRequest};
+use super::ReloadRequest;
+use super::worker::WorkerCmd;
 use crate::exit;
-use crate::protocol::{self, Command, Event, Line, MAX_REQUEST_BYTES, Reply};
+use crate::protocol::{self, Command, Line, MAX_REQUEST_BYTES, Reply};
+use crate::push::PushFlags;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -50,50 +50,80 @@ pub fn socket_path_in(dirs: &crate::config::Dirs) -> PathBuf {
         .join("devlogd.sock")
 }
 
+/// Why the control socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("cannot create {}: {source}", .path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot chmod {mode:o} {}: {source}", .path.display())]
+    Chmod {
+        path: PathBuf,
+        mode: u32,
+        source: std::io::Error,
+    },
+    #[error("another devlogd is already listening on {}", .0.display())]
+    Listening(PathBuf),
+    #[error("cannot remove stale {}: {source}", .path.display())]
+    RemoveStale {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot bind {}: {source}", .path.display())]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Bind, replacing a stale socket file but never a live daemon's.
-pub async fn bind(path: &Path) -> Result<UnixListener, String> {
+pub async fn bind(path: &Path) -> Result<UnixListener, BindError> {
+    let at = |path: &Path| path.to_path_buf();
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| BindError::Create {
+        path: at(dir),
+        source,
+    })?;
     set_mode(dir, 0o700)?;
     if path.exists() {
         match UnixStream::connect(path).await {
-            Ok(_) => {
-                return Err(format!(
-                    "another devlogd is already listening on {}",
-                    path.display()
-                ));
-            }
+            Ok(_) => return Err(BindError::Listening(at(path))),
             Err(_) => {
                 tracing::info!(socket = %path.display(), "replacing a stale socket file");
-                std::fs::remove_file(path)
-                    .map_err(|e| format!("cannot remove stale {}: {e}", path.display()))?;
+                std::fs::remove_file(path).map_err(|source| BindError::RemoveStale {
+                    path: at(path),
+                    source,
+                })?;
             }
         }
     }
-    let listener =
-        UnixListener::bind(path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(path).map_err(|source| BindError::Bind {
+        path: at(path),
+        source,
+    })?;
     set_mode(path, 0o600)?;
     Ok(listener)
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
+fn set_mode(path: &Path, mode: u32) -> Result<(), BindError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| format!("cannot chmod {:o} {}: {e}", mode, path.display()))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        BindError::Chmod {
+            path: path.to_path_buf(),
+            mode,
+            source,
+        }
+    })
 }
 
 /// What a connection needs to answer.
 pub struct ControlContext {
     pub worker: mpsc::Sender<WorkerCmd>,
-    pub worker_status: watch::Receiver<WorkerStatus>,
-    pub queue_status: watch::Receiver<QueueStatus>,
-    /// Paths in batches sent to the worker that it has not taken yet (it may be pushing).
-    pub handed_over: Arc<AtomicUsize>,
-    /// What the watcher cannot see (unreadable directories, a missing root).
-    pub watch_health: Arc<super::watch::EventSink>,
+    /// What `status` answers (the worker's part also says whether a push runs).
+    pub status: super::status::Sources,
     pub reload: mpsc::Sender<ReloadRequest>,
-    pub started: Instant,
-    pub socket: PathBuf,
     pub cancel: CancellationToken,
 }
 
@@ -181,7 +211,13 @@ async fn connection(stream: UnixStream, uid: u32, ctx: &ControlContext) -> std::
             continue;
         }
         match protocol::parse_request(line) {
-            Err(e) => send(&mut write, &Line::Reply(Reply::error(exit::USAGE, e))).await?,
+            Err(e) => {
+                send(
+                    &mut write,
+                    &Line::Reply(Reply::error(exit::USAGE, e.to_string())),
+                )
+                .await?
+            }
             Ok(request) if request.cmd == Command::PauseLease => {
                 return lease(ctx, reader, &mut write).await;
             }
@@ -227,11 +263,10 @@ async fn respond(
     write: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> std::io::Result<()> {
     let gone = || Reply::error(exit::NO_DAEMON, "the daemon is shutting down");
-    let push = cmd.push_flags();
     let reply = match cmd {
         Command::Status => {
             let mut reply = Reply::ok("status");
-            reply.status = Some(Box::new(status(ctx)));
+            reply.status = Some(Box::new(ctx.status.project()));
             reply
         }
         // Taken by `connection`, which holds the lease.
@@ -268,10 +303,10 @@ async fn respond(
                 }
             }
         }
-        Command::Push { .. } => {
-            let Some((request, wait)) = push else {
-                return Ok(()); // unreachable: a push request always has push flags
-            };
+        Command::Push {
+            flags: request,
+            wait,
+        } => {
             // A push already running: waiting behind it could take as long as it does (an
             // hour against a hung remote). Unless it ends within a moment, join instead: the
             // request is queued behind the running push (identical requests waiting together
@@ -299,7 +334,7 @@ async fn respond(
 /// No push running, or the one running ended within [`JOIN_WAIT`].
 async fn running_push_ends_soon(ctx: &ControlContext) -> bool {
     use super::worker::State;
-    let mut status = ctx.worker_status.clone();
+    let mut status = ctx.status.worker.clone();
     let pushes = {
         let s = status.borrow_and_update();
         if s.state != State::Pushing {
@@ -312,7 +347,7 @@ async fn running_push_ends_soon(ctx: &ControlContext) -> bool {
 }
 
 async fn push_and_stream(
-    request: PushRequest,
+    request: PushFlags,
     ctx: &ControlContext,
     write: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> std::io::Result<()> {
@@ -333,12 +368,12 @@ async fn push_and_stream(
     loop {
         tokio::select! {
             Some(event) = progress_rx.recv() => {
-                send(write, &Line::Event(Event::from(event))).await?;
+                send(write, &Line::Event(event)).await?;
             }
             result = &mut reply_rx => {
                 // Flush progress that raced the reply.
                 while let Ok(event) = progress_rx.try_recv() {
-                    send(write, &Line::Event(Event::from(event))).await?;
+                    send(write, &Line::Event(event)).await?;
                 }
                 let reply = match result {
                     Ok(Ok(report)) => Reply::with_report(report.exit_code(), &report, None),
@@ -359,122 +394,4 @@ async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, line: &Line) -> std:
     text = crate::redact::scrub(&text).into_owned();
     text.push('\n');
     write.write_all(text.as_bytes()).await
-}
-
-/// The `status` reply: the worker's and the queue's published state plus the basics.
-fn status(ctx: &ControlContext) -> crate::protocol::Status {
-    let worker = ctx.worker_status.borrow().clone();
-    let queue = ctx.queue_status.borrow().clone();
-    // Everything not yet on the remote: debouncing, handed to a busy worker, waiting to be
-    // retried, or in the push running now.
-    let queued = queue.pending + ctx.handed_over.load(Ordering::Relaxed);
-    let health = ctx.watch_health.health();
-    let (watch, issue) = watch_summary(&health, worker.watch_limited.as_deref());
-    // The oldest of what the queue holds and what waits in the worker: a path pending
-    // anywhere has an age.
-    let handed = (ctx.handed_over.load(Ordering::Relaxed) > 0)
-        .then_some(queue.handed_since)
-        .flatten();
-    let oldest = [
-        queue.oldest.map(|t| t.elapsed()),
-        handed.map(|t| t.elapsed()),
-        worker.pending_since_at.map(|t| t.elapsed()),
-    ]
-    .into_iter()
-    .flatten()
-    .max();
-    let mut status = crate::protocol::Status {
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        pid: std::process::id(),
-        uptime_s: ctx.started.elapsed().as_secs(),
-        socket: ctx.socket.display().to_string(),
-        queued_paths: queued,
-        pending_paths: queued + worker.waiting_paths + worker.in_flight_paths,
-        pending_oldest_ms: oldest.map(|d| d.as_millis() as u64),
-        // Ages from the monotonic clock: a wall clock stepped back must not make them
-        // negative (or a step forward make them huge).
-        last_success_age_s: worker.last_success_at.map(|t| t.elapsed().as_secs() as i64),
-        last_push_age_s: worker.last_push_at.map(|t| t.elapsed().as_secs()),
-        offline_for_s: worker.offline_since_at.map(|t| t.elapsed().as_secs()),
-        watch: watch.to_string(),
-        watch_issue: issue,
-        unwatched_dirs: health.unwatched.len(),
-        unwatched_dirs_sample: health
-            .unwatched
-            .iter()
-            .take(UNWATCHED_SAMPLE)
-            .cloned()
-            .collect(),
-        next_retry_in_s: worker.next_retry.map(|t| {
-            t.saturating_duration_since(tokio::time::Instant::now())
-                .as_secs()
-        }),
-        worker,
-        verdict: None,
-    };
-    status.verdict = Some(crate::verdict::of(&status, super::worker::unix_now()));
-    status
-}
-
-/// Unwatchable directories named in the status.
-const UNWATCHED_SAMPLE: usize = 5;
-
-/// `watch` (ok, limited, partial, root missing) and, unless ok, a sentence for people.
-fn watch_summary(
-    health: &super::watch::WatchHealth,
-    limited: Option<&str>,
-) -> (&'static str, Option<String>) {
-    if let Some(missing) = &health.root_missing {
-        return ("root missing", Some(missing.clone()));
-    }
-    if !health.unwatched.is_empty() {
-        let n = health.unwatched.len();
-        let mut names: Vec<&str> = health
-            .unwatched
-            .iter()
-            .take(UNWATCHED_SAMPLE)
-            .map(String::as_str)
-            .collect();
-        if n > UNWATCHED_SAMPLE {
-            names.push("…");
-        }
-        let issue = format!(
-            "{n} director{} cannot be read and {} not backed up: {} (fix the permissions; they are picked up when readable)",
-            if n == 1 { "y" } else { "ies" },
-            if n == 1 { "is" } else { "are" },
-            names.join(", ")
-        );
-        return ("partial", Some(issue));
-    }
-    match limited {
-        Some(m) => ("limited", Some(m.to_string())),
-        None => ("ok", None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::daemon::watch::WatchHealth;
-
-    #[test]
-    fn the_watch_summary_names_what_is_not_watched() {
-        let mut h = WatchHealth::default();
-        assert_eq!(watch_summary(&h, None), ("ok", None));
-        let (w, issue) = watch_summary(&h, Some("raise the limit"));
-        assert_eq!((w, issue.as_deref()), ("limited", Some("raise the limit")));
-        for d in ["a", "b/c", "d", "e", "f", "g"] {
-            h.unwatched.insert(d.to_string());
-        }
-        let (w, issue) = watch_summary(&h, Some("raise the limit"));
-        let issue = issue.unwrap();
-        assert_eq!(w, "partial");
-        assert!(issue.starts_with("6 directories cannot be read"), "{issue}");
-        assert!(issue.contains("a, b/c, d, e, f, …"), "{issue}");
-        h.root_missing = Some("gone".into());
-        assert_eq!(
-            watch_summary(&h, None),
-            ("root missing", Some("gone".into()))
-        );
-    }
 }

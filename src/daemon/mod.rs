@@ -3,8 +3,9 @@
 //! Tasks (one owner per piece of state, as in mini-redis):
 //! - the watcher thread (notify) fills an [`watch::EventSink`];
 //! - the queue task owns the dirty set ([`queue::DirtyQueue`]) and hands ready batches to
-//! - the worker task, which owns the pipeline, the state index and the status;
-//! - the control server answers `devlogd ctl` on a Unix socket;
+//! - the worker task, which owns the pipeline, the state index and its part of the status;
+//! - the control server answers `devlogd ctl` on a Unix socket (`ctl status` is
+//!   [`status::Sources::project`]: the worker's and the queue's parts, the watcher's health);
 //! - this supervisor handles signals and reloads and runs the shutdown, and ends the
 //!   process (exit 1, restarted by the service manager) if the worker dies.
 //!
@@ -18,6 +19,7 @@ pub mod queue;
 pub mod queue_task;
 pub mod reach;
 pub mod sd_notify;
+pub mod status;
 pub mod watch;
 pub mod worker;
 #[cfg(test)]
@@ -32,7 +34,6 @@ use futures::StreamExt;
 use queue_task::{QueueSettings, QueueStatus};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -45,7 +46,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// A reload asked for over the control socket (SIGHUP needs no reply).
 pub struct ReloadRequest {
-    pub reply: oneshot::Sender<Result<(), String>>,
+    pub reply: oneshot::Sender<Result<(), Failure>>,
 }
 
 /// Build everything one configuration needs, or say why it cannot be used.
@@ -131,7 +132,9 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
             "no remote configured: mirroring into the local directory (set remote.url to push to Azure)"
         );
     }
-    let listener = control::bind(&socket).await.map_err(Failure::usage)?;
+    let listener = control::bind(&socket)
+        .await
+        .map_err(|e| Failure::usage(e.to_string()))?;
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -156,14 +159,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
         filter: setup.filter.clone(),
     };
     let watch_limited = current_watch.limited.clone();
-    let handed_over = Arc::new(AtomicUsize::new(0));
-    let worker = Worker::new(
-        setup,
-        hostname(),
-        status_tx,
-        cancel.clone(),
-        handed_over.clone(),
-    );
+    let worker = Worker::new(setup, hostname(), status_tx, cancel.clone());
     if watch_limited.is_some() {
         worker_tx
             .send(WorkerCmd::WatchLimited(watch_limited))
@@ -182,18 +178,19 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
         queue_settings_rx,
         worker_tx.clone(),
         queue_status_tx,
-        handed_over.clone(),
+        status_rx.clone(),
         cancel.clone(),
     ));
     let ctx = Arc::new(control::ControlContext {
         worker: worker_tx.clone(),
-        worker_status: status_rx,
-        queue_status: queue_status_rx,
-        handed_over,
-        watch_health: sink.clone(),
+        status: status::Sources {
+            worker: status_rx,
+            queue: queue_status_rx,
+            watch_health: sink.clone(),
+            started,
+            socket: socket.clone(),
+        },
         reload: reload_tx,
-        started,
-        socket: socket.clone(),
         cancel: cancel.clone(),
     });
     tracker.spawn(control::serve(listener, ctx, tracker.clone()));
@@ -347,11 +344,11 @@ async fn reload(
     sink: &Arc<EventSink>,
     current_watch: &mut watch::Watch,
     tracker: &TaskTracker,
-) -> Result<(), String> {
-    let config = Config::load(config_path.as_deref()).map_err(|e| e.to_string())?;
-    let setup = build_setup(config).map_err(|e| e.message)?;
+) -> Result<(), Failure> {
+    let config = Config::load(config_path.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
+    let setup = build_setup(config)?;
     let root = setup.config.root.clone();
-    let new_watch = watch::start(&root, &setup.filter, sink.clone())?;
+    let new_watch = watch::start(&root, &setup.filter, sink.clone()).map_err(Failure::usage)?;
     let limited = new_watch.limited.clone();
     *current_watch = new_watch;
     let settings = QueueSettings {

@@ -4,21 +4,30 @@
 
 use super::queue::DirtyQueue;
 use super::watch::EventSink;
-use super::worker::WorkerCmd;
+use super::worker::{WorkerCmd, WorkerStatus};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// The queue's part of `ctl status`.
+/// The queue's part of `ctl status`; the queue task is its one writer.
 #[derive(Debug, Clone, Default)]
 pub struct QueueStatus {
     pub pending: usize,
     pub oldest: Option<Instant>,
+    /// Paths handed to the worker since start-up (the worker counts those it has taken:
+    /// the difference is what waits in its channel while it pushes).
+    pub handed_total: u64,
     /// When the oldest path handed to the worker and not yet taken became dirty (read
-    /// only while the shared handed-over count is above 0).
+    /// only while some are).
     pub handed_since: Option<Instant>,
+}
+
+impl QueueStatus {
+    /// Paths handed over and not yet taken by a worker that has taken `taken`.
+    pub fn handed_over(&self, taken: u64) -> usize {
+        self.handed_total.saturating_sub(taken) as usize
+    }
 }
 
 /// Settings the queue task needs, replaced on reload.
@@ -35,11 +44,10 @@ pub async fn run(
     mut settings_rx: mpsc::Receiver<QueueSettings>,
     worker: mpsc::Sender<WorkerCmd>,
     status: tokio::sync::watch::Sender<QueueStatus>,
-    handed_over: Arc<AtomicUsize>,
+    worker_status: tokio::sync::watch::Receiver<WorkerStatus>,
     cancel: CancellationToken,
 ) {
     let mut queue = DirtyQueue::new(settings.debounce, settings.max_delay);
-    let mut handed_since: Option<Instant> = None;
     loop {
         let deadline = queue.next_deadline();
         tokio::select! {
@@ -67,12 +75,16 @@ pub async fn run(
                 let oldest = queue.oldest();
                 let ready = queue.take_ready(Instant::now());
                 if !ready.is_empty() {
-                    if handed_over.load(Ordering::Relaxed) == 0 {
-                        handed_since = None;
-                    }
-                    handed_since = handed_since.or(oldest);
-                    // Counted from here until the worker takes the batch (it may be pushing).
-                    handed_over.fetch_add(ready.len(), Ordering::Relaxed);
+                    let taken = worker_status.borrow().taken_from_queue;
+                    // Counted from here until the worker takes the batch (it may be
+                    // pushing): published before it is sent, so never fewer than taken.
+                    status.send_modify(|s| {
+                        if s.handed_over(taken) == 0 {
+                            s.handed_since = None;
+                        }
+                        s.handed_since = s.handed_since.or(oldest);
+                        s.handed_total += ready.len() as u64;
+                    });
                     if worker.send(WorkerCmd::Batch(ready)).await.is_err() {
                         break;
                     }
@@ -83,10 +95,9 @@ pub async fn run(
                 settings = new;
             }
         }
-        status.send_replace(QueueStatus {
-            pending: queue.len(),
-            oldest: queue.oldest(),
-            handed_since,
+        status.send_modify(|s| {
+            s.pending = queue.len();
+            s.oldest = queue.oldest();
         });
     }
 }

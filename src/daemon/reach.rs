@@ -19,7 +19,7 @@ pub async fn confirm(
     let asked = report.uploaded > 0
         || !report.deleted.is_empty()
         || !report.conflicts.is_empty()
-        || report.mode == "all";
+        || report.mode == crate::push::PushMode::All;
     if asked {
         return Ok(report);
     }

@@ -1,4 +1,5 @@
-//! The sync worker: the one owner of the push pipeline, the state index and the status.
+//! The sync worker: the one owner of the push pipeline, the state index and its part of
+//! the status ([`WorkerStatus`]; `status.rs` projects `ctl status` from it).
 //!
 //! Everything that wants a push sends a [`WorkerCmd`]: the queue (batches of dirty
 //! paths), the watcher (rescans), the control socket (`ctl push`, pause, …) and the timers.
@@ -10,13 +11,12 @@
 use super::watch::RescanReason;
 use crate::config::Config;
 use crate::filter::Filter;
-use crate::push::{self, PushContext, PushEvent, PushOptions, PushReport};
+use crate::push::{self, PushContext, PushEvent, PushFlags, PushOptions, PushReport};
 use crate::remote::Remote;
 use crate::remote::retry::RetryPolicy;
 use crate::state::{StateError, StateIndex};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 // Tokio's clock, so timers follow a paused clock in tests.
 use tokio::sync::{mpsc, oneshot, watch};
@@ -41,9 +41,6 @@ pub struct Setup {
     pub warnings: Vec<String>,
 }
 
-/// What a `ctl push` asks for.
-pub type PushRequest = crate::push::PushFlags;
-
 /// A failed push as the control socket reports it.
 #[derive(Debug, Clone)]
 pub struct PushFailure {
@@ -58,7 +55,7 @@ pub enum WorkerCmd {
     Batch(Vec<String>),
     Rescan(RescanReason),
     Push {
-        request: PushRequest,
+        request: PushFlags,
         progress: Option<mpsc::UnboundedSender<PushEvent>>,
         reply: Option<oneshot::Sender<Result<PushReport, PushFailure>>>,
     },
@@ -99,9 +96,6 @@ pub struct Worker {
     /// The last push failed because the state index is read-only: reopen it before the
     /// next attempt (a connection opened read-only stays so after a chmod).
     index_read_only: bool,
-    /// Paths the queue sent in batches the worker has not taken yet (shared with the queue,
-    /// which adds; the worker subtracts on receipt), so status counts them while a push runs.
-    handed_over: Arc<AtomicUsize>,
     /// Paths that failed and are retried: never forgotten until pushed or gone.
     failed: BTreeMap<String, FailedPath>,
     /// The back-off running is for files that failed (the remote answers), not an outage.
@@ -122,7 +116,6 @@ impl Worker {
         host: String,
         status: watch::Sender<WorkerStatus>,
         cancel: CancellationToken,
-        handed_over: Arc<AtomicUsize>,
     ) -> Self {
         let next_scan = Instant::now() + setup.config.sync.rescan_interval;
         let index_read_only = setup.index_read_only;
@@ -139,7 +132,6 @@ impl Worker {
             cancel,
             backlog: VecDeque::new(),
             index_read_only,
-            handed_over,
             failed: BTreeMap::new(),
             retrying_files: false,
             deletes_refused: false,
@@ -251,15 +243,11 @@ impl Worker {
 
     /// A batch from the queue joins the pending set (and stops counting as handed over).
     fn take_batch(&mut self, paths: Vec<String>) {
-        let n = paths.len();
-        let _ = self
-            .handed_over
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
-                Some(h.saturating_sub(n))
-            });
+        let n = paths.len() as u64;
         self.pending.extend(paths);
         let waiting = self.waiting_count();
         self.status.send_modify(|s| {
+            s.taken_from_queue += n;
             s.waiting_paths = waiting;
             s.pending_since_at.get_or_insert_with(Instant::now);
         });
@@ -281,7 +269,7 @@ impl Worker {
     /// `ctl push` requests identical to `request` that are already waiting run with it.
     fn absorb_identical_pushes(
         &mut self,
-        request: PushRequest,
+        request: PushFlags,
         rx: &mut mpsc::Receiver<WorkerCmd>,
         waiters: &mut Vec<Waiter>,
     ) {
@@ -372,7 +360,7 @@ impl Worker {
                 s.pending_since_at.get_or_insert_with(Instant::now);
             }
         });
-        let request = PushRequest::default();
+        let request = PushFlags::default();
         let result = self
             .run_push(request, (!full).then(|| paths.clone()), false, &|_| {})
             .await;
@@ -380,7 +368,7 @@ impl Worker {
             Ok(report) => {
                 self.record_failures(&report, (!full).then_some(paths.as_slice()));
                 self.after_report(&report);
-                full && report.mode != "all" && self.verify_due
+                full && report.mode != crate::push::PushMode::All && self.verify_due
             }
             Err(e) => {
                 // Keep everything for the next attempt.
@@ -395,7 +383,7 @@ impl Worker {
         }
     }
 
-    async fn explicit_push(&mut self, request: PushRequest, waiters: Vec<Waiter>) {
+    async fn explicit_push(&mut self, request: PushFlags, waiters: Vec<Waiter>) {
         let senders: Vec<_> = waiters.iter().filter_map(|(p, _)| p.clone()).collect();
         let progress = move |event: PushEvent| {
             for s in &senders {
@@ -436,7 +424,7 @@ impl Worker {
 
     async fn run_push(
         &mut self,
-        request: PushRequest,
+        request: PushFlags,
         paths: Option<Vec<String>>,
         explicit: bool,
         progress: &(dyn Fn(PushEvent) + Send + Sync),
@@ -448,12 +436,12 @@ impl Worker {
         });
         self.sd_status();
         if self.index_read_only
-            && let Err(message) = self.reopen_index()
+            && let Err(e) = self.reopen_index()
         {
-            tracing::warn!(error = %message, "push not started");
+            tracing::warn!(error = %e, "push not started");
             return Err(PushFailure {
                 code: crate::exit::USAGE,
-                message,
+                message: e.to_string(),
                 report: None,
             });
         }
@@ -466,30 +454,19 @@ impl Worker {
         let deletes_tried = !self.deletes_refused || explicit;
         let list_remote =
             full && !explicit && self.verify_due && self.status.borrow().remote_reached;
-        let options = PushOptions {
-            // The worker's start-up and periodic full passes compare with the remote's
-            // listing (once it has answered): a blob deleted or changed behind our back is
-            // repaired or reported, never "backed up" on the index's word alone.
-            all: request.all || list_remote,
-            force: request.force,
-            // Paths the watcher saw written are hashed whatever their stat says: a write
-            // can put the mtime back.
-            checksum: request.checksum || paths.is_some(),
-            dry_run: request.dry_run,
-            on_conflict: request
-                .on_conflict
-                .unwrap_or(self.setup.config.sync.on_conflict),
-            deletes: if self.deletes_refused && !explicit {
-                crate::config::Deletes::Keep
-            } else {
-                self.setup.config.sync.deletes
-            },
-            allow_deletes: request.allow_deletes,
-            concurrency: self.setup.config.sync.concurrency,
-            paths,
-            retry: RetryPolicy::default(),
-            cancel: Some(self.cancel.clone()),
-        };
+        let mut options = PushOptions::new(request, &self.setup.config.sync);
+        // The worker's start-up and periodic full passes compare with the remote's
+        // listing (once it has answered): a blob deleted or changed behind our back is
+        // repaired or reported, never "backed up" on the index's word alone.
+        options.flags.all |= list_remote;
+        // Paths the watcher saw written are hashed whatever their stat says: a write can
+        // put the mtime back.
+        options.flags.checksum |= paths.is_some();
+        if self.deletes_refused && !explicit {
+            options.deletes = crate::config::Deletes::Keep;
+        }
+        options.paths = paths;
+        options.cancel = Some(self.cancel.clone());
         let ctx = PushContext {
             root: &self.setup.config.root,
             filter: &self.setup.filter,
@@ -514,7 +491,7 @@ impl Worker {
                     let n = *files as usize;
                     status.send_modify(|s| s.in_flight_paths = n);
                 }
-                PushEvent::Uploaded { .. } | PushEvent::Conflict(_) => {
+                PushEvent::Uploaded { .. } | PushEvent::Conflict { .. } => {
                     status.send_modify(|s| {
                         s.in_flight_paths = s.in_flight_paths.saturating_sub(1);
                         // Requests go through again.
@@ -575,7 +552,7 @@ impl Worker {
             self.corrupt.remove(&path);
         }
         if let Ok(r) = &result
-            && r.mode == "all"
+            && r.mode == crate::push::PushMode::All
         {
             if r.dry_run {
                 // A dry run repairs nothing: what it saw stays damaged.
@@ -683,13 +660,11 @@ impl Worker {
     /// opened read-only stays so after a chmod, and SQLite shares the read-only WAL index
     /// between the connections of a process, so the old one is closed first. On failure an
     /// empty in-memory stand-in remains and `index_read_only` stays set: no push runs on it.
-    fn reopen_index(&mut self) -> Result<(), String> {
-        let stand_in =
-            StateIndex::open_at(std::path::Path::new(":memory:"), "").map_err(|e| e.to_string())?;
+    fn reopen_index(&mut self) -> Result<(), StateError> {
+        let stand_in = StateIndex::open_at(std::path::Path::new(":memory:"), "")?;
         drop(std::mem::replace(&mut self.setup.state, stand_in));
         let config = &self.setup.config;
-        let state = StateIndex::open(config.state_dir(), &config.remote.identity())
-            .map_err(|e| e.to_string())?;
+        let state = StateIndex::open(config.state_dir(), &config.remote.identity())?;
         self.setup.state = state;
         Ok(())
     }
@@ -875,11 +850,7 @@ impl Worker {
         self.status.send_modify(|s| {
             if s.remote != remote {
                 // Another remote (a reload): nothing is known of it yet.
-                s.remote_reached = false;
-                s.corrupt = 0;
-                s.corrupt_sample.clear();
-                s.remote_problem = None;
-                s.remote_problem_since_unix = None;
+                s.forget_remote();
             }
             s.root = root;
             s.remote = remote;

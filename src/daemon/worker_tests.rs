@@ -2,15 +2,15 @@
 //! journal directory and state index, and tokio's paused clock — no emulator, no real
 //! waiting, no timing luck.
 
-use super::worker::{PushRequest, Setup, State, Worker, WorkerCmd, WorkerStatus};
+use super::worker::{Setup, State, Worker, WorkerCmd, WorkerStatus};
 use crate::config::{Config, Dirs, parse_raw};
 use crate::filter::Filter;
+use crate::push::PushFlags;
 use crate::remote::memory::MemoryRemote;
 use crate::remote::{Remote, RemoteError};
 use crate::state::StateIndex;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -53,13 +53,7 @@ impl World {
         };
         let (status_tx, status) = watch::channel(WorkerStatus::default());
         let cancel = CancellationToken::new();
-        let worker = Worker::new(
-            setup,
-            "host".into(),
-            status_tx,
-            cancel.clone(),
-            Arc::new(AtomicUsize::new(0)),
-        );
+        let worker = Worker::new(setup, "host".into(), status_tx, cancel.clone());
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(worker.run(rx));
         World {
@@ -90,7 +84,7 @@ impl World {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(WorkerCmd::Push {
-                request: PushRequest::default(),
+                request: PushFlags::default(),
                 progress: None,
                 reply: Some(reply),
             })
@@ -164,10 +158,8 @@ async fn paused_it_pushes_nothing_and_resumed_it_pushes_what_changed() {
 #[tokio::test(start_paused = true)]
 async fn an_unreachable_remote_is_retried_with_back_off_without_spinning() {
     let w = World::new();
-    let unreachable = RemoteError::Unreachable {
-        message: "connection refused".into(),
-    };
-    w.remote.fail_next(100_000, unreachable);
+    w.remote
+        .fail_next(100_000, unreachable("connection refused"));
     w.write("n.md", "offline");
     w.batch(&["n.md"]).await;
     w.until("offline", |s| s.state == State::Offline).await;
@@ -195,12 +187,7 @@ async fn an_unreachable_remote_is_retried_with_back_off_without_spinning() {
 async fn a_ctl_push_while_backing_off_runs_at_once() {
     let w = World::new();
     // The first attempt is refused at once; the worker then backs off (a second or more).
-    w.remote.fail_next(
-        1,
-        RemoteError::Auth {
-            message: "refused".into(),
-        },
-    );
+    w.remote.fail_next(1, refused("refused"));
     w.write("n.md", "x");
     let asked = tokio::time::Instant::now();
     w.batch(&["n.md"]).await;
@@ -220,12 +207,7 @@ async fn a_ctl_push_while_backing_off_runs_at_once() {
 #[tokio::test(start_paused = true)]
 async fn a_file_that_fails_is_kept_shown_and_retried_never_counted_as_a_success() {
     let w = World::new();
-    w.remote.fail_next(
-        1,
-        RemoteError::Permanent {
-            message: "refused this one".into(),
-        },
-    );
+    w.remote.fail_next(1, permanent("refused this one"));
     w.write("n.md", "x");
     w.batch(&["n.md"]).await;
     let s = w
@@ -253,12 +235,7 @@ async fn a_file_that_fails_is_kept_shown_and_retried_never_counted_as_a_success(
 #[tokio::test(start_paused = true)]
 async fn a_failed_file_backing_off_does_not_hold_back_new_changes() {
     let w = World::new();
-    w.remote.fail_next(
-        1,
-        RemoteError::Permanent {
-            message: "refused this one".into(),
-        },
-    );
+    w.remote.fail_next(1, permanent("refused this one"));
     w.write("n.md", "x");
     w.batch(&["n.md"]).await;
     w.until("retrying", |s| {
@@ -290,12 +267,7 @@ async fn a_failed_file_backing_off_does_not_hold_back_new_changes() {
 #[tokio::test(start_paused = true)]
 async fn a_push_that_sent_nothing_is_no_success_until_the_remote_answered() {
     let w = World::new();
-    w.remote.fail_next(
-        1,
-        RemoteError::Unreachable {
-            message: "connection refused".into(),
-        },
-    );
+    w.remote.fail_next(1, unreachable("connection refused"));
     w.tx.send(WorkerCmd::Rescan(super::watch::RescanReason::Scheduled))
         .await
         .unwrap();
@@ -322,12 +294,8 @@ async fn a_push_that_sent_nothing_is_no_success_until_the_remote_answered() {
 #[tokio::test(start_paused = true)]
 async fn refused_credentials_are_a_problem_of_their_own() {
     let w = World::new();
-    w.remote.fail_next(
-        1,
-        RemoteError::Auth {
-            message: "HTTP 403 AuthenticationFailed".into(),
-        },
-    );
+    w.remote
+        .fail_next(1, refused("HTTP 403 AuthenticationFailed"));
     w.tx.send(WorkerCmd::Rescan(super::watch::RescanReason::Scheduled))
         .await
         .unwrap();
@@ -338,4 +306,25 @@ async fn refused_credentials_are_a_problem_of_their_own() {
         "{s:?}"
     );
     assert!(s.last_success_at.is_none(), "{s:?}");
+}
+
+/// A refusal of the credentials, as the remote reports it.
+fn refused(message: &str) -> RemoteError {
+    RemoteError::Auth {
+        message: message.into(),
+    }
+}
+
+/// A failure of one file that retrying may not fix.
+fn permanent(message: &str) -> RemoteError {
+    RemoteError::Permanent {
+        message: message.into(),
+    }
+}
+
+/// No answer from the remote.
+fn unreachable(message: &str) -> RemoteError {
+    RemoteError::Unreachable {
+        message: message.into(),
+    }
 }

@@ -49,16 +49,14 @@ impl Entry {
     }
 
     /// Parse a file's text; the error says what is wrong with it.
-    pub fn parse(text: &str) -> Result<Entry, String> {
+    pub fn parse(text: &str) -> Result<Entry, EntryError> {
         let rest = text
             .strip_prefix(FENCE)
             .and_then(|r| r.strip_prefix('\n').or_else(|| r.strip_prefix("\r\n")))
-            .ok_or("it does not start with a +++ front matter line")?;
-        let end = rest
-            .find("\n+++")
-            .ok_or("its front matter has no closing +++ line")?;
+            .ok_or(EntryError::NoOpeningFence)?;
+        let end = rest.find("\n+++").ok_or(EntryError::NoClosingFence)?;
         let front: FrontMatter = toml::from_str(&rest[..end])
-            .map_err(|e| format!("bad front matter: {}", e.message()))?;
+            .map_err(|e| EntryError::FrontMatter(e.message().to_string()))?;
         let after = &rest[end + 4..];
         let body = after
             .strip_prefix('\n')
@@ -108,24 +106,42 @@ pub fn id_from_file_name(name: &str) -> Option<&str> {
     (looks_like_date && stem.as_bytes().get(10) == Some(&b'-') && !id.is_empty()).then_some(id)
 }
 
+/// What is wrong with an entry file's text.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    #[error("it does not start with a +++ front matter line")]
+    NoOpeningFence,
+    #[error("its front matter has no closing +++ line")]
+    NoClosingFence,
+    #[error("bad front matter: {0}")]
+    FrontMatter(String),
+}
+
+/// What is wrong with a user-chosen ID.
+#[derive(Debug, thiserror::Error)]
+pub enum IdError {
+    #[error("invalid id `{0}`: use 1 to {MAX_ID_LEN} characters")]
+    Length(String),
+    #[error("invalid id `{0}`: use only letters, digits, `-` and `_` (no `/`, `.` or spaces)")]
+    Characters(String),
+    #[error("invalid id `{0}`: it must not start with `-`")]
+    LeadingDash(String),
+}
+
 /// Check a user-chosen ID: letters, digits, `-` and `_`, 1 to 64 characters, not starting
 /// with `-` or `.` (no path separators, no `..`).
-pub fn validate_id(id: &str) -> Result<(), String> {
+pub fn validate_id(id: &str) -> Result<(), IdError> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(format!(
-            "invalid id `{id}`: use 1 to {MAX_ID_LEN} characters"
-        ));
+        return Err(IdError::Length(id.to_string()));
     }
     if !id
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(format!(
-            "invalid id `{id}`: use only letters, digits, `-` and `_` (no `/`, `.` or spaces)"
-        ));
+        return Err(IdError::Characters(id.to_string()));
     }
     if id.starts_with('-') {
-        return Err(format!("invalid id `{id}`: it must not start with `-`"));
+        return Err(IdError::LeadingDash(id.to_string()));
     }
     Ok(())
 }
@@ -182,17 +198,10 @@ mod tests {
 
     #[test]
     fn broken_files_are_explained() {
-        assert!(Entry::parse("no front matter").unwrap_err().contains("+++"));
-        assert!(
-            Entry::parse("+++\nid = 1\n")
-                .unwrap_err()
-                .contains("closing")
-        );
-        assert!(
-            Entry::parse("+++\nid = 1\n+++\n")
-                .unwrap_err()
-                .contains("bad front matter")
-        );
+        let problem = |text: &str| Entry::parse(text).unwrap_err().to_string();
+        assert!(problem("no front matter").contains("+++"));
+        assert!(problem("+++\nid = 1\n").contains("closing"));
+        assert!(problem("+++\nid = 1\n+++\n").contains("bad front matter"));
     }
 
     #[test]

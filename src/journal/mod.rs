@@ -85,7 +85,7 @@ impl Journal {
         let existing = self.ids()?;
         let id = match id {
             Some(id) => {
-                entry::validate_id(id).map_err(JournalError::InvalidId)?;
+                entry::validate_id(id).map_err(|e| JournalError::InvalidId(e.to_string()))?;
                 if existing.iter().any(|e| e == id) {
                     return Err(JournalError::IdTaken(id.to_string()));
                 }
@@ -151,7 +151,7 @@ impl Journal {
     pub fn edit(&self, id: &str) -> Result<EditOutcome, JournalError> {
         let (path, original) = self.find(id)?;
         let before = std::fs::read_to_string(&path).map_err(io("read", &path))?;
-        editor::editor_command().map_err(JournalError::Editor)?;
+        editor::editor_command().map_err(|e| JournalError::Editor(e.to_string()))?;
         let scratch = scratch_file(&before)?;
         if let Err(e) = editor::edit(&scratch) {
             let _ = std::fs::remove_file(&scratch);
@@ -162,7 +162,7 @@ impl Journal {
             kept: scratch.clone(),
         };
         let after = std::fs::read_to_string(&scratch).map_err(|e| kept(e.to_string()))?;
-        let mut edited = Entry::parse(&after).map_err(kept)?;
+        let mut edited = Entry::parse(&after).map_err(|e| kept(e.to_string()))?;
         let changed =
             after != before && !(edited.front == original.front && edited.body == original.body);
         if changed {
@@ -244,7 +244,7 @@ fn read_entry(path: &Path) -> Result<Entry, JournalError> {
     let text = std::fs::read_to_string(path).map_err(io("read", path))?;
     Entry::parse(&text).map_err(|problem| JournalError::BadEntry {
         path: path.to_path_buf(),
-        problem,
+        problem: problem.to_string(),
     })
 }
 

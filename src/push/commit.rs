@@ -67,7 +67,7 @@ pub(super) async fn collect(
                     report.repaired_corrupt.push(record.rel.clone());
                 }
                 if let Some(c) = conflict {
-                    progress(PushEvent::Conflict(c.clone()));
+                    progress(PushEvent::from(c.clone()));
                     report.conflicts.push(c);
                 }
                 if changed_during_upload {

@@ -128,7 +128,7 @@ pub(super) struct GuardInput {
 
 /// Why the guard holds these deletes, or `None` to let them through.
 pub(super) fn hold_reason(g: GuardInput, opts: &PushOptions) -> Option<String> {
-    if opts.allow_deletes || g.gone == 0 {
+    if opts.flags.allow_deletes || g.gone == 0 {
         return None;
     }
     let total = g.recent + g.gone;
@@ -324,13 +324,12 @@ mod tests {
 
     fn opts(allow_deletes: bool) -> PushOptions {
         PushOptions {
-            all: false,
-            force: false,
-            dry_run: false,
-            checksum: false,
+            flags: crate::push::PushFlags {
+                allow_deletes,
+                ..Default::default()
+            },
             on_conflict: crate::config::OnConflict::KeepBoth,
             deletes: Deletes::History,
-            allow_deletes,
             concurrency: 1,
             paths: None,
             retry: RetryPolicy::default(),

@@ -1,10 +1,13 @@
 //! The flags of one push request, declared once: the command lines that push (`devlogd
 //! push`, `devlogd ctl push`, `devlog push`) flatten them, the control protocol carries
-//! them, and the daemon's worker queues them.
+//! them as they are (serde), the daemon's worker queues them, and
+//! [`PushOptions`](super::PushOptions) holds them.
 
 use crate::config::OnConflict;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::Args)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::Args, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PushFlags {
     /// Also list the remote and repair blobs that are missing or differ.
     #[arg(long)]
@@ -21,9 +24,11 @@ pub struct PushFlags {
     pub dry_run: bool,
     /// What to do when another writer changed a blob: keep-both, overwrite or skip.
     #[arg(long, value_name = "POLICY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_conflict: Option<OnConflict>,
     /// Carry out deletes the mass-delete guard holds (more than 50 files or 10 % of the
     /// index in one pass).
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_deletes: bool,
 }

@@ -21,12 +21,12 @@ mod upload;
 pub use delete::mass_delete_threshold;
 pub use flags::PushFlags;
 pub use report::{
-    ConflictAction, ConflictReport, FileFailure, PlannedUpload, PushError, PushEvent, PushReport,
-    auth_hint, refusal_hint,
+    ConflictAction, ConflictReport, FileFailure, PlannedUpload, PushError, PushEvent, PushMode,
+    PushReport, auth_hint, refusal_hint,
 };
 pub use upload::conflict_name;
 
-use crate::config::{Deletes, OnConflict};
+use crate::config::{Deletes, OnConflict, SyncConfig};
 use crate::filter::Filter;
 use crate::remote::Remote;
 use crate::remote::content::MemoryBudget;
@@ -38,28 +38,36 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+/// One push: the flags that asked for it (a command line, a `ctl push`, the worker's own
+/// passes) and what the configuration and the caller add.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
-    /// List the remote and repair what differs (`--all`).
-    pub all: bool,
-    /// Upload every candidate (`--force`).
-    pub force: bool,
-    /// Plan and report only (`--dry-run`).
-    pub dry_run: bool,
-    /// Hash every candidate whatever its stat says (`--checksum`; the daemon's batches of
-    /// paths the watcher saw written).
-    pub checksum: bool,
+    pub flags: PushFlags,
+    /// `flags.on_conflict`, else `sync.on_conflict`.
     pub on_conflict: OnConflict,
     /// What a file deleted locally does on the remote (`sync.deletes`).
     pub deletes: Deletes,
-    /// Release deletes the mass-delete guard would hold (`--allow-deletes`).
-    pub allow_deletes: bool,
     pub concurrency: usize,
     /// Only these relative paths (a daemon batch); `None` scans the whole root.
     pub paths: Option<Vec<String>>,
     pub retry: RetryPolicy,
     /// Stops starting new uploads (daemon shutdown); those in flight finish.
     pub cancel: Option<tokio_util::sync::CancellationToken>,
+}
+
+impl PushOptions {
+    /// `flags` with the `[sync]` settings: the whole root, the default retries, no cancel.
+    pub fn new(flags: PushFlags, sync: &SyncConfig) -> Self {
+        PushOptions {
+            flags,
+            on_conflict: flags.on_conflict.unwrap_or(sync.on_conflict),
+            deletes: sync.deletes,
+            concurrency: sync.concurrency,
+            paths: None,
+            retry: RetryPolicy::default(),
+            cancel: None,
+        }
+    }
 }
 
 /// What the pipeline works on.
@@ -86,9 +94,13 @@ pub async fn run(
         host,
     } = ctx;
     let mut report = PushReport {
-        mode: if opts.all { "all" } else { "incremental" }.to_string(),
-        dry_run: opts.dry_run,
-        force: opts.force,
+        mode: if opts.flags.all {
+            PushMode::All
+        } else {
+            PushMode::Incremental
+        },
+        dry_run: opts.flags.dry_run,
+        force: opts.flags.force,
         ..Default::default()
     };
 
@@ -119,7 +131,7 @@ pub async fn run(
     // The root's identity is taken as the new normal only by a pass whose deletes went
     // through (or had none): a replaced root keeps its deletes held until allowed.
     if !held
-        && !opts.dry_run
+        && !opts.flags.dry_run
         && let Some((dev, ino)) = root_now
         && root_before != root_now
         && let Err(e) = state.set_root_identity(dev, ino)
@@ -145,10 +157,10 @@ pub async fn run(
     };
     let writer = state.writer_id().to_string();
     let rules = crate::plan::Rules {
-        force: opts.force,
+        force: opts.flags.force,
         revisit_conflicts: opts.on_conflict == OnConflict::Overwrite,
         writer: &writer,
-        checksum: opts.checksum,
+        checksum: opts.flags.checksum,
     };
     let plan::Plan { records, jobs } = plan::decide_all(
         scanned,
@@ -158,7 +170,7 @@ pub async fn run(
         opts,
         &mut report,
     );
-    if opts.dry_run {
+    if opts.flags.dry_run {
         plan::report_dry_run(jobs, opts, &mut report);
         report.would_delete = deletes.into_iter().map(|(rel, _)| rel).collect();
         return Ok(report.finished(started));
@@ -181,7 +193,7 @@ pub async fn run(
         remote,
         retry: opts.retry,
         on_conflict: opts.on_conflict,
-        force: opts.force,
+        force: opts.flags.force,
         host,
         writer: &writer,
         abort: &abort,
@@ -201,7 +213,7 @@ pub async fn run(
             refused: Default::default(),
         };
         deleter
-            .run(deletes, opts.allow_deletes, state, &mut report)
+            .run(deletes, opts.flags.allow_deletes, state, &mut report)
             .await?;
     }
     report.concurrency = remote.features().limiter.map(|l| l.run_report());

@@ -95,7 +95,7 @@ pub(super) async fn list(
     files: &[LocalFile],
     report: &mut PushReport,
 ) -> Result<Option<HashMap<String, RemoteBlob>>, PushError> {
-    if !opts.all {
+    if !opts.flags.all {
         return Ok(None);
     }
     let blobs = opts

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// What one run did; printed by the front ends, `--json` as is.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PushReport {
-    pub mode: String,
+    pub mode: PushMode,
     pub dry_run: bool,
     pub force: bool,
     /// Candidate files seen.
@@ -63,6 +63,16 @@ pub struct PushReport {
     /// started, its lowest and highest, where it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<crate::remote::limit::LimitReport>,
+}
+
+/// Whether a run compared with the remote's listing (`--all`, the daemon's verifying
+/// passes) or trusted the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushMode {
+    #[default]
+    Incremental,
+    All,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -167,8 +177,10 @@ impl PushReport {
     }
 }
 
-/// Progress, as it happens.
-#[derive(Debug, Clone)]
+/// Progress, as it happens: what the pipeline reports and, as is, what a waiting `ctl push`
+/// streams (`{"event":"uploaded","path":…,"bytes":…}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum PushEvent {
     Planned {
         files: u64,
@@ -182,13 +194,24 @@ pub enum PushEvent {
         path: String,
         error: String,
     },
-    Conflict(ConflictReport),
+    /// A [`ConflictReport`] as it happens; `copy` is sent also when there is none.
+    Conflict {
+        path: String,
+        action: ConflictAction,
+        copy: Option<String>,
+    },
     /// A request for `path` failed in a way that can pass (a timeout, a 503, a lost
     /// connection) and is tried again: said at once, not when the retries run out.
     Retrying {
         path: String,
         error: String,
     },
+}
+
+impl From<ConflictReport> for PushEvent {
+    fn from(ConflictReport { path, action, copy }: ConflictReport) -> Self {
+        PushEvent::Conflict { path, action, copy }
+    }
 }
 
 /// Errors that stop a run as a whole.

@@ -77,13 +77,9 @@ async fn push_once(
 
 fn options() -> PushOptions {
     PushOptions {
-        all: false,
-        force: false,
-        dry_run: false,
-        checksum: false,
+        flags: PushFlags::default(),
         on_conflict: OnConflict::KeepBoth,
         deletes: crate::config::Deletes::History,
-        allow_deletes: false,
         concurrency: 4,
         paths: None,
         retry: RetryPolicy::default(),
@@ -339,7 +335,7 @@ async fn a_mass_delete_arriving_in_small_batches_is_still_held() {
     assert!(report.deleted.is_empty(), "{report:?}");
     assert_eq!(report.held_deletes.len(), 60);
     assert_eq!(remote.list().await.unwrap().len(), 61, "nothing deleted");
-    batch.allow_deletes = true;
+    batch.flags.allow_deletes = true;
     let report = push_once(&root, &filter, &remote, &mut state, &batch).await;
     assert_eq!(
         report.deleted.len(),
@@ -347,7 +343,7 @@ async fn a_mass_delete_arriving_in_small_batches_is_still_held() {
         "a batch deletes only its own paths"
     );
     let mut full = options();
-    full.allow_deletes = true;
+    full.flags.allow_deletes = true;
     let report = push_once(&root, &filter, &remote, &mut state, &full).await;
     assert_eq!(report.deleted.len(), 50);
     assert_eq!(remote.list().await.unwrap().len(), 1);
@@ -364,7 +360,7 @@ async fn a_forced_push_of_unchanged_files_keeps_no_history_and_an_edit_does() {
     let mut state = StateIndex::open(&dir.path().join("state"), "t").unwrap();
     push_once(&root, &filter, &remote, &mut state, &options()).await;
     let mut force = options();
-    force.force = true;
+    force.flags.force = true;
     let report = push_once(&root, &filter, &remote, &mut state, &force).await;
     assert_eq!(report.uploaded, 1);
     assert!(remote.list_history(None).await.unwrap().is_empty());
@@ -454,7 +450,7 @@ async fn a_replaced_root_holds_its_deletes_until_allowed() {
     let again = push_once(&root, &filter, &remote, &mut state, &options()).await;
     assert_eq!(again.held_deletes.len(), 1, "still held on the next pass");
     let mut allow = options();
-    allow.allow_deletes = true;
+    allow.flags.allow_deletes = true;
     let report = push_once(&root, &filter, &remote, &mut state, &allow).await;
     assert_eq!(report.deleted, vec!["39.md".to_string()]);
     std::fs::remove_file(root.join("0.md")).unwrap();
