@@ -76,7 +76,7 @@ enum Command {
     /// Talk to the running daemon over its control socket.
     Ctl {
         #[command(subcommand)]
-        command: CtlCommand,
+        command: devlogd::protocol::Command,
     },
     /// Install or remove the background service (systemd user unit; launchd agent on macOS).
     Service {
@@ -98,39 +98,6 @@ enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
-}
-
-#[derive(Subcommand)]
-enum CtlCommand {
-    /// Whether the journal is backed up (the verdict, first), then state, pending paths, last push, last error, …
-    Status {
-        /// Print the daemon's status as one JSON object on stdout (also on failure).
-        #[arg(long, conflicts_with = "prometheus")]
-        json: bool,
-        /// Print the counters in the Prometheus text format (devlogd_ metrics).
-        #[arg(long)]
-        prometheus: bool,
-    },
-    /// Push now through the daemon; waits and prints the report unless --no-wait.
-    Push {
-        #[command(flatten)]
-        flags: PushFlags,
-        /// Return as soon as the push is queued.
-        #[arg(long)]
-        no_wait: bool,
-        /// Print the report (with --no-wait: the daemon's answer) as one JSON object on
-        /// stdout (also on failure).
-        #[arg(long)]
-        json: bool,
-    },
-    /// Stop pushing (changes are still collected).
-    Pause,
-    /// Push again, starting with what changed while paused.
-    Resume,
-    /// Re-read the configuration (like SIGHUP); a bad one is refused and the old one kept.
-    Reload,
-    /// Stop the daemon gracefully.
-    Stop,
 }
 
 #[derive(Subcommand)]
@@ -178,10 +145,7 @@ impl Command {
             Command::Push { json, .. }
             | Command::Verify { json }
             | Command::Conflicts { json, .. } => *json,
-            Command::Ctl { command } => matches!(
-                command,
-                CtlCommand::Status { json: true, .. } | CtlCommand::Push { json: true, .. }
-            ),
+            Command::Ctl { command } => command.json_output(),
             _ => false,
         }
     }
@@ -271,43 +235,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
 
 /// `devlogd ctl …`: the configuration is read only to label a push report, and a broken
 /// one does not stop the request (the daemon reports its own view, e.g. on reload).
-fn ctl(config_path: Option<PathBuf>, command: CtlCommand) -> Result<ExitCode, Failure> {
-    use devlogd::protocol::Command as P;
+fn ctl(
+    config_path: Option<PathBuf>,
+    command: devlogd::protocol::Command,
+) -> Result<ExitCode, Failure> {
     let dirs = Dirs::from_env()?;
     let config = Config::load(config_path.as_deref()).ok();
-    let (cmd, json) = match command {
-        CtlCommand::Status {
-            prometheus: true, ..
-        } => {
-            return runtime()?.block_on(async {
-                let status = devlogd::commands::ctl::status(&dirs).await?;
-                print!("{}", devlogd::commands::metrics::render(&status));
-                Ok(exit::OK)
-            });
-        }
-        CtlCommand::Status { json, .. } => (P::Status, json),
-        CtlCommand::Push {
-            flags,
-            no_wait,
-            json,
-        } => (
-            P::Push {
-                flags,
-                wait: !no_wait,
-            },
-            json,
-        ),
-        CtlCommand::Pause => (P::Pause, false),
-        CtlCommand::Resume => (P::Resume, false),
-        CtlCommand::Reload => (P::Reload, false),
-        CtlCommand::Stop => (P::Stop, false),
-    };
-    runtime()?.block_on(devlogd::commands::ctl::run(
-        &dirs,
-        config.as_ref(),
-        cmd,
-        json,
-    ))
+    runtime()?.block_on(devlogd::commands::ctl::run(&dirs, config.as_ref(), command))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

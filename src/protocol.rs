@@ -25,24 +25,69 @@ impl Request {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A control request, declared once: its JSON on the socket, and (through clap) the
+/// `devlogd ctl` subcommand that sends it, with that subcommand's help. Fields marked
+/// `serde(skip)` never travel: they only say how the client prints the reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Subcommand)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
-    Status,
+    /// Whether the journal is backed up (the verdict, first), then state, pending paths, last push, last error, …
+    Status {
+        /// Print the daemon's status as one JSON object on stdout (also on failure).
+        #[arg(long, conflicts_with = "prometheus")]
+        #[serde(skip)]
+        json: bool,
+        /// Print the counters in the Prometheus text format (devlogd_ metrics).
+        #[arg(long)]
+        #[serde(skip)]
+        prometheus: bool,
+    },
+    /// Push now through the daemon; waits and prints the report unless --no-wait.
     Push {
+        #[command(flatten)]
         #[serde(flatten)]
         flags: PushFlags,
-        /// Stream progress and the report (default); false returns once queued.
+        // On the wire: stream progress and the report (the default); false returns once
+        // the push is queued.
+        /// Return as soon as the push is queued.
+        #[arg(long = "no-wait", action = clap::ArgAction::SetFalse)]
         #[serde(default = "yes")]
         wait: bool,
+        /// Print the report (with --no-wait: the daemon's answer) as one JSON object on
+        /// stdout (also on failure).
+        #[arg(long)]
+        #[serde(skip)]
+        json: bool,
     },
+    /// Stop pushing (changes are still collected).
     Pause,
-    /// Pause for as long as the connection that asked stays open: the daemon resumes when
-    /// it closes, however the client ended (a restore killed with SIGKILL included).
+    // Pause for as long as the connection that asked stays open: the daemon resumes when
+    // it closes, however the client ended (a restore killed with SIGKILL included). Sent by
+    // `restore`, not a `ctl` subcommand.
+    #[command(skip)]
     PauseLease,
+    /// Push again, starting with what changed while paused.
     Resume,
+    /// Re-read the configuration (like SIGHUP); a bad one is refused and the old one kept.
     Reload,
+    /// Stop the daemon gracefully.
     Stop,
+}
+
+impl Command {
+    /// `ctl status` as `service status` and the tests ask for it.
+    pub const STATUS: Command = Command::Status {
+        json: false,
+        prometheus: false,
+    };
+
+    /// Whether the client prints the reply as one JSON object on stdout.
+    pub fn json_output(&self) -> bool {
+        matches!(
+            self,
+            Command::Status { json: true, .. } | Command::Push { json: true, .. }
+        )
+    }
 }
 
 fn yes() -> bool {
@@ -423,6 +468,7 @@ mod tests {
                     ..Default::default()
                 },
                 wait: true,
+                json: false,
             }
         );
         let every_flag = Command::Push {
@@ -435,12 +481,13 @@ mod tests {
                 allow_deletes: true,
             },
             wait: false,
+            json: false,
         };
         let line = serde_json::to_string(&Request::new(every_flag.clone())).unwrap();
         assert_eq!(parse_request(&line).unwrap().cmd, every_flag, "{line}");
-        let line = serde_json::to_string(&Request::new(Command::Status)).unwrap();
+        let line = serde_json::to_string(&Request::new(Command::STATUS)).unwrap();
         assert_eq!(line, r#"{"v":1,"cmd":"status"}"#);
-        assert_eq!(parse_request(&line).unwrap().cmd, Command::Status);
+        assert_eq!(parse_request(&line).unwrap().cmd, Command::STATUS);
     }
 
     #[test]
@@ -448,6 +495,7 @@ mod tests {
         let push = Request::new(Command::Push {
             flags: PushFlags::default(),
             wait: true,
+            json: true,
         });
         assert_eq!(
             serde_json::to_string(&push).unwrap(),

@@ -11,14 +11,17 @@ use crate::ui::{self, Progress, printable};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-/// Send `cmd` to the daemon whose socket `dirs` names. `config` (when it loads) only labels
-/// a push report; `ctl` works with a broken config file.
-pub async fn run(
-    dirs: &Dirs,
-    config: Option<&Config>,
-    cmd: Command,
-    json: bool,
-) -> Result<ExitCode, Failure> {
+/// Send `cmd` to the daemon whose socket `dirs` names and print the reply as `cmd` asks.
+/// `config` (when it loads) only labels a push report; `ctl` works with a broken config file.
+pub async fn run(dirs: &Dirs, config: Option<&Config>, cmd: Command) -> Result<ExitCode, Failure> {
+    if let Command::Status {
+        prometheus: true, ..
+    } = cmd
+    {
+        print!("{}", crate::commands::metrics::render(&*status(dirs).await?));
+        return Ok(exit::OK);
+    }
+    let json = cmd.json_output();
     let progress = Progress::new(json);
     let reply = exchange(dirs, &cmd, &progress).await?;
     progress.finish();
@@ -32,7 +35,7 @@ pub async fn run(
 
 /// The daemon's status (for `service status` and `ctl status --prometheus`).
 pub async fn status(dirs: &Dirs) -> Result<Box<crate::protocol::Status>, Failure> {
-    let reply = exchange(dirs, &Command::Status, &Progress::new(true)).await?;
+    let reply = exchange(dirs, &Command::STATUS, &Progress::new(true)).await?;
     match (reply.status, reply.error) {
         (Some(status), _) => Ok(status),
         (None, error) => Err(Failure::new(
@@ -158,7 +161,7 @@ fn print_reply(config: Option<&Config>, cmd: &Command, reply: &Reply, json: bool
         }
     };
     match cmd {
-        Command::Status => {
+        Command::Status { .. } => {
             let Some(status) = &reply.status else {
                 return plain(reply);
             };

@@ -63,8 +63,9 @@ pub async fn forward(config: &Config, args: &PushArgs) -> Result<ExitCode, Failu
     let cmd = crate::protocol::Command::Push {
         flags: args.flags,
         wait: true,
+        json: args.json,
     };
-    crate::commands::ctl::run(&config.dirs, Some(config), cmd, args.json).await
+    crate::commands::ctl::run(&config.dirs, Some(config), cmd).await
 }
 
 /// Run the pipeline in this process (the caller holds the instance lock).

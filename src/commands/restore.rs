@@ -143,6 +143,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, Failur
                         ..Default::default()
                     },
                     wait: true,
+                    json: false,
                 },
             )
             .await

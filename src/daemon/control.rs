@@ -264,7 +264,7 @@ async fn respond(
 ) -> std::io::Result<()> {
     let gone = || Reply::error(exit::NO_DAEMON, "the daemon is shutting down");
     let reply = match cmd {
-        Command::Status => {
+        Command::Status { .. } => {
             let mut reply = Reply::ok("status");
             reply.status = Some(Box::new(ctx.status.project()));
             reply
@@ -306,6 +306,7 @@ async fn respond(
         Command::Push {
             flags: request,
             wait,
+            ..
         } => {
             // A push already running: waiting behind it could take as long as it does (an
             // hour against a hung remote). Unless it ends within a moment, join instead: the
