@@ -85,6 +85,7 @@ pub struct AzureRemote {
 
 impl AzureRemote {
     pub fn new(location: &AzureLocation, credential: Credential) -> Result<Self, RemoteError> {
+        super::tls::install_crypto_provider();
         // The MD5 header first: Shared Key signs the headers as they will be sent.
         let mut per_try_policies: Vec<Arc<dyn Policy>> = vec![Arc::new(TransactionalMd5Policy)];
         if let Credential::SharedKey { account, key, .. } = &credential {

@@ -18,6 +18,7 @@ pub mod retry;
 pub mod sas;
 pub mod shared_key;
 pub mod timeouts;
+pub mod tls;
 
 use async_trait::async_trait;
 use content::{Content, ContentError};
