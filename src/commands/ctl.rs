@@ -96,8 +96,7 @@ fn check_socket_dir(path: &std::path::Path) -> Result<(), CliError> {
     let Ok(meta) = std::fs::symlink_metadata(dir) else {
         return Ok(()); // no directory, no daemon: connect says so
     };
-    // SAFETY: getuid cannot fail.
-    let me = unsafe { libc::getuid() };
+    let me = rustix::process::getuid().as_raw();
     if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o077 != 0 {
         return Err(CliError::new(
             exit::USAGE,
@@ -114,8 +113,7 @@ fn check_socket_dir(path: &std::path::Path) -> Result<(), CliError> {
 
 /// Whatever listens on the socket must run as this user.
 fn check_peer(stream: &UnixStream, path: &std::path::Path) -> Result<(), CliError> {
-    // SAFETY: getuid cannot fail.
-    let me = unsafe { libc::getuid() };
+    let me = rustix::process::getuid().as_raw();
     let peer = stream.peer_cred().map_err(|e| {
         CliError::new(
             exit::USAGE,
