@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 pub struct SharedKeyPolicy {
     account: String,
-    key: Vec<u8>,
+    /// Zeroed when the policy is dropped.
+    key: zeroize::Zeroizing<Vec<u8>>,
 }
 
 impl std::fmt::Debug for SharedKeyPolicy {
@@ -37,7 +38,7 @@ impl SharedKeyPolicy {
         })?;
         Ok(SharedKeyPolicy {
             account: account.to_string(),
-            key,
+            key: zeroize::Zeroizing::new(key),
         })
     }
 
