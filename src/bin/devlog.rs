@@ -11,14 +11,11 @@ use std::path::PathBuf;
 /// Write and read the developer journal (~/.devlog) that devlogd backs up.
 #[derive(Parser)]
 #[command(name = "devlog", version = commands::docs::VERSION)]
+#[command(mut_arg("config", |a| a.help("Config file (the same one devlogd reads)")))]
+#[command(mut_arg("verbose", |a| a.help("More log output on stderr")))]
 struct Cli {
-    /// Config file (the same one devlogd reads).
-    #[arg(long, global = true, value_name = "PATH")]
-    config: Option<PathBuf>,
-
-    /// More log output on stderr.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[command(flatten)]
+    global: commands::global_args::GlobalArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -82,7 +79,7 @@ fn main() {
     devlogd::machine::return_freed_buffers();
     let cli = Cli::parse();
     devlogd::ui::end_quietly_on_closed_output();
-    devlogd::logging::init("warn", cli.verbose);
+    devlogd::logging::init("warn", cli.global.verbose);
     let json = matches!(cli.command, Command::List { json: true, .. });
     commands::exit_with("devlog", json, run(cli));
 }
@@ -99,7 +96,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Man { dir } => return commands::docs::man(Cli::command(), dir),
         _ => {}
     }
-    let config = Config::load(cli.config.as_deref())?;
+    let config = Config::load(cli.global.config.as_deref())?;
     let journal = Journal::new(&config.root);
     match cli.command {
         Command::New { message, id, tags } => {

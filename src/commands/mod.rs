@@ -6,6 +6,7 @@ pub mod config_online;
 pub mod conflicts;
 pub mod ctl;
 pub mod docs;
+pub mod global_args;
 pub mod history;
 pub mod metrics;
 pub mod prune;
