@@ -201,6 +201,9 @@ impl Command {
 }
 
 fn main() {
+    if commands::journal_cli::invoked_as_devlog() {
+        commands::journal_cli::main(); // one binary, two names: see src/bin/devlog.rs
+    }
     // Before any credential is read: no secret may end up in a core dump.
     devlogd::machine::forbid_core_dumps();
     devlogd::machine::return_freed_buffers();

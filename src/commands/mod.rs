@@ -8,6 +8,7 @@ pub mod ctl;
 pub mod docs;
 pub mod global_args;
 pub mod history;
+pub mod journal_cli;
 pub mod metrics;
 pub mod prune;
 pub mod push;
