@@ -13,13 +13,8 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(name = "devlogd", version = commands::docs::VERSION)]
 struct Cli {
-    /// Config file (default: the platform config dir's devlog/config.toml; or $DEVLOG_CONFIG).
-    #[arg(long, global = true, value_name = "PATH")]
-    config: Option<PathBuf>,
-
-    /// More log output on stderr (-v debug, -vv trace); RUST_LOG also works.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[command(flatten)]
+    global: commands::global_args::GlobalArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -152,6 +147,9 @@ impl Command {
 }
 
 fn main() {
+    if commands::journal_cli::invoked_as_devlog() {
+        commands::journal_cli::main(); // one binary, two names: see src/bin/devlog.rs
+    }
     // Before any credential is read: no secret may end up in a core dump.
     devlogd::machine::forbid_core_dumps();
     devlogd::machine::return_freed_buffers();
@@ -161,7 +159,7 @@ fn main() {
         devlogd::ui::end_quietly_on_closed_output();
     }
     let level = if daemon { "info" } else { "warn" };
-    devlogd::logging::init(level, cli.verbose);
+    devlogd::logging::init(level, cli.global.verbose);
     let json = cli.command.json();
     commands::exit_with("devlogd", json, run(cli));
 }
@@ -174,17 +172,17 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Man { dir } => return commands::docs::man(Cli::command(), &dir),
         // `ctl` needs only the socket, which depends on the environment, not on the
         // configuration: a broken config.toml must not lock anyone out of a running daemon.
-        Command::Ctl { command } => return ctl(cli.config, command),
+        Command::Ctl { command } => return ctl(cli.global.config, command),
         Command::Service {
             command: ServiceCommand::Status,
         } => {
             let dirs = Dirs::from_env()?;
-            let config = Config::load(cli.config.as_deref());
+            let config = Config::load(cli.global.config.as_deref());
             return runtime()?.block_on(devlogd::commands::service::status(&dirs, config));
         }
         command => command,
     };
-    let config = Config::load(cli.config.as_deref())?;
+    let config = Config::load(cli.global.config.as_deref())?;
     match command {
         Command::Config {
             command: ConfigCommand::Check { online, write_test },
@@ -215,7 +213,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .build()
                 .map_err(|e| Failure::new(exit::USAGE, format!("cannot start the runtime: {e}")))?;
             // The daemon re-reads the same file on reload.
-            let result = runtime.block_on(devlogd::daemon::run(cli.config, config));
+            let result = runtime.block_on(devlogd::daemon::run(cli.global.config, config));
             // Work stuck in a blocking section (a long hash) does not hold up the exit.
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             Ok(result?)

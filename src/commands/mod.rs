@@ -6,7 +6,9 @@ pub mod config_online;
 pub mod conflicts;
 pub mod ctl;
 pub mod docs;
+pub mod global_args;
 pub mod history;
+pub mod journal_cli;
 pub mod metrics;
 pub mod prune;
 pub mod push;
@@ -20,9 +22,6 @@ use crate::filter::FilterError;
 pub use crate::exit;
 use crate::exit::ExitCode;
 pub use crate::exit::Failure;
-
-/// The name `bin/devlog.rs` still uses for [`Failure`].
-pub use crate::exit::Failure as CliError;
 
 /// Listing `remote` failed: refused credentials name where they came from and what to
 /// check (exit 4); anything else is "cannot list" (exit 1).

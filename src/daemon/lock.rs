@@ -6,9 +6,10 @@
 //! (re)started meanwhile waits for it ([`try_acquire`] in a loop, see `daemon::run`)
 //! instead of exiting: the service manager would not restart it.
 
+use rustix::fs::{FlockOperation, flock};
+use rustix::io::Errno;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Who takes the lock.
@@ -72,17 +73,15 @@ pub fn try_acquire(state_dir: &Path, role: Role) -> Result<Result<InstanceLock, 
         // (without the pid); the worker then says what is read-only.
         Err(e)
             if e.kind() == std::io::ErrorKind::PermissionDenied
-                || e.raw_os_error() == Some(libc::EROFS) =>
+                || Errno::from_io_error(&e) == Some(Errno::ROFS) =>
         {
             File::open(&path).map_err(|_| format!("cannot open {}: {e}", path.display()))?
         }
         Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
     };
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+    if let Err(errno) = flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        if errno != Errno::WOULDBLOCK {
+            let err = std::io::Error::from(errno);
             return Err(format!("cannot lock {}: {err}", path.display()));
         }
         let mut text = String::new();

@@ -728,7 +728,7 @@ impl Manager {
 /// when the returned handle is dropped. `None` where `/proc/self/mountinfo` cannot be
 /// polled (not Linux): the manager then checks by the clock.
 fn watch_mounts(tx: mpsc::Sender<Msg>) -> Option<std::os::unix::net::UnixStream> {
-    use std::os::fd::AsRawFd;
+    use rustix::event::{PollFd, PollFlags, poll};
     if !cfg!(target_os = "linux") {
         return None;
     }
@@ -739,30 +739,20 @@ fn watch_mounts(tx: mpsc::Sender<Msg>) -> Option<std::os::unix::net::UnixStream>
         .spawn(move || {
             loop {
                 let mut fds = [
-                    libc::pollfd {
-                        fd: mountinfo.as_raw_fd(),
-                        events: libc::POLLPRI,
-                        revents: 0,
-                    },
-                    libc::pollfd {
-                        fd: stopped.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    },
+                    PollFd::new(&mountinfo, PollFlags::PRI),
+                    PollFd::new(&stopped, PollFlags::IN),
                 ];
-                // SAFETY: two valid pollfds we own; it sleeps until the mount table
-                // changes (POLLPRI|POLLERR, reset by this very poll) or we are stopped.
-                let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-                if n < 0 {
-                    if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                        continue;
-                    }
+                // It sleeps until the mount table changes (POLLPRI|POLLERR, reset by this
+                // very poll) or we are stopped.
+                match poll(&mut fds, None) {
+                    Ok(_) => {}
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => return,
+                }
+                if !fds[1].revents().is_empty() {
                     return;
                 }
-                if fds[1].revents != 0 {
-                    return;
-                }
-                if fds[0].revents & (libc::POLLPRI | libc::POLLERR) != 0
+                if fds[0].revents().intersects(PollFlags::PRI | PollFlags::ERR)
                     && tx.send(Msg::MountsChanged).is_err()
                 {
                     return;

@@ -555,7 +555,9 @@ fn look(dest: &Beneath, rel: &str) -> Result<Option<([u8; 16], std::fs::Metadata
             Ok(Some((md5, f.metadata().map_err(failed)?)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+        Err(e) if rustix::io::Errno::from_io_error(&e) == Some(rustix::io::Errno::NOTDIR) => {
+            Ok(None)
+        }
         Err(e) => Err(failed(e)),
     }
 }

@@ -305,6 +305,7 @@ fn resolve_entra(
     auth: AuthMode,
     lookup: &Lookup<'_>,
 ) -> Result<Credential, RemoteError> {
+    crate::remote::tls::install_crypto_provider();
     if location.endpoint.scheme() != "https" {
         return Err(permanent(format!(
             "Entra ID tokens are only sent over https, but remote.url is {}: use an https:// URL, or a SAS or account key for an emulator",

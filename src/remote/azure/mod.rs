@@ -92,6 +92,7 @@ pub struct AzureRemote {
 
 impl AzureRemote {
     pub fn new(location: &AzureLocation, credential: Credential) -> Result<Self, RemoteError> {
+        crate::remote::tls::install_crypto_provider();
         let shared_key = match &credential {
             Credential::SharedKey { account, key, .. } => Some(
                 SharedKey::new(account, key.expose()).map_err(|e| RemoteError::Permanent {
