@@ -40,38 +40,55 @@ pub fn is_gone(e: &std::io::Error) -> bool {
     )
 }
 
+/// Why a file that holds secrets may not be used, with the command that fixes it.
+#[derive(Debug, thiserror::Error)]
+pub enum NotPrivate {
+    #[error("cannot read {}: {source}", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} holds secrets but belongs to uid {owner}, not to you (uid {uid}): run `chown {uid} {}`", .path.display(), .path.display())]
+    NotYours { path: PathBuf, owner: u32, uid: u32 },
+    #[error("{} holds secrets but its mode is {mode:o}, readable by others: run `chmod 600 {}`", .path.display(), .path.display())]
+    OpenToOthers { path: PathBuf, mode: u32 },
+}
+
 /// A file that holds secrets (the credentials file, a config file with a SAS) must be this
 /// user's and 0600; says how to fix it otherwise. A missing file is fine.
 #[cfg(unix)]
-pub fn check_private(path: &Path) -> Result<(), String> {
+pub fn check_private(path: &Path) -> Result<(), NotPrivate> {
     use std::os::unix::fs::MetadataExt;
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => {
+            return Err(NotPrivate::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     let uid = rustix::process::getuid().as_raw();
     if meta.uid() != uid {
-        return Err(format!(
-            "{} holds secrets but belongs to uid {}, not to you (uid {uid}): run `chown {uid} {}`",
-            path.display(),
-            meta.uid(),
-            path.display()
-        ));
+        return Err(NotPrivate::NotYours {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            uid,
+        });
     }
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} holds secrets but its mode is {mode:o}, readable by others: run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        ));
+        return Err(NotPrivate::OpenToOthers {
+            path: path.to_path_buf(),
+            mode,
+        });
     }
     Ok(())
 }
 
 #[cfg(not(unix))]
-pub fn check_private(_: &Path) -> Result<(), String> {
+pub fn check_private(_: &Path) -> Result<(), NotPrivate> {
     Ok(())
 }
 
@@ -85,17 +102,26 @@ pub fn private_dir_all(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// Why a path has no name under the root.
+#[derive(Debug, thiserror::Error)]
+pub enum NotRelative {
+    #[error("{} is outside the root", .0.display())]
+    Outside(PathBuf),
+    #[error("{} has a name that is not valid UTF-8", .0.display())]
+    NotUtf8(PathBuf),
+}
+
 /// Relative `/`-separated path of `path` under `root`, if it is valid UTF-8.
-pub fn relative(root: &Path, path: &Path) -> Result<String, String> {
+pub fn relative(root: &Path, path: &Path) -> Result<String, NotRelative> {
     let rel = path
         .strip_prefix(root)
-        .map_err(|_| format!("{} is outside the root", path.display()))?;
+        .map_err(|_| NotRelative::Outside(path.to_path_buf()))?;
     let mut out = String::new();
     for comp in rel.components() {
         let s = comp
             .as_os_str()
             .to_str()
-            .ok_or_else(|| format!("{} has a name that is not valid UTF-8", rel.display()))?;
+            .ok_or_else(|| NotRelative::NotUtf8(rel.to_path_buf()))?;
         if !out.is_empty() {
             out.push('/');
         }

@@ -48,18 +48,39 @@ impl Holder {
     }
 }
 
-/// Take the lock or say who holds it (a one-shot command's entry point).
-pub fn acquire(state_dir: &Path) -> Result<InstanceLock, String> {
-    match try_acquire(state_dir, Role::OneShot)? {
-        Ok(lock) => Ok(lock),
-        Err(holder) => Err(holder.already_running()),
+/// Why the lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{}", .0.already_running())]
+    Held(Holder),
+    #[error("cannot {doing} {}: {source}", .path.display())]
+    Unusable {
+        doing: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn unusable(doing: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LockError {
+    let path = path.to_path_buf();
+    move |source| LockError::Unusable {
+        doing,
+        path,
+        source,
     }
 }
 
+/// Take the lock or say who holds it (a one-shot command's entry point).
+pub fn acquire(state_dir: &Path) -> Result<InstanceLock, LockError> {
+    try_acquire(state_dir, Role::OneShot)?.map_err(LockError::Held)
+}
+
 /// One attempt: the lock, or who holds it; `Err` when the file cannot be used at all.
-pub fn try_acquire(state_dir: &Path, role: Role) -> Result<Result<InstanceLock, Holder>, String> {
-    std::fs::create_dir_all(state_dir)
-        .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+pub fn try_acquire(
+    state_dir: &Path,
+    role: Role,
+) -> Result<Result<InstanceLock, Holder>, LockError> {
+    std::fs::create_dir_all(state_dir).map_err(unusable("create", state_dir))?;
     let path = state_dir.join("devlogd.lock");
     let opened = std::fs::OpenOptions::new()
         .read(true)
@@ -75,14 +96,13 @@ pub fn try_acquire(state_dir: &Path, role: Role) -> Result<Result<InstanceLock, 
             if e.kind() == std::io::ErrorKind::PermissionDenied
                 || Errno::from_io_error(&e) == Some(Errno::ROFS) =>
         {
-            File::open(&path).map_err(|_| format!("cannot open {}: {e}", path.display()))?
+            File::open(&path).map_err(|_| unusable("open", &path)(e))?
         }
-        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+        Err(e) => return Err(unusable("open", &path)(e)),
     };
     if let Err(errno) = flock(&file, FlockOperation::NonBlockingLockExclusive) {
         if errno != Errno::WOULDBLOCK {
-            let err = std::io::Error::from(errno);
-            return Err(format!("cannot lock {}: {err}", path.display()));
+            return Err(unusable("lock", &path)(errno.into()));
         }
         let mut text = String::new();
         let _ = file.read_to_string(&mut text);
@@ -123,6 +143,7 @@ mod tests {
             acquire(dir.path())
                 .err()
                 .unwrap()
+                .to_string()
                 .contains(&format!("already running, pid {}", std::process::id()))
         );
         drop(held);

@@ -515,7 +515,11 @@ mod tests {
         std::fs::write(&path, "A=b\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = check_private(&path).unwrap_err();
-        assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("chmod 600 {}", path.display())),
+            "{e}"
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(check_private(&path).is_ok());
         assert!(check_private(&dir.path().join("absent")).is_ok());
