@@ -275,8 +275,10 @@ impl Beneath {
 
     /// The names in this directory.
     pub fn names(&self) -> std::io::Result<Vec<String>> {
-        // Reads through a descriptor of its own, from the start.
-        let dir = fs::Dir::read_from(&self.fd)?;
+        // Reads through a duplicate of this descriptor, from the start: not by reopening
+        // ".", which fails once the directory is unreadable or removed.
+        let mut dir = fs::Dir::new(rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)?)?;
+        dir.rewind();
         let mut names = Vec::new();
         // A read error ends the listing where it happened, as readdir's NULL does.
         for entry in dir.map_while(Result::ok) {
@@ -431,5 +433,13 @@ mod tests {
             b.open_dir("real", false).unwrap().names().unwrap(),
             vec!["a.md"]
         );
+        // Listed through the descriptor held, also twice and once the directory is gone
+        // (a sweep of a directory removed meanwhile finds nothing rather than failing).
+        let held = b.open_dir("real", false).unwrap();
+        assert_eq!(held.names().unwrap(), vec!["a.md"]);
+        assert_eq!(held.names().unwrap(), vec!["a.md"]);
+        std::fs::remove_file(top.join("real/a.md")).unwrap();
+        std::fs::remove_dir(top.join("real")).unwrap();
+        assert_eq!(held.names().unwrap(), Vec::<String>::new());
     }
 }

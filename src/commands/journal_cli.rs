@@ -8,7 +8,6 @@ use crate::config::Config;
 use crate::exit::ExitCode;
 use crate::journal::{EditOutcome, Journal, JournalError, editor, render};
 use clap::{CommandFactory, Parser, Subcommand};
-use std::path::PathBuf;
 
 /// Write and read the developer journal (~/.devlog) that devlogd backs up.
 #[derive(Parser)]
@@ -63,16 +62,8 @@ enum Command {
         #[command(flatten)]
         flags: crate::push::PushFlags,
     },
-    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions {
-        #[arg(value_name = "SHELL")]
-        shell: clap_complete::Shell,
-    },
-    /// Write the man pages (devlog.1 and one per subcommand) into DIR.
-    Man {
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
-    },
+    #[command(flatten)]
+    Docs(commands::docs::DocsCommand),
 }
 
 /// Whether this process was started as `devlog` (argv[0]'s file name).
@@ -100,12 +91,8 @@ fn journal_error(e: JournalError) -> Failure {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    match &cli.command {
-        Command::Completions { shell } => {
-            return commands::docs::completions(Cli::command(), *shell);
-        }
-        Command::Man { dir } => return commands::docs::man(Cli::command(), dir),
-        _ => {}
+    if let Command::Docs(docs) = cli.command {
+        return docs.run(Cli::command());
     }
     let config = Config::load(cli.global.config.as_deref())?;
     let journal = Journal::new(&config.root);
@@ -201,10 +188,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(exit::OK)
         }
         Command::Push { flags } => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Failure::new(exit::USAGE, format!("cannot start the runtime: {e}")))?;
+            let runtime = commands::runtime()?;
             let args = commands::push::PushArgs { flags, json: false };
             match commands::push::route(&config)? {
                 commands::push::Route::Daemon { socket } => {
@@ -220,6 +204,6 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
             }
         }
-        Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
+        Command::Docs(_) => Ok(exit::OK),
     }
 }

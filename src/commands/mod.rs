@@ -23,6 +23,14 @@ pub use crate::exit;
 use crate::exit::ExitCode;
 pub use crate::exit::Failure;
 
+/// The runtime of a one-shot command (the daemon builds its own, multi-threaded).
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit::USAGE, format!("cannot start the runtime: {e}")))
+}
+
 /// Listing `remote` failed: refused credentials name where they came from and what to
 /// check (exit 4); anything else is "cannot list" (exit 1).
 pub fn listing_failure(

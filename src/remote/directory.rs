@@ -109,13 +109,14 @@ fn shown(path: &Path) -> String {
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> RemoteError {
     let message = format!("cannot {what} {}: {e}", shown(path));
+    use rustix::io::Errno;
     let outage = matches!(
-        e.raw_os_error(),
-        Some(libc::EIO | libc::ENOTCONN | libc::ESTALE | libc::EHOSTDOWN | libc::ETIMEDOUT)
+        Errno::from_io_error(&e),
+        Some(Errno::IO | Errno::NOTCONN | Errno::STALE | Errno::HOSTDOWN | Errno::TIMEDOUT)
     ) || e.kind() == std::io::ErrorKind::NotConnected;
     if outage {
         RemoteError::Unreachable { message }
-    } else if e.raw_os_error() == Some(libc::ELOOP) {
+    } else if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
         RemoteError::Permanent {
             message: format!(
                 "cannot {what} {}: a symlink is in the way (the directory remote never follows symlinks; remove it)",
@@ -362,7 +363,10 @@ fn delete_blocking(root: &Beneath, name: &str, only_if: &Precondition) -> Result
     let (parent_rel, file_name) = split(name);
     let parent = match root.open_dir(parent_rel, false) {
         Ok(p) => p,
-        Err(e) if fsutil::is_gone(&e) || e.raw_os_error() == Some(libc::ENOTDIR) => {
+        Err(e)
+            if fsutil::is_gone(&e)
+                || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+        {
             return Ok(());
         }
         Err(e) => return Err(io_error("open", &root.path().join(parent_rel), e)),
@@ -465,7 +469,7 @@ impl DirLock {
         )?;
         let file = std::fs::File::from(fd);
         if !file.metadata()?.file_type().is_file() {
-            return Err(std::io::Error::from_raw_os_error(libc::ENXIO));
+            return Err(std::io::Error::from(rustix::io::Errno::NXIO));
         }
         let fd = OwnedFd::from(file);
         flock(&fd, FlockOperation::LockExclusive)?;

@@ -19,7 +19,7 @@ pub struct BadAccountKey;
 
 pub struct SharedKey {
     account: String,
-    /// Zeroed when the policy is dropped.
+    /// Zeroed when the signer (and so the request policy holding it) is dropped.
     key: zeroize::Zeroizing<Vec<u8>>,
 }
 
