@@ -14,7 +14,7 @@
 //! 4. config
 //! 5. filter
 //! 6. scan
-//! 7. plan
+//! 7. plan, sync
 //! 8. conflicts, push, restore
 //! 9. protocol, session, verify
 //! 10. verdict
@@ -42,6 +42,7 @@ pub mod restore;
 pub mod scan;
 pub mod session;
 pub mod state;
+pub mod sync;
 pub mod ui;
 pub mod verdict;
 pub mod verify;

@@ -44,11 +44,6 @@ pub enum Decision {
     Conflict { their_etag: String },
 }
 
-/// A recorded mtime this close (seconds) to the moment it was recorded cannot be trusted:
-/// a same-size write in the same timestamp tick (coarse on HFS+, exFAT, SMB) would look
-/// unchanged. Such rows are hashed once more (git's "racily clean" rule).
-const RACY_SECONDS: i64 = 2;
-
 /// How to decide, beyond the file's own state.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules<'a> {
@@ -103,12 +98,8 @@ pub fn decide(
             Precondition::IfMatch(r.etag.clone()),
         ));
     }
-    // The row can be trusted to describe the file: same size, mtime and ctime, and not
-    // recorded so soon after the mtime that a same-tick write could hide.
-    let fresh = known.is_some_and(|k| {
-        let racy = k.mtime_ns.div_euclid(1_000_000_000) >= k.recorded_unix - RACY_SECONDS;
-        k.size == file.size && k.mtime_ns == file.mtime_ns && k.ctime_ns == file.ctime_ns && !racy
-    });
+    // The row can be trusted to describe the file (see `IndexEntry::describes`).
+    let fresh = known.is_some_and(|k| k.describes(file.size, file.mtime_ns, file.ctime_ns));
     // Whether the stat alone may decide, without reading the file.
     let stat_same = fresh && !rules.checksum;
     let refreshed = |k: &IndexEntry, md5: [u8; 16], etag: Option<String>, conflict: bool| {

@@ -64,6 +64,21 @@ pub struct IndexEntry {
     pub recorded_unix: i64,
 }
 
+/// A recorded mtime this close (seconds) to the moment it was recorded cannot be trusted:
+/// a same-size write in the same timestamp tick (coarse on HFS+, exFAT, SMB) would look
+/// unchanged. Such rows are hashed once more (git's "racily clean" rule).
+const RACY_SECONDS: i64 = 2;
+
+impl IndexEntry {
+    /// The row can be trusted to describe a file with this stat without reading it: same
+    /// size, mtime and ctime, and not recorded so soon after the mtime that a same-tick
+    /// write could hide.
+    pub fn describes(&self, size: u64, mtime_ns: i64, ctime_ns: i64) -> bool {
+        let racy = self.mtime_ns.div_euclid(1_000_000_000) >= self.recorded_unix - RACY_SECONDS;
+        self.size == size && self.mtime_ns == mtime_ns && self.ctime_ns == ctime_ns && !racy
+    }
+}
+
 /// One row to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

@@ -18,7 +18,10 @@ pub async fn run(dirs: &Dirs, config: Option<&Config>, cmd: Command) -> Result<E
         prometheus: true, ..
     } = cmd
     {
-        print!("{}", crate::commands::metrics::render(&*status(dirs).await?));
+        print!(
+            "{}",
+            crate::commands::metrics::render(&*status(dirs).await?)
+        );
         return Ok(exit::OK);
     }
     let json = cmd.json_output();
