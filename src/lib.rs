@@ -10,7 +10,7 @@
 //!
 //! 1. exit, fsutil, redact
 //! 2. logging, machine, remote
-//! 3. blobname, history, journal, state
+//! 3. blobname, history, journal, names, state
 //! 4. config
 //! 5. filter
 //! 6. scan
@@ -33,6 +33,7 @@ pub mod history;
 pub mod journal;
 pub mod logging;
 pub mod machine;
+pub mod names;
 pub mod plan;
 pub mod protocol;
 pub mod push;
