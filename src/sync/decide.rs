@@ -24,8 +24,10 @@ pub enum Local<'a> {
 pub enum Remote<'a> {
     Absent,
     Blob(&'a RemoteBlob),
-    /// Blobs exist below this name (`a/b` for `a`): it cannot become a file here.
+    /// No blob of this name, but blobs below it (`a/b` for `a`): a directory there.
     Directory,
+    /// A blob of this name *and* blobs below it: no tree can hold both.
+    Clash,
 }
 
 /// What the path's name says it is; from names only.
@@ -134,11 +136,15 @@ fn plain(
     };
     let other = |a| Ok((a, Row::Other));
     let blob = match remote {
+        Remote::Clash => return other(TypeClash),
+        // The file at this name is gone there (a directory took its place): only a file
+        // here clashes; the paths below are decided on their own.
         Remote::Directory => {
-            return match (local, base) {
-                (Local::Absent | Local::NotRegular, None) => other(Nothing),
-                _ => other(TypeClash),
-            };
+            return other(match (local, base) {
+                (Local::File(_), _) => TypeClash,
+                (_, Some(_)) => Forget,
+                (_, None) => Nothing,
+            });
         }
         Remote::Blob(r) => Some(r),
         Remote::Absent => None,
@@ -369,6 +375,7 @@ mod tests {
         Absent,
         Blob(RemoteBlob),
         Directory,
+        Clash,
     }
 
     #[derive(Clone, Copy)]
@@ -425,6 +432,7 @@ mod tests {
             R::Absent => Remote::Absent,
             R::Blob(b) => Remote::Blob(b),
             R::Directory => Remote::Directory,
+            R::Clash => Remote::Clash,
         };
         let set: HashSet<[u8; 16]> = match c.history {
             H::Has(m) => [m].into_iter().collect(),
@@ -725,6 +733,42 @@ mod tests {
                 R::Directory,
                 NL,
                 Nothing,
+                0,
+            ),
+            c(
+                "file turned directory on both sides: forget the file",
+                b(A, "e1", true),
+                L::NotRegular,
+                R::Directory,
+                NL,
+                Forget,
+                0,
+            ),
+            c(
+                "file turned directory there, deleted here: forget",
+                b(A, "e1", true),
+                L::Absent,
+                R::Directory,
+                NL,
+                Forget,
+                0,
+            ),
+            c(
+                "T2 remote holds `a` and `a/b`",
+                b(A, "e1", true),
+                L::File(A),
+                R::Clash,
+                NL,
+                TypeClash,
+                0,
+            ),
+            c(
+                "T2 remote holds `a` and `a/b`, nothing here",
+                None,
+                L::Absent,
+                R::Clash,
+                NL,
+                TypeClash,
                 0,
             ),
             c(
