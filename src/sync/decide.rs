@@ -251,7 +251,10 @@ fn no_base(
         (None, Some(_)) => (Download, Row::Other), // N2
         (Some(f), Some(r)) => {
             let ours = md5(f)?;
-            if r.md5 == Some(ours) {
+            if r.corrupt && r.md5 == Some(ours) {
+                // A damaged copy of our bytes: the local file repairs it (as `plan::decide`).
+                (Push(Precondition::IfMatch(r.etag.clone())), Row::Other)
+            } else if r.md5 == Some(ours) {
                 let row = IndexEntry {
                     size: f.size,
                     mtime_ns: f.mtime_ns,
@@ -261,7 +264,7 @@ fn no_base(
                     conflict: false,
                     recorded_unix: 0,
                 };
-                (Record(row), Row::Other) // N3 (a damaged blob with our bytes: repaired later)
+                (Record(row), Row::Other) // N3
             } else if r.corrupt {
                 (Damaged, Row::Other)
             } else {
@@ -734,6 +737,24 @@ mod tests {
                 NL,
                 Nothing,
                 0,
+            ),
+            c(
+                "damaged copy of our bytes, no base: repaired",
+                None,
+                L::File(A),
+                R::Blob(corrupt(A, "e9")),
+                NL,
+                Push(IfMatch(e("e9"))),
+                1,
+            ),
+            c(
+                "damaged other version, no base: never downloaded",
+                None,
+                L::File(A),
+                R::Blob(corrupt(B, "e9")),
+                NL,
+                Damaged,
+                1,
             ),
             c(
                 "file turned directory on both sides: forget the file",
