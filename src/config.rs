@@ -48,8 +48,9 @@ pub enum ConfigError {
         what: &'static str,
         mode: u32,
     },
-    #[error("{problem}")]
-    Insecure { path: PathBuf, problem: String },
+    /// The credentials file is not this user's private file.
+    #[error(transparent)]
+    Insecure(#[from] crate::fsutil::NotPrivate),
     #[error("cannot find the home directory: set HOME")]
     NoHome,
 }
@@ -291,10 +292,7 @@ impl Config {
             check_secret_file_mode(&file, &config)?;
         }
         let credentials = config.dirs.credentials_file();
-        crate::fsutil::check_private(&credentials).map_err(|problem| ConfigError::Insecure {
-            path: credentials,
-            problem,
-        })?;
+        crate::fsutil::check_private(&credentials)?;
         Ok(config)
     }
 

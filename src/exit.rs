@@ -126,8 +126,8 @@ impl Failure {
     }
 
     /// A configuration or usage problem (exit 2).
-    pub fn usage(message: impl Into<String>) -> Self {
-        Failure::new(USAGE, message)
+    pub fn usage(message: impl std::fmt::Display) -> Self {
+        Failure::new(USAGE, message.to_string())
     }
 }
 

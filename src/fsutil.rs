@@ -1,9 +1,9 @@
 //! Small file-system helpers shared by the pipeline and the remotes.
 
-use std::ffi::CString;
+use rustix::fs::{self, AtFlags, Mode, OFlags};
+use rustix::io::Errno;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Whether a local I/O error can clear by itself, so the path should stay pending and be
@@ -11,19 +11,19 @@ use std::path::{Path, PathBuf};
 /// memory, interrupted, busy, or a full / read-only filesystem that someone may fix.
 pub fn is_transient_io(e: &std::io::Error) -> bool {
     matches!(
-        e.raw_os_error(),
+        Errno::from_io_error(e),
         Some(
-            libc::EMFILE
-                | libc::ENFILE
-                | libc::ENOMEM
-                | libc::EAGAIN
-                | libc::EINTR
-                | libc::EBUSY
-                | libc::ENOBUFS
-                | libc::ETXTBSY
-                | libc::ENOSPC
-                | libc::EDQUOT
-                | libc::EROFS
+            Errno::MFILE
+                | Errno::NFILE
+                | Errno::NOMEM
+                | Errno::AGAIN
+                | Errno::INTR
+                | Errno::BUSY
+                | Errno::NOBUFS
+                | Errno::TXTBSY
+                | Errno::NOSPC
+                | Errno::DQUOT
+                | Errno::ROFS
         )
     ) || matches!(
         e.kind(),
@@ -35,44 +35,60 @@ pub fn is_transient_io(e: &std::io::Error) -> bool {
 /// something that is not a regular file (a symlink is refused by `O_NOFOLLOW` with ELOOP).
 pub fn is_gone(e: &std::io::Error) -> bool {
     matches!(
-        e.raw_os_error(),
-        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::ENXIO)
+        Errno::from_io_error(e),
+        Some(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::NXIO)
     )
+}
+
+/// Why a file that holds secrets may not be used, with the command that fixes it.
+#[derive(Debug, thiserror::Error)]
+pub enum NotPrivate {
+    #[error("cannot read {}: {source}", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} holds secrets but belongs to uid {owner}, not to you (uid {uid}): run `chown {uid} {}`", .path.display(), .path.display())]
+    NotYours { path: PathBuf, owner: u32, uid: u32 },
+    #[error("{} holds secrets but its mode is {mode:o}, readable by others: run `chmod 600 {}`", .path.display(), .path.display())]
+    OpenToOthers { path: PathBuf, mode: u32 },
 }
 
 /// A file that holds secrets (the credentials file, a config file with a SAS) must be this
 /// user's and 0600; says how to fix it otherwise. A missing file is fine.
 #[cfg(unix)]
-pub fn check_private(path: &Path) -> Result<(), String> {
+pub fn check_private(path: &Path) -> Result<(), NotPrivate> {
     use std::os::unix::fs::MetadataExt;
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => {
+            return Err(NotPrivate::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     if meta.uid() != uid {
-        return Err(format!(
-            "{} holds secrets but belongs to uid {}, not to you (uid {uid}): run `chown {uid} {}`",
-            path.display(),
-            meta.uid(),
-            path.display()
-        ));
+        return Err(NotPrivate::NotYours {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            uid,
+        });
     }
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} holds secrets but its mode is {mode:o}, readable by others: run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        ));
+        return Err(NotPrivate::OpenToOthers {
+            path: path.to_path_buf(),
+            mode,
+        });
     }
     Ok(())
 }
 
 #[cfg(not(unix))]
-pub fn check_private(_: &Path) -> Result<(), String> {
+pub fn check_private(_: &Path) -> Result<(), NotPrivate> {
     Ok(())
 }
 
@@ -86,17 +102,26 @@ pub fn private_dir_all(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// Why a path has no name under the root.
+#[derive(Debug, thiserror::Error)]
+pub enum NotRelative {
+    #[error("{} is outside the root", .0.display())]
+    Outside(PathBuf),
+    #[error("{} has a name that is not valid UTF-8", .0.display())]
+    NotUtf8(PathBuf),
+}
+
 /// Relative `/`-separated path of `path` under `root`, if it is valid UTF-8.
-pub fn relative(root: &Path, path: &Path) -> Result<String, String> {
+pub fn relative(root: &Path, path: &Path) -> Result<String, NotRelative> {
     let rel = path
         .strip_prefix(root)
-        .map_err(|_| format!("{} is outside the root", path.display()))?;
+        .map_err(|_| NotRelative::Outside(path.to_path_buf()))?;
     let mut out = String::new();
     for comp in rel.components() {
         let s = comp
             .as_os_str()
             .to_str()
-            .ok_or_else(|| format!("{} has a name that is not valid UTF-8", rel.display()))?;
+            .ok_or_else(|| NotRelative::NotUtf8(rel.to_path_buf()))?;
         if !out.is_empty() {
             out.push('/');
         }
@@ -150,16 +175,13 @@ impl Beneath {
     /// Open `path` itself (a symlink *to* the top directory is followed: it is the
     /// configuration's choice).
     pub fn open(path: &Path) -> std::io::Result<Beneath> {
-        let c = cstr(path.as_os_str().as_bytes())?;
-        // SAFETY: a NUL-terminated path; the returned descriptor is owned below.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
+        let fd = fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Beneath {
-            fd: owned(fd)?,
+            fd,
             path: path.to_path_buf(),
         })
     }
@@ -169,18 +191,15 @@ impl Beneath {
     }
 
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        use std::os::fd::AsFd;
         self.fd.as_fd()
     }
 
     /// Open the regular file at `rel` (`/`-separated) for reading: no symlink anywhere, no
     /// waiting on a FIFO, nothing but a regular file (ENXIO otherwise, see [`is_gone`]).
     pub fn open_file(&self, rel: &str) -> std::io::Result<std::fs::File> {
-        let fd = self.resolve(rel, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
-        // SAFETY: a descriptor we own.
-        let file = unsafe { std::fs::File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
+        let file = std::fs::File::from(self.resolve(rel, OFlags::RDONLY | OFlags::NONBLOCK, 0)?);
         if !file.metadata()?.file_type().is_file() {
-            return Err(std::io::Error::from_raw_os_error(libc::ENXIO));
+            return Err(Errno::NXIO.into());
         }
         Ok(file)
     }
@@ -193,37 +212,28 @@ impl Beneath {
             self.path.join(rel)
         };
         if rel.is_empty() {
-            // SAFETY: duplicating a descriptor we own.
-            let fd = unsafe { libc::fcntl(self.fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-            return Ok(Beneath {
-                fd: owned(fd)?,
-                path,
-            });
+            let fd = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)?;
+            return Ok(Beneath { fd, path });
         }
         if !create {
-            let fd = self.resolve(rel, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+            let fd = self.resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
             return Ok(Beneath { fd, path });
         }
         let mut dir = self.open_dir("", false)?;
         for comp in rel.split('/') {
             let c = component(comp)?;
-            // SAFETY: a directory descriptor we own and a NUL-terminated name.
-            let rc = unsafe { libc::mkdirat(dir.fd.as_raw_fd(), c.as_ptr(), 0o700) };
-            if rc != 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::EEXIST) {
-                    return Err(e);
-                }
+            match fs::mkdirat(&dir.fd, c, Mode::RWXU) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
             }
-            // SAFETY: as above; O_NOFOLLOW refuses a symlink planted at the name.
-            let fd = unsafe {
-                libc::openat(
-                    dir.fd.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                )
-            };
-            let fd = owned(fd).map_err(|e| name_the_link(dir.fd.as_raw_fd(), &c, e))?;
+            // O_NOFOLLOW refuses a symlink planted at the name.
+            let fd = fs::openat(
+                &dir.fd,
+                c,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| name_the_link(&dir.fd, c, e))?;
             dir = Beneath {
                 fd,
                 path: dir.path.join(comp),
@@ -233,170 +243,109 @@ impl Beneath {
     }
 
     /// `openat` of one name directly in this directory, never through a symlink.
-    pub fn open_here(&self, name: &str, flags: i32, mode: u32) -> std::io::Result<OwnedFd> {
-        let c = component(name)?;
-        // SAFETY: a directory descriptor we own and a NUL-terminated name.
-        let fd = unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                mode as libc::c_uint,
-            )
-        };
-        owned(fd)
+    pub fn open_here(&self, name: &str, flags: OFlags, mode: u32) -> std::io::Result<OwnedFd> {
+        let fd = fs::openat(
+            &self.fd,
+            component(name)?,
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_bits_truncate(mode as fs::RawMode),
+        )?;
+        Ok(fd)
     }
 
     /// Remove one name directly in this directory (not a directory).
     pub fn unlink_here(&self, name: &str) -> std::io::Result<()> {
-        let c = component(name)?;
-        // SAFETY: as above.
-        if unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), 0) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
+        Ok(fs::unlinkat(&self.fd, component(name)?, AtFlags::empty())?)
     }
 
     /// Rename `from` in this directory to `to` in `dest` (both single names).
     pub fn rename_to(&self, from: &str, dest: &Beneath, to: &str) -> std::io::Result<()> {
-        let (from, to) = (component(from)?, component(to)?);
-        // SAFETY: directory descriptors we own and NUL-terminated names.
-        let rc = unsafe {
-            libc::renameat(
-                self.fd.as_raw_fd(),
-                from.as_ptr(),
-                dest.fd.as_raw_fd(),
-                to.as_ptr(),
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
+        Ok(fs::renameat(
+            &self.fd,
+            component(from)?,
+            &dest.fd,
+            component(to)?,
+        )?)
     }
 
     /// Flush the directory itself (durability of a rename); best effort.
     pub fn sync(&self) {
-        // SAFETY: a descriptor we own.
-        unsafe { libc::fsync(self.fd.as_raw_fd()) };
+        let _ = fs::fsync(&self.fd);
     }
 
     /// The names in this directory.
     pub fn names(&self) -> std::io::Result<Vec<String>> {
-        let dir = self.open_dir("", false)?;
-        let raw = std::os::fd::IntoRawFd::into_raw_fd(dir.fd);
-        // SAFETY: fdopendir takes ownership of a directory descriptor; closedir below.
-        let dirp = unsafe { libc::fdopendir(raw) };
-        if dirp.is_null() {
-            // SAFETY: fdopendir failed, so the descriptor is still ours to close.
-            unsafe { libc::close(raw) };
-            return Err(std::io::Error::last_os_error());
-        }
+        // Reads through a duplicate of this descriptor, from the start: not by reopening
+        // ".", which fails once the directory is unreadable or removed.
+        let mut dir = fs::Dir::new(rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)?)?;
+        dir.rewind();
         let mut names = Vec::new();
-        loop {
-            // SAFETY: a valid DIR*; the entry is read before the next readdir call.
-            let entry = unsafe { libc::readdir(dirp) };
-            if entry.is_null() {
-                break;
-            }
-            // SAFETY: d_name is NUL-terminated.
-            let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
-            if let Ok(name) = name.to_str()
+        // A read error ends the listing where it happened, as readdir's NULL does.
+        for entry in dir.map_while(Result::ok) {
+            if let Ok(name) = entry.file_name().to_str()
                 && name != "."
                 && name != ".."
             {
                 names.push(name.to_string());
             }
         }
-        // SAFETY: a valid DIR* opened above.
-        unsafe { libc::closedir(dirp) };
         Ok(names)
     }
 
-    fn resolve(&self, rel: &str, flags: i32, mode: u32) -> std::io::Result<OwnedFd> {
+    fn resolve(&self, rel: &str, flags: OFlags, mode: u32) -> std::io::Result<OwnedFd> {
         if rel.is_empty() || rel.starts_with('/') {
-            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+            return Err(Errno::INVAL.into());
         }
+        let mode = Mode::from_bits_truncate(mode as fs::RawMode);
         #[cfg(target_os = "linux")]
-        match openat2(&self.fd, rel, flags, mode) {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {}
-            // With RESOLVE_NO_SYMLINKS a symlink anywhere is ELOOP, as O_NOFOLLOW says.
-            other => return other,
+        {
+            use rustix::fs::ResolveFlags;
+            let how =
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+            match fs::openat2(&self.fd, rel, flags | OFlags::CLOEXEC, mode, how) {
+                Err(Errno::NOSYS | Errno::PERM) => {}
+                // With RESOLVE_NO_SYMLINKS a symlink anywhere is ELOOP, as O_NOFOLLOW says.
+                other => return Ok(other?),
+            }
         }
         let mut parts = rel.split('/').peekable();
         let mut dir: Option<OwnedFd> = None;
         while let Some(comp) = parts.next() {
-            let at = dir.as_ref().map_or(self.fd.as_raw_fd(), |d| d.as_raw_fd());
+            let at = dir.as_ref().map_or(self.fd.as_fd(), |d| d.as_fd());
             let c = component(comp)?;
-            let last = parts.peek().is_none();
-            let f = if last {
-                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC
+            let f = if parts.peek().is_none() {
+                flags | OFlags::NOFOLLOW | OFlags::CLOEXEC
             } else {
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
             };
-            // SAFETY: a directory descriptor we own and a NUL-terminated name.
-            let fd = unsafe { libc::openat(at, c.as_ptr(), f, mode as libc::c_uint) };
-            dir = Some(owned(fd).map_err(|e| name_the_link(at, &c, e))?);
+            let fd = fs::openat(at, c, f, mode).map_err(|e| name_the_link(at, c, e))?;
+            dir = Some(fd);
         }
-        dir.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))
+        dir.ok_or_else(|| Errno::INVAL.into())
     }
-}
-
-#[cfg(target_os = "linux")]
-fn openat2(dir: &OwnedFd, rel: &str, flags: i32, mode: u32) -> std::io::Result<OwnedFd> {
-    let c = cstr(rel.as_bytes())?;
-    // SAFETY: open_how is plain data; zeroed is a valid value to fill in.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.mode = mode as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: the syscall reads `how` (size given) and the NUL-terminated path.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    owned(fd as i32)
 }
 
 /// `O_DIRECTORY | O_NOFOLLOW` on a symlink fails with ENOTDIR; say ELOOP, as for files,
 /// so callers see "a symlink is in the way".
-fn name_the_link(dir: i32, name: &CString, e: std::io::Error) -> std::io::Error {
-    if e.raw_os_error() != Some(libc::ENOTDIR) {
-        return e;
+fn name_the_link(dir: impl AsFd, name: &str, e: Errno) -> std::io::Error {
+    if e != Errno::NOTDIR {
+        return e.into();
     }
-    // SAFETY: stat is plain data; fstatat fills it from a descriptor and a name we own.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
-    if rc == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFLNK {
-        std::io::Error::from_raw_os_error(libc::ELOOP)
-    } else {
-        e
+    match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if fs::FileType::from_raw_mode(st.st_mode) == fs::FileType::Symlink => {
+            Errno::LOOP.into()
+        }
+        _ => e.into(),
     }
 }
 
-fn owned(fd: i32) -> std::io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor returned by the kernel, owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn cstr(bytes: &[u8]) -> std::io::Result<CString> {
-    CString::new(bytes).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
-}
-
-/// One path component: no `/`, not empty, not `.` or `..`.
-fn component(name: &str) -> std::io::Result<CString> {
+/// One path component: no `/`, not empty, not `.` or `..` (a NUL inside is EINVAL when
+/// it is used, as any path with one).
+fn component(name: &str) -> std::io::Result<&str> {
     if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        return Err(Errno::INVAL.into());
     }
-    cstr(name.as_bytes())
+    Ok(name)
 }
 
 #[cfg(test)]
@@ -405,22 +354,22 @@ mod tests {
 
     #[test]
     fn errors_that_clear_are_transient_and_vanished_files_are_gone() {
-        let e = |n| std::io::Error::from_raw_os_error(n);
+        let e = |n: Errno| std::io::Error::from(n);
         for n in [
-            libc::EMFILE,
-            libc::ENFILE,
-            libc::ENOMEM,
-            libc::EAGAIN,
-            libc::ENOSPC,
+            Errno::MFILE,
+            Errno::NFILE,
+            Errno::NOMEM,
+            Errno::AGAIN,
+            Errno::NOSPC,
         ] {
             assert!(is_transient_io(&e(n)), "{n}");
         }
-        for n in [libc::EACCES, libc::ENOENT, libc::EISDIR] {
+        for n in [Errno::ACCESS, Errno::NOENT, Errno::ISDIR] {
             assert!(!is_transient_io(&e(n)), "{n}");
         }
-        assert!(is_gone(&e(libc::ENOENT)));
-        assert!(is_gone(&e(libc::ELOOP)));
-        assert!(!is_gone(&e(libc::EMFILE)));
+        assert!(is_gone(&e(Errno::NOENT)));
+        assert!(is_gone(&e(Errno::LOOP)));
+        assert!(!is_gone(&e(Errno::MFILE)));
     }
 
     #[test]
@@ -430,9 +379,14 @@ mod tests {
         std::fs::write(&target, "secret").unwrap();
         std::os::unix::fs::symlink(&target, dir.path().join("n.md")).unwrap();
         let fifo = dir.path().join("f.md");
-        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-        // SAFETY: a NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        fs::mknodat(
+            fs::CWD,
+            &fifo,
+            fs::FileType::Fifo,
+            Mode::RUSR | Mode::WUSR,
+            0,
+        )
+        .unwrap();
         let b = Beneath::open(dir.path()).unwrap();
         assert!(is_gone(&b.open_file("n.md").unwrap_err()));
         assert!(
@@ -479,5 +433,13 @@ mod tests {
             b.open_dir("real", false).unwrap().names().unwrap(),
             vec!["a.md"]
         );
+        // Listed through the descriptor held, also twice and once the directory is gone
+        // (a sweep of a directory removed meanwhile finds nothing rather than failing).
+        let held = b.open_dir("real", false).unwrap();
+        assert_eq!(held.names().unwrap(), vec!["a.md"]);
+        assert_eq!(held.names().unwrap(), vec!["a.md"]);
+        std::fs::remove_file(top.join("real/a.md")).unwrap();
+        std::fs::remove_dir(top.join("real")).unwrap();
+        assert_eq!(held.names().unwrap(), Vec::<String>::new());
     }
 }

@@ -2,17 +2,12 @@
 
 /// This machine's name (conflict copy names, writer ids).
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        let name = String::from_utf8_lossy(&buf[..end]).into_owned();
-        if !name.is_empty() {
-            return name;
-        }
+    // uname's node name is what gethostname returns.
+    let name = String::from_utf8_lossy(rustix::system::uname().nodename().to_bytes()).into_owned();
+    if name.is_empty() {
+        return "host".to_string();
     }
-    "host".to_string()
+    name
 }
 
 /// The machine's own stable id: `DEVLOGD_MACHINE_ID` (containers, tests), else the
@@ -37,7 +32,8 @@ pub fn machine_id() -> Option<String> {
             tv_sec: 1,
             tv_nsec: 0,
         };
-        // SAFETY: a 16-byte buffer, as gethostuuid requires.
+        // SAFETY: a 16-byte buffer, as gethostuuid requires, and a valid timespec.
+        // rustix has no gethostuuid (macOS only) and no other crate of its standing does.
         if unsafe { libc::gethostuuid(uuid.as_mut_ptr(), &wait) } == 0 {
             return Some(crate::fsutil::hex(&uuid));
         }
@@ -49,16 +45,14 @@ pub fn machine_id() -> Option<String> {
 /// dumpable (PR_SET_DUMPABLE 0: no core, no ptrace attach by other processes of the user,
 /// /proc/PID owned by root). Called first thing by every command; best effort.
 pub fn forbid_core_dumps() {
-    let zero = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    let zero = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
     };
-    // SAFETY: plain system calls on this process with valid arguments.
-    unsafe {
-        libc::setrlimit(libc::RLIMIT_CORE, &zero);
-        #[cfg(target_os = "linux")]
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    }
+    let _ = setrlimit(Resource::Core, zero);
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
 }
 
 /// Memory for upload buffers goes back to the system as soon as it is freed: with glibc's
@@ -68,6 +62,7 @@ pub fn forbid_core_dumps() {
 pub fn return_freed_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
+    // A glibc call: rustix wraps system calls, not the allocator, so this stays libc.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }

@@ -13,13 +13,8 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(name = "devlogd", version = commands::docs::VERSION)]
 struct Cli {
-    /// Config file (default: the platform config dir's devlog/config.toml; or $DEVLOG_CONFIG).
-    #[arg(long, global = true, value_name = "PATH")]
-    config: Option<PathBuf>,
-
-    /// More log output on stderr (-v debug, -vv trace); RUST_LOG also works.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[command(flatten)]
+    global: commands::global_args::GlobalArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -88,16 +83,8 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions {
-        #[arg(value_name = "SHELL")]
-        shell: clap_complete::Shell,
-    },
-    /// Write the man pages (devlogd.1 and one per subcommand) into DIR.
-    Man {
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
-    },
+    #[command(flatten)]
+    Docs(commands::docs::DocsCommand),
 }
 
 #[derive(Subcommand)]
@@ -152,6 +139,12 @@ impl Command {
 }
 
 fn main() {
+    // Before any HTTP client exists, whichever command builds one (the clients install it
+    // too, for other users of the library).
+    devlogd::remote::tls::install_crypto_provider();
+    if commands::journal_cli::invoked_as_devlog() {
+        commands::journal_cli::main(); // one binary, two names: see src/bin/devlog.rs
+    }
     // Before any credential is read: no secret may end up in a core dump.
     devlogd::machine::forbid_core_dumps();
     devlogd::machine::return_freed_buffers();
@@ -161,30 +154,28 @@ fn main() {
         devlogd::ui::end_quietly_on_closed_output();
     }
     let level = if daemon { "info" } else { "warn" };
-    devlogd::logging::init(level, cli.verbose);
+    devlogd::logging::init(level, cli.global.verbose);
     let json = cli.command.json();
     commands::exit_with("devlogd", json, run(cli));
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let command = match cli.command {
-        Command::Completions { shell } => {
-            return commands::docs::completions(Cli::command(), shell);
-        }
-        Command::Man { dir } => return commands::docs::man(Cli::command(), &dir),
+        Command::Docs(docs) => return docs.run(Cli::command()),
         // `ctl` needs only the socket, which depends on the environment, not on the
         // configuration: a broken config.toml must not lock anyone out of a running daemon.
-        Command::Ctl { command } => return ctl(cli.config, command),
+        Command::Ctl { command } => return ctl(cli.global.config, command),
         Command::Service {
             command: ServiceCommand::Status,
         } => {
             let dirs = Dirs::from_env()?;
-            let config = Config::load(cli.config.as_deref());
-            return runtime()?.block_on(devlogd::commands::service::status(&dirs, config));
+            let config = Config::load(cli.global.config.as_deref());
+            return commands::runtime()?
+                .block_on(devlogd::commands::service::status(&dirs, config));
         }
         command => command,
     };
-    let config = Config::load(cli.config.as_deref())?;
+    let config = Config::load(cli.global.config.as_deref())?;
     match command {
         Command::Config {
             command: ConfigCommand::Check { online, write_test },
@@ -193,20 +184,26 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             if !online {
                 return Ok(code);
             }
-            runtime()?.block_on(commands::config_online::run(&config, write_test))
+            commands::runtime()?.block_on(commands::config_online::run(&config, write_test))
         }
         Command::Push { flags, json } => {
             let args = commands::push::PushArgs { flags, json };
-            runtime()?.block_on(commands::push::run(&config, &args))
+            commands::runtime()?.block_on(commands::push::run(&config, &args))
         }
-        Command::Restore { args } => runtime()?.block_on(commands::restore::run(&config, &args)),
+        Command::Restore { args } => {
+            commands::runtime()?.block_on(commands::restore::run(&config, &args))
+        }
         Command::History { path, json } => {
-            runtime()?.block_on(commands::history::run(&config, &path, json))
+            commands::runtime()?.block_on(commands::history::run(&config, &path, json))
         }
-        Command::Prune { json } => runtime()?.block_on(commands::prune::run(&config, json)),
-        Command::Verify { json } => runtime()?.block_on(commands::verify::run(&config, json)),
+        Command::Prune { json } => {
+            commands::runtime()?.block_on(commands::prune::run(&config, json))
+        }
+        Command::Verify { json } => {
+            commands::runtime()?.block_on(commands::verify::run(&config, json))
+        }
         Command::Conflicts { fetch, json } => {
-            runtime()?.block_on(commands::conflicts::run(&config, fetch, json))
+            commands::runtime()?.block_on(commands::conflicts::run(&config, fetch, json))
         }
         Command::Run { foreground: _ } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -215,7 +212,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 .build()
                 .map_err(|e| Failure::new(exit::USAGE, format!("cannot start the runtime: {e}")))?;
             // The daemon re-reads the same file on reload.
-            let result = runtime.block_on(devlogd::daemon::run(cli.config, config));
+            let result = runtime.block_on(devlogd::daemon::run(cli.global.config, config));
             // Work stuck in a blocking section (a long hash) does not hold up the exit.
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
             Ok(result?)
@@ -229,7 +226,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             ServiceCommand::Status => Ok(exit::OK),
         },
-        Command::Ctl { .. } | Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
+        Command::Ctl { .. } | Command::Docs(_) => Ok(exit::OK),
     }
 }
 
@@ -241,12 +238,5 @@ fn ctl(
 ) -> Result<ExitCode, Failure> {
     let dirs = Dirs::from_env()?;
     let config = Config::load(config_path.as_deref()).ok();
-    runtime()?.block_on(devlogd::commands::ctl::run(&dirs, config.as_ref(), command))
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::new(exit::USAGE, format!("cannot start the runtime: {e}")))
+    commands::runtime()?.block_on(devlogd::commands::ctl::run(&dirs, config.as_ref(), command))
 }

@@ -501,6 +501,30 @@ mod tests {
             serde_json::to_string(&push).unwrap(),
             r#"{"v":1,"cmd":"push","all":false,"force":false,"checksum":false,"dry_run":false,"wait":true}"#
         );
+        // Every flag set: the flags come first, then `wait` (before PushFlags was flattened
+        // into the request, `wait` came before `on_conflict`; keys are read by name, so
+        // either order is one request).
+        let every_flag = Command::Push {
+            flags: PushFlags {
+                all: true,
+                force: true,
+                checksum: true,
+                dry_run: true,
+                on_conflict: Some(crate::config::OnConflict::KeepBoth),
+                allow_deletes: true,
+            },
+            wait: false,
+            json: false,
+        };
+        let now = r#"{"v":1,"cmd":"push","all":true,"force":true,"checksum":true,"dry_run":true,"on_conflict":"keep-both","allow_deletes":true,"wait":false}"#;
+        let before = r#"{"v":1,"cmd":"push","all":true,"force":true,"checksum":true,"dry_run":true,"wait":false,"on_conflict":"keep-both","allow_deletes":true}"#;
+        assert_eq!(
+            serde_json::to_string(&Request::new(every_flag.clone())).unwrap(),
+            now
+        );
+        for line in [now, before] {
+            assert_eq!(parse_request(line).unwrap().cmd, every_flag, "{line}");
+        }
         let conflict = Line::Event(PushEvent::Conflict {
             path: "n.md".into(),
             action: crate::push::ConflictAction::Skipped,

@@ -209,15 +209,10 @@ impl Secret {
 }
 
 impl Drop for Secret {
-    /// Overwrite the value in memory (cheap, so done); the scrubber keeps its own copy for
-    /// masking for the life of the process.
+    /// Zero the value in memory, its whole buffer (cheap, so done); the scrubber keeps its
+    /// own copies for masking for the life of the process (SECURITY.md says what else does).
     fn drop(&mut self) {
-        let bytes = std::mem::take(&mut self.0).into_bytes();
-        let mut bytes = bytes;
-        for b in bytes.iter_mut() {
-            // SAFETY: a valid, exclusively borrowed byte; volatile so it is not elided.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 

@@ -276,10 +276,10 @@ fn visit(
     }
     let rel = match relative(root, entry.path()) {
         Ok(rel) => rel,
-        Err(message) => {
+        Err(e) => {
             issues.push(ScanIssue {
                 rel: entry.path().to_string_lossy().into_owned(),
-                message,
+                message: e.to_string(),
                 transient: false,
             });
             return;

@@ -490,8 +490,7 @@ fn writer_id(state_dir: &Path) -> std::io::Result<String> {
         "devlogd writer".as_bytes(),
         machine.as_bytes(),
         crate::machine::hostname().as_bytes(),
-        // SAFETY: getuid cannot fail.
-        unsafe { libc::getuid() }.to_string().as_bytes(),
+        rustix::process::getuid().as_raw().to_string().as_bytes(),
         state_dir.as_os_str().as_encoded_bytes(),
     ] {
         h.update(part);

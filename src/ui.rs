@@ -342,7 +342,10 @@ fn is_closed_output(payload: &(dyn std::any::Any + Send)) -> bool {
         .or_else(|| payload.downcast_ref::<&str>().copied())
         .unwrap_or("");
     message.starts_with("failed printing to std")
-        && message.ends_with(&format!("(os error {})", libc::EPIPE))
+        && message.ends_with(&format!(
+            "(os error {})",
+            rustix::io::Errno::PIPE.raw_os_error()
+        ))
 }
 
 fn files(n: u64) -> String {
@@ -384,13 +387,13 @@ mod tests {
     fn only_a_print_to_a_closed_pipe_counts_as_closed_output() {
         let closed = format!(
             "failed printing to stdout: {}",
-            std::io::Error::from_raw_os_error(libc::EPIPE)
+            std::io::Error::from_raw_os_error(rustix::io::Errno::PIPE.raw_os_error())
         );
         assert!(is_closed_output(&closed));
         assert!(is_closed_output(&closed.replace("stdout", "stderr")));
         let full = format!(
             "failed printing to stdout: {}",
-            std::io::Error::from_raw_os_error(libc::ENOSPC)
+            std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error())
         );
         assert!(!is_closed_output(&full));
         assert!(!is_closed_output(&"index out of bounds"));

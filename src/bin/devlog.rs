@@ -1,222 +1,30 @@
-//! `devlog`: write the journal that devlogd backs up. Parsing and dispatch only; the
-//! journal logic is in `devlogd::journal`.
+//! `devlog`, the journal command line, lives in the `devlogd` binary, which answers to both
+//! names (busybox-style, on argv[0]: `commands::journal_cli`), so the whole program is
+//! compiled and linked once. This stub, which links nothing of the crate, becomes the
+//! `devlogd` installed beside it, started as `devlog` whatever this file is called. Only
+//! the one beside it: a `devlogd` found elsewhere could be another version. (In a checkout,
+//! `cargo build` builds both; `cargo run --bin devlog` builds only this stub.)
 
-use clap::{CommandFactory, Parser, Subcommand};
-use devlogd::commands::{self, CliError, exit};
-use devlogd::config::Config;
-use devlogd::exit::ExitCode;
-use devlogd::journal::{EditOutcome, Journal, JournalError, editor, render};
-use std::path::PathBuf;
-
-/// Write and read the developer journal (~/.devlog) that devlogd backs up.
-#[derive(Parser)]
-#[command(name = "devlog", version = commands::docs::VERSION)]
-struct Cli {
-    /// Config file (the same one devlogd reads).
-    #[arg(long, global = true, value_name = "PATH")]
-    config: Option<PathBuf>,
-
-    /// More log output on stderr.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Write a new entry (opens $VISUAL / $EDITOR unless -m is given).
-    New {
-        /// The entry's text.
-        #[arg(short, long)]
-        message: Option<String>,
-        /// Choose the id (letters, digits, - and _).
-        #[arg(long)]
-        id: Option<String>,
-        /// Tag the entry (repeatable).
-        #[arg(short, long = "tag")]
-        tags: Vec<String>,
-    },
-    /// Edit an entry in $VISUAL / $EDITOR.
-    Edit { id: String },
-    /// Print an entry.
-    Show {
-        id: String,
-        /// Render it for reading: title, date, tags, wrapped text.
-        #[arg(long)]
-        formatted: bool,
-    },
-    /// List entries, newest first.
-    List {
-        /// Only entries created on or after this date (YYYY-MM-DD, UTC).
-        #[arg(long, value_name = "DATE")]
-        since: Option<String>,
-        /// Only entries with this tag.
-        #[arg(long)]
-        tag: Option<String>,
-        /// Print the entries as one JSON array.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Push the journal: through the running daemon, or directly when none runs.
-    Push {
-        #[command(flatten)]
-        flags: devlogd::push::PushFlags,
-    },
-    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions {
-        #[arg(value_name = "SHELL")]
-        shell: clap_complete::Shell,
-    },
-    /// Write the man pages (devlog.1 and one per subcommand) into DIR.
-    Man {
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
-    },
-}
+use std::os::unix::process::CommandExt;
 
 fn main() {
-    // Before any credential is read: no secret may end up in a core dump.
-    devlogd::machine::forbid_core_dumps();
-    devlogd::machine::return_freed_buffers();
-    let cli = Cli::parse();
-    devlogd::ui::end_quietly_on_closed_output();
-    devlogd::logging::init("warn", cli.verbose);
-    let json = matches!(cli.command, Command::List { json: true, .. });
-    commands::exit_with("devlog", json, run(cli));
+    let program = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name("devlogd"),
+        Err(e) => fail(format!("cannot find where devlog is installed: {e}")),
+    };
+    // Only returns on failure.
+    let e = std::process::Command::new(&program)
+        .arg0("devlog")
+        .args(std::env::args_os().skip(1))
+        .exec();
+    fail(format!(
+        "cannot run {}: {e} (devlog runs the devlogd installed beside it: install both, e.g. `cargo install --path .`)",
+        program.display()
+    ))
 }
 
-fn journal_error(e: JournalError) -> CliError {
-    CliError::new(exit::USAGE, e.to_string())
-}
-
-fn run(cli: Cli) -> Result<ExitCode, CliError> {
-    match &cli.command {
-        Command::Completions { shell } => {
-            return commands::docs::completions(Cli::command(), *shell);
-        }
-        Command::Man { dir } => return commands::docs::man(Cli::command(), dir),
-        _ => {}
-    }
-    let config = Config::load(cli.config.as_deref())?;
-    let journal = Journal::new(&config.root);
-    match cli.command {
-        Command::New { message, id, tags } => {
-            let body = match message {
-                Some(m) => m,
-                None => {
-                    editor::editor_command()
-                        .map_err(|e| CliError::new(exit::USAGE, e.to_string()))?;
-                    let scratch = devlogd::journal::scratch_file("").map_err(journal_error)?;
-                    let result = editor::edit(&scratch)
-                        .map_err(|e| e.to_string())
-                        .and_then(|()| {
-                            std::fs::read_to_string(&scratch).map_err(|e| e.to_string())
-                        });
-                    let _ = std::fs::remove_file(&scratch);
-                    result.map_err(|e| {
-                        CliError::new(exit::USAGE, format!("{e}; nothing was written"))
-                    })?
-                }
-            };
-            let (path, entry) = journal
-                .create(&body, id.as_deref(), tags)
-                .map_err(journal_error)?;
-            println!("{}  {}", entry.front.id, path.display());
-            Ok(exit::OK)
-        }
-        Command::Edit { id } => match journal.edit(&id).map_err(journal_error)? {
-            EditOutcome::Unchanged => {
-                println!("{id}: no changes");
-                Ok(exit::OK)
-            }
-            EditOutcome::Updated(_) => {
-                println!("{id}: updated");
-                Ok(exit::OK)
-            }
-        },
-        Command::Show { id, formatted } => {
-            let (path, entry) = journal.find(&id).map_err(journal_error)?;
-            if formatted {
-                println!("{}", render::formatted(&entry, render::width()));
-            } else {
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    CliError::new(exit::USAGE, format!("cannot read {}: {e}", path.display()))
-                })?;
-                print!("{text}");
-            }
-            Ok(exit::OK)
-        }
-        Command::List { since, tag, json } => {
-            let since = since
-                .map(|s| {
-                    let format = time::macros::format_description!("[year]-[month]-[day]");
-                    time::Date::parse(&s, &format).map_err(|_| {
-                        CliError::new(
-                            exit::USAGE,
-                            format!("invalid --since `{s}`: use YYYY-MM-DD"),
-                        )
-                    })
-                })
-                .transpose()?;
-            let (entries, problems) = journal.all().map_err(journal_error)?;
-            for p in problems {
-                eprintln!(
-                    "devlog: skipping {}",
-                    devlogd::ui::printable(&p.to_string())
-                );
-            }
-            let shown: Vec<_> = entries
-                .iter()
-                .filter(|(_, e)| since.is_none_or(|d| e.front.created.date() >= d))
-                .filter(|(_, e)| tag.as_ref().is_none_or(|t| e.front.tags.contains(t)))
-                .collect();
-            if json {
-                let items: Vec<serde_json::Value> = shown
-                    .iter()
-                    .map(|(path, e)| {
-                        serde_json::json!({
-                            "id": e.front.id,
-                            "created": devlogd::journal::entry::timestamp(e.front.created),
-                            "updated": devlogd::journal::entry::timestamp(e.front.updated),
-                            "tags": e.front.tags,
-                            "title": e.title(),
-                            "path": path.strip_prefix(journal.root()).unwrap_or(path),
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::Value::Array(items));
-            } else {
-                let list: Vec<_> = shown.iter().map(|(_, e)| e).collect();
-                // Titles and tags may have come down from the remote: shown escaped.
-                let table = render::table(&list, render::width());
-                print!("{}", devlogd::redact::printable_lines(&table));
-            }
-            Ok(exit::OK)
-        }
-        Command::Push { flags } => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| {
-                    CliError::new(exit::USAGE, format!("cannot start the runtime: {e}"))
-                })?;
-            let args = commands::push::PushArgs { flags, json: false };
-            match commands::push::route(&config)? {
-                commands::push::Route::Daemon { socket } => {
-                    eprintln!(
-                        "Pushing through the running devlogd ({}).",
-                        socket.display()
-                    );
-                    runtime.block_on(commands::push::forward(&config, &args))
-                }
-                commands::push::Route::Direct(_lock) => {
-                    eprintln!("No devlogd running: pushing directly.");
-                    runtime.block_on(commands::push::run_direct(&config, &args))
-                }
-            }
-        }
-        Command::Completions { .. } | Command::Man { .. } => Ok(exit::OK),
-    }
+fn fail(message: String) -> ! {
+    eprintln!("devlog: {message}");
+    // The usage exit code (exit.rs), as for any other "cannot start".
+    std::process::exit(2);
 }

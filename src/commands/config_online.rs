@@ -73,7 +73,7 @@ pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, Failure>
     let session = crate::session::Session::open(config.clone())?;
     let remote = session.remote;
     let now = crate::daemon::worker::unix_now();
-    let sas = remote.features().sas;
+    let sas = remote.features().sas.cloned();
     let expired_at = sas
         .as_ref()
         .and_then(|s| s.expires_unix)

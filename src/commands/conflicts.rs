@@ -100,9 +100,10 @@ pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, F
             .await
             {
                 Ok(bytes) => report.fetched.push(Fetched { blob, to, bytes }),
-                Err(error) => report
-                    .failed
-                    .push(crate::restore::RestoreFailure { path: to, error }),
+                Err(e) => report.failed.push(crate::restore::RestoreFailure {
+                    path: to,
+                    error: e.to_string(),
+                }),
             }
         }
     }

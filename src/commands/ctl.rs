@@ -102,8 +102,7 @@ fn check_socket_dir(path: &std::path::Path) -> Result<(), Failure> {
     let Ok(meta) = std::fs::symlink_metadata(dir) else {
         return Ok(()); // no directory, no daemon: connect says so
     };
-    // SAFETY: getuid cannot fail.
-    let me = unsafe { libc::getuid() };
+    let me = rustix::process::getuid().as_raw();
     if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o077 != 0 {
         return Err(Failure::new(
             exit::USAGE,
@@ -120,8 +119,7 @@ fn check_socket_dir(path: &std::path::Path) -> Result<(), Failure> {
 
 /// Whatever listens on the socket must run as this user.
 fn check_peer(stream: &UnixStream, path: &std::path::Path) -> Result<(), Failure> {
-    // SAFETY: getuid cannot fail.
-    let me = unsafe { libc::getuid() };
+    let me = rustix::process::getuid().as_raw();
     let peer = stream.peer_cred().map_err(|e| {
         Failure::new(
             exit::USAGE,

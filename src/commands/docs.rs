@@ -15,6 +15,32 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// `completions` and `man`: the same two subcommands in both binaries, each generated from
+/// the command line it is flattened into.
+#[derive(clap::Subcommand)]
+pub enum DocsCommand {
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (one for the command, one per subcommand) into DIR.
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
+}
+
+impl DocsCommand {
+    /// Run it for the command line `cmd`.
+    pub fn run(self, cmd: clap::Command) -> Result<ExitCode, Failure> {
+        match self {
+            DocsCommand::Completions { shell } => completions(cmd, shell),
+            DocsCommand::Man { dir } => man(cmd, &dir),
+        }
+    }
+}
+
 /// Write the completion script for `shell` to stdout.
 pub fn completions(
     mut cmd: clap::Command,

@@ -6,7 +6,9 @@ pub mod config_online;
 pub mod conflicts;
 pub mod ctl;
 pub mod docs;
+pub mod global_args;
 pub mod history;
+pub mod journal_cli;
 pub mod metrics;
 pub mod prune;
 pub mod push;
@@ -21,8 +23,13 @@ pub use crate::exit;
 use crate::exit::ExitCode;
 pub use crate::exit::Failure;
 
-/// The name `bin/devlog.rs` still uses for [`Failure`].
-pub use crate::exit::Failure as CliError;
+/// The runtime of a one-shot command (the daemon builds its own, multi-threaded).
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit::USAGE, format!("cannot start the runtime: {e}")))
+}
 
 /// Listing `remote` failed: refused credentials name where they came from and what to
 /// check (exit 4); anything else is "cannot list" (exit 1).

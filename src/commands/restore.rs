@@ -201,18 +201,13 @@ fn parse_at(text: &str) -> Result<time::OffsetDateTime, AtError> {
 
 /// Resolves at the first Ctrl-C, SIGTERM or SIGHUP (a closed terminal, a dropped ssh).
 fn stop_signal() -> Result<impl std::future::Future<Output = ()>, Failure> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let handler =
-        |e: std::io::Error| Failure::new(exit::USAGE, format!("cannot handle signals: {e}"));
-    let mut term = signal(SignalKind::terminate()).map_err(handler)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(handler)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(handler)?;
+    use futures::StreamExt;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // signal-hook, as the daemon: one signal mechanism in the whole program.
+    let mut signals = signal_hook_tokio::Signals::new([SIGTERM, SIGHUP, SIGINT])
+        .map_err(|e| Failure::new(exit::USAGE, format!("cannot handle signals: {e}")))?;
     Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = hup.recv() => {}
-            _ = int.recv() => {}
-        }
+        signals.next().await;
     })
 }
 

@@ -304,8 +304,7 @@ fn service_file(dirs: &Dirs, manager: Manager) -> PathBuf {
 }
 
 fn uid() -> u32 {
-    // SAFETY: getuid cannot fail.
-    unsafe { libc::getuid() }
+    rustix::process::getuid().as_raw()
 }
 
 /// One command `install` or `uninstall` runs.

@@ -128,8 +128,7 @@ pub struct ControlContext {
 }
 
 pub async fn serve(listener: UnixListener, ctx: Arc<ControlContext>, tracker: TaskTracker) {
-    // SAFETY: getuid cannot fail.
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     loop {
         tokio::select! {
             _ = ctx.cancel.cancelled() => break,

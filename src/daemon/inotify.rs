@@ -1,22 +1,22 @@
 //! Our own inotify watcher for Linux, in place of notify's: notify 8 fixes the event mask,
-//! and its mask includes IN_OPEN, IN_ACCESS and IN_CLOSE_NOWRITE — so every file the
-//! daemon's own pass reads adds three events to the kernel's queue, and one overflow
-//! causes the next. Here each directory is watched for the events that can mean a change
-//! only. It also tells what notify keeps to itself: a watch the kernel dropped (IN_IGNORED
-//! not asked for, e.g. after an unmount) on a directory that is still there comes out as
-//! an error, so the tree is watched again and rescanned.
+//! and its mask includes IN_OPEN — so every file the daemon's own pass opens to read adds
+//! an event to the kernel's queue, and one overflow causes the next. Here each directory is
+//! watched for the events that can mean a change only. It also tells what notify keeps to
+//! itself: a watch the kernel dropped (IN_IGNORED, e.g. after an unmount) on a directory
+//! that is still there comes out as an error, so the tree is watched again and rescanned.
 //!
 //! It implements [`notify::Watcher`], so the watch manager drives it exactly as it drives
 //! notify's watcher on other systems; events come out as [`notify::Event`]s of the kinds
-//! notify's inotify backend uses.
+//! notify's inotify backend uses. The system calls and the parsing of the kernel's records
+//! are the `inotify` crate's, the one notify's own backend uses.
 
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use notify::event::{CreateKind, EventKind, Flag, ModifyKind, RemoveKind, RenameMode};
 use notify::{Event, EventHandler, RecursiveMode, WatcherKind};
+use rustix::event::{PollFd, PollFlags, poll};
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,31 +24,32 @@ use std::sync::{Arc, Mutex};
 /// What can mean a change in a watched directory: entries made, written, closed after
 /// writing, re-permissioned, renamed or deleted; the directory itself deleted or moved.
 /// Not IN_OPEN, IN_ACCESS, IN_CLOSE_NOWRITE: reading changes nothing.
-const CHANGE_MASK: u32 = libc::IN_CREATE
-    | libc::IN_MODIFY
-    | libc::IN_CLOSE_WRITE
-    | libc::IN_ATTRIB
-    | libc::IN_MOVED_FROM
-    | libc::IN_MOVED_TO
-    | libc::IN_DELETE
-    | libc::IN_DELETE_SELF
-    | libc::IN_MOVE_SELF
+const CHANGE_MASK: WatchMask = WatchMask::CREATE
+    .union(WatchMask::MODIFY)
+    .union(WatchMask::CLOSE_WRITE)
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF)
     // Directories only, never through a symlink; no events for names unlinked already.
-    | libc::IN_ONLYDIR
-    | libc::IN_DONT_FOLLOW
-    | libc::IN_EXCL_UNLINK;
+    .union(WatchMask::ONLYDIR)
+    .union(WatchMask::DONT_FOLLOW)
+    .union(WatchMask::EXCL_UNLINK);
 
 /// Watch descriptors and the directories they watch, shared with the reader thread.
 #[derive(Default)]
 struct Watches {
     paths: HashMap<i32, PathBuf>,
-    wds: HashMap<PathBuf, i32>,
+    wds: HashMap<PathBuf, WatchDescriptor>,
     /// Removed by us: their IN_IGNORED is expected.
     removed: HashSet<i32>,
 }
 
 pub struct InotifyWatcher {
-    fd: Arc<OwnedFd>,
+    /// Adds and removes watches on the instance the reader thread reads.
+    kernel: inotify::Watches,
     watches: Arc<Mutex<Watches>>,
     /// Dropping our end wakes the reader thread, which then ends.
     _stop: UnixStream,
@@ -56,17 +57,13 @@ pub struct InotifyWatcher {
 
 impl notify::Watcher for InotifyWatcher {
     fn new<F: EventHandler>(handler: F, _config: notify::Config) -> notify::Result<Self> {
-        // SAFETY: inotify_init1 takes flags only; a valid descriptor is owned below.
-        let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        if raw < 0 {
-            return Err(notify::Error::io(io::Error::last_os_error()));
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+        // Non-blocking and close-on-exec.
+        let inotify = Inotify::init().map_err(notify::Error::io)?;
+        let kernel = inotify.watches();
         let watches = Arc::new(Mutex::new(Watches::default()));
         let (stop, stopped) = UnixStream::pair().map_err(notify::Error::io)?;
         let reader = Reader {
-            fd: fd.clone(),
+            inotify,
             watches: watches.clone(),
             stopped,
             handler,
@@ -76,36 +73,36 @@ impl notify::Watcher for InotifyWatcher {
             .spawn(move || reader.run())
             .map_err(notify::Error::io)?;
         Ok(InotifyWatcher {
-            fd,
+            kernel,
             watches,
             _stop: stop,
         })
     }
 
     fn watch(&mut self, path: &Path, _mode: RecursiveMode) -> notify::Result<()> {
-        let c_path = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| notify::Error::generic("a path with a NUL byte"))?;
-        // SAFETY: a valid descriptor and a NUL-terminated path.
-        let wd =
-            unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c_path.as_ptr(), CHANGE_MASK) };
-        if wd < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::ENOSPC) => notify::Error::new(notify::ErrorKind::MaxFilesWatch),
-                Some(libc::ENOENT) => notify::Error::path_not_found(),
+        if path.as_os_str().as_encoded_bytes().contains(&0) {
+            return Err(notify::Error::generic("a path with a NUL byte"));
+        }
+        let wd = self.kernel.add(path, CHANGE_MASK).map_err(|e| {
+            match rustix::io::Errno::from_io_error(&e) {
+                Some(rustix::io::Errno::NOSPC) => {
+                    notify::Error::new(notify::ErrorKind::MaxFilesWatch)
+                }
+                Some(rustix::io::Errno::NOENT) => notify::Error::path_not_found(),
                 _ => notify::Error::io(e),
             }
-            .add_path(path.to_path_buf()));
-        }
+            .add_path(path.to_path_buf())
+        })?;
+        let id = wd.get_watch_descriptor_id();
         let mut w = self.lock();
         // The same directory under another name (a bind mount) shares the descriptor.
-        if let Some(old) = w.paths.insert(wd, path.to_path_buf())
+        if let Some(old) = w.paths.insert(id, path.to_path_buf())
             && old != path
         {
             w.wds.remove(&old);
         }
         w.wds.insert(path.to_path_buf(), wd);
-        w.removed.remove(&wd);
+        w.removed.remove(&id);
         Ok(())
     }
 
@@ -114,10 +111,10 @@ impl notify::Watcher for InotifyWatcher {
         let Some(wd) = w.wds.remove(path) else {
             return Err(notify::Error::watch_not_found());
         };
-        w.removed.insert(wd);
+        w.removed.insert(wd.get_watch_descriptor_id());
         drop(w);
-        // SAFETY: a valid descriptor; a stale wd only makes the call fail (EINVAL).
-        unsafe { libc::inotify_rm_watch(self.fd.as_raw_fd(), wd) };
+        // A stale descriptor only makes the call fail (EINVAL).
+        let _ = self.kernel.remove(wd);
         Ok(())
     }
 
@@ -133,7 +130,7 @@ impl InotifyWatcher {
 }
 
 struct Reader<F> {
-    fd: Arc<OwnedFd>,
+    inotify: Inotify,
     watches: Arc<Mutex<Watches>>,
     stopped: UnixStream,
     handler: F,
@@ -144,54 +141,47 @@ impl<F: EventHandler> Reader<F> {
         // Room for many events at once (each is 16 bytes plus its name).
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let mut fds = [
-                libc::pollfd {
-                    fd: self.fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: self.stopped.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: two valid pollfds; no timeout: it sleeps until something happens.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+            let (readable, stopped) = {
+                let mut fds = [
+                    PollFd::new(&self.inotify, PollFlags::IN),
+                    PollFd::new(&self.stopped, PollFlags::IN),
+                ];
+                // No timeout: it sleeps until something happens.
+                match poll(&mut fds, None) {
+                    Ok(_) => {}
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => {
+                        self.handler.handle_event(Err(notify::Error::io(e.into())));
+                        return;
+                    }
                 }
-                self.handler.handle_event(Err(notify::Error::io(e)));
-                return;
-            }
-            if fds[1].revents != 0 {
-                return; // the watcher was dropped
-            }
-            if fds[0].revents & libc::POLLIN == 0 {
-                continue;
-            }
-            // SAFETY: reading into a buffer we own, at most its length.
-            let len = unsafe {
-                libc::read(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast::<libc::c_void>(),
-                    buf.len(),
+                (
+                    fds[0].revents().contains(PollFlags::IN),
+                    !fds[1].revents().is_empty(),
                 )
             };
-            if len < 0 {
-                let e = io::Error::last_os_error();
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                ) {
+            if stopped {
+                return; // the watcher was dropped
+            }
+            if !readable {
+                continue;
+            }
+            let events = match self.inotify.read_events(&mut buf) {
+                Ok(events) => events,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                    ) =>
+                {
                     continue;
                 }
-                self.handler.handle_event(Err(notify::Error::io(e)));
-                return;
-            }
-            for raw in parse(&buf[..len as usize]) {
+                Err(e) => {
+                    self.handler.handle_event(Err(notify::Error::io(e)));
+                    return;
+                }
+            };
+            for raw in events {
                 if let Some(result) = self.translate(raw) {
                     self.handler.handle_event(result);
                 }
@@ -199,21 +189,27 @@ impl<F: EventHandler> Reader<F> {
         }
     }
 
-    fn translate(&mut self, raw: RawEvent<'_>) -> Option<notify::Result<Event>> {
-        if raw.mask & libc::IN_Q_OVERFLOW != 0 {
+    fn translate(&mut self, raw: inotify::Event<&OsStr>) -> Option<notify::Result<Event>> {
+        let mask = raw.mask;
+        if mask.contains(EventMask::Q_OVERFLOW) {
             return Some(Ok(Event::new(EventKind::Other).set_flag(Flag::Rescan)));
         }
+        let id = raw.wd.get_watch_descriptor_id();
         let mut w = self.watches.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = w.paths.get(&raw.wd)?.clone();
-        if raw.mask & libc::IN_IGNORED != 0 {
+        let dir = w.paths.get(&id)?.clone();
+        if mask.contains(EventMask::IGNORED) {
             // The kernel dropped this watch: because we asked, because the directory is
             // gone (its parent says so), or behind our back (an unmount): then, if the
             // directory is still there, it must be watched again.
-            w.paths.remove(&raw.wd);
-            if w.wds.get(&dir) == Some(&raw.wd) {
+            w.paths.remove(&id);
+            if w.wds
+                .get(&dir)
+                .map(WatchDescriptor::get_watch_descriptor_id)
+                == Some(id)
+            {
                 w.wds.remove(&dir);
             }
-            let ours = w.removed.remove(&raw.wd);
+            let ours = w.removed.remove(&id);
             drop(w);
             let still_there = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
             return (!ours && still_there).then(|| {
@@ -224,36 +220,36 @@ impl<F: EventHandler> Reader<F> {
             });
         }
         drop(w);
-        let is_dir = raw.mask & libc::IN_ISDIR != 0;
+        let is_dir = mask.contains(EventMask::ISDIR);
         let path = match raw.name {
             Some(name) => dir.join(name),
             None => dir,
         };
-        let kind = if raw.mask & libc::IN_CREATE != 0 {
+        let kind = if mask.contains(EventMask::CREATE) {
             EventKind::Create(if is_dir {
                 CreateKind::Folder
             } else {
                 CreateKind::File
             })
-        } else if raw.mask & libc::IN_MOVED_FROM != 0 {
+        } else if mask.contains(EventMask::MOVED_FROM) {
             EventKind::Modify(ModifyKind::Name(RenameMode::From))
-        } else if raw.mask & libc::IN_MOVED_TO != 0 {
+        } else if mask.contains(EventMask::MOVED_TO) {
             EventKind::Modify(ModifyKind::Name(RenameMode::To))
-        } else if raw.mask & (libc::IN_DELETE | libc::IN_DELETE_SELF) != 0 {
-            EventKind::Remove(if is_dir || raw.mask & libc::IN_DELETE_SELF != 0 {
+        } else if mask.intersects(EventMask::DELETE | EventMask::DELETE_SELF) {
+            EventKind::Remove(if is_dir || mask.contains(EventMask::DELETE_SELF) {
                 RemoveKind::Folder
             } else {
                 RemoveKind::File
             })
-        } else if raw.mask & libc::IN_MOVE_SELF != 0 {
+        } else if mask.contains(EventMask::MOVE_SELF) {
             EventKind::Modify(ModifyKind::Name(RenameMode::From))
-        } else if raw.mask & libc::IN_ATTRIB != 0 {
+        } else if mask.contains(EventMask::ATTRIB) {
             EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::Any))
-        } else if raw.mask & libc::IN_CLOSE_WRITE != 0 {
+        } else if mask.contains(EventMask::CLOSE_WRITE) {
             EventKind::Access(notify::event::AccessKind::Close(
                 notify::event::AccessMode::Write,
             ))
-        } else if raw.mask & libc::IN_MODIFY != 0 {
+        } else if mask.contains(EventMask::MODIFY) {
             EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any))
         } else {
             return None; // IN_UNMOUNT: its IN_IGNORED follows
@@ -262,98 +258,73 @@ impl<F: EventHandler> Reader<F> {
     }
 }
 
-struct RawEvent<'a> {
-    wd: i32,
-    mask: u32,
-    name: Option<&'a OsStr>,
-}
-
-/// The events in one read: `struct inotify_event` records, each followed by its
-/// NUL-padded name.
-fn parse(buf: &[u8]) -> Vec<RawEvent<'_>> {
-    const HEADER: usize = std::mem::size_of::<libc::inotify_event>();
-    let mut events = Vec::new();
-    let mut at = 0;
-    while at + HEADER <= buf.len() {
-        let field = |i: usize| {
-            let b = &buf[at + i..at + i + 4];
-            [b[0], b[1], b[2], b[3]]
-        };
-        let wd = i32::from_ne_bytes(field(0));
-        let mask = u32::from_ne_bytes(field(4));
-        let len = u32::from_ne_bytes(field(12)) as usize;
-        let end = (at + HEADER + len).min(buf.len());
-        let name_bytes = &buf[at + HEADER..end];
-        let name_len = name_bytes
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(name_bytes.len());
-        let name = (name_len > 0).then(|| OsStr::from_bytes(&name_bytes[..name_len]));
-        events.push(RawEvent { wd, mask, name });
-        at = end;
-    }
-    events
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use notify::Watcher;
+    use std::sync::mpsc;
+    use std::time::Duration;
 
-    fn record(wd: i32, mask: u32, name: &str) -> Vec<u8> {
-        let padded = if name.is_empty() {
-            0
-        } else {
-            (name.len() + 1).next_multiple_of(16)
-        };
-        let mut out = Vec::new();
-        out.extend_from_slice(&wd.to_ne_bytes());
-        out.extend_from_slice(&mask.to_ne_bytes());
-        out.extend_from_slice(&0u32.to_ne_bytes());
-        out.extend_from_slice(&(padded as u32).to_ne_bytes());
-        let mut name = name.as_bytes().to_vec();
-        name.resize(padded, 0);
-        out.extend_from_slice(&name);
-        out
+    #[test]
+    fn the_mask_is_exactly_the_change_events() {
+        // IN_MODIFY|IN_ATTRIB|IN_CLOSE_WRITE|IN_MOVED_FROM|IN_MOVED_TO|IN_CREATE|IN_DELETE|
+        // IN_DELETE_SELF|IN_MOVE_SELF, IN_ONLYDIR|IN_DONT_FOLLOW|IN_EXCL_UNLINK.
+        assert_eq!(CHANGE_MASK.bits(), 0x0700_0fce);
+        for read_only in [WatchMask::OPEN, WatchMask::ACCESS, WatchMask::CLOSE_NOWRITE] {
+            assert!(!CHANGE_MASK.intersects(read_only));
+        }
     }
 
     #[test]
-    fn parses_records_with_and_without_names() {
-        let mut buf = record(1, libc::IN_CREATE, "a.md");
-        buf.extend(record(2, libc::IN_DELETE_SELF, ""));
-        buf.extend(record(
-            1,
-            libc::IN_MOVED_TO | libc::IN_ISDIR,
-            "a-much-longer-name",
-        ));
-        let events = parse(&buf);
-        let got: Vec<_> = events
-            .iter()
-            .map(|e| {
-                (
-                    e.wd,
-                    e.mask,
-                    e.name.map(|n| n.to_string_lossy().into_owned()),
-                )
-            })
-            .collect();
+    fn writes_renames_and_deletes_come_out_as_notify_events_and_reads_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        std::fs::write(root.join("old.md"), "x").unwrap();
+        let (tx, rx) = mpsc::channel();
+        let mut watcher = InotifyWatcher::new(tx, notify::Config::default()).unwrap();
+        watcher.watch(&root, RecursiveMode::NonRecursive).unwrap();
+        let _ = std::fs::read(root.join("old.md")).unwrap();
+        std::fs::write(root.join("a.md"), "a").unwrap();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::rename(root.join("old.md"), root.join("new.md")).unwrap();
+        std::fs::remove_file(root.join("a.md")).unwrap();
+        let mut seen = Vec::new();
+        while let Ok(event) = rx.recv_timeout(Duration::from_secs(2)) {
+            let event = event.unwrap();
+            seen.push((event.kind, event.paths[0].clone()));
+            if event.kind == EventKind::Remove(RemoveKind::File) {
+                break;
+            }
+        }
+        let f = |name: &str| root.join(name);
+        let kinds = |name: &str| -> Vec<EventKind> {
+            seen.iter()
+                .filter(|(_, p)| p == &f(name))
+                .map(|(k, _)| *k)
+                .collect()
+        };
         assert_eq!(
-            got,
+            kinds("a.md"),
             vec![
-                (1, libc::IN_CREATE, Some("a.md".into())),
-                (2, libc::IN_DELETE_SELF, None),
-                (
-                    1,
-                    libc::IN_MOVED_TO | libc::IN_ISDIR,
-                    Some("a-much-longer-name".into())
-                ),
+                EventKind::Create(CreateKind::File),
+                EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Any)),
+                EventKind::Access(notify::event::AccessKind::Close(
+                    notify::event::AccessMode::Write
+                )),
+                EventKind::Remove(RemoveKind::File),
             ]
         );
-    }
-
-    #[test]
-    fn the_mask_has_no_read_only_events() {
-        for read_only in [libc::IN_OPEN, libc::IN_ACCESS, libc::IN_CLOSE_NOWRITE] {
-            assert_eq!(CHANGE_MASK & read_only, 0);
-        }
+        assert_eq!(kinds("sub"), vec![EventKind::Create(CreateKind::Folder)]);
+        assert_eq!(
+            kinds("old.md"),
+            vec![EventKind::Modify(ModifyKind::Name(RenameMode::From))],
+            "the read before made no event"
+        );
+        assert_eq!(
+            kinds("new.md"),
+            vec![EventKind::Modify(ModifyKind::Name(RenameMode::To))]
+        );
+        watcher.unwatch(&root).unwrap();
+        assert!(watcher.unwatch(&root).is_err());
     }
 }

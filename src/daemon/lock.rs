@@ -6,9 +6,10 @@
 //! (re)started meanwhile waits for it ([`try_acquire`] in a loop, see `daemon::run`)
 //! instead of exiting: the service manager would not restart it.
 
+use rustix::fs::{FlockOperation, flock};
+use rustix::io::Errno;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Who takes the lock.
@@ -47,18 +48,39 @@ impl Holder {
     }
 }
 
-/// Take the lock or say who holds it (a one-shot command's entry point).
-pub fn acquire(state_dir: &Path) -> Result<InstanceLock, String> {
-    match try_acquire(state_dir, Role::OneShot)? {
-        Ok(lock) => Ok(lock),
-        Err(holder) => Err(holder.already_running()),
+/// Why the lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("{}", .0.already_running())]
+    Held(Holder),
+    #[error("cannot {doing} {}: {source}", .path.display())]
+    Unusable {
+        doing: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn unusable(doing: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LockError {
+    let path = path.to_path_buf();
+    move |source| LockError::Unusable {
+        doing,
+        path,
+        source,
     }
 }
 
+/// Take the lock or say who holds it (a one-shot command's entry point).
+pub fn acquire(state_dir: &Path) -> Result<InstanceLock, LockError> {
+    try_acquire(state_dir, Role::OneShot)?.map_err(LockError::Held)
+}
+
 /// One attempt: the lock, or who holds it; `Err` when the file cannot be used at all.
-pub fn try_acquire(state_dir: &Path, role: Role) -> Result<Result<InstanceLock, Holder>, String> {
-    std::fs::create_dir_all(state_dir)
-        .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+pub fn try_acquire(
+    state_dir: &Path,
+    role: Role,
+) -> Result<Result<InstanceLock, Holder>, LockError> {
+    std::fs::create_dir_all(state_dir).map_err(unusable("create", state_dir))?;
     let path = state_dir.join("devlogd.lock");
     let opened = std::fs::OpenOptions::new()
         .read(true)
@@ -72,18 +94,15 @@ pub fn try_acquire(state_dir: &Path, role: Role) -> Result<Result<InstanceLock, 
         // (without the pid); the worker then says what is read-only.
         Err(e)
             if e.kind() == std::io::ErrorKind::PermissionDenied
-                || e.raw_os_error() == Some(libc::EROFS) =>
+                || Errno::from_io_error(&e) == Some(Errno::ROFS) =>
         {
-            File::open(&path).map_err(|_| format!("cannot open {}: {e}", path.display()))?
+            File::open(&path).map_err(|_| unusable("open", &path)(e))?
         }
-        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+        Err(e) => return Err(unusable("open", &path)(e)),
     };
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-            return Err(format!("cannot lock {}: {err}", path.display()));
+    if let Err(errno) = flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        if errno != Errno::WOULDBLOCK {
+            return Err(unusable("lock", &path)(errno.into()));
         }
         let mut text = String::new();
         let _ = file.read_to_string(&mut text);
@@ -124,6 +143,7 @@ mod tests {
             acquire(dir.path())
                 .err()
                 .unwrap()
+                .to_string()
                 .contains(&format!("already running, pid {}", std::process::id()))
         );
         drop(held);

@@ -189,8 +189,24 @@ enum Msg {
     Stop,
 }
 
+/// Why the watch cannot start (the daemon says it and exits: nothing to back up).
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot watch {}: it is missing or not a directory", .0.display())]
+    NoRoot(PathBuf),
+    #[error("cannot watch {}: {why}", .root.display())]
+    Root { root: PathBuf, why: String },
+    #[error("cannot start the watcher thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// No watcher could be made (an inotify instance, an FSEvents stream).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the filesystem watcher: {0}")]
+struct WatcherUnavailable(notify::Error);
+
 /// Watch `root` (resolved) and the directories `filter` accepts, feeding `sink`.
-pub fn start(root: &Path, filter: &Filter, sink: Arc<EventSink>) -> Result<Watch, String> {
+pub fn start(root: &Path, filter: &Filter, sink: Arc<EventSink>) -> Result<Watch, WatchError> {
     let (tx, rx) = mpsc::channel();
     let mut manager = Manager {
         root: root.to_path_buf(),
@@ -221,28 +237,25 @@ pub fn start(root: &Path, filter: &Filter, sink: Arc<EventSink>) -> Result<Watch
         // leave the journal without a backup: the service manager does not restart exit 2.
         manager.watcher = None;
         if resolve(root).is_none() {
-            return Err(format!(
-                "cannot watch {}: it is missing or not a directory",
-                root.display()
-            ));
+            return Err(WatchError::NoRoot(root.to_path_buf()));
         }
         manager.limited = Some(instance_limit_message(&e));
     } else {
         if manager.real.is_none() {
-            return Err(format!(
-                "cannot watch {}: it is missing or not a directory",
-                root.display()
-            ));
+            return Err(WatchError::NoRoot(root.to_path_buf()));
         }
         if let Some(e) = &manager.root_error {
-            return Err(format!("cannot watch {}: {e}", root.display()));
+            return Err(WatchError::Root {
+                root: root.to_path_buf(),
+                why: e.clone(),
+            });
         }
     }
     let limited = manager.limited.clone();
     std::thread::Builder::new()
         .name("devlogd-watch".into())
         .spawn(move || manager.run(rx))
-        .map_err(|e| format!("cannot start the watcher thread: {e}"))?;
+        .map_err(WatchError::Thread)?;
     Ok(Watch {
         manager: tx,
         limited,
@@ -322,7 +335,7 @@ impl Manager {
 
     /// A fresh watcher on the root as it resolves now: the root, the accepted directories
     /// below it, and its parents. A missing root is recorded, not an error.
-    fn arm(&mut self) -> Result<(), String> {
+    fn arm(&mut self) -> Result<(), WatcherUnavailable> {
         self.generation += 1;
         self.watcher = None; // closes the old inotify instance and its watches
         self.watched.clear();
@@ -342,7 +355,7 @@ impl Manager {
             },
             config,
         )
-        .map_err(|e| format!("cannot start the filesystem watcher: {e}"))?;
+        .map_err(WatcherUnavailable)?;
         self.watcher = Some(watcher);
         let resolved = resolve(&self.root);
         let mut parents: Vec<PathBuf> = self
@@ -728,7 +741,7 @@ impl Manager {
 /// when the returned handle is dropped. `None` where `/proc/self/mountinfo` cannot be
 /// polled (not Linux): the manager then checks by the clock.
 fn watch_mounts(tx: mpsc::Sender<Msg>) -> Option<std::os::unix::net::UnixStream> {
-    use std::os::fd::AsRawFd;
+    use rustix::event::{PollFd, PollFlags, poll};
     if !cfg!(target_os = "linux") {
         return None;
     }
@@ -739,30 +752,20 @@ fn watch_mounts(tx: mpsc::Sender<Msg>) -> Option<std::os::unix::net::UnixStream>
         .spawn(move || {
             loop {
                 let mut fds = [
-                    libc::pollfd {
-                        fd: mountinfo.as_raw_fd(),
-                        events: libc::POLLPRI,
-                        revents: 0,
-                    },
-                    libc::pollfd {
-                        fd: stopped.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    },
+                    PollFd::new(&mountinfo, PollFlags::PRI),
+                    PollFd::new(&stopped, PollFlags::IN),
                 ];
-                // SAFETY: two valid pollfds we own; it sleeps until the mount table
-                // changes (POLLPRI|POLLERR, reset by this very poll) or we are stopped.
-                let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-                if n < 0 {
-                    if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                        continue;
-                    }
+                // It sleeps until the mount table changes (POLLPRI|POLLERR, reset by this
+                // very poll) or we are stopped.
+                match poll(&mut fds, None) {
+                    Ok(_) => {}
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => return,
+                }
+                if !fds[1].revents().is_empty() {
                     return;
                 }
-                if fds[1].revents != 0 {
-                    return;
-                }
-                if fds[0].revents & (libc::POLLPRI | libc::POLLERR) != 0
+                if fds[0].revents().intersects(PollFlags::PRI | PollFlags::ERR)
                     && tx.send(Msg::MountsChanged).is_err()
                 {
                     return;
@@ -824,7 +827,7 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
 }
 
 /// What to tell the user when no watcher can be created at all (no inotify instance).
-fn instance_limit_message(error: &str) -> String {
+fn instance_limit_message(error: &WatcherUnavailable) -> String {
     format!(
         "{error}: no inotify instance is available (fs.inotify.max_user_instances reached?), so changes are found by a scan every minute instead, and the watcher is retried every few seconds. Fix: sudo sysctl fs.inotify.max_user_instances=1024 (and add that setting to /etc/sysctl.d/90-devlogd.conf to keep it)"
     )

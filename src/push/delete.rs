@@ -37,7 +37,8 @@ fn gone(root: &Path, rel: &str) -> bool {
     match std::fs::symlink_metadata(root.join(rel)) {
         Ok(_) => false,
         Err(e) => {
-            e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
+            e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
         }
     }
 }
@@ -178,11 +179,11 @@ pub(super) struct Deleter<'a> {
 /// then nothing is tried, not even the history copy.
 fn sas_cannot_delete(remote: &dyn Remote) -> Option<String> {
     let sas = remote.features().sas?;
-    let permissions = sas.permissions?;
+    let permissions = sas.permissions.as_deref()?;
     (!permissions.contains('d')).then(|| {
         format!(
             "the SAS lacks delete permission (sp={})",
-            crate::redact::printable(&permissions)
+            crate::redact::printable(permissions)
         )
     })
 }

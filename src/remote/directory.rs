@@ -24,8 +24,9 @@ use super::content::Content;
 use super::{Precondition, Put, PutOutcome, Remote, RemoteBlob, RemoteError, Sink};
 use crate::fsutil::{self, Beneath};
 use async_trait::async_trait;
+use rustix::fs::{FlockOperation, OFlags, flock};
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -108,13 +109,14 @@ fn shown(path: &Path) -> String {
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> RemoteError {
     let message = format!("cannot {what} {}: {e}", shown(path));
+    use rustix::io::Errno;
     let outage = matches!(
-        e.raw_os_error(),
-        Some(libc::EIO | libc::ENOTCONN | libc::ESTALE | libc::EHOSTDOWN | libc::ETIMEDOUT)
+        Errno::from_io_error(&e),
+        Some(Errno::IO | Errno::NOTCONN | Errno::STALE | Errno::HOSTDOWN | Errno::TIMEDOUT)
     ) || e.kind() == std::io::ErrorKind::NotConnected;
     if outage {
         RemoteError::Unreachable { message }
-    } else if e.raw_os_error() == Some(libc::ELOOP) {
+    } else if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
         RemoteError::Permanent {
             message: format!(
                 "cannot {what} {}: a symlink is in the way (the directory remote never follows symlinks; remove it)",
@@ -361,7 +363,10 @@ fn delete_blocking(root: &Beneath, name: &str, only_if: &Precondition) -> Result
     let (parent_rel, file_name) = split(name);
     let parent = match root.open_dir(parent_rel, false) {
         Ok(p) => p,
-        Err(e) if fsutil::is_gone(&e) || e.raw_os_error() == Some(libc::ENOTDIR) => {
+        Err(e)
+            if fsutil::is_gone(&e)
+                || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) =>
+        {
             return Ok(());
         }
         Err(e) => return Err(io_error("open", &root.path().join(parent_rel), e)),
@@ -405,14 +410,14 @@ impl TempFile {
         loop {
             let name = format!("{:032x}", rand::random::<u128>());
             let fd =
-                match dir.open_here(&name, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600) {
+                match dir.open_here(&name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL, 0o600) {
                     Ok(fd) => fd,
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                     Err(e) => return Err(e),
                 };
-            // SAFETY: flock on a descriptor we own. Held until the file is closed, it tells
-            // a later cleaner that this file is still being written.
-            unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            // Held until the file is closed, it tells a later cleaner that this file is
+            // still being written.
+            let _ = flock(&fd, FlockOperation::NonBlockingLockExclusive);
             return Ok(TempFile {
                 dir,
                 name,
@@ -438,11 +443,10 @@ fn remove_stale_temps(root: &Beneath) -> usize {
     };
     let mut removed = 0;
     for name in dir.names().unwrap_or_default() {
-        let Ok(fd) = dir.open_here(&name, libc::O_RDONLY | libc::O_NONBLOCK, 0) else {
+        let Ok(fd) = dir.open_here(&name, OFlags::RDONLY | OFlags::NONBLOCK, 0) else {
             continue;
         };
-        // SAFETY: flock on a descriptor we own.
-        let free = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        let free = flock(&fd, FlockOperation::NonBlockingLockExclusive).is_ok();
         if free && dir.unlink_here(&name).is_ok() {
             removed += 1;
         }
@@ -460,18 +464,15 @@ impl DirLock {
         // Never through a symlink, never blocking on a FIFO put in its place.
         let fd = root.open_here(
             LOCK_FILE,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_NONBLOCK,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::NONBLOCK,
             0o600,
         )?;
         let file = std::fs::File::from(fd);
         if !file.metadata()?.file_type().is_file() {
-            return Err(std::io::Error::from_raw_os_error(libc::ENXIO));
+            return Err(std::io::Error::from(rustix::io::Errno::NXIO));
         }
         let fd = OwnedFd::from(file);
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        flock(&fd, FlockOperation::LockExclusive)?;
         Ok(DirLock { _fd: fd })
     }
 }
@@ -752,71 +753,34 @@ impl Remote for DirectoryRemote {
     }
 }
 
-/// Extended attributes through libc, on open descriptors; every failure means "no
+/// Extended attributes on open descriptors (Linux and macOS); every failure means "no
 /// attribute".
 mod xattr {
-    use std::os::fd::AsRawFd;
-
     pub fn set(file: &std::fs::File, name: &str, value: &str) {
-        let Ok(name) = std::ffi::CString::new(name) else {
-            return;
-        };
-        // SAFETY: valid fd, NUL-terminated name, value pointer and length from a &str.
-        unsafe {
-            #[cfg(target_os = "linux")]
-            libc::fsetxattr(
-                file.as_raw_fd(),
-                name.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            );
-            #[cfg(target_os = "macos")]
-            libc::fsetxattr(
-                file.as_raw_fd(),
-                name.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-                0,
-            );
-        }
+        #[cfg(any(target_os = "linux", target_os = "macos"))]
+        let _ = rustix::fs::fsetxattr(
+            file,
+            name,
+            value.as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        );
+        #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+        let _ = (file, name, value);
     }
 
     pub fn get(file: &std::fs::File, name: &str) -> Option<String> {
-        let name = std::ffi::CString::new(name).ok()?;
         let mut buf = [0u8; 256];
-        // SAFETY: valid fd, NUL-terminated name; the buffer's pointer and length match.
-        let n = unsafe {
-            #[cfg(target_os = "linux")]
-            {
-                libc::fgetxattr(
-                    file.as_raw_fd(),
-                    name.as_ptr(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                )
-            }
-            #[cfg(target_os = "macos")]
-            {
-                libc::fgetxattr(
-                    file.as_raw_fd(),
-                    name.as_ptr(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    0,
-                )
-            }
-            #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-            {
-                -1isize
-            }
+        #[cfg(any(target_os = "linux", target_os = "macos"))]
+        let n = rustix::fs::fgetxattr(file, name, &mut buf[..]).ok()?;
+        #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+        let n = {
+            let _ = (file, name);
+            0
         };
-        if n <= 0 {
+        if n == 0 {
             return None;
         }
-        String::from_utf8(buf[..n as usize].to_vec()).ok()
+        String::from_utf8(buf[..n].to_vec()).ok()
     }
 }
 

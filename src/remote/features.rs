@@ -14,7 +14,7 @@ pub struct Features<'a> {
     /// concurrency adapts to the path); `None` for local ones.
     pub limiter: Option<&'a Limiter>,
     /// The SAS token in use, as far as it can be read without the service.
-    pub sas: Option<SasInfo>,
+    pub sas: Option<&'a SasInfo>,
     /// What the remote created on the way, for remotes that create their container.
     pub created: Option<&'a Created>,
 }

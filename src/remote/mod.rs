@@ -17,6 +17,7 @@ pub mod limit;
 pub mod memory;
 pub mod retry;
 pub mod timeouts;
+pub mod tls;
 
 /// Azure's credentials, where the front ends and tests have always found them.
 pub use azure::credential;

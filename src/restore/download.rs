@@ -17,24 +17,17 @@ pub struct Expected {
 }
 
 /// Why a download was not accepted.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
     /// The request failed (after the retry policy).
+    #[error("cannot download: {0}")]
     Remote(RemoteError),
     /// The bytes are not what the listing promised; nothing may be placed.
+    #[error("{0}")]
     Mismatch(String),
     /// The blob is gone since the listing.
+    #[error("the blob disappeared from the remote meanwhile")]
     Gone,
-}
-
-impl std::fmt::Display for DownloadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DownloadError::Remote(e) => write!(f, "cannot download: {e}"),
-            DownloadError::Mismatch(m) => f.write_str(m),
-            DownloadError::Gone => f.write_str("the blob disappeared from the remote meanwhile"),
-        }
-    }
 }
 
 /// A sink that refuses a byte past `limit` and hashes what it passes on.

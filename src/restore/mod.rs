@@ -442,6 +442,35 @@ fn sync_renames(dest: &Beneath) {
     dest.sync();
 }
 
+/// Why [`fetch_new`] wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0} is not a safe local name")]
+    UnsafeName(String),
+    #[error("{0} has no MD5 to verify it with; not fetched")]
+    NoMd5(String),
+    #[error("{0} already exists: left as it is (move it away to fetch again)")]
+    Exists(String),
+    #[error("{0} is no longer on the remote")]
+    Gone(String),
+    #[error("{blob}: {source}")]
+    Download {
+        blob: String,
+        source: download::DownloadError,
+    },
+    /// `doing` names the step: "open its directory", "check NAME", "write NAME".
+    #[error("cannot {doing}: {source}")]
+    Local {
+        doing: String,
+        source: std::io::Error,
+    },
+}
+
+fn local(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> FetchError {
+    let doing = doing.into();
+    move |source| FetchError::Local { doing, source }
+}
+
 /// Download `blob` to the new file `to_rel` below `dest`: checked against what the listing
 /// gave (`expected`; a blob listed without an MD5 is refused) and put in place with a
 /// no-replace rename, never over an existing file. The bytes written.
@@ -452,25 +481,23 @@ pub async fn fetch_new(
     expected: Expected,
     to_rel: &str,
     retry: RetryPolicy,
-) -> Result<u64, String> {
+) -> Result<u64, FetchError> {
     if !safe(to_rel) {
-        return Err(format!("{to_rel} is not a safe local name"));
+        return Err(FetchError::UnsafeName(to_rel.to_string()));
     }
     if expected.md5.is_none() {
-        return Err(format!("{blob} has no MD5 to verify it with; not fetched"));
+        return Err(FetchError::NoMd5(blob.to_string()));
     }
     let (parent_rel, name) = split(to_rel);
     let parent = dest
         .open_dir(parent_rel, true)
-        .map_err(|e| format!("cannot open its directory: {e}"))?;
-    let exists = || format!("{to_rel} already exists: left as it is (move it away to fetch again)");
+        .map_err(local("open its directory"))?;
     match parent.open_file(name) {
-        Ok(_) => return Err(exists()),
+        Ok(_) => return Err(FetchError::Exists(to_rel.to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot check {to_rel}: {e}")),
+        Err(e) => return Err(local(format!("check {to_rel}"))(e)),
     }
-    let (tmp_name, file) =
-        temp::create(&parent, ".devlogd-fetch-").map_err(|e| format!("cannot write: {e}"))?;
+    let (tmp_name, file) = temp::create(&parent, ".devlogd-fetch-").map_err(local("write"))?;
     // Unlinked on every way out; the file stays only under its new name.
     let mut tmp = temp::TempName {
         dir: &parent,
@@ -480,16 +507,18 @@ pub async fn fetch_new(
     download::download_checked(remote, retry, blob, expected, &file)
         .await
         .map_err(|e| match e {
-            download::DownloadError::Gone => format!("{blob} is no longer on the remote"),
-            e => format!("{blob}: {e}"),
+            download::DownloadError::Gone => FetchError::Gone(blob.to_string()),
+            source => FetchError::Download {
+                blob: blob.to_string(),
+                source,
+            },
         })?;
-    file.sync_all()
-        .map_err(|e| format!("cannot write {to_rel}: {e}"))?;
+    file.sync_all().map_err(local(format!("write {to_rel}")))?;
     place::rename_new(&parent, &tmp_name, name).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            exists()
+            FetchError::Exists(to_rel.to_string())
         } else {
-            format!("cannot write {to_rel}: {e}")
+            local(format!("write {to_rel}"))(e)
         }
     })?;
     tmp.placed = true;
@@ -555,7 +584,9 @@ fn look(dest: &Beneath, rel: &str) -> Result<Option<([u8; 16], std::fs::Metadata
             Ok(Some((md5, f.metadata().map_err(failed)?)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+        Err(e) if rustix::io::Errno::from_io_error(&e) == Some(rustix::io::Errno::NOTDIR) => {
+            Ok(None)
+        }
         Err(e) => Err(failed(e)),
     }
 }

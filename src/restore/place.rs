@@ -67,7 +67,12 @@ pub fn rename_new(dir: &Beneath, from: &str, to: &str) -> std::io::Result<()> {
 pub fn seen_now(dir: &Beneath, name: &str) -> std::io::Result<Option<Seen>> {
     match dir.open_file(name) {
         Ok(f) => Ok(Some(Seen::of(&f.metadata()?))),
-        Err(e) if crate::fsutil::is_gone(&e) || e.raw_os_error() == Some(libc::ENOTDIR) => Ok(None),
+        Err(e)
+            if crate::fsutil::is_gone(&e)
+                || rustix::io::Errno::from_io_error(&e) == Some(rustix::io::Errno::NOTDIR) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }

@@ -4,7 +4,7 @@
 //! sweep (the next restore, the daemon's full pass) removes only those a dead process left.
 
 use crate::fsutil::Beneath;
-use rustix::fs::{FlockOperation, flock};
+use rustix::fs::{FlockOperation, OFlags, flock};
 
 /// The prefixes of our temporary files.
 pub const PREFIXES: [&str; 2] = [".devlogd-restore-", ".devlogd-fetch-"];
@@ -14,7 +14,7 @@ pub const PREFIXES: [&str; 2] = [".devlogd-restore-", ".devlogd-fetch-"];
 pub fn create(parent: &Beneath, prefix: &str) -> std::io::Result<(String, std::fs::File)> {
     loop {
         let name = format!("{prefix}{:016x}", rand::random::<u64>());
-        match parent.open_here(&name, libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600) {
+        match parent.open_here(&name, OFlags::RDWR | OFlags::CREATE | OFlags::EXCL, 0o600) {
             Ok(fd) => {
                 let file = std::fs::File::from(fd);
                 // Held until the file is closed: it tells a live writer's file from a dead
@@ -106,7 +106,7 @@ pub fn sweep_root(root: &std::path::Path) -> u64 {
 
 /// Unlink `name` if it is a regular file nobody holds locked.
 fn remove_if_stale(dir: &Beneath, name: &str) -> bool {
-    let Ok(fd) = dir.open_here(name, libc::O_RDONLY | libc::O_NONBLOCK, 0) else {
+    let Ok(fd) = dir.open_here(name, OFlags::RDONLY | OFlags::NONBLOCK, 0) else {
         return false;
     };
     let file = std::fs::File::from(fd);

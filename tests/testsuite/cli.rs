@@ -231,3 +231,30 @@ fn json_commands_print_one_object_on_failure_too() {
         mirror.join("a.md").exists().then_some(())
     });
 }
+
+/// `devlog` is the `devlogd` binary under another name: the small `devlog` runs the
+/// `devlogd` beside it as `devlog` (whatever it is called), and only that one.
+#[test]
+fn devlog_runs_the_devlogd_beside_it_and_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let alone = dir.path().join("devlog");
+    std::fs::copy(env!("CARGO_BIN_EXE_devlog"), &alone).unwrap();
+    let out = Command::new(&alone).arg("--version").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot run {}",
+            dir.path().join("devlogd").display()
+        )) && stderr.contains("install both"),
+        "{stderr}"
+    );
+
+    // A link with another name still runs the journal command line.
+    let link = dir.path().join("dl");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_devlog"), &link).unwrap();
+    let out = Command::new(&link).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(help.contains("Usage: devlog "), "{help}");
+}

@@ -305,6 +305,7 @@ fn resolve_entra(
     auth: AuthMode,
     lookup: &Lookup<'_>,
 ) -> Result<Credential, RemoteError> {
+    crate::remote::tls::install_crypto_provider();
     if location.endpoint.scheme() != "https" {
         return Err(permanent(format!(
             "Entra ID tokens are only sent over https, but remote.url is {}: use an https:// URL, or a SAS or account key for an emulator",
@@ -514,7 +515,11 @@ mod tests {
         std::fs::write(&path, "A=b\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = check_private(&path).unwrap_err();
-        assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("chmod 600 {}", path.display())),
+            "{e}"
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(check_private(&path).is_ok());
         assert!(check_private(&dir.path().join("absent")).is_ok());

@@ -88,10 +88,13 @@ pub struct AzureRemote {
     created: Created,
     /// Every request to the service goes through it (one attempt per permit).
     limiter: Arc<Limiter>,
+    /// What the SAS in use says about itself, read once ([`Features::sas`]).
+    sas: Option<sas::SasInfo>,
 }
 
 impl AzureRemote {
     pub fn new(location: &AzureLocation, credential: Credential) -> Result<Self, RemoteError> {
+        crate::remote::tls::install_crypto_provider();
         let shared_key = match &credential {
             Credential::SharedKey { account, key, .. } => Some(
                 SharedKey::new(account, key.expose()).map_err(|e| RemoteError::Permanent {
@@ -142,8 +145,13 @@ impl AzureRemote {
             Some(container_options),
         )
         .map_err(map_error)?;
+        let sas = match &credential {
+            Credential::Sas { token, .. } => Some(sas::SasInfo::parse(token.expose())),
+            _ => None,
+        };
         Ok(AzureRemote {
             location: location.clone(),
+            sas,
             credential,
             container_url,
             blob_options,
@@ -202,7 +210,14 @@ impl AzureRemote {
         if *created {
             return Ok(());
         }
-        match self.container.create(None).await {
+        let answer = self
+            .send(
+                timeouts::ANSWER,
+                Timing::Sample,
+                self.container.create(None),
+            )
+            .await?;
+        match answer {
             Ok(_) => {
                 tracing::info!(container = %self.container_url, "created the container");
                 self.created.note(&self.location.container);
@@ -327,7 +342,7 @@ impl Remote for AzureRemote {
     fn features(&self) -> Features<'_> {
         Features {
             limiter: Some(&self.limiter),
-            sas: self.sas(),
+            sas: self.sas.as_ref(),
             created: Some(&self.created),
         }
     }
@@ -496,9 +511,10 @@ impl Remote for AzureRemote {
             Err(e) if is_permission_mismatch(&e) => Err(RemoteError::Auth {
                 message: format!(
                     "the SAS lacks delete permission (sp={}): deletes and history pruning need d (HTTP 403 AuthorizationPermissionMismatch)",
-                    self.sas()
-                        .and_then(|s| s.permissions)
-                        .unwrap_or_else(|| "?".into())
+                    self.sas
+                        .as_ref()
+                        .and_then(|s| s.permissions.as_deref())
+                        .unwrap_or("?")
                 ),
             }),
             Err(e) => match map_error(e) {
@@ -513,13 +529,6 @@ impl Remote for AzureRemote {
 
 impl AzureRemote {
     /// The SAS token in use, as far as it can be read without the service.
-    fn sas(&self) -> Option<sas::SasInfo> {
-        match &self.credential {
-            Credential::Sas { token, .. } => Some(sas::SasInfo::parse(token.expose())),
-            _ => None,
-        }
-    }
-
     /// `history_name` exists: it holds the version `etag` of `name` if its content is that
     /// version's (a name derived from an ETag can be taken by a co-writer's blob, and then
     /// the version is not kept: an error, so nothing replaces it).

@@ -65,7 +65,9 @@ pub(super) async fn within<T>(
 }
 
 /// What one attempt says about the path: no answer in time, pushback and connection
-/// failures slow the limiter down; any other answer (404, 412, …) is an answer.
+/// failures slow the limiter down; any other answer (404, 412, 403, …) is an answer — the
+/// path carried it promptly, whatever it says; an attempt that never reached the service
+/// (no Entra ID token) says nothing about the path.
 fn answer_outcome<T>(attempt: &Result<azure_core::Result<T>, RemoteError>) -> Outcome {
     let error = match attempt {
         Err(_) => return Outcome::Overloaded { retry_after: None },
@@ -85,5 +87,54 @@ fn answer_outcome<T>(attempt: &Result<azure_core::Result<T>, RemoteError>) -> Ou
         ErrorKind::HttpResponse { .. } => Outcome::Answered,
         // No answer at all (an Entra ID token not had, a request not built).
         _ => Outcome::Neutral,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use azure_core::http::StatusCode;
+
+    fn http(status: StatusCode) -> Result<azure_core::Result<()>, RemoteError> {
+        Ok(Err(azure_core::Error::with_message(
+            ErrorKind::HttpResponse {
+                status,
+                error_code: None,
+                raw_response: None,
+            },
+            "answer",
+        )))
+    }
+
+    #[test]
+    fn the_limiter_hears_pushback_answers_and_silence_apart() {
+        let overloaded = |o: Outcome| matches!(o, Outcome::Overloaded { .. });
+        assert!(matches!(answer_outcome(&Ok(Ok(()))), Outcome::Answered));
+        for status in [
+            StatusCode::Forbidden,
+            StatusCode::NotFound,
+            StatusCode::PreconditionFailed,
+        ] {
+            assert!(
+                matches!(answer_outcome(&http(status)), Outcome::Answered),
+                "{status}"
+            );
+        }
+        for status in [StatusCode::TooManyRequests, StatusCode::ServiceUnavailable] {
+            assert!(overloaded(answer_outcome(&http(status))), "{status}");
+        }
+        let timed_out: Result<azure_core::Result<()>, RemoteError> =
+            Err(timed_out(Duration::from_secs(1)));
+        assert!(overloaded(answer_outcome(&timed_out)));
+        let refused = Ok(Err(azure_core::Error::with_message(
+            ErrorKind::Io,
+            "refused",
+        )));
+        assert!(overloaded(answer_outcome::<()>(&refused)));
+        let no_token = Ok(Err(azure_core::Error::with_message(
+            ErrorKind::Credential,
+            "no token",
+        )));
+        assert!(matches!(answer_outcome::<()>(&no_token), Outcome::Neutral));
     }
 }

@@ -19,7 +19,8 @@ pub struct BadAccountKey;
 
 pub struct SharedKey {
     account: String,
-    key: Vec<u8>,
+    /// Zeroed when the signer (and so the request policy holding it) is dropped.
+    key: zeroize::Zeroizing<Vec<u8>>,
 }
 
 impl std::fmt::Debug for SharedKey {
@@ -37,7 +38,7 @@ impl SharedKey {
         let key = BASE64.decode(key_b64.trim()).map_err(|_| BadAccountKey)?;
         Ok(SharedKey {
             account: account.to_string(),
-            key,
+            key: zeroize::Zeroizing::new(key),
         })
     }
 
