@@ -16,10 +16,11 @@
 //! 6. scan
 //! 7. plan, sync
 //! 8. conflicts, push, restore
-//! 9. protocol, session, verify
-//! 10. verdict
-//! 11. daemon, ui
-//! 12. commands
+//! 9. pull, session, verify
+//! 10. protocol
+//! 11. verdict
+//! 12. daemon, ui
+//! 13. commands
 
 pub mod blobname;
 pub mod commands;
@@ -36,6 +37,7 @@ pub mod machine;
 pub mod names;
 pub mod plan;
 pub mod protocol;
+pub mod pull;
 pub mod push;
 pub mod redact;
 pub mod remote;

@@ -57,6 +57,10 @@ pub struct Rules<'a> {
     /// Hash every file, whatever its stat says (`--checksum`; paths the watcher saw
     /// written, whose stat may have been put back).
     pub checksum: bool,
+    /// Two-way sync: a blob gone from the remote while the local file is the version the
+    /// index knows was deleted by another machine; the pull deletes it here, the push
+    /// never uploads it again.
+    pub two_way: bool,
 }
 
 /// Decide for one file. `hash` returns the file's MD5; it is called at most once.
@@ -165,6 +169,14 @@ pub fn decide(
         }
         // --all: the listing is checked as well.
         (None, RemoteView::Missing) => Ok(upload(UploadReason::New, Precondition::IfAbsent)),
+        (Some(k), RemoteView::Missing) if rules.two_way && !k.conflict => {
+            let md5 = if stat_same { k.md5 } else { hash()? };
+            Ok(if md5 == k.md5 {
+                Decision::Unchanged
+            } else {
+                upload(UploadReason::Changed, Precondition::IfAbsent)
+            })
+        }
         (Some(_), RemoteView::Missing) => Ok(upload(
             UploadReason::MissingOnRemote,
             Precondition::IfAbsent,
@@ -283,6 +295,7 @@ mod tests {
             revisit_conflicts,
             writer: WRITER,
             checksum: false,
+            two_way: false,
         }
     }
 
