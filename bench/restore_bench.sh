@@ -6,6 +6,8 @@
 # devlogd (not measured). Then for BENCH_ROUNDS rounds, alternating which tool goes first,
 # times under /usr/bin/time (wall, user+sys CPU, peak RSS):
 #   devlogd restore   into the empty journal root of a fresh HOME (index rows written)
+#   devlogd pull      the same with two-way sync's pull pass (listing, scan, three-way
+#                     decisions, downloads, index rows)
 #   rclone copy       from the container into an empty directory, default flags; again
 #                     with --transfers 32 --checkers 32
 # Every restored tree is checked to be byte-identical to the source. Prints Markdown tables
@@ -112,12 +114,12 @@ same_tree() { # DIR: "ok" when DIR holds exactly the source's files and bytes
   if diff -r -q "$src" "$1" >/dev/null 2>&1; then echo ok; else echo "tree differs from the source"; fi
 }
 
-restore_with() { # CASE BINARY ROUND
-  local case=$1 bin=$2 r=$3 d=$work/$1-r$3
+restore_with() { # CASE BINARY ROUND [SUBCOMMAND: restore (default) or pull]
+  local case=$1 bin=$2 r=$3 sub=${4:-restore} d=$work/$1-r$3
   setup_home "$d" "$d/journal"
   local cmd=(env -i PATH="$PATH" HOME="$d/home" NO_COLOR=1 AZURE_STORAGE_SAS_TOKEN="$sas"
     XDG_CONFIG_HOME="$d/config" XDG_STATE_HOME="$d/state" XDG_DATA_HOME="$d/data"
-    "$bin" restore --config "$d/devlogd.toml")
+    "$bin" "$sub" --config "$d/devlogd.toml")
   measure "$case" "$r" "${cmd[@]}"
   record "$case" "$r" "$(same_tree "$d/journal")"
   rm -rf "$d"
@@ -125,6 +127,7 @@ restore_with() { # CASE BINARY ROUND
 run_devlogd() {
   if [[ -n $baseline ]] && (($1 % 2 == 0)); then restore_with baseline-restore "$baseline" "$1"; fi
   restore_with devlogd-restore "$devlogd" "$1"
+  restore_with devlogd-pull "$devlogd" "$1" pull
   if [[ -n $baseline ]] && (($1 % 2 == 1)); then restore_with baseline-restore "$baseline" "$1"; fi
 }
 run_rclone() {
@@ -163,7 +166,7 @@ for line in open(path):
     if ok != "ok":
         notes.append(f"round {rnd}, {case}: {ok}")
 med = {c: tuple(statistics.median(r[i] for r in v) for i in range(3)) for c, v in rows.items()}
-labels = [("devlogd-restore", "devlogd restore"), ("baseline-restore", "devlogd restore, baseline build"),
+labels = [("devlogd-restore", "devlogd restore"), ("devlogd-pull", "devlogd pull (two-way sync's pass)"), ("baseline-restore", "devlogd restore, baseline build"),
           ("rclone-copy", "rclone copy (default)"),
           ("rclone32-copy", "rclone copy --transfers 32 --checkers 32")]
 print("| case | runs | wall s (median) | files/s | CPU s (user+sys) | peak RSS MiB |")
@@ -175,7 +178,10 @@ for c, label in labels:
 print()
 print("Speed-up in files/s (devlogd ÷ rclone; above 1: devlogd is faster):")
 print()
-for c, label in labels[1:]:
+for c, label in labels[2:]:
+    if c in med and "devlogd-pull" in med and c != "baseline-restore":
+        print(f"- pull vs {label}: {med[c][0] / med['devlogd-pull'][0]:.2f}× (CPU {med['devlogd-pull'][1] / med[c][1]:.2f}× its)")
+for c, label in labels[2:]:
     if c in med and "devlogd-restore" in med:
         if c == "baseline-restore":
             print(f"- vs the baseline build: {med[c][0] / med['devlogd-restore'][0]:.2f}× (CPU {med['devlogd-restore'][1] / med[c][1]:.2f}× the baseline's)")

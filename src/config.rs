@@ -24,6 +24,7 @@ pub const DEBOUNCE_MS: (u64, u64) = (0, 60_000);
 pub const MAX_DELAY_MS: (u64, u64) = (0, 3_600_000);
 pub const RESCAN_INTERVAL_S: (u64, u64) = (10, 30 * 86_400);
 pub const KEEP_VERSIONS_DAYS: (u64, u64) = (1, 36_500);
+pub const PULL_INTERVAL_S: (u64, u64) = (1, 86_400);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -85,6 +86,19 @@ pub struct RawSync {
     pub on_conflict: Option<OnConflict>,
     pub deletes: Option<Deletes>,
     pub keep_versions_days: Option<u32>,
+    pub mode: Option<SyncMode>,
+    pub pull_interval_s: Option<u64>,
+}
+
+/// `sync.mode`: whether the remote's changes also come down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncMode {
+    /// Push only: the remote is this machine's backup.
+    #[default]
+    Backup,
+    /// Also pull: every machine on the prefix has the whole journal.
+    TwoWay,
 }
 
 /// `sync.concurrency` as written: `"auto"` or a number.
@@ -211,6 +225,9 @@ pub struct SyncConfig {
     pub deletes: Deletes,
     /// Versions in the history area older than this many days are pruned.
     pub keep_versions_days: u32,
+    pub mode: SyncMode,
+    /// Two-way mode: how often the daemon looks for the remote's changes.
+    pub pull_interval: Duration,
 }
 
 /// The platform directories devlogd uses.
@@ -425,6 +442,13 @@ impl Config {
             RESCAN_INTERVAL_S,
             "seconds",
         )?);
+        let pull_interval = Duration::from_secs(bounded(
+            "sync.pull_interval_s",
+            s.pull_interval_s,
+            30,
+            PULL_INTERVAL_S,
+            "seconds",
+        )?);
         Ok(Config {
             file,
             file_exists,
@@ -442,6 +466,8 @@ impl Config {
                 on_conflict: s.on_conflict.unwrap_or_default(),
                 deletes: s.deletes.unwrap_or_default(),
                 keep_versions_days,
+                mode: s.mode.unwrap_or_default(),
+                pull_interval,
             },
             dirs,
         })

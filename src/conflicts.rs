@@ -36,50 +36,7 @@ pub struct ConflictCopy {
     pub when: String,
 }
 
-/// `notes.conflict-HOST-20261122T101500Z-2.md` → (`notes.md`, `HOST`, `2026-11-22T10:15:00Z`).
-pub fn parse_copy_name(name: &str) -> Option<(String, String, String)> {
-    let (dir, file) = match name.rfind('/') {
-        Some(i) => (&name[..=i], &name[i + 1..]),
-        None => ("", name),
-    };
-    let at = file.find(".conflict-")?;
-    let (stem, rest) = (&file[..at], &file[at + ".conflict-".len()..]);
-    // The host may hold '-': the stamp is found by its shape, after a '-'.
-    let bytes = rest.as_bytes();
-    let start = (1..rest.len()).find(|&j| bytes[j - 1] == b'-' && is_stamp(&bytes[j..]))?;
-    let host = &rest[..start - 1];
-    let stamp = &rest[start..start + 16];
-    let mut after = &rest[start + 16..];
-    if let Some(counted) = after.strip_prefix('-') {
-        let digits = counted.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        after = &counted[digits..];
-    }
-    if stem.is_empty() || host.is_empty() || !(after.is_empty() || after.starts_with('.')) {
-        return None;
-    }
-    let when = format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &stamp[0..4],
-        &stamp[4..6],
-        &stamp[6..8],
-        &stamp[9..11],
-        &stamp[11..13],
-        &stamp[13..15]
-    );
-    Some((format!("{dir}{stem}{after}"), host.to_string(), when))
-}
-
-/// `20261122T101500Z`
-fn is_stamp(b: &[u8]) -> bool {
-    b.len() >= 16
-        && b[..8].iter().all(u8::is_ascii_digit)
-        && b[8] == b'T'
-        && b[9..15].iter().all(u8::is_ascii_digit)
-        && b[15] == b'Z'
-}
+pub use crate::names::parse_copy_name;
 
 /// The conflicts in a listing of the remote's current view and the index's flagged paths.
 pub fn find(listing: &[RemoteBlob], flagged: &[String]) -> Vec<Conflict> {

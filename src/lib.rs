@@ -10,16 +10,17 @@
 //!
 //! 1. exit, fsutil, redact
 //! 2. logging, machine, remote
-//! 3. blobname, history, journal, state
+//! 3. blobname, history, journal, names, state
 //! 4. config
 //! 5. filter
 //! 6. scan
-//! 7. plan
+//! 7. plan, sync
 //! 8. conflicts, push, restore
-//! 9. protocol, session, verify
-//! 10. verdict
-//! 11. daemon, ui
-//! 12. commands
+//! 9. pull, session, verify
+//! 10. protocol
+//! 11. verdict
+//! 12. daemon, ui
+//! 13. commands
 
 pub mod blobname;
 pub mod commands;
@@ -33,8 +34,10 @@ pub mod history;
 pub mod journal;
 pub mod logging;
 pub mod machine;
+pub mod names;
 pub mod plan;
 pub mod protocol;
+pub mod pull;
 pub mod push;
 pub mod redact;
 pub mod remote;
@@ -42,6 +45,7 @@ pub mod restore;
 pub mod scan;
 pub mod session;
 pub mod state;
+pub mod sync;
 pub mod ui;
 pub mod verdict;
 pub mod verify;

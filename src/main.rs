@@ -36,6 +36,14 @@ enum Command {
         #[command(flatten)]
         args: commands::restore::RestoreArgs,
     },
+    /// Bring the remote's changes down into the journal root, once (two-way sync's pull
+    /// pass; without the daemon): what changed there is downloaded, what was deleted there
+    /// is deleted here, and a file changed on both sides keeps the remote's version beside
+    /// it as NAME.sync-conflict-DATE-TIME-HOST.EXT.
+    Pull {
+        #[command(flatten)]
+        args: commands::pull::PullArgs,
+    },
     /// The versions of one file on the remote: when written, when replaced, size, MD5, writer.
     History {
         path: String,
@@ -132,6 +140,7 @@ impl Command {
             Command::Push { json, .. }
             | Command::Verify { json }
             | Command::Conflicts { json, .. } => *json,
+            Command::Pull { args } => args.json,
             Command::Ctl { command } => command.json_output(),
             _ => false,
         }
@@ -192,6 +201,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Restore { args } => {
             commands::runtime()?.block_on(commands::restore::run(&config, &args))
+        }
+        Command::Pull { args } => {
+            commands::runtime()?.block_on(commands::pull::run(&config, &args))
         }
         Command::History { path, json } => {
             commands::runtime()?.block_on(commands::history::run(&config, &path, json))

@@ -44,11 +44,6 @@ pub enum Decision {
     Conflict { their_etag: String },
 }
 
-/// A recorded mtime this close (seconds) to the moment it was recorded cannot be trusted:
-/// a same-size write in the same timestamp tick (coarse on HFS+, exFAT, SMB) would look
-/// unchanged. Such rows are hashed once more (git's "racily clean" rule).
-const RACY_SECONDS: i64 = 2;
-
 /// How to decide, beyond the file's own state.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules<'a> {
@@ -62,6 +57,10 @@ pub struct Rules<'a> {
     /// Hash every file, whatever its stat says (`--checksum`; paths the watcher saw
     /// written, whose stat may have been put back).
     pub checksum: bool,
+    /// Two-way sync: a blob gone from the remote while the local file is the version the
+    /// index knows was deleted by another machine; the pull deletes it here, the push
+    /// never uploads it again.
+    pub two_way: bool,
 }
 
 /// Decide for one file. `hash` returns the file's MD5; it is called at most once.
@@ -103,12 +102,8 @@ pub fn decide(
             Precondition::IfMatch(r.etag.clone()),
         ));
     }
-    // The row can be trusted to describe the file: same size, mtime and ctime, and not
-    // recorded so soon after the mtime that a same-tick write could hide.
-    let fresh = known.is_some_and(|k| {
-        let racy = k.mtime_ns.div_euclid(1_000_000_000) >= k.recorded_unix - RACY_SECONDS;
-        k.size == file.size && k.mtime_ns == file.mtime_ns && k.ctime_ns == file.ctime_ns && !racy
-    });
+    // The row can be trusted to describe the file (see `IndexEntry::describes`).
+    let fresh = known.is_some_and(|k| k.describes(file.size, file.mtime_ns, file.ctime_ns));
     // Whether the stat alone may decide, without reading the file.
     let stat_same = fresh && !rules.checksum;
     let refreshed = |k: &IndexEntry, md5: [u8; 16], etag: Option<String>, conflict: bool| {
@@ -174,6 +169,14 @@ pub fn decide(
         }
         // --all: the listing is checked as well.
         (None, RemoteView::Missing) => Ok(upload(UploadReason::New, Precondition::IfAbsent)),
+        (Some(k), RemoteView::Missing) if rules.two_way && !k.conflict => {
+            let md5 = if stat_same { k.md5 } else { hash()? };
+            Ok(if md5 == k.md5 {
+                Decision::Unchanged
+            } else {
+                upload(UploadReason::Changed, Precondition::IfAbsent)
+            })
+        }
         (Some(_), RemoteView::Missing) => Ok(upload(
             UploadReason::MissingOnRemote,
             Precondition::IfAbsent,
@@ -292,6 +295,7 @@ mod tests {
             revisit_conflicts,
             writer: WRITER,
             checksum: false,
+            two_way: false,
         }
     }
 

@@ -59,6 +59,14 @@ pub enum Command {
         #[serde(skip)]
         json: bool,
     },
+    /// Bring the remote's changes down now (sync.mode = "two-way"), then push what that
+    /// leaves to push; waits and prints what came down.
+    Pull {
+        /// Print the pull's report as one JSON object on stdout (also on failure).
+        #[arg(long)]
+        #[serde(skip)]
+        json: bool,
+    },
     /// Stop pushing (changes are still collected).
     Pause,
     // Pause for as long as the connection that asked stays open: the daemon resumes when
@@ -85,7 +93,9 @@ impl Command {
     pub fn json_output(&self) -> bool {
         matches!(
             self,
-            Command::Status { json: true, .. } | Command::Push { json: true, .. }
+            Command::Status { json: true, .. }
+                | Command::Push { json: true, .. }
+                | Command::Pull { json: true }
         )
     }
 }
@@ -107,6 +117,9 @@ pub struct Reply {
     pub status: Option<Box<Status>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<Box<PushReport>>,
+    /// `pull`'s report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<Box<crate::pull::PullReport>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -226,6 +239,12 @@ pub struct WorkerStatus {
     /// Paths whose remote version belongs to another writer (the index's conflict flag).
     #[serde(default)]
     pub conflicts: usize,
+    /// `sync.mode`: whether the daemon also brings the remote's changes down.
+    #[serde(default)]
+    pub mode: crate::config::SyncMode,
+    /// Two-way mode: the last pull pass, once one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_pull: Option<LastPull>,
     /// When the SAS token in use expires (its `se` field), unix seconds.
     #[serde(default)]
     pub credential_expires_unix: Option<i64>,
@@ -247,6 +266,20 @@ impl WorkerStatus {
         self.remote_problem = None;
         self.remote_problem_since_unix = None;
     }
+}
+
+/// The last pull pass, as `ctl status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct LastPull {
+    /// When it ended (unix seconds).
+    pub at_unix: i64,
+    pub downloaded: usize,
+    pub deleted: usize,
+    /// Conflict files it wrote (beside the path both sides changed).
+    pub conflict_files: Vec<String>,
+    /// Why it did not finish, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What kind of place the journal is copied to.
@@ -390,6 +423,7 @@ impl Reply {
             code: crate::exit::OK,
             status: None,
             report: None,
+            pull: None,
             message: Some(message.into()),
         }
     }
@@ -401,6 +435,7 @@ impl Reply {
             code,
             status: None,
             report: None,
+            pull: None,
             message: None,
         }
     }
@@ -416,6 +451,23 @@ impl Reply {
             code,
             status: None,
             report: Some(Box::new(report.clone())),
+            pull: None,
+            message: None,
+        }
+    }
+
+    pub fn with_pull(
+        code: crate::exit::ExitCode,
+        report: Option<crate::pull::PullReport>,
+        error: Option<String>,
+    ) -> Self {
+        Reply {
+            ok: error.is_none(),
+            error,
+            code,
+            status: None,
+            report: None,
+            pull: report.map(Box::new),
             message: None,
         }
     }

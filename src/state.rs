@@ -12,6 +12,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+mod sync;
+pub use sync::{Mode, Origin, SyncInfo};
+
 /// Bump when the table layout changes; older binaries refuse newer files.
 const SCHEMA_VERSION: i64 = 2;
 
@@ -62,6 +65,39 @@ pub struct IndexEntry {
     pub conflict: bool,
     /// When the row was written (unix seconds); set by [`StateIndex::commit`].
     pub recorded_unix: i64,
+}
+
+/// A recorded mtime this close (seconds) to the moment it was recorded cannot be trusted:
+/// a same-size write in the same timestamp tick (coarse on HFS+, exFAT, SMB) would look
+/// unchanged. Such rows are hashed once more (git's "racily clean" rule).
+const RACY_SECONDS: i64 = 2;
+
+impl IndexEntry {
+    /// The row can be trusted to describe a file with this stat without reading it: same
+    /// size, mtime and ctime, and not recorded so soon after the mtime that a same-tick
+    /// write could hide.
+    pub fn describes(&self, size: u64, mtime_ns: i64, ctime_ns: i64) -> bool {
+        let racy = self.mtime_ns.div_euclid(1_000_000_000) >= self.recorded_unix - RACY_SECONDS;
+        self.size == size && self.mtime_ns == mtime_ns && self.ctime_ns == ctime_ns && !racy
+    }
+}
+
+/// The tables of the delete guards' windows (same shape; older binaries ignore them).
+#[derive(Debug, Clone, Copy)]
+enum WindowTable {
+    /// Remote deletes (the push direction).
+    Deletes,
+    /// Local deletes made by a pull (the pull direction).
+    LocalDeletes,
+}
+
+impl WindowTable {
+    fn name(self) -> &'static str {
+        match self {
+            WindowTable::Deletes => "deletes",
+            WindowTable::LocalDeletes => "local_deletes",
+        }
+    }
 }
 
 /// One row to write.
@@ -197,6 +233,8 @@ impl StateIndex {
         let _ = conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS deletes (path TEXT NOT NULL, at_unix INTEGER NOT NULL);",
         );
+        // Two-way sync's additions, the same way (no bump; see `sync.rs`).
+        sync::add_columns_and_tables(&conn);
         Ok(StateIndex {
             conn,
             path: path.to_path_buf(),
@@ -313,23 +351,43 @@ impl StateIndex {
     /// Remember remote deletes carried out at `at_unix`, for the mass-delete guard's
     /// window; rows older than [`DELETE_WINDOW_S`] are dropped on the way.
     pub fn record_deletes(&mut self, paths: &[String], at_unix: i64) -> Result<(), StateError> {
+        self.record_in_window(WindowTable::Deletes, paths, at_unix)
+    }
+
+    /// Remote deletes recorded within the window ending at `now_unix` (and any recorded
+    /// "later", by a clock since set back).
+    pub fn deletes_since_window(&self, now_unix: i64) -> Result<u64, StateError> {
+        self.count_in_window(WindowTable::Deletes, now_unix)
+    }
+
+    fn record_in_window(
+        &mut self,
+        table: WindowTable,
+        paths: &[String],
+        at_unix: i64,
+    ) -> Result<(), StateError> {
+        let name = table.name();
         let path = self.path.clone();
         let err = |e| classify(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
-            "CREATE TABLE IF NOT EXISTS deletes (path TEXT NOT NULL, at_unix INTEGER NOT NULL)",
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {name} (path TEXT NOT NULL, at_unix INTEGER NOT NULL)"
+            ),
             [],
         )
         .map_err(err)?;
         // Rows from a clock that stepped back stay (`at_unix > now`): they still count.
         tx.execute(
-            "DELETE FROM deletes WHERE at_unix <= ?1",
+            &format!("DELETE FROM {name} WHERE at_unix <= ?1"),
             params![at_unix - DELETE_WINDOW_S],
         )
         .map_err(err)?;
         {
             let mut stmt = tx
-                .prepare_cached("INSERT INTO deletes (path, at_unix) VALUES (?1, ?2)")
+                .prepare_cached(&format!(
+                    "INSERT INTO {name} (path, at_unix) VALUES (?1, ?2)"
+                ))
                 .map_err(err)?;
             for p in paths {
                 stmt.execute(params![p, at_unix]).map_err(err)?;
@@ -338,11 +396,9 @@ impl StateIndex {
         tx.commit().map_err(err)
     }
 
-    /// Remote deletes recorded within the window ending at `now_unix` (and any recorded
-    /// "later", by a clock since set back).
-    pub fn deletes_since_window(&self, now_unix: i64) -> Result<u64, StateError> {
+    fn count_in_window(&self, table: WindowTable, now_unix: i64) -> Result<u64, StateError> {
         match self.conn.query_row(
-            "SELECT COUNT(*) FROM deletes WHERE at_unix > ?1",
+            &format!("SELECT COUNT(*) FROM {} WHERE at_unix > ?1", table.name()),
             params![now_unix - DELETE_WINDOW_S],
             |r| r.get::<_, i64>(0),
         ) {

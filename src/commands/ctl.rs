@@ -188,6 +188,18 @@ fn print_reply(config: Option<&Config>, cmd: &Command, reply: &Reply, json: bool
             }
             json
         }
+        Command::Pull { .. } => {
+            let Some(report) = &reply.pull else {
+                return plain(reply);
+            };
+            if json {
+                println!("{}", to_json(report));
+            } else {
+                let remote = config.map_or("the remote".to_string(), |c| c.remote.to_string());
+                println!("{}", super::pull::summary(report, &remote));
+            }
+            json
+        }
         _ => plain(reply),
     }
 }
@@ -269,6 +281,28 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
             ));
         }
         None => lines.push("last push      none yet".into()),
+    }
+    if w.mode == crate::config::SyncMode::TwoWay {
+        match &w.last_pull {
+            Some(p) => {
+                let ago = crate::daemon::worker::unix_now() - p.at_unix;
+                let mut line = format!(
+                    "last pull      {}: {} downloaded, {} deleted, {} conflict file(s)",
+                    age(ago.max(0)),
+                    p.downloaded,
+                    p.deleted,
+                    p.conflict_files.len()
+                );
+                if let Some(e) = &p.error {
+                    line.push_str(&format!("; failed: {}", shown(e)));
+                }
+                lines.push(line);
+                for f in &p.conflict_files {
+                    lines.push(format!("  conflict     {}", shown(f)));
+                }
+            }
+            None => lines.push("last pull      none yet".into()),
+        }
     }
     match s.last_success_age_s {
         Some(a) => lines.push(format!("last success   {}", age(a))),

@@ -11,6 +11,7 @@ pub mod history;
 pub mod journal_cli;
 pub mod metrics;
 pub mod prune;
+pub mod pull;
 pub mod push;
 pub mod restore;
 pub mod service;

@@ -302,6 +302,35 @@ async fn respond(
                 }
             }
         }
+        Command::Pull { .. } => {
+            let (tx, rx) = oneshot::channel();
+            if ctx
+                .worker
+                .send(WorkerCmd::Pull { reply: Some(tx) })
+                .await
+                .is_err()
+            {
+                gone()
+            } else {
+                match rx.await {
+                    Ok(Ok(report)) => {
+                        let code = if report.is_clean() {
+                            exit::OK
+                        } else {
+                            exit::FILES_FAILED
+                        };
+                        Reply::with_pull(code, Some(report), None)
+                    }
+                    Ok(Err(super::worker::PushFailure { code, message, .. })) => {
+                        Reply::with_pull(code, None, Some(message))
+                    }
+                    Err(_) => Reply::error(
+                        exit::NO_DAEMON,
+                        "the daemon stopped before the pull finished",
+                    ),
+                }
+            }
+        }
         Command::Push {
             flags: request,
             wait,

@@ -10,7 +10,9 @@
 
 use super::watch::RescanReason;
 use crate::config::Config;
+use crate::config::SyncMode;
 use crate::filter::Filter;
+use crate::pull::{PullContext, PullOptions, PullReport};
 use crate::push::{self, PushContext, PushEvent, PushFlags, PushOptions, PushReport};
 use crate::remote::Remote;
 use crate::remote::retry::RetryPolicy;
@@ -23,6 +25,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// How soon a pull that left a skipped path unsettled is tried again (two-way mode).
+const UNSETTLED_RETRY: Duration = Duration::from_secs(2);
 /// The longest wait between two attempts while the remote is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often a partly-watched tree is scanned.
@@ -58,6 +62,10 @@ pub enum WorkerCmd {
         request: PushFlags,
         progress: Option<mpsc::UnboundedSender<PushEvent>>,
         reply: Option<oneshot::Sender<Result<PushReport, PushFailure>>>,
+    },
+    /// Bring the remote's changes down (two-way mode): `ctl pull`.
+    Pull {
+        reply: Option<oneshot::Sender<Result<PullReport, PushFailure>>>,
     },
     Pause,
     Resume,
@@ -108,6 +116,12 @@ pub struct Worker {
     verify_due: bool,
     /// Damaged blobs the last listing found, less those pushed since (shown in status).
     corrupt: BTreeSet<String>,
+    /// Two-way mode: when the next pull is due (`None` in backup mode).
+    next_pull: Option<Instant>,
+    /// Two-way mode: paths a push skipped because another machine changed them too, until
+    /// a pull settles them (a sync-conflict file, or their version downloaded). They count
+    /// as waiting: the journal is not in sync while one is left.
+    unsettled: BTreeSet<String>,
 }
 
 impl Worker {
@@ -137,7 +151,10 @@ impl Worker {
             deletes_refused: false,
             verify_due: true,
             corrupt: BTreeSet::new(),
+            next_pull: None,
+            unsettled: BTreeSet::new(),
         };
+        worker.schedule_pull_now();
         worker.publish_setup();
         worker
     }
@@ -149,6 +166,7 @@ impl Worker {
                 continue;
             }
             let retry = self.next_retry.filter(|_| !self.paused);
+            let pull = self.next_pull.filter(|_| !self.paused);
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
@@ -156,6 +174,10 @@ impl Worker {
                     Some(cmd) => self.handle(cmd, &mut rx).await,
                     None => break,
                 },
+                // Before the comparison with the remote: in two-way mode what another
+                // machine changed comes down first, so the comparison never takes it for
+                // something to repair.
+                _ = sleep_until(pull), if pull.is_some() => self.pull(None).await,
                 _ = std::future::ready(()), if self.verify_ready() => self.attempt().await,
                 _ = sleep_until(retry), if retry.is_some() => {
                     self.next_retry = None;
@@ -207,6 +229,7 @@ impl Worker {
                 self.absorb_identical_pushes(request, rx, &mut waiters);
                 self.explicit_push(request, waiters).await;
             }
+            WorkerCmd::Pull { reply } => self.pull(reply).await,
             WorkerCmd::Pause => {
                 self.paused = true;
                 self.publish_state();
@@ -223,6 +246,7 @@ impl Worker {
                 self.index_read_only = setup.index_read_only;
                 self.setup = *setup;
                 self.publish_setup();
+                self.schedule_pull_now();
                 self.status.send_modify(|s| s.watch_limited = watch_limited);
                 self.schedule_next_scan();
                 self.full_pass_pending = true;
@@ -301,7 +325,12 @@ impl Worker {
             .keys()
             .filter(|p| !self.pending.contains(*p))
             .count();
-        self.pending.len() + failed_only
+        let unsettled_only = self
+            .unsettled
+            .iter()
+            .filter(|p| !self.pending.contains(*p) && !self.failed.contains_key(*p))
+            .count();
+        self.pending.len() + failed_only + unsettled_only
     }
 
     async fn attempt_unless_backing_off(&mut self) {
@@ -327,7 +356,12 @@ impl Worker {
 
     /// The comparison with the remote is due and nothing stands in its way.
     fn verify_ready(&self) -> bool {
-        self.full_pass_pending && self.verify_due && self.next_retry.is_none() && !self.paused
+        self.full_pass_pending
+            && self.verify_due
+            && self.next_retry.is_none()
+            && !self.paused
+            // A pull that is due goes first (two-way mode).
+            && self.next_pull.is_none_or(|at| at > Instant::now())
     }
 
     /// One attempt; whether the comparison with the remote is still due after a full pass
@@ -725,6 +759,13 @@ impl Worker {
     /// After a push that ran: a success only when nothing failed in it and nothing failed
     /// before is still waiting for its retry.
     fn after_report(&mut self, report: &PushReport) {
+        // Two-way mode: a path another machine changed since the last pull was skipped by
+        // the push; the pull settles it (a sync-conflict file) and the push after it goes.
+        if self.next_pull.is_some() && !report.dry_run && !report.conflicts.is_empty() {
+            self.unsettled
+                .extend(report.conflicts.iter().map(|c| c.path.clone()));
+            self.next_pull = Some(Instant::now());
+        }
         if !report.failed.is_empty() {
             self.files_failed();
         } else if !self.failed.is_empty() {
@@ -829,6 +870,7 @@ impl Worker {
         let sas = self.setup.remote.features().sas;
         let expires = sas.as_ref().and_then(|s| s.expires_unix);
         let warnings = self.setup.warnings.clone();
+        let mode = self.setup.config.sync.mode;
         let lacks = sas.and_then(|sas| {
             let names: Vec<&str> = sas
                 .missing_for_push()
@@ -862,7 +904,138 @@ impl Worker {
             s.credential_expires_unix = expires;
             s.warnings = warnings;
             s.credential_lacks = lacks;
+            s.mode = mode;
         });
+    }
+
+    /// Two-way mode pulls at once (start-up, a reload); backup mode never.
+    fn schedule_pull_now(&mut self) {
+        self.next_pull = (self.setup.config.sync.mode == SyncMode::TwoWay).then(Instant::now);
+        if self.next_pull.is_none() {
+            self.unsettled.clear();
+        }
+    }
+
+    /// One pull pass (two-way mode), then a push of what it leaves to push.
+    async fn pull(&mut self, reply: Option<oneshot::Sender<Result<PullReport, PushFailure>>>) {
+        type Reply = Option<oneshot::Sender<Result<PullReport, PushFailure>>>;
+        let refuse = |reply: Reply, code: crate::exit::ExitCode, message: String| {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(PushFailure {
+                    code,
+                    message,
+                    report: None,
+                }));
+            }
+        };
+        let sync = &self.setup.config.sync;
+        let (interval, concurrency) = (sync.pull_interval, sync.concurrency.max(1));
+        if sync.mode != SyncMode::TwoWay {
+            self.next_pull = None;
+            let message = format!(
+                "sync.mode is \"backup\": this daemon only pushes; set sync.mode = \"two-way\" in {} and reload",
+                self.setup.config.file.display()
+            );
+            return refuse(reply, crate::exit::USAGE, message);
+        }
+        self.next_pull = Some(Instant::now() + interval);
+        if self.paused {
+            return refuse(reply, crate::exit::USAGE, "paused: resume first".into());
+        }
+        if self.index_read_only
+            && let Err(e) = self.reopen_index()
+        {
+            let message = e.to_string();
+            self.note_pull(Err(message.clone()));
+            return refuse(reply, crate::exit::USAGE, message);
+        }
+        let own_tag = crate::journal::events::machine_tag();
+        let opts = PullOptions {
+            dry_run: false,
+            allow_deletes: false,
+            concurrency,
+            retry: RetryPolicy::default(),
+        };
+        let ctx = PullContext {
+            root: &self.setup.config.root,
+            filter: &self.setup.filter,
+            remote: self.setup.remote.as_ref(),
+            state: &mut self.setup.state,
+            own_tag: &own_tag,
+        };
+        let result = crate::pull::run(ctx, &opts).await;
+        match &result {
+            Ok(report) => {
+                tracing::info!(
+                    downloaded = report.downloaded.len(),
+                    deleted = report.deleted.len(),
+                    conflicts = report.conflicts.len(),
+                    "pulled"
+                );
+                for c in &report.conflicts {
+                    tracing::warn!(path = %crate::redact::printable(&c.path), conflict_file = %crate::redact::printable(&c.conflict_file), "changed here and on the remote: the remote's version is beside it");
+                }
+                // What it leaves to push (the local side of a conflict, its conflict file)
+                // goes in the full pass that follows.
+                if report.to_push > 0 || !report.conflicts.is_empty() {
+                    self.full_pass_pending = true;
+                }
+                // Settled now, but what the pull could not do (changed again meanwhile,
+                // failed): its rebase, download or conflict file is what the push after it
+                // carries up.
+                let left: BTreeSet<&String> = report
+                    .changed_meanwhile
+                    .iter()
+                    .chain(report.failed.iter().map(|f| &f.path))
+                    .collect();
+                self.unsettled.retain(|p| left.contains(p));
+                // A path it could not settle (changed again meanwhile, a name taken) is
+                // tried again soon, not a whole interval later.
+                if !self.unsettled.is_empty() {
+                    self.next_pull = Some(Instant::now() + interval.min(UNSETTLED_RETRY));
+                }
+                self.note_pull(Ok(report));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pull failed");
+                self.note_pull(Err(e.to_string()));
+            }
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(result.map_err(|e| PushFailure {
+                code: match e {
+                    crate::pull::PullError::Index(_) => crate::exit::USAGE,
+                    _ => crate::exit::FILES_FAILED,
+                },
+                message: e.to_string(),
+                report: None,
+            }));
+        }
+        let files = self.setup.state.count().unwrap_or(0);
+        self.status.send_modify(|s| s.files_in_index = files);
+        self.attempt().await;
+    }
+
+    fn note_pull(&mut self, result: Result<&PullReport, String>) {
+        let last = match result {
+            Ok(r) => crate::protocol::LastPull {
+                at_unix: unix_now(),
+                downloaded: r.downloaded.len(),
+                deleted: r.deleted.len(),
+                conflict_files: r
+                    .conflicts
+                    .iter()
+                    .map(|c| c.conflict_file.clone())
+                    .collect(),
+                error: None,
+            },
+            Err(error) => crate::protocol::LastPull {
+                at_unix: unix_now(),
+                error: Some(error),
+                ..Default::default()
+            },
+        };
+        self.status.send_modify(|s| s.last_pull = Some(last));
     }
 
     fn sd_status(&self) {

@@ -26,6 +26,11 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::with_config("")
+    }
+
+    /// A world whose config.toml also holds `extra`.
+    fn with_config(extra: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("journal");
         std::fs::create_dir_all(&root).unwrap();
@@ -37,7 +42,7 @@ impl World {
             runtime_dir: None,
         };
         let file = dir.path().join("config.toml");
-        let text = format!("root = \"{}\"\n", root.display());
+        let text = format!("root = \"{}\"\n{extra}", root.display());
         let raw = parse_raw(&file, &text).unwrap();
         let config = Config::from_raw(raw, file, true, dirs).unwrap();
         let filter = Filter::new(&root, &["*.md".to_string()], &[]).unwrap();
@@ -327,4 +332,59 @@ fn unreachable(message: &str) -> RemoteError {
     RemoteError::Unreachable {
         message: message.into(),
     }
+}
+
+/// Ask for a pull; the reply arrives on the receiver.
+async fn pull(w: &World) -> Result<crate::pull::PullReport, super::worker::PushFailure> {
+    let (reply, rx) = oneshot::channel();
+    w.tx.send(WorkerCmd::Pull { reply: Some(reply) })
+        .await
+        .unwrap();
+    rx.await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_way_it_pulls_at_start_and_every_interval_and_pushes_nothing_back() {
+    let w = World::with_config("[sync]\nmode = \"two-way\"\npull_interval_s = 30\n");
+    w.remote.write_as_other("from-a.md", b"written on A");
+    w.until("the start-up pull", |s| {
+        s.last_pull.as_ref().is_some_and(|p| p.downloaded == 1)
+    })
+    .await;
+    assert_eq!(
+        std::fs::read(w.root.join("from-a.md")).unwrap(),
+        b"written on A"
+    );
+    // A change there comes down at the next interval, not before.
+    w.remote.write_as_other("later.md", b"later on A");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(!exists(&w.root, "later.md"), "pulled before the interval");
+    let root = w.root.clone();
+    let s = w
+        .until("the next pull", |s| {
+            exists(&root, "later.md") && s.state == State::Idle
+        })
+        .await;
+    assert_eq!(s.mode, crate::config::SyncMode::TwoWay);
+    // Nothing that came down went back up: every write so far was the other writer's.
+    assert_eq!(w.remote.writes(), 2, "pushed back what it pulled");
+    let report = pull(&w).await.unwrap();
+    assert!(
+        report.downloaded.is_empty() && report.to_push == 0,
+        "{report:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_backup_mode_a_pull_is_refused_with_the_setting_to_change() {
+    let w = World::new();
+    w.remote.write_as_other("from-a.md", b"written on A");
+    let e = pull(&w).await.unwrap_err();
+    assert!(
+        e.message.contains("sync.mode = \"two-way\""),
+        "{}",
+        e.message
+    );
+    assert!(!exists(&w.root, "from-a.md"));
+    assert!(w.status.borrow().last_pull.is_none());
 }

@@ -331,6 +331,7 @@ mod tests {
             },
             on_conflict: crate::config::OnConflict::KeepBoth,
             deletes: Deletes::History,
+            two_way: false,
             concurrency: 1,
             paths: None,
             retry: RetryPolicy::default(),

@@ -43,10 +43,13 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 pub struct PushOptions {
     pub flags: PushFlags,
-    /// `flags.on_conflict`, else `sync.on_conflict`.
+    /// `flags.on_conflict`, else `sync.on_conflict`; in two-way mode `skip`: the pull that
+    /// follows settles a path another machine changed too (a sync-conflict file beside it).
     pub on_conflict: OnConflict,
     /// What a file deleted locally does on the remote (`sync.deletes`).
     pub deletes: Deletes,
+    /// `sync.mode = "two-way"`: what the remote deleted is the pull's to delete here.
+    pub two_way: bool,
     pub concurrency: usize,
     /// Only these relative paths (a daemon batch); `None` scans the whole root.
     pub paths: Option<Vec<String>>,
@@ -60,8 +63,12 @@ impl PushOptions {
     pub fn new(flags: PushFlags, sync: &SyncConfig) -> Self {
         PushOptions {
             flags,
-            on_conflict: flags.on_conflict.unwrap_or(sync.on_conflict),
+            on_conflict: flags.on_conflict.unwrap_or(match sync.mode {
+                crate::config::SyncMode::Backup => sync.on_conflict,
+                crate::config::SyncMode::TwoWay => OnConflict::Skip,
+            }),
             deletes: sync.deletes,
+            two_way: sync.mode == crate::config::SyncMode::TwoWay,
             concurrency: sync.concurrency,
             paths: None,
             retry: RetryPolicy::default(),
@@ -161,6 +168,7 @@ pub async fn run(
         revisit_conflicts: opts.on_conflict == OnConflict::Overwrite,
         writer: &writer,
         checksum: opts.flags.checksum,
+        two_way: opts.two_way,
     };
     let plan::Plan { records, jobs } = plan::decide_all(
         scanned,

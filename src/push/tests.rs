@@ -80,6 +80,7 @@ fn options() -> PushOptions {
         flags: PushFlags::default(),
         on_conflict: OnConflict::KeepBoth,
         deletes: crate::config::Deletes::History,
+        two_way: false,
         concurrency: 4,
         paths: None,
         retry: RetryPolicy::default(),

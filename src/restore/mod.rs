@@ -11,9 +11,9 @@
 //! to the next push, which then uploads nothing; the caller decides who writes them (only
 //! one process writes the index).
 
-mod download;
-mod durable;
-mod place;
+pub(crate) mod download;
+pub(crate) mod durable;
+pub(crate) mod place;
 pub mod temp;
 
 pub use download::Expected;
@@ -150,7 +150,7 @@ pub fn would_push(filter: &Filter, rel: &str, prefix: &str) -> bool {
 }
 
 /// A name from the remote that is safe to write below the destination.
-fn safe(rel: &str) -> bool {
+pub(crate) fn safe(rel: &str) -> bool {
     !rel.is_empty()
         && !rel.starts_with('/')
         && rel
@@ -526,7 +526,7 @@ pub async fn fetch_new(
 }
 
 /// `20261129T090539Z`, for `.local-<time>-<random>` copies.
-fn local_copy_stamp(t: OffsetDateTime) -> String {
+pub(crate) fn local_copy_stamp(t: OffsetDateTime) -> String {
     history::stamp(t)
         .split('.')
         .next()
@@ -564,7 +564,7 @@ fn record_for(rel: &str, meta: &std::fs::Metadata, md5: [u8; 16], job: &Job) -> 
     })
 }
 
-fn unhex(h: &str) -> Option<[u8; 16]> {
+pub(crate) fn unhex(h: &str) -> Option<[u8; 16]> {
     let mut out = [0u8; 16];
     if h.len() != 32 {
         return None;

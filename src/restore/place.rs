@@ -33,7 +33,12 @@ impl Seen {
     }
 
     /// The same file with the same content; a rename changes only its ctime.
-    fn same_content(&self, other: &Seen) -> bool {
+    /// Whether this is the file a scan saw (size, mtime and ctime: any write moves one).
+    pub fn describes(&self, file: &crate::scan::LocalFile) -> bool {
+        (self.size, self.mtime_ns, self.ctime_ns) == (file.size, file.mtime_ns, file.ctime_ns)
+    }
+
+    pub fn same_content(&self, other: &Seen) -> bool {
         (self.dev, self.ino, self.size, self.mtime_ns)
             == (other.dev, other.ino, other.size, other.mtime_ns)
     }

@@ -1054,3 +1054,26 @@ pub fn json(env: &TestEnv, args: &[&str], code: i32) -> (serde_json::Value, RunO
     });
     (report, out)
 }
+
+/// Every regular file below `root` (hidden ones too), by `/`-separated relative path, with its
+/// bytes; directories that cannot be read and files that vanish meanwhile are left out.
+pub fn tree(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            } else if let Ok(bytes) = fs::read(&path)
+                && let Ok(rel) = path.strip_prefix(root)
+            {
+                out.insert(rel.to_string_lossy().into_owned(), bytes);
+            }
+        }
+    }
+    out
+}

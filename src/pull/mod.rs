@@ -1,0 +1,659 @@
+//! Two-way sync's pull pass: bring the remote's changes down. One listing of the remote,
+//! one scan of the journal and the index (the version both sides last agreed on) give
+//! every path's three states; [`crate::sync::decide`] says what to do; this pass carries out
+//! what comes *down* and leaves what goes up to the push that follows:
+//!
+//! - remote changed, local unchanged → the remote version is downloaded, checked against
+//!   the listed size and MD5 and put in place only while the local file is still the one
+//!   decided on ([`apply::fetch`]);
+//! - both changed → the remote version is written beside the local file as
+//!   `NAME.sync-conflict-YYYYMMDD-HHMMSS-HOST.EXT`, and the path's base becomes the remote
+//!   version, so the push that follows puts the local file over it (the replaced version
+//!   stays in the history, and the conflict file goes up too): every machine then has
+//!   both;
+//! - remote deleted, local unchanged → the local file is deleted once the remote history
+//!   holds its content, within the mass-delete guard;
+//! - a name a push would never upload (hidden, excluded, `.git/…`, not a safe path) never
+//!   comes down.
+//!
+//! Returns the rows to record; the caller holds the index (one writer).
+
+pub mod apply;
+
+use crate::filter::Filter;
+use crate::fsutil::Beneath;
+use crate::history::Version;
+use crate::remote::retry::RetryPolicy;
+use crate::remote::{Remote, RemoteBlob, RemoteError};
+use crate::restore::durable::Barrier;
+use crate::scan::LocalFile;
+use crate::state::{IndexEntry, Record, StateError, StateIndex};
+use crate::state::{Origin, SyncInfo};
+use crate::sync::{Action, Facts, Kind};
+use apply::{Deleted, Fetched};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+
+/// What one pull works on.
+pub struct PullContext<'a> {
+    pub root: &'a Path,
+    pub filter: &'a Filter,
+    pub remote: &'a dyn Remote,
+    pub state: &'a mut StateIndex,
+    /// This machine's events tag (`journal::events::machine_tag()`): its own logs.
+    pub own_tag: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    pub dry_run: bool,
+    /// Carry out local deletes beyond the mass-delete guard.
+    pub allow_deletes: bool,
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+}
+
+/// What a pull did; `--json` prints it as is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PullReport {
+    pub dry_run: bool,
+    /// Paths looked at (remote, local and index together).
+    pub paths: u64,
+    /// Written from the remote (new, or over an unchanged local file).
+    pub downloaded: Vec<String>,
+    pub downloaded_bytes: u64,
+    /// Deleted here because the remote deleted them.
+    pub deleted: Vec<String>,
+    /// Both sides changed: the remote version is now beside the local file.
+    pub conflicts: Vec<PullConflict>,
+    /// Files the next push uploads (or deletes): local changes, and after a conflict the
+    /// local file and its conflict file.
+    pub to_push: u64,
+    /// Changed here (or on the remote) while the pull ran: left for the next pass.
+    pub changed_meanwhile: Vec<String>,
+    /// Local deletes held by the mass-delete guard.
+    pub held_deletes: Vec<String>,
+    /// Names a push would never upload: not written here.
+    pub skipped: Vec<String>,
+    /// A file on one side, a directory or link on the other: nothing moved.
+    pub clashes: Vec<String>,
+    /// Blobs whose bytes no longer match their MD5: never downloaded.
+    pub damaged: Vec<String>,
+    pub failed: Vec<PullFailure>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullConflict {
+    pub path: String,
+    /// Where the remote's version was written.
+    pub conflict_file: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullFailure {
+    pub path: String,
+    pub error: String,
+}
+
+impl PullReport {
+    pub fn is_clean(&self) -> bool {
+        self.failed.is_empty() && self.held_deletes.is_empty() && self.damaged.is_empty()
+    }
+}
+
+/// Errors that stop a pull as a whole; what was placed stays, and recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("cannot list {remote}: {error}")]
+    List { remote: String, error: RemoteError },
+    #[error("{0}")]
+    Index(#[from] StateError),
+    #[error("cannot read the journal: {0}")]
+    Journal(String),
+    #[error(
+        "cannot reach {remote} ({message}); what came down is in place, run pull again to continue"
+    )]
+    Unreachable { remote: String, message: String },
+}
+
+/// One path's decision, with what it was decided on.
+struct Decided {
+    rel: String,
+    action: Action,
+    local: Option<LocalFile>,
+    blob: Option<RemoteBlob>,
+    /// A conflict: this path's conflict file already here, pushed and untouched since,
+    /// which the new remote version replaces (one conflict file per path, however often
+    /// the other side saves).
+    reuse: Option<LocalFile>,
+}
+
+pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport, PullError> {
+    let started = Instant::now();
+    let PullContext {
+        root,
+        filter,
+        remote,
+        state,
+        own_tag,
+    } = ctx;
+    let mut report = PullReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    let list_error = |error| PullError::List {
+        remote: remote.describe(),
+        error,
+    };
+    let listing = opts.retry.run(|| remote.list()).await.map_err(list_error)?;
+    let prefix = remote.name_prefix();
+    // Only names a push from here would upload come down; the rest is reported.
+    let mut blobs: BTreeMap<String, RemoteBlob> = BTreeMap::new();
+    let mut dirs: HashSet<String> = HashSet::new();
+    for blob in listing {
+        for (i, _) in blob.name.match_indices('/') {
+            dirs.insert(blob.name[..i].to_string());
+        }
+        if crate::restore::safe(&blob.name)
+            && crate::restore::would_push(filter, &blob.name, &prefix)
+        {
+            blobs.insert(blob.name.clone(), blob);
+        } else {
+            report.skipped.push(blob.name);
+        }
+    }
+    let scan = crate::scan::scan_root(root, filter);
+    if let Some(issue) = scan.issues.iter().find(|i| i.rel.is_empty()) {
+        return Err(PullError::Journal(issue.message.clone()));
+    }
+    // A path that could not be read (or lies below a directory that could not) is neither
+    // replaced nor deleted this pass.
+    let unreadable: Vec<&str> = scan.issues.iter().map(|i| i.rel.as_str()).collect();
+    let unread = |rel: &str| {
+        unreadable.iter().any(|u| {
+            rel == *u
+                || rel
+                    .strip_prefix(*u)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    };
+    let locals: HashMap<String, LocalFile> =
+        scan.files.into_iter().map(|f| (f.rel.clone(), f)).collect();
+    let rows = state.load()?;
+    let paths: BTreeSet<&String> = blobs
+        .keys()
+        .chain(locals.keys())
+        .chain(rows.keys().filter(|rel| filter.accepts_path(rel)))
+        .collect();
+    report.paths = paths.len() as u64;
+    let dest = Beneath::open(root).map_err(|e| PullError::Journal(e.to_string()))?;
+    let mut decided = Vec::new();
+    let mut need_history = Vec::new();
+    for rel in paths {
+        if unread(rel) {
+            continue;
+        }
+        let d = decide_one(&dest, rel, &locals, &rows, &blobs, &dirs, own_tag, None);
+        match d {
+            Ok(d) if d.action == Action::NeedHistory => need_history.push(rel.clone()),
+            Ok(d) => decided.push(d),
+            Err(error) => report.failed.push(PullFailure {
+                path: rel.clone(),
+                error,
+            }),
+        }
+    }
+    // Deletes and stale copies are decided against the history, listed once when needed.
+    if !need_history.is_empty() {
+        let history = opts
+            .retry
+            .run(|| remote.list_history(None))
+            .await
+            .map_err(list_error)?;
+        let mut md5s: HashMap<String, HashSet<[u8; 16]>> = HashMap::new();
+        for v in history.iter().filter_map(Version::of_history) {
+            if let Some(md5) = v.md5.as_deref().and_then(crate::restore::unhex) {
+                md5s.entry(v.path).or_default().insert(md5);
+            }
+        }
+        let empty = HashSet::new();
+        for rel in &need_history {
+            let h = md5s.get(rel).unwrap_or(&empty);
+            match decide_one(&dest, rel, &locals, &rows, &blobs, &dirs, own_tag, Some(h)) {
+                Ok(d) => decided.push(d),
+                Err(error) => report.failed.push(PullFailure {
+                    path: rel.clone(),
+                    error,
+                }),
+            }
+        }
+    }
+    hold_mass_deletes(state, &mut decided, rows.len() as u64, opts, &mut report)?;
+    for d in decided.iter_mut().filter(|d| d.action == Action::Conflict) {
+        d.reuse = reusable_conflict_file(&dest, &d.rel, &locals, &rows);
+    }
+    let stamp = crate::restore::local_copy_stamp(time::OffsetDateTime::now_utc());
+    let mut records: Vec<(Record, SyncInfo)> = Vec::new();
+    let mut forget: Vec<String> = Vec::new();
+    let mut deleted_now: Vec<String> = Vec::new();
+    let mut fetches = Vec::new();
+    for d in decided {
+        match d.action {
+            Action::Nothing | Action::NeedHistory => {}
+            Action::Record(entry) => records.push((
+                Record { rel: d.rel, entry },
+                SyncInfo {
+                    writer: d.blob.as_ref().and_then(|b| b.writer.clone()),
+                    origin: Origin::Adopted,
+                    ..Default::default()
+                },
+            )),
+            Action::Forget => forget.push(d.rel),
+            Action::Push(_) | Action::PushDelete => report.to_push += 1,
+            // The local file goes over the remote version: the push that follows does it
+            // against that version (If-Match), which then stays in the history.
+            Action::KeepLocal => {
+                report.to_push += 1;
+                if let Some(blob) = &d.blob {
+                    records.push(rebased(&d.rel, blob, blob.md5.unwrap_or_default()));
+                }
+            }
+            Action::TypeClash => report.clashes.push(d.rel),
+            Action::Damaged => report.damaged.push(d.rel),
+            Action::DeleteLocal => {
+                let Some(local) = d.local else { continue };
+                if opts.dry_run {
+                    report.deleted.push(d.rel);
+                    continue;
+                }
+                match apply::delete(&dest, &d.rel, &local) {
+                    Ok(Deleted::Deleted) => {
+                        deleted_now.push(d.rel.clone());
+                        forget.push(d.rel.clone());
+                        report.deleted.push(d.rel);
+                    }
+                    Ok(Deleted::Gone) => forget.push(d.rel),
+                    Ok(Deleted::LocalChanged) => report.changed_meanwhile.push(d.rel),
+                    Err(e) => report.failed.push(PullFailure {
+                        path: d.rel,
+                        error: format!("cannot delete: {e}"),
+                    }),
+                }
+            }
+            Action::Download | Action::KeepTheirs | Action::Conflict => fetches.push(d),
+        }
+    }
+    if opts.dry_run {
+        for d in fetches {
+            match d.action {
+                Action::Conflict => report.conflicts.push(PullConflict {
+                    conflict_file: match &d.reuse {
+                        Some(f) => f.rel.clone(),
+                        None => conflict_file_for(&d).unwrap_or_default(),
+                    },
+                    path: d.rel,
+                }),
+                _ => report.downloaded.push(d.rel),
+            }
+        }
+        return Ok(finish(report, started));
+    }
+    let durable = Barrier::new(dest.fd()).map_err(|e| PullError::Journal(e.to_string()))?;
+    let mut outcomes = futures::stream::iter(fetches)
+        .map(|d| fetch_one(remote, opts.retry, &durable, &dest, d, &stamp))
+        .buffer_unordered(opts.concurrency.max(1));
+    let mut unreachable = None;
+    while let Some((d, fetched, conflict_file)) = outcomes.next().await {
+        let Some(blob) = d.blob else { continue };
+        tracing::debug!(path = %crate::redact::printable(&d.rel), action = ?d.action, conflict_file = ?conflict_file, outcome = ?fetched, "pull");
+        match fetched {
+            Fetched::Placed { meta, md5 } => {
+                let info = SyncInfo {
+                    writer: blob.writer.clone(),
+                    origin: Origin::Pulled,
+                    ..Default::default()
+                };
+                match conflict_file {
+                    // The path's base becomes the remote version with no usable stat: the
+                    // push that follows puts the local file over it (If-Match its ETag).
+                    Some(file) => {
+                        records.push(rebased(&d.rel, &blob, blob.md5.unwrap_or(md5)));
+                        report.downloaded_bytes += blob.size;
+                        // The local file over the path, and the conflict file.
+                        report.to_push += 2;
+                        report.conflicts.push(PullConflict {
+                            path: d.rel,
+                            conflict_file: file,
+                        });
+                    }
+                    None => {
+                        let (size, mtime_ns) = crate::scan::stat_of(&meta);
+                        records.push((
+                            Record {
+                                rel: d.rel.clone(),
+                                entry: IndexEntry {
+                                    size,
+                                    mtime_ns,
+                                    ctime_ns: crate::scan::ctime_of(&meta),
+                                    md5,
+                                    etag: Some(blob.etag.clone()),
+                                    conflict: false,
+                                    recorded_unix: 0,
+                                },
+                            },
+                            info,
+                        ));
+                        report.downloaded_bytes += blob.size;
+                        report.downloaded.push(d.rel);
+                    }
+                }
+            }
+            Fetched::LocalChanged | Fetched::RemoteChanged => report.changed_meanwhile.push(d.rel),
+            Fetched::Failed(error) => report.failed.push(PullFailure { path: d.rel, error }),
+            Fetched::Unreachable(message) => {
+                unreachable = Some(message);
+                break;
+            }
+        }
+    }
+    drop(outcomes);
+    // What came down is recorded even when the pass stops: it is in place.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::fs::syncfs(dest.fd());
+    #[cfg(not(target_os = "linux"))]
+    dest.sync();
+    state.commit_synced(&records)?;
+    state.remove(&forget)?;
+    if !deleted_now.is_empty() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        state.record_local_deletes(&deleted_now, now)?;
+    }
+    if let Some(message) = unreachable {
+        return Err(PullError::Unreachable {
+            remote: remote.describe(),
+            message,
+        });
+    }
+    Ok(finish(report, started))
+}
+
+fn finish(mut report: PullReport, started: Instant) -> PullReport {
+    for list in [
+        &mut report.downloaded,
+        &mut report.deleted,
+        &mut report.changed_meanwhile,
+        &mut report.held_deletes,
+        &mut report.skipped,
+        &mut report.clashes,
+        &mut report.damaged,
+    ] {
+        list.sort();
+    }
+    report.conflicts.sort_by(|a, b| a.path.cmp(&b.path));
+    report.failed.sort_by(|a, b| a.path.cmp(&b.path));
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report
+}
+
+/// The row that makes the remote version `blob` the path's base with no usable stat: the
+/// next push sees the local file as changed and puts it over that version (If-Match).
+fn rebased(rel: &str, blob: &RemoteBlob, md5: [u8; 16]) -> (Record, SyncInfo) {
+    (
+        Record {
+            rel: rel.to_string(),
+            entry: IndexEntry {
+                size: blob.size,
+                mtime_ns: 0,
+                ctime_ns: 0,
+                md5,
+                etag: Some(blob.etag.clone()),
+                conflict: false,
+                recorded_unix: 0,
+            },
+        },
+        SyncInfo {
+            writer: blob.writer.clone(),
+            origin: Origin::Pulled,
+            ..Default::default()
+        },
+    )
+}
+
+/// Decide one path from the three maps.
+#[allow(clippy::too_many_arguments)]
+fn decide_one(
+    dest: &Beneath,
+    rel: &str,
+    locals: &HashMap<String, LocalFile>,
+    rows: &HashMap<String, IndexEntry>,
+    blobs: &BTreeMap<String, RemoteBlob>,
+    dirs: &HashSet<String>,
+    own_tag: &str,
+    history_md5s: Option<&HashSet<[u8; 16]>>,
+) -> Result<Decided, String> {
+    let blob = blobs.get(rel);
+    let remote = match (blob, dirs.contains(rel)) {
+        (Some(_), true) => crate::sync::Remote::Clash,
+        (Some(b), false) => crate::sync::Remote::Blob(b),
+        (None, true) => crate::sync::Remote::Directory,
+        (None, false) => crate::sync::Remote::Absent,
+    };
+    let local_file = locals.get(rel);
+    let local = match local_file {
+        Some(f) => crate::sync::Local::File(f),
+        // Something that is no regular file (a directory, a link) is never replaced.
+        None if blob.is_some() && std::fs::symlink_metadata(dest.path().join(rel)).is_ok() => {
+            crate::sync::Local::NotRegular
+        }
+        None => crate::sync::Local::Absent,
+    };
+    let kind = Kind::of(rel, own_tag);
+    let facts = Facts { history_md5s };
+    let mut hash = || {
+        let f = dest.open_file(rel)?;
+        crate::fsutil::md5_of_reader(&f).map(|(md5, _)| md5)
+    };
+    let action = crate::sync::decide(local, rows.get(rel), remote, &kind, &facts, &mut hash)
+        .map_err(|e| format!("cannot read the local file: {e}"))?;
+    Ok(Decided {
+        rel: rel.to_string(),
+        action,
+        local: local_file.cloned(),
+        blob: blob.cloned(),
+        reuse: None,
+    })
+}
+
+/// The conflict file of `rel` a conflict may write over: here, recorded as pushed, and not
+/// changed since (its content is on the remote, and a replaced version goes to history).
+fn reusable_conflict_file(
+    dest: &Beneath,
+    rel: &str,
+    locals: &HashMap<String, LocalFile>,
+    rows: &HashMap<String, IndexEntry>,
+) -> Option<LocalFile> {
+    let mut candidates: Vec<&LocalFile> = locals
+        .values()
+        .filter(|f| crate::names::conflict_original(&f.rel).as_deref() == Some(rel))
+        .filter(|f| crate::names::parse_sync_conflict(&f.rel).is_some())
+        .collect();
+    candidates.sort_by(|a, b| a.rel.cmp(&b.rel));
+    candidates
+        .into_iter()
+        .find(|f| {
+            let Some(row) = rows.get(&f.rel).filter(|r| !r.conflict) else {
+                return false;
+            };
+            // A row recorded moments ago is racy: the bytes say whether it is untouched.
+            row.describes(f.size, f.mtime_ns, f.ctime_ns)
+                || dest
+                    .open_file(&f.rel)
+                    .and_then(crate::fsutil::md5_of_reader)
+                    .is_ok_and(|(md5, _)| md5 == row.md5)
+        })
+        .cloned()
+}
+
+/// The guard in the pull direction: more local deletes in the window than the threshold
+/// for the index's size (as for remote deletes) are all held, reported, and left.
+fn hold_mass_deletes(
+    state: &StateIndex,
+    decided: &mut [Decided],
+    rows: u64,
+    opts: &PullOptions,
+    report: &mut PullReport,
+) -> Result<(), StateError> {
+    let deletes = decided
+        .iter()
+        .filter(|d| d.action == Action::DeleteLocal)
+        .count() as u64;
+    if deletes == 0 || opts.allow_deletes {
+        return Ok(());
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let recent = state.local_deletes_since_window(now)?;
+    if deletes + recent <= crate::push::mass_delete_threshold(rows) {
+        return Ok(());
+    }
+    for d in decided
+        .iter_mut()
+        .filter(|d| d.action == Action::DeleteLocal)
+    {
+        d.action = Action::Nothing;
+        report.held_deletes.push(d.rel.clone());
+    }
+    Ok(())
+}
+
+/// The conflict file for the remote version of a path both sides changed.
+fn conflict_file_for(d: &Decided) -> Option<String> {
+    let blob = d.blob.as_ref()?;
+    let when = blob
+        .service_ns
+        .or(blob.written_ns)
+        .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp_nanos());
+    let host = blob.writer.as_deref().unwrap_or("remote");
+    crate::names::sync_conflict_name(&d.rel, when, host)
+}
+
+/// Download one decided path: into place, or beside it as a conflict file.
+async fn fetch_one(
+    remote: &dyn Remote,
+    retry: RetryPolicy,
+    durable: &Barrier,
+    dest: &Beneath,
+    d: Decided,
+    stamp: &str,
+) -> (Decided, Fetched, Option<String>) {
+    let Some(blob) = d.blob.as_ref() else {
+        return (d, Fetched::Failed("nothing to download".into()), None);
+    };
+    if blob.md5.is_none() {
+        let error = "the listing has no MD5 to verify it with; not downloaded".to_string();
+        return (d, Fetched::Failed(error), None);
+    }
+    if d.action == Action::Conflict
+        && let Some(old) = d.reuse.clone()
+    {
+        let fetched = apply::fetch(
+            remote,
+            retry,
+            durable,
+            dest,
+            blob,
+            &old.rel,
+            Some(&old),
+            stamp,
+        );
+        let fetched = fetched.await;
+        return (d, fetched, Some(old.rel));
+    }
+    if d.action == Action::Conflict {
+        let Some(file) = conflict_file_for(&d) else {
+            let error = "no conflict file name fits beside it; left as it is".to_string();
+            return (d, Fetched::Failed(error), None);
+        };
+        // The name is the version's (its service time to the second, its writer): two
+        // versions of one writer within a second share it, so a taken name holding other
+        // bytes moves on to NAME-2, NAME-3, …
+        for n in 1..=MAX_NAME_TRIES {
+            let name = match n {
+                1 => file.clone(),
+                n => numbered(&file, n),
+            };
+            match apply::fetch(remote, retry, durable, dest, blob, &name, None, stamp).await {
+                // The same version's conflict file made by an earlier pass: already there.
+                Fetched::LocalChanged => {
+                    if let Some(placed) = already_there(dest, &name, blob) {
+                        return (d, placed, Some(name));
+                    }
+                }
+                other => return (d, other, Some(name)),
+            }
+        }
+        let error = format!("{file} and the next names are taken; left as it is");
+        return (d, Fetched::Failed(error), None);
+    }
+    let over = d.local.as_ref();
+    let fetched = apply::fetch(remote, retry, durable, dest, blob, &d.rel, over, stamp).await;
+    (d, fetched, None)
+}
+
+/// How many names a conflict file tries before it gives up.
+const MAX_NAME_TRIES: u32 = 20;
+
+/// `notes.sync-conflict-20261203-101500-desk.md` → `…-desk-2.md` (the host grows a number,
+/// so the name still parses as a conflict file of the same path).
+fn numbered(name: &str, n: u32) -> String {
+    let (dir, file) = match name.rfind('/') {
+        Some(i) => (&name[..=i], &name[i + 1..]),
+        None => ("", name),
+    };
+    const MARK: &str = ".sync-conflict-";
+    let after = file.find(MARK).map_or(0, |i| i + MARK.len());
+    match file[after..].find('.') {
+        Some(i) => format!("{dir}{}-{n}{}", &file[..after + i], &file[after + i..]),
+        None => format!("{dir}{file}-{n}"),
+    }
+}
+
+/// A local file already holding the blob's bytes, as a placed download.
+fn already_there(dest: &Beneath, rel: &str, blob: &RemoteBlob) -> Option<Fetched> {
+    let f = dest.open_file(rel).ok()?;
+    let (md5, _) = crate::fsutil::md5_of_reader(&f).ok()?;
+    let meta = f.metadata().ok()?;
+    (Some(md5) == blob.md5).then_some(Fetched::Placed { meta, md5 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_conflict_name_grows_a_number_and_stays_a_conflict_file() {
+        for (name, want) in [
+            (
+                "notes.sync-conflict-20261203-101500-desk.md",
+                "notes.sync-conflict-20261203-101500-desk-2.md",
+            ),
+            (
+                "a/Makefile.sync-conflict-20261203-101500-desk",
+                "a/Makefile.sync-conflict-20261203-101500-desk-2",
+            ),
+            (
+                "a.b/x.tar.sync-conflict-20261203-101500-desk.gz",
+                "a.b/x.tar.sync-conflict-20261203-101500-desk-2.gz",
+            ),
+        ] {
+            let got = numbered(name, 2);
+            assert_eq!(got, want);
+            let original = crate::names::conflict_original(name);
+            assert!(original.is_some(), "{name}");
+            assert_eq!(crate::names::conflict_original(&got), original, "{got}");
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! `devlogd pull`, two-way sync's pull pass, with two machines (own HOME and machine id) on
+//! one Azurite prefix, driven as a user would: A's entries, edits and deletes reach B; a file
+//! both changed keeps both versions on both machines (the remote's beside the local one as
+//! a sync-conflict file); what B pulled is never pushed back; names a push would never
+//! upload never come down. Blobs are read back with the harness's own client.
+
+use crate::common;
+
+use common::{Azurite, TestEnv, json, md5_b64, tree, unique_container};
+
+fn machine(az: &Azurite, container: &str) -> TestEnv {
+    let env = TestEnv::new().with_sas(az.account_sas());
+    env.write_config(&format!(
+        "[remote]\nurl = \"{}/journal\"\n",
+        az.container_url(container)
+    ));
+    env
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn another_machines_entries_edits_and_deletes_come_down_and_are_not_pushed_back() {
+    let az = Azurite::shared();
+    let container = unique_container("pull");
+    let a = machine(az, &container);
+    let b = machine(az, &container);
+    a.write_file("2026/12/01-first.md", "# first\n");
+    a.write_file("2026/12/02-second.md", "# second\n");
+    a.write_file("ideas.toml", "x = 1\n");
+    a.run(&["push"]).assert_code(0);
+
+    let (report, _) = json(&b, &["pull", "--dry-run"], 0);
+    assert_eq!(
+        strings(&report["downloaded"]),
+        ["2026/12/01-first.md", "2026/12/02-second.md", "ideas.toml"],
+        "{report:#}"
+    );
+    assert!(!b.journal().join("ideas.toml").exists(), "a dry run wrote");
+
+    let (report, _) = json(&b, &["pull"], 0);
+    assert_eq!(strings(&report["downloaded"]).len(), 3, "{report:#}");
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    // What came down is known to B's index: its push uploads nothing.
+    let (pushed, _) = json(&b, &["push", "--all"], 0);
+    assert_eq!(pushed["uploaded"], 0, "{pushed:#}");
+
+    // A edits one entry and deletes another; B follows.
+    a.write_file("2026/12/01-first.md", "# first, edited on A\n");
+    std::fs::remove_file(a.journal().join("2026/12/02-second.md")).unwrap();
+    let (pushed, _) = json(&a, &["push"], 0);
+    assert_eq!(
+        strings(&pushed["deleted"]),
+        ["2026/12/02-second.md"],
+        "{pushed:#}"
+    );
+    let out = b.run(&["pull"]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains(": 1 downloaded (") && out.stdout.contains("1 deleted, 0 conflicts"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read(b.journal().join("2026/12/01-first.md")).unwrap(),
+        b"# first, edited on A\n"
+    );
+    assert!(!b.journal().join("2026/12/02-second.md").exists());
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    // The remote holds A's edit, byte for byte, and nothing B pushed back.
+    let (pushed, _) = json(&b, &["push", "--all"], 0);
+    assert_eq!(pushed["uploaded"], 0, "{pushed:#}");
+    let blobs = az.list_blobs(&container);
+    let first = blobs
+        .iter()
+        .find(|b| b.name == "journal/2026/12/01-first.md")
+        .expect("the edited entry is on the remote");
+    assert_eq!(
+        first.content_md5_b64.as_deref(),
+        Some(md5_b64(b"# first, edited on A\n").as_str())
+    );
+    assert!(
+        !blobs
+            .iter()
+            .any(|b| b.name == "journal/2026/12/02-second.md")
+    );
+
+    // Nothing new: a second pull changes nothing.
+    let (again, _) = json(&b, &["pull"], 0);
+    assert_eq!(strings(&again["downloaded"]).len(), 0, "{again:#}");
+    assert_eq!(strings(&again["deleted"]).len(), 0, "{again:#}");
+    assert_eq!(again["to_push"], 0, "{again:#}");
+}
+
+#[test]
+fn a_file_changed_on_both_machines_keeps_both_versions_on_both() {
+    let az = Azurite::shared();
+    let container = unique_container("pull-conflict");
+    let a = machine(az, &container);
+    let b = machine(az, &container);
+    a.write_file("notes.md", "v1\n");
+    a.run(&["push"]).assert_code(0);
+    json(&b, &["pull"], 0);
+
+    a.write_file("notes.md", "A's edit\n");
+    a.run(&["push"]).assert_code(0);
+    b.write_file("notes.md", "B's edit\n");
+    let (report, _) = json(&b, &["pull"], 0);
+    let conflicts = report["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{report:#}");
+    assert_eq!(conflicts[0]["path"], "notes.md", "{report:#}");
+    let file = conflicts[0]["conflict_file"].as_str().unwrap().to_string();
+    assert!(
+        file.starts_with("notes.sync-conflict-") && file.ends_with(".md"),
+        "{file}"
+    );
+    // B's words stay where B wrote them; A's are beside them.
+    assert_eq!(
+        std::fs::read(b.journal().join("notes.md")).unwrap(),
+        b"B's edit\n"
+    );
+    assert_eq!(
+        std::fs::read(b.journal().join(&file)).unwrap(),
+        b"A's edit\n"
+    );
+    // Both go up with the next push: B's file over the path, the conflict file beside it.
+    assert_eq!(report["to_push"], 2, "{report:#}");
+
+    // B's push puts its version at the path (A's goes to history) and the conflict file up.
+    let (pushed, _) = json(&b, &["push"], 0);
+    assert_eq!(
+        pushed["conflicts"].as_array().unwrap().len(),
+        0,
+        "{pushed:#}"
+    );
+    assert_eq!(
+        az.get_blob(&container, "journal/notes.md").as_deref(),
+        Some(&b"B's edit\n"[..])
+    );
+    assert_eq!(
+        az.get_blob(&container, &format!("journal/{file}"))
+            .as_deref(),
+        Some(&b"A's edit\n"[..])
+    );
+
+    // A follows: the same two files, byte for byte; nobody has anything left to do.
+    let (report, _) = json(&a, &["pull"], 0);
+    assert_eq!(
+        report["conflicts"].as_array().unwrap().len(),
+        0,
+        "{report:#}"
+    );
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    for env in [&a, &b] {
+        let (again, _) = json(env, &["pull"], 0);
+        assert_eq!(strings(&again["downloaded"]).len(), 0, "{again:#}");
+        assert_eq!(again["to_push"], 0, "{again:#}");
+    }
+}
+
+#[test]
+fn names_a_push_would_never_upload_never_come_down() {
+    let az = Azurite::shared();
+    let container = unique_container("pull-hostile");
+    let a = machine(az, &container);
+    let b = machine(az, &container);
+    a.write_file("notes.md", "mine\n");
+    a.run(&["push"]).assert_code(0);
+    // A co-writer on the remote plants what would run or hide things on B.
+    for name in [
+        ".git/config",
+        "notes/.hidden.md",
+        ".devlogignore",
+        "\u{200c}.git/hooks/x",
+    ] {
+        az.put_blob(
+            &container,
+            &format!("journal/{name}"),
+            b"[core]\n\tfsmonitor = evil\n",
+        );
+    }
+    let (report, _) = json(&b, &["pull"], 0);
+    assert_eq!(strings(&report["downloaded"]), ["notes.md"], "{report:#}");
+    let skipped = strings(&report["skipped"]);
+    assert!(skipped.contains(&".git/config".to_string()), "{report:#}");
+    assert!(skipped.contains(&".devlogignore".to_string()), "{report:#}");
+    assert_eq!(
+        tree(&b.journal()).keys().cloned().collect::<Vec<_>>(),
+        ["notes.md"]
+    );
+}
+
+#[test]
+fn the_directory_remote_carries_entries_and_deletes_between_machines() {
+    let shared = tempfile::tempdir().unwrap();
+    let mirror = shared.path().join("mirror");
+    std::fs::create_dir_all(&mirror).unwrap();
+    let config = format!("[remote]\nurl = \"file://{}\"\n", mirror.display());
+    let (a, b) = (TestEnv::new(), TestEnv::new());
+    a.write_config(&config);
+    b.write_config(&config);
+    a.write_file("2026/12/03-entry.md", "# entry\n");
+    a.write_file("old.md", "old\n");
+    a.run(&["push"]).assert_code(0);
+    json(&b, &["pull"], 0);
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+
+    std::fs::remove_file(a.journal().join("old.md")).unwrap();
+    a.write_file("2026/12/03-entry.md", "# entry, longer now\n");
+    a.run(&["push"]).assert_code(0);
+    let (report, _) = json(&b, &["pull"], 0);
+    assert_eq!(strings(&report["deleted"]), ["old.md"], "{report:#}");
+    assert_eq!(
+        strings(&report["downloaded"]),
+        ["2026/12/03-entry.md"],
+        "{report:#}"
+    );
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+}
+
+/// A pushes `n` small entries (one command, so the files reach Azurite fast).
+fn many(a: &TestEnv, n: usize) {
+    for i in 0..n {
+        a.write_file(&format!("d{}/e{i:04}.md", i % 10), format!("entry {i}\n"));
+    }
+    a.run(&["push"]).assert_code(0);
+}
+
+/// What is in B's journal under final names is A's, byte for byte (nothing half-written);
+/// how many files that is.
+fn only_whole_files(a: &TestEnv, b: &TestEnv) -> usize {
+    let (ta, tb) = (tree(&a.journal()), tree(&b.journal()));
+    let mut whole = 0;
+    for (rel, bytes) in &tb {
+        if rel.split('/').any(|s| s.starts_with(".devlogd-")) {
+            continue; // a temporary name: never a final one
+        }
+        assert_eq!(ta.get(rel), Some(bytes), "{rel} is not A's version");
+        whole += 1;
+    }
+    whole
+}
+
+#[test]
+fn a_pull_killed_midway_resumes_and_pushes_nothing_back() {
+    // Its own emulator: 1,500 files would load the shared one under other tests.
+    let az = &Azurite::start();
+    let container = unique_container("pull-kill");
+    let (a, b) = (machine(az, &container), machine(az, &container));
+    many(&a, 1500);
+    let mut child = b.devlogd().args(["pull"]).spawn().unwrap();
+    common::wait_for(
+        std::time::Duration::from_secs(60),
+        "a pull under way",
+        || (tree(&b.journal()).len() >= 100).then_some(()),
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let placed = only_whole_files(&a, &b);
+    assert!(placed < 1500, "the pull had finished before the kill");
+
+    let (report, _) = json(&b, &["pull"], 0);
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    assert!(
+        strings(&report["downloaded"]).len() <= 1500 - placed + 64,
+        "{}",
+        report["downloaded"]
+    );
+    let (pushed, _) = json(&b, &["push", "--all"], 0);
+    assert_eq!(pushed["uploaded"], 0, "{pushed:#}");
+}
+
+#[test]
+fn a_remote_gone_midway_stops_the_pull_and_the_next_one_finishes_it() {
+    let data = tempfile::tempdir().unwrap();
+    let mut az = Azurite::start_persistent(data.path(), None);
+    let container = unique_container("pull-gone");
+    let (a, b) = (machine(&az, &container), machine(&az, &container));
+    many(&a, 1500);
+    let child = b
+        .devlogd()
+        .args(["pull"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for(
+        std::time::Duration::from_secs(60),
+        "a pull under way",
+        || (tree(&b.journal()).len() >= 100).then_some(()),
+    );
+    az.stop();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        // It won the race: everything came down before the stop.
+        assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    } else {
+        assert!(
+            stderr.contains("run pull again") || stderr.contains("cannot"),
+            "{stderr}"
+        );
+        only_whole_files(&a, &b);
+    }
+    az.restart();
+    json(&b, &["pull"], 0);
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    let (pushed, _) = json(&b, &["push", "--all"], 0);
+    assert_eq!(pushed["uploaded"], 0, "{pushed:#}");
+}
+
+/// In two-way mode a push another machine beat to a path skips it (no `.conflict-` copy);
+/// the pull after it settles the path with a sync-conflict file, and the next push goes.
+#[test]
+fn a_push_beaten_to_a_path_is_settled_by_the_pull_after_it() {
+    let az = Azurite::shared();
+    let container = unique_container("pull-skip");
+    let (a, b) = (machine(az, &container), machine(az, &container));
+    for env in [&a, &b] {
+        env.write_config(&format!(
+            "[remote]\nurl = \"{}/journal\"\n\n[sync]\nmode = \"two-way\"\n",
+            az.container_url(&container)
+        ));
+    }
+    a.write_file("notes.md", "v1\n");
+    a.run(&["push"]).assert_code(0);
+    json(&b, &["pull"], 0);
+    a.write_file("notes.md", "A's edit\n");
+    a.run(&["push"]).assert_code(0);
+    b.write_file("notes.md", "B's edit\n");
+    let (pushed, _) = json(&b, &["push"], 0);
+    assert_eq!(pushed["conflicts"][0]["action"], "skipped", "{pushed:#}");
+    assert!(
+        !az.list_blobs(&container)
+            .iter()
+            .any(|b| b.name.contains(".conflict-")),
+        "a backup-mode conflict copy"
+    );
+    let (report, _) = json(&b, &["pull"], 0);
+    assert_eq!(
+        report["conflicts"].as_array().unwrap().len(),
+        1,
+        "{report:#}"
+    );
+    assert_eq!(
+        std::fs::read(b.journal().join("notes.md")).unwrap(),
+        b"B's edit\n"
+    );
+    json(&b, &["push"], 0);
+    json(&a, &["pull"], 0);
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    let texts: Vec<Vec<u8>> = tree(&a.journal()).into_values().collect();
+    assert!(texts.contains(&b"A's edit\n".to_vec()) && texts.contains(&b"B's edit\n".to_vec()));
+}

@@ -1,0 +1,222 @@
+//! Two daemons in two-way mode (`sync.mode = "two-way"`, a one-second pull interval), each
+//! with its own HOME and machine id, on one Azurite prefix: entries made on A appear on B,
+//! B's edit reaches A, A's deletes leave B, a path both edit keeps both versions on both
+//! machines, and `ctl status` says when the last pull ran and what came down. Timings are
+//! printed (`--nocapture`), never asserted beyond the deadline a user would give up at.
+
+use crate::common;
+
+use common::daemon::Daemon;
+use common::status::settled as idle;
+use common::{Azurite, TestEnv, tree, unique_container, wait_for};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+fn machine(az: &Azurite, container: &str) -> TestEnv {
+    let env = TestEnv::new().with_sas(az.account_sas());
+    env.write_config(&format!(
+        "[remote]\nurl = \"{}/journal\"\n\n[sync]\nmode = \"two-way\"\npull_interval_s = 1\ndebounce_ms = 100\n",
+        az.container_url(container)
+    ));
+    env
+}
+
+fn has(env: &TestEnv, rel: &str, bytes: &[u8]) -> Option<()> {
+    (std::fs::read(env.journal().join(rel)).ok()?.as_slice() == bytes).then_some(())
+}
+
+/// Both trees the same, and both daemons idle with nothing pending.
+fn settled(a: &TestEnv, b: &TestEnv) -> BTreeMap<String, Vec<u8>> {
+    wait_for(Duration::from_secs(60), "both trees the same", || {
+        let (ta, tb) = (tree(&a.journal()), tree(&b.journal()));
+        (ta == tb && idle(a) && idle(b)).then_some(ta)
+    })
+}
+
+#[test]
+fn two_daemons_keep_both_journals_whole() {
+    let az = Azurite::shared();
+    let container = unique_container("two-way");
+    let (a, b) = (machine(az, &container), machine(az, &container));
+    let _da = Daemon::start_with(&a, &[("DEVLOGD_MACHINE_ID", "machine-a")]);
+    let _db = Daemon::start_with(&b, &[("DEVLOGD_MACHINE_ID", "machine-b")]);
+
+    // An entry made on A appears on B.
+    let started = Instant::now();
+    a.write_file("2026/12/03-a.md", "# made on A\n");
+    wait_for(Duration::from_secs(30), "A's entry on B", || {
+        has(&b, "2026/12/03-a.md", b"# made on A\n")
+    });
+    eprintln!("A → B: {:.2} s", started.elapsed().as_secs_f64());
+
+    // B's edit reaches A.
+    let started = Instant::now();
+    b.write_file("2026/12/03-a.md", "# made on A, edited on B\n");
+    wait_for(Duration::from_secs(30), "B's edit on A", || {
+        has(&a, "2026/12/03-a.md", b"# made on A, edited on B\n")
+    });
+    eprintln!("B → A: {:.2} s", started.elapsed().as_secs_f64());
+
+    // A's delete leaves B.
+    a.write_file("scratch.md", "for a moment\n");
+    wait_for(Duration::from_secs(30), "scratch on B", || {
+        has(&b, "scratch.md", b"for a moment\n")
+    });
+    std::fs::remove_file(a.journal().join("scratch.md")).unwrap();
+    wait_for(Duration::from_secs(30), "scratch gone from B", || {
+        (!b.journal().join("scratch.md").exists()).then_some(())
+    });
+    let trees = settled(&a, &b);
+    assert!(trees.contains_key("2026/12/03-a.md"), "{:?}", trees.keys());
+
+    // B's status says when it last pulled and what came down.
+    let out = b.run(&["ctl", "status"]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("last pull      "), "{}", out.stdout);
+    let (v, _) = common::json(&b, &["ctl", "status"], 0);
+    assert_eq!(v["mode"], "two-way", "{v:#}");
+    assert!(v["last_pull"]["at_unix"].as_i64().is_some(), "{v:#}");
+}
+
+#[test]
+fn a_path_both_daemons_edit_keeps_every_version() {
+    let az = Azurite::shared();
+    let container = unique_container("two-way-both");
+    let (a, b) = (machine(az, &container), machine(az, &container));
+    let log = std::env::var("DEVLOGD_TEST_LOG").unwrap_or_else(|_| "info".into());
+    let _da = Daemon::start_with(
+        &a,
+        &[("DEVLOGD_MACHINE_ID", "machine-a"), ("RUST_LOG", &log)],
+    );
+    let _db = Daemon::start_with(
+        &b,
+        &[("DEVLOGD_MACHINE_ID", "machine-b"), ("RUST_LOG", &log)],
+    );
+    a.write_file("notes.md", "v0\n");
+    wait_for(Duration::from_secs(30), "notes on B", || {
+        has(&b, "notes.md", b"v0\n")
+    });
+
+    let mut saved = Vec::new();
+    for i in 0..5 {
+        let (on_a, on_b) = (format!("A's save {i}\n"), format!("B's save {i}\n"));
+        a.write_file("notes.md", &on_a);
+        b.write_file("notes.md", &on_b);
+        saved.push(on_a);
+        saved.push(on_b);
+        // The next round after both have pushed (or been told the other was first).
+        let handled = common::poll_until(Duration::from_secs(30), || {
+            (idle(&a) && idle(&b)).then_some(())
+        });
+        assert!(
+            handled.is_some(),
+            "round {i} never settled: A {}\nB {}\nA's log:\n{}\nB's log:\n{}",
+            common::status::status(&a),
+            common::status::status(&b),
+            _da.log_text(),
+            _db.log_text()
+        );
+    }
+    let trees = settled(&a, &b);
+    // Every save is at the path, in a conflict file, or in the history.
+    let history: Vec<Vec<u8>> = az
+        .list_blobs(&container)
+        .into_iter()
+        .filter(|blob| blob.name.starts_with("journal/.devlog-history/notes.md/"))
+        .filter_map(|blob| az.get_blob(&container, &blob.name))
+        .collect();
+    for content in &saved {
+        let bytes = content.as_bytes();
+        let kept = trees.values().any(|v| v == bytes) || history.iter().any(|v| v == bytes);
+        assert!(
+            kept,
+            "{content:?} is lost: trees {:?}, history {:?}\nA's log:\n{}\nB's log:\n{}",
+            trees
+                .iter()
+                .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
+                .collect::<Vec<_>>(),
+            az.list_blobs(&container)
+                .iter()
+                .map(|blob| format!(
+                    "{}={}",
+                    blob.name,
+                    String::from_utf8_lossy(
+                        &az.get_blob(&container, &blob.name).unwrap_or_default()
+                    )
+                ))
+                .collect::<Vec<_>>(),
+            _da.log_text(),
+            _db.log_text()
+        );
+    }
+    let conflict_files: Vec<&String> = trees
+        .keys()
+        .filter(|k| k.starts_with("notes.sync-conflict-"))
+        .collect();
+    eprintln!("conflict files after 5 rounds: {}", conflict_files.len());
+    assert!(!conflict_files.is_empty(), "{:?}", trees.keys());
+}
+
+#[test]
+fn a_machine_that_was_off_catches_up_without_conflicts() {
+    let az = Azurite::shared();
+    let container = unique_container("two-way-off");
+    let (a, b) = (machine(az, &container), machine(az, &container));
+    // B was in sync once, then stopped.
+    a.write_file("kept.md", "kept\n");
+    {
+        let _da = Daemon::start_with(&a, &[("DEVLOGD_MACHINE_ID", "machine-a")]);
+        wait_for(Duration::from_secs(30), "kept.md pushed", || {
+            az.get_blob(&container, "journal/kept.md").map(|_| ())
+        });
+    }
+    b.run(&["pull"]).assert_code(0);
+    let _da = Daemon::start_with(&a, &[("DEVLOGD_MACHINE_ID", "machine-a")]);
+    for i in 0..300 {
+        a.write_file(
+            &format!("2026/12/{:02}/e{i:03}.md", i % 28 + 1),
+            format!("entry {i}\n"),
+        );
+    }
+    wait_for(
+        Duration::from_secs(120),
+        "A's entries on the remote",
+        || {
+            let n = az
+                .list_blobs(&container)
+                .iter()
+                .filter(|b| b.name.starts_with("journal/2026/"))
+                .count();
+            (n == 300).then_some(())
+        },
+    );
+    for i in (0..300).step_by(10) {
+        std::fs::remove_file(
+            a.journal()
+                .join(format!("2026/12/{:02}/e{i:03}.md", i % 28 + 1)),
+        )
+        .unwrap();
+    }
+    std::fs::remove_file(a.journal().join("kept.md")).unwrap();
+    wait_for(Duration::from_secs(60), "A settled", || {
+        idle(&a).then_some(())
+    });
+
+    let started = Instant::now();
+    let _db = Daemon::start_with(&b, &[("DEVLOGD_MACHINE_ID", "machine-b")]);
+    let trees = settled(&a, &b);
+    eprintln!(
+        "B caught up with 300 new, 31 deleted in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        trees.len(),
+        270,
+        "{:?}",
+        trees.keys().take(5).collect::<Vec<_>>()
+    );
+    assert!(
+        !trees.keys().any(|k| k.contains("conflict")),
+        "conflict files"
+    );
+}
