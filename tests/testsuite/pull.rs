@@ -162,6 +162,15 @@ fn a_file_changed_on_both_machines_keeps_both_versions_on_both() {
         assert_eq!(strings(&again["downloaded"]).len(), 0, "{again:#}");
         assert_eq!(again["to_push"], 0, "{again:#}");
     }
+
+    // Settled on A (the conflict file deleted there): settled on B too.
+    std::fs::remove_file(a.journal().join(&file)).unwrap();
+    let (pushed, _) = json(&a, &["push"], 0);
+    assert_eq!(strings(&pushed["deleted"]), [file.clone()], "{pushed:#}");
+    let (report, _) = json(&b, &["pull"], 0);
+    assert_eq!(strings(&report["deleted"]), [file.clone()], "{report:#}");
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    assert_eq!(tree(&b.journal()).len(), 1);
 }
 
 #[test]
