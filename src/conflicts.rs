@@ -146,6 +146,7 @@ mod tests {
             md5: None,
             etag: "e".into(),
             writer: Some("w2".into()),
+            host: None,
             written_ns: Some(1_795_000_000_000_000_000),
             service_ns: None,
             corrupt: false,

@@ -470,6 +470,7 @@ mod tests {
             md5: Some([md5; 16]),
             etag: format!("e{md5}"),
             writer: None,
+            host: None,
             written_ns: written,
             service_ns: Some(stored),
             corrupt: false,

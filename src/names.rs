@@ -8,8 +8,6 @@ use time::OffsetDateTime;
 
 /// The longest file name (one path segment) most filesystems take, in bytes.
 pub const MAX_SEGMENT_BYTES: usize = 255;
-/// The longest host in a conflict name.
-pub const MAX_HOST_CHARS: usize = 40;
 const MARK: &str = ".sync-conflict-";
 /// `YYYYMMDD-HHMMSS`
 const STAMP_LEN: usize = 15;
@@ -24,22 +22,7 @@ pub struct SyncConflict {
     pub host: String,
 }
 
-/// A host as a name segment: ASCII letters, digits and `-` (anything else, `/`, `.`,
-/// control and bidi characters included, becomes `-`), no `-` at either end, at most
-/// [`MAX_HOST_CHARS`]; `unknown` when nothing is left. Hosts are claims: never trusted.
-pub fn safe_host(host: &str) -> String {
-    let mapped: String = host
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .take(MAX_HOST_CHARS)
-        .collect();
-    let trimmed = mapped.trim_matches('-');
-    if trimmed.is_empty() {
-        "unknown".to_string()
-    } else {
-        trimmed.to_string()
-    }
-}
+pub use crate::redact::{MAX_HOST_CHARS, safe_host};
 
 /// The conflict file name for the version of `rel` stored at `service_ns` (unix ns, the
 /// service's time, never a writer's) by `host`. `None` for a conflict file (never itself

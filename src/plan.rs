@@ -281,6 +281,7 @@ mod tests {
             md5: Some(md5),
             etag: etag.into(),
             writer: Some("someone-else".into()),
+            host: None,
             written_ns: None,
             service_ns: None,
             corrupt: false,
@@ -575,6 +576,7 @@ mod tests {
         // Uploaded, then the process died before recording it; the file changed since.
         let mine = RemoteBlob {
             writer: Some(WRITER.into()),
+            host: None,
             ..blob(B, "\"unrecorded\"")
         };
         let (d, _) = run(

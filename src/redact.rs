@@ -228,6 +228,26 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// The longest host in a name (a conflict file's, a blob's metadata).
+pub const MAX_HOST_CHARS: usize = 40;
+
+/// A host as a name segment: ASCII letters, digits and `-` (anything else, `/`, `.`,
+/// control and bidi characters included, becomes `-`), no `-` at either end, at most
+/// [`MAX_HOST_CHARS`]; `unknown` when nothing is left. Hosts are claims: never trusted.
+pub fn safe_host(host: &str) -> String {
+    let mapped: String = host
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(MAX_HOST_CHARS)
+        .collect();
+    let trimmed = mapped.trim_matches('-');
+    if trimmed.is_empty() {
+        "unknown".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -536,7 +536,10 @@ fn conflict_file_for(d: &Decided) -> Option<String> {
         .service_ns
         .or(blob.written_ns)
         .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp_nanos());
-    let host = blob.writer.as_deref().unwrap_or("remote");
+    // The host its writer named, else its writer id (an older binary's blob).
+    let host = (blob.host.as_deref())
+        .or(blob.writer.as_deref())
+        .unwrap_or("remote");
     crate::names::sync_conflict_name(&d.rel, when, host)
 }
 

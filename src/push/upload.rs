@@ -202,6 +202,7 @@ impl Uploader<'_> {
                 content,
                 precondition,
                 writer: self.writer,
+                host: self.host,
                 on_retry: &on_retry,
             })
         })

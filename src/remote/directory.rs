@@ -40,6 +40,8 @@ const OLD_TMP_MARKER: &str = ".devlogd-tmp-";
 const LOCK_FILE: &str = ".devlogd.lock";
 /// Extended attribute holding the writer mark.
 const WRITER_XATTR: &str = "user.devlogd.writer";
+/// The writer's host name, for people ([`RemoteBlob::host`]).
+const HOST_XATTR: &str = "user.devlogd.host";
 /// Extended attribute holding the file's mtime (ns) when devlogd wrote it: bytes that no
 /// longer match the mark while the mtime is still this one changed without a write (bit
 /// rot, a damaged disk); a write by another tool moves the mtime.
@@ -178,12 +180,17 @@ fn blob_of(file: &std::fs::File, name: &str, md5: [u8; 16], size: u64) -> Remote
         .filter(|_| untouched)
         .and_then(|mark| super::marked_md5(mark, name))
         .unwrap_or(md5);
+    let writer = mark.and_then(|mark| super::writer_from_mark(&mark, Some(md5), name));
     RemoteBlob {
         name: name.to_string(),
         size,
         md5: Some(written_md5),
         etag: super::hex(&written_md5),
-        writer: mark.and_then(|mark| super::writer_from_mark(&mark, Some(md5), name)),
+        host: writer
+            .as_ref()
+            .and_then(|_| xattr::get(file, HOST_XATTR))
+            .map(|h| crate::redact::safe_host(&h)),
+        writer,
         written_ns,
         service_ns,
         corrupt: written_md5 != md5,
@@ -284,7 +291,7 @@ fn preserve_blocking(
     if blob_of(&src, name, md5, 0).etag != etag {
         return Err(RemoteError::Conflict);
     }
-    for attribute in [WRITER_XATTR, MTIME_XATTR] {
+    for attribute in [WRITER_XATTR, MTIME_XATTR, HOST_XATTR] {
         if let Some(value) = xattr::get(&src, attribute) {
             xattr::set(&tmp.file, attribute, &value);
         }
@@ -483,6 +490,7 @@ fn put_blocking(
     content: &Content,
     precondition: &Precondition,
     writer: &str,
+    host: &str,
 ) -> Result<PutOutcome, RemoteError> {
     let dest = root.path().join(name);
     let tmp_dir = root
@@ -500,6 +508,9 @@ fn put_blocking(
         WRITER_XATTR,
         &super::writer_mark(writer, &md5, name),
     );
+    if !host.is_empty() {
+        xattr::set(&tmp.file, HOST_XATTR, &crate::redact::safe_host(host));
+    }
     if let Ok(meta) = tmp.file.metadata() {
         use std::os::unix::fs::MetadataExt;
         let mtime = meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128;
@@ -650,8 +661,9 @@ impl Remote for DirectoryRemote {
         let root = self.open_root()?;
         let precondition = put.precondition.clone();
         let (name, writer) = (put.name.to_string(), put.writer.to_string());
+        let host = put.host.to_string();
         let content = put.content.clone();
-        blocking(move || put_blocking(&root, &name, &content, &precondition, &writer)).await
+        blocking(move || put_blocking(&root, &name, &content, &precondition, &writer, &host)).await
     }
 
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {

@@ -14,6 +14,8 @@ struct Stored {
     md5: [u8; 16],
     etag: String,
     mark: Option<String>,
+    /// The writer's host name, when it gave one.
+    host: Option<String>,
     written_ns: i128,
     /// When it was stored here (a copy into history: when it was copied).
     service_ns: i128,
@@ -85,6 +87,7 @@ impl MemoryRemote {
                     md5: Md5::digest(data).into(),
                     etag,
                     mark: None,
+                    host: None,
                     written_ns: now_ns(),
                     service_ns: now_ns(),
                 },
@@ -114,6 +117,7 @@ impl MemoryRemote {
                 .mark
                 .as_deref()
                 .and_then(|m| super::writer_from_mark(m, Some(b.md5), name)),
+            host: b.host.clone(),
             written_ns: Some(b.written_ns),
             service_ns: Some(b.service_ns),
             corrupt: false,
@@ -147,6 +151,7 @@ impl Remote for MemoryRemote {
             content,
             precondition,
             writer,
+            host,
             ..
         } = put;
         super::check_name(name)?;
@@ -174,6 +179,7 @@ impl Remote for MemoryRemote {
                 md5,
                 etag: etag.clone(),
                 mark: Some(super::writer_mark(writer, &md5, name)),
+                host: (!host.is_empty()).then(|| crate::redact::safe_host(host)),
                 written_ns: now_ns(),
                 service_ns: now_ns(),
             },

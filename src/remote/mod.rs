@@ -40,6 +40,10 @@ pub struct RemoteBlob {
     /// still what that writer wrote: a blob with our own id is ours even when the index
     /// missed recording it (a crash between upload and commit).
     pub writer: Option<String>,
+    /// The host name its writer stored with it (sanitised, [`crate::redact::safe_host`]),
+    /// while the writer mark holds: a claim for people (conflict file names), never an
+    /// identity.
+    pub host: Option<String>,
     /// When this content was written (unix ns): devlogd's own record of its write
     /// (metadata; the directory remote's mtime), else the service's Last-Modified. A copy
     /// into the history area keeps the original's. A writer's claim: any writer sets it.
@@ -338,6 +342,8 @@ pub struct Put<'a> {
     pub content: &'a Content,
     pub precondition: &'a Precondition,
     pub writer: &'a str,
+    /// This machine's host name, stored with the blob for people to read (empty: none).
+    pub host: &'a str,
     pub on_retry: OnRetry<'a>,
 }
 
@@ -384,6 +390,7 @@ pub trait Remote: Send + Sync {
             content,
             precondition,
             writer,
+            host: "",
             on_retry,
         })
         .await

@@ -340,6 +340,7 @@ mod tests {
             md5: Some(md5),
             etag: etag.into(),
             writer: Some("other".into()),
+            host: None,
             written_ns: None,
             service_ns: None,
             corrupt: false,

@@ -120,6 +120,12 @@ fn a_file_changed_on_both_machines_keeps_both_versions_on_both() {
         file.starts_with("notes.sync-conflict-") && file.ends_with(".md"),
         "{file}"
     );
+    // Named for people: the host that wrote the other version, as it named itself.
+    let host = devlogd::names::safe_host(&devlogd::machine::hostname());
+    assert!(
+        file.ends_with(&format!("-{host}.md")),
+        "{file} does not name {host}"
+    );
     // B's words stay where B wrote them; A's are beside them.
     assert_eq!(
         std::fs::read(b.journal().join("notes.md")).unwrap(),
@@ -166,9 +172,9 @@ fn a_file_changed_on_both_machines_keeps_both_versions_on_both() {
     // Settled on A (the conflict file deleted there): settled on B too.
     std::fs::remove_file(a.journal().join(&file)).unwrap();
     let (pushed, _) = json(&a, &["push"], 0);
-    assert_eq!(strings(&pushed["deleted"]), [file.clone()], "{pushed:#}");
+    assert_eq!(strings(&pushed["deleted"]), [file.as_str()], "{pushed:#}");
     let (report, _) = json(&b, &["pull"], 0);
-    assert_eq!(strings(&report["deleted"]), [file.clone()], "{report:#}");
+    assert_eq!(strings(&report["deleted"]), [file.as_str()], "{report:#}");
     assert_eq!(tree(&a.journal()), tree(&b.journal()));
     assert_eq!(tree(&b.journal()).len(), 1);
 }

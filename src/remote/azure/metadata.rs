@@ -12,14 +12,26 @@ const WRITER_METADATA: &str = "devlogdwriter";
 /// Blob metadata key holding when devlogd wrote the content (unix ns): finer than
 /// Last-Modified's seconds, and kept by a copy into the history area.
 const WRITTEN_METADATA: &str = "devlogdwritten";
+/// Blob metadata key holding the writer's host name (see [`RemoteBlob::host`]).
+const HOST_METADATA: &str = "devlogdhost";
 
 /// The metadata a write stores with the blob.
-pub(super) fn metadata(writer: &str, md5: &[u8; 16], name: &str) -> HashMap<String, String> {
+pub(super) fn metadata(
+    writer: &str,
+    host: &str,
+    md5: &[u8; 16],
+    name: &str,
+) -> HashMap<String, String> {
     let now = OffsetDateTime::now_utc().unix_timestamp_nanos();
-    HashMap::from([
+    let mut metadata = HashMap::from([
         (WRITER_METADATA.to_string(), writer_mark(writer, md5, name)),
         (WRITTEN_METADATA.to_string(), now.to_string()),
-    ])
+    ]);
+    if !host.is_empty() {
+        // ASCII only, as a header value must be.
+        metadata.insert(HOST_METADATA.to_string(), crate::redact::safe_host(host));
+    }
+    metadata
 }
 
 /// The blob `name` from what an answer said of it. Its write time is devlogd's own record,
@@ -33,14 +45,19 @@ pub(super) fn described(
     last_modified: Option<OffsetDateTime>,
 ) -> RemoteBlob {
     let service_ns = last_modified.map(|t| t.unix_timestamp_nanos());
+    let writer = metadata
+        .get(WRITER_METADATA)
+        .and_then(|mark| writer_from_mark(mark, md5, name));
     RemoteBlob {
         name: name.to_string(),
         size,
         md5,
         etag: etag.map(quoted).unwrap_or_default(),
-        writer: metadata
-            .get(WRITER_METADATA)
-            .and_then(|mark| writer_from_mark(mark, md5, name)),
+        host: writer
+            .as_ref()
+            .and(metadata.get(HOST_METADATA))
+            .map(|h| crate::redact::safe_host(h)),
+        writer,
         written_ns: metadata
             .get(WRITTEN_METADATA)
             .and_then(|v| v.parse::<i128>().ok())
