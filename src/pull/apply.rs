@@ -8,7 +8,7 @@ use crate::remote::retry::RetryPolicy;
 use crate::remote::{Remote, RemoteBlob, RemoteError};
 use crate::restore::durable::Barrier;
 use crate::restore::place::{self, Placed};
-use crate::restore::{Expected, download, temp};
+use crate::restore::{Expected, download, join, split, temp};
 use crate::scan::LocalFile;
 use std::io::ErrorKind;
 
@@ -175,21 +175,6 @@ fn random_suffix() -> String {
     (0..8)
         .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
         .collect()
-}
-
-fn split(rel: &str) -> (&str, &str) {
-    match rel.rfind('/') {
-        Some(i) => (&rel[..i], &rel[i + 1..]),
-        None => ("", rel),
-    }
-}
-
-fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() {
-        name.to_string()
-    } else {
-        format!("{dir}/{name}")
-    }
 }
 
 #[cfg(test)]

@@ -534,7 +534,8 @@ pub(crate) fn local_copy_stamp(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-fn split(rel: &str) -> (&str, &str) {
+/// `a/b/c.md` → (`a/b`, `c.md`); a top-level name has the directory `""`.
+pub(crate) fn split(rel: &str) -> (&str, &str) {
     match rel.rfind('/') {
         Some(i) => (&rel[..i], &rel[i + 1..]),
         None => ("", rel),
@@ -733,7 +734,8 @@ async fn restore_one(
     }
 }
 
-fn join(dir: &str, name: &str) -> String {
+/// The inverse of [`split`].
+pub(crate) fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {
         name.to_string()
     } else {
