@@ -220,3 +220,90 @@ fn a_machine_that_was_off_catches_up_without_conflicts() {
         "conflict files"
     );
 }
+
+#[test]
+fn three_daemons_converge_and_lose_nothing() {
+    let az = Azurite::shared();
+    let container = unique_container("two-way-three");
+    let envs: Vec<TestEnv> = (0..3).map(|_| machine(az, &container)).collect();
+    let _daemons: Vec<Daemon> = envs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Daemon::start_with(e, &[("DEVLOGD_MACHINE_ID", &format!("machine-{i}"))]))
+        .collect();
+    envs[0].write_file("shared.md", "v0\n");
+    envs[0].write_file("doomed.md", "soon gone\n");
+    for e in &envs[1..] {
+        wait_for(
+            Duration::from_secs(30),
+            "the first files everywhere",
+            || {
+                (has(e, "shared.md", b"v0\n").is_some()
+                    && has(e, "doomed.md", b"soon gone\n").is_some())
+                .then_some(())
+            },
+        );
+    }
+    let started = Instant::now();
+    let mut saved = Vec::new();
+    for (i, e) in envs.iter().enumerate() {
+        for n in 0..10 {
+            e.write_file(
+                &format!("m{i}/entry-{n}.md"),
+                format!("machine {i} entry {n}\n"),
+            );
+        }
+        let edit = format!("shared, edited on machine {i}\n");
+        e.write_file("shared.md", &edit);
+        saved.push(edit);
+    }
+    std::fs::remove_file(envs[0].journal().join("doomed.md")).unwrap();
+    let trees = wait_for(
+        Duration::from_secs(90),
+        "three identical trees, all idle",
+        || {
+            let t: Vec<_> = envs.iter().map(|e| tree(&e.journal())).collect();
+            let same = t.windows(2).all(|w| w[0] == w[1]);
+            (same && envs.iter().all(idle)).then(|| t[0].clone())
+        },
+    );
+    eprintln!(
+        "three daemons converged in {:.2} s with {} files",
+        started.elapsed().as_secs_f64(),
+        trees.len()
+    );
+    assert!(
+        !trees.contains_key("doomed.md"),
+        "the delete did not reach everyone"
+    );
+    for i in 0..3 {
+        for n in 0..10 {
+            let rel = format!("m{i}/entry-{n}.md");
+            assert_eq!(
+                trees.get(&rel).map(Vec::as_slice),
+                Some(format!("machine {i} entry {n}\n").as_bytes()),
+                "{rel}"
+            );
+        }
+    }
+    let history: Vec<Vec<u8>> = az
+        .list_blobs(&container)
+        .into_iter()
+        .filter(|blob| blob.name.starts_with("journal/.devlog-history/"))
+        .filter_map(|blob| az.get_blob(&container, &blob.name))
+        .collect();
+    for edit in &saved {
+        let bytes = edit.as_bytes();
+        assert!(
+            trees.values().any(|v| v == bytes) || history.iter().any(|v| v == bytes),
+            "{edit:?} is lost: {:?}",
+            trees.keys().collect::<Vec<_>>()
+        );
+    }
+    assert!(
+        !az.list_blobs(&container)
+            .iter()
+            .any(|b| b.name.contains(".conflict-")),
+        "a backup-mode conflict copy in two-way mode"
+    );
+}
