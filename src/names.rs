@@ -168,6 +168,20 @@ fn is_stamp(b: &[u8]) -> bool {
         && b[15] == b'Z'
 }
 
+/// `notes.sync-conflict-20261203-101500-desk.md` → `…-desk-2.md` (the host grows a number,
+/// so the name still parses as a conflict file of the same path).
+pub fn numbered(name: &str, n: u32) -> String {
+    let (dir, file) = match name.rfind('/') {
+        Some(i) => (&name[..=i], &name[i + 1..]),
+        None => ("", name),
+    };
+    let after = file.find(MARK).map_or(0, |i| i + MARK.len());
+    match file[after..].find('.') {
+        Some(i) => format!("{dir}{}-{n}{}", &file[..after + i], &file[after + i..]),
+        None => format!("{dir}{file}-{n}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,5 +364,29 @@ mod tests {
             );
         }
         assert!(made > 10_000, "seed {seed}: only {made} names made");
+    }
+
+    #[test]
+    fn a_taken_conflict_name_grows_a_number_and_stays_a_conflict_file() {
+        for (name, want) in [
+            (
+                "notes.sync-conflict-20261203-101500-desk.md",
+                "notes.sync-conflict-20261203-101500-desk-2.md",
+            ),
+            (
+                "a/Makefile.sync-conflict-20261203-101500-desk",
+                "a/Makefile.sync-conflict-20261203-101500-desk-2",
+            ),
+            (
+                "a.b/x.tar.sync-conflict-20261203-101500-desk.gz",
+                "a.b/x.tar.sync-conflict-20261203-101500-desk-2.gz",
+            ),
+        ] {
+            let got = numbered(name, 2);
+            assert_eq!(got, want);
+            let original = conflict_original(name);
+            assert!(original.is_some(), "{name}");
+            assert_eq!(conflict_original(&got), original, "{got}");
+        }
     }
 }

@@ -139,7 +139,7 @@ pub fn delete(dest: &Beneath, rel: &str, seen: &LocalFile) -> std::io::Result<De
         Some(now) => now,
     };
     let aside = loop {
-        let aside = format!(".devlogd-delete-{}", random_suffix());
+        let aside = format!(".devlogd-delete-{}", place::random_token(8));
         match place::rename_new(&parent, name, &aside) {
             Ok(()) => break aside,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
@@ -168,13 +168,6 @@ pub fn delete(dest: &Beneath, rel: &str, seen: &LocalFile) -> std::io::Result<De
             Ok(Deleted::LocalChanged)
         }
     }
-}
-
-fn random_suffix() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    (0..8)
-        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
-        .collect()
 }
 
 #[cfg(test)]

@@ -586,7 +586,7 @@ async fn fetch_one(
         for n in 1..=MAX_NAME_TRIES {
             let name = match n {
                 1 => file.clone(),
-                n => numbered(&file, n),
+                n => crate::names::numbered(&file, n),
             };
             match apply::fetch(remote, retry, durable, dest, blob, &name, None, stamp).await {
                 // The same version's conflict file made by an earlier pass: already there.
@@ -609,54 +609,10 @@ async fn fetch_one(
 /// How many names a conflict file tries before it gives up.
 const MAX_NAME_TRIES: u32 = 20;
 
-/// `notes.sync-conflict-20261203-101500-desk.md` → `…-desk-2.md` (the host grows a number,
-/// so the name still parses as a conflict file of the same path).
-fn numbered(name: &str, n: u32) -> String {
-    let (dir, file) = match name.rfind('/') {
-        Some(i) => (&name[..=i], &name[i + 1..]),
-        None => ("", name),
-    };
-    const MARK: &str = ".sync-conflict-";
-    let after = file.find(MARK).map_or(0, |i| i + MARK.len());
-    match file[after..].find('.') {
-        Some(i) => format!("{dir}{}-{n}{}", &file[..after + i], &file[after + i..]),
-        None => format!("{dir}{file}-{n}"),
-    }
-}
-
 /// A local file already holding the blob's bytes, as a placed download.
 fn already_there(dest: &Beneath, rel: &str, blob: &RemoteBlob) -> Option<Fetched> {
     let f = dest.open_file(rel).ok()?;
     let (md5, _) = crate::fsutil::md5_of_reader(&f).ok()?;
     let meta = f.metadata().ok()?;
     (Some(md5) == blob.md5).then_some(Fetched::Placed { meta, md5 })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_taken_conflict_name_grows_a_number_and_stays_a_conflict_file() {
-        for (name, want) in [
-            (
-                "notes.sync-conflict-20261203-101500-desk.md",
-                "notes.sync-conflict-20261203-101500-desk-2.md",
-            ),
-            (
-                "a/Makefile.sync-conflict-20261203-101500-desk",
-                "a/Makefile.sync-conflict-20261203-101500-desk-2",
-            ),
-            (
-                "a.b/x.tar.sync-conflict-20261203-101500-desk.gz",
-                "a.b/x.tar.sync-conflict-20261203-101500-desk-2.gz",
-            ),
-        ] {
-            let got = numbered(name, 2);
-            assert_eq!(got, want);
-            let original = crate::names::conflict_original(name);
-            assert!(original.is_some(), "{name}");
-            assert_eq!(crate::names::conflict_original(&got), original, "{got}");
-        }
-    }
 }

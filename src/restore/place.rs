@@ -82,13 +82,18 @@ pub fn seen_now(dir: &Beneath, name: &str) -> std::io::Result<Option<Seen>> {
     }
 }
 
+/// `n` random lowercase letters and digits, for names nobody can predict.
+pub fn random_token(n: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..n)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
 /// `notes.md` → `notes.local-20261203T101500Z-k3x9qa.md`; `Makefile` →
 /// `Makefile.local-20261203T101500Z-k3x9qa`.
 pub fn kept_name(name: &str, stamp: &str) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let random: String = (0..6)
-        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
-        .collect();
+    let random = random_token(6);
     match name.rfind('.').filter(|&i| i > 0) {
         Some(i) => format!("{}.local-{stamp}-{random}{}", &name[..i], &name[i..]),
         None => format!("{name}.local-{stamp}-{random}"),
