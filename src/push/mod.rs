@@ -208,10 +208,29 @@ pub async fn run(
         cancel: opts.cancel.as_ref(),
         progress,
     };
-    let outcomes = futures::stream::iter(jobs)
-        .map(|job| uploader.upload(job))
-        .buffer_unordered(opts.concurrency.max(1));
-    let stopped = commit::collect(Box::pin(outcomes), state, &mut report, progress).await?;
+    // Two-way: sync-conflict files go up before the rest, so a machine that sees a path's
+    // new version also sees its conflict file in the same listing and writes a conflict of
+    // its own into that one instead of beside it (one conflict file per path).
+    let (first, rest): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|job| {
+        opts.two_way && crate::names::parse_sync_conflict(&job.file.rel).is_some()
+    });
+    let mut stopped = commit::Stopped::default();
+    for phase in [first, rest] {
+        if phase.is_empty() {
+            continue;
+        }
+        if stopped.auth.is_some() || stopped.unreachable.is_some() || cancelled(opts) {
+            stopped.not_started += phase.len() as u64;
+            continue;
+        }
+        let outcomes = futures::stream::iter(phase)
+            .map(|job| uploader.upload(job))
+            .buffer_unordered(opts.concurrency.max(1));
+        let more = commit::collect(Box::pin(outcomes), state, &mut report, progress).await?;
+        stopped.auth = stopped.auth.or(more.auth);
+        stopped.unreachable = stopped.unreachable.or(more.unreachable);
+        stopped.not_started += more.not_started;
+    }
     if stopped.auth.is_none() && stopped.unreachable.is_none() && !cancelled(opts) {
         let deleter = delete::Deleter {
             remote,

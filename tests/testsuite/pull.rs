@@ -373,3 +373,65 @@ fn a_push_beaten_to_a_path_is_settled_by_the_pull_after_it() {
     let texts: Vec<Vec<u8>> = tree(&a.journal()).into_values().collect();
     assert!(texts.contains(&b"A's edit\n".to_vec()) && texts.contains(&b"B's edit\n".to_vec()));
 }
+
+#[test]
+fn a_conflict_found_on_both_machines_settles_in_one_conflict_file() {
+    let az = Azurite::shared();
+    let container = unique_container("pull-one-file");
+    let (a, b) = (machine(az, &container), machine(az, &container));
+    for env in [&a, &b] {
+        env.write_config(&format!(
+            "[remote]\nurl = \"{}/journal\"\n\n[sync]\nmode = \"two-way\"\n",
+            az.container_url(&container)
+        ));
+    }
+    a.write_file("notes.md", "v0\n");
+    a.run(&["push"]).assert_code(0);
+    json(&b, &["pull"], 0);
+
+    // A's save goes up first; B's push is beaten, B's pull keeps both, B's push follows.
+    a.write_file("notes.md", "A's first\n");
+    a.run(&["push"]).assert_code(0);
+    b.write_file("notes.md", "B's save\n");
+    json(&b, &["push"], 0);
+    let (report, _) = json(&b, &["pull"], 0);
+    let on_b = report["conflicts"][0]["conflict_file"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{report:#}"))
+        .to_string();
+    json(&b, &["push"], 0);
+
+    // Meanwhile A saved again without pulling: now A finds the conflict too. It writes B's
+    // version into the conflict file B already pushed, not into a second one.
+    a.write_file("notes.md", "A's second\n");
+    let (report, _) = json(&a, &["pull"], 0);
+    assert_eq!(report["conflicts"][0]["conflict_file"], on_b, "{report:#}");
+    json(&a, &["push"], 0);
+    json(&b, &["pull"], 0);
+
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    let files = tree(&a.journal());
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["notes.md", on_b.as_str()],
+        "one conflict file for one path"
+    );
+    assert_eq!(files["notes.md"], b"A's second\n");
+    assert_eq!(files[&on_b], b"B's save\n");
+    // A's first save, once in that conflict file, is in its history.
+    let history: Vec<Vec<u8>> = az
+        .list_blobs(&container)
+        .into_iter()
+        .filter(|blob| blob.name.starts_with("journal/.devlog-history/"))
+        .filter_map(|blob| az.get_blob(&container, &blob.name))
+        .collect();
+    assert!(
+        history.contains(&b"A's first\n".to_vec()),
+        "A's first save is lost"
+    );
+    for env in [&a, &b] {
+        let (again, _) = json(env, &["pull"], 0);
+        assert_eq!(again["to_push"], 0, "{again:#}");
+        assert!(strings(&again["downloaded"]).is_empty(), "{again:#}");
+    }
+}

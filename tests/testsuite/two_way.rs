@@ -154,7 +154,8 @@ fn a_path_both_daemons_edit_keeps_every_version() {
         .filter(|k| k.starts_with("notes.sync-conflict-"))
         .collect();
     eprintln!("conflict files after 5 rounds: {}", conflict_files.len());
-    assert!(!conflict_files.is_empty(), "{:?}", trees.keys());
+    // Repeated conflicts on one path, found on either machine, settle in one file.
+    assert_eq!(conflict_files.len(), 1, "{:?}", trees.keys());
 }
 
 #[test]
