@@ -664,6 +664,8 @@ impl Worker {
                 if !r.dry_run {
                     s.files_uploaded += r.uploaded;
                     s.files_deleted += r.deleted.len() as u64;
+                    // A conflict file deleted here (settled) is no longer waiting.
+                    s.conflict_files.retain(|c| !r.deleted.contains(&c.file));
                     if deletes_tried && (full || !r.refused_deletes.is_empty()) {
                         s.refused_deletes = r.refused_deletes.len();
                         s.refused_deletes_reason = r.refused_reason.clone();
@@ -1017,6 +1019,11 @@ impl Worker {
     }
 
     fn note_pull(&mut self, result: Result<&PullReport, String>) {
+        let waiting: Option<Vec<_>> = result.as_ref().ok().map(|r| {
+            (r.waiting.iter())
+                .filter_map(|f| crate::protocol::WaitingConflict::of(f))
+                .collect()
+        });
         let last = match result {
             Ok(r) => crate::protocol::LastPull {
                 at_unix: unix_now(),
@@ -1035,7 +1042,12 @@ impl Worker {
                 ..Default::default()
             },
         };
-        self.status.send_modify(|s| s.last_pull = Some(last));
+        self.status.send_modify(|s| {
+            if let Some(waiting) = waiting {
+                s.conflict_files = waiting;
+            }
+            s.last_pull = Some(last);
+        });
     }
 
     fn sd_status(&self) {

@@ -82,6 +82,9 @@ pub struct PullReport {
     pub clashes: Vec<String>,
     /// Blobs whose bytes no longer match their MD5: never downloaded.
     pub damaged: Vec<String>,
+    /// The sync-conflict files in the journal after this pass, waiting for the user.
+    #[serde(default)]
+    pub waiting: Vec<String>,
     pub failed: Vec<PullFailure>,
     pub duration_ms: u64,
 }
@@ -300,6 +303,12 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
             Action::Download | Action::KeepTheirs | Action::Conflict => fetches.push(d),
         }
     }
+    report.waiting = locals
+        .keys()
+        .filter(|rel| crate::names::parse_sync_conflict(rel).is_some())
+        .filter(|rel| !report.deleted.contains(rel))
+        .cloned()
+        .collect();
     if opts.dry_run {
         for d in fetches {
             match d.action {
@@ -405,6 +414,11 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
 }
 
 fn finish(mut report: PullReport, started: Instant) -> PullReport {
+    for c in &report.conflicts {
+        if !report.waiting.contains(&c.conflict_file) {
+            report.waiting.push(c.conflict_file.clone());
+        }
+    }
     for list in [
         &mut report.downloaded,
         &mut report.deleted,
@@ -413,6 +427,7 @@ fn finish(mut report: PullReport, started: Instant) -> PullReport {
         &mut report.skipped,
         &mut report.clashes,
         &mut report.damaged,
+        &mut report.waiting,
     ] {
         list.sort();
     }

@@ -156,6 +156,65 @@ fn a_path_both_daemons_edit_keeps_every_version() {
     eprintln!("conflict files after 5 rounds: {}", conflict_files.len());
     // Repeated conflicts on one path, found on either machine, settle in one file.
     assert_eq!(conflict_files.len(), 1, "{:?}", trees.keys());
+    let file = conflict_files[0].clone();
+
+    // Both machines say so: the file, its path, the host whose version it holds.
+    let host = devlogd::names::safe_host(&devlogd::machine::hostname());
+    for env in [&a, &b] {
+        let v = wait_for(
+            Duration::from_secs(30),
+            "the conflict file in status",
+            || {
+                let (v, _) = common::json(env, &["ctl", "status"], 0);
+                (v["conflict_files"].as_array().map(Vec::len) == Some(1)).then_some(v)
+            },
+        );
+        assert_eq!(v["conflict_files"][0]["file"], file.as_str(), "{v:#}");
+        assert_eq!(v["conflict_files"][0]["path"], "notes.md", "{v:#}");
+        assert_eq!(v["conflict_files"][0]["host"], host.as_str(), "{v:#}");
+        assert_eq!(v["verdict"]["state"], "conflicts", "{v:#}");
+        let text = env.run(&["ctl", "status"]);
+        assert!(
+            text.stdout
+                .contains(&format!("notes.md ← {file} ({host}'s version)")),
+            "{}",
+            text.stdout
+        );
+        let metrics = env.run(&["ctl", "status", "--prometheus"]);
+        assert!(
+            metrics.stdout.contains("devlogd_conflict_files 1\n")
+                && metrics.stdout.contains("devlogd_last_pull_failed 0\n"),
+            "{}",
+            metrics.stdout
+        );
+    }
+
+    // Settled in one command on A, with the daemons running: gone from both machines.
+    let (v, _) = common::json(
+        &a,
+        &["conflicts", "--resolve", "notes.md", "--keep", "mine"],
+        0,
+    );
+    assert_eq!(v["pushed_by"], "daemon", "{v:#}");
+    let trees = wait_for(
+        Duration::from_secs(30),
+        "the conflict file gone everywhere",
+        || {
+            let trees = settled(&a, &b);
+            (!trees.contains_key(&file)).then_some(trees)
+        },
+    );
+    assert_eq!(trees.len(), 1, "{:?}", trees.keys());
+    for env in [&a, &b] {
+        wait_for(
+            Duration::from_secs(30),
+            "no conflict file in status",
+            || {
+                let (v, _) = common::json(env, &["ctl", "status"], 0);
+                (v["conflict_files"].as_array().map(Vec::len) == Some(0)).then_some(())
+            },
+        );
+    }
 }
 
 #[test]
