@@ -56,6 +56,9 @@ pub struct PushOptions {
     pub retry: RetryPolicy,
     /// Stops starting new uploads (daemon shutdown); those in flight finish.
     pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// Two-way: the remote's change mark as the daemon read it before its last full pull
+    /// (see [`crate::pull::generation::bump`]); `None` moves the mark unconditionally.
+    pub generation_seen: Option<crate::pull::generation::Generation>,
 }
 
 impl PushOptions {
@@ -73,6 +76,7 @@ impl PushOptions {
             paths: None,
             retry: RetryPolicy::default(),
             cancel: None,
+            generation_seen: None,
         }
     }
 }
@@ -242,6 +246,15 @@ pub async fn run(
         deleter
             .run(deletes, opts.flags.allow_deletes, state, &mut report)
             .await?;
+    }
+    // Two-way: tell pollers the remote changed, after the changes (see pull::generation).
+    if opts.two_way && (report.uploaded > 0 || !report.deleted.is_empty()) {
+        match crate::pull::generation::bump(remote, &writer, opts.generation_seen.as_ref()).await {
+            Ok(now) => report.generation = now,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot mark the remote as changed; other machines see it at their next full pull")
+            }
+        }
     }
     report.concurrency = remote.features().limiter.map(|l| l.run_report());
     let mut report = report.finished(started);
