@@ -367,3 +367,81 @@ fn three_daemons_converge_and_lose_nothing() {
         "a backup-mode conflict copy in two-way mode"
     );
 }
+
+/// `devlog new` on machine `id` (its events log is `events/YYYYMMDD-<id>.jsonl`).
+fn devlog_new(env: &TestEnv, machine: &str, text: &str) {
+    let out = env
+        .devlog()
+        .env("DEVLOGD_MACHINE_ID", machine)
+        .args(["new", "-m", text])
+        .output()
+        .expect("run devlog");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two daemons on a directory remote: each machine's activity log is taken as its writer has
+/// it — appended on one machine while the other holds a stale (shortened) copy of it, it
+/// never becomes a conflict file — and every entry made on either machine is on both.
+#[test]
+fn each_machines_events_log_is_taken_as_its_writer_has_it() {
+    let shared = tempfile::tempdir().unwrap();
+    let mirror = shared.path().join("mirror");
+    std::fs::create_dir_all(&mirror).unwrap();
+    let config = format!(
+        "[remote]\nurl = \"file://{}\"\n\n[sync]\nmode = \"two-way\"\npull_interval_s = 1\ndebounce_ms = 100\n",
+        mirror.display()
+    );
+    let (a, b) = (TestEnv::new(), TestEnv::new());
+    a.write_config(&config);
+    b.write_config(&config);
+    let _da = Daemon::start_with(&a, &[("DEVLOGD_MACHINE_ID", "machine-a")]);
+    let _db = Daemon::start_with(&b, &[("DEVLOGD_MACHINE_ID", "machine-b")]);
+    let log_of = |env: &TestEnv, machine: &str| -> Option<(String, Vec<u8>)> {
+        let dir = env.journal().join("events");
+        let tag = devlogd::journal::events::machine_tag_for(&devlogd::machine::hostname(), machine);
+        let entry = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .ends_with(&format!("-{tag}.jsonl"))
+            })?;
+        let name = format!("events/{}", entry.file_name().to_string_lossy());
+        Some((name, std::fs::read(entry.path()).ok()?))
+    };
+    for i in 0..5 {
+        devlog_new(&a, "machine-a", &format!("A's entry {i}"));
+        devlog_new(&b, "machine-b", &format!("B's entry {i}"));
+    }
+    let trees = settled(&a, &b);
+    let (a_log, a_lines) = log_of(&a, "machine-a").expect("A's events log");
+    assert_eq!(trees.get(&a_log), Some(&a_lines));
+
+    // B's copy of A's log goes stale (cut short) while A keeps appending: A's stands.
+    let stale = &a_lines[..a_lines.len() / 2];
+    std::fs::write(b.journal().join(&a_log), stale).unwrap();
+    for i in 5..8 {
+        devlog_new(&a, "machine-a", &format!("A's entry {i}"));
+    }
+    let trees = wait_for(Duration::from_secs(60), "A's full log on B", || {
+        let trees = settled(&a, &b);
+        let (_, now) = log_of(&a, "machine-a")?;
+        (trees.get(&a_log) == Some(&now)).then_some(trees)
+    });
+    assert!(
+        !trees.keys().any(|k| k.contains("conflict")),
+        "an events log was conflicted: {:?}",
+        trees.keys().collect::<Vec<_>>()
+    );
+    let lines = String::from_utf8(trees[&a_log].clone()).unwrap();
+    assert_eq!(lines.lines().count(), 8, "{lines}");
+    let entries = trees.keys().filter(|k| k.starts_with("entries/")).count();
+    assert_eq!(entries, 13, "{:?}", trees.keys().collect::<Vec<_>>());
+    // The change mark idle polls read is there, outside the journal's files.
+    assert!(mirror.join(".devlog-history/.changed").is_file());
+}
