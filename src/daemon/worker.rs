@@ -653,6 +653,19 @@ impl Worker {
                 );
             }
         }
+        // Two-way: the remote answering again after a problem (or a failed pull) brings
+        // down at once what changed meanwhile.
+        let (had_problem, pull_failed) = {
+            let s = self.status.borrow();
+            let failed = s.last_pull.as_ref().is_some_and(|p| p.error.is_some());
+            (s.remote_problem.is_some(), failed)
+        };
+        if (had_problem || pull_failed)
+            && matches!(reach, super::reach::Reach::Reached)
+            && self.next_pull.is_some()
+        {
+            self.next_pull = Some(Instant::now());
+        }
         self.status.send_modify(|s| {
             s.pushes += 1;
             s.retrying = None;
