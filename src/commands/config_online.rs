@@ -99,10 +99,11 @@ pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, Failure>
             "container      does not exist yet: the first push creates it (check the name in remote.url: a typo makes a new container)"
         );
     }
-    if container_exists && config.sync.mode == crate::config::SyncMode::Backup {
-        if let Some(warning) = other_writers(remote.as_ref(), own_writer.as_deref()).await {
-            println!("WARNING: {warning}");
-        }
+    if container_exists
+        && config.sync.mode == crate::config::SyncMode::Backup
+        && let Some(warning) = other_writers(remote.as_ref(), own_writer.as_deref()).await
+    {
+        println!("WARNING: {warning}");
     }
     let mut code = exit::OK;
     let mut problem = None;
