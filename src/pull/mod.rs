@@ -622,8 +622,14 @@ async fn fetch_one(
         let error = "the listing has no MD5 to verify it with; not downloaded".to_string();
         return (d, Fetched::Failed(error), None);
     }
+    // Into this path's conflict file already here, or one another machine pushed.
+    let reused = match (&d.reuse, &d.reuse_blob) {
+        (Some(old), _) => Some((old.rel.clone(), Some(old.clone()))),
+        (None, Some(listed)) => Some((listed.name.clone(), None)),
+        (None, None) => None,
+    };
     if d.action == Action::Conflict
-        && let Some(old) = d.reuse.clone()
+        && let Some((name, over)) = reused
     {
         let fetched = apply::fetch(
             remote,
@@ -631,28 +637,12 @@ async fn fetch_one(
             durable,
             dest,
             blob,
-            &old.rel,
-            Some(&old),
+            &name,
+            over.as_ref(),
             stamp,
         );
         let fetched = fetched.await;
-        return (d, fetched, Some(old.rel));
-    }
-    if d.action == Action::Conflict
-        && let Some(listed) = d.reuse_blob.clone()
-    {
-        let fetched = apply::fetch(
-            remote,
-            retry,
-            durable,
-            dest,
-            blob,
-            &listed.name,
-            None,
-            stamp,
-        );
-        let fetched = fetched.await;
-        return (d, fetched, Some(listed.name));
+        return (d, fetched, Some(name));
     }
     if d.action == Action::Conflict {
         let Some(file) = conflict_file_for(&d) else {

@@ -17,6 +17,15 @@ fn machine(az: &Azurite, container: &str) -> TestEnv {
     env
 }
 
+fn two_way(az: &Azurite, container: &str) -> TestEnv {
+    let env = machine(az, container);
+    env.write_config(&format!(
+        "[remote]\nurl = \"{}/journal\"\n\n[sync]\nmode = \"two-way\"\n",
+        az.container_url(container)
+    ));
+    env
+}
+
 fn strings(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("not a list: {v}"))
@@ -336,13 +345,7 @@ fn a_remote_gone_midway_stops_the_pull_and_the_next_one_finishes_it() {
 fn a_push_beaten_to_a_path_is_settled_by_the_pull_after_it() {
     let az = Azurite::shared();
     let container = unique_container("pull-skip");
-    let (a, b) = (machine(az, &container), machine(az, &container));
-    for env in [&a, &b] {
-        env.write_config(&format!(
-            "[remote]\nurl = \"{}/journal\"\n\n[sync]\nmode = \"two-way\"\n",
-            az.container_url(&container)
-        ));
-    }
+    let (a, b) = (two_way(az, &container), two_way(az, &container));
     a.write_file("notes.md", "v1\n");
     a.run(&["push"]).assert_code(0);
     json(&b, &["pull"], 0);
@@ -378,13 +381,7 @@ fn a_push_beaten_to_a_path_is_settled_by_the_pull_after_it() {
 fn a_conflict_found_on_both_machines_settles_in_one_conflict_file() {
     let az = Azurite::shared();
     let container = unique_container("pull-one-file");
-    let (a, b) = (machine(az, &container), machine(az, &container));
-    for env in [&a, &b] {
-        env.write_config(&format!(
-            "[remote]\nurl = \"{}/journal\"\n\n[sync]\nmode = \"two-way\"\n",
-            az.container_url(&container)
-        ));
-    }
+    let (a, b) = (two_way(az, &container), two_way(az, &container));
     a.write_file("notes.md", "v0\n");
     a.run(&["push"]).assert_code(0);
     json(&b, &["pull"], 0);
@@ -419,12 +416,7 @@ fn a_conflict_found_on_both_machines_settles_in_one_conflict_file() {
     assert_eq!(files["notes.md"], b"A's second\n");
     assert_eq!(files[&on_b], b"B's save\n");
     // A's first save, once in that conflict file, is in its history.
-    let history: Vec<Vec<u8>> = az
-        .list_blobs(&container)
-        .into_iter()
-        .filter(|blob| blob.name.starts_with("journal/.devlog-history/"))
-        .filter_map(|blob| az.get_blob(&container, &blob.name))
-        .collect();
+    let history = az.history_contents(&container, "journal");
     assert!(
         history.contains(&b"A's first\n".to_vec()),
         "A's first save is lost"
@@ -436,15 +428,9 @@ fn a_conflict_found_on_both_machines_settles_in_one_conflict_file() {
     }
 }
 
-/// A and B two-way on one prefix, with `notes.md` conflicted: B holds B's edit and A's
+/// A and B (two-way, one prefix), with `path` conflicted: B holds B's edit and A's
 /// version in a sync-conflict file, both pushed; A has pulled. Returns the conflict file.
-fn conflicted(az: &Azurite, container: &str, a: &TestEnv, b: &TestEnv, path: &str) -> String {
-    for env in [a, b] {
-        env.write_config(&format!(
-            "[remote]\nurl = \"{}/journal\"\n\n[sync]\nmode = \"two-way\"\n",
-            az.container_url(container)
-        ));
-    }
+fn conflicted(a: &TestEnv, b: &TestEnv, path: &str) -> String {
     a.write_file(path, "v0\n");
     a.run(&["push"]).assert_code(0);
     json(b, &["pull"], 0);
@@ -466,8 +452,8 @@ fn conflicted(az: &Azurite, container: &str, a: &TestEnv, b: &TestEnv, path: &st
 fn conflicts_lists_the_conflict_files_and_resolve_keeps_theirs_on_every_machine() {
     let az = Azurite::shared();
     let container = unique_container("resolve-theirs");
-    let (a, b) = (machine(az, &container), machine(az, &container));
-    let file = conflicted(az, &container, &a, &b, "notes.md");
+    let (a, b) = (two_way(az, &container), two_way(az, &container));
+    let file = conflicted(&a, &b, "notes.md");
 
     // Both machines see the waiting conflict file, with the host whose version it holds.
     let host = devlogd::names::safe_host(&devlogd::machine::hostname());
@@ -515,12 +501,7 @@ fn conflicts_lists_the_conflict_files_and_resolve_keeps_theirs_on_every_machine(
             .is_none(),
         "the conflict file is still on the remote"
     );
-    let history: Vec<Vec<u8>> = az
-        .list_blobs(&container)
-        .into_iter()
-        .filter(|blob| blob.name.starts_with("journal/.devlog-history/"))
-        .filter_map(|blob| az.get_blob(&container, &blob.name))
-        .collect();
+    let history = az.history_contents(&container, "journal");
     assert!(
         history.contains(&b"B's edit\n".to_vec()),
         "B's edit is lost"
@@ -540,8 +521,8 @@ fn conflicts_lists_the_conflict_files_and_resolve_keeps_theirs_on_every_machine(
 fn resolve_keep_mine_deletes_the_conflict_files_everywhere_and_refuses_what_it_cannot_do() {
     let az = Azurite::shared();
     let container = unique_container("resolve-mine");
-    let (a, b) = (machine(az, &container), machine(az, &container));
-    let file = conflicted(az, &container, &a, &b, "2026/notes.md");
+    let (a, b) = (two_way(az, &container), two_way(az, &container));
+    let file = conflicted(&a, &b, "2026/notes.md");
 
     // Nothing to settle, a conflict file named instead of its path, a path outside.
     for (args, says) in [

@@ -346,12 +346,7 @@ fn three_daemons_converge_and_lose_nothing() {
             );
         }
     }
-    let history: Vec<Vec<u8>> = az
-        .list_blobs(&container)
-        .into_iter()
-        .filter(|blob| blob.name.starts_with("journal/.devlog-history/"))
-        .filter_map(|blob| az.get_blob(&container, &blob.name))
-        .collect();
+    let history = az.history_contents(&container, "journal");
     for edit in &saved {
         let bytes = edit.as_bytes();
         assert!(
