@@ -336,6 +336,11 @@ fn three_daemons_converge_and_lose_nothing() {
         !trees.contains_key("doomed.md"),
         "the delete did not reach everyone"
     );
+    let conflict_files: Vec<&String> = trees
+        .keys()
+        .filter(|k| k.starts_with("shared.sync-conflict-"))
+        .collect();
+    assert!(conflict_files.len() <= 1, "{conflict_files:?}");
     for i in 0..3 {
         for n in 0..10 {
             let rel = format!("m{i}/entry-{n}.md");
