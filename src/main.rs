@@ -58,8 +58,15 @@ enum Command {
     /// List the paths another writer changed too (conflict copies, flagged paths).
     Conflicts {
         /// Download the other writer's versions next to the local files as NAME.theirs.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resolve")]
         fetch: bool,
+        /// Settle PATH's two-way conflict (its sync-conflict files) and push the result.
+        #[arg(long, value_name = "PATH", requires = "keep")]
+        resolve: Option<String>,
+        /// With --resolve: keep the file at the path (mine: delete its conflict files) or
+        /// the conflict file's version (theirs: it replaces the file; yours stays in the history).
+        #[arg(long, value_enum, requires = "resolve")]
+        keep: Option<commands::resolve::Keep>,
         /// Print the report as one JSON object on stdout (also on failure).
         #[arg(long)]
         json: bool,
@@ -214,7 +221,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Verify { json } => {
             commands::runtime()?.block_on(commands::verify::run(&config, json))
         }
-        Command::Conflicts { fetch, json } => {
+        Command::Conflicts {
+            resolve: Some(path),
+            keep: Some(keep),
+            json,
+            ..
+        } => commands::runtime()?.block_on(commands::resolve::run(&config, &path, keep, json)),
+        Command::Conflicts { fetch, json, .. } => {
             commands::runtime()?.block_on(commands::conflicts::run(&config, fetch, json))
         }
         Command::Run { foreground: _ } => {

@@ -245,6 +245,10 @@ pub struct WorkerStatus {
     /// Two-way mode: the last pull pass, once one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_pull: Option<LastPull>,
+    /// Two-way mode: sync-conflict files in the journal, waiting for the user (as of the
+    /// last pull, less those deleted since).
+    #[serde(default)]
+    pub conflict_files: Vec<WaitingConflict>,
     /// When the SAS token in use expires (its `se` field), unix seconds.
     #[serde(default)]
     pub credential_expires_unix: Option<i64>,
@@ -280,6 +284,27 @@ pub struct LastPull {
     /// Why it did not finish, when it did not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// A sync-conflict file waiting for the user: another machine's version of `path`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WaitingConflict {
+    pub file: String,
+    pub path: String,
+    /// The host whose version it holds, as its name says.
+    pub host: String,
+}
+
+impl WaitingConflict {
+    /// The waiting conflict file `file`, when the name is one.
+    pub fn of(file: &str) -> Option<WaitingConflict> {
+        let c = crate::names::parse_sync_conflict(file)?;
+        Some(WaitingConflict {
+            file: file.to_string(),
+            path: c.original,
+            host: c.host,
+        })
+    }
 }
 
 /// What kind of place the journal is copied to.
@@ -359,6 +384,8 @@ pub enum VerdictState {
     FailingFiles,
     /// Blobs damaged at rest on the remote, not repaired yet.
     Corrupt,
+    /// Two-way: the last pull failed; other machines' changes are not coming down.
+    PullFailing,
     Conflicts,
     LocalMirror,
     LocalError,

@@ -52,6 +52,18 @@ impl Session {
             .unwrap_or_default()
     }
 
+    /// This machine's writer id on the configured remote, once its index exists.
+    pub fn own_writer(&self) -> Option<String> {
+        let config = &self.config;
+        let identity = config.remote.identity();
+        if !StateIndex::path_for(config.state_dir(), &identity).exists() {
+            return None;
+        }
+        StateIndex::open(config.state_dir(), &identity)
+            .ok()
+            .map(|s| s.writer_id().to_string())
+    }
+
     pub fn open_index(&self, damaged: DamagedIndex) -> Result<StateIndex, Failure> {
         let config = &self.config;
         let identity = config.remote.identity();

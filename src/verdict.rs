@@ -139,6 +139,16 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
                 files(w.corrupt)
             ),
         )
+    } else if let Some(error) = w.last_pull.as_ref().and_then(|p| p.error.as_deref()) {
+        (
+            VerdictState::PullFailing,
+            false,
+            format!(
+                "NOT IN SYNC: pulling from {} failed ({}); the other machines' changes are not coming down",
+                w.remote_label,
+                crate::redact::printable(error)
+            ),
+        )
     } else if w.remote_kind == RemoteKind::LocalMirror {
         (
             VerdictState::LocalMirror,
@@ -166,6 +176,20 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
             text.push_str(&format!(" — {retrying}"));
         }
         (VerdictState::BackingUp, w.retrying.is_none(), text)
+    } else if let Some(first) = w.conflict_files.first() {
+        let n = w.conflict_files.len();
+        (
+            VerdictState::Conflicts,
+            true,
+            format!(
+                "In sync with {}, with {n} conflict file{} waiting for you ({} from {}{}) — run devlogd conflicts",
+                w.remote_label,
+                if n == 1 { "" } else { "s" },
+                crate::redact::printable(&first.path),
+                crate::redact::printable(&first.host),
+                if n > 1 { ", …" } else { "" }
+            ),
+        )
     } else if w.conflicts > 0 {
         (
             VerdictState::Conflicts,

@@ -71,6 +71,7 @@ pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, Failure>
         return Ok(exit::OK);
     };
     let session = crate::session::Session::open(config.clone())?;
+    let own_writer = session.own_writer();
     let remote = session.remote;
     let now = crate::daemon::worker::unix_now();
     let sas = remote.features().sas.cloned();
@@ -97,6 +98,12 @@ pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, Failure>
         println!(
             "container      does not exist yet: the first push creates it (check the name in remote.url: a typo makes a new container)"
         );
+    }
+    if container_exists
+        && config.sync.mode == crate::config::SyncMode::Backup
+        && let Some(warning) = other_writers(remote.as_ref(), own_writer.as_deref()).await
+    {
+        println!("WARNING: {warning}");
     }
     let mut code = exit::OK;
     let mut problem = None;
@@ -168,6 +175,34 @@ pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, Failure>
             Ok(code)
         }
     }
+}
+
+/// In backup mode, files on the prefix another machine wrote are never brought here, and
+/// the two machines' pushes meet as conflicts: say so, with the hosts.
+async fn other_writers(remote: &dyn Remote, own: Option<&str>) -> Option<String> {
+    let listing = remote.list().await.ok()?;
+    let mut hosts = std::collections::BTreeSet::new();
+    let mut files = 0usize;
+    for blob in &listing {
+        let Some(writer) = blob.writer.as_deref() else {
+            continue;
+        };
+        if Some(writer) != own {
+            files += 1;
+            hosts.insert(
+                (blob.host.clone())
+                    .unwrap_or_else(|| format!("writer {}", crate::redact::printable(writer))),
+            );
+        }
+    }
+    (files > 0).then(|| {
+        let hosts: Vec<String> = hosts.into_iter().take(3).collect();
+        format!(
+            "{} holds {files} file(s) another machine wrote ({}); with sync.mode = \"backup\" they never come here and both machines' pushes meet as conflicts: set sync.mode = \"two-way\" in [sync] on every machine (or give each machine its own prefix)",
+            remote.describe(),
+            hosts.join(", ")
+        )
+    })
 }
 
 fn expired(at: i64, now: i64) -> Failure {

@@ -15,11 +15,61 @@ use serde::Serialize;
 #[derive(Debug, Default, Serialize)]
 struct ConflictsReport {
     conflicts: Vec<Conflict>,
+    /// Two-way sync's conflict files (`NAME.sync-conflict-…-HOST.EXT`), here or on the
+    /// remote: each holds another version of its path, waiting for the user.
+    sync_conflicts: Vec<SyncConflictFile>,
     fetched: Vec<Fetched>,
     /// Versions not fetched because a push from here would never upload their name
     /// (hidden, excluded, ignored).
     skipped: Vec<String>,
     failed: Vec<crate::restore::RestoreFailure>,
+}
+
+#[derive(Debug, Serialize)]
+struct SyncConflictFile {
+    /// The conflict file, relative to the journal root (and below the prefix).
+    file: String,
+    /// The path it is a version of.
+    path: String,
+    /// The host whose version it holds, as its name says.
+    host: String,
+    /// When that version was stored (UTC, `YYYYMMDD-HHMMSS`).
+    stamp: String,
+    here: bool,
+    on_remote: bool,
+}
+
+/// The sync-conflict files among the local and the remote names, sorted by path.
+fn sync_conflict_files<'a>(
+    local: impl Iterator<Item = &'a str>,
+    remote: impl Iterator<Item = &'a str>,
+) -> Vec<SyncConflictFile> {
+    let mut by_file: std::collections::BTreeMap<String, SyncConflictFile> = Default::default();
+    let mut add = |name: &str, here: bool| {
+        let Some(c) = crate::names::parse_sync_conflict(name) else {
+            return;
+        };
+        let entry = by_file
+            .entry(name.to_string())
+            .or_insert_with(|| SyncConflictFile {
+                file: name.to_string(),
+                path: c.original,
+                host: c.host,
+                stamp: c.stamp,
+                here: false,
+                on_remote: false,
+            });
+        if here {
+            entry.here = true;
+        } else {
+            entry.on_remote = true;
+        }
+    };
+    local.for_each(|n| add(n, true));
+    remote.for_each(|n| add(n, false));
+    let mut files: Vec<SyncConflictFile> = by_file.into_values().collect();
+    files.sort_by(|a, b| (&a.path, &a.file).cmp(&(&b.path, &b.file)));
+    files
 }
 
 #[derive(Debug, Serialize)]
@@ -46,8 +96,13 @@ pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, F
         .list()
         .await
         .map_err(|e| super::listing_failure(remote.as_ref(), e))?;
+    let scan = crate::scan::scan_root(&config.root, &filter);
     let mut report = ConflictsReport {
         conflicts: conflicts::find(&listing, &flagged),
+        sync_conflicts: sync_conflict_files(
+            scan.files.iter().map(|f| f.rel.as_str()),
+            listing.iter().map(|b| b.name.as_str()),
+        ),
         ..Default::default()
     };
     if fetch && !report.conflicts.is_empty() {
@@ -133,11 +188,55 @@ fn versions_to_fetch(found: &[Conflict]) -> Vec<String> {
     blobs
 }
 
+/// `20261203-163326` → `2026-12-03 16:33:26 UTC`.
+fn stamp_text(stamp: &str) -> String {
+    match (
+        stamp.get(..4),
+        stamp.get(4..6),
+        stamp.get(6..8),
+        stamp.get(9..11),
+        stamp.get(11..13),
+        stamp.get(13..15),
+    ) {
+        (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)) => {
+            format!("{y}-{mo}-{d} {h}:{mi}:{s} UTC")
+        }
+        _ => stamp.to_string(),
+    }
+}
+
 fn text(report: &ConflictsReport, remote: &str, fetch: bool) -> String {
     let mut lines = Vec::new();
-    if report.conflicts.is_empty() {
+    if report.conflicts.is_empty() && report.sync_conflicts.is_empty() {
         lines.push(format!("No conflicts on {remote}."));
         return lines.join("\n");
+    }
+    if !report.sync_conflicts.is_empty() {
+        lines.push(format!(
+            "{} conflict file(s) waiting for you (another machine's version beside yours):",
+            report.sync_conflicts.len()
+        ));
+        for c in &report.sync_conflicts {
+            let where_ = match (c.here, c.on_remote) {
+                (true, true) => "",
+                (true, false) => ", not pushed yet",
+                (false, _) => ", on the remote, not pulled here yet",
+            };
+            lines.push(format!(
+                "  {} ← {} ({}'s version of {}{where_})",
+                printable(&c.path),
+                printable(&c.file),
+                printable(&c.host),
+                stamp_text(&c.stamp),
+            ));
+        }
+        lines.push(
+            "To settle one: devlogd conflicts --resolve PATH --keep mine|theirs (or merge by hand and delete the conflict file)."
+                .into(),
+        );
+        if report.conflicts.is_empty() {
+            return lines.join("\n");
+        }
     }
     lines.push(format!(
         "{} path(s) on {remote} another writer changed too:",

@@ -297,11 +297,22 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
                     line.push_str(&format!("; failed: {}", shown(e)));
                 }
                 lines.push(line);
-                for f in &p.conflict_files {
-                    lines.push(format!("  conflict     {}", shown(f)));
-                }
             }
             None => lines.push("last pull      none yet".into()),
+        }
+        if !w.conflict_files.is_empty() {
+            lines.push(format!(
+                "conflict files {} waiting (devlogd conflicts --resolve PATH --keep mine|theirs):",
+                w.conflict_files.len()
+            ));
+            for c in &w.conflict_files {
+                lines.push(format!(
+                    "  {} ← {} ({}'s version)",
+                    shown(&c.path),
+                    shown(&c.file),
+                    shown(&c.host)
+                ));
+            }
         }
     }
     match s.last_success_age_s {

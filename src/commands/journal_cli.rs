@@ -170,6 +170,8 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     .map(|(path, e)| {
                         serde_json::json!({
                             "id": e.front.id,
+                            // Another machine's version of this entry, beside it.
+                            "conflict_host": crate::journal::conflict_file_host(path),
                             "created": crate::journal::entry::timestamp(e.front.created),
                             "updated": crate::journal::entry::timestamp(e.front.updated),
                             "tags": e.front.tags,
@@ -180,7 +182,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     .collect();
                 println!("{}", serde_json::Value::Array(items));
             } else {
-                let list: Vec<_> = shown.iter().map(|(_, e)| e).collect();
+                let hosts: Vec<Option<String>> = shown
+                    .iter()
+                    .map(|(p, _)| crate::journal::conflict_file_host(p))
+                    .collect();
+                let list: Vec<render::Row> = (shown.iter().zip(&hosts))
+                    .map(|((_, e), h)| (e, h.as_deref()))
+                    .collect();
                 // Titles and tags may have come down from the remote: shown escaped.
                 let table = render::table(&list, render::width());
                 print!("{}", crate::redact::printable_lines(&table));

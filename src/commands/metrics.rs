@@ -70,6 +70,32 @@ pub fn render(s: &Status) -> String {
         w.conflicts as f64,
     );
     metric(
+        "conflict_files",
+        "gauge",
+        "Two-way: sync-conflict files in the journal waiting for the user.",
+        w.conflict_files.len() as f64,
+    );
+    if let Some(pull) = &w.last_pull {
+        metric(
+            "last_pull_timestamp_seconds",
+            "gauge",
+            "Two-way: when the last pull ended (unix seconds).",
+            pull.at_unix as f64,
+        );
+        metric(
+            "last_pull_failed",
+            "gauge",
+            "Two-way: 1 when the last pull failed, else 0.",
+            flag(pull.error.is_some()),
+        );
+        metric(
+            "last_pull_downloaded",
+            "gauge",
+            "Two-way: files the last pull brought down.",
+            pull.downloaded as f64,
+        );
+    }
+    metric(
         "files_in_index",
         "gauge",
         "Files recorded as on the remote.",

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod prune;
 pub mod pull;
 pub mod push;
+pub mod resolve;
 pub mod restore;
 pub mod service;
 pub mod verify;

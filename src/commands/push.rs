@@ -70,8 +70,43 @@ pub async fn forward(config: &Config, args: &PushArgs) -> Result<ExitCode, Failu
 
 /// Run the pipeline in this process (the caller holds the instance lock).
 pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, Failure> {
+    let progress = Progress::new(args.json);
+    let result = push_here(config, args.flags, &progress).await?;
+    progress.finish();
+    let (root, remote_name) = (config.root.display().to_string(), result.remote);
+    match result.outcome {
+        Ok(report) => {
+            if args.json {
+                println!("{}", json(&report));
+            } else {
+                println!("{}", ui::push_summary(&report, &root, &remote_name));
+            }
+            Ok(report.exit_code())
+        }
+        Err(e) => {
+            let error = Failure::new(e.exit_code(), e.to_string());
+            if let (true, Some(report)) = (args.json, e.partial_report()) {
+                println!("{}", json(report));
+                return Err(error.json_printed());
+            }
+            Err(error)
+        }
+    }
+}
+
+/// One push in this process, reported rather than printed (the caller holds the lock).
+pub struct PushedHere {
+    /// The remote, described for people.
+    pub remote: String,
+    pub outcome: Result<push::PushReport, push::PushError>,
+}
+
+pub async fn push_here(
+    config: &Config,
+    flags: PushFlags,
+    progress: &Progress,
+) -> Result<PushedHere, Failure> {
     let session = Session::open(config.clone())?;
-    let flags = args.flags;
     let mut state = session.open_index(if flags.all {
         DamagedIndex::Rebuild
     } else {
@@ -90,7 +125,6 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, Fa
         );
     }
     let options = PushOptions::new(flags, &config.sync);
-    let progress = Progress::new(args.json);
     let host = hostname();
     let ctx = PushContext {
         root: &config.root,
@@ -99,28 +133,11 @@ pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, Fa
         state: &mut state,
         host: &host,
     };
-    let result = push::run(ctx, &options, &|event| progress.event(event)).await;
-    progress.finish();
-    let root = config.root.display().to_string();
-    let remote_name = remote.describe();
-    match result {
-        Ok(report) => {
-            if args.json {
-                println!("{}", json(&report));
-            } else {
-                println!("{}", ui::push_summary(&report, &root, &remote_name));
-            }
-            Ok(report.exit_code())
-        }
-        Err(e) => {
-            let error = Failure::new(e.exit_code(), e.to_string());
-            if let (true, Some(report)) = (args.json, e.partial_report()) {
-                println!("{}", json(report));
-                return Err(error.json_printed());
-            }
-            Err(error)
-        }
-    }
+    let outcome = push::run(ctx, &options, &|event| progress.event(event)).await;
+    Ok(PushedHere {
+        remote: remote.describe(),
+        outcome,
+    })
 }
 
 fn json(value: &impl serde::Serialize) -> String {

@@ -122,6 +122,10 @@ pub struct Worker {
     /// a pull settles them (a sync-conflict file, or their version downloaded). They count
     /// as waiting: the journal is not in sync while one is left.
     unsettled: BTreeSet<String>,
+    /// Two-way mode: the remote's change mark as read before the last full pull that went
+    /// through (`None`: no such pull yet, the next one lists), and when that pull ran.
+    generation_seen: Option<crate::pull::generation::Generation>,
+    full_pull_at: Option<Instant>,
 }
 
 impl Worker {
@@ -153,6 +157,8 @@ impl Worker {
             corrupt: BTreeSet::new(),
             next_pull: None,
             unsettled: BTreeSet::new(),
+            generation_seen: None,
+            full_pull_at: None,
         };
         worker.schedule_pull_now();
         worker.publish_setup();
@@ -489,6 +495,7 @@ impl Worker {
         let list_remote =
             full && !explicit && self.verify_due && self.status.borrow().remote_reached;
         let mut options = PushOptions::new(request, &self.setup.config.sync);
+        options.generation_seen = self.generation_seen.clone();
         // The worker's start-up and periodic full passes compare with the remote's
         // listing (once it has answered): a blob deleted or changed behind our back is
         // repaired or reported, never "backed up" on the index's word alone.
@@ -646,6 +653,19 @@ impl Worker {
                 );
             }
         }
+        // Two-way: the remote answering again after a problem (or a failed pull) brings
+        // down at once what changed meanwhile.
+        let (had_problem, pull_failed) = {
+            let s = self.status.borrow();
+            let failed = s.last_pull.as_ref().is_some_and(|p| p.error.is_some());
+            (s.remote_problem.is_some(), failed)
+        };
+        if (had_problem || pull_failed)
+            && matches!(reach, super::reach::Reach::Reached)
+            && self.next_pull.is_some()
+        {
+            self.next_pull = Some(Instant::now());
+        }
         self.status.send_modify(|s| {
             s.pushes += 1;
             s.retrying = None;
@@ -664,6 +684,8 @@ impl Worker {
                 if !r.dry_run {
                     s.files_uploaded += r.uploaded;
                     s.files_deleted += r.deleted.len() as u64;
+                    // A conflict file deleted here (settled) is no longer waiting.
+                    s.conflict_files.retain(|c| !r.deleted.contains(&c.file));
                     if deletes_tried && (full || !r.refused_deletes.is_empty()) {
                         s.refused_deletes = r.refused_deletes.len();
                         s.refused_deletes_reason = r.refused_reason.clone();
@@ -759,6 +781,10 @@ impl Worker {
     /// After a push that ran: a success only when nothing failed in it and nothing failed
     /// before is still waiting for its retry.
     fn after_report(&mut self, report: &PushReport) {
+        // The mark this push moved, when no one else had: still nothing new to pull.
+        if let Some(etag) = &report.generation {
+            self.generation_seen = Some(Some(etag.clone()));
+        }
         // Two-way mode: a path another machine changed since the last pull was skipped by
         // the push; the pull settles it (a sync-conflict file) and the push after it goes.
         if self.next_pull.is_some() && !report.dry_run && !report.conflicts.is_empty() {
@@ -911,6 +937,9 @@ impl Worker {
     /// Two-way mode pulls at once (start-up, a reload); backup mode never.
     fn schedule_pull_now(&mut self) {
         self.next_pull = (self.setup.config.sync.mode == SyncMode::TwoWay).then(Instant::now);
+        // A reload may name another remote: its first pull lists.
+        self.generation_seen = None;
+        self.full_pull_at = None;
         if self.next_pull.is_none() {
             self.unsettled.clear();
         }
@@ -949,6 +978,29 @@ impl Worker {
             self.note_pull(Err(message.clone()));
             return refuse(reply, crate::exit::USAGE, message);
         }
+        // An idle poll: one small request says whether anything changed on the remote since
+        // the last full pull; only then is it listed.
+        let quiet = reply.is_none()
+            && self.unsettled.is_empty()
+            && self
+                .full_pull_at
+                .is_some_and(|at| at.elapsed() < crate::pull::generation::FULL_PULL_EVERY);
+        let mark = crate::pull::generation::read(self.setup.remote.as_ref()).await;
+        if quiet
+            && let (Ok(now), Some(seen)) = (&mark, &self.generation_seen)
+            && now == seen
+        {
+            tracing::debug!("pull: the remote's change mark has not moved; nothing to list");
+            self.status.send_modify(|s| {
+                if let Some(last) = s.last_pull.as_mut().filter(|p| p.error.is_none()) {
+                    last.at_unix = unix_now();
+                    last.downloaded = 0;
+                    last.deleted = 0;
+                    last.conflict_files.clear();
+                }
+            });
+            return;
+        }
         let own_tag = crate::journal::events::machine_tag();
         let opts = PullOptions {
             dry_run: false,
@@ -964,6 +1016,14 @@ impl Worker {
             own_tag: &own_tag,
         };
         let result = crate::pull::run(ctx, &opts).await;
+        // Read before the listing: whatever changed after it moved the mark again.
+        self.generation_seen = match (&result, mark) {
+            (Ok(_), Ok(mark)) => Some(mark),
+            _ => None,
+        };
+        if result.is_ok() {
+            self.full_pull_at = Some(Instant::now());
+        }
         match &result {
             Ok(report) => {
                 tracing::info!(
@@ -1017,6 +1077,11 @@ impl Worker {
     }
 
     fn note_pull(&mut self, result: Result<&PullReport, String>) {
+        let waiting: Option<Vec<_>> = result.as_ref().ok().map(|r| {
+            (r.waiting.iter())
+                .filter_map(|f| crate::protocol::WaitingConflict::of(f))
+                .collect()
+        });
         let last = match result {
             Ok(r) => crate::protocol::LastPull {
                 at_unix: unix_now(),
@@ -1035,7 +1100,12 @@ impl Worker {
                 ..Default::default()
             },
         };
-        self.status.send_modify(|s| s.last_pull = Some(last));
+        self.status.send_modify(|s| {
+            if let Some(waiting) = waiting {
+                s.conflict_files = waiting;
+            }
+            s.last_pull = Some(last);
+        });
     }
 
     fn sd_status(&self) {

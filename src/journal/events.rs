@@ -62,8 +62,16 @@ pub fn append(
 /// This machine in a file name: its host name (letters, digits and `-`) and a short hash of
 /// its machine id, so two machines with the same host name still differ.
 pub fn machine_tag() -> String {
+    machine_tag_for(
+        &crate::machine::hostname(),
+        &crate::machine::machine_id().unwrap_or_default(),
+    )
+}
+
+/// The tag of the machine with this host name and machine id.
+pub fn machine_tag_for(hostname: &str, machine_id: &str) -> String {
     use sha2::{Digest, Sha256};
-    let host: String = crate::machine::hostname()
+    let host: String = hostname
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {
@@ -74,8 +82,7 @@ pub fn machine_tag() -> String {
         })
         .take(40)
         .collect();
-    let id = crate::machine::machine_id().unwrap_or_default();
-    let hash = Sha256::digest(id.as_bytes());
+    let hash = Sha256::digest(machine_id.as_bytes());
     let short = crate::fsutil::hex(&hash[..3]);
     format!("{host}-{short}")
 }

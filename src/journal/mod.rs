@@ -128,21 +128,35 @@ impl Journal {
         Ok((entries, problems))
     }
 
-    /// The entry with this id.
+    /// The entry with this id: by its file name, else (a file renamed, by hand or by
+    /// another machine) by the id in its front matter. Never a conflict file.
     pub fn find(&self, id: &str) -> Result<(PathBuf, Entry), JournalError> {
         entry::validate_id(id).map_err(|_| JournalError::UnknownId(id.to_string()))?;
-        let path = self
+        let files: Vec<PathBuf> = self
             .entry_files()?
             .into_iter()
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(entry::id_from_file_name)
-                    == Some(id)
+            .filter(|p| conflict_file_host(p).is_none())
+            .collect();
+        let named = files.iter().find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(entry::id_from_file_name)
+                == Some(id)
+        });
+        if let Some(path) = named {
+            let e = read_entry(path)?;
+            return Ok((path.clone(), e));
+        }
+        let mut by_front = self.markdown_files()?;
+        by_front.retain(|p| conflict_file_host(p).is_none());
+        by_front.sort();
+        by_front
+            .into_iter()
+            .find_map(|path| {
+                let e = read_entry(&path).ok()?;
+                (e.front.id == id).then_some((path, e))
             })
-            .ok_or_else(|| JournalError::UnknownId(id.to_string()))?;
-        let e = read_entry(&path)?;
-        Ok((path, e))
+            .ok_or_else(|| JournalError::UnknownId(id.to_string()))
     }
 
     /// Open the entry in the editor; write it back (with a new `updated`) only if the text
@@ -213,6 +227,18 @@ impl Journal {
     }
 
     fn entry_files(&self) -> Result<Vec<PathBuf>, JournalError> {
+        let mut files = self.markdown_files()?;
+        files.retain(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(entry::id_from_file_name)
+                .is_some()
+        });
+        Ok(files)
+    }
+
+    /// Every `.md` file below `entries/` (hidden names skipped).
+    fn markdown_files(&self) -> Result<Vec<PathBuf>, JournalError> {
         let dir = self.root.join("entries");
         let mut files = Vec::new();
         if !dir.exists() {
@@ -231,13 +257,23 @@ impl Journal {
                 let kind = item.file_type().map_err(io("read", &path))?;
                 if kind.is_dir() {
                     stack.push(path);
-                } else if kind.is_file() && entry::id_from_file_name(&name).is_some() {
+                } else if kind.is_file() && name.ends_with(".md") {
                     files.push(path);
                 }
             }
         }
         Ok(files)
     }
+}
+
+/// The host whose version a conflict file holds (two-way sync's
+/// `NAME.sync-conflict-…-HOST.md`, or backup mode's `NAME.conflict-HOST-…`); `None` for an
+/// entry's own file.
+pub fn conflict_file_host(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    crate::names::parse_sync_conflict(name)
+        .map(|c| c.host)
+        .or_else(|| crate::names::parse_copy_name(name).map(|(_, host, _)| host))
 }
 
 fn read_entry(path: &Path) -> Result<Entry, JournalError> {

@@ -34,11 +34,22 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// `list`: id, date, tags, first line; newest first (the caller sorts).
-pub fn table(entries: &[&Entry], width: usize) -> String {
+/// One row: an entry, and for a conflict file the host whose version it holds.
+pub type Row<'a> = (&'a Entry, Option<&'a str>);
+
+pub fn table(rows: &[Row<'_>], width: usize) -> String {
     // An entry may have come down from the remote: a newline in its id or a tag (TOML
     // allows `\n` escapes) must not forge a row, so every cell is shown escaped.
     let shown = |s: &str| crate::redact::printable(s).into_owned();
-    let ids: Vec<String> = entries.iter().map(|e| shown(&e.front.id)).collect();
+    let entries: Vec<&Entry> = rows.iter().map(|(e, _)| *e).collect();
+    // A conflict file is another version of an entry, not a second entry with its id.
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|(e, conflict)| match conflict {
+            Some(host) => format!("{} (conflict, {})", shown(&e.front.id), shown(host)),
+            None => shown(&e.front.id),
+        })
+        .collect();
     let id_w = ids
         .iter()
         .map(|id| id.chars().count())
@@ -154,7 +165,7 @@ mod tests {
     fn a_newline_in_an_id_or_tag_from_the_remote_cannot_forge_a_row() {
         let text = "+++\nid = \"ab\\nFAKE\"\ncreated = \"2026-11-22T10:15:00Z\"\nupdated = \"2026-11-22T10:15:00Z\"\ntags = [\"a\\nFAKE ROW\"]\n+++\n\n# Title\u{202e}\n";
         let entry = Entry::parse(text).expect("a valid entry");
-        let shown = table(&[&entry], 120);
+        let shown = table(&[(&entry, None)], 120);
         assert_eq!(shown.lines().count(), 2, "{shown}");
         assert!(!shown.contains('\u{202e}'), "{shown}");
         assert!(shown.contains("ab\\nFAKE"), "{shown}");

@@ -19,6 +19,7 @@
 //! Returns the rows to record; the caller holds the index (one writer).
 
 pub mod apply;
+pub mod generation;
 
 use crate::filter::Filter;
 use crate::fsutil::Beneath;
@@ -82,6 +83,9 @@ pub struct PullReport {
     pub clashes: Vec<String>,
     /// Blobs whose bytes no longer match their MD5: never downloaded.
     pub damaged: Vec<String>,
+    /// The sync-conflict files in the journal after this pass, waiting for the user.
+    #[serde(default)]
+    pub waiting: Vec<String>,
     pub failed: Vec<PullFailure>,
     pub duration_ms: u64,
 }
@@ -130,6 +134,10 @@ struct Decided {
     /// which the new remote version replaces (one conflict file per path, however often
     /// the other side saves).
     reuse: Option<LocalFile>,
+    /// A conflict with no conflict file here to reuse: the path's conflict file another
+    /// machine already pushed (not here yet), which this conflict is written into instead of
+    /// a second one beside it; the push that follows puts it over that blob (If-Match).
+    reuse_blob: Option<RemoteBlob>,
 }
 
 pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport, PullError> {
@@ -233,9 +241,18 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
         }
     }
     hold_mass_deletes(state, &mut decided, rows.len() as u64, opts, &mut report)?;
+    let mut claimed: HashSet<String> = HashSet::new();
     for d in decided.iter_mut().filter(|d| d.action == Action::Conflict) {
         d.reuse = reusable_conflict_file(&dest, &d.rel, &locals, &rows);
+        if d.reuse.is_none() {
+            d.reuse_blob = listed_conflict_file(&d.rel, &blobs, &locals, &rows, &claimed);
+        }
+        if let Some(blob) = &d.reuse_blob {
+            claimed.insert(blob.name.clone());
+        }
     }
+    // A listed conflict file a conflict writes into is not also downloaded as it is.
+    decided.retain(|d| !(d.action == Action::Download && claimed.contains(&d.rel)));
     let stamp = crate::restore::local_copy_stamp(time::OffsetDateTime::now_utc());
     let mut records: Vec<(Record, SyncInfo)> = Vec::new();
     let mut forget: Vec<String> = Vec::new();
@@ -287,13 +304,20 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
             Action::Download | Action::KeepTheirs | Action::Conflict => fetches.push(d),
         }
     }
+    report.waiting = locals
+        .keys()
+        .filter(|rel| crate::names::parse_sync_conflict(rel).is_some())
+        .filter(|rel| !report.deleted.contains(rel))
+        .cloned()
+        .collect();
     if opts.dry_run {
         for d in fetches {
             match d.action {
                 Action::Conflict => report.conflicts.push(PullConflict {
-                    conflict_file: match &d.reuse {
-                        Some(f) => f.rel.clone(),
-                        None => conflict_file_for(&d).unwrap_or_default(),
+                    conflict_file: match (&d.reuse, &d.reuse_blob) {
+                        (Some(f), _) => f.rel.clone(),
+                        (None, Some(b)) => b.name.clone(),
+                        (None, None) => conflict_file_for(&d).unwrap_or_default(),
                     },
                     path: d.rel,
                 }),
@@ -322,6 +346,15 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
                     // push that follows puts the local file over it (If-Match its ETag).
                     Some(file) => {
                         records.push(rebased(&d.rel, &blob, blob.md5.unwrap_or(md5)));
+                        // Written into another machine's conflict file: its base is that
+                        // blob, so the push puts this version over it (the old one to history).
+                        if let Some(listed) = &d.reuse_blob {
+                            records.push(rebased(
+                                &listed.name,
+                                listed,
+                                listed.md5.unwrap_or_default(),
+                            ));
+                        }
                         report.downloaded_bytes += blob.size;
                         // The local file over the path, and the conflict file.
                         report.to_push += 2;
@@ -382,6 +415,11 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
 }
 
 fn finish(mut report: PullReport, started: Instant) -> PullReport {
+    for c in &report.conflicts {
+        if !report.waiting.contains(&c.conflict_file) {
+            report.waiting.push(c.conflict_file.clone());
+        }
+    }
     for list in [
         &mut report.downloaded,
         &mut report.deleted,
@@ -390,6 +428,7 @@ fn finish(mut report: PullReport, started: Instant) -> PullReport {
         &mut report.skipped,
         &mut report.clashes,
         &mut report.damaged,
+        &mut report.waiting,
     ] {
         list.sort();
     }
@@ -465,6 +504,7 @@ fn decide_one(
         local: local_file.cloned(),
         blob: blob.cloned(),
         reuse: None,
+        reuse_blob: None,
     })
 }
 
@@ -494,6 +534,29 @@ fn reusable_conflict_file(
                     .open_file(&f.rel)
                     .and_then(crate::fsutil::md5_of_reader)
                     .is_ok_and(|(md5, _)| md5 == row.md5)
+        })
+        .cloned()
+}
+
+/// The conflict file of `rel` another machine pushed that is new here (no file, no row: not
+/// one the user deleted here, whose delete is on its way) and not taken by another conflict
+/// of this pass: the first by name, so machines settling the same path pick the same one.
+fn listed_conflict_file(
+    rel: &str,
+    blobs: &BTreeMap<String, RemoteBlob>,
+    locals: &HashMap<String, LocalFile>,
+    rows: &HashMap<String, IndexEntry>,
+    claimed: &HashSet<String>,
+) -> Option<RemoteBlob> {
+    blobs
+        .values()
+        .filter(|b| crate::names::parse_sync_conflict(&b.name).is_some())
+        .filter(|b| crate::names::conflict_original(&b.name).as_deref() == Some(rel))
+        .find(|b| {
+            b.md5.is_some()
+                && !locals.contains_key(&b.name)
+                && !rows.contains_key(&b.name)
+                && !claimed.contains(&b.name)
         })
         .cloned()
 }
@@ -559,8 +622,14 @@ async fn fetch_one(
         let error = "the listing has no MD5 to verify it with; not downloaded".to_string();
         return (d, Fetched::Failed(error), None);
     }
+    // Into this path's conflict file already here, or one another machine pushed.
+    let reused = match (&d.reuse, &d.reuse_blob) {
+        (Some(old), _) => Some((old.rel.clone(), Some(old.clone()))),
+        (None, Some(listed)) => Some((listed.name.clone(), None)),
+        (None, None) => None,
+    };
     if d.action == Action::Conflict
-        && let Some(old) = d.reuse.clone()
+        && let Some((name, over)) = reused
     {
         let fetched = apply::fetch(
             remote,
@@ -568,12 +637,12 @@ async fn fetch_one(
             durable,
             dest,
             blob,
-            &old.rel,
-            Some(&old),
+            &name,
+            over.as_ref(),
             stamp,
         );
         let fetched = fetched.await;
-        return (d, fetched, Some(old.rel));
+        return (d, fetched, Some(name));
     }
     if d.action == Action::Conflict {
         let Some(file) = conflict_file_for(&d) else {

@@ -336,6 +336,7 @@ mod tests {
             paths: None,
             retry: RetryPolicy::default(),
             cancel: None,
+            generation_seen: None,
         }
     }
 

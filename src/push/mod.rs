@@ -56,6 +56,9 @@ pub struct PushOptions {
     pub retry: RetryPolicy,
     /// Stops starting new uploads (daemon shutdown); those in flight finish.
     pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// Two-way: the remote's change mark as the daemon read it before its last full pull
+    /// (see [`crate::pull::generation::bump`]); `None` moves the mark unconditionally.
+    pub generation_seen: Option<crate::pull::generation::Generation>,
 }
 
 impl PushOptions {
@@ -73,6 +76,7 @@ impl PushOptions {
             paths: None,
             retry: RetryPolicy::default(),
             cancel: None,
+            generation_seen: None,
         }
     }
 }
@@ -208,10 +212,29 @@ pub async fn run(
         cancel: opts.cancel.as_ref(),
         progress,
     };
-    let outcomes = futures::stream::iter(jobs)
-        .map(|job| uploader.upload(job))
-        .buffer_unordered(opts.concurrency.max(1));
-    let stopped = commit::collect(Box::pin(outcomes), state, &mut report, progress).await?;
+    // Two-way: sync-conflict files go up before the rest, so a machine that sees a path's
+    // new version also sees its conflict file in the same listing and writes a conflict of
+    // its own into that one instead of beside it (one conflict file per path).
+    let (first, rest): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|job| {
+        opts.two_way && crate::names::parse_sync_conflict(&job.file.rel).is_some()
+    });
+    let mut stopped = commit::Stopped::default();
+    for phase in [first, rest] {
+        if phase.is_empty() {
+            continue;
+        }
+        if stopped.auth.is_some() || stopped.unreachable.is_some() || cancelled(opts) {
+            stopped.not_started += phase.len() as u64;
+            continue;
+        }
+        let outcomes = futures::stream::iter(phase)
+            .map(|job| uploader.upload(job))
+            .buffer_unordered(opts.concurrency.max(1));
+        let more = commit::collect(Box::pin(outcomes), state, &mut report, progress).await?;
+        stopped.auth = stopped.auth.or(more.auth);
+        stopped.unreachable = stopped.unreachable.or(more.unreachable);
+        stopped.not_started += more.not_started;
+    }
     if stopped.auth.is_none() && stopped.unreachable.is_none() && !cancelled(opts) {
         let deleter = delete::Deleter {
             remote,
@@ -223,6 +246,15 @@ pub async fn run(
         deleter
             .run(deletes, opts.flags.allow_deletes, state, &mut report)
             .await?;
+    }
+    // Two-way: tell pollers the remote changed, after the changes (see pull::generation).
+    if opts.two_way && (report.uploaded > 0 || !report.deleted.is_empty()) {
+        match crate::pull::generation::bump(remote, &writer, opts.generation_seen.as_ref()).await {
+            Ok(now) => report.generation = now,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot mark the remote as changed; other machines see it at their next full pull")
+            }
+        }
     }
     report.concurrency = remote.features().limiter.map(|l| l.run_report());
     let mut report = report.finished(started);

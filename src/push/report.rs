@@ -63,6 +63,10 @@ pub struct PushReport {
     /// started, its lowest and highest, where it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<crate::remote::limit::LimitReport>,
+    /// Two-way: the change mark this push wrote when no one else had moved it since the
+    /// daemon's last full pull (nothing new to pull from others up to it).
+    #[serde(skip)]
+    pub generation: Option<String>,
 }
 
 /// Whether a run compared with the remote's listing (`--all`, the daemon's verifying

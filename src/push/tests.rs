@@ -85,6 +85,7 @@ fn options() -> PushOptions {
         paths: None,
         retry: RetryPolicy::default(),
         cancel: None,
+        generation_seen: None,
     }
 }
 

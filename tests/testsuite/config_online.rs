@@ -210,3 +210,50 @@ fn azure_variables_without_a_remote_url_are_warned_about() {
     );
     assert!(!stdout.contains("eA=="), "{stdout}");
 }
+
+#[test]
+fn another_machines_files_on_the_prefix_in_backup_mode_are_warned_about() {
+    let az = Azurite::shared();
+    let container = unique_container("online-writers");
+    let config = format!(
+        "[remote]\nurl = \"{}/journal\"\n",
+        az.container_url(&container)
+    );
+    let (a, b) = (
+        TestEnv::new().with_sas(az.account_sas()),
+        TestEnv::new().with_sas(az.account_sas()),
+    );
+    for env in [&a, &b] {
+        env.write_config(&config);
+    }
+    a.write_file("notes.md", "A's\n");
+    a.run(&["push"]).assert_code(0);
+
+    // A's own files are no warning; B sees A's, with the host that wrote them.
+    let out = a.run(&["config", "check", "--online"]);
+    out.assert_code(0);
+    assert!(
+        !out.stdout.contains("another machine wrote"),
+        "{}",
+        out.stdout
+    );
+    let out = b.run(&["config", "check", "--online"]);
+    out.assert_code(0);
+    let host = devlogd::names::safe_host(&devlogd::machine::hostname());
+    assert!(
+        out.stdout.contains(&format!(
+            "{container}/journal holds 1 file(s) another machine wrote ({host})"
+        )) && out.stdout.contains("set sync.mode = \"two-way\""),
+        "{}",
+        out.stdout
+    );
+    // In two-way mode that is the point: no warning.
+    b.write_config(&format!("{config}\n[sync]\nmode = \"two-way\"\n"));
+    let out = b.run(&["config", "check", "--online"]);
+    out.assert_code(0);
+    assert!(
+        !out.stdout.contains("another machine wrote"),
+        "{}",
+        out.stdout
+    );
+}

@@ -415,3 +415,78 @@ fn an_entry_written_under_a_running_daemon_becomes_a_blob() {
     env.run(&["ctl", "stop"]).assert_code(0);
     assert_eq!(daemon.wait_exit(Duration::from_secs(20)), Some(0));
 }
+
+/// Two machines in two-way mode (pull by hand): A's entry shows up in B's `devlog list`; an
+/// entry both edited is listed once as the entry and once marked as a conflict file from
+/// A's host (not as a second entry with the same id); an entry renamed on A is still found
+/// by `devlog show ID` on both machines.
+#[test]
+fn the_journal_tool_shows_other_machines_entries_and_marks_conflict_files() {
+    let az = Azurite::shared();
+    let container = unique_container("journal-two-way");
+    let machine = || {
+        let env = TestEnv::new().with_sas(az.account_sas());
+        env.write_config(&format!(
+            "[remote]\nurl = \"{}/journal\"\n\n[sync]\nmode = \"two-way\"\n",
+            az.container_url(&container)
+        ));
+        env
+    };
+    let (a, b) = (machine(), machine());
+    let (id, path) = new_entry(&a, &["--tag", "sync", "-m", "Made on A"]);
+    let (other, other_path) = new_entry(&a, &["-m", "Another one"]);
+    a.run(&["push"]).assert_code(0);
+    b.run(&["pull"]).assert_code(0);
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(devlog(&b, &["list", "--json"], &[]).stdout.trim()).unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        listed.iter().all(|e| e["conflict_host"].is_null()),
+        "{listed:?}"
+    );
+
+    // Both edit the first entry: B keeps its own and gets A's beside it.
+    let rel = path.strip_prefix(a.journal()).unwrap().to_path_buf();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("Made on A", "Made on A, edited on A")).unwrap();
+    a.run(&["push"]).assert_code(0);
+    let on_b = b.journal().join(&rel);
+    std::fs::write(&on_b, text.replace("Made on A", "Made on A, edited on B")).unwrap();
+    b.run(&["pull"]).assert_code(0);
+    let host = devlogd::names::safe_host(&devlogd::machine::hostname());
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(devlog(&b, &["list", "--json"], &[]).stdout.trim()).unwrap();
+    let with_id: Vec<&serde_json::Value> =
+        listed.iter().filter(|e| e["id"] == id.as_str()).collect();
+    assert_eq!(with_id.len(), 2, "{listed:?}");
+    assert_eq!(
+        with_id
+            .iter()
+            .filter(|e| e["conflict_host"] == host.as_str())
+            .count(),
+        1,
+        "the conflict file is not marked: {listed:?}"
+    );
+    let table = devlog(&b, &["list"], &[]);
+    table.assert_code(0);
+    assert!(
+        table.stdout.contains(&format!("{id} (conflict, {host})")),
+        "{}",
+        table.stdout
+    );
+    // `show` is the entry's own file, B's words.
+    let shown = devlog(&b, &["show", &id], &[]);
+    shown.assert_code(0);
+    assert!(shown.stdout.contains("edited on B"), "{}", shown.stdout);
+
+    // A renames the other entry's file; both machines still find it by its id.
+    let renamed = other_path.with_file_name("renamed-by-hand.md");
+    std::fs::rename(&other_path, &renamed).unwrap();
+    a.run(&["push"]).assert_code(0);
+    b.run(&["pull"]).assert_code(0);
+    for env in [&a, &b] {
+        let shown = devlog(env, &["show", &other], &[]);
+        shown.assert_code(0);
+        assert!(shown.stdout.contains("Another one"), "{}", shown.stdout);
+    }
+}

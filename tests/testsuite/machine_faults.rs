@@ -583,3 +583,93 @@ fn after_an_unmount_inside_the_root_the_directory_underneath_is_watched() {
         mirrored(&env, "sub/after.md")
     });
 }
+
+/// B's journal on a small disk: A's 40 files of 16 KiB do not all fit. The pull stops short
+/// with the files it could not write named, nothing half-written under a final name, no
+/// temporary file left, and nothing pushed back (no delete of what did not come down); with
+/// space freed the next pull finishes and the trees are the same.
+#[test]
+fn a_full_local_disk_during_a_pull_leaves_whole_files_and_the_next_pull_finishes() {
+    let _serial = serial();
+    let az = common::Azurite::shared();
+    let container = common::unique_container("pull-disk-full");
+    let (a, b) = (
+        TestEnv::new().with_sas(az.account_sas()),
+        TestEnv::new().with_sas(az.account_sas()),
+    );
+    for env in [&a, &b] {
+        env.write_config(&format!(
+            "[remote]\nurl = \"{}/journal\"\n\n[sync]\nmode = \"two-way\"\n",
+            az.container_url(&container)
+        ));
+    }
+    for i in 0..40 {
+        a.write_file(
+            &format!("f{i:02}.md"),
+            vec![b'a' + (i % 26) as u8; 16 * 1024],
+        );
+    }
+    a.run(&["push"]).assert_code(0);
+    let disk = Tmpfs::mount(&b.journal(), "256k");
+
+    let out = b.run(&["pull", "--json"]);
+    assert_ne!(out.status.code(), Some(0), "{}", out.stdout);
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let failed = report["failed"].as_array().cloned().unwrap_or_default();
+    assert!(!failed.is_empty(), "{report:#}");
+    // Whatever is under a final name is A's file, whole.
+    let here = common::tree(&b.journal());
+    let theirs = common::tree(&a.journal());
+    assert!(here.len() < 40, "{}", here.len());
+    for (name, bytes) in &here {
+        assert_eq!(Some(bytes), theirs.get(name), "{name} is not A's file");
+    }
+    let stray: Vec<_> = walk_names(&b.journal())
+        .into_iter()
+        .filter(|n| !theirs.contains_key(n))
+        .collect();
+    assert!(stray.is_empty(), "left behind: {stray:?}");
+    // B's push sends nothing back and deletes nothing.
+    let pushed = b.run(&["push", "--json"]);
+    let pushed: serde_json::Value = serde_json::from_str(pushed.stdout.trim()).unwrap();
+    assert_eq!(pushed["uploaded"], 0, "{pushed:#}");
+    assert!(
+        pushed["deleted"].as_array().is_none_or(Vec::is_empty),
+        "{pushed:#}"
+    );
+    assert_eq!(
+        az.list_blobs(&container)
+            .iter()
+            .filter(|b| !b.name.starts_with("journal/.devlog-history/"))
+            .count(),
+        40
+    );
+
+    // Space freed: the next pull brings the rest.
+    let out = Command::new("mount")
+        .args(["-o", "remount,size=8m"])
+        .arg(b.journal())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "remount: {out:?}");
+    b.run(&["pull"]).assert_code(0);
+    assert_eq!(common::tree(&b.journal()), theirs);
+    drop(disk);
+}
+
+/// Every name below `dir` (files of any kind, hidden ones too), relative.
+fn walk_names(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}

@@ -17,6 +17,15 @@ fn machine(az: &Azurite, container: &str) -> TestEnv {
     env
 }
 
+fn two_way(az: &Azurite, container: &str) -> TestEnv {
+    let env = machine(az, container);
+    env.write_config(&format!(
+        "[remote]\nurl = \"{}/journal\"\n\n[sync]\nmode = \"two-way\"\n",
+        az.container_url(container)
+    ));
+    env
+}
+
 fn strings(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("not a list: {v}"))
@@ -336,13 +345,7 @@ fn a_remote_gone_midway_stops_the_pull_and_the_next_one_finishes_it() {
 fn a_push_beaten_to_a_path_is_settled_by_the_pull_after_it() {
     let az = Azurite::shared();
     let container = unique_container("pull-skip");
-    let (a, b) = (machine(az, &container), machine(az, &container));
-    for env in [&a, &b] {
-        env.write_config(&format!(
-            "[remote]\nurl = \"{}/journal\"\n\n[sync]\nmode = \"two-way\"\n",
-            az.container_url(&container)
-        ));
-    }
+    let (a, b) = (two_way(az, &container), two_way(az, &container));
     a.write_file("notes.md", "v1\n");
     a.run(&["push"]).assert_code(0);
     json(&b, &["pull"], 0);
@@ -372,4 +375,204 @@ fn a_push_beaten_to_a_path_is_settled_by_the_pull_after_it() {
     assert_eq!(tree(&a.journal()), tree(&b.journal()));
     let texts: Vec<Vec<u8>> = tree(&a.journal()).into_values().collect();
     assert!(texts.contains(&b"A's edit\n".to_vec()) && texts.contains(&b"B's edit\n".to_vec()));
+}
+
+#[test]
+fn a_conflict_found_on_both_machines_settles_in_one_conflict_file() {
+    let az = Azurite::shared();
+    let container = unique_container("pull-one-file");
+    let (a, b) = (two_way(az, &container), two_way(az, &container));
+    a.write_file("notes.md", "v0\n");
+    a.run(&["push"]).assert_code(0);
+    json(&b, &["pull"], 0);
+
+    // A's save goes up first; B's push is beaten, B's pull keeps both, B's push follows.
+    a.write_file("notes.md", "A's first\n");
+    a.run(&["push"]).assert_code(0);
+    b.write_file("notes.md", "B's save\n");
+    json(&b, &["push"], 0);
+    let (report, _) = json(&b, &["pull"], 0);
+    let on_b = report["conflicts"][0]["conflict_file"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{report:#}"))
+        .to_string();
+    json(&b, &["push"], 0);
+
+    // Meanwhile A saved again without pulling: now A finds the conflict too. It writes B's
+    // version into the conflict file B already pushed, not into a second one.
+    a.write_file("notes.md", "A's second\n");
+    let (report, _) = json(&a, &["pull"], 0);
+    assert_eq!(report["conflicts"][0]["conflict_file"], on_b, "{report:#}");
+    json(&a, &["push"], 0);
+    json(&b, &["pull"], 0);
+
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    let files = tree(&a.journal());
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["notes.md", on_b.as_str()],
+        "one conflict file for one path"
+    );
+    assert_eq!(files["notes.md"], b"A's second\n");
+    assert_eq!(files[&on_b], b"B's save\n");
+    // A's first save, once in that conflict file, is in its history.
+    let history = az.history_contents(&container, "journal");
+    assert!(
+        history.contains(&b"A's first\n".to_vec()),
+        "A's first save is lost"
+    );
+    for env in [&a, &b] {
+        let (again, _) = json(env, &["pull"], 0);
+        assert_eq!(again["to_push"], 0, "{again:#}");
+        assert!(strings(&again["downloaded"]).is_empty(), "{again:#}");
+    }
+}
+
+/// A and B (two-way, one prefix), with `path` conflicted: B holds B's edit and A's
+/// version in a sync-conflict file, both pushed; A has pulled. Returns the conflict file.
+fn conflicted(a: &TestEnv, b: &TestEnv, path: &str) -> String {
+    a.write_file(path, "v0\n");
+    a.run(&["push"]).assert_code(0);
+    json(b, &["pull"], 0);
+    a.write_file(path, "A's edit\n");
+    a.run(&["push"]).assert_code(0);
+    b.write_file(path, "B's edit\n");
+    let (report, _) = json(b, &["pull"], 0);
+    let file = report["conflicts"][0]["conflict_file"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{report:#}"))
+        .to_string();
+    json(b, &["push"], 0);
+    json(a, &["pull"], 0);
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    file
+}
+
+#[test]
+fn conflicts_lists_the_conflict_files_and_resolve_keeps_theirs_on_every_machine() {
+    let az = Azurite::shared();
+    let container = unique_container("resolve-theirs");
+    let (a, b) = (two_way(az, &container), two_way(az, &container));
+    let file = conflicted(&a, &b, "notes.md");
+
+    // Both machines see the waiting conflict file, with the host whose version it holds.
+    let host = devlogd::names::safe_host(&devlogd::machine::hostname());
+    for env in [&a, &b] {
+        let (v, _) = json(env, &["conflicts"], 0);
+        let waiting = v["sync_conflicts"].as_array().unwrap();
+        assert_eq!(waiting.len(), 1, "{v:#}");
+        assert_eq!(waiting[0]["file"], file.as_str(), "{v:#}");
+        assert_eq!(waiting[0]["path"], "notes.md", "{v:#}");
+        assert_eq!(waiting[0]["host"], host.as_str(), "{v:#}");
+        let out = env.run(&["conflicts"]);
+        out.assert_code(0);
+        assert!(
+            out.stdout
+                .contains(&format!("notes.md ← {file} ({host}'s version")),
+            "{}",
+            out.stdout
+        );
+        assert!(
+            out.stdout.contains("--resolve PATH --keep mine|theirs"),
+            "{}",
+            out.stdout
+        );
+    }
+
+    // On B: keep theirs. A's version is at the path, B's own goes to the history.
+    let (v, _) = json(
+        &b,
+        &["conflicts", "--resolve", "notes.md", "--keep", "theirs"],
+        0,
+    );
+    assert_eq!(v["moved"], file.as_str(), "{v:#}");
+    assert_eq!(v["pushed_by"], "here", "{v:#}");
+    assert_eq!(
+        std::fs::read(b.journal().join("notes.md")).unwrap(),
+        b"A's edit\n"
+    );
+    assert!(!b.journal().join(&file).exists());
+    assert_eq!(
+        az.get_blob(&container, "journal/notes.md").as_deref(),
+        Some(&b"A's edit\n"[..])
+    );
+    assert!(
+        az.get_blob(&container, &format!("journal/{file}"))
+            .is_none(),
+        "the conflict file is still on the remote"
+    );
+    let history = az.history_contents(&container, "journal");
+    assert!(
+        history.contains(&b"B's edit\n".to_vec()),
+        "B's edit is lost"
+    );
+
+    // A follows with its next pull; nothing is left to settle anywhere.
+    json(&a, &["pull"], 0);
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    assert_eq!(tree(&a.journal()).len(), 1);
+    for env in [&a, &b] {
+        let (v, _) = json(env, &["conflicts"], 0);
+        assert!(v["sync_conflicts"].as_array().unwrap().is_empty(), "{v:#}");
+    }
+}
+
+#[test]
+fn resolve_keep_mine_deletes_the_conflict_files_everywhere_and_refuses_what_it_cannot_do() {
+    let az = Azurite::shared();
+    let container = unique_container("resolve-mine");
+    let (a, b) = (two_way(az, &container), two_way(az, &container));
+    let file = conflicted(&a, &b, "2026/notes.md");
+
+    // Nothing to settle, a conflict file named instead of its path, a path outside.
+    for (args, says) in [
+        (
+            vec!["conflicts", "--resolve", "2026/other.md", "--keep", "mine"],
+            "has no sync-conflict files here",
+        ),
+        (
+            vec!["conflicts", "--resolve", file.as_str(), "--keep", "mine"],
+            "is itself a conflict file",
+        ),
+        (
+            vec!["conflicts", "--resolve", "../x.md", "--keep", "mine"],
+            "is not a file in the journal",
+        ),
+    ] {
+        let out = a.run(&args);
+        out.assert_code(2);
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.stderr);
+    }
+    // A conflict file edited here and not pushed is not deleted.
+    a.write_file(&file, "merged by hand, not pushed\n");
+    let out = a.run(&["conflicts", "--resolve", "2026/notes.md", "--keep", "mine"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("not on the remote as it is here"),
+        "{}",
+        out.stderr
+    );
+    assert!(a.journal().join(&file).exists());
+    a.write_file(&file, "A's edit\n");
+
+    // Keep mine on A: A's file at the path stays, the conflict file goes on both machines.
+    let before = std::fs::read(a.journal().join("2026/notes.md")).unwrap();
+    let (v, _) = json(
+        &a,
+        &["conflicts", "--resolve", "2026/notes.md", "--keep", "mine"],
+        0,
+    );
+    assert_eq!(strings(&v["removed"]), [file.as_str()], "{v:#}");
+    assert_eq!(
+        std::fs::read(a.journal().join("2026/notes.md")).unwrap(),
+        before
+    );
+    assert!(
+        az.get_blob(&container, &format!("journal/{file}"))
+            .is_none()
+    );
+    let (pulled, _) = json(&b, &["pull"], 0);
+    assert_eq!(strings(&pulled["deleted"]), [file.as_str()], "{pulled:#}");
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    assert_eq!(tree(&b.journal()).len(), 1);
 }

@@ -154,7 +154,67 @@ fn a_path_both_daemons_edit_keeps_every_version() {
         .filter(|k| k.starts_with("notes.sync-conflict-"))
         .collect();
     eprintln!("conflict files after 5 rounds: {}", conflict_files.len());
-    assert!(!conflict_files.is_empty(), "{:?}", trees.keys());
+    // Repeated conflicts on one path, found on either machine, settle in one file.
+    assert_eq!(conflict_files.len(), 1, "{:?}", trees.keys());
+    let file = conflict_files[0].clone();
+
+    // Both machines say so: the file, its path, the host whose version it holds.
+    let host = devlogd::names::safe_host(&devlogd::machine::hostname());
+    for env in [&a, &b] {
+        let v = wait_for(
+            Duration::from_secs(30),
+            "the conflict file in status",
+            || {
+                let (v, _) = common::json(env, &["ctl", "status"], 0);
+                (v["conflict_files"].as_array().map(Vec::len) == Some(1)).then_some(v)
+            },
+        );
+        assert_eq!(v["conflict_files"][0]["file"], file.as_str(), "{v:#}");
+        assert_eq!(v["conflict_files"][0]["path"], "notes.md", "{v:#}");
+        assert_eq!(v["conflict_files"][0]["host"], host.as_str(), "{v:#}");
+        assert_eq!(v["verdict"]["state"], "conflicts", "{v:#}");
+        let text = env.run(&["ctl", "status"]);
+        assert!(
+            text.stdout
+                .contains(&format!("notes.md ← {file} ({host}'s version)")),
+            "{}",
+            text.stdout
+        );
+        let metrics = env.run(&["ctl", "status", "--prometheus"]);
+        assert!(
+            metrics.stdout.contains("devlogd_conflict_files 1\n")
+                && metrics.stdout.contains("devlogd_last_pull_failed 0\n"),
+            "{}",
+            metrics.stdout
+        );
+    }
+
+    // Settled in one command on A, with the daemons running: gone from both machines.
+    let (v, _) = common::json(
+        &a,
+        &["conflicts", "--resolve", "notes.md", "--keep", "mine"],
+        0,
+    );
+    assert_eq!(v["pushed_by"], "daemon", "{v:#}");
+    let trees = wait_for(
+        Duration::from_secs(30),
+        "the conflict file gone everywhere",
+        || {
+            let trees = settled(&a, &b);
+            (!trees.contains_key(&file)).then_some(trees)
+        },
+    );
+    assert_eq!(trees.len(), 1, "{:?}", trees.keys());
+    for env in [&a, &b] {
+        wait_for(
+            Duration::from_secs(30),
+            "no conflict file in status",
+            || {
+                let (v, _) = common::json(env, &["ctl", "status"], 0);
+                (v["conflict_files"].as_array().map(Vec::len) == Some(0)).then_some(())
+            },
+        );
+    }
 }
 
 #[test]
@@ -276,6 +336,11 @@ fn three_daemons_converge_and_lose_nothing() {
         !trees.contains_key("doomed.md"),
         "the delete did not reach everyone"
     );
+    let conflict_files: Vec<&String> = trees
+        .keys()
+        .filter(|k| k.starts_with("shared.sync-conflict-"))
+        .collect();
+    assert!(conflict_files.len() <= 1, "{conflict_files:?}");
     for i in 0..3 {
         for n in 0..10 {
             let rel = format!("m{i}/entry-{n}.md");
@@ -286,12 +351,7 @@ fn three_daemons_converge_and_lose_nothing() {
             );
         }
     }
-    let history: Vec<Vec<u8>> = az
-        .list_blobs(&container)
-        .into_iter()
-        .filter(|blob| blob.name.starts_with("journal/.devlog-history/"))
-        .filter_map(|blob| az.get_blob(&container, &blob.name))
-        .collect();
+    let history = az.history_contents(&container, "journal");
     for edit in &saved {
         let bytes = edit.as_bytes();
         assert!(
@@ -306,4 +366,82 @@ fn three_daemons_converge_and_lose_nothing() {
             .any(|b| b.name.contains(".conflict-")),
         "a backup-mode conflict copy in two-way mode"
     );
+}
+
+/// `devlog new` on machine `id` (its events log is `events/YYYYMMDD-<id>.jsonl`).
+fn devlog_new(env: &TestEnv, machine: &str, text: &str) {
+    let out = env
+        .devlog()
+        .env("DEVLOGD_MACHINE_ID", machine)
+        .args(["new", "-m", text])
+        .output()
+        .expect("run devlog");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two daemons on a directory remote: each machine's activity log is taken as its writer has
+/// it — appended on one machine while the other holds a stale (shortened) copy of it, it
+/// never becomes a conflict file — and every entry made on either machine is on both.
+#[test]
+fn each_machines_events_log_is_taken_as_its_writer_has_it() {
+    let shared = tempfile::tempdir().unwrap();
+    let mirror = shared.path().join("mirror");
+    std::fs::create_dir_all(&mirror).unwrap();
+    let config = format!(
+        "[remote]\nurl = \"file://{}\"\n\n[sync]\nmode = \"two-way\"\npull_interval_s = 1\ndebounce_ms = 100\n",
+        mirror.display()
+    );
+    let (a, b) = (TestEnv::new(), TestEnv::new());
+    a.write_config(&config);
+    b.write_config(&config);
+    let _da = Daemon::start_with(&a, &[("DEVLOGD_MACHINE_ID", "machine-a")]);
+    let _db = Daemon::start_with(&b, &[("DEVLOGD_MACHINE_ID", "machine-b")]);
+    let log_of = |env: &TestEnv, machine: &str| -> Option<(String, Vec<u8>)> {
+        let dir = env.journal().join("events");
+        let tag = devlogd::journal::events::machine_tag_for(&devlogd::machine::hostname(), machine);
+        let entry = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .ends_with(&format!("-{tag}.jsonl"))
+            })?;
+        let name = format!("events/{}", entry.file_name().to_string_lossy());
+        Some((name, std::fs::read(entry.path()).ok()?))
+    };
+    for i in 0..5 {
+        devlog_new(&a, "machine-a", &format!("A's entry {i}"));
+        devlog_new(&b, "machine-b", &format!("B's entry {i}"));
+    }
+    let trees = settled(&a, &b);
+    let (a_log, a_lines) = log_of(&a, "machine-a").expect("A's events log");
+    assert_eq!(trees.get(&a_log), Some(&a_lines));
+
+    // B's copy of A's log goes stale (cut short) while A keeps appending: A's stands.
+    let stale = &a_lines[..a_lines.len() / 2];
+    std::fs::write(b.journal().join(&a_log), stale).unwrap();
+    for i in 5..8 {
+        devlog_new(&a, "machine-a", &format!("A's entry {i}"));
+    }
+    let trees = wait_for(Duration::from_secs(60), "A's full log on B", || {
+        let trees = settled(&a, &b);
+        let (_, now) = log_of(&a, "machine-a")?;
+        (trees.get(&a_log) == Some(&now)).then_some(trees)
+    });
+    assert!(
+        !trees.keys().any(|k| k.contains("conflict")),
+        "an events log was conflicted: {:?}",
+        trees.keys().collect::<Vec<_>>()
+    );
+    let lines = String::from_utf8(trees[&a_log].clone()).unwrap();
+    assert_eq!(lines.lines().count(), 8, "{lines}");
+    let entries = trees.keys().filter(|k| k.starts_with("entries/")).count();
+    assert_eq!(entries, 13, "{:?}", trees.keys().collect::<Vec<_>>());
+    // The change mark idle polls read is there, outside the journal's files.
+    assert!(mirror.join(".devlog-history/.changed").is_file());
 }

@@ -195,6 +195,16 @@ impl Azurite {
         self.port
     }
 
+    /// The contents of every version in the history area of `prefix` in `container`.
+    pub fn history_contents(&self, container: &str, prefix: &str) -> Vec<Vec<u8>> {
+        let area = format!("{prefix}/.devlog-history/");
+        self.list_blobs(container)
+            .into_iter()
+            .filter(|blob| blob.name.starts_with(&area))
+            .filter_map(|blob| self.get_blob(container, &blob.name))
+            .collect()
+    }
+
     /// `http://127.0.0.1:PORT/devstoreaccount1`
     pub fn account_url(&self) -> String {
         format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
