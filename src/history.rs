@@ -57,6 +57,20 @@ pub struct Version {
     pub etag: String,
 }
 
+/// `2026-12-03T10:15:00Z`: a time to type after `restore --at`.
+pub fn rfc3339_seconds(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 fn rfc3339_ns(ns: i128) -> Option<String> {
     OffsetDateTime::from_unix_timestamp_nanos(ns)
         .ok()?

@@ -157,6 +157,14 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
             "  deleted     {} (removed remotely; last content kept in the history)",
             files(report.deleted.len() as u64)
         );
+        // The undo, named where the delete is reported: the time just before this push.
+        let before = time::OffsetDateTime::now_utc()
+            - time::Duration::milliseconds(report.duration_ms as i64 + 1000);
+        let _ = writeln!(
+            out,
+            "              not meant? devlogd restore --at {} brings them back",
+            crate::history::rfc3339_seconds(before)
+        );
     }
     name_lines(&mut out, "    delete            ", &report.would_delete, "");
     let held = report

@@ -1,0 +1,242 @@
+//! What devlogd tells the user when it matters (issue "tell the user"): every unsafe verdict
+//! names the way out that keeps data first (an accidental mass delete: restore before
+//! `--allow-deletes`; a deleted root; an expired SAS), files excluded after they were pushed
+//! are not counted as backed up, a scrape with no daemon says so (`devlogd_up 0`), and the
+//! `[alert] command` runs when the verdict stays unsafe and again when it is safe. Each with
+//! the real daemon against Azurite or the built-in mirror.
+
+use crate::common;
+
+use common::daemon::{Daemon, running};
+use common::status::{status, until_verdict};
+use common::{ACCOUNT_KEY, Azurite, TestEnv, account_sas_for, unique_container, wait_for};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn azure_env(az: &Azurite, sas: String, extra: &str) -> TestEnv {
+    let container = unique_container("tell");
+    let env = TestEnv::new().with_sas(sas);
+    env.write_config(&format!(
+        "[remote]\nurl = \"{}/journal\"\n[sync]\ndebounce_ms = 50\nmax_delay_ms = 200\n{extra}",
+        az.container_url(&container)
+    ));
+    env
+}
+
+/// A journal backed up to a directory remote (the built-in mirror is "not off this machine").
+fn directory_env() -> TestEnv {
+    let env = TestEnv::new();
+    let remote = env.root().join("remote");
+    std::fs::create_dir_all(&remote).unwrap();
+    env.write_config(&format!(
+        "[remote]\nurl = \"file://{}\"\n[sync]\ndebounce_ms = 50\nmax_delay_ms = 200\n",
+        remote.display()
+    ));
+    env
+}
+
+#[test]
+fn an_accidental_mass_delete_offers_restore_before_deleting_remotely() {
+    let env = directory_env();
+    for i in 0..60 {
+        env.write_file(&format!("entries/{i:02}.md"), format!("entry {i}\n"));
+    }
+    let _d = running(&env, WAIT);
+    std::fs::remove_dir_all(env.journal().join("entries")).unwrap();
+    let s = until_verdict(&env, "held_deletes", WAIT);
+    let text = s.verdict.text.as_str();
+    let restore = text.find("devlogd restore brings them back");
+    let allow = text.find("--allow-deletes");
+    assert!(
+        restore.is_some() && allow.is_some() && restore < allow,
+        "the undo must come first: {text}"
+    );
+    // The undo works as said: everything is back, and the verdict with it.
+    env.run(&["restore"]).assert_code(0);
+    assert_eq!(common::tree(&env.journal()).len(), 60);
+    wait_for(WAIT, "backed up again", || {
+        let s = status(&env);
+        (s.verdict.state == "backed_up").then_some(())
+    });
+    // Deleted on purpose: the report names the way back.
+    std::fs::remove_dir_all(env.journal().join("entries")).unwrap();
+    until_verdict(&env, "held_deletes", WAIT);
+    let out = env.run(&["ctl", "push", "--allow-deletes"]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("not meant? devlogd restore --at 20"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_deleted_journal_root_is_not_backed_up_and_names_restore() {
+    let env = TestEnv::new();
+    env.write_file("a.md", "a\n");
+    env.write_file("b.md", "b\n");
+    let _d = running(&env, WAIT);
+    std::fs::remove_dir_all(env.journal()).unwrap();
+    let s = until_verdict(&env, "root_missing", WAIT);
+    let text = s.verdict.text.as_str();
+    assert!(
+        text.starts_with("NOT BACKED UP: the journal root is gone"),
+        "{text}"
+    );
+    assert!(text.contains("devlogd restore brings it back"), "{text}");
+    assert!(!s.verdict.safe);
+}
+
+#[test]
+fn an_expired_sas_is_a_verdict_of_its_own_with_its_fix() {
+    let az = Azurite::shared();
+    let env = azure_env(
+        az,
+        account_sas_for(ACCOUNT_KEY, "racwdl", "2020-01-01T00:00:00Z"),
+        "",
+    );
+    env.write_file("a.md", "a\n");
+    let _d = Daemon::start(&env);
+    let s = until_verdict(&env, "credentials_expired", WAIT);
+    let text = s.verdict.text.as_str();
+    assert!(
+        text.starts_with("NOT BACKED UP: the SAS token expired at 2020-01-01 00:00 UTC"),
+        "{text}"
+    );
+    assert!(
+        text.contains("make a new one with a later expiry (se)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn files_excluded_after_they_were_pushed_are_not_counted_as_backed_up() {
+    let env = directory_env();
+    env.write_file("a.md", "a\n");
+    env.write_file("b.md", "b\n");
+    env.write_file("private.md", "p\n");
+    let _d = running(&env, WAIT);
+    env.write_file(".devlogignore", "private.md\n");
+    env.run(&["ctl", "reload"]).assert_code(0);
+    let s = wait_for(WAIT, "the excluded file in the status", || {
+        let s = status(&env);
+        (s["excluded_in_index"] == 1 && s.settled()).then_some(s)
+    });
+    assert!(
+        s.verdict.text.contains("All 2 files backed up"),
+        "{}",
+        s.verdict.text
+    );
+    let warning = s.verdict.warnings.join("\n");
+    assert!(
+        warning.contains("1 file pushed before is now excluded")
+            && warning.contains("(first: private.md)"),
+        "{warning}"
+    );
+}
+
+#[test]
+fn a_scrape_with_no_daemon_says_it_is_down() {
+    let env = TestEnv::new();
+    let out = env.run(&["ctl", "status", "--prometheus"]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("devlogd_up 0\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("devlogd_backed_up 0\n"),
+        "{}",
+        out.stdout
+    );
+    env.write_file("a.md", "a\n");
+    let _d = running(&env, WAIT);
+    let out = env.run(&["ctl", "status", "--prometheus"]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("devlogd_up 1\n"), "{}", out.stdout);
+}
+
+/// The alert command's runs: one `state|safe|verdict` line each.
+fn alert_lines(file: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn alert_config(file: &std::path::Path) -> String {
+    format!(
+        "\n[alert]\ncommand = 'printf \"%s|%s|%s\\n\" \"$DEVLOGD_VERDICT_STATE\" \"$DEVLOGD_SAFE\" \"$DEVLOGD_VERDICT\" >> {}'\nafter_s = 2\n",
+        file.display()
+    )
+}
+
+#[test]
+fn the_alert_runs_once_when_the_remote_is_unreachable_and_once_when_it_is_back() {
+    let az = Azurite::shared();
+    let record = tempfile::tempdir().unwrap();
+    let file = record.path().join("alerts");
+    // A port nobody listens on: never reached.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = TestEnv::new().with_sas(az.account_sas());
+    let write = |url: &str| {
+        env.write_config(&format!(
+            "[remote]\nurl = \"{url}\"\n[sync]\ndebounce_ms = 50\n{}",
+            alert_config(&file)
+        ))
+    };
+    write(&format!(
+        "http://127.0.0.1:{port}/devstoreaccount1/nobody/journal"
+    ));
+    env.write_file("a.md", "a\n");
+    let _d = Daemon::start(&env);
+    let lines = wait_for(WAIT, "the alert", || {
+        let l = alert_lines(&file);
+        (!l.is_empty()).then_some(l)
+    });
+    // Not safe, whichever way it says so first (retrying, then never reached).
+    assert!(
+        lines[0].contains("|0|") && lines[0].contains("cannot reach the remote"),
+        "{lines:?}"
+    );
+    // Once, however long it stays so.
+    let s = status(&env);
+    assert!(!s.verdict.safe);
+    // Back: a reachable remote; the all-clear runs once.
+    write(&format!(
+        "{}/journal",
+        az.container_url(&unique_container("tell-alert"))
+    ));
+    env.run(&["ctl", "reload"]).assert_code(0);
+    let lines = wait_for(WAIT, "the all-clear", || {
+        let l = alert_lines(&file);
+        (l.len() >= 2).then_some(l)
+    });
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].contains("|1|"), "{lines:?}");
+}
+
+#[test]
+fn the_alert_names_an_expired_sas() {
+    let az = Azurite::shared();
+    let record = tempfile::tempdir().unwrap();
+    let file = record.path().join("alerts");
+    let env = azure_env(
+        az,
+        account_sas_for(ACCOUNT_KEY, "racwdl", "2020-01-01T00:00:00Z"),
+        &alert_config(&file),
+    );
+    env.write_file("a.md", "a\n");
+    let _d = Daemon::start(&env);
+    let lines = wait_for(WAIT, "the alert", || {
+        let l = alert_lines(&file);
+        (!l.is_empty()).then_some(l)
+    });
+    assert!(
+        lines[0].starts_with("credentials_expired|0|NOT BACKED UP: the SAS token expired"),
+        "{lines:?}"
+    );
+}
