@@ -136,6 +136,22 @@ pub fn run(config: &Config) -> Result<ExitCode, Failure> {
     ) {
         let _ = write!(out, "\nWARNING: {warning}");
     }
+    // The credentials file is read only for an Azure remote: with a directory, what it sets
+    // is as unused as a variable would be.
+    if let crate::config::RemoteConfig::Directory { .. } = &config.remote
+        && let Ok(file) = credential::CredentialsFile::load(&config.dirs.credentials_file())
+    {
+        let in_file = |name: &str| file.get(name).map(str::to_string);
+        for warning in super::config_online::unused_azure_variables(&config.remote, None, &in_file)
+        {
+            let warning = warning.replacen(
+                " is set,",
+                &format!(" is set in {},", config.dirs.credentials_file().display()),
+                1,
+            );
+            let _ = write!(out, "\nWARNING: {warning}");
+        }
+    }
     println!("{out}");
     match credential_problem {
         Some(problem) => Err(Failure::new(super::exit::USAGE, problem)),
