@@ -128,6 +128,14 @@ enum ServiceCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
+    /// Write a commented config.toml and a private credentials template (never over a file
+    /// that exists), then say what to do next.
+    Init {
+        /// The remote to back up to: https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]
+        /// or file:///a/directory (checked before anything is written).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Validate the config file and print the effective configuration (secrets as ***).
     Check {
         /// Also reach the remote with the credentials: reachable, authenticated, container
@@ -181,6 +189,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         // `ctl` needs only the socket, which depends on the environment, not on the
         // configuration: a broken config.toml must not lock anyone out of a running daemon.
         Command::Ctl { command } => return ctl(cli.global.config, command),
+        // Before any config is loaded: it is what this writes.
+        Command::Config {
+            command: ConfigCommand::Init { url },
+        } => {
+            let dirs = Dirs::from_env()?;
+            return commands::config_init::run(&dirs, cli.global.config.as_deref(), url.as_deref());
+        }
         Command::Service {
             command: ServiceCommand::Status,
         } => {
@@ -202,6 +217,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             commands::runtime()?.block_on(commands::config_online::run(&config, write_test))
         }
+        Command::Config {
+            command: ConfigCommand::Init { .. },
+        } => unreachable!("handled before the configuration is loaded"),
         Command::Push { flags, json } => {
             let args = commands::push::PushArgs { flags, json };
             commands::runtime()?.block_on(commands::push::run(&config, &args))

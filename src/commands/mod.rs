@@ -2,6 +2,7 @@
 //! Library errors become one clear [`Failure`] line here (ripgrep's model).
 
 pub mod config_check;
+pub mod config_init;
 pub mod config_online;
 pub mod conflicts;
 pub mod ctl;

@@ -240,3 +240,52 @@ fn the_alert_names_an_expired_sas() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn config_init_writes_a_config_and_a_private_credentials_template_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let dir = env.config_home().join("devlog");
+    let _ = std::fs::remove_dir_all(&dir);
+    // A bad URL writes nothing.
+    let out = env.run(&["config", "init", "--url", "ftp://nope"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("--url"), "{}", out.stderr);
+    assert!(!dir.join("config.toml").exists());
+
+    let url = "https://myaccount.blob.core.windows.net/journal/laptop";
+    let out = env.run(&["config", "init", "--url", url]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("devlogd config check --online"),
+        "{}",
+        out.stdout
+    );
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(config.contains(&format!("url = \"{url}\"")), "{config}");
+    let mode = |p: &str| std::fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("credentials"), 0o600);
+    assert_eq!(mode("config.toml"), 0o600);
+    // What it wrote loads; the one thing left is named: the credentials, and where.
+    let out = env.run(&["config", "check"]);
+    assert!(out.stdout.contains("config.toml (ok)"), "{}", out.stdout);
+    assert!(out.stdout.contains(url), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("no credentials for") && out.stderr.contains("credentials"),
+        "{}",
+        out.stderr
+    );
+    // Again: both kept as they are.
+    std::fs::write(dir.join("credentials"), "AZURE_STORAGE_SAS_TOKEN=mine\n").unwrap();
+    let out = env.run(&["config", "init"]);
+    out.assert_code(0);
+    assert_eq!(out.stdout.matches("kept ").count(), 2, "{}", out.stdout);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("credentials")).unwrap(),
+        "AZURE_STORAGE_SAS_TOKEN=mine\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("config.toml")).unwrap(),
+        config
+    );
+}
