@@ -46,12 +46,16 @@ enum Command {
     },
     /// The versions of one file on the remote: when written, when replaced, size, MD5, writer.
     History {
+        /// The file: relative to the journal root, to the current directory when that is
+        /// inside the journal, or an absolute path below the root.
         path: String,
+        /// Print the versions as one JSON object on stdout (also on failure).
         #[arg(long)]
         json: bool,
     },
     /// Remove history versions older than sync.keep_versions_days (never current files).
     Prune {
+        /// Print the report as one JSON object on stdout (also on failure).
         #[arg(long)]
         json: bool,
     },

@@ -10,6 +10,8 @@ pub mod docs;
 pub mod global_args;
 pub mod history;
 pub mod journal_cli;
+pub mod journal_path;
+pub mod man_sections;
 pub mod metrics;
 pub mod prune;
 pub mod pull;

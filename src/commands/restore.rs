@@ -39,6 +39,7 @@ pub struct RestoreArgs {
     /// Also restore blobs listed without an MD5 (checking only their size).
     #[arg(long)]
     pub allow_unverified: bool,
+    /// Print the report as one JSON object on stdout (also on failure).
     #[arg(long)]
     pub json: bool,
     /// Only these files or directories (journal-relative).
