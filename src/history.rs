@@ -246,6 +246,15 @@ pub fn view_at(current: &[RemoteBlob], history: &[RemoteBlob], at: i128) -> Vec<
     out
 }
 
+/// When the oldest version of anything was written (unix ns), current or kept.
+pub fn oldest_written(current: &[RemoteBlob], history: &[RemoteBlob]) -> Option<i128> {
+    versions(current, history)
+        .values()
+        .flatten()
+        .filter_map(|v| v.written_ns.or(v.stored_ns))
+        .min()
+}
+
 /// Why a time for `--at` could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum AtError {

@@ -167,7 +167,8 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, Failur
                 crate::push::refusal_hint(&remote.credential_source(), &message)
             ),
         ),
-        e @ crate::restore::RestoreError::Refused { .. } => {
+        e @ (crate::restore::RestoreError::Refused { .. }
+        | crate::restore::RestoreError::BeforeFirst { .. }) => {
             Failure::new(exit::USAGE, e.to_string())
         }
         e => Failure::new(exit::FILES_FAILED, e.to_string()),
@@ -296,8 +297,9 @@ impl RestoreProgress {
         let bar = (!json && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{spinner} [{bar:30}] {pos}/{len} files {per_sec} ETA {eta}",
+                "{spinner} [{bar:30}] {pos}/{len} files {per_sec} {sane_eta}",
             )
+            .map(crate::ui::with_sane_eta)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
             bar.set_style(style);

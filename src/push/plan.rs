@@ -172,6 +172,15 @@ pub(super) fn decide_all(
         let decision = plan::decide(&file, known, view, rules, &mut || {
             crate::fsutil::md5_of_reader(root_dir.open_file(&file.rel)?).map(|(md5, _)| md5)
         });
+        // `-v`: each file's decision, with why.
+        match &decision {
+            Ok(d) => {
+                tracing::debug!(path = %crate::redact::printable(&file.rel), decision = ?d, "plan")
+            }
+            Err(e) => {
+                tracing::debug!(path = %crate::redact::printable(&file.rel), error = %e, "plan: cannot read")
+            }
+        }
         match decision {
             // Deleted (or replaced by a symlink) since the scan: no longer a candidate.
             Err(e) if crate::fsutil::is_gone(&e) => {

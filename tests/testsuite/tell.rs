@@ -289,3 +289,93 @@ fn config_init_writes_a_config_and_a_private_credentials_template_and_never_over
         config
     );
 }
+
+/// `devlogd ARGS` run from `dir`.
+fn run_in(env: &TestEnv, dir: &std::path::Path, args: &[&str]) -> common::RunOutput {
+    let out = env
+        .devlogd()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run devlogd");
+    common::RunOutput {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn history_takes_a_path_relative_to_the_current_directory() {
+    let env = directory_env();
+    env.write_file("entries/2026/12/today.md", "v1\n");
+    env.run(&["push"]).assert_code(0);
+    env.write_file("entries/2026/12/today.md", "v2\n");
+    env.run(&["push"]).assert_code(0);
+    let dir = env.journal().join("entries/2026/12");
+    let out = run_in(&env, &dir, &["history", "today.md", "--json"]);
+    out.assert_code(0);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["path"], "entries/2026/12/today.md", "{v:#}");
+    assert_eq!(v["versions"].as_array().map(Vec::len), Some(2), "{v:#}");
+    // Outside the journal, a path is the journal's own, as before.
+    let out = run_in(
+        &env,
+        env.root(),
+        &["history", "entries/2026/12/today.md", "--json"],
+    );
+    out.assert_code(0);
+    let out = run_in(&env, &dir, &["history", "../../../../outside.md"]);
+    out.assert_code(2);
+}
+
+#[test]
+fn restore_at_a_time_before_the_first_backup_names_the_oldest_version() {
+    let env = directory_env();
+    env.write_file("a.md", "a\n");
+    env.run(&["push"]).assert_code(0);
+    let to = env.root().join("then");
+    let out = env.run(&[
+        "restore",
+        "--at",
+        "2001-01-01T00:00:00Z",
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("nothing was backed up to")
+            && out.stderr.contains("as of 2001-01-01T00:00:00Z")
+            && out.stderr.contains("the oldest version there is from 20"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn verbose_shows_devlogds_decisions_and_very_verbose_the_http_requests() {
+    let az = Azurite::shared();
+    let env = azure_env(az, az.account_sas(), "");
+    env.write_file("a.md", "a\n");
+    let out = env.run(&["-v", "push"]);
+    out.assert_code(0);
+    assert!(out.stderr.contains("DEBUG devlogd"), "{}", out.stderr);
+    let http = |text: &str| {
+        text.lines().any(|l| {
+            l.contains("DEBUG")
+                && (l.contains("azure_core")
+                    || l.contains("reqwest")
+                    || l.contains("hyper_util")
+                    || l.contains("typespec"))
+        })
+    };
+    assert!(!http(&out.stderr), "-v shows HTTP traffic:\n{}", out.stderr);
+    env.write_file("b.md", "b\n");
+    let out = env.run(&["-vv", "push"]);
+    out.assert_code(0);
+    assert!(
+        http(&out.stderr),
+        "-vv shows no HTTP traffic:\n{}",
+        out.stderr
+    );
+}
