@@ -379,3 +379,24 @@ fn verbose_shows_devlogds_decisions_and_very_verbose_the_http_requests() {
         out.stderr
     );
 }
+
+#[test]
+fn service_install_names_a_daemon_already_running_by_hand() {
+    let env = TestEnv::new();
+    env.write_file("a.md", "a\n");
+    let daemon = running(&env, WAIT);
+    let out = env.run(&["service", "install"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("devlogd is already running, pid")
+            && out.stderr.contains("outside the service")
+            && out.stderr.contains("devlogd ctl stop"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("configuration"), "{}", out.stderr);
+    // Nothing was written: no unit for a service that could not start.
+    let unit = env.config_home().join("systemd/user/devlogd.service");
+    assert!(!unit.exists(), "{}", unit.display());
+    drop(daemon);
+}
