@@ -633,7 +633,7 @@ fn settled(dest: &Beneath, rel: String, want: Option<[u8; 16]>, job: &Job) -> Ou
 }
 
 /// How many downloaded files may wait for their flush beside the downloads in flight.
-const FLUSH_QUEUE: usize = 64;
+pub(crate) const FLUSH_QUEUE: usize = 64;
 
 async fn restore_one(
     remote: &dyn Remote,

@@ -400,3 +400,106 @@ fn service_install_names_a_daemon_already_running_by_hand() {
     assert!(!unit.exists(), "{}", unit.display());
     drop(daemon);
 }
+
+#[test]
+fn every_flag_and_argument_in_help_says_what_it_is() {
+    let env = TestEnv::new();
+    let bare = regex_lite_bare();
+    for sub in [
+        vec!["push"],
+        vec!["pull"],
+        vec!["restore"],
+        vec!["history"],
+        vec!["prune"],
+        vec!["conflicts"],
+        vec!["verify"],
+        vec!["run"],
+        vec!["config", "check"],
+        vec!["config", "init"],
+        vec!["service", "install"],
+        vec!["ctl", "status"],
+        vec!["ctl", "push"],
+        vec!["ctl", "pull"],
+        vec!["completions"],
+        vec!["man"],
+    ] {
+        let mut args = sub.clone();
+        args.push("--help");
+        let out = env.run(&args);
+        out.assert_code(0);
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            // A flag or argument alone on its line, with no description on the next one.
+            let next = lines.get(i + 1).copied().unwrap_or("");
+            let described_below = next.starts_with("          ");
+            assert!(
+                !(bare(line) && !described_below),
+                "{sub:?}: `{}` has no description\n{}",
+                line.trim(),
+                out.stdout
+            );
+        }
+    }
+}
+
+/// `  --json`, `  <PATH>`, `  -v, --verbose <N>`: a flag or argument with nothing after it.
+fn regex_lite_bare() -> impl Fn(&str) -> bool {
+    |line: &str| {
+        let t = line.trim_end();
+        let body = t.trim_start();
+        let indented = t.len() > body.len() && t.len() - body.len() <= 6;
+        if !indented {
+            return false;
+        }
+        let mut words = body.split_whitespace();
+        let first_is_flag =
+            |w: &str| w.starts_with('-') || (w.starts_with('<') && w.ends_with('>'));
+        let all_flag_words = body.split_whitespace().all(|w| {
+            let w = w.trim_end_matches(',');
+            first_is_flag(w) || (w.starts_with('<') && w.ends_with(">...")) || w.starts_with("[")
+        });
+        words.next().is_some_and(first_is_flag) && all_flag_words
+    }
+}
+
+#[test]
+fn the_readmes_completion_commands_work_on_a_fresh_home() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let lines: Vec<&str> = readme
+        .lines()
+        .filter(|l| {
+            l.starts_with("mkdir -p ~/.local/share/bash-completion")
+                || l.starts_with("devlogd completions bash >")
+        })
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "the README's completion block changed: {lines:?}"
+    );
+    let env = TestEnv::new();
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_devlogd"))
+        .parent()
+        .unwrap();
+    for line in lines {
+        let command = line.split("   #").next().unwrap();
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(command)
+            .env_clear()
+            .env("HOME", env.home())
+            .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let script = env
+        .home()
+        .join(".local/share/bash-completion/completions/devlogd");
+    assert!(std::fs::read_to_string(script).unwrap().contains("devlogd"));
+}
