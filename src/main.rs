@@ -67,8 +67,9 @@ enum Command {
         /// Settle PATH's two-way conflict (its sync-conflict files) and push the result.
         #[arg(long, value_name = "PATH", requires = "keep")]
         resolve: Option<String>,
-        /// With --resolve: keep the file at the path (mine: delete its conflict files) or
-        /// the conflict file's version (theirs: it replaces the file; yours stays in the history).
+        /// With --resolve: mine keeps the file at PATH as it is here (its conflict files are
+        /// deleted); theirs puts the conflict file's version at PATH (the replaced one stays in
+        /// the history).
         #[arg(long, value_enum, requires = "resolve")]
         keep: Option<commands::resolve::Keep>,
         /// Print the report as one JSON object on stdout (also on failure).

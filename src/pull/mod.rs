@@ -418,9 +418,15 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
 }
 
 fn finish(mut report: PullReport, started: Instant) -> PullReport {
-    for c in &report.conflicts {
-        if !report.waiting.contains(&c.conflict_file) {
-            report.waiting.push(c.conflict_file.clone());
+    // Waiting now: those here before, those this pass wrote beside a path, and those it
+    // brought down from another machine.
+    let written = report.conflicts.iter().map(|c| c.conflict_file.clone());
+    let came_down = (report.downloaded.iter())
+        .filter(|rel| crate::names::parse_sync_conflict(rel).is_some())
+        .cloned();
+    for file in written.chain(came_down).collect::<Vec<_>>() {
+        if !report.waiting.contains(&file) {
+            report.waiting.push(file);
         }
     }
     for list in [
