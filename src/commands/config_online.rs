@@ -103,8 +103,11 @@ pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, Failure>
         return Err(Failure::new(
             exit::NO_WRITE_PERMISSION,
             format!(
-                "the container in {} does not exist and this SAS cannot create it (a container SAS, or an account SAS without srt=c): create the container (portal, or az storage container create), or check its name in remote.url",
-                remote.describe()
+                "the container in {} does not exist and this SAS cannot create it ({}): create the container (portal, or az storage container create), or check its name in remote.url",
+                remote.describe(),
+                sas.as_ref()
+                    .map(SasInfo::why_no_container)
+                    .unwrap_or_default()
             ),
         ));
     } else {

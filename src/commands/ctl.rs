@@ -61,7 +61,10 @@ async fn exchange(dirs: &Dirs, cmd: &Command, progress: &Progress) -> Result<Rep
     let stream = UnixStream::connect(&path).await.map_err(|_| {
         Failure::new(
             exit::NO_DAEMON,
-            format!("devlogd is not running (socket {})", path.display()),
+            format!(
+                "devlogd is not running (socket {}): start it with devlogd service install, or devlogd run in a terminal",
+                path.display()
+            ),
         )
     })?;
     check_peer(&stream, &path)?;

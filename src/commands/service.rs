@@ -643,7 +643,7 @@ pub fn install(
                     );
                 } else if manager == Manager::Systemd {
                     println!(
-                        "The service manager cannot be reached from here (no user session bus: a container, or ssh without lingering). To start devlogd, run in your login session:\n{}",
+                        "The service manager cannot be reached from here (no user session bus: a container, or ssh without lingering). To start devlogd, run in your login session:\n{}Or, without a service manager, keep `devlogd run` going in a terminal (or under your own supervisor).",
                         manual_steps(manager, &file)
                     );
                 } else {

@@ -260,12 +260,7 @@ pub async fn run(
     let mut report = report.finished(started);
     report.created_container = remote.features().created.and_then(|c| c.take());
     if let Some(detail) = stopped.auth {
-        return Err(PushError::Auth {
-            remote: remote.describe(),
-            credential_source: remote.credential_source(),
-            detail,
-            report: Box::new(report),
-        });
+        return Err(report::refused(remote, detail, report));
     }
     if let Some(detail) = stopped.unreachable {
         return Err(PushError::Unreachable {

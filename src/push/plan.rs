@@ -103,12 +103,9 @@ pub(super) async fn list(
         .run(|| remote.list())
         .await
         .map_err(|error| match error {
-            RemoteError::Auth { message } => PushError::Auth {
-                remote: remote.describe(),
-                credential_source: remote.credential_source(),
-                detail: message,
-                report: Box::new(report.clone()),
-            },
+            RemoteError::Auth { message } => {
+                super::report::refused(remote, message, report.clone())
+            }
             RemoteError::Unreachable { message } => PushError::Unreachable {
                 remote: remote.describe(),
                 detail: message,

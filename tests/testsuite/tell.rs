@@ -503,3 +503,43 @@ fn the_readmes_completion_commands_work_on_a_fresh_home() {
         .join(".local/share/bash-completion/completions/devlogd");
     assert!(std::fs::read_to_string(script).unwrap().contains("devlogd"));
 }
+
+#[test]
+fn a_push_with_an_expired_sas_says_it_expired_and_exits_5() {
+    let az = Azurite::shared();
+    let env = azure_env(
+        az,
+        account_sas_for(ACCOUNT_KEY, "racwdl", "2020-01-01T00:00:00Z"),
+        "",
+    );
+    env.write_file("a.md", "a\n");
+    let out = env.run(&["push"]);
+    out.assert_code(5);
+    assert!(
+        out.stderr
+            .contains("refused the SAS token: it expired at 2020-01-01 00:00 UTC")
+            && out
+                .stderr
+                .contains("make a new one with a later expiry (se)"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_read_only_sas_and_a_missing_container_name_the_missing_permission() {
+    let az = Azurite::shared();
+    let env = azure_env(
+        az,
+        account_sas_for(ACCOUNT_KEY, "rl", "2099-01-01T00:00:00Z"),
+        "",
+    );
+    let out = env.run(&["config", "check", "--online"]);
+    out.assert_code(6);
+    assert!(
+        out.stderr
+            .contains("its permissions sp=rl include neither create (c) nor write (w)"),
+        "{}",
+        out.stderr
+    );
+}

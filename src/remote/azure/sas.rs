@@ -64,6 +64,21 @@ impl SasInfo {
         Some(srt.contains('c') && (sp.contains('c') || sp.contains('w')))
     }
 
+    /// Why [`can_create_container`](Self::can_create_container) says no, for people.
+    pub fn why_no_container(&self) -> String {
+        if self.resource.is_some() {
+            return "a SAS for one container or blob (sr) never creates containers".into();
+        }
+        let srt = self.resource_types.as_deref().unwrap_or("");
+        if !srt.contains('c') {
+            return format!("its resource types srt={srt} do not include containers (c)");
+        }
+        format!(
+            "its permissions sp={} include neither create (c) nor write (w)",
+            self.permissions.as_deref().unwrap_or("")
+        )
+    }
+
     /// The write permissions devlogd needs that the token lacks (`a`, `c`, `w`, `d`).
     pub fn missing_for_push(&self) -> Vec<char> {
         let Some(p) = self.permissions.as_deref() else {
