@@ -114,6 +114,19 @@ pub fn run(config: &Config) -> Result<ExitCode, Failure> {
         },
         s.keep_versions_days
     );
+    let _ = writeln!(
+        out,
+        "alert          {}",
+        match &config.alert.command {
+            // The program only: the rest may hold a webhook's secret.
+            Some(c) => format!(
+                "runs {} … when not safe for {} s",
+                crate::ui::printable(c.split_whitespace().next().unwrap_or("")),
+                config.alert.after.as_secs()
+            ),
+            None => "none ([alert] command runs one when devlogd is not backing up)".into(),
+        }
+    );
     let _ = write!(
         out,
         "state index    {}",

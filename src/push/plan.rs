@@ -172,10 +172,13 @@ pub(super) fn decide_all(
         // `-v`: each file's decision, with why.
         match &decision {
             Ok(d) => {
-                tracing::debug!(path = %crate::redact::printable(&file.rel), decision = ?d, "plan")
+                tracing::debug!("{}: {d}", crate::redact::printable(&file.rel))
             }
             Err(e) => {
-                tracing::debug!(path = %crate::redact::printable(&file.rel), error = %e, "plan: cannot read")
+                tracing::debug!(
+                    "{}: cannot read it: {e}",
+                    crate::redact::printable(&file.rel)
+                )
             }
         }
         match decision {
