@@ -49,6 +49,9 @@ pub struct Version {
     pub named_ns: Option<i128>,
     /// The writer id that wrote it, when its mark is intact.
     pub writer: Option<String>,
+    /// The host name its writer stored with it (a claim, for people), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// The writer id that replaced or deleted it.
     pub replaced_by: Option<String>,
     pub current: bool,
@@ -92,6 +95,7 @@ impl Version {
             stored_ns: blob.service_ns,
             named_ns: None,
             writer: blob.writer.clone(),
+            host: blob.host.clone(),
             replaced_by: None,
             current: true,
             etag: blob.etag.clone(),
@@ -121,6 +125,7 @@ impl Version {
             stored_ns: blob.service_ns,
             named_ns: stamp.map(|t| t.unix_timestamp_nanos()),
             writer: blob.writer.clone(),
+            host: blob.host.clone(),
             replaced_by: (!by.is_empty()).then(|| by.to_string()),
             current: false,
             etag: blob.etag.clone(),

@@ -58,7 +58,12 @@ pub async fn run(config: &Config, path: &str, json: bool) -> Result<ExitCode, Fa
                 },
                 human_bytes(v.size),
                 printable(v.md5.as_deref().unwrap_or("-")),
-                printable(v.writer.as_deref().unwrap_or("-")),
+                // The host its writer named, beside the id that proves it.
+                match (&v.host, &v.writer) {
+                    (Some(h), Some(w)) => format!("{} ({})", printable(h), printable(w)),
+                    (None, Some(w)) => printable(w).into_owned(),
+                    _ => "-".to_string(),
+                },
             );
         }
         println!(

@@ -425,6 +425,10 @@ fn command_of(v: &[&str]) -> Vec<String> {
 /// with the way out, before anything is written. The service's own daemon (a reinstall) is
 /// fine: the restart replaces it.
 fn refuse_a_daemon_outside_the_service(config: &Config, manager: Manager) -> Result<(), Failure> {
+    // Only look: checking must not create the state directory or the lock file.
+    if !config.state_dir().join("devlogd.lock").exists() {
+        return Ok(());
+    }
     let holder = match crate::daemon::lock::acquire(config.state_dir()) {
         Ok(_free) => return Ok(()),
         Err(crate::daemon::lock::LockError::Held(holder)) => holder,

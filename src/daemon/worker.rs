@@ -124,7 +124,7 @@ pub struct Worker {
     unsettled: BTreeSet<String>,
     /// Two-way mode: the remote's change mark as read before the last full pull that went
     /// through (`None`: no such pull yet, the next one lists), and when that pull ran.
-    generation_seen: Option<crate::pull::generation::Generation>,
+    generation_seen: Option<crate::remote::change_mark::Generation>,
     full_pull_at: Option<Instant>,
 }
 
@@ -997,8 +997,8 @@ impl Worker {
             && self.unsettled.is_empty()
             && self
                 .full_pull_at
-                .is_some_and(|at| at.elapsed() < crate::pull::generation::FULL_PULL_EVERY);
-        let mark = crate::pull::generation::read(self.setup.remote.as_ref()).await;
+                .is_some_and(|at| at.elapsed() < crate::remote::change_mark::FULL_PULL_EVERY);
+        let mark = crate::remote::change_mark::read(self.setup.remote.as_ref()).await;
         if quiet
             && let (Ok(now), Some(seen)) = (&mark, &self.generation_seen)
             && now == seen

@@ -19,7 +19,6 @@
 //! Returns the rows to record; the caller holds the index (one writer).
 
 pub mod apply;
-pub mod generation;
 
 use crate::filter::Filter;
 use crate::fsutil::Beneath;

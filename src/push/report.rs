@@ -233,7 +233,9 @@ pub fn refused(
         Some(at) => PushError::Expired {
             remote: remote.describe(),
             credential_source: remote.credential_source(),
-            at: crate::verdict::wall_clock(at, now),
+            at: time::OffsetDateTime::from_unix_timestamp(at)
+                .map(crate::history::rfc3339_seconds)
+                .unwrap_or_else(|_| format!("unix time {at}")),
             report: Box::new(report),
         },
         None => PushError::Auth {

@@ -326,6 +326,15 @@ fn history_takes_a_path_relative_to_the_current_directory() {
     let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(v["path"], "entries/2026/12/today.md", "{v:#}");
     assert_eq!(v["versions"].as_array().map(Vec::len), Some(2), "{v:#}");
+    // Who wrote each version, for people: the host its writer named, beside the id.
+    let host = devlogd::names::safe_host(&devlogd::machine::hostname());
+    assert_eq!(v["versions"][0]["host"], host.as_str(), "{v:#}");
+    let text = run_in(&env, &dir, &["history", "today.md"]);
+    assert!(
+        text.stdout.contains(&format!("{host} (")),
+        "{}",
+        text.stdout
+    );
     // Outside the journal, a path is the journal's own, as before.
     let out = run_in(
         &env,
@@ -527,7 +536,7 @@ fn a_push_with_an_expired_sas_says_it_expired_and_exits_5() {
     out.assert_code(5);
     assert!(
         out.stderr
-            .contains("refused the SAS token: it expired at 2020-01-01 00:00 UTC")
+            .contains("refused the SAS token: it expired at 2020-01-01T00:00:00Z")
             && out
                 .stderr
                 .contains("make a new one with a later expiry (se)"),
@@ -552,4 +561,46 @@ fn a_read_only_sas_and_a_missing_container_name_the_missing_permission() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn a_container_deleted_under_a_running_daemon_is_made_again_and_filled() {
+    let az = Azurite::shared();
+    let container = unique_container("tell-gone");
+    let env = TestEnv::new().with_sas(az.account_sas());
+    env.write_config(&format!(
+        "[remote]\nurl = \"{}/journal\"\n[sync]\ndebounce_ms = 50\nmax_delay_ms = 200\n",
+        az.container_url(&container)
+    ));
+    env.write_file("a.md", "a\n");
+    let _d = running(&env, WAIT);
+    az.delete_container(&container);
+    // The next change finds the container gone: the daemon makes it again, and a full push
+    // puts back what was in it.
+    env.write_file("b.md", "b\n");
+    wait_for(WAIT, "b.md in a new container", || {
+        az.get_blob(&container, "journal/b.md").map(|_| ())
+    });
+    env.run(&["ctl", "push", "--all"]).assert_code(0);
+    assert_eq!(
+        az.get_blob(&container, "journal/a.md").as_deref(),
+        Some(&b"a\n"[..])
+    );
+}
+
+#[test]
+fn devlog_list_is_newest_first_within_one_second() {
+    let env = TestEnv::new();
+    let mut ids = Vec::new();
+    for text in ["Day 1", "Day 2", "Day 3"] {
+        let out = env.devlog().args(["new", "-m", text]).output().unwrap();
+        assert!(out.status.success());
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        ids.push(stdout.split_whitespace().next().unwrap().to_string());
+    }
+    let out = env.devlog().args(["list", "--json"]).output().unwrap();
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let order: Vec<&str> = listed.iter().filter_map(|e| e["id"].as_str()).collect();
+    ids.reverse();
+    assert_eq!(order, ids);
 }

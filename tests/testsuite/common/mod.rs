@@ -459,6 +459,16 @@ impl Azurite {
         assert_eq!(status, 201, "creating container {container:?}: {body}");
     }
 
+    /// Deletes a container and everything in it (another client, or a mistake in the portal).
+    pub fn delete_container(&self, container: &str) {
+        let url = self.with_sas(format!(
+            "{}?restype=container",
+            self.container_url(container)
+        ));
+        let (status, body) = self.send(self.agent.delete(&url).call(), "DELETE", &url);
+        assert_eq!(status, 202, "deleting container {container:?}: {body}");
+    }
+
     /// Every blob in `container`, in the service's (lexicographic) order; none when the
     /// container does not exist.
     pub fn list_blobs(&self, container: &str) -> Vec<BlobInfo> {
