@@ -20,7 +20,9 @@
 #       with nothing but the two daemons talking to Azurite (no `ctl status` either). Counts
 #       the requests Azurite logged in that window, in all and by kind, per poll per daemon
 #       (requests ÷ (idle_s ÷ interval) ÷ 2), and each daemon's CPU seconds (/proc/PID/stat)
-#       and voluntary context switches (/proc/PID/task/*/status, all threads) in the window.
+#       and voluntary context switches (/proc/PID/task/*/status, all threads: those alive
+#       at both ends, and those started meanwhile; threads that ended are counted apart) in
+#       the window.
 # Prints Markdown on stdout, progress on stderr.
 #
 # Environment:
@@ -167,26 +169,32 @@ def latency(a, b, samples, interval, rng, out):
 
 
 def proc(pid):
+    """CPU seconds (the process, all threads) and each thread's context switches."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    vol = invol = 0
-    main = None
+    threads = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/status") as f:
-                for line in f:
-                    if line.startswith("voluntary_ctxt_switches:"):
-                        vol += int(line.split()[1])
-                    elif line.startswith("nonvoluntary_ctxt_switches:"):
-                        invol += int(line.split()[1])
-        except FileNotFoundError:
-            pass
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches:"):
-                main = int(line.split()[1])
-    return {"cpu": cpu, "vol": vol, "invol": invol, "main_vol": main}
+                counts = dict(line.split(":", 1) for line in f if "ctxt_switches" in line)
+            threads[tid] = (int(counts["voluntary_ctxt_switches"]),
+                            int(counts["nonvoluntary_ctxt_switches"]))
+        except (FileNotFoundError, KeyError, ValueError):
+            pass  # a thread that ended meanwhile
+    return {"cpu": cpu, "threads": threads, "main": threads.get(str(pid), (0, 0))}
+
+
+def window(before, after):
+    """What happened between two readings: a thread alive at both counts its difference, one
+    started meanwhile all of its count; one that ended meanwhile (the runtime's idle blocking
+    threads end after 10 s) is counted apart, its last switches lost."""
+    b, a = before["threads"], after["threads"]
+    vol = sum(n[0] - b.get(t, (0, 0))[0] for t, n in a.items())
+    invol = sum(n[1] - b.get(t, (0, 0))[1] for t, n in a.items())
+    return {"cpu": after["cpu"] - before["cpu"], "vol": vol, "invol": invol,
+            "main_vol": after["main"][0] - before["main"][0],
+            "started": len(set(a) - set(b)), "ended": len(set(b) - set(a))}
 
 
 def idle(pid_a, pid_b, seconds, out):
@@ -196,7 +204,7 @@ def idle(pid_a, pid_b, seconds, out):
     end = time.time()
     after = {"a": proc(pid_a), "b": proc(pid_b)}
     json.dump({"start": start, "end": end,
-               "daemons": {m: {k: after[m][k] - before[m][k] for k in before[m]} for m in before}},
+               "daemons": {m: window(before[m], after[m]) for m in before}},
               open(out, "w"))
 
 
@@ -279,13 +287,13 @@ def report(delays_file, idle_file, log, interval, idle_s, samples, seed):
     out.append(f"| **all** | **{len(reqs)}** | **{per_poll(len(reqs)):.2f}** | |")
     out += [
         "",
-        "| daemon | CPU s in the window | CPU ms per poll | voluntary context switches (all threads) | per poll | of them the main thread | involuntary |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| daemon | CPU s in the window | CPU ms per poll | voluntary context switches (all threads) | per poll | of them the main thread | involuntary | threads started / ended |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m, d in sorted(w["daemons"].items()):
         out.append(
             f"| {m.upper()} | {d['cpu']:.2f} | {d['cpu'] * 1000 / polls:.1f} | {d['vol']} | "
-            f"{d['vol'] / polls:.1f} | {d['main_vol']} | {d['invol']} |"
+            f"{d['vol'] / polls:.1f} | {d['main_vol']} | {d['invol']} | {d['started']} / {d['ended']} |"
         )
     print("\n".join(out))
 
