@@ -28,6 +28,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() {
+    // The HTTP client's TLS needs its crypto provider chosen first, as in devlogd's main.
+    devlogd::remote::tls::install_crypto_provider();
     if let Err(e) = run().await {
         eprintln!("put_load: {e}");
         std::process::exit(1);

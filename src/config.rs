@@ -25,6 +25,8 @@ pub const MAX_DELAY_MS: (u64, u64) = (0, 3_600_000);
 pub const RESCAN_INTERVAL_S: (u64, u64) = (10, 30 * 86_400);
 pub const KEEP_VERSIONS_DAYS: (u64, u64) = (1, 36_500);
 pub const PULL_INTERVAL_S: (u64, u64) = (1, 86_400);
+/// `alert.after_s`: how long the verdict stays unsafe before the alert command runs.
+pub const ALERT_AFTER_S: (u64, u64) = (1, 7 * 86_400);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -65,6 +67,24 @@ pub struct RawConfig {
     pub remote: RawRemote,
     #[serde(default)]
     pub sync: RawSync,
+    #[serde(default)]
+    pub alert: RawAlert,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    pub command: Option<String>,
+    pub after_s: Option<u64>,
+}
+
+/// `[alert]`: a command run when the verdict has been unsafe for `after` (and once when it
+/// is safe again), with the verdict in its environment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AlertConfig {
+    /// Run with `sh -c`; `None`: no alerts.
+    pub command: Option<String>,
+    pub after: Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,6 +299,7 @@ pub struct Config {
     pub remote: RemoteConfig,
     pub auth: AuthMode,
     pub sync: SyncConfig,
+    pub alert: AlertConfig,
     pub dirs: Dirs,
 }
 
@@ -449,7 +470,19 @@ impl Config {
             PULL_INTERVAL_S,
             "seconds",
         )?);
+        let command = raw.alert.command.filter(|c| !c.trim().is_empty());
+        let alert = AlertConfig {
+            command,
+            after: Duration::from_secs(bounded(
+                "alert.after_s",
+                raw.alert.after_s,
+                300,
+                ALERT_AFTER_S,
+                "seconds",
+            )?),
+        };
         Ok(Config {
+            alert,
             file,
             file_exists,
             root,

@@ -49,12 +49,29 @@ pub struct Version {
     pub named_ns: Option<i128>,
     /// The writer id that wrote it, when its mark is intact.
     pub writer: Option<String>,
+    /// The host name its writer stored with it (a claim, for people), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// The writer id that replaced or deleted it.
     pub replaced_by: Option<String>,
     pub current: bool,
     /// The ETag of the blob it is read from.
     #[serde(skip)]
     pub etag: String,
+}
+
+/// `2026-12-03T10:15:00Z`: a time to type after `restore --at`.
+pub fn rfc3339_seconds(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 fn rfc3339_ns(ns: i128) -> Option<String> {
@@ -78,6 +95,7 @@ impl Version {
             stored_ns: blob.service_ns,
             named_ns: None,
             writer: blob.writer.clone(),
+            host: blob.host.clone(),
             replaced_by: None,
             current: true,
             etag: blob.etag.clone(),
@@ -107,6 +125,7 @@ impl Version {
             stored_ns: blob.service_ns,
             named_ns: stamp.map(|t| t.unix_timestamp_nanos()),
             writer: blob.writer.clone(),
+            host: blob.host.clone(),
             replaced_by: (!by.is_empty()).then(|| by.to_string()),
             current: false,
             etag: blob.etag.clone(),
@@ -230,6 +249,15 @@ pub fn view_at(current: &[RemoteBlob], history: &[RemoteBlob], at: i128) -> Vec<
         }
     }
     out
+}
+
+/// When the oldest version of anything was written (unix ns), current or kept.
+pub fn oldest_written(current: &[RemoteBlob], history: &[RemoteBlob]) -> Option<i128> {
+    versions(current, history)
+        .values()
+        .flatten()
+        .filter_map(|v| v.written_ns.or(v.stored_ns))
+        .min()
 }
 
 /// Why a time for `--at` could not be read.

@@ -9,8 +9,8 @@
 //! `tests/testsuite/layers.rs`, which also checks that no import circle exists).
 //!
 //! 1. exit, fsutil, redact
-//! 2. logging, machine, remote
-//! 3. blobname, history, journal, names, state
+//! 2. logging, machine, names, remote
+//! 3. blobname, history, journal, state
 //! 4. config
 //! 5. filter
 //! 6. scan

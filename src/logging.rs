@@ -6,16 +6,11 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Install the global subscriber. `default_level` applies when `RUST_LOG` is unset;
-/// `verbose` raises it (`-v` debug, `-vv` trace).
+/// `verbose` raises it (see [`verbosity_filter`]).
 pub fn init(default_level: &str, verbose: u8) {
-    let level = match verbose {
-        0 => default_level,
-        1 => "debug",
-        _ => "trace",
-    };
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() && verbose == 0 => EnvFilter::new(v),
-        _ => EnvFilter::new(format!("{level},hyper_util=info,reqwest=info,rustls=info")),
+        _ => EnvFilter::new(verbosity_filter(default_level, verbose)),
     };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none();
@@ -25,6 +20,19 @@ pub fn init(default_level: &str, verbose: u8) {
         .with_ansi(ansi)
         .with_target(verbose > 0)
         .try_init();
+}
+
+/// `-v`: devlogd's own decisions (its debug lines), the libraries as usual; `-vv`: also the
+/// HTTP traffic (the Azure SDK, hyper, reqwest at debug); `-vvv`: everything at trace.
+fn verbosity_filter(default_level: &str, verbose: u8) -> String {
+    match verbose {
+        0 => format!("{default_level},hyper_util=info,reqwest=info,rustls=info"),
+        1 => format!("{default_level},devlogd=debug,hyper_util=info,reqwest=info,rustls=info"),
+        2 => format!(
+            "{default_level},devlogd=debug,azure_core=debug,azure_storage_blob=debug,typespec_client_core=debug,hyper_util=debug,reqwest=debug,rustls=info"
+        ),
+        _ => "trace".to_string(),
+    }
 }
 
 /// Hands out one [`ScrubbedLine`] per event.

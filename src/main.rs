@@ -46,12 +46,16 @@ enum Command {
     },
     /// The versions of one file on the remote: when written, when replaced, size, MD5, writer.
     History {
+        /// The file: relative to the journal root, to the current directory when that is
+        /// inside the journal, or an absolute path below the root.
         path: String,
+        /// Print the versions as one JSON object on stdout (also on failure).
         #[arg(long)]
         json: bool,
     },
     /// Remove history versions older than sync.keep_versions_days (never current files).
     Prune {
+        /// Print the report as one JSON object on stdout (also on failure).
         #[arg(long)]
         json: bool,
     },
@@ -63,8 +67,9 @@ enum Command {
         /// Settle PATH's two-way conflict (its sync-conflict files) and push the result.
         #[arg(long, value_name = "PATH", requires = "keep")]
         resolve: Option<String>,
-        /// With --resolve: keep the file at the path (mine: delete its conflict files) or
-        /// the conflict file's version (theirs: it replaces the file; yours stays in the history).
+        /// With --resolve: mine keeps the file at PATH as it is here (its conflict files are
+        /// deleted); theirs puts the conflict file's version at PATH (the replaced one stays in
+        /// the history).
         #[arg(long, value_enum, requires = "resolve")]
         keep: Option<commands::resolve::Keep>,
         /// Print the report as one JSON object on stdout (also on failure).
@@ -128,6 +133,14 @@ enum ServiceCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
+    /// Write a commented config.toml and a private credentials template (never over a file
+    /// that exists), then say what to do next.
+    Init {
+        /// The remote to back up to: https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]
+        /// or file:///a/directory (checked before anything is written).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Validate the config file and print the effective configuration (secrets as ***).
     Check {
         /// Also reach the remote with the credentials: reachable, authenticated, container
@@ -181,6 +194,13 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         // `ctl` needs only the socket, which depends on the environment, not on the
         // configuration: a broken config.toml must not lock anyone out of a running daemon.
         Command::Ctl { command } => return ctl(cli.global.config, command),
+        // Before any config is loaded: it is what this writes.
+        Command::Config {
+            command: ConfigCommand::Init { url },
+        } => {
+            let dirs = Dirs::from_env()?;
+            return commands::config_init::run(&dirs, cli.global.config.as_deref(), url.as_deref());
+        }
         Command::Service {
             command: ServiceCommand::Status,
         } => {
@@ -202,6 +222,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             commands::runtime()?.block_on(commands::config_online::run(&config, write_test))
         }
+        Command::Config {
+            command: ConfigCommand::Init { .. },
+        } => unreachable!("handled before the configuration is loaded"),
         Command::Push { flags, json } => {
             let args = commands::push::PushArgs { flags, json };
             commands::runtime()?.block_on(commands::push::run(&config, &args))

@@ -44,6 +44,29 @@ pub enum Decision {
     Conflict { their_etag: String },
 }
 
+impl std::fmt::Display for Decision {
+    /// For `-v`: what the push does with the file, and why, in words.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Unchanged => f.write_str("unchanged (the index says it is on the remote)"),
+            Decision::Record(_) => {
+                f.write_str("unchanged (same content; its index row is brought up to date)")
+            }
+            Decision::Upload { reason, .. } => f.write_str(match reason {
+                UploadReason::New => "upload: new",
+                UploadReason::Changed => "upload: changed since the last push",
+                UploadReason::MissingOnRemote => "upload: missing on the remote",
+                UploadReason::RemoteDiffers => "upload: the remote copy differs",
+                UploadReason::Forced => "upload: --force",
+                UploadReason::RepairCorrupt => "upload: the remote copy is damaged",
+            }),
+            Decision::Conflict { .. } => {
+                f.write_str("conflict: another writer changed the remote copy")
+            }
+        }
+    }
+}
+
 /// How to decide, beyond the file's own state.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules<'a> {

@@ -239,6 +239,13 @@ pub struct WorkerStatus {
     /// Paths whose remote version belongs to another writer (the index's conflict flag).
     #[serde(default)]
     pub conflicts: usize,
+    /// Files pushed before that the include/exclude rules now leave out: their last
+    /// version stays on the remote, later changes are not backed up (as of the last full
+    /// pass).
+    #[serde(default)]
+    pub excluded_in_index: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_sample: Vec<String>,
     /// `sync.mode`: whether the daemon also brings the remote's changes down.
     #[serde(default)]
     pub mode: crate::config::SyncMode,
@@ -375,6 +382,10 @@ pub enum VerdictState {
     BackedUp,
     BackingUp,
     CredentialsRefused,
+    /// The SAS token in use is past its expiry (`se`).
+    CredentialsExpired,
+    /// The journal root does not exist (deleted, or a volume not mounted).
+    RootMissing,
     Unreachable,
     NeverReached,
     Paused,

@@ -21,6 +21,36 @@ pub struct Progress {
     lines: Mutex<()>,
 }
 
+/// The remaining time as the bar shows it: nothing until there is something to estimate
+/// from (a second gone and 2 % done: a run of many small uploads in flight at once finishes
+/// its first ones late, and indicatif's `{eta}` then said "6d" for a 4 s push), then the
+/// average rate so far, rounded for people.
+pub fn eta_text(elapsed: std::time::Duration, pos: u64, len: u64) -> String {
+    if len == 0 || pos == 0 || pos >= len || elapsed.as_millis() < 1000 || pos * 50 < len {
+        return String::new();
+    }
+    let left = elapsed.as_secs_f64() * (len - pos) as f64 / pos as f64;
+    match left.round() as u64 {
+        s if s < 60 => format!("ETA {s}s"),
+        s if s < 3600 => format!("ETA {}m{:02}s", s / 60, s % 60),
+        s => format!("ETA {}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `style` with the `{sane_eta}` key ([`eta_text`]).
+pub fn with_sane_eta(style: ProgressStyle) -> ProgressStyle {
+    style.with_key(
+        "sane_eta",
+        |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&eta_text(
+                state.elapsed(),
+                state.pos(),
+                state.len().unwrap_or(0),
+            ));
+        },
+    )
+}
+
 impl Progress {
     /// A bar when stderr is a terminal, plain lines when not, silence for `--json`.
     pub fn new(json: bool) -> Self {
@@ -28,8 +58,9 @@ impl Progress {
         let bar = (!json && tty).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{spinner} [{bar:30}] {msg} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                "{spinner} [{bar:30}] {msg} {bytes}/{total_bytes} {binary_bytes_per_sec} {sane_eta}",
             )
+            .map(with_sane_eta)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
             bar.set_style(style);
@@ -156,6 +187,14 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
             out,
             "  deleted     {} (removed remotely; last content kept in the history)",
             files(report.deleted.len() as u64)
+        );
+        // The undo, named where the delete is reported: the time just before this push.
+        let before = time::OffsetDateTime::now_utc()
+            - time::Duration::milliseconds(report.duration_ms as i64 + 1000);
+        let _ = writeln!(
+            out,
+            "              not meant? devlogd restore --at {} brings them back",
+            crate::history::rfc3339_seconds(before)
         );
     }
     name_lines(&mut out, "    delete            ", &report.would_delete, "");
@@ -374,6 +413,17 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_eta_waits_for_something_to_estimate_from() {
+        use std::time::Duration;
+        // The first uploads of many in flight finish late: no "6d" guess from them.
+        assert_eq!(eta_text(Duration::from_millis(300), 1, 1000), "");
+        assert_eq!(eta_text(Duration::from_secs(2), 10, 1000), "");
+        assert_eq!(eta_text(Duration::from_secs(2), 500, 1000), "ETA 2s");
+        assert_eq!(eta_text(Duration::from_secs(60), 100, 400), "ETA 3m00s");
+        assert_eq!(eta_text(Duration::from_secs(5), 1000, 1000), "");
+    }
 
     #[test]
     fn bytes_are_human() {

@@ -35,6 +35,29 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
             false,
             format!("NOT BACKING UP: paused{waiting} — run devlogd ctl resume"),
         )
+    } else if s.watch == crate::protocol::WatchState::RootMissing {
+        (
+            VerdictState::RootMissing,
+            false,
+            format!(
+                "NOT BACKED UP: the journal root is gone{} — if you did not mean it, devlogd restore brings it back from {} (nothing was deleted remotely)",
+                s.watch_issue
+                    .as_deref()
+                    .map(|m| format!(" ({})", crate::redact::printable(m)))
+                    .unwrap_or_default(),
+                w.remote_label
+            ),
+        )
+    } else if let Some(at) = w.credential_expires_unix.filter(|&at| at <= now_unix) {
+        (
+            VerdictState::CredentialsExpired,
+            false,
+            format!(
+                "NOT BACKED UP: the SAS token expired at {} ({}){waiting} — make a new one with a later expiry (se), then run devlogd ctl reload",
+                wall_clock(at, now_unix),
+                w.credential
+            ),
+        )
     } else if w.remote_problem == Some(RemoteProblem::CredentialsRefused)
         && let Some(lacks) = &w.credential_lacks
     {
@@ -121,7 +144,7 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
             VerdictState::HeldDeletes,
             false,
             format!(
-                "NOT IN SYNC: {} deleted here still on the remote, held by the mass-delete guard — run devlogd ctl push --allow-deletes",
+                "NOT IN SYNC: {} deleted here still on the remote, held by the mass-delete guard — if you did not mean it, devlogd restore brings them back; to delete them remotely too: devlogd ctl push --allow-deletes",
                 files(w.held_deletes)
             ),
         )
@@ -210,7 +233,7 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
             true,
             format!(
                 "All {} backed up to {}{when}",
-                files(w.files_in_index as usize),
+                files((w.files_in_index as usize).saturating_sub(w.excluded_in_index)),
                 w.remote_label
             ),
         )
@@ -221,9 +244,27 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
         text,
         warnings: expiry_warning(w.credential_expires_unix, now_unix)
             .into_iter()
+            .chain(excluded_warning(w))
             .chain(w.warnings.iter().cloned())
             .collect(),
     }
+}
+
+/// Files pushed before that the rules now exclude: not counted as backed up, and said.
+fn excluded_warning(w: &crate::protocol::WorkerStatus) -> Option<String> {
+    let n = w.excluded_in_index;
+    let first = w.excluded_sample.first()?;
+    let (is, its) = if n == 1 {
+        ("is", "its")
+    } else {
+        ("are", "their")
+    };
+    Some(format!(
+        "{} pushed before {is} now excluded by the include/exclude rules or .devlogignore (first: {}): the remote keeps {its} last version, later changes are not backed up — change the rules to back {} up again",
+        files(n),
+        crate::redact::printable(first),
+        if n == 1 { "it" } else { "them" },
+    ))
 }
 
 /// A warning when the SAS token expired or expires within [`EXPIRY_WARNING_S`].
@@ -411,7 +452,7 @@ mod tests {
                 |s| s.worker.held_deletes = 60,
                 VerdictState::HeldDeletes,
                 false,
-                "NOT IN SYNC: 60 files deleted here still on the remote, held by the mass-delete guard — run devlogd ctl push --allow-deletes",
+                "NOT IN SYNC: 60 files deleted here still on the remote, held by the mass-delete guard — if you did not mean it, devlogd restore brings them back; to delete them remotely too: devlogd ctl push --allow-deletes",
             ),
             (
                 |s| {

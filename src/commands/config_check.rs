@@ -114,6 +114,19 @@ pub fn run(config: &Config) -> Result<ExitCode, Failure> {
         },
         s.keep_versions_days
     );
+    let _ = writeln!(
+        out,
+        "alert          {}",
+        match &config.alert.command {
+            // The program only: the rest may hold a webhook's secret.
+            Some(c) => format!(
+                "runs {} … when not safe for {} s",
+                crate::ui::printable(c.split_whitespace().next().unwrap_or("")),
+                config.alert.after.as_secs()
+            ),
+            None => "none ([alert] command runs one when devlogd is not backing up)".into(),
+        }
+    );
     let _ = write!(
         out,
         "state index    {}",
@@ -135,6 +148,22 @@ pub fn run(config: &Config) -> Result<ExitCode, Failure> {
         &|name| std::env::var(name).ok(),
     ) {
         let _ = write!(out, "\nWARNING: {warning}");
+    }
+    // The credentials file is read only for an Azure remote: with a directory, what it sets
+    // is as unused as a variable would be.
+    if let crate::config::RemoteConfig::Directory { .. } = &config.remote
+        && let Ok(file) = credential::CredentialsFile::load(&config.dirs.credentials_file())
+    {
+        let in_file = |name: &str| file.get(name).map(str::to_string);
+        for warning in super::config_online::unused_azure_variables(&config.remote, None, &in_file)
+        {
+            let warning = warning.replacen(
+                " is set,",
+                &format!(" is set in {},", config.dirs.credentials_file().display()),
+                1,
+            );
+            let _ = write!(out, "\nWARNING: {warning}");
+        }
     }
     println!("{out}");
     match credential_problem {

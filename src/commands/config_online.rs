@@ -66,10 +66,13 @@ pub fn unused_azure_variables(
 
 /// What the probe found, line by line, and the verdict with its exit code.
 pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, Failure> {
-    let RemoteConfig::Azure(_) = &config.remote else {
-        println!("online         the remote is a directory on this machine: nothing to reach");
-        return Ok(exit::OK);
-    };
+    if let RemoteConfig::Directory {
+        path,
+        embedded_default,
+    } = &config.remote
+    {
+        return directory_check(path, *embedded_default);
+    }
     let session = crate::session::Session::open(config.clone())?;
     let own_writer = session.own_writer();
     let remote = session.remote;
@@ -94,6 +97,19 @@ pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, Failure>
     }
     if container_exists {
         println!("container      exists");
+    } else if sas.as_ref().and_then(SasInfo::can_create_container) == Some(false) {
+        // The first push would create it, and this token may not.
+        println!("container      does not exist, and this SAS cannot create it");
+        return Err(Failure::new(
+            exit::NO_WRITE_PERMISSION,
+            format!(
+                "the container in {} does not exist and this SAS cannot create it ({}): create the container (portal, or az storage container create), or check its name in remote.url",
+                remote.describe(),
+                sas.as_ref()
+                    .map(SasInfo::why_no_container)
+                    .unwrap_or_default()
+            ),
+        ));
     } else {
         println!(
             "container      does not exist yet: the first push creates it (check the name in remote.url: a typo makes a new container)"
@@ -203,6 +219,60 @@ async fn other_writers(remote: &dyn Remote, own: Option<&str>) -> Option<String>
             hosts.join(", ")
         )
     })
+}
+
+/// A directory remote: there (or the built-in mirror, made on first use), a directory, and
+/// writable by this user — what a push needs, so no OK for one that would fail.
+fn directory_check(path: &std::path::Path, embedded_default: bool) -> Result<ExitCode, Failure> {
+    let shown = path.display();
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && embedded_default => {
+            println!(
+                "online         the built-in mirror {shown} is made by the first push (it is on this machine: not a backup elsewhere)"
+            );
+            return Ok(exit::OK);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure::new(
+                exit::FILES_FAILED,
+                format!(
+                    "the directory remote {shown} does not exist (is it mounted?); create it to start backing up there"
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(Failure::new(
+                exit::FILES_FAILED,
+                format!("cannot read the directory remote {shown}: {e}"),
+            ));
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!(
+                    "the directory remote {shown} is not a directory: set remote.url to a directory"
+                ),
+            ));
+        }
+        Ok(_) => {}
+    }
+    if rustix::fs::access(
+        path,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    )
+    .is_err()
+    {
+        return Err(Failure::new(
+            exit::NO_WRITE_PERMISSION,
+            format!(
+                "the directory remote {shown} is not writable by this user: fix its permissions"
+            ),
+        ));
+    }
+    println!("reachable      yes (a directory on this machine)");
+    println!("can write      yes");
+    println!("online         OK: devlogd can back up to {shown}");
+    Ok(exit::OK)
 }
 
 fn expired(at: i64, now: i64) -> Failure {

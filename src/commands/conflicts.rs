@@ -37,6 +37,40 @@ struct SyncConflictFile {
     stamp: String,
     here: bool,
     on_remote: bool,
+    /// It holds this machine's own earlier version (another machine's edit took the path):
+    /// the path's history has this content written by this machine's writer id.
+    own_version: bool,
+}
+
+/// Which conflict files hold this machine's own version: their content is in the path's
+/// history, written by this machine's writer id (one history listing per conflicted path).
+async fn mark_own_versions(
+    remote: &dyn crate::remote::Remote,
+    listing: &[crate::remote::RemoteBlob],
+    own: Option<&str>,
+    files: &mut [SyncConflictFile],
+) {
+    let Some(own) = own else { return };
+    let md5_of: std::collections::HashMap<&str, [u8; 16]> = listing
+        .iter()
+        .filter_map(|b| Some((b.name.as_str(), b.md5?)))
+        .collect();
+    let mut history: std::collections::HashMap<String, Vec<crate::remote::RemoteBlob>> =
+        Default::default();
+    for f in files.iter_mut() {
+        let Some(md5) = md5_of.get(f.file.as_str()) else {
+            continue;
+        };
+        if !history.contains_key(&f.path) {
+            let kept = remote.list_history(Some(&f.path)).await.unwrap_or_default();
+            history.insert(f.path.clone(), kept);
+        }
+        f.own_version = history[&f.path].iter().any(|v| {
+            crate::history::original_path(&v.name) == Some(f.path.as_str())
+                && v.md5.as_ref() == Some(md5)
+                && v.writer.as_deref() == Some(own)
+        });
+    }
 }
 
 /// The sync-conflict files among the local and the remote names, sorted by path.
@@ -58,6 +92,7 @@ fn sync_conflict_files<'a>(
                 stamp: c.stamp,
                 here: false,
                 on_remote: false,
+                own_version: false,
             });
         if here {
             entry.here = true;
@@ -90,6 +125,7 @@ pub fn theirs_name(blob: &str) -> String {
 pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, Failure> {
     let session = crate::session::Session::open(config.clone())?;
     let flagged = session.conflict_paths();
+    let own_writer = session.own_writer();
     let filter = session.filter;
     let remote = session.remote;
     let listing = remote
@@ -105,6 +141,13 @@ pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, F
         ),
         ..Default::default()
     };
+    mark_own_versions(
+        remote.as_ref(),
+        &listing,
+        own_writer.as_deref(),
+        &mut report.sync_conflicts,
+    )
+    .await;
     if fetch && !report.conflicts.is_empty() {
         let root = crate::fsutil::Beneath::open(&config.root).map_err(|e| {
             Failure::new(
@@ -213,25 +256,38 @@ fn text(report: &ConflictsReport, remote: &str, fetch: bool) -> String {
     }
     if !report.sync_conflicts.is_empty() {
         lines.push(format!(
-            "{} conflict file(s) waiting for you (another machine's version beside yours):",
+            "{} conflict file(s) waiting for you (the other version of a file two machines changed at once):",
             report.sync_conflicts.len()
         ));
+
         for c in &report.sync_conflicts {
             let where_ = match (c.here, c.on_remote) {
                 (true, true) => "",
                 (true, false) => ", not pushed yet",
                 (false, _) => ", on the remote, not pulled here yet",
             };
+            // The machine whose version lost the race for the path finds its own edit in
+            // the conflict file: say so, or "keep mine" reads the wrong way round.
+            let whose = if c.own_version {
+                format!(
+                    "this machine's own version of {}; another machine's edit is at the path now",
+                    stamp_text(&c.stamp)
+                )
+            } else {
+                format!(
+                    "{}'s version of {}",
+                    printable(&c.host),
+                    stamp_text(&c.stamp)
+                )
+            };
             lines.push(format!(
-                "  {} ← {} ({}'s version of {}{where_})",
+                "  {} ← {} ({whose}{where_})",
                 printable(&c.path),
                 printable(&c.file),
-                printable(&c.host),
-                stamp_text(&c.stamp),
             ));
         }
         lines.push(
-            "To settle one: devlogd conflicts --resolve PATH --keep mine|theirs (or merge by hand and delete the conflict file)."
+            "To settle one: devlogd conflicts --resolve PATH --keep mine (the file at PATH as it is here) or --keep theirs (the conflict file's version); or merge by hand and delete the conflict file."
                 .into(),
         );
         if report.conflicts.is_empty() {

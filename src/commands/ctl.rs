@@ -18,10 +18,16 @@ pub async fn run(dirs: &Dirs, config: Option<&Config>, cmd: Command) -> Result<E
         prometheus: true, ..
     } = cmd
     {
-        print!(
-            "{}",
-            crate::commands::metrics::render(&*status(dirs).await?)
-        );
+        // A daemon that does not answer is a metric too: a textfile written now must not
+        // keep saying what it said before the daemon stopped.
+        match status(dirs).await {
+            Ok(s) => print!("{}", crate::commands::metrics::render(&s)),
+            Err(e) if e.code == exit::NO_DAEMON => {
+                print!("{}", crate::commands::metrics::render_down());
+                eprintln!("devlogd: {}", e.message);
+            }
+            Err(e) => return Err(e),
+        }
         return Ok(exit::OK);
     }
     let json = cmd.json_output();
@@ -55,7 +61,10 @@ async fn exchange(dirs: &Dirs, cmd: &Command, progress: &Progress) -> Result<Rep
     let stream = UnixStream::connect(&path).await.map_err(|_| {
         Failure::new(
             exit::NO_DAEMON,
-            format!("devlogd is not running (socket {})", path.display()),
+            format!(
+                "devlogd is not running (socket {}): start it with devlogd service install, or devlogd run in a terminal",
+                path.display()
+            ),
         )
     })?;
     check_peer(&stream, &path)?;

@@ -26,6 +26,7 @@ pub enum DocsCommand {
     },
     /// Write the man pages (one for the command, one per subcommand) into DIR.
     Man {
+        /// The directory to write them into (made if missing), e.g. ~/.local/share/man/man1.
         #[arg(value_name = "DIR")]
         dir: std::path::PathBuf,
     },
@@ -81,6 +82,7 @@ fn write_page(
     clap_mangen::Man::new(titled)
         .render(&mut text)
         .map_err(|e| Failure::new(exit::USAGE, format!("cannot render {file_name}: {e}")))?;
+    text.extend_from_slice(super::man_sections::render(page).as_bytes());
     std::fs::write(&path, text)
         .map_err(|e| Failure::new(exit::USAGE, format!("cannot write {}: {e}", path.display())))?;
     written.push(file_name);

@@ -10,7 +10,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
-    /// More log output on stderr (-v debug, -vv trace); RUST_LOG also works.
+    /// More log output on stderr: -v devlogd's decisions, -vv also the HTTP requests, -vvv everything; RUST_LOG also works.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }

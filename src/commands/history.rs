@@ -10,10 +10,7 @@ use crate::ui::{human_bytes, printable};
 pub async fn run(config: &Config, path: &str, json: bool) -> Result<ExitCode, Failure> {
     let remote = crate::session::open_remote(config)
         .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
-    let rel = std::path::Path::new(path)
-        .strip_prefix(&config.root)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| path.trim_start_matches("./").to_string());
+    let rel = super::journal_path::resolve(config, path)?;
     let retry = RetryPolicy::default();
     let failed = |e: crate::remote::RemoteError| {
         Failure::new(
@@ -61,7 +58,12 @@ pub async fn run(config: &Config, path: &str, json: bool) -> Result<ExitCode, Fa
                 },
                 human_bytes(v.size),
                 printable(v.md5.as_deref().unwrap_or("-")),
-                printable(v.writer.as_deref().unwrap_or("-")),
+                // The host its writer named, beside the id that proves it.
+                match (&v.host, &v.writer) {
+                    (Some(h), Some(w)) => format!("{} ({})", printable(h), printable(w)),
+                    (None, Some(w)) => printable(w).into_owned(),
+                    _ => "-".to_string(),
+                },
             );
         }
         println!(

@@ -4,6 +4,17 @@
 use crate::protocol::Status;
 use std::fmt::Write as _;
 
+const UP_HELP: &str = "1 when the daemon answered this scrape, 0 when it is not running.";
+const BACKED_UP_HELP: &str =
+    "1 when the verdict says the journal is safe (backed up or backing up normally), else 0.";
+
+/// What a scrape says while no daemon answers: down, and so not backed up.
+pub fn render_down() -> String {
+    format!(
+        "# HELP devlogd_up {UP_HELP}\n# TYPE devlogd_up gauge\ndevlogd_up 0\n# HELP devlogd_backed_up {BACKED_UP_HELP}\n# TYPE devlogd_backed_up gauge\ndevlogd_backed_up 0\n"
+    )
+}
+
 /// The status as metrics, `devlogd_` prefixed, each with its HELP and TYPE lines.
 pub fn render(s: &Status) -> String {
     let w = &s.worker;
@@ -15,10 +26,11 @@ pub fn render(s: &Status) -> String {
         let _ = writeln!(out, "devlogd_{name} {value}");
     };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    metric("up", "gauge", UP_HELP, 1.0);
     metric(
         "backed_up",
         "gauge",
-        "1 when the verdict says the journal is safe (backed up or backing up normally), else 0.",
+        BACKED_UP_HELP,
         flag(verdict.is_some_and(|v| v.safe)),
     );
     metric(

@@ -2,6 +2,7 @@
 //! Library errors become one clear [`Failure`] line here (ripgrep's model).
 
 pub mod config_check;
+pub mod config_init;
 pub mod config_online;
 pub mod conflicts;
 pub mod ctl;
@@ -9,6 +10,8 @@ pub mod docs;
 pub mod global_args;
 pub mod history;
 pub mod journal_cli;
+pub mod journal_path;
+pub mod man_sections;
 pub mod metrics;
 pub mod prune;
 pub mod pull;

@@ -39,7 +39,7 @@ struct ResolveReport {
 }
 
 pub async fn run(config: &Config, path: &str, keep: Keep, json: bool) -> Result<ExitCode, Failure> {
-    let rel = journal_relative(config, path)?;
+    let rel = super::journal_path::resolve(config, path)?;
     if crate::names::conflict_original(&rel).is_some() {
         return Err(usage(format!(
             "{} is itself a conflict file: name the file it belongs to",
@@ -199,27 +199,6 @@ fn print(report: &ResolveReport, json: bool) {
             "devlogd is running: it pushes this now; the other machines follow at their next pull."
         ),
     }
-}
-
-/// `PATH` as the journal names it: relative to the root, or absolute below it.
-fn journal_relative(config: &Config, path: &str) -> Result<String, Failure> {
-    let p = std::path::Path::new(path);
-    let rel = if p.is_absolute() {
-        crate::fsutil::relative(&config.root, p).map_err(|e| usage(e.to_string()))?
-    } else {
-        path.trim_start_matches("./").to_string()
-    };
-    if rel.is_empty()
-        || rel
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..")
-    {
-        return Err(usage(format!(
-            "{} is not a file in the journal",
-            printable(path)
-        )));
-    }
-    Ok(rel)
 }
 
 fn usage(message: String) -> Failure {

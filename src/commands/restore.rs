@@ -39,6 +39,7 @@ pub struct RestoreArgs {
     /// Also restore blobs listed without an MD5 (checking only their size).
     #[arg(long)]
     pub allow_unverified: bool,
+    /// Print the report as one JSON object on stdout (also on failure).
     #[arg(long)]
     pub json: bool,
     /// Only these files or directories (journal-relative).
@@ -166,7 +167,8 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, Failur
                 crate::push::refusal_hint(&remote.credential_source(), &message)
             ),
         ),
-        e @ crate::restore::RestoreError::Refused { .. } => {
+        e @ (crate::restore::RestoreError::Refused { .. }
+        | crate::restore::RestoreError::BeforeFirst { .. }) => {
             Failure::new(exit::USAGE, e.to_string())
         }
         e => Failure::new(exit::FILES_FAILED, e.to_string()),
@@ -295,8 +297,9 @@ impl RestoreProgress {
         let bar = (!json && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{spinner} [{bar:30}] {pos}/{len} files {per_sec} ETA {eta}",
+                "{spinner} [{bar:30}] {pos}/{len} files {per_sec} {sane_eta}",
             )
+            .map(crate::ui::with_sane_eta)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
             bar.set_style(style);

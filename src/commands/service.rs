@@ -420,6 +420,57 @@ fn command_of(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
+/// A daemon started by hand (`devlogd run`) holds the instance lock: the service would start
+/// and wait behind it forever, and its failure would look like a bad configuration. Say so,
+/// with the way out, before anything is written. The service's own daemon (a reinstall) is
+/// fine: the restart replaces it.
+fn refuse_a_daemon_outside_the_service(config: &Config, manager: Manager) -> Result<(), Failure> {
+    // Only look: checking must not create the state directory or the lock file.
+    if !config.state_dir().join("devlogd.lock").exists() {
+        return Ok(());
+    }
+    let holder = match crate::daemon::lock::acquire(config.state_dir()) {
+        Ok(_free) => return Ok(()),
+        Err(crate::daemon::lock::LockError::Held(holder)) => holder,
+        Err(_) => return Ok(()), // the service will say what is wrong with the state dir
+    };
+    if !holder.daemon || holder.pid.is_none() || holder.pid == service_pid(manager) {
+        return Ok(());
+    }
+    Err(Failure::new(
+        exit::USAGE,
+        format!(
+            "{} outside the service (started by hand with devlogd run?): stop it first with devlogd ctl stop, then run devlogd service install again",
+            holder.already_running()
+        ),
+    ))
+}
+
+/// The pid of the service's daemon, when the service manager says it runs one.
+fn service_pid(manager: Manager) -> Option<String> {
+    let pid = match manager {
+        Manager::Systemd => run_command(&command_of(&[
+            "systemctl",
+            "--user",
+            "show",
+            "--property=MainPID",
+            "--value",
+            UNIT_NAME,
+        ]))
+        .ok()?
+        .trim()
+        .to_string(),
+        Manager::Launchd => {
+            let out = run_command(&command_of(&["launchctl", "list", LAUNCHD_LABEL])).ok()?;
+            out.lines()
+                .find_map(|l| l.trim().strip_prefix("\"PID\" = "))?
+                .trim_end_matches(';')
+                .to_string()
+        }
+    };
+    (!pid.is_empty() && pid != "0").then_some(pid)
+}
+
 /// Whether `systemctl --user` can talk to a user manager at all.
 fn systemd_reachable() -> bool {
     run_command(&command_of(&[
@@ -553,6 +604,7 @@ pub fn install(
         }
         return Ok(exit::OK);
     }
+    refuse_a_daemon_outside_the_service(config, manager)?;
     let io = |what: &str, path: &Path, e: std::io::Error| {
         Failure::new(
             exit::USAGE,
@@ -595,7 +647,7 @@ pub fn install(
                     );
                 } else if manager == Manager::Systemd {
                     println!(
-                        "The service manager cannot be reached from here (no user session bus: a container, or ssh without lingering). To start devlogd, run in your login session:\n{}",
+                        "The service manager cannot be reached from here (no user session bus: a container, or ssh without lingering). To start devlogd, run in your login session:\n{}Or, without a service manager, keep `devlogd run` going in a terminal (or under your own supervisor).",
                         manual_steps(manager, &file)
                     );
                 } else {

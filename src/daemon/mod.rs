@@ -4,6 +4,7 @@
 //! - the watcher thread (notify) fills an [`watch::EventSink`];
 //! - the queue task owns the dirty set ([`queue::DirtyQueue`]) and hands ready batches to
 //! - the worker task, which owns the pipeline, the state index and its part of the status;
+//! - the alert task runs `[alert] command` when the verdict stays unsafe ([`alert`]);
 //! - the control server answers `devlogd ctl` on a Unix socket (`ctl status` is
 //!   [`status::Sources::project`]: the worker's and the queue's parts, the watcher's health);
 //! - this supervisor handles signals and reloads and runs the shutdown, and ends the
@@ -11,6 +12,7 @@
 //!
 //! Every loop selects on one [`CancellationToken`]; stop waits for the tasks with a bound.
 
+pub mod alert;
 pub mod control;
 #[cfg(target_os = "linux")]
 pub mod inotify;
@@ -122,6 +124,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
         return Ok(exit::OK);
     };
     let setup = build_setup(config)?;
+    let alert_config = setup.config.alert.clone();
     if let crate::config::RemoteConfig::Directory {
         path,
         embedded_default: true,
@@ -181,15 +184,18 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
         status_rx.clone(),
         cancel.clone(),
     ));
+    let sources = status::Sources {
+        worker: status_rx,
+        queue: queue_status_rx,
+        watch_health: sink.clone(),
+        started,
+        socket: socket.clone(),
+    };
+    let (alert_tx, alert_rx) = tokio::sync::watch::channel(alert_config);
+    tracker.spawn(alert::run(sources.clone(), alert_rx, cancel.clone()));
     let ctx = Arc::new(control::ControlContext {
         worker: worker_tx.clone(),
-        status: status::Sources {
-            worker: status_rx,
-            queue: queue_status_rx,
-            watch_health: sink.clone(),
-            started,
-            socket: socket.clone(),
-        },
+        status: sources,
         reload: reload_tx,
         cancel: cancel.clone(),
     });
@@ -223,7 +229,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
                 }
             },
             Some(request) = reload_rx.recv() => {
-                let result = reload(&config_path, &worker_tx, &queue_settings_tx, &sink, &mut current_watch, &tracker).await;
+                let result = reload(&config_path, &worker_tx, &queue_settings_tx, &alert_tx, &sink, &mut current_watch, &tracker).await;
                 if let Err(e) = &result {
                     tracing::error!("reload refused, the old configuration stays: {e}");
                 }
@@ -341,12 +347,14 @@ async fn reload(
     config_path: &Option<PathBuf>,
     worker_tx: &mpsc::Sender<WorkerCmd>,
     queue_tx: &mpsc::Sender<QueueSettings>,
+    alert_tx: &tokio::sync::watch::Sender<crate::config::AlertConfig>,
     sink: &Arc<EventSink>,
     current_watch: &mut watch::Watch,
     tracker: &TaskTracker,
 ) -> Result<(), Failure> {
     let config = Config::load(config_path.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
     let setup = build_setup(config)?;
+    alert_tx.send_replace(setup.config.alert.clone());
     let root = setup.config.root.clone();
     let new_watch = watch::start(&root, &setup.filter, sink.clone()).map_err(Failure::usage)?;
     let limited = new_watch.limited.clone();

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 const UNWATCHED_SAMPLE: usize = 5;
 
 /// Where `ctl status` comes from.
+#[derive(Clone)]
 pub struct Sources {
     pub worker: watch::Receiver<WorkerStatus>,
     pub queue: watch::Receiver<QueueStatus>,

@@ -124,7 +124,7 @@ pub struct Worker {
     unsettled: BTreeSet<String>,
     /// Two-way mode: the remote's change mark as read before the last full pull that went
     /// through (`None`: no such pull yet, the next one lists), and when that pull ran.
-    generation_seen: Option<crate::pull::generation::Generation>,
+    generation_seen: Option<crate::remote::change_mark::Generation>,
     full_pull_at: Option<Instant>,
 }
 
@@ -607,6 +607,15 @@ impl Worker {
         let corrupt_sample: Vec<String> = self.corrupt.iter().take(5).cloned().collect();
         let files_in_index = self.setup.state.count().unwrap_or(0);
         let conflicts = self.setup.state.conflict_paths().map_or(0, |c| c.len());
+        // Files pushed before that the rules now exclude: on the remote, no longer kept up.
+        let excluded = full.then(|| {
+            let mut rows: Vec<String> = (self.setup.state.load().unwrap_or_default())
+                .into_keys()
+                .filter(|rel| !self.setup.filter.accepts_path(rel))
+                .collect();
+            rows.sort();
+            rows
+        });
         let reach = super::reach::Reach::of(&result, request.dry_run);
         let (report, outcome) = match result {
             Ok(report) => (Some(report.clone()), Ok(report)),
@@ -676,6 +685,10 @@ impl Worker {
             s.in_flight_paths = 0;
             s.full_pass_running = false;
             s.files_in_index = files_in_index;
+            if let Some(excluded) = &excluded {
+                s.excluded_in_index = excluded.len();
+                s.excluded_sample = excluded.iter().take(5).cloned().collect();
+            }
             s.conflicts = conflicts;
             s.corrupt = corrupt;
             s.corrupt_sample = corrupt_sample;
@@ -984,8 +997,8 @@ impl Worker {
             && self.unsettled.is_empty()
             && self
                 .full_pull_at
-                .is_some_and(|at| at.elapsed() < crate::pull::generation::FULL_PULL_EVERY);
-        let mark = crate::pull::generation::read(self.setup.remote.as_ref()).await;
+                .is_some_and(|at| at.elapsed() < crate::remote::change_mark::FULL_PULL_EVERY);
+        let mark = crate::remote::change_mark::read(self.setup.remote.as_ref()).await;
         if quiet
             && let (Ok(now), Some(seen)) = (&mark, &self.generation_seen)
             && now == seen

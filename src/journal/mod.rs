@@ -124,7 +124,10 @@ impl Journal {
                 Err(e) => problems.push(e),
             }
         }
-        entries.sort_by_key(|(_, e)| std::cmp::Reverse(e.front.created));
+        // Newest first; entries made within one second (the front matter's precision) by
+        // when their files were written.
+        let written = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        entries.sort_by_cached_key(|(p, e)| std::cmp::Reverse((e.front.created, written(p))));
         Ok((entries, problems))
     }
 

@@ -37,6 +37,7 @@ pub enum Fetched {
 pub async fn fetch(
     remote: &dyn Remote,
     retry: RetryPolicy,
+    downloads: &tokio::sync::Semaphore,
     durable: &Barrier,
     dest: &Beneath,
     blob: &RemoteBlob,
@@ -72,7 +73,14 @@ pub async fn fetch(
         size: blob.size,
         md5: blob.md5,
     };
-    let md5 = match download::download_checked(remote, retry, &blob.name, expected, &file).await {
+    // Held while the bytes come in: the flush after it waits outside the limit, so a slow
+    // flush never stalls the downloads behind it.
+    let Ok(download_slot) = downloads.acquire().await else {
+        return Fetched::Failed("the pull was stopped".into());
+    };
+    let downloaded = download::download_checked(remote, retry, &blob.name, expected, &file).await;
+    drop(download_slot);
+    let md5 = match downloaded {
         Ok(md5) => md5,
         Err(download::DownloadError::Remote(RemoteError::Unreachable { message })) => {
             return Fetched::Unreachable(message);

@@ -19,7 +19,6 @@
 //! Returns the rows to record; the caller holds the index (one writer).
 
 pub mod apply;
-pub mod generation;
 
 use crate::filter::Filter;
 use crate::fsutil::Beneath;
@@ -327,9 +326,12 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
         return Ok(finish(report, started));
     }
     let durable = Barrier::new(dest.fd()).map_err(|e| PullError::Journal(e.to_string()))?;
+    // `concurrency` downloads in flight; finished ones wait for their flush beside them
+    // (as restore does), so a slow flush does not stall the downloads.
+    let downloads = tokio::sync::Semaphore::new(opts.concurrency.max(1));
     let mut outcomes = futures::stream::iter(fetches)
-        .map(|d| fetch_one(remote, opts.retry, &durable, &dest, d, &stamp))
-        .buffer_unordered(opts.concurrency.max(1));
+        .map(|d| fetch_one(remote, opts.retry, &downloads, &durable, &dest, d, &stamp))
+        .buffer_unordered(opts.concurrency.max(1) + crate::restore::FLUSH_QUEUE);
     let mut unreachable = None;
     while let Some((d, fetched, conflict_file)) = outcomes.next().await {
         let Some(blob) = d.blob else { continue };
@@ -415,9 +417,15 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
 }
 
 fn finish(mut report: PullReport, started: Instant) -> PullReport {
-    for c in &report.conflicts {
-        if !report.waiting.contains(&c.conflict_file) {
-            report.waiting.push(c.conflict_file.clone());
+    // Waiting now: those here before, those this pass wrote beside a path, and those it
+    // brought down from another machine.
+    let written = report.conflicts.iter().map(|c| c.conflict_file.clone());
+    let came_down = (report.downloaded.iter())
+        .filter(|rel| crate::names::parse_sync_conflict(rel).is_some())
+        .cloned();
+    for file in written.chain(came_down).collect::<Vec<_>>() {
+        if !report.waiting.contains(&file) {
+            report.waiting.push(file);
         }
     }
     for list in [
@@ -607,9 +615,11 @@ fn conflict_file_for(d: &Decided) -> Option<String> {
 }
 
 /// Download one decided path: into place, or beside it as a conflict file.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_one(
     remote: &dyn Remote,
     retry: RetryPolicy,
+    downloads: &tokio::sync::Semaphore,
     durable: &Barrier,
     dest: &Beneath,
     d: Decided,
@@ -634,6 +644,7 @@ async fn fetch_one(
         let fetched = apply::fetch(
             remote,
             retry,
+            downloads,
             durable,
             dest,
             blob,
@@ -657,7 +668,11 @@ async fn fetch_one(
                 1 => file.clone(),
                 n => crate::names::numbered(&file, n),
             };
-            match apply::fetch(remote, retry, durable, dest, blob, &name, None, stamp).await {
+            match apply::fetch(
+                remote, retry, downloads, durable, dest, blob, &name, None, stamp,
+            )
+            .await
+            {
                 // The same version's conflict file made by an earlier pass: already there.
                 Fetched::LocalChanged => {
                     if let Some(placed) = already_there(dest, &name, blob) {
@@ -671,7 +686,10 @@ async fn fetch_one(
         return (d, Fetched::Failed(error), None);
     }
     let over = d.local.as_ref();
-    let fetched = apply::fetch(remote, retry, durable, dest, blob, &d.rel, over, stamp).await;
+    let fetched = apply::fetch(
+        remote, retry, downloads, durable, dest, blob, &d.rel, over, stamp,
+    )
+    .await;
     (d, fetched, None)
 }
 

@@ -57,8 +57,8 @@ pub struct PushOptions {
     /// Stops starting new uploads (daemon shutdown); those in flight finish.
     pub cancel: Option<tokio_util::sync::CancellationToken>,
     /// Two-way: the remote's change mark as the daemon read it before its last full pull
-    /// (see [`crate::pull::generation::bump`]); `None` moves the mark unconditionally.
-    pub generation_seen: Option<crate::pull::generation::Generation>,
+    /// (see [`crate::remote::change_mark::bump`]); `None` moves the mark unconditionally.
+    pub generation_seen: Option<crate::remote::change_mark::Generation>,
 }
 
 impl PushOptions {
@@ -247,9 +247,10 @@ pub async fn run(
             .run(deletes, opts.flags.allow_deletes, state, &mut report)
             .await?;
     }
-    // Two-way: tell pollers the remote changed, after the changes (see pull::generation).
+    // Two-way: tell pollers the remote changed, after the changes (see remote::change_mark).
     if opts.two_way && (report.uploaded > 0 || !report.deleted.is_empty()) {
-        match crate::pull::generation::bump(remote, &writer, opts.generation_seen.as_ref()).await {
+        match crate::remote::change_mark::bump(remote, &writer, opts.generation_seen.as_ref()).await
+        {
             Ok(now) => report.generation = now,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot mark the remote as changed; other machines see it at their next full pull")
@@ -260,12 +261,7 @@ pub async fn run(
     let mut report = report.finished(started);
     report.created_container = remote.features().created.and_then(|c| c.take());
     if let Some(detail) = stopped.auth {
-        return Err(PushError::Auth {
-            remote: remote.describe(),
-            credential_source: remote.credential_source(),
-            detail,
-            report: Box::new(report),
-        });
+        return Err(report::refused(remote, detail, report));
     }
     if let Some(detail) = stopped.unreachable {
         return Err(PushError::Unreachable {

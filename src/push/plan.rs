@@ -103,12 +103,9 @@ pub(super) async fn list(
         .run(|| remote.list())
         .await
         .map_err(|error| match error {
-            RemoteError::Auth { message } => PushError::Auth {
-                remote: remote.describe(),
-                credential_source: remote.credential_source(),
-                detail: message,
-                report: Box::new(report.clone()),
-            },
+            RemoteError::Auth { message } => {
+                super::report::refused(remote, message, report.clone())
+            }
             RemoteError::Unreachable { message } => PushError::Unreachable {
                 remote: remote.describe(),
                 detail: message,
@@ -172,6 +169,18 @@ pub(super) fn decide_all(
         let decision = plan::decide(&file, known, view, rules, &mut || {
             crate::fsutil::md5_of_reader(root_dir.open_file(&file.rel)?).map(|(md5, _)| md5)
         });
+        // `-v`: each file's decision, with why.
+        match &decision {
+            Ok(d) => {
+                tracing::debug!("{}: {d}", crate::redact::printable(&file.rel))
+            }
+            Err(e) => {
+                tracing::debug!(
+                    "{}: cannot read it: {e}",
+                    crate::redact::printable(&file.rel)
+                )
+            }
+        }
         match decision {
             // Deleted (or replaced by a symlink) since the scan: no longer a candidate.
             Err(e) if crate::fsutil::is_gone(&e) => {

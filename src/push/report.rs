@@ -218,6 +218,35 @@ impl From<ConflictReport> for PushEvent {
     }
 }
 
+/// The error for a refusal of `remote`'s credentials: [`PushError::Expired`] when its SAS is
+/// past its expiry, else [`PushError::Auth`].
+pub fn refused(
+    remote: &dyn crate::remote::Remote,
+    detail: String,
+    report: PushReport,
+) -> PushError {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let expired = (remote.features().sas)
+        .and_then(|s| s.expires_unix)
+        .filter(|&at| at <= now);
+    match expired {
+        Some(at) => PushError::Expired {
+            remote: remote.describe(),
+            credential_source: remote.credential_source(),
+            at: time::OffsetDateTime::from_unix_timestamp(at)
+                .map(crate::history::rfc3339_seconds)
+                .unwrap_or_else(|_| format!("unix time {at}")),
+            report: Box::new(report),
+        },
+        None => PushError::Auth {
+            remote: remote.describe(),
+            credential_source: remote.credential_source(),
+            detail,
+            report: Box::new(report),
+        },
+    }
+}
+
 /// Errors that stop a run as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -230,6 +259,16 @@ pub enum PushError {
         credential_source: String,
         detail: String,
         /// What was done before the refusal.
+        report: Box<PushReport>,
+    },
+    /// Refused, and the SAS in use is past its expiry: that is why.
+    #[error(
+        "{remote} refused the SAS token: it expired at {at} ({credential_source}); make a new one with a later expiry (se) and put it there, then push again"
+    )]
+    Expired {
+        remote: String,
+        credential_source: String,
+        at: String,
         report: Box<PushReport>,
     },
     #[error(
@@ -253,6 +292,7 @@ impl PushError {
         use crate::exit;
         match self {
             PushError::Auth { .. } => exit::AUTH,
+            PushError::Expired { .. } => exit::CREDENTIALS_EXPIRED,
             PushError::Unreachable { .. } | PushError::List { .. } => exit::FILES_FAILED,
             PushError::State(_) => exit::USAGE,
         }
@@ -261,7 +301,9 @@ impl PushError {
     /// What was done before the run stopped, when anything was.
     pub fn partial_report(&self) -> Option<&PushReport> {
         match self {
-            PushError::Auth { report, .. } | PushError::Unreachable { report, .. } => Some(report),
+            PushError::Auth { report, .. }
+            | PushError::Expired { report, .. }
+            | PushError::Unreachable { report, .. } => Some(report),
             PushError::List { .. } | PushError::State(_) => None,
         }
     }

@@ -8,6 +8,7 @@
 //! rest of this module is shared by every backend.
 
 pub mod azure;
+pub mod change_mark;
 pub mod concurrency;
 pub mod content;
 pub mod directory;

@@ -119,6 +119,13 @@ pub enum RestoreError {
     /// `--to` names a symlink or another user's directory.
     #[error("will not restore into {path}: {why}")]
     Refused { path: String, why: String },
+    /// `--at` is before anything was backed up: nothing to restore, and the time that works.
+    #[error("nothing was backed up to {remote} as of {at}: {oldest}")]
+    BeforeFirst {
+        remote: String,
+        at: String,
+        oldest: String,
+    },
     /// The remote stopped answering (after the retry policy): every other download would
     /// fail the same way. Files already placed stay.
     #[error(
@@ -228,6 +235,27 @@ pub async fn run(
     let mut versions = view(remote, opts.at, opts.retry)
         .await
         .map_err(list_error)?;
+    // A time before the first backup is not a silent "0 files": say which time works.
+    if let Some(at) = opts.at
+        && versions.is_empty()
+    {
+        let current = opts.retry.run(|| remote.list()).await.map_err(list_error)?;
+        let history = (opts.retry.run(|| remote.list_history(None)).await).map_err(list_error)?;
+        let oldest = match history::oldest_written(&current, &history)
+            .and_then(|ns| OffsetDateTime::from_unix_timestamp_nanos(ns).ok())
+        {
+            Some(t) => format!(
+                "the oldest version there is from {}; restore --at that time or later",
+                history::rfc3339_seconds(t)
+            ),
+            None => "it holds no versions yet".to_string(),
+        };
+        return Err(RestoreError::BeforeFirst {
+            remote: remote.describe(),
+            at: history::rfc3339_seconds(at),
+            oldest,
+        });
+    }
     // The current blob of each path: its ETag and MD5 go in the index row.
     let current: HashMap<String, (String, Option<String>)> = if opts.at.is_some() {
         opts.retry
@@ -605,7 +633,7 @@ fn settled(dest: &Beneath, rel: String, want: Option<[u8; 16]>, job: &Job) -> Ou
 }
 
 /// How many downloaded files may wait for their flush beside the downloads in flight.
-const FLUSH_QUEUE: usize = 64;
+pub(crate) const FLUSH_QUEUE: usize = 64;
 
 async fn restore_one(
     remote: &dyn Remote,

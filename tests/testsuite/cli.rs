@@ -155,6 +155,21 @@ fn man_pages_for_every_command() {
     }
     let status = std::fs::read_to_string(dir.join("devlogd-ctl-status.1")).unwrap();
     assert!(status.contains("json"), "{status}");
+    // Beyond --help: how it ends, what it reads, where its files are, how to use it.
+    for section in [
+        ".SH \"EXIT STATUS\"",
+        ".SH ENVIRONMENT",
+        ".SH FILES",
+        ".SH EXAMPLES",
+    ] {
+        assert!(status.contains(section), "{section} missing:\n{status}");
+    }
+    assert!(status.contains("\\-\\-prometheus"), "{status}");
+    let push = std::fs::read_to_string(dir.join("devlogd-push.1")).unwrap();
+    assert!(
+        push.contains("AZURE_STORAGE_SAS_TOKEN") && push.contains("config.toml"),
+        "{push}"
+    );
     let out = env
         .devlog()
         .args(["man", dir.to_str().unwrap()])

@@ -257,3 +257,66 @@ fn another_machines_files_on_the_prefix_in_backup_mode_are_warned_about() {
         out.stdout
     );
 }
+
+#[test]
+fn a_container_sas_for_a_container_that_does_not_exist_is_no_ok() {
+    let az = Azurite::shared();
+    let container = unique_container("online-nocont");
+    let sas = common::container_sas_for(ACCOUNT_KEY, &container, "racwdl", FAR);
+    let out = check(az, &sas, &container, &[]);
+    out.assert_code(6);
+    assert!(
+        out.stderr
+            .contains("does not exist and this SAS cannot create it"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(!out.stdout.contains("online         OK"), "{}", out.stdout);
+    // Once the container is there, the same SAS is fine.
+    az.create_container(&container);
+    let out = check(az, &sas, &container, &[]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("container      exists"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_directory_remote_that_is_missing_or_unwritable_is_no_ok() {
+    let env = TestEnv::new();
+    let dir = env.root().join("nas");
+    env.write_config(&format!("[remote]\nurl = \"file://{}\"\n", dir.display()));
+    let out = env.run(&["config", "check", "--online"]);
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains("does not exist (is it mounted?)"),
+        "{}",
+        out.stderr
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = env.run(&["config", "check", "--online"]);
+    out.assert_code(0);
+    assert!(out.stdout.contains("online         OK"), "{}", out.stdout);
+    // Credentials in the file do nothing for a directory remote: said.
+    std::fs::write(
+        env.config_home().join("devlog/credentials"),
+        "AZURE_STORAGE_SAS_TOKEN=sv=x&sig=y\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let file = env.config_home().join("devlog/credentials");
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = env.run(&["config", "check"]);
+    assert!(
+        out.stdout
+            .contains("WARNING: AZURE_STORAGE_SAS_TOKEN is set in "),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+}

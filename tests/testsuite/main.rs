@@ -31,6 +31,7 @@ mod security;
 mod service;
 mod service_manager;
 mod sync_random;
+mod tell;
 mod two_machines;
 mod two_way;
 mod untrusted_history;

@@ -443,7 +443,9 @@ fn conflicted(a: &TestEnv, b: &TestEnv, path: &str) -> String {
         .unwrap_or_else(|| panic!("{report:#}"))
         .to_string();
     json(b, &["push"], 0);
-    json(a, &["pull"], 0);
+    // A's pull brings the conflict file down, and counts it as waiting (its status says so).
+    let (pulled, _) = json(a, &["pull"], 0);
+    assert_eq!(strings(&pulled["waiting"]), [file.as_str()], "{pulled:#}");
     assert_eq!(tree(&a.journal()), tree(&b.journal()));
     file
 }
@@ -455,25 +457,28 @@ fn conflicts_lists_the_conflict_files_and_resolve_keeps_theirs_on_every_machine(
     let (a, b) = (two_way(az, &container), two_way(az, &container));
     let file = conflicted(&a, &b, "notes.md");
 
-    // Both machines see the waiting conflict file, with the host whose version it holds.
+    // Both machines see the waiting conflict file, with the host whose version it holds. On
+    // A it is A's own edit (B's took the path): said, so "keep mine" is not misread.
     let host = devlogd::names::safe_host(&devlogd::machine::hostname());
-    for env in [&a, &b] {
+    for (env, own) in [(&a, true), (&b, false)] {
         let (v, _) = json(env, &["conflicts"], 0);
         let waiting = v["sync_conflicts"].as_array().unwrap();
         assert_eq!(waiting.len(), 1, "{v:#}");
         assert_eq!(waiting[0]["file"], file.as_str(), "{v:#}");
         assert_eq!(waiting[0]["path"], "notes.md", "{v:#}");
         assert_eq!(waiting[0]["host"], host.as_str(), "{v:#}");
+        assert_eq!(waiting[0]["own_version"], own, "{v:#}");
         let out = env.run(&["conflicts"]);
         out.assert_code(0);
+        let label = if own {
+            format!("notes.md ← {file} (this machine's own version of ")
+        } else {
+            format!("notes.md ← {file} ({host}'s version of ")
+        };
+        assert!(out.stdout.contains(&label), "{}", out.stdout);
         assert!(
             out.stdout
-                .contains(&format!("notes.md ← {file} ({host}'s version")),
-            "{}",
-            out.stdout
-        );
-        assert!(
-            out.stdout.contains("--resolve PATH --keep mine|theirs"),
+                .contains("--keep mine (the file at PATH as it is here)"),
             "{}",
             out.stdout
         );

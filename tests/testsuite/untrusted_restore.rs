@@ -659,7 +659,13 @@ fn a_bare_at_date_is_the_end_of_that_day_in_the_local_time_zone() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    // A time before the first backup restores nothing and says so (exit 2).
+    let code = if restored { 0 } else { 2 };
+    assert_eq!(out.status.code(), Some(code), "{stdout}");
+    if !restored {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("nothing was backed up"), "{stderr}");
+    }
     assert_eq!(
         out_dir.join("notes.md").exists(),
         restored,

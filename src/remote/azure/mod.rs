@@ -70,6 +70,10 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// Requests that heard "container missing" within this of its creation were answered by
+/// it; later ones mean it was deleted since.
+const RECREATE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct AzureRemote {
     location: AzureLocation,
     credential: Credential,
@@ -82,8 +86,9 @@ pub struct AzureRemote {
     pipeline: Pipeline,
     /// The service version requests ask for (the SDK's own).
     api_version: String,
-    /// Set once the container is known to exist (or was created by us).
-    container_created: Mutex<bool>,
+    /// When this process last created the container (or found it there): the uploads that
+    /// all heard "missing" at once create it once. Later, it may have been deleted again.
+    container_created: Mutex<Option<std::time::Instant>>,
     /// The container we created, until the push reports it ([`Features::created`]).
     created: Created,
     /// Every request to the service goes through it (one attempt per permit).
@@ -158,7 +163,7 @@ impl AzureRemote {
             container,
             pipeline,
             api_version,
-            container_created: Mutex::new(false),
+            container_created: Mutex::new(None),
             created: Created::default(),
             limiter: Limiter::new(Bound::Auto { max: AUTO_MAX }),
         })
@@ -204,10 +209,11 @@ impl AzureRemote {
         .map_err(map_error)
     }
 
-    /// Create the container after the service said it is missing; once per process.
+    /// Create the container after the service said it is missing: once for the requests
+    /// that heard so together, and again if it is deleted later (a daemon runs for months).
     async fn create_container(&self) -> Result<(), RemoteError> {
         let mut created = self.container_created.lock().await;
-        if *created {
+        if created.is_some_and(|at| at.elapsed() < RECREATE_AFTER) {
             return Ok(());
         }
         let answer = self
@@ -236,7 +242,7 @@ impl AzureRemote {
                 });
             }
         }
-        *created = true;
+        *created = Some(std::time::Instant::now());
         Ok(())
     }
 

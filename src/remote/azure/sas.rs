@@ -9,6 +9,10 @@ pub struct SasInfo {
     pub expires_unix: Option<i64>,
     /// `sp`, the permission letters (`racwdl`…).
     pub permissions: Option<String>,
+    /// `sr`: a service SAS's resource (`c` a container, `b` a blob).
+    pub resource: Option<String>,
+    /// `srt`: an account SAS's resource types (`s`, `c`, `o`).
+    pub resource_types: Option<String>,
 }
 
 impl SasInfo {
@@ -33,6 +37,8 @@ impl SasInfo {
                     .or_else(|| date_only(&value));
                 }
                 "sp" => info.permissions = Some(value),
+                "sr" => info.resource = Some(value),
+                "srt" => info.resource_types = Some(value),
                 _ => {}
             }
         }
@@ -44,6 +50,33 @@ impl SasInfo {
         self.permissions
             .as_deref()
             .map(|p| p.contains('w') || p.contains('c'))
+    }
+
+    /// Whether the token may create a container: only an account SAS for containers (`srt`
+    /// with `c`) that may create or write; never a service SAS (`sr`), which is scoped to one
+    /// container or blob. `None` when the token says neither.
+    pub fn can_create_container(&self) -> Option<bool> {
+        if self.resource.is_some() {
+            return Some(false);
+        }
+        let srt = self.resource_types.as_deref()?;
+        let sp = self.permissions.as_deref().unwrap_or("");
+        Some(srt.contains('c') && (sp.contains('c') || sp.contains('w')))
+    }
+
+    /// Why [`can_create_container`](Self::can_create_container) says no, for people.
+    pub fn why_no_container(&self) -> String {
+        if self.resource.is_some() {
+            return "a SAS for one container or blob (sr) never creates containers".into();
+        }
+        let srt = self.resource_types.as_deref().unwrap_or("");
+        if !srt.contains('c') {
+            return format!("its resource types srt={srt} do not include containers (c)");
+        }
+        format!(
+            "its permissions sp={} include neither create (c) nor write (w)",
+            self.permissions.as_deref().unwrap_or("")
+        )
     }
 
     /// The write permissions devlogd needs that the token lacks (`a`, `c`, `w`, `d`).

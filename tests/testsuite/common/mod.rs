@@ -459,6 +459,16 @@ impl Azurite {
         assert_eq!(status, 201, "creating container {container:?}: {body}");
     }
 
+    /// Deletes a container and everything in it (another client, or a mistake in the portal).
+    pub fn delete_container(&self, container: &str) {
+        let url = self.with_sas(format!(
+            "{}?restype=container",
+            self.container_url(container)
+        ));
+        let (status, body) = self.send(self.agent.delete(&url).call(), "DELETE", &url);
+        assert_eq!(status, 202, "deleting container {container:?}: {body}");
+    }
+
     /// Every blob in `container`, in the service's (lexicographic) order; none when the
     /// container does not exist.
     pub fn list_blobs(&self, container: &str) -> Vec<BlobInfo> {
@@ -603,6 +613,52 @@ pub fn account_sas_for(key_b64: &str, sp: &str, se: &str) -> String {
         ("sv", SAS_VERSION),
         ("ss", ss),
         ("srt", srt),
+        ("sp", sp),
+        ("se", se),
+        ("spr", spr),
+        ("sig", &sig),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, QUERY_VALUE)))
+    .collect::<Vec<_>>()
+    .join("&")
+}
+
+/// A service SAS for one container (`sr=c`), as the portal's "Generate SAS" on a container
+/// makes: it may use the container's blobs but never create the container itself.
+pub fn container_sas_for(key_b64: &str, container: &str, sp: &str, se: &str) -> String {
+    let resource = format!("/blob/{ACCOUNT}/{container}");
+    let spr = "https,http";
+    // sp, st, se, canonicalized resource, si, sip, spr, sv, sr, snapshot time,
+    // encryption scope, rscc, rscd, rsce, rscl, rsct
+    let string_to_sign = [
+        sp,
+        "",
+        se,
+        &resource,
+        "",
+        "",
+        spr,
+        SAS_VERSION,
+        "c",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ]
+    .join("\n");
+    let key = BASE64
+        .decode(key_b64)
+        .expect("the account key is not base64");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
+    mac.update(string_to_sign.as_bytes());
+    let sig = BASE64.encode(mac.finalize().into_bytes());
+    [
+        ("sv", SAS_VERSION),
+        ("sr", "c"),
         ("sp", sp),
         ("se", se),
         ("spr", spr),

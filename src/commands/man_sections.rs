@@ -1,0 +1,195 @@
+//! What a man page has beyond `--help`: EXIT STATUS, ENVIRONMENT, FILES and EXAMPLES, as
+//! roff appended to clap_mangen's page. One table of examples per page name.
+
+/// The roff sections for the page `page` (`devlogd`, `devlogd-push`, `devlog-new`, …).
+pub fn render(page: &str) -> String {
+    let mut out = String::new();
+    out.push_str(".SH \"EXIT STATUS\"\n");
+    for (code, meaning) in EXIT_STATUS {
+        out.push_str(&format!(".TP\n\\fB{code}\\fR\n{meaning}\n"));
+    }
+    out.push_str(".SH ENVIRONMENT\n");
+    for (name, meaning) in ENVIRONMENT {
+        out.push_str(&format!(".TP\n\\fB{name}\\fR\n{}\n", escape(meaning)));
+    }
+    out.push_str(".SH FILES\n");
+    for (path, meaning) in FILES {
+        out.push_str(&format!(
+            ".TP\n\\fI{}\\fR\n{}\n",
+            escape(path),
+            escape(meaning)
+        ));
+    }
+    out.push_str(".SH EXAMPLES\n.nf\n");
+    for line in examples(page) {
+        out.push_str(&escape(line));
+        out.push('\n');
+    }
+    out.push_str(".fi\n");
+    out
+}
+
+/// Roff: a leading `.` or `'` would be a request; `-` is a hyphen unless escaped; `\` escapes.
+fn escape(text: &str) -> String {
+    let text = text.replace('\\', "\\e").replace('-', "\\-");
+    if text.starts_with('.') || text.starts_with('\'') {
+        format!("\\&{text}")
+    } else {
+        text
+    }
+}
+
+const EXIT_STATUS: [(&str, &str); 8] = [
+    ("0", "Done: everything asked for went through."),
+    (
+        "1",
+        "Some files failed, or the remote could not be reached; the report names them.",
+    ),
+    (
+        "2",
+        "Bad usage or configuration; the message names the fix.",
+    ),
+    ("3", "No daemon is running (ctl commands)."),
+    ("4", "The remote refused the credentials."),
+    ("5", "The SAS token has expired."),
+    ("6", "The credentials are accepted but may not write."),
+    ("130", "Stopped by Ctrl-C."),
+];
+
+const ENVIRONMENT: [(&str, &str); 10] = [
+    (
+        "DEVLOG_CONFIG",
+        "The config file to use instead of the default (as --config).",
+    ),
+    (
+        "AZURE_STORAGE_SAS_TOKEN",
+        "A SAS for the storage account in remote.url (sp=racwdl).",
+    ),
+    (
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "A connection string, instead of a SAS.",
+    ),
+    (
+        "AZURE_STORAGE_ACCOUNT_KEY",
+        "The account key of the account in remote.url, instead of a SAS.",
+    ),
+    (
+        "XDG_CONFIG_HOME, XDG_STATE_HOME, XDG_DATA_HOME",
+        "Where the config, the state index and the built-in mirror live.",
+    ),
+    ("XDG_RUNTIME_DIR", "Where the daemon's control socket is."),
+    (
+        "DEVLOGD_MACHINE_ID",
+        "This machine's id (default: /etc/machine-id): names its events log and its writer id.",
+    ),
+    ("RUST_LOG", "Log filter (as -v): e.g. devlogd=debug."),
+    (
+        "VISUAL, EDITOR",
+        "The editor devlog new and devlog edit open.",
+    ),
+    (
+        "TZ",
+        "The time zone a bare date in restore --at is read in.",
+    ),
+];
+
+const FILES: [(&str, &str); 6] = [
+    (
+        "~/.config/devlog/config.toml",
+        "The configuration (devlogd config init writes a commented one).",
+    ),
+    (
+        "~/.config/devlog/credentials",
+        "KEY=value credentials, 0600; never read by the service manager.",
+    ),
+    ("~/.devlog", "The journal (root in the config)."),
+    (
+        "~/.local/state/devlog/",
+        "The state index per remote and the instance lock.",
+    ),
+    (
+        "~/.local/share/devlog/mirror",
+        "The built-in mirror used when no remote.url is set.",
+    ),
+    (
+        "$XDG_RUNTIME_DIR/devlog/devlogd.sock",
+        "The daemon's control socket (devlogd ctl).",
+    ),
+];
+
+fn examples(page: &str) -> &'static [&'static str] {
+    match page {
+        "devlogd" => &[
+            "devlogd config init --url https://ACCOUNT.blob.core.windows.net/journal/laptop",
+            "devlogd config check --online",
+            "devlogd service install",
+            "devlogd ctl status",
+        ],
+        "devlogd-push" => &[
+            "devlogd push",
+            "devlogd push --dry-run --json",
+            "devlogd push --all --checksum      # compare everything with the remote, repair what differs",
+        ],
+        "devlogd-pull" => &["devlogd pull --dry-run", "devlogd pull"],
+        "devlogd-restore" => &[
+            "devlogd restore                                  # what is missing here",
+            "devlogd restore --at 2026-12-01 --to /tmp/old    # the journal as it was then",
+        ],
+        "devlogd-history" => &[
+            "devlogd history entries/2026/12/2026-12-03-abc.md",
+            "cd ~/.devlog/entries/2026/12 && devlogd history 2026-12-03-abc.md",
+        ],
+        "devlogd-conflicts" => &[
+            "devlogd conflicts",
+            "devlogd conflicts --resolve notes.md --keep mine",
+        ],
+        "devlogd-config-init" => &[
+            "devlogd config init",
+            "devlogd config init --url file:///mnt/nas/devlog",
+        ],
+        "devlogd-config-check" => &[
+            "devlogd config check",
+            "devlogd config check --online --write-test",
+        ],
+        "devlogd-service-install" => &[
+            "devlogd service install --dry-run",
+            "devlogd service install",
+        ],
+        "devlogd-ctl-status" => &[
+            "devlogd ctl status",
+            "devlogd ctl status --json",
+            "devlogd ctl status --prometheus > /var/lib/node_exporter/devlogd.prom.$$ && mv /var/lib/node_exporter/devlogd.prom.$$ /var/lib/node_exporter/devlogd.prom",
+        ],
+        "devlogd-completions" => &[
+            "mkdir -p ~/.local/share/bash-completion/completions",
+            "devlogd completions bash > ~/.local/share/bash-completion/completions/devlogd",
+        ],
+        "devlogd-man" => &["devlogd man ~/.local/share/man/man1"],
+        "devlog" | "devlog-new" => &[
+            "devlog new -m \"Fixed the flaky test\" -t ci",
+            "devlog list --since 2026-12-01",
+        ],
+        _ => &["See --help for every option."],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_are_roff_and_lines_never_start_a_request() {
+        let text = render("devlogd-push");
+        for section in ["EXIT STATUS", "ENVIRONMENT", "FILES", "EXAMPLES"] {
+            assert!(
+                text.contains(&format!(".SH {section}"))
+                    || text.contains(&format!(".SH \"{section}\""))
+            );
+        }
+        assert!(
+            text.contains("devlogd push \\-\\-dry\\-run \\-\\-json"),
+            "{text}"
+        );
+        assert_eq!(escape(".hidden"), "\\&.hidden");
+    }
+}
