@@ -172,6 +172,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                             "id": e.front.id,
                             // Another machine's version of this entry, beside it.
                             "conflict_host": crate::journal::conflict_file_host(path),
+                            "kept_local_copy": crate::journal::is_kept_local_copy(path),
                             "created": crate::journal::entry::timestamp(e.front.created),
                             "updated": crate::journal::entry::timestamp(e.front.updated),
                             "tags": e.front.tags,
@@ -184,7 +185,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
             } else {
                 let hosts: Vec<Option<String>> = shown
                     .iter()
-                    .map(|(p, _)| crate::journal::conflict_file_host(p))
+                    .map(|(p, _)| crate::journal::other_version_label(p))
                     .collect();
                 let list: Vec<render::Row> = (shown.iter().zip(&hosts))
                     .map(|((_, e), h)| (e, h.as_deref()))

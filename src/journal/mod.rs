@@ -138,7 +138,7 @@ impl Journal {
         let files: Vec<PathBuf> = self
             .entry_files()?
             .into_iter()
-            .filter(|p| conflict_file_host(p).is_none())
+            .filter(|p| other_version_label(p).is_none())
             .collect();
         let named = files.iter().find(|p| {
             p.file_name()
@@ -151,7 +151,7 @@ impl Journal {
             return Ok((path.clone(), e));
         }
         let mut by_front = self.markdown_files()?;
-        by_front.retain(|p| conflict_file_host(p).is_none());
+        by_front.retain(|p| other_version_label(p).is_none());
         by_front.sort();
         by_front
             .into_iter()
@@ -272,6 +272,32 @@ impl Journal {
 /// The host whose version a conflict file holds (two-way sync's
 /// `NAME.sync-conflict-…-HOST.md`, or backup mode's `NAME.conflict-HOST-…`); `None` for an
 /// entry's own file.
+/// A copy `restore --overwrite` kept of a local file it replaced
+/// (`NAME.local-YYYYMMDDTHHMMSSZ-RANDOM.md`): another version of an entry, not an entry.
+pub fn is_kept_local_copy(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    name.match_indices(".local-").any(|(i, m)| {
+        let rest = name[i + m.len()..].as_bytes();
+        rest.len() > 17
+            && rest[..8].iter().all(u8::is_ascii_digit)
+            && rest[8] == b'T'
+            && rest[9..15].iter().all(u8::is_ascii_digit)
+            && rest[15] == b'Z'
+            && rest[16] == b'-'
+    })
+}
+
+/// What a file below `entries/` is besides an entry: a conflict file (the host whose
+/// version it holds) or a copy restore kept; `None` for an entry's own file.
+pub fn other_version_label(path: &Path) -> Option<String> {
+    match conflict_file_host(path) {
+        Some(host) => Some(format!("conflict, {host}")),
+        None => is_kept_local_copy(path).then(|| "local copy kept by restore".to_string()),
+    }
+}
+
 pub fn conflict_file_host(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
     crate::names::parse_sync_conflict(name)

@@ -34,7 +34,7 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 /// `list`: id, date, tags, first line; newest first (the caller sorts).
-/// One row: an entry, and for a conflict file the host whose version it holds.
+/// One row: an entry, and for another version of one (a conflict file, a kept copy) its label.
 pub type Row<'a> = (&'a Entry, Option<&'a str>);
 
 pub fn table(rows: &[Row<'_>], width: usize) -> String {
@@ -46,7 +46,7 @@ pub fn table(rows: &[Row<'_>], width: usize) -> String {
     let ids: Vec<String> = rows
         .iter()
         .map(|(e, conflict)| match conflict {
-            Some(host) => format!("{} (conflict, {})", shown(&e.front.id), shown(host)),
+            Some(label) => format!("{} ({})", shown(&e.front.id), shown(label)),
             None => shown(&e.front.id),
         })
         .collect();

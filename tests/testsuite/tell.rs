@@ -604,3 +604,46 @@ fn devlog_list_is_newest_first_within_one_second() {
     ids.reverse();
     assert_eq!(order, ids);
 }
+
+#[test]
+fn a_copy_restore_kept_is_marked_in_devlog_list_and_never_shown_as_the_entry() {
+    let env = directory_env();
+    let out = env
+        .devlog()
+        .args(["new", "-m", "Release notes v1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (id, path) = stdout.trim().split_once("  ").unwrap();
+    let path = std::path::PathBuf::from(path);
+    env.run(&["push"]).assert_code(0);
+    let original = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, original.replace("v1", "v2 (not pushed)")).unwrap();
+    env.run(&["restore", "--overwrite"]).assert_code(0);
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(
+        &env.devlog()
+            .args(["list", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let with_id: Vec<&serde_json::Value> = listed.iter().filter(|e| e["id"] == id).collect();
+    assert_eq!(with_id.len(), 2, "{listed:?}");
+    assert_eq!(
+        with_id
+            .iter()
+            .filter(|e| e["kept_local_copy"] == true)
+            .count(),
+        1
+    );
+    let table = env.devlog().args(["list"]).output().unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(&format!("{id} (local copy kept by restore)")),
+        "{table}"
+    );
+    let shown = env.devlog().args(["show", id]).output().unwrap();
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("Release notes v1"));
+}
