@@ -279,7 +279,7 @@ pub fn is_kept_local_copy(path: &Path) -> bool {
         return false;
     };
     name.match_indices(".local-").any(|(i, m)| {
-        let rest = name[i + m.len()..].as_bytes();
+        let rest = &name.as_bytes()[i + m.len()..];
         rest.len() > 17
             && rest[..8].iter().all(u8::is_ascii_digit)
             && rest[8] == b'T'
