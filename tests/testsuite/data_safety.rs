@@ -222,10 +222,11 @@ fn files_the_daemon_cannot_open_for_a_while_are_kept_and_pushed_when_it_can() {
         },
     );
     set_fd_limit(pid, 4096);
-    // Within a retry's back-off: a pass that failed while descriptors ran out (the start-up
-    // comparison with the remote's listing among them) backs the worker off for up to tens
-    // of seconds on a loaded machine before it tries again.
-    wait_for(Duration::from_secs(90), "every file on the remote", || {
+    // Within a retry's back-off: each pass that failed while descriptors ran out (the
+    // start-up comparison with the remote's listing among them) doubles the worker's wait,
+    // up to its cap of 300 s; on a loaded machine the window lasts long enough for several
+    // (a full CI run once needed more than 90 s). The deadline covers the cap.
+    wait_for(Duration::from_secs(330), "every file on the remote", || {
         names
             .iter()
             .all(|n| std::fs::read(mirror.join(n)).ok() == Some(format!("{n}\n").into_bytes()))
