@@ -88,13 +88,15 @@ fn after_a_queue_overflow_directories_made_meanwhile_are_watched() {
     let _serial = serial();
     let env = TestEnv::new();
     env.write_file("a.md", "a");
-    // The queue size is fixed when the daemon creates its inotify instance.
+    // The queue size is fixed when the daemon creates its inotify instance: kept low until
+    // the start-up pass is through, so the instance surely exists by then (restored at once,
+    // a loaded machine could start it after the restore, with a queue that never overflows).
     let queue = Sysctl::set("fs.inotify.max_queued_events", 16);
     let daemon = Daemon::start(&env);
-    drop(queue);
     wait_for(SETTLE, "the start-up pass", || {
         (mirrored(&env, "a.md").is_some() && settled(&env)).then_some(())
     });
+    drop(queue);
     // Events pile up while the daemon is stopped, far past 16: the kernel drops them.
     daemon.signal(libc::SIGSTOP);
     for i in 0..30 {
