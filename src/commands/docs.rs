@@ -78,11 +78,8 @@ fn write_page(
     let path = dir.join(&file_name);
     // The page's title is its full name (`devlogd-ctl-status`), as git and cargo do.
     let titled = cmd.clone().name(page.to_string());
-    let mut text = Vec::new();
-    clap_mangen::Man::new(titled)
-        .render(&mut text)
+    let text = render_page(titled, page)
         .map_err(|e| Failure::new(exit::USAGE, format!("cannot render {file_name}: {e}")))?;
-    text.extend_from_slice(super::man_sections::render(page).as_bytes());
     std::fs::write(&path, text)
         .map_err(|e| Failure::new(exit::USAGE, format!("cannot write {}: {e}", path.display())))?;
     written.push(file_name);
@@ -93,6 +90,35 @@ fn write_page(
         write_page(sub, &format!("{page}-{}", sub.get_name()), dir, written)?;
     }
     Ok(())
+}
+
+/// clap_mangen's sections, but our SYNOPSIS (with each option's value), then ours.
+fn render_page(cmd: clap::Command, page: &str) -> std::io::Result<Vec<u8>> {
+    let has_arguments = cmd.get_arguments().any(|a| !a.is_hide_set());
+    let has_subcommands = cmd.get_subcommands().any(|c| !c.is_hide_set());
+    let has_extra = cmd.get_after_long_help().is_some() || cmd.get_after_help().is_some();
+    let has_version = cmd.get_version().is_some() || cmd.get_long_version().is_some();
+    let synopsis = super::man_sections::synopsis(&cmd, &page.replace('-', " "));
+    let man = clap_mangen::Man::new(cmd);
+    let mut text = Vec::new();
+    man.render_title(&mut text)?;
+    man.render_name_section(&mut text)?;
+    text.extend_from_slice(synopsis.as_bytes());
+    man.render_description_section(&mut text)?;
+    if has_arguments {
+        man.render_options_section(&mut text)?;
+    }
+    if has_subcommands {
+        man.render_subcommands_section(&mut text)?;
+    }
+    if has_extra {
+        man.render_extra_section(&mut text)?;
+    }
+    if has_version {
+        man.render_version_section(&mut text)?;
+    }
+    text.extend_from_slice(super::man_sections::render(page).as_bytes());
+    Ok(text)
 }
 
 /// `man DIR`: write the pages and say where they went.

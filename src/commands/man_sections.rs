@@ -29,6 +29,72 @@ pub fn render(page: &str) -> String {
     out
 }
 
+/// The SYNOPSIS section: `name` (`devlogd ctl status`), then every option with what it
+/// takes (`--on-conflict keep-both|overwrite|skip`), the arguments and the subcommand.
+pub fn synopsis(cmd: &clap::Command, name: &str) -> String {
+    let mut line = format!("\\fB{}\\fR", escape(name));
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        let flag = match (arg.get_short(), arg.get_long()) {
+            (Some(short), Some(long)) => format!("-{short}|--{long}"),
+            (None, Some(long)) => format!("--{long}"),
+            (Some(short), None) => format!("-{short}"),
+            (None, None) => continue,
+        };
+        let (open, close) = if arg.is_required_set() {
+            ("", "")
+        } else {
+            ("[", "]")
+        };
+        line.push_str(&format!(" {open}\\fB{}\\fR", escape(&flag)));
+        let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values());
+        if takes_value {
+            line.push_str(&format!(" \\fI{}\\fR", escape(&value_of(arg))));
+        } else if matches!(arg.get_action(), clap::ArgAction::Count) {
+            line.push_str("...");
+        }
+        line.push_str(close);
+    }
+    for arg in cmd.get_positionals().filter(|a| !a.is_hide_set()) {
+        let (open, close) = if arg.is_required_set() {
+            ("", "")
+        } else {
+            ("[", "]")
+        };
+        let many = arg.get_num_args().is_some_and(|n| n.max_values() > 1);
+        line.push_str(&format!(
+            " {open}\\fI{}\\fR{close}{}",
+            escape(&value_of(arg)),
+            if many { "..." } else { "" }
+        ));
+    }
+    if cmd.get_subcommands().any(|c| !c.is_hide_set()) {
+        line.push_str(" \\fICOMMAND\\fR");
+    }
+    format!(".SH SYNOPSIS\n{line}\n")
+}
+
+/// An option's value as the user types it: its choices, or its value name.
+fn value_of(arg: &clap::Arg) -> String {
+    let choices: Vec<String> = arg
+        .get_possible_values()
+        .iter()
+        .filter(|v| !v.is_hide_set())
+        .map(|v| v.get_name().to_string())
+        .collect();
+    if !choices.is_empty() {
+        return choices.join("|");
+    }
+    arg.get_value_names()
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| arg.get_id().as_str().to_uppercase())
+}
+
 /// Roff: a leading `.` or `'` would be a request; `-` is a hyphen unless escaped; `\` escapes.
 fn escape(text: &str) -> String {
     let text = text.replace('\\', "\\e").replace('-', "\\-");

@@ -1,15 +1,18 @@
 //! `[alert] command`: told when the journal has not been safe for a while. The task
 //! follows the status (it wakes when the worker's or the queue's status changes, and once a
 //! minute for what changes on its own, such as a root that went away); once the verdict has
-//! been unsafe for `after_s` it runs the command once, and once more when the verdict is
-//! safe again. The command runs with `sh -c`, stdin closed, its output in the daemon's log,
+//! been unsafe for `after_s` it runs the command, and once more when the verdict is safe
+//! again. An unsafe verdict that settles into another state (retrying, then unreachable)
+//! runs it again once that state has held for `after_s`: the last alert names what is
+//! wrong now. Each state at most once per unsafe period, so a flapping verdict cannot
+//! flood the user. The command runs with `sh -c`, stdin closed, its output in the daemon's log,
 //! and the verdict in its environment: `DEVLOGD_VERDICT_STATE` (`unreachable`,
 //! `credentials_expired`, … or `backed_up` when safe again), `DEVLOGD_VERDICT` (the line),
 //! `DEVLOGD_SAFE` (`0` or `1`).
 
 use super::status::Sources;
 use crate::config::AlertConfig;
-use crate::protocol::Verdict;
+use crate::protocol::{Verdict, VerdictState};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -26,34 +29,50 @@ pub async fn run(
 ) {
     let (mut worker, mut queue) = (sources.worker.clone(), sources.queue.clone());
     let mut unsafe_since: Option<Instant> = None;
-    let mut alerted = false;
+    // The unsafe state shown now and since when: a later alert waits for it to settle.
+    let mut current: Option<(VerdictState, Instant)> = None;
+    // The states alerted in this unsafe period.
+    let mut alerted: Vec<VerdictState> = Vec::new();
     loop {
         let settings = config.borrow_and_update().clone();
         let verdict = sources.project().verdict;
         let now = Instant::now();
+        let mut due = None;
         match (&settings.command, verdict) {
             (None, _) | (_, None) => {
-                unsafe_since = None;
-                alerted = false;
+                (unsafe_since, current) = (None, None);
+                alerted.clear();
             }
             (Some(command), Some(v)) if v.safe => {
-                if alerted {
+                if !alerted.is_empty() {
                     spawn(command, &v);
                 }
-                unsafe_since = None;
-                alerted = false;
+                (unsafe_since, current) = (None, None);
+                alerted.clear();
             }
             (Some(command), Some(v)) => {
                 let since = *unsafe_since.get_or_insert(now);
-                if !alerted && now >= since + settings.after {
-                    spawn(command, &v);
-                    alerted = true;
+                if current.is_none_or(|(state, _)| state != v.state) {
+                    current = Some((v.state, now));
+                }
+                let state_since = current.map_or(now, |(_, at)| at);
+                // The first alert counts the whole unsafe period (however the state
+                // changed); a later one waits for its own state to hold as long.
+                let at = if alerted.is_empty() {
+                    since + settings.after
+                } else {
+                    state_since + settings.after
+                };
+                if !alerted.contains(&v.state) {
+                    if now >= at {
+                        spawn(command, &v);
+                        alerted.push(v.state);
+                    } else {
+                        due = Some(at);
+                    }
                 }
             }
         }
-        let due = unsafe_since
-            .filter(|_| !alerted)
-            .map(|since| since + settings.after);
         let recheck = now + RECHECK;
         let wake = due.map_or(recheck, |d| d.min(recheck));
         let watching = settings.command.is_some();

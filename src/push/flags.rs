@@ -23,7 +23,7 @@ pub struct PushFlags {
     #[arg(long)]
     pub dry_run: bool,
     /// What to do when another writer changed a blob: keep-both, overwrite or skip.
-    #[arg(long, value_name = "POLICY")]
+    #[arg(long, value_name = "keep-both|overwrite|skip")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_conflict: Option<OnConflict>,
     /// Carry out deletes the mass-delete guard holds (more than 50 files or 10 % of the

@@ -170,6 +170,26 @@ fn man_pages_for_every_command() {
         push.contains("AZURE_STORAGE_SAS_TOKEN") && push.contains("config.toml"),
         "{push}"
     );
+    // The SYNOPSIS says what each option takes: the choices, the arguments.
+    let synopsis = |page: &str| {
+        page.split(".SH SYNOPSIS\n")
+            .nth(1)
+            .and_then(|s| s.split(".SH").next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let push_synopsis = synopsis(&push);
+    assert!(
+        push_synopsis.contains("[\\fB\\-\\-on\\-conflict\\fR \\fIkeep\\-both|overwrite|skip\\fR]"),
+        "{push_synopsis}"
+    );
+    let restore = std::fs::read_to_string(dir.join("devlogd-restore.1")).unwrap();
+    let restore_synopsis = synopsis(&restore);
+    assert!(
+        restore_synopsis.contains("[\\fB\\-\\-at\\fR \\fITIME\\fR]")
+            && restore_synopsis.contains("[\\fIPATHS\\fR]..."),
+        "{restore_synopsis}"
+    );
     let out = env
         .devlog()
         .args(["man", dir.to_str().unwrap()])

@@ -603,13 +603,8 @@ pub fn account_sas_signed_with(key_b64: &str) -> String {
 pub fn account_sas_for(key_b64: &str, sp: &str, se: &str) -> String {
     let (ss, srt, spr) = ("b", "sco", "https,http");
     let string_to_sign = [ACCOUNT, sp, ss, srt, "", se, "", spr, SAS_VERSION, "", ""].join("\n");
-    let key = BASE64
-        .decode(key_b64)
-        .expect("the account key is not base64");
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
-    mac.update(string_to_sign.as_bytes());
-    let sig = BASE64.encode(mac.finalize().into_bytes());
-    [
+    let sig = sign(key_b64, &string_to_sign);
+    query(&[
         ("sv", SAS_VERSION),
         ("ss", ss),
         ("srt", srt),
@@ -617,11 +612,7 @@ pub fn account_sas_for(key_b64: &str, sp: &str, se: &str) -> String {
         ("se", se),
         ("spr", spr),
         ("sig", &sig),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, QUERY_VALUE)))
-    .collect::<Vec<_>>()
-    .join("&")
+    ])
 }
 
 /// A service SAS for one container (`sr=c`), as the portal's "Generate SAS" on a container
@@ -631,43 +622,36 @@ pub fn container_sas_for(key_b64: &str, container: &str, sp: &str, se: &str) -> 
     let spr = "https,http";
     // sp, st, se, canonicalized resource, si, sip, spr, sv, sr, snapshot time,
     // encryption scope, rscc, rscd, rsce, rscl, rsct
-    let string_to_sign = [
-        sp,
-        "",
-        se,
-        &resource,
-        "",
-        "",
-        spr,
-        SAS_VERSION,
-        "c",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-        "",
-    ]
-    .join("\n");
-    let key = BASE64
-        .decode(key_b64)
-        .expect("the account key is not base64");
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
-    mac.update(string_to_sign.as_bytes());
-    let sig = BASE64.encode(mac.finalize().into_bytes());
-    [
+    let mut fields = vec![sp, "", se, &resource, "", "", spr, SAS_VERSION, "c"];
+    fields.extend([""; 7]);
+    let sig = sign(key_b64, &fields.join("\n"));
+    query(&[
         ("sv", SAS_VERSION),
         ("sr", "c"),
         ("sp", sp),
         ("se", se),
         ("spr", spr),
         ("sig", &sig),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, QUERY_VALUE)))
-    .collect::<Vec<_>>()
-    .join("&")
+    ])
+}
+
+/// The SAS signature: HMAC-SHA256 of the string to sign with the account key, in base64.
+fn sign(key_b64: &str, string_to_sign: &str) -> String {
+    let key = BASE64
+        .decode(key_b64)
+        .expect("the account key is not base64");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
+    mac.update(string_to_sign.as_bytes());
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
+/// A SAS query string: each value percent-encoded.
+fn query(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, QUERY_VALUE)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Percent-encodes each `/`-separated segment of a blob name, keeping `/` as the separator.
