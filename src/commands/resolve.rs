@@ -32,6 +32,10 @@ struct ResolveReport {
     /// With `theirs`: the conflict file now at the path.
     #[serde(skip_serializing_if = "Option::is_none")]
     moved: Option<String>,
+    /// The host whose version is at the path now (as the remote or the conflict file's
+    /// name has it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kept_host: Option<String>,
     /// `daemon` (the running daemon pushes it) or `here` (this command pushed).
     pushed_by: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,12 +129,17 @@ pub async fn run(config: &Config, path: &str, keep: Keep, json: bool) -> Result<
         keep,
         removed: Vec::new(),
         moved: None,
+        kept_host: None,
         pushed_by: "daemon",
         push: None,
     };
     let name_of = |f: &str| f.rsplit('/').next().unwrap_or(f).to_string();
     match keep {
         Keep::Mine => {
+            report.kept_host = listing
+                .iter()
+                .find(|b| b.name == rel)
+                .and_then(|b| b.host.clone());
             for f in &files {
                 on_remote(f)?;
             }
@@ -153,6 +162,7 @@ pub async fn run(config: &Config, path: &str, keep: Keep, json: bool) -> Result<
             dir.rename_to(&name_of(theirs), &dir, &name_of(&rel))
                 .map_err(|e| usage(format!("cannot move {}: {e}", printable(theirs))))?;
             dir.sync();
+            report.kept_host = host_of(theirs);
             report.moved = Some(theirs.clone());
         }
     }
@@ -184,10 +194,36 @@ fn print(report: &ResolveReport, json: bool) {
         println!("{}", super::to_json(report));
         return;
     }
+    // Which version stayed and where the one that went is, by host: "yours" reads the
+    // wrong way round on the machine whose own edit is the conflict file.
     let path = printable(&report.path);
-    match (&report.moved, report.removed.len()) {
-        (Some(from), _) => println!("{path}: kept theirs ({} is now {path})", printable(from)),
-        (None, n) => println!("{path}: kept yours, {n} conflict file(s) deleted"),
+    let whose = |host: Option<&str>| {
+        host.map(|h| format!("{}'s", printable(h)))
+            .unwrap_or_else(|| "another writer's".into())
+    };
+    match &report.moved {
+        Some(from) => println!(
+            "{path}: kept {} version ({} is now {path}); the version that was at the path is still in the remote history: devlogd history {path}",
+            whose(report.kept_host.as_deref()),
+            printable(from)
+        ),
+        None => {
+            let gone: Vec<String> = (report.removed.iter())
+                .map(|f| {
+                    format!(
+                        "{} ({} version, still in the remote history: devlogd history {})",
+                        printable(f),
+                        whose(host_of(f).as_deref()),
+                        printable(f)
+                    )
+                })
+                .collect();
+            println!(
+                "{path}: kept the version at the path ({}); deleted {}",
+                whose(report.kept_host.as_deref()),
+                gone.join(", ")
+            );
+        }
     }
     match &report.push {
         Some(push) => println!(
@@ -203,4 +239,9 @@ fn print(report: &ResolveReport, json: bool) {
 
 fn usage(message: String) -> Failure {
     Failure::new(exit::USAGE, message)
+}
+
+/// The host a conflict file's name says holds its version.
+fn host_of(conflict_file: &str) -> Option<String> {
+    crate::names::parse_sync_conflict(conflict_file).map(|c| c.host)
 }

@@ -103,6 +103,16 @@ pub struct PullFailure {
 }
 
 impl PullReport {
+    /// Add what the downloads of the same pass did.
+    fn absorb(&mut self, fetched: PullReport) {
+        self.downloaded.extend(fetched.downloaded);
+        self.downloaded_bytes += fetched.downloaded_bytes;
+        self.conflicts.extend(fetched.conflicts);
+        self.to_push += fetched.to_push;
+        self.changed_meanwhile.extend(fetched.changed_meanwhile);
+        self.failed.extend(fetched.failed);
+    }
+
     pub fn is_clean(&self) -> bool {
         self.failed.is_empty() && self.held_deletes.is_empty() && self.damaged.is_empty()
     }
@@ -148,6 +158,136 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
         state,
         own_tag,
     } = ctx;
+    // The local side first: the listing's first blobs can then be decided as they come.
+    let scan = crate::scan::scan_root(root, filter);
+    if let Some(issue) = scan.issues.iter().find(|i| i.rel.is_empty()) {
+        return Err(PullError::Journal(issue.message.clone()));
+    }
+    let local = LocalSide {
+        // A path that could not be read (or lies below a directory that could not) is
+        // neither replaced nor deleted this pass.
+        unreadable: scan.issues.iter().map(|i| i.rel.clone()).collect(),
+        files: scan.files.into_iter().map(|f| (f.rel.clone(), f)).collect(),
+        rows: state.load()?,
+        dest: Beneath::open(root).map_err(|e| PullError::Journal(e.to_string()))?,
+    };
+    let durable = Barrier::new(local.dest.fd()).map_err(|e| PullError::Journal(e.to_string()))?;
+    let stamp = crate::restore::local_copy_stamp(time::OffsetDateTime::now_utc());
+    // The decisions feed the downloads while the listing still comes in; the downloads'
+    // outcomes are gathered beside them.
+    let (to_fetch, fetch_queue) = futures::channel::mpsc::unbounded::<Decided>();
+    let downloads = tokio::sync::Semaphore::new(opts.concurrency.max(1));
+    // Local deletes in the mass-delete guard's window, before this pass.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let recent_deletes = state.local_deletes_since_window(now)?;
+    let deciding = decide_all(
+        remote,
+        filter,
+        own_tag,
+        recent_deletes,
+        &local,
+        opts,
+        to_fetch,
+    );
+    // `concurrency` downloads in flight; finished ones wait for their flush beside them
+    // (as restore does), so a slow flush does not stall the downloads.
+    let fetching = fetch_queue
+        .map(|d| {
+            fetch_one(
+                remote,
+                opts.retry,
+                &downloads,
+                &durable,
+                &local.dest,
+                d,
+                &stamp,
+            )
+        })
+        .buffer_unordered(opts.concurrency.max(1) + crate::restore::FLUSH_QUEUE);
+    let (decided, fetched) = tokio::join!(deciding, gather(fetching));
+    // What came down is recorded even when the pass stops: it is in place.
+    if !fetched.records.is_empty() {
+        #[cfg(target_os = "linux")]
+        let _ = rustix::fs::syncfs(local.dest.fd());
+        #[cfg(not(target_os = "linux"))]
+        local.dest.sync();
+        state.commit_synced(&fetched.records)?;
+    }
+    let mut decided = decided?;
+    state.commit_synced(&decided.records)?;
+    state.remove(&decided.forget)?;
+    if !decided.deleted_now.is_empty() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        state.record_local_deletes(&decided.deleted_now, now)?;
+    }
+    let mut report = decided.report;
+    report.absorb(fetched.report);
+    if let Some(message) = fetched.unreachable {
+        return Err(PullError::Unreachable {
+            remote: remote.describe(),
+            message,
+        });
+    }
+    if opts.dry_run {
+        for d in std::mem::take(&mut decided.dry_fetches) {
+            match d.action {
+                Action::Conflict => report.conflicts.push(PullConflict {
+                    conflict_file: match (&d.reuse, &d.reuse_blob) {
+                        (Some(f), _) => f.rel.clone(),
+                        (None, Some(b)) => b.name.clone(),
+                        (None, None) => conflict_file_for(&d).unwrap_or_default(),
+                    },
+                    path: d.rel,
+                }),
+                _ => report.downloaded.push(d.rel),
+            }
+        }
+    }
+    Ok(finish(report, started))
+}
+
+/// The journal and the index as the pass found them.
+struct LocalSide {
+    files: HashMap<String, LocalFile>,
+    rows: HashMap<String, IndexEntry>,
+    unreadable: Vec<String>,
+    dest: Beneath,
+}
+
+impl LocalSide {
+    /// `rel` could not be read, or lies below a directory that could not.
+    fn unread(&self, rel: &str) -> bool {
+        self.unreadable.iter().any(|u| {
+            rel == u
+                || rel
+                    .strip_prefix(u.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+}
+
+/// What the deciding half of a pass leaves to record, and its part of the report.
+struct Decisions {
+    records: Vec<(Record, SyncInfo)>,
+    forget: Vec<String>,
+    deleted_now: Vec<String>,
+    /// A dry run's downloads and conflicts, reported, not fetched.
+    dry_fetches: Vec<Decided>,
+    report: PullReport,
+}
+
+/// List, decide every path and carry out what is local (records, deletes); what comes down
+/// goes to `to_fetch`: a new blob as soon as its part of the listing is in, the rest once
+/// the listing is whole.
+async fn decide_all(
+    remote: &dyn Remote,
+    filter: &Filter,
+    own_tag: &str,
+    recent_deletes: u64,
+    local: &LocalSide,
+    opts: &PullOptions,
+    to_fetch: futures::channel::mpsc::UnboundedSender<Decided>,
+) -> Result<Decisions, PullError> {
     let mut report = PullReport {
         dry_run: opts.dry_run,
         ..Default::default()
@@ -156,8 +296,54 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
         remote: remote.describe(),
         error,
     };
-    let listing = opts.retry.run(|| remote.list()).await.map_err(list_error)?;
     let prefix = remote.name_prefix();
+    let dest = &local.dest;
+    let (locals, rows) = (&local.files, &local.rows);
+    let (early_tx, mut early_rx) = tokio::sync::mpsc::unbounded_channel();
+    let listing = async move {
+        if opts.dry_run {
+            opts.retry.run(|| remote.list()).await
+        } else {
+            opts.retry.run(|| remote.list_sending(&early_tx)).await
+        }
+    };
+    // Names already sent to the downloads, and the directories listed so far.
+    let mut early: HashSet<String> = HashSet::new();
+    let mut listed_dirs: HashSet<String> = HashSet::new();
+    let early_decisions = async {
+        while let Some(batch) = early_rx.recv().await {
+            for blob in &batch {
+                for (i, _) in blob.name.match_indices('/') {
+                    listed_dirs.insert(blob.name[..i].to_string());
+                }
+            }
+            let Some(last) = batch.last().map(|b| b.name.clone()) else {
+                continue;
+            };
+            for blob in batch {
+                if early.contains(&blob.name)
+                    || !new_here(&blob.name, local, filter, &prefix)
+                    // Every `NAME/…` sorts before `NAME0`: with the listing past it, a
+                    // blob below NAME (a clash) would be among the names listed so far.
+                    || format!("{}0", blob.name) > last
+                    || listed_dirs.contains(&blob.name)
+                {
+                    continue;
+                }
+                let rel = blob.name.clone();
+                let one = BTreeMap::from([(rel.clone(), blob)]);
+                let d = decide_one(dest, &rel, locals, rows, &one, &listed_dirs, own_tag, None);
+                if let Ok(d) = d
+                    && d.action == Action::Download
+                {
+                    early.insert(rel);
+                    let _ = to_fetch.unbounded_send(d);
+                }
+            }
+        }
+    };
+    let (listing, ()) = tokio::join!(listing, early_decisions);
+    let listing = listing.map_err(list_error)?;
     // Only names a push from here would upload come down; the rest is reported.
     let mut blobs: BTreeMap<String, RemoteBlob> = BTreeMap::new();
     let mut dirs: HashSet<String> = HashSet::new();
@@ -173,38 +359,19 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
             report.skipped.push(blob.name);
         }
     }
-    let scan = crate::scan::scan_root(root, filter);
-    if let Some(issue) = scan.issues.iter().find(|i| i.rel.is_empty()) {
-        return Err(PullError::Journal(issue.message.clone()));
-    }
-    // A path that could not be read (or lies below a directory that could not) is neither
-    // replaced nor deleted this pass.
-    let unreadable: Vec<&str> = scan.issues.iter().map(|i| i.rel.as_str()).collect();
-    let unread = |rel: &str| {
-        unreadable.iter().any(|u| {
-            rel == *u
-                || rel
-                    .strip_prefix(*u)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        })
-    };
-    let locals: HashMap<String, LocalFile> =
-        scan.files.into_iter().map(|f| (f.rel.clone(), f)).collect();
-    let rows = state.load()?;
     let paths: BTreeSet<&String> = blobs
         .keys()
         .chain(locals.keys())
         .chain(rows.keys().filter(|rel| filter.accepts_path(rel)))
         .collect();
     report.paths = paths.len() as u64;
-    let dest = Beneath::open(root).map_err(|e| PullError::Journal(e.to_string()))?;
     let mut decided = Vec::new();
     let mut need_history = Vec::new();
     for rel in paths {
-        if unread(rel) {
+        if local.unread(rel) || early.contains(rel) {
             continue;
         }
-        let d = decide_one(&dest, rel, &locals, &rows, &blobs, &dirs, own_tag, None);
+        let d = decide_one(dest, rel, locals, rows, &blobs, &dirs, own_tag, None);
         match d {
             Ok(d) if d.action == Action::NeedHistory => need_history.push(rel.clone()),
             Ok(d) => decided.push(d),
@@ -230,7 +397,7 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
         let empty = HashSet::new();
         for rel in &need_history {
             let h = md5s.get(rel).unwrap_or(&empty);
-            match decide_one(&dest, rel, &locals, &rows, &blobs, &dirs, own_tag, Some(h)) {
+            match decide_one(dest, rel, locals, rows, &blobs, &dirs, own_tag, Some(h)) {
                 Ok(d) => decided.push(d),
                 Err(error) => report.failed.push(PullFailure {
                     path: rel.clone(),
@@ -239,12 +406,18 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
             }
         }
     }
-    hold_mass_deletes(state, &mut decided, rows.len() as u64, opts, &mut report)?;
+    hold_mass_deletes(
+        recent_deletes,
+        &mut decided,
+        rows.len() as u64,
+        opts,
+        &mut report,
+    );
     let mut claimed: HashSet<String> = HashSet::new();
     for d in decided.iter_mut().filter(|d| d.action == Action::Conflict) {
-        d.reuse = reusable_conflict_file(&dest, &d.rel, &locals, &rows);
+        d.reuse = reusable_conflict_file(dest, &d.rel, locals, rows);
         if d.reuse.is_none() {
-            d.reuse_blob = listed_conflict_file(&d.rel, &blobs, &locals, &rows, &claimed);
+            d.reuse_blob = listed_conflict_file(&d.rel, &blobs, locals, rows, &claimed);
         }
         if let Some(blob) = &d.reuse_blob {
             claimed.insert(blob.name.clone());
@@ -252,15 +425,17 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
     }
     // A listed conflict file a conflict writes into is not also downloaded as it is.
     decided.retain(|d| !(d.action == Action::Download && claimed.contains(&d.rel)));
-    let stamp = crate::restore::local_copy_stamp(time::OffsetDateTime::now_utc());
-    let mut records: Vec<(Record, SyncInfo)> = Vec::new();
-    let mut forget: Vec<String> = Vec::new();
-    let mut deleted_now: Vec<String> = Vec::new();
-    let mut fetches = Vec::new();
+    let mut out = Decisions {
+        records: Vec::new(),
+        forget: Vec::new(),
+        deleted_now: Vec::new(),
+        dry_fetches: Vec::new(),
+        report: PullReport::default(),
+    };
     for d in decided {
         match d.action {
             Action::Nothing | Action::NeedHistory => {}
-            Action::Record(entry) => records.push((
+            Action::Record(entry) => out.records.push((
                 Record { rel: d.rel, entry },
                 SyncInfo {
                     writer: d.blob.as_ref().and_then(|b| b.writer.clone()),
@@ -268,14 +443,15 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
                     ..Default::default()
                 },
             )),
-            Action::Forget => forget.push(d.rel),
+            Action::Forget => out.forget.push(d.rel),
             Action::Push(_) | Action::PushDelete => report.to_push += 1,
             // The local file goes over the remote version: the push that follows does it
             // against that version (If-Match), which then stays in the history.
             Action::KeepLocal => {
                 report.to_push += 1;
                 if let Some(blob) = &d.blob {
-                    records.push(rebased(&d.rel, blob, blob.md5.unwrap_or_default()));
+                    out.records
+                        .push(rebased(&d.rel, blob, blob.md5.unwrap_or_default()));
                 }
             }
             Action::TypeClash => report.clashes.push(d.rel),
@@ -286,13 +462,13 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
                     report.deleted.push(d.rel);
                     continue;
                 }
-                match apply::delete(&dest, &d.rel, &local) {
+                match apply::delete(dest, &d.rel, &local) {
                     Ok(Deleted::Deleted) => {
-                        deleted_now.push(d.rel.clone());
-                        forget.push(d.rel.clone());
+                        out.deleted_now.push(d.rel.clone());
+                        out.forget.push(d.rel.clone());
                         report.deleted.push(d.rel);
                     }
-                    Ok(Deleted::Gone) => forget.push(d.rel),
+                    Ok(Deleted::Gone) => out.forget.push(d.rel),
                     Ok(Deleted::LocalChanged) => report.changed_meanwhile.push(d.rel),
                     Err(e) => report.failed.push(PullFailure {
                         path: d.rel,
@@ -300,7 +476,13 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
                     }),
                 }
             }
-            Action::Download | Action::KeepTheirs | Action::Conflict => fetches.push(d),
+            Action::Download | Action::KeepTheirs | Action::Conflict => {
+                if opts.dry_run {
+                    out.dry_fetches.push(d);
+                } else {
+                    let _ = to_fetch.unbounded_send(d);
+                }
+            }
         }
     }
     report.waiting = locals
@@ -309,30 +491,35 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
         .filter(|rel| !report.deleted.contains(rel))
         .cloned()
         .collect();
-    if opts.dry_run {
-        for d in fetches {
-            match d.action {
-                Action::Conflict => report.conflicts.push(PullConflict {
-                    conflict_file: match (&d.reuse, &d.reuse_blob) {
-                        (Some(f), _) => f.rel.clone(),
-                        (None, Some(b)) => b.name.clone(),
-                        (None, None) => conflict_file_for(&d).unwrap_or_default(),
-                    },
-                    path: d.rel,
-                }),
-                _ => report.downloaded.push(d.rel),
-            }
-        }
-        return Ok(finish(report, started));
-    }
-    let durable = Barrier::new(dest.fd()).map_err(|e| PullError::Journal(e.to_string()))?;
-    // `concurrency` downloads in flight; finished ones wait for their flush beside them
-    // (as restore does), so a slow flush does not stall the downloads.
-    let downloads = tokio::sync::Semaphore::new(opts.concurrency.max(1));
-    let mut outcomes = futures::stream::iter(fetches)
-        .map(|d| fetch_one(remote, opts.retry, &downloads, &durable, &dest, d, &stamp))
-        .buffer_unordered(opts.concurrency.max(1) + crate::restore::FLUSH_QUEUE);
-    let mut unreachable = None;
+    out.report = report;
+    Ok(out)
+}
+
+/// A listed name that is new here: one a push would upload, no conflict file (a conflict
+/// may claim it), no local file, no index row, nothing unreadable above it.
+fn new_here(name: &str, local: &LocalSide, filter: &Filter, prefix: &str) -> bool {
+    crate::restore::safe(name)
+        && crate::restore::would_push(filter, name, prefix)
+        && crate::names::parse_sync_conflict(name).is_none()
+        && !local.files.contains_key(name)
+        && !local.rows.contains_key(name)
+        && !local.unread(name)
+}
+
+/// What the downloads of a pass brought: rows to record, their part of the report, and
+/// the remote gone away mid-pass.
+#[derive(Default)]
+struct Gathered {
+    records: Vec<(Record, SyncInfo)>,
+    report: PullReport,
+    unreachable: Option<String>,
+}
+
+async fn gather(
+    mut outcomes: impl futures::Stream<Item = (Decided, Fetched, Option<String>)> + Unpin,
+) -> Gathered {
+    let mut out = Gathered::default();
+    let (records, report) = (&mut out.records, &mut out.report);
     while let Some((d, fetched, conflict_file)) = outcomes.next().await {
         let Some(blob) = d.blob else { continue };
         tracing::debug!(path = %crate::redact::printable(&d.rel), action = ?d.action, conflict_file = ?conflict_file, outcome = ?fetched, "pull");
@@ -390,30 +577,12 @@ pub async fn run(ctx: PullContext<'_>, opts: &PullOptions) -> Result<PullReport,
             Fetched::LocalChanged | Fetched::RemoteChanged => report.changed_meanwhile.push(d.rel),
             Fetched::Failed(error) => report.failed.push(PullFailure { path: d.rel, error }),
             Fetched::Unreachable(message) => {
-                unreachable = Some(message);
+                out.unreachable = Some(message);
                 break;
             }
         }
     }
-    drop(outcomes);
-    // What came down is recorded even when the pass stops: it is in place.
-    #[cfg(target_os = "linux")]
-    let _ = rustix::fs::syncfs(dest.fd());
-    #[cfg(not(target_os = "linux"))]
-    dest.sync();
-    state.commit_synced(&records)?;
-    state.remove(&forget)?;
-    if !deleted_now.is_empty() {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        state.record_local_deletes(&deleted_now, now)?;
-    }
-    if let Some(message) = unreachable {
-        return Err(PullError::Unreachable {
-            remote: remote.describe(),
-            message,
-        });
-    }
-    Ok(finish(report, started))
+    out
 }
 
 fn finish(mut report: PullReport, started: Instant) -> PullReport {
@@ -572,23 +741,21 @@ fn listed_conflict_file(
 /// The guard in the pull direction: more local deletes in the window than the threshold
 /// for the index's size (as for remote deletes) are all held, reported, and left.
 fn hold_mass_deletes(
-    state: &StateIndex,
+    recent: u64,
     decided: &mut [Decided],
     rows: u64,
     opts: &PullOptions,
     report: &mut PullReport,
-) -> Result<(), StateError> {
+) {
     let deletes = decided
         .iter()
         .filter(|d| d.action == Action::DeleteLocal)
         .count() as u64;
     if deletes == 0 || opts.allow_deletes {
-        return Ok(());
+        return;
     }
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let recent = state.local_deletes_since_window(now)?;
     if deletes + recent <= crate::push::mass_delete_threshold(rows) {
-        return Ok(());
+        return;
     }
     for d in decided
         .iter_mut()
@@ -597,7 +764,6 @@ fn hold_mass_deletes(
         d.action = Action::Nothing;
         report.held_deletes.push(d.rel.clone());
     }
-    Ok(())
 }
 
 /// The conflict file for the remote version of a path both sides changed.

@@ -13,6 +13,7 @@
 
 mod commit;
 mod delete;
+mod events_merge;
 mod flags;
 mod plan;
 mod report;
@@ -115,7 +116,11 @@ pub async fn run(
         ..Default::default()
     };
 
-    let scanned = plan::scan(root, filter, state, remote, opts, &mut report)?;
+    let mut scanned = plan::scan(root, filter, state, remote, opts, &mut report)?;
+    if !opts.flags.dry_run {
+        events_merge::merge_shrunk(root, &mut scanned.files, &scanned.index, remote, opts.retry)
+            .await;
+    }
     let candidates = delete::candidates(root, &scanned, state, opts, &report)?;
     let mut deletes = candidates.now;
     let root_now = delete::root_identity(root);

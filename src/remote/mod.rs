@@ -348,6 +348,9 @@ pub struct Put<'a> {
     pub on_retry: OnRetry<'a>,
 }
 
+/// Where [`Remote::list_sending`] sends the listing's blobs as they come.
+pub type ListingSender = tokio::sync::mpsc::UnboundedSender<Vec<RemoteBlob>>;
+
 /// The core a backend implements; what only some backends can do is in [`Features`].
 #[async_trait]
 pub trait Remote: Send + Sync {
@@ -401,6 +404,14 @@ pub trait Remote: Send + Sync {
 
     /// Every blob below the prefix: the current view, without the history area.
     async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError>;
+
+    /// [`Remote::list`], also sending the blobs to `early` in batches as the pages come in,
+    /// in listing order (by name), so a pull can start downloading before the listing ends.
+    /// A retried listing sends its batches again. By default nothing is sent early.
+    async fn list_sending(&self, early: &ListingSender) -> Result<Vec<RemoteBlob>, RemoteError> {
+        let _ = early;
+        self.list().await
+    }
 
     /// Every blob in the history area ([`history_name::HISTORY_DIR`]), or only the
     /// versions of `path`. Names are full (`.devlog-history/<path>/<version>`).

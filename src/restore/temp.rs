@@ -7,7 +7,12 @@ use crate::fsutil::Beneath;
 use rustix::fs::{FlockOperation, OFlags, flock};
 
 /// The prefixes of our temporary files.
-pub const PREFIXES: [&str; 3] = [".devlogd-restore-", ".devlogd-fetch-", ".devlogd-pull-"];
+pub const PREFIXES: [&str; 4] = [
+    ".devlogd-restore-",
+    ".devlogd-fetch-",
+    ".devlogd-pull-",
+    ".devlogd-merge-",
+];
 
 /// A new file `PREFIX<random>` in `parent`, 0600 and locked, for a download to go to
 /// before it is put in place.

@@ -239,3 +239,57 @@ fn files_the_daemon_cannot_open_for_a_while_are_kept_and_pushed_when_it_can() {
     });
     drop(daemon);
 }
+
+/// The journal deleted whole, then a new entry: the day's events log starts again with one
+/// line. Pushed as it is, it would put that line over the day's log on the remote, and a
+/// restore would then find the log "already there" (the walkthrough's finding). An events
+/// log is append-only: one shorter than its last pushed version is merged with it.
+#[test]
+fn an_events_log_started_again_after_the_root_was_deleted_keeps_its_earlier_lines() {
+    let az = common::Azurite::shared();
+    let container = common::unique_container("events-merge");
+    let env = TestEnv::new().with_sas(az.account_sas());
+    env.write_config(&format!(
+        "[remote]\nurl = \"{}/journal\"\n",
+        az.container_url(&container)
+    ));
+    let log = "events/20261203-laptop-0123abcd.jsonl";
+    let earlier = "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n";
+    env.write_file(log, earlier);
+    // Enough entries for the mass-delete guard to hold their deletes.
+    for i in 0..60 {
+        env.write_file(&format!("entries/{i:02}.md"), format!("{i}\n"));
+    }
+    env.run(&["push"]).assert_code(0);
+
+    std::fs::remove_dir_all(env.journal()).unwrap();
+    env.write_file("entries/new.md", "new\n");
+    env.write_file(log, "{\"n\":4}\n");
+    env.run(&["push"]);
+    let all = "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n{\"n\":4}\n";
+    assert_eq!(
+        az.get_blob(&container, &format!("journal/{log}"))
+            .as_deref(),
+        Some(all.as_bytes()),
+        "the remote's events log lost lines"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.journal().join(log)).unwrap(),
+        all
+    );
+
+    // The way back the verdict names brings the rest, and the log stays whole.
+    env.run(&["restore"]).assert_code(0);
+    for i in 0..60 {
+        let rel = format!("entries/{i:02}.md");
+        assert_eq!(
+            std::fs::read_to_string(env.journal().join(&rel)).ok(),
+            Some(format!("{i}\n")),
+            "{rel}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(env.journal().join(log)).unwrap(),
+        all
+    );
+}

@@ -492,6 +492,7 @@ fn conflicts_lists_the_conflict_files_and_resolve_keeps_theirs_on_every_machine(
     );
     assert_eq!(v["moved"], file.as_str(), "{v:#}");
     assert_eq!(v["pushed_by"], "here", "{v:#}");
+    assert_eq!(v["kept_host"], host.as_str(), "{v:#}");
     assert_eq!(
         std::fs::read(b.journal().join("notes.md")).unwrap(),
         b"A's edit\n"
@@ -562,12 +563,20 @@ fn resolve_keep_mine_deletes_the_conflict_files_everywhere_and_refuses_what_it_c
 
     // Keep mine on A: A's file at the path stays, the conflict file goes on both machines.
     let before = std::fs::read(a.journal().join("2026/notes.md")).unwrap();
-    let (v, _) = json(
-        &a,
-        &["conflicts", "--resolve", "2026/notes.md", "--keep", "mine"],
-        0,
+    let out = a.run(&["conflicts", "--resolve", "2026/notes.md", "--keep", "mine"]);
+    out.assert_code(0);
+    // It says which version stayed and where the one that went is, never "yours" (on the
+    // machine whose own edit is the conflict file, "yours" read the wrong way round).
+    let host = devlogd::names::safe_host(&devlogd::machine::hostname());
+    assert!(
+        out.stdout.contains(&format!(
+            "2026/notes.md: kept the version at the path ({host}'s); deleted {file} ({host}'s version, still in the remote history: devlogd history {file})"
+        )),
+        "{}",
+        out.stdout
     );
-    assert_eq!(strings(&v["removed"]), [file.as_str()], "{v:#}");
+    assert!(!out.stdout.contains("yours"), "{}", out.stdout);
+    assert!(!a.journal().join(&file).exists());
     assert_eq!(
         std::fs::read(a.journal().join("2026/notes.md")).unwrap(),
         before

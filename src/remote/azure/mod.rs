@@ -249,6 +249,15 @@ impl AzureRemote {
     /// Every blob whose name starts with `under` (below the prefix); names are given
     /// relative to the prefix.
     async fn list_under(&self, under: &str) -> Result<Vec<RemoteBlob>, RemoteError> {
+        self.list_under_sending(under, None).await
+    }
+
+    /// `list_under`, sending the current view's blobs to `early` every [`EARLY_BATCH`].
+    async fn list_under_sending(
+        &self,
+        under: &str,
+        early: Option<&super::ListingSender>,
+    ) -> Result<Vec<RemoteBlob>, RemoteError> {
         let mut options = BlobContainerClientListBlobsOptions {
             include: Some(vec![ListBlobsIncludeItem::Metadata]),
             ..Default::default()
@@ -267,6 +276,7 @@ impl AzureRemote {
             .list_blobs(Some(options))
             .map_err(map_error)?;
         let mut blobs = Vec::new();
+        let mut sent = 0;
         loop {
             // Pages are not limited: a listing is one request at a time.
             let item = match within(timeouts::LIST_PAGE, pager.try_next()).await? {
@@ -299,6 +309,15 @@ impl AzureRemote {
                 &metadata,
                 props.last_modified,
             ));
+            if let Some(early) = early
+                && blobs.len() - sent >= EARLY_BATCH
+            {
+                send_current(early, &blobs[sent..]);
+                sent = blobs.len();
+            }
+        }
+        if let Some(early) = early {
+            send_current(early, &blobs[sent..]);
         }
         Ok(blobs)
     }
@@ -389,6 +408,15 @@ impl Remote for AzureRemote {
 
     async fn list(&self) -> Result<Vec<RemoteBlob>, RemoteError> {
         let mut blobs = self.list_under("").await?;
+        blobs.retain(|b| !history_name::is_history(&b.name));
+        Ok(blobs)
+    }
+
+    async fn list_sending(
+        &self,
+        early: &super::ListingSender,
+    ) -> Result<Vec<RemoteBlob>, RemoteError> {
+        let mut blobs = self.list_under_sending("", Some(early)).await?;
         blobs.retain(|b| !history_name::is_history(&b.name));
         Ok(blobs)
     }
@@ -620,6 +648,22 @@ fn quoted(etag: &str) -> String {
 
 fn md5_array(v: Vec<u8>) -> Option<[u8; 16]> {
     v.try_into().ok()
+}
+
+/// Blobs per early batch of a listing: a page of 5,000 goes out in a few, as it arrives.
+const EARLY_BATCH: usize = 500;
+
+/// Send the current view's blobs among `blobs` (the history area is no part of it); a
+/// receiver gone is no error: the listing is still returned whole.
+fn send_current(early: &super::ListingSender, blobs: &[RemoteBlob]) {
+    let batch: Vec<RemoteBlob> = blobs
+        .iter()
+        .filter(|b| !history_name::is_history(&b.name))
+        .cloned()
+        .collect();
+    if !batch.is_empty() {
+        let _ = early.send(batch);
+    }
 }
 
 #[cfg(test)]
