@@ -121,6 +121,21 @@ pub enum SyncMode {
     TwoWay,
 }
 
+impl SyncMode {
+    /// For people: `two-way, pull every 30 s`, `backup (…)`.
+    pub fn describe(self, pull_interval: Option<Duration>) -> String {
+        match (self, pull_interval) {
+            (SyncMode::Backup, _) => {
+                "backup (this machine's changes go up, nothing comes down)".into()
+            }
+            (SyncMode::TwoWay, Some(every)) => {
+                format!("two-way, pull every {} s", every.as_secs())
+            }
+            (SyncMode::TwoWay, None) => "two-way".into(),
+        }
+    }
+}
+
 /// `sync.concurrency` as written: `"auto"` or a number.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]

@@ -229,6 +229,10 @@ pub struct WorkerStatus {
     /// Unix seconds since `remote_problem` holds (a time to show).
     #[serde(default)]
     pub remote_problem_since_unix: Option<i64>,
+    /// When a reload switched to this remote (unix seconds); `None` for the one devlogd
+    /// started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_reloaded_unix: Option<i64>,
     /// Blobs the last listing found damaged (bytes that no longer match the MD5 written
     /// with them) and no push has repaired since.
     #[serde(default)]
@@ -249,6 +253,9 @@ pub struct WorkerStatus {
     /// `sync.mode`: whether the daemon also brings the remote's changes down.
     #[serde(default)]
     pub mode: crate::config::SyncMode,
+    /// Two-way mode: `sync.pull_interval_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_interval_s: Option<u64>,
     /// Two-way mode: the last pull pass, once one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_pull: Option<LastPull>,

@@ -54,14 +54,7 @@ impl Session {
 
     /// This machine's writer id on the configured remote, once its index exists.
     pub fn own_writer(&self) -> Option<String> {
-        let config = &self.config;
-        let identity = config.remote.identity();
-        if !StateIndex::path_for(config.state_dir(), &identity).exists() {
-            return None;
-        }
-        StateIndex::open(config.state_dir(), &identity)
-            .ok()
-            .map(|s| s.writer_id().to_string())
+        own_writer(&self.config)
     }
 
     pub fn open_index(&self, damaged: DamagedIndex) -> Result<StateIndex, Failure> {
@@ -144,6 +137,17 @@ fn shadowed_credential_with(
 pub fn filter_for(config: &Config) -> Result<Filter, Failure> {
     Filter::new(&config.root, &config.sync.include, &config.sync.exclude)
         .map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// This machine's writer id on `config`'s remote, once its index exists.
+pub fn own_writer(config: &Config) -> Option<String> {
+    let identity = config.remote.identity();
+    if !StateIndex::path_for(config.state_dir(), &identity).exists() {
+        return None;
+    }
+    StateIndex::open(config.state_dir(), &identity)
+        .ok()
+        .map(|s| s.writer_id().to_string())
 }
 
 /// Build the remote a configuration names, resolving its credentials.

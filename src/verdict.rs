@@ -88,11 +88,15 @@ pub fn of(s: &Status, now_unix: i64) -> Verdict {
             format!("NOT BACKED UP: a local problem stops pushes{error}{waiting}"),
         )
     } else if w.remote_problem == Some(RemoteProblem::Unreachable) && !w.remote_reached {
+        let since = match w.remote_reloaded_unix {
+            Some(at) => format!("the reload at {}", wall_clock(at, now_unix)),
+            None => "devlogd started".into(),
+        };
         (
             VerdictState::NeverReached,
             false,
             format!(
-                "NOT BACKED UP: {} has not been reached since devlogd started{error}{waiting} — check remote.url and the network, or run devlogd config check --online",
+                "NOT BACKED UP: {} has not been reached since {since}{error}{waiting} — check remote.url and the network, or run devlogd config check --online",
                 w.remote
             ),
         )
@@ -307,13 +311,22 @@ pub fn wall_clock(unix: i64, now_unix: i64) -> String {
     }
 }
 
-/// `12 s`, `4 min`, `2 h 5 min`, `3 days`.
+/// `12 s`, `4 min`, `2 h 5 min`, `1 day`, `3 days`.
 pub fn duration(secs: u64) -> String {
     match secs {
         s if s < 60 => format!("{s} s"),
         s if s < 3600 => format!("{} min", s / 60),
         s if s < 86400 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
-        s => format!("{} days", s / 86400),
+        s => days(s / 86400),
+    }
+}
+
+/// `1 day`, `30 days`.
+pub fn days(n: u64) -> String {
+    if n == 1 {
+        "1 day".into()
+    } else {
+        format!("{n} days")
     }
 }
 
@@ -534,5 +547,35 @@ mod tests {
             expiry_warning(Some(NOW - 120), NOW).as_deref(),
             Some("the SAS token expired at 11:04 UTC (2 min ago): make a new one")
         );
+    }
+
+    #[test]
+    fn a_remote_a_reload_switched_to_is_not_reached_since_the_reload() {
+        let mut s = healthy();
+        s.worker.remote_reached = false;
+        s.worker.remote_problem = Some(RemoteProblem::Unreachable);
+        s.worker.remote_reloaded_unix = Some(NOW - 60);
+        let v = of(&s, NOW);
+        assert_eq!(v.state, VerdictState::NeverReached);
+        assert!(
+            v.text.starts_with(
+                "NOT BACKED UP: https://acct.blob.core.windows.net/journal/laptop has not been reached since the reload at 11:05 UTC — "
+            ),
+            "{}",
+            v.text
+        );
+    }
+
+    #[test]
+    fn one_day_is_one_day() {
+        assert_eq!(
+            expiry_warning(Some(NOW + 40 * 3600), NOW).as_deref(),
+            Some(
+                "the SAS token expires at 2026-11-20 03:06 UTC (in 1 day): make a new one before then"
+            )
+        );
+        assert_eq!(duration(86400 + 3600), "1 day");
+        assert_eq!(duration(2 * 86400), "2 days");
+        assert_eq!(duration(3600 + 60), "1 h 1 min");
     }
 }

@@ -27,7 +27,7 @@ pub fn run(config: &Config) -> Result<ExitCode, Failure> {
     let root_note = if config.root.is_dir() {
         ""
     } else {
-        " (does not exist yet)"
+        " (does not exist yet: devlogd restore or devlog new creates it)"
     };
     let _ = writeln!(out, "root           {}{root_note}", config.root.display());
     match &config.remote {
@@ -81,6 +81,11 @@ pub fn run(config: &Config) -> Result<ExitCode, Failure> {
         }
     }
     let s = &config.sync;
+    let _ = writeln!(
+        out,
+        "mode           {}",
+        s.mode.describe(Some(s.pull_interval))
+    );
     let _ = writeln!(out, "include        {}", s.include.join(", "));
     let _ = writeln!(
         out,
@@ -107,12 +112,12 @@ pub fn run(config: &Config) -> Result<ExitCode, Failure> {
     );
     let _ = writeln!(
         out,
-        "deletes        {}   keep versions {} days",
+        "deletes        {}   keep versions {}",
         match s.deletes {
             crate::config::Deletes::History => "history",
             crate::config::Deletes::Keep => "keep",
         },
-        s.keep_versions_days
+        crate::verdict::days(u64::from(s.keep_versions_days))
     );
     let _ = writeln!(
         out,

@@ -73,9 +73,10 @@ pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, Failure>
     {
         return directory_check(path, *embedded_default);
     }
-    let session = crate::session::Session::open(config.clone())?;
-    let own_writer = session.own_writer();
-    let remote = session.remote;
+    // Not `Session::open`: a new machine has no journal root yet (restore makes it), and
+    // the plain check before this one has said so.
+    let remote = crate::session::open_remote(config).map_err(|e| Failure::usage(e.to_string()))?;
+    let own_writer = crate::session::own_writer(config);
     let now = crate::daemon::worker::unix_now();
     let sas = remote.features().sas.cloned();
     let expired_at = sas

@@ -218,12 +218,10 @@ fn to_json(value: &impl serde::Serialize) -> String {
 }
 
 fn age(secs: i64) -> String {
-    match secs {
-        s if s < 60 => format!("{s} s ago"),
-        s if s < 3600 => format!("{} min ago", s / 60),
-        s if s < 86400 => format!("{} h {} min ago", s / 3600, (s % 3600) / 60),
-        s => format!("{} days ago", s / 86400),
-    }
+    format!(
+        "{} ago",
+        crate::verdict::duration(secs.max(0).unsigned_abs())
+    )
 }
 
 /// `ctl status` for people.
@@ -264,6 +262,11 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
             shown(&w.remote)
         )),
     }
+    lines.push(format!(
+        "mode           {}",
+        w.mode
+            .describe(w.pull_interval_s.map(std::time::Duration::from_secs))
+    ));
     let oldest = s
         .pending_oldest_ms
         .map(|ms| format!(", oldest {:.1} s", ms as f64 / 1000.0))

@@ -27,11 +27,12 @@ pub async fn run(config: &Config, json: bool) -> Result<ExitCode, Failure> {
         println!("{}", super::to_json(&report));
     } else {
         println!(
-            "Pruned {}: removed {} version(s) ({}): {} older than {keep} days, {} thinned (one an hour for a day, one a day after); kept {}.",
+            "Pruned {}: removed {} version(s) ({}): {} older than {}, {} thinned (one an hour for a day, one a day after); kept {}.",
             remote.describe(),
             report.removed,
             crate::ui::human_bytes(report.removed_bytes),
             report.expired,
+            crate::verdict::days(u64::from(keep)),
             report.thinned,
             report.kept
         );

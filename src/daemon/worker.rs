@@ -910,6 +910,7 @@ impl Worker {
         let expires = sas.as_ref().and_then(|s| s.expires_unix);
         let warnings = self.setup.warnings.clone();
         let mode = self.setup.config.sync.mode;
+        let pull_interval = self.setup.config.sync.pull_interval.as_secs();
         let lacks = sas.and_then(|sas| {
             let names: Vec<&str> = sas
                 .missing_for_push()
@@ -931,7 +932,9 @@ impl Worker {
         self.status.send_modify(|s| {
             if s.remote != remote {
                 // Another remote (a reload): nothing is known of it yet.
+                let reloaded = !s.remote.is_empty();
                 s.forget_remote();
+                s.remote_reloaded_unix = reloaded.then(unix_now);
             }
             s.root = root;
             s.remote = remote;
@@ -944,6 +947,7 @@ impl Worker {
             s.warnings = warnings;
             s.credential_lacks = lacks;
             s.mode = mode;
+            s.pull_interval_s = (mode == SyncMode::TwoWay).then_some(pull_interval);
         });
     }
 

@@ -143,12 +143,7 @@ fn an_expired_sas_exits_5_and_says_when() {
 fn a_sas_expiring_within_a_week_is_warned_about() {
     let az = Azurite::shared();
     let container = unique_container("online-soon");
-    let soon = time::OffsetDateTime::now_utc() + time::Duration::days(3);
-    let se = soon
-        .replace_nanosecond(0)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let se = common::expiry_in(time::Duration::days(3));
     let out = check(
         az,
         &account_sas_for(ACCOUNT_KEY, "racwdl", &se),

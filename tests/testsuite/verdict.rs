@@ -251,12 +251,7 @@ fn the_built_in_mirror_is_not_off_this_machine_and_has_no_credential() {
 #[test]
 fn a_sas_that_expires_within_a_week_is_warned_about_in_the_status() {
     let az = Azurite::shared();
-    let soon = time::OffsetDateTime::now_utc() + time::Duration::days(3);
-    let se = soon
-        .replace_nanosecond(0)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let se = common::expiry_in(time::Duration::days(3));
     let (env, _container) = azure_env(az, account_sas_for(ACCOUNT_KEY, "racwdl", &se));
     let _d = Daemon::start(&env);
     let s = until_verdict(&env, "backed_up");

@@ -34,6 +34,17 @@ pub const CLIENT_ID_ENV: &str = "AZURE_CLIENT_ID";
 pub const TENANT_ID_ENV: &str = "AZURE_TENANT_ID";
 pub const CLIENT_SECRET_ENV: &str = "AZURE_CLIENT_SECRET";
 
+/// Every key the credentials file may set; any other is refused with its line.
+const KNOWN_KEYS: [&str; 7] = [
+    SAS_ENV,
+    CONNECTION_STRING_ENV,
+    ACCOUNT_KEY_ENV,
+    ACCOUNT_ENV,
+    CLIENT_ID_ENV,
+    TENANT_ID_ENV,
+    CLIENT_SECRET_ENV,
+];
+
 /// Variables whose values are secrets (masked wherever they appear).
 const SECRET_VARS: &[&str] = &[
     SAS_ENV,
@@ -85,6 +96,55 @@ pub enum CredentialsFileError {
     },
     #[error("{} line {line}: expected KEY=value", path.display())]
     Syntax { path: PathBuf, line: usize },
+    /// A key devlogd never reads (a misspelt one would otherwise be ignored without a word).
+    #[error("{} line {line}: unknown key {}", path.display(), unknown_key(key.as_deref(), *suggestion))]
+    UnknownKey {
+        path: PathBuf,
+        line: usize,
+        /// The key, when it cannot be a secret pasted alone.
+        key: Option<String>,
+        suggestion: Option<&'static str>,
+    },
+}
+
+/// `FOO (did you mean …?)`, or the keys devlogd reads.
+fn unknown_key(key: Option<&str>, suggestion: Option<&str>) -> String {
+    let known = format!(
+        "{} and {}",
+        KNOWN_KEYS[..KNOWN_KEYS.len() - 1].join(", "),
+        KNOWN_KEYS[KNOWN_KEYS.len() - 1]
+    );
+    match (key, suggestion) {
+        (Some(key), Some(closest)) => format!("{key} (did you mean {closest}?)"),
+        (Some(key), None) => format!("{key}; the known keys are {known}"),
+        (None, _) => format!("(not shown: it may be a secret); the known keys are {known}"),
+    }
+}
+
+/// The known key `key` is a misspelling of (in any case, at most 3 edits away).
+fn closest_key(key: &str) -> Option<&'static str> {
+    let key = key.to_ascii_uppercase();
+    KNOWN_KEYS
+        .iter()
+        .map(|known| (edit_distance(&key, known), *known))
+        .filter(|(d, _)| *d <= 3)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance over bytes (keys are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.bytes().enumerate() {
+            let substituted = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substituted.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// The `KEY=value` credentials file.
@@ -133,6 +193,19 @@ impl CredentialsFile {
                 .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
                 .unwrap_or(value);
             let key = key.trim().to_string();
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                let suggestion = closest_key(&key);
+                // A variable name, not a secret pasted alone: upper case, or close to a key.
+                let name_like = key.len() <= 64
+                    && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    && (suggestion.is_some() || !key.bytes().any(|b| b.is_ascii_lowercase()));
+                return Err(CredentialsFileError::UnknownKey {
+                    path: path.to_path_buf(),
+                    line: n + 1,
+                    key: name_like.then_some(key),
+                    suggestion,
+                });
+            }
             if SECRET_VARS.contains(&key.as_str()) {
                 crate::redact::register_secret(value);
             }
@@ -211,8 +284,14 @@ fn permanent(message: String) -> RemoteError {
     RemoteError::Permanent { message }
 }
 
+/// A token that cannot be a SAS, said with where it came from before any request is sent.
+fn checked_sas(token: &str, origin: &str) -> Result<(), RemoteError> {
+    super::sas::check(token).map_err(|e| permanent(format!("{origin}: {e}")))
+}
+
 fn resolve_auto(location: &AzureLocation, lookup: &Lookup<'_>) -> Result<Credential, RemoteError> {
     if let Some(token) = &location.sas_in_url {
+        checked_sas(token.expose(), "remote.url")?;
         return Ok(Credential::Sas {
             token: token.clone(),
             source: "the SAS token in remote.url".into(),
@@ -220,12 +299,7 @@ fn resolve_auto(location: &AzureLocation, lookup: &Lookup<'_>) -> Result<Credent
     }
     if let Some(found) = lookup.get(SAS_ENV) {
         let token = Secret::new(found.value.trim().trim_start_matches('?').to_string());
-        if !token.expose().contains("sig=") {
-            return Err(permanent(format!(
-                "{} does not look like a SAS token (it has no sig= part): copy the whole token, e.g. sv=...&sig=...",
-                found.origin
-            )));
-        }
+        checked_sas(token.expose(), &found.origin)?;
         return Ok(Credential::Sas {
             token,
             source: format!("the SAS token in {}", found.origin),
@@ -240,8 +314,10 @@ fn resolve_auto(location: &AzureLocation, lookup: &Lookup<'_>) -> Result<Credent
                 .map(|(_, v)| v.clone())
         };
         if let Some(sas) = part("SharedAccessSignature") {
+            let token = Secret::new(sas.trim_start_matches('?').to_string());
+            checked_sas(token.expose(), &found.origin)?;
             return Ok(Credential::Sas {
-                token: Secret::new(sas.trim_start_matches('?').to_string()),
+                token,
                 source: format!("the SAS in {}", found.origin),
             });
         }
@@ -403,15 +479,15 @@ mod tests {
     #[test]
     fn order_is_url_sas_connection_string_then_account_key() {
         let all = [
-            (SAS_ENV, "?sv=2&sig=envsignature1"),
+            (SAS_ENV, "?sv=2&sig=ZW52c2lnbmF0dXJl"),
             (
                 CONNECTION_STRING_ENV,
-                "SharedAccessSignature=sv=3&sig=cssignature1",
+                "SharedAccessSignature=sv=3&sig=Y3NzaWduYXR1cmU%3D",
             ),
             (ACCOUNT_KEY_ENV, KEY),
         ];
         let c = resolve_with(
-            "https://acct.blob.core.windows.net/ccc?sv=1&sig=urlsignature1",
+            "https://acct.blob.core.windows.net/ccc?sv=1&sig=dXJsc2lnbmF0dXJl",
             &all,
         )
         .unwrap();
@@ -420,7 +496,7 @@ mod tests {
         let Credential::Sas { token, source } = c else {
             panic!()
         };
-        assert_eq!(token.expose(), "sv=2&sig=envsignature1");
+        assert_eq!(token.expose(), "sv=2&sig=ZW52c2lnbmF0dXJl");
         assert_eq!(
             source,
             "the SAS token in AZURE_STORAGE_SAS_TOKEN (environment)"
@@ -505,6 +581,79 @@ mod tests {
         std::fs::write(&path, "NOT A LINE\n").unwrap();
         let e = CredentialsFile::load(&path).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn a_sas_that_cannot_be_one_is_said_before_any_request() {
+        let url = "https://acct.blob.core.windows.net/ccc";
+        let bad = |result: Result<Credential, RemoteError>| result.unwrap_err().to_string();
+        let e = bad(resolve_with(
+            url,
+            &[(SAS_ENV, "sv=2022-11-02&sp=r&sig=%%%")],
+        ));
+        assert_eq!(
+            e,
+            "AZURE_STORAGE_SAS_TOKEN (environment): the SAS token's signature (sig) is not valid base64: copy the whole token again"
+        );
+        let e = bad(resolve_with(
+            &format!("{url}?sv=2022-11-02&sig=a%25b%26"),
+            &[],
+        ));
+        assert!(
+            e.starts_with("remote.url: the SAS token's signature (sig) is not valid base64"),
+            "{e}"
+        );
+        let e = bad(resolve_with(
+            url,
+            &[(
+                CONNECTION_STRING_ENV,
+                "BlobEndpoint=https://acct.blob.core.windows.net;SharedAccessSignature=sv=2022-11-02&sig=not base64",
+            )],
+        ));
+        assert!(e.contains("signature (sig) is not valid base64"), "{e}");
+        let e = bad(resolve_with(url, &[(SAS_ENV, "sp=r&sig=QUJDRA%3D%3D")]));
+        assert!(e.contains("has no version (sv=)"), "{e}");
+        // A real signature, percent-encoded or not, passes.
+        for sig in ["QUJDRA%3D%3D", "QUJDRA==", "ab%2Bc%2Fde", "ab+c/de="] {
+            let token = format!("sv=2022-11-02&sp=r&sig={sig}");
+            assert!(resolve_with(url, &[(SAS_ENV, &token)]).is_ok(), "{token}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_credentials_file_is_named_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        std::fs::write(&path, "# mine\nAZURE_STORAGE_SAS_TOKN=sv=1&sig=QUJD\n").unwrap();
+        let e = CredentialsFile::load(&path).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{} line 2: unknown key AZURE_STORAGE_SAS_TOKN (did you mean AZURE_STORAGE_SAS_TOKEN?)",
+                path.display()
+            )
+        );
+        std::fs::write(
+            &path,
+            "AZURE_STORAGE_SAS_TOKEN=sv=1&sig=QUJD\nHTTPS_PROXY=x\n",
+        )
+        .unwrap();
+        let e = CredentialsFile::load(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with("line 2: unknown key HTTPS_PROXY; the known keys are AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_ACCOUNT, AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET"),
+            "{e}"
+        );
+        std::fs::write(&path, "azure_storage_account_key=abc\n").unwrap();
+        let e = CredentialsFile::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("line 1: unknown key azure_storage_account_key (did you mean AZURE_STORAGE_ACCOUNT_KEY?)"),
+            "{e}"
+        );
+        // A key that may be a secret pasted alone (an account key ends in `=`) is not shown.
+        std::fs::write(&path, format!("{KEY}\n")).unwrap();
+        let e = CredentialsFile::load(&path).unwrap_err().to_string();
+        assert!(e.contains("line 1: unknown key (not shown"), "{e}");
+        assert!(!e.contains(&KEY[..20]), "{e}");
     }
 
     #[test]

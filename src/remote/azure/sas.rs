@@ -91,6 +91,44 @@ impl SasInfo {
     }
 }
 
+/// Why a token cannot be a SAS, seen without asking the service (which may answer a
+/// garbled one with anything, an emulator with HTTP 500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SasError {
+    #[error(
+        "this does not look like a SAS token (it has no sig= part): copy the whole token, e.g. sv=...&sig=..."
+    )]
+    NoSignature,
+    #[error("the SAS token has no version (sv=): copy the whole token, e.g. sv=...&sig=...")]
+    NoVersion,
+    #[error("the SAS token's signature (sig) is not valid base64: copy the whole token again")]
+    BadSignature,
+}
+
+/// Check what a SAS token must have: a version (`sv`) and a signature (`sig`) made of base64
+/// characters once percent-decoded. Only what is surely broken is refused (`%%%`, a space,
+/// nothing): a signature of the wrong length is the service's to refuse, with a 403.
+pub fn check(token: &str) -> Result<(), SasError> {
+    let field = |name: &str| {
+        token
+            .trim_start_matches('?')
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    };
+    let sig = field("sig").ok_or(SasError::NoSignature)?;
+    let sig: Vec<u8> = percent_encoding::percent_decode_str(sig).collect();
+    let data = sig.strip_suffix(b"=").unwrap_or(&sig);
+    let data = data.strip_suffix(b"=").unwrap_or(data);
+    let base64 = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/');
+    if data.is_empty() || !data.iter().all(base64) {
+        return Err(SasError::BadSignature);
+    }
+    if field("sv").is_none_or(str::is_empty) {
+        return Err(SasError::NoVersion);
+    }
+    Ok(())
+}
+
 /// `se=2026-12-01` (a date alone is allowed): midnight UTC.
 fn date_only(value: &str) -> Option<i64> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
@@ -116,5 +154,17 @@ mod tests {
         assert!(s.missing_for_push().is_empty());
         assert_eq!(SasInfo::parse("sig=x"), SasInfo::default());
         assert_eq!(SasInfo::parse("sig=x").can_write(), None);
+    }
+
+    #[test]
+    fn a_token_without_a_version_or_a_base64_signature_is_no_sas() {
+        assert_eq!(check("?sv=2022-11-02&sp=r&sig=QUJDRA%3D%3D"), Ok(()));
+        assert_eq!(check("sv=1&sig=ab+c/de="), Ok(()));
+        assert_eq!(check("sv=1&sig=%%%"), Err(SasError::BadSignature));
+        assert_eq!(check("sv=1&sig="), Err(SasError::BadSignature));
+        assert_eq!(check("sv=1&sig=ab%20cd"), Err(SasError::BadSignature));
+        assert_eq!(check("sv=1&sig=ab%3Dcd"), Err(SasError::BadSignature));
+        assert_eq!(check("sv=1&sp=r"), Err(SasError::NoSignature));
+        assert_eq!(check("sp=r&sig=QUJD"), Err(SasError::NoVersion));
     }
 }

@@ -645,6 +645,15 @@ fn sign(key_b64: &str, string_to_sign: &str) -> String {
     BASE64.encode(mac.finalize().into_bytes())
 }
 
+/// The time `from_now` ahead, as a SAS's `se` (RFC 3339, whole seconds).
+pub fn expiry_in(from_now: time::Duration) -> String {
+    (time::OffsetDateTime::now_utc() + from_now)
+        .replace_nanosecond(0)
+        .expect("0 ns is a valid time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("a time formats as RFC 3339")
+}
+
 /// A SAS query string: each value percent-encoded.
 fn query(pairs: &[(&str, &str)]) -> String {
     pairs
