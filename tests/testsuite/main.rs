@@ -37,3 +37,4 @@ mod two_way;
 mod untrusted_history;
 mod untrusted_restore;
 mod verdict;
+mod walk_cli;
