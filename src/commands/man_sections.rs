@@ -1,5 +1,5 @@
 //! What a man page has beyond `--help`: EXIT STATUS, ENVIRONMENT, FILES and EXAMPLES, as
-//! roff appended to clap_mangen's page. One table of examples per page name.
+//! roff appended to clap_mangen's page. One table of exit codes and one of examples per page name.
 
 /// The roff sections for the page `page` (`devlogd`, `devlogd-push`, `devlog-new`, …).
 pub fn render(page: &str) -> String {
