@@ -1,8 +1,8 @@
 //! The exit codes of every command, in one place: 0 ok, 1 some files failed (or the
 //! remote could not be reached), 2 bad usage or configuration, 3 no daemon, 4 the remote
 //! refused the credentials, 5 the SAS token has expired, 6 the credentials are accepted
-//! but may not write (`config check --online`). Each error type says which it means; the front ends only pass
-//! the code on.
+//! but may not write (`push`, `config check --online`). Each error type says which it
+//! means; the front ends only pass the code on.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

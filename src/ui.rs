@@ -141,6 +141,21 @@ pub fn name_lines(out: &mut String, head: &str, names: &[String], tail: &str) {
     }
 }
 
+/// The first five of `names`, printable, and how many more there are.
+fn first_names(names: &[String]) -> String {
+    let shown: Vec<String> = names
+        .iter()
+        .take(5)
+        .map(|n| printable(n).into_owned())
+        .collect();
+    let more = names.len().saturating_sub(shown.len());
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
 /// The human summary of a push.
 pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
     let mut out = String::new();
@@ -264,23 +279,19 @@ pub fn push_summary(report: &PushReport, root: &str, remote: &str) -> String {
         ": modified while uploading; pushed again next time",
     );
     if !report.remote_only.is_empty() {
-        let shown: Vec<String> = report
-            .remote_only
-            .iter()
-            .take(5)
-            .map(|n| printable(n).into_owned())
-            .collect();
-        let more = report.remote_only.len().saturating_sub(shown.len());
         let _ = writeln!(
             out,
-            "  remote only {} with no local file (kept, never deleted): {}{}",
+            "  remote only {} with no local file (kept, never deleted): {}",
             report.remote_only.len(),
-            shown.join(", "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
+            first_names(&report.remote_only)
+        );
+    }
+    if !report.remote_excluded.is_empty() {
+        let _ = writeln!(
+            out,
+            "  excluded here {} (the remote keeps its last version): {}",
+            report.remote_excluded.len(),
+            first_names(&report.remote_excluded)
         );
     }
     let _ = write!(out, "Done in {secs:.2} s");
@@ -328,6 +339,12 @@ pub fn verify_summary(report: &VerifyReport, root: &str, remote: &str) -> String
         &report.only_on_remote,
         "",
     );
+    name_lines(
+        &mut out,
+        "  excluded here      ",
+        &report.excluded,
+        " (the rules exclude it here; the remote keeps its last version)",
+    );
     let _ = write!(
         out,
         "{} in sync, {} differ, {} in conflict, {} missing on remote, {} only on remote, {} unreadable",
@@ -338,6 +355,9 @@ pub fn verify_summary(report: &VerifyReport, root: &str, remote: &str) -> String
         report.only_on_remote.len(),
         report.unreadable.len()
     );
+    if !report.excluded.is_empty() {
+        let _ = write!(out, ", {} excluded here", report.excluded.len());
+    }
     let repairable = !report.differs.is_empty()
         || !report.missing_on_remote.is_empty()
         || !report.unreadable.is_empty();

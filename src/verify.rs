@@ -21,6 +21,9 @@ pub struct VerifyReport {
     pub missing_on_remote: Vec<String>,
     /// Blobs with no local file (conflict copies, files deleted locally). Informational.
     pub only_on_remote: Vec<String>,
+    /// Blobs the include/exclude rules or `.devlogignore` now exclude here: the remote keeps
+    /// their last version. Informational.
+    pub excluded: Vec<String>,
     /// Local files that could not be read.
     pub unreadable: Vec<FileFailure>,
     /// Paths that differ because another writer changed them too (the index flags them,
@@ -64,9 +67,9 @@ pub async fn verify(
     let mut remote_by_name: HashMap<String, _> =
         listing.into_iter().map(|b| (b.name.clone(), b)).collect();
     let root = root.to_path_buf();
-    let filter = filter.clone();
+    let walk_filter = filter.clone();
     let local = tokio::task::spawn_blocking(move || {
-        let scanned = scan::scan_root(&root, &filter);
+        let scanned = scan::scan_root(&root, &walk_filter);
         let dir = Beneath::open(&root);
         let hashed: Vec<_> = scanned
             .files
@@ -125,8 +128,13 @@ pub async fn verify(
             Some(_) => report.differs.push(rel),
         }
     }
-    report.only_on_remote = remote_by_name.into_keys().collect();
+    let (excluded, only): (Vec<String>, Vec<String>) = remote_by_name
+        .into_keys()
+        .partition(|name| !filter.accepts_path(name));
+    report.only_on_remote = only;
     report.only_on_remote.sort();
+    report.excluded = excluded;
+    report.excluded.sort();
     report.differs.sort();
     report.corrupt.sort();
     report.missing_on_remote.sort();

@@ -21,6 +21,7 @@ pub const VERSION: &str = concat!(
 pub enum DocsCommand {
     /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
+        /// The shell to print the script for.
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },

@@ -11,6 +11,9 @@ pub async fn run(config: &Config, path: &str, json: bool) -> Result<ExitCode, Fa
     let remote = crate::session::open_remote(config)
         .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
     let rel = super::journal_path::resolve(config, path)?;
+    if let Some(file) = local_file_below(config, &rel) {
+        return Err(a_directory(&rel, path, file));
+    }
     let retry = RetryPolicy::default();
     let failed = |e: crate::remote::RemoteError| {
         Failure::new(
@@ -36,6 +39,17 @@ pub async fn run(config: &Config, path: &str, json: bool) -> Result<ExitCode, Fa
     let versions: Vec<Version> = history::versions(&current, &kept)
         .remove(&rel)
         .unwrap_or_default();
+    if versions.is_empty() {
+        // Gone here but on the remote: a directory if blobs are below it.
+        let below = format!("{rel}/");
+        let listed = retry.run(|| remote.list()).await.map_err(failed)?;
+        let first = (listed.into_iter())
+            .filter_map(|b| b.name.strip_prefix(&below).map(str::to_string))
+            .min();
+        if first.is_some() {
+            return Err(a_directory(&rel, path, first));
+        }
+    }
     if json {
         let object = serde_json::json!({ "path": rel, "versions": versions });
         println!("{}", super::to_json(&object));
@@ -76,4 +90,40 @@ pub async fn run(config: &Config, path: &str, json: bool) -> Result<ExitCode, Fa
     } else {
         exit::OK
     })
+}
+
+/// `rel` is a directory here: `Some` with the name of the first file in it (not a hidden
+/// one), if it has one; `None` when it is not a directory.
+fn local_file_below(config: &Config, rel: &str) -> Option<Option<String>> {
+    let dir = config.root.join(rel);
+    if !std::fs::symlink_metadata(&dir).ok()?.is_dir() {
+        return None;
+    }
+    let first = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .min();
+    Some(first)
+}
+
+/// History takes one file: say so, with `file` below the directory `rel` as the example,
+/// written as the user wrote the directory (`arg`), so that it works from where they are.
+fn a_directory(rel: &str, arg: &str, file: Option<String>) -> Failure {
+    let example = format!(
+        "{}/{}",
+        arg.trim_end_matches('/'),
+        file.as_deref().unwrap_or("<file>")
+    );
+    Failure::new(
+        exit::USAGE,
+        format!(
+            "{} is a directory: history shows one file's versions, e.g. devlogd history {}",
+            printable(rel),
+            printable(&example)
+        ),
+    )
 }

@@ -37,9 +37,13 @@ enum Command {
         tags: Vec<String>,
     },
     /// Edit an entry in $VISUAL / $EDITOR.
-    Edit { id: String },
+    Edit {
+        /// The entry's id, as `devlog new` printed it and `devlog list` shows it.
+        id: String,
+    },
     /// Print an entry.
     Show {
+        /// The entry's id, as `devlog new` printed it and `devlog list` shows it.
         id: String,
         /// Render it for reading: title, date, tags, wrapped text.
         #[arg(long)]

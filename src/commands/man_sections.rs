@@ -1,11 +1,12 @@
 //! What a man page has beyond `--help`: EXIT STATUS, ENVIRONMENT, FILES and EXAMPLES, as
-//! roff appended to clap_mangen's page. One table of examples per page name.
+//! roff appended to clap_mangen's page. One table of exit codes and one of examples per page name.
 
 /// The roff sections for the page `page` (`devlogd`, `devlogd-push`, `devlog-new`, …).
 pub fn render(page: &str) -> String {
     let mut out = String::new();
     out.push_str(".SH \"EXIT STATUS\"\n");
-    for (code, meaning) in EXIT_STATUS {
+    let codes = exit_status(page).unwrap_or(ALL_CODES);
+    for (code, meaning) in EXIT_STATUS.iter().filter(|(c, _)| codes.contains(c)) {
         out.push_str(&format!(".TP\n\\fB{code}\\fR\n{meaning}\n"));
     }
     out.push_str(".SH ENVIRONMENT\n");
@@ -115,12 +116,60 @@ const EXIT_STATUS: [(&str, &str); 8] = [
         "2",
         "Bad usage or configuration; the message names the fix.",
     ),
-    ("3", "No daemon is running (ctl commands)."),
+    (
+        "3",
+        "No daemon answered: none is running, or the one asked stopped before it answered.",
+    ),
     ("4", "The remote refused the credentials."),
     ("5", "The SAS token has expired."),
     ("6", "The credentials are accepted but may not write."),
     ("130", "Stopped by Ctrl-C."),
 ];
+
+const ALL_CODES: &[&str] = &["0", "1", "2", "3", "4", "5", "6", "130"];
+
+/// The exit codes the command of page `page` can end with (a command that asks a daemon
+/// can meet 3; one that talks to the remote with the credentials 4, 5, 6 as its errors map;
+/// see `crate::exit`), or `None` for a page this table does not know.
+pub fn exit_status(page: &str) -> Option<&'static [&'static str]> {
+    Some(match page {
+        "devlogd" => ALL_CODES,
+        // Push, directly or through the daemon (`push::PushError::exit_code`).
+        "devlog" | "devlog-push" | "devlogd-push" | "devlogd-ctl" | "devlogd-ctl-push" => {
+            &["0", "1", "2", "3", "4", "5", "6"]
+        }
+        // The daemon's pause lease; a refused listing; Ctrl-C stops it cleanly.
+        "devlogd-restore" => &["0", "1", "2", "3", "4", "130"],
+        "devlogd-pull" => &["0", "1", "2", "3", "4"],
+        "devlogd-ctl-pull" => &["0", "1", "2", "3"],
+        // With --resolve it pushes.
+        "devlogd-conflicts" => &["0", "1", "2", "4", "5", "6"],
+        "devlogd-config" | "devlogd-config-check" => &["0", "1", "2", "4", "5", "6"],
+        "devlogd-verify" => &["0", "1", "2", "4"],
+        "devlogd-history"
+        | "devlogd-prune"
+        | "devlogd-run"
+        | "devlogd-service-install"
+        | "devlogd-service-uninstall" => &["0", "1", "2"],
+        "devlogd-service" => &["0", "1", "2", "3"],
+        "devlogd-service-status"
+        | "devlogd-ctl-status"
+        | "devlogd-ctl-pause"
+        | "devlogd-ctl-resume"
+        | "devlogd-ctl-reload"
+        | "devlogd-ctl-stop" => &["0", "2", "3"],
+        "devlog-new"
+        | "devlog-edit"
+        | "devlog-show"
+        | "devlog-list"
+        | "devlog-completions"
+        | "devlog-man"
+        | "devlogd-config-init"
+        | "devlogd-completions"
+        | "devlogd-man" => &["0", "2"],
+        _ => return None,
+    })
+}
 
 const ENVIRONMENT: [(&str, &str); 10] = [
     (

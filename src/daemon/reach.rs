@@ -53,9 +53,9 @@ impl Reach {
         match result {
             Ok(_) if dry_run => Reach::Unknown,
             Ok(_) => Reach::Reached,
-            Err(PushError::Auth { .. } | PushError::Expired { .. }) => {
-                Reach::Problem(RemoteProblem::CredentialsRefused)
-            }
+            Err(
+                PushError::Auth { .. } | PushError::Expired { .. } | PushError::NoPermission { .. },
+            ) => Reach::Problem(RemoteProblem::CredentialsRefused),
             Err(PushError::Unreachable { .. }) => Reach::Problem(RemoteProblem::Unreachable),
             Err(PushError::List { error, .. }) => match error {
                 RemoteError::Auth { .. } => Reach::Problem(RemoteProblem::CredentialsRefused),

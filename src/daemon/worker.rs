@@ -915,14 +915,7 @@ impl Worker {
             let names: Vec<&str> = sas
                 .missing_for_push()
                 .into_iter()
-                .map(|c| match c {
-                    'r' => "read",
-                    'a' => "add",
-                    'c' => "create",
-                    'w' => "write",
-                    'd' => "delete",
-                    _ => "list",
-                })
+                .map(crate::push::permission_name)
                 .collect();
             (!names.is_empty()).then(|| names.join(", "))
         });

@@ -22,12 +22,13 @@ use futures::StreamExt;
 use std::collections::HashSet;
 use std::path::Path;
 
-/// Deletes up to this many files per pass need no `--allow-deletes` …
+/// Deletes of up to this many files within the window (an hour, `state::DELETE_WINDOW_S`)
+/// need no `--allow-deletes` …
 pub const MASS_DELETE_MIN: u64 = 50;
 /// … nor do deletes of up to this share (percent) of the index, if that is more.
 pub const MASS_DELETE_PERCENT: u64 = 10;
 
-/// The most deletes one pass may do without `--allow-deletes`, for an index of `rows`.
+/// The most deletes within the window without `--allow-deletes`, for a view of `rows`.
 pub fn mass_delete_threshold(rows: u64) -> u64 {
     MASS_DELETE_MIN.max((rows * MASS_DELETE_PERCENT).div_ceil(100))
 }

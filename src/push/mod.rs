@@ -23,7 +23,7 @@ pub use delete::mass_delete_threshold;
 pub use flags::PushFlags;
 pub use report::{
     ConflictAction, ConflictReport, FileFailure, PlannedUpload, PushError, PushEvent, PushMode,
-    PushReport, auth_hint, refusal_hint,
+    PushReport, auth_hint, permission_name, refusal_hint,
 };
 pub use upload::conflict_name;
 
@@ -156,7 +156,7 @@ pub async fn run(
         // to record must not fail on this alone.
         tracing::debug!("cannot record the root's identity: {e}");
     }
-    let listing = plan::list(remote, opts, &scanned.files, &mut report).await?;
+    let listing = plan::list(remote, opts, filter, &scanned.files, &mut report).await?;
     // Every file is read below this handle, never through a symlink.
     let root_dir = match crate::fsutil::Beneath::open(root) {
         Ok(dir) => Arc::new(dir),

@@ -88,10 +88,12 @@ pub(super) fn scan(
     Ok(Scanned { files, index })
 }
 
-/// With `--all`: every blob by name, and the blobs with no local file in the report.
+/// With `--all`: every blob by name, and the blobs with no local file in the report (those
+/// `filter` excludes apart: they are there, only not backed up any more).
 pub(super) async fn list(
     remote: &dyn Remote,
     opts: &PushOptions,
+    filter: &Filter,
     files: &[LocalFile],
     report: &mut PushReport,
 ) -> Result<Option<HashMap<String, RemoteBlob>>, PushError> {
@@ -126,6 +128,10 @@ pub(super) async fn list(
         .cloned()
         .collect();
     only.sort();
+    let (excluded, only) = only
+        .into_iter()
+        .partition(|name| !filter.accepts_path(name));
+    report.remote_excluded = excluded;
     report.remote_only = only;
     let mut corrupt: Vec<String> = listing
         .values()

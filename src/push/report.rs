@@ -24,6 +24,10 @@ pub struct PushReport {
     pub failed: Vec<FileFailure>,
     /// Blobs with no local file (`--all`); never deleted.
     pub remote_only: Vec<String>,
+    /// Blobs the include/exclude rules or `.devlogignore` now exclude here (`--all`): the
+    /// remote keeps their last version; never deleted.
+    #[serde(default)]
+    pub remote_excluded: Vec<String>,
     /// Blobs whose stored bytes no longer match the MD5 they were written with (`--all`),
     /// still damaged after this run (no local file to repair them from, a dry run, or
     /// another writer's version).
@@ -42,8 +46,8 @@ pub struct PushReport {
     /// Dry run: what would be deleted.
     #[serde(default)]
     pub would_delete: Vec<String>,
-    /// Deletes the mass-delete guard held: more than it allows in one pass; carried out
-    /// by a push with `--allow-deletes`.
+    /// Deletes the mass-delete guard held: with the last hour's remote deletes, more than
+    /// it allows; carried out by a push with `--allow-deletes`.
     #[serde(default)]
     pub held_deletes: Vec<String>,
     /// Why the guard held them.
@@ -219,16 +223,16 @@ impl From<ConflictReport> for PushEvent {
 }
 
 /// The error for a refusal of `remote`'s credentials: [`PushError::Expired`] when its SAS is
-/// past its expiry, else [`PushError::Auth`].
+/// past its expiry, [`PushError::NoPermission`] when the service took them but they lack a
+/// permission, else [`PushError::Auth`].
 pub fn refused(
     remote: &dyn crate::remote::Remote,
     detail: String,
     report: PushReport,
 ) -> PushError {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let expired = (remote.features().sas)
-        .and_then(|s| s.expires_unix)
-        .filter(|&at| at <= now);
+    let sas = remote.features().sas;
+    let expired = sas.and_then(|s| s.expires_unix).filter(|&at| at <= now);
     match expired {
         Some(at) => PushError::Expired {
             remote: remote.describe(),
@@ -238,6 +242,19 @@ pub fn refused(
                 .unwrap_or_else(|_| format!("unix time {at}")),
             report: Box::new(report),
         },
+        None if detail.contains("AuthorizationPermissionMismatch") => {
+            let source = remote.credential_source();
+            PushError::NoPermission {
+                remote: remote.describe(),
+                fix: sas
+                    .and_then(|sas| missing_permissions(sas, &source))
+                    .unwrap_or_else(|| {
+                        format!("the credentials came from {source}: {}", auth_hint(&source))
+                    }),
+                detail,
+                report: Box::new(report),
+            }
+        }
         None => PushError::Auth {
             remote: remote.describe(),
             credential_source: remote.credential_source(),
@@ -271,6 +288,18 @@ pub enum PushError {
         at: String,
         report: Box<PushReport>,
     },
+    /// The service took the credentials, but they lack a permission a push needs (a
+    /// read-only SAS): `fix` says which, as `config check --online` does.
+    #[error(
+        "{remote} accepted the credentials, but a push needs more than they allow ({detail}): {fix}"
+    )]
+    NoPermission {
+        remote: String,
+        detail: String,
+        /// What the credentials lack and how to give it to them.
+        fix: String,
+        report: Box<PushReport>,
+    },
     #[error(
         "cannot reach {remote} ({detail}); stopped after {pending} file(s) could not be pushed: check remote.url and the network, then push again"
     )]
@@ -293,6 +322,7 @@ impl PushError {
         match self {
             PushError::Auth { .. } => exit::AUTH,
             PushError::Expired { .. } => exit::CREDENTIALS_EXPIRED,
+            PushError::NoPermission { .. } => exit::NO_WRITE_PERMISSION,
             PushError::Unreachable { .. } | PushError::List { .. } => exit::FILES_FAILED,
             PushError::State(_) => exit::USAGE,
         }
@@ -303,6 +333,7 @@ impl PushError {
         match self {
             PushError::Auth { report, .. }
             | PushError::Expired { report, .. }
+            | PushError::NoPermission { report, .. }
             | PushError::Unreachable { report, .. } => Some(report),
             PushError::List { .. } | PushError::State(_) => None,
         }
@@ -316,6 +347,40 @@ pub fn refusal_hint(source: &str, message: &str) -> &'static str {
         "they are not the problem: the service refuses requests dated by a clock that far off"
     } else {
         auth_hint(source)
+    }
+}
+
+/// What a SAS lacks of the `racwdl` a push needs, for people ("the SAS allows only sp=rl,
+/// without add (a), create (c), write (w) and delete (d); …"), and where to put a new one.
+fn missing_permissions(sas: &crate::remote::azure::sas::SasInfo, source: &str) -> Option<String> {
+    let missing = sas.missing_for_push();
+    if missing.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = missing
+        .into_iter()
+        .map(|c| format!("{} ({c})", permission_name(c)))
+        .collect();
+    let without = match names.split_last() {
+        None => String::new(),
+        Some((last, [])) => format!(", without {last}"),
+        Some((last, rest)) => format!(", without {} and {last}", rest.join(", ")),
+    };
+    Some(format!(
+        "the SAS allows only sp={}{without}; devlogd needs racwdl (read, add, create, write, delete, list): make a new one with them and put it in place of this one ({source}), then push again",
+        sas.permissions.as_deref().unwrap_or("")
+    ))
+}
+
+/// A SAS permission letter of the `racwdl` a push needs, in words.
+pub fn permission_name(letter: char) -> &'static str {
+    match letter {
+        'r' => "read",
+        'a' => "add",
+        'c' => "create",
+        'w' => "write",
+        'd' => "delete",
+        _ => "list",
     }
 }
 

@@ -37,4 +37,5 @@ mod two_way;
 mod untrusted_history;
 mod untrusted_restore;
 mod verdict;
+mod walk_cli;
 mod walk_config;

@@ -25,7 +25,7 @@ fn azure_env(az: &Azurite, sas: String, extra: &str) -> TestEnv {
 }
 
 /// A journal backed up to a directory remote (the built-in mirror is "not off this machine").
-fn directory_env() -> TestEnv {
+pub(crate) fn directory_env() -> TestEnv {
     let env = TestEnv::new();
     let remote = env.root().join("remote");
     std::fs::create_dir_all(&remote).unwrap();
@@ -437,41 +437,78 @@ fn service_install_names_a_daemon_already_running_by_hand() {
 #[test]
 fn every_flag_and_argument_in_help_says_what_it_is() {
     let env = TestEnv::new();
-    let bare = bare_flag_line();
-    for sub in [
-        vec!["push"],
-        vec!["pull"],
-        vec!["restore"],
-        vec!["history"],
-        vec!["prune"],
-        vec!["conflicts"],
-        vec!["verify"],
-        vec!["run"],
-        vec!["config", "check"],
-        vec!["config", "init"],
-        vec!["service", "install"],
-        vec!["ctl", "status"],
-        vec!["ctl", "push"],
-        vec!["ctl", "pull"],
-        vec!["completions"],
-        vec!["man"],
+    // Every command of both binaries, found through their own help (`Commands:`).
+    let mut checked = Vec::new();
+    for program in ["devlogd", "devlog"] {
+        every_help_line_is_described(&env, program, &[], &mut checked);
+    }
+    for must in [
+        "devlogd ctl push",
+        "devlogd config check",
+        "devlog show",
+        "devlog edit",
     ] {
-        let mut args = sub.clone();
-        args.push("--help");
-        let out = env.run(&args);
-        out.assert_code(0);
-        let lines: Vec<&str> = out.stdout.lines().collect();
-        for (i, line) in lines.iter().enumerate() {
-            // A flag or argument alone on its line, with no description on the next one.
-            let next = lines.get(i + 1).copied().unwrap_or("");
-            let described_below = next.starts_with("          ");
+        assert!(
+            checked.iter().any(|c| c == must),
+            "{must} not checked: {checked:?}"
+        );
+    }
+}
+
+/// `PROGRAM SUB… --help`: no flag, argument or command without a description; then the same
+/// for each of its commands.
+fn every_help_line_is_described(
+    env: &TestEnv,
+    program: &str,
+    sub: &[String],
+    checked: &mut Vec<String>,
+) {
+    let mut command = if program == "devlog" {
+        env.devlog()
+    } else {
+        env.devlogd()
+    };
+    let out = command.args(sub).arg("--help").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{program} {sub:?} --help\n{stdout}");
+    let bare = bare_flag_line();
+    let lines: Vec<&str> = stdout.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        // A flag or argument alone on its line, with no description on the next one.
+        let next = lines.get(i + 1).copied().unwrap_or("");
+        let described_below = next.starts_with("          ");
+        assert!(
+            !bare(line) || described_below,
+            "{program} {sub:?}: `{}` has no description\n{stdout}",
+            line.trim(),
+        );
+    }
+    let commands: Vec<String> = lines
+        .iter()
+        .skip_while(|l| **l != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|words| words.first().is_some_and(|w| *w != "help"))
+        .map(|words| {
             assert!(
-                !bare(line) || described_below,
-                "{sub:?}: `{}` has no description\n{}",
-                line.trim(),
-                out.stdout
+                words.len() > 1,
+                "{program} {sub:?}: command `{}` has no description\n{stdout}",
+                words.join(" ")
             );
-        }
+            words[0].to_string()
+        })
+        .collect();
+    checked.push(
+        std::iter::once(program.to_string())
+            .chain(sub.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    for name in commands {
+        let mut deeper = sub.to_vec();
+        deeper.push(name);
+        every_help_line_is_described(env, program, &deeper, checked);
     }
 }
 
