@@ -14,8 +14,8 @@
 //! 4. config
 //! 5. filter
 //! 6. scan
-//! 7. plan, sync
-//! 8. conflicts, push, restore
+//! 7. plan, restore, sync
+//! 8. conflicts, push
 //! 9. pull, session, verify
 //! 10. protocol
 //! 11. verdict
