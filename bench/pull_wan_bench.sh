@@ -116,10 +116,12 @@ start_proxy() {
   pport=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/proxy.out")
 }
 
-# setup_home DIR ROOT URL: a private HOME/XDG for devlogd below DIR, config in DIR/devlogd.toml.
+# setup_home DIR ROOT URL [MODE]: a private HOME/XDG for devlogd below DIR, config in
+# DIR/devlogd.toml, sync.mode MODE (two-way). The seeding push is a backup push: a two-way
+# push also moves the change mark (a blob in the history area), which the copies would bring.
 setup_home() {
   mkdir -p "$1/config" "$1/state" "$1/data" "$1/home" "$2"
-  printf 'root = "%s"\n\n[remote]\nurl = "%s"\n\n[sync]\nmode = "two-way"\n' "$2" "$3" >"$1/devlogd.toml"
+  printf 'root = "%s"\n\n[remote]\nurl = "%s"\n\n[sync]\nmode = "%s"\n' "$2" "$3" "${4:-two-way}" >"$1/devlogd.toml"
   chmod 600 "$1/devlogd.toml"
 }
 # devlogd_env DIR: the clean environment devlogd runs in (HOME and XDG below DIR, the SAS).
@@ -260,7 +262,7 @@ for rtt in $rtts; do
   start_azurite --inMemoryPersistence
   lib container "$port" "$container" create
   say "round trip $rtt ms: Azurite on 127.0.0.1:$port; seeding $files files with devlogd push (direct, not measured)"
-  setup_home "$work/pusher-$rtt" "$src" "http://127.0.0.1:$port/devstoreaccount1/$container"
+  setup_home "$work/pusher-$rtt" "$src" "http://127.0.0.1:$port/devstoreaccount1/$container" backup
   mapfile -t envs < <(devlogd_env "$work/pusher-$rtt")
   env -i "${envs[@]}" "$devlogd" push --config "$work/pusher-$rtt/devlogd.toml" \
     >"$work/push.log" 2>&1 9>&- || { tail -n 20 "$work/push.log" >&2; die "the seeding push failed"; }
