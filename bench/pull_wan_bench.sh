@@ -9,6 +9,9 @@
 # measured); then BENCH_WARMUPS unrecorded warm-ups (the load generator at 64 in flight through
 # the proxy, so no case meets a cold Azurite or a fresh proxy), then BENCH_ROUNDS rounds, every
 # other one in reverse order, each case downloading every file through the proxy:
+#   list-load-128                the load generator at 128 in flight with its listing (with
+#                                metadata, as a pull's) inside its clock: the raw ceiling of a
+#                                pull's own requests
 #   load-16, load-64, load-128   the load generator at 16, 64 and 128 in flight (each body
 #                                read and its MD5 checked, nothing written)
 #   devlogd-pull                 `devlogd pull` into the empty journal root of a fresh HOME,
@@ -57,7 +60,7 @@ rounds=${BENCH_ROUNDS:-5}
 warmups=${BENCH_WARMUPS:-3}
 peer_rounds=${BENCH_PEER_ROUNDS:-3}
 peer_rounds_far=${BENCH_PEER_ROUNDS_FAR:-1}
-cases=" ${BENCH_CASES:-load-16 load-64 load-128 devlogd-pull rclone rclone32} "
+cases=" ${BENCH_CASES:-load-16 load-64 load-128 list-load-128 devlogd-pull rclone rclone32} "
 pull_log=${BENCH_PULL_LOG:-}
 [[ -z $pull_log ]] || BENCH_KEEP=1
 azurite=${DEVLOGD_AZURITE_BIN:-$repo/tests/azurite/node_modules/.bin/azurite-blob}
@@ -116,10 +119,12 @@ start_proxy() {
   pport=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/proxy.out")
 }
 
-# setup_home DIR ROOT URL: a private HOME/XDG for devlogd below DIR, config in DIR/devlogd.toml.
+# setup_home DIR ROOT URL [MODE]: a private HOME/XDG for devlogd below DIR, config in
+# DIR/devlogd.toml, sync.mode MODE (two-way). The seeding push is a backup push: a two-way
+# push also moves the change mark (a blob in the history area), which the copies would bring.
 setup_home() {
   mkdir -p "$1/config" "$1/state" "$1/data" "$1/home" "$2"
-  printf 'root = "%s"\n\n[remote]\nurl = "%s"\n\n[sync]\nmode = "two-way"\n' "$2" "$3" >"$1/devlogd.toml"
+  printf 'root = "%s"\n\n[remote]\nurl = "%s"\n\n[sync]\nmode = "%s"\n' "$2" "$3" "${4:-two-way}" >"$1/devlogd.toml"
   chmod 600 "$1/devlogd.toml"
 }
 # devlogd_env DIR: the clean environment devlogd runs in (HOME and XDG below DIR, the SAS).
@@ -219,6 +224,11 @@ run_case() { # RTT ROUND CASE
       measure "$load" --container-url "$url" --sas "$sas" --files "$files" --concurrency 64
       say "rtt $rtt ms: warm-up (not recorded) $(python3 -c "print(f'{$files / $wall:,.0f} files/s')")"
       ;;
+    list-load-*)
+      measure "$load" --container-url "$url" --sas "$sas" --files "$files" \
+        --concurrency "${case#list-load-}" --timed-listing 1
+      record "$rtt" "$case" "$r" ok
+      ;;
     load-*)
       measure "$load" --container-url "$url" --sas "$sas" --files "$files" \
         --concurrency "${case#load-}"
@@ -260,7 +270,7 @@ for rtt in $rtts; do
   start_azurite --inMemoryPersistence
   lib container "$port" "$container" create
   say "round trip $rtt ms: Azurite on 127.0.0.1:$port; seeding $files files with devlogd push (direct, not measured)"
-  setup_home "$work/pusher-$rtt" "$src" "http://127.0.0.1:$port/devstoreaccount1/$container"
+  setup_home "$work/pusher-$rtt" "$src" "http://127.0.0.1:$port/devstoreaccount1/$container" backup
   mapfile -t envs < <(devlogd_env "$work/pusher-$rtt")
   env -i "${envs[@]}" "$devlogd" push --config "$work/pusher-$rtt/devlogd.toml" \
     >"$work/push.log" 2>&1 9>&- || { tail -n 20 "$work/push.log" >&2; die "the seeding push failed"; }
@@ -300,6 +310,7 @@ CASES = [
     ("load-16", "get_load, 16 in flight"),
     ("load-64", "get_load, 64 in flight"),
     ("load-128", "get_load, 128 in flight"),
+    ("list-load-128", "get_load, 128 in flight, its listing timed"),
     ("devlogd-pull", "devlogd pull (two-way, fresh HOME)"),
     ("rclone", "rclone copy, default"),
     ("rclone32", "rclone copy --transfers 32 --checkers 32"),
@@ -407,6 +418,13 @@ def cpu(peer):
 
 row("÷ best get_load (target ≥ 0.90)", vs_best_load)
 row("÷ best get_load of the same round (median of rounds)", same_round)
+
+
+def vs_listing_ceiling(rtt):
+    return f"{med(rtt, 'devlogd-pull', 'rate') / med(rtt, 'list-load-128', 'rate'):.2f}"
+
+
+row("÷ get_load 128 with its listing timed (a pull's own requests)", vs_listing_ceiling)
 row("files/s ÷ rclone default (target > 1)", speed("rclone"))
 row("files/s ÷ rclone 32/32 (target > 1)", speed("rclone32"))
 row("CPU ÷ rclone default (target < 1)", cpu("rclone"))

@@ -3,7 +3,10 @@
 //! shipped (a cargo example).
 //!
 //!     get_load --container-url http://127.0.0.1:10000/devstoreaccount1/c --sas SAS \
-//!              --files 1000 --concurrency 64 [--prefix d0]
+//!              --files 1000 --concurrency 64 [--prefix d0] [--timed-listing 1]
+//!
+//! `--timed-listing 1`: the listing is inside the clock and asks for the blobs' metadata, as
+//! a pull's does: the raw ceiling of a pull's own requests (List Blobs, then Get Blob).
 //!
 //! The blobs are the container's own, found by List Blobs under `--prefix` (default: the whole
 //! container) before the clock starts; `--files` takes the first N of them (0, the default:
@@ -28,6 +31,8 @@ struct Args {
     container_url: String,
     sas: String,
     files: usize,
+    /// The listing (with metadata, as a pull's) counts.
+    timed_listing: bool,
     concurrency: usize,
     prefix: String,
 }
@@ -45,6 +50,7 @@ fn parse() -> Result<Args, String> {
         container_url: String::new(),
         sas: String::new(),
         files: 0,
+        timed_listing: false,
         concurrency: 16,
         prefix: String::new(),
     };
@@ -58,6 +64,7 @@ fn parse() -> Result<Args, String> {
             "--files" => a.files = number()?,
             "--concurrency" => a.concurrency = number()?.max(1),
             "--prefix" => a.prefix = value,
+            "--timed-listing" => a.timed_listing = number()? == 1,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -77,6 +84,7 @@ async fn run() -> Result<(), String> {
         .pool_max_idle_per_host(usize::MAX)
         .build()
         .map_err(|e| e.to_string())?;
+    let listing_started = Instant::now();
     let mut names = list(&client, &a).await?;
     if a.files > 0 {
         if names.len() < a.files {
@@ -90,7 +98,11 @@ async fn run() -> Result<(), String> {
         names.truncate(a.files);
     }
     let range = format!("bytes=0-{}", PARTITION - 1);
-    let started = Instant::now();
+    let started = if a.timed_listing {
+        listing_started
+    } else {
+        Instant::now()
+    };
     let failures: Vec<String> = futures::stream::iter(&names)
         .map(|name| {
             let client = &client;
@@ -155,14 +167,21 @@ async fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// The names of the container's blobs under `--prefix`, every page of List Blobs (not timed).
+/// The names of the container's blobs under `--prefix`, every page of List Blobs (timed
+/// only with `--timed-listing`).
 async fn list(client: &reqwest::Client, a: &Args) -> Result<Vec<String>, String> {
     let mut names = Vec::new();
     let mut marker = String::new();
     loop {
         let mut url = format!(
-            "{}?restype=container&comp=list&maxresults=5000&{}",
-            a.container_url, a.sas
+            "{}?restype=container&comp=list&maxresults=5000{}&{}",
+            a.container_url,
+            if a.timed_listing {
+                "&include=metadata"
+            } else {
+                ""
+            },
+            a.sas
         );
         for (key, value) in [("prefix", &a.prefix), ("marker", &marker)] {
             if !value.is_empty() {

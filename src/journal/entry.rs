@@ -165,6 +165,15 @@ pub fn now() -> OffsetDateTime {
     t.replace_nanosecond(0).unwrap_or(t)
 }
 
+/// Now, at millisecond precision: a new entry's `created`, so entries made within one
+/// second keep their order on every machine (a file's own time does not survive a restore
+/// or a pull). Older entries' whole seconds still read.
+pub fn created_now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

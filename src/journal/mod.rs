@@ -98,7 +98,7 @@ impl Journal {
                 }
             },
         };
-        let now = entry::now();
+        let now = entry::created_now();
         let entry = Entry {
             front: FrontMatter {
                 id,
@@ -124,8 +124,8 @@ impl Journal {
                 Err(e) => problems.push(e),
             }
         }
-        // Newest first; entries made within one second (the front matter's precision) by
-        // when their files were written.
+        // Newest first (new entries' `created` has milliseconds); entries made within one
+        // second by an older devlog, by when their files were written.
         let written = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         entries.sort_by_cached_key(|(p, e)| std::cmp::Reverse((e.front.created, written(p))));
         Ok((entries, problems))

@@ -26,9 +26,9 @@ pub struct PushFlags {
     #[arg(long, value_name = "keep-both|overwrite|skip")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_conflict: Option<OnConflict>,
-    /// Carry out deletes the mass-delete guard holds: more than 50 files or 10 % of the files
-    /// (or more than half, or all of them) deleted within an hour, earlier pushes' deletes
-    /// included; or any after the journal root was replaced.
+    /// Carry out deletes the mass-delete guard holds: more than 50 files or 10 % of the files,
+    /// whichever is larger (or more than half, or all of them), deleted within an hour,
+    /// earlier pushes' deletes included; or any after the journal root was replaced.
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_deletes: bool,

@@ -651,11 +651,45 @@ fn devlog_list_is_newest_first_within_one_second() {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         ids.push(stdout.split_whitespace().next().unwrap().to_string());
     }
-    let out = env.devlog().args(["list", "--json"]).output().unwrap();
-    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let order: Vec<&str> = listed.iter().filter_map(|e| e["id"].as_str()).collect();
+    let list = || {
+        let out = env.devlog().args(["list", "--json"]).output().unwrap();
+        let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        listed
+            .iter()
+            .filter_map(|e| e["id"].as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
     ids.reverse();
-    assert_eq!(order, ids);
+    assert_eq!(list(), ids);
+    // A restore or a pull gives the files times of its own (walkthrough finding 6): here the
+    // oldest entry's file is made the newest. The order stays the entries' own.
+    let files: Vec<std::path::PathBuf> = walk_files(&env.journal().join("entries"));
+    let base = std::time::SystemTime::now();
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        let rank = ids
+            .iter()
+            .position(|id| text.contains(id.as_str()))
+            .unwrap();
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(base + Duration::from_secs(rank as u64 + 1))
+            .unwrap();
+    }
+    assert_eq!(list(), ids);
+}
+
+/// Every file below `dir`.
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]

@@ -109,7 +109,8 @@ fn allow_deletes_help_states_the_rule_over_the_last_hour() {
             .join(" ");
         assert!(!line.contains("in one pass"), "{what}: {line}");
         assert!(
-            line.contains("within an hour") && line.contains("50 files or 10 %"),
+            line.contains("within an hour")
+                && line.contains("50 files or 10 % of the files, whichever is larger"),
             "{what}: {line}"
         );
     }
