@@ -15,11 +15,12 @@ pub async fn run(config: &Config, path: &str, json: bool) -> Result<ExitCode, Fa
         return Err(a_directory(&rel, path, file));
     }
     let retry = RetryPolicy::default();
-    let failed = |e: crate::remote::RemoteError| {
-        Failure::new(
+    let failed = |e: crate::remote::RemoteError| match e {
+        crate::remote::RemoteError::Auth { .. } => super::listing_failure(remote.as_ref(), e),
+        e => Failure::new(
             exit::FILES_FAILED,
             format!("cannot read the history from {}: {e}", remote.describe()),
-        )
+        ),
     };
     let kept = retry
         .run(|| remote.list_history(Some(&rel)))

@@ -140,14 +140,14 @@ pub fn exit_status(page: &str) -> Option<&'static [&'static str]> {
         }
         // The daemon's pause lease; a refused listing; Ctrl-C stops it cleanly.
         "devlogd-restore" => &["0", "1", "2", "3", "4", "130"],
-        "devlogd-pull" => &["0", "1", "2", "3", "4"],
+        "devlogd-pull" => &["0", "1", "2", "3", "4", "5"],
         "devlogd-ctl-pull" => &["0", "1", "2", "3"],
         // With --resolve it pushes.
         "devlogd-conflicts" => &["0", "1", "2", "4", "5", "6"],
         "devlogd-config" | "devlogd-config-check" => &["0", "1", "2", "4", "5", "6"],
-        "devlogd-verify" => &["0", "1", "2", "4"],
-        "devlogd-history"
-        | "devlogd-prune"
+        // A refused listing: 4, or 5 when the SAS has expired (`commands::listing_failure`).
+        "devlogd-verify" | "devlogd-history" => &["0", "1", "2", "4", "5"],
+        "devlogd-prune"
         | "devlogd-run"
         | "devlogd-service-install"
         | "devlogd-service-uninstall" => &["0", "1", "2"],

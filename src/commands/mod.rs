@@ -42,7 +42,23 @@ pub fn listing_failure(
     remote: &dyn crate::remote::Remote,
     error: crate::remote::RemoteError,
 ) -> Failure {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let expired = (remote.features().sas)
+        .and_then(|s| s.expires_unix)
+        .filter(|&at| at <= now);
     match error {
+        // Refused because the SAS is past its expiry: said as push says it (exit 5).
+        crate::remote::RemoteError::Auth { .. } if let Some(at) = expired => Failure::new(
+            exit::CREDENTIALS_EXPIRED,
+            format!(
+                "{} refused the SAS token: it expired at {} ({}); make a new one with a later expiry (se) and put it there",
+                remote.describe(),
+                time::OffsetDateTime::from_unix_timestamp(at)
+                    .map(crate::history::rfc3339_seconds)
+                    .unwrap_or_else(|_| format!("unix time {at}")),
+                remote.credential_source()
+            ),
+        ),
         crate::remote::RemoteError::Auth { message } => Failure::new(
             exit::AUTH,
             format!(

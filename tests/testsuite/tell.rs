@@ -587,15 +587,13 @@ fn a_push_with_an_expired_sas_says_it_expired_and_exits_5() {
     env.write_file("a.md", "a\n");
     let out = env.run(&["push"]);
     out.assert_code(5);
-    assert!(
-        out.stderr
-            .contains("refused the SAS token: it expired at 2020-01-01T00:00:00Z")
-            && out
-                .stderr
-                .contains("make a new one with a later expiry (se)"),
-        "{}",
-        out.stderr
-    );
+    assert!(says_the_sas_expired(&out.stderr), "{}", out.stderr);
+}
+
+/// The line every command prints for a SAS that expired on 2020-01-01 (exit 5).
+pub fn says_the_sas_expired(stderr: &str) -> bool {
+    stderr.contains("refused the SAS token: it expired at 2020-01-01T00:00:00Z")
+        && stderr.contains("make a new one with a later expiry (se)")
 }
 
 #[test]

@@ -202,7 +202,7 @@ fn each_man_page_lists_only_the_exit_codes_its_command_returns() {
         ("devlog-new", &["0", "2"]),
         ("devlog-list", &["0", "2"]),
         ("devlog-edit", &["0", "2"]),
-        ("devlogd-history", &["0", "1", "2"]),
+        ("devlogd-history", &["0", "1", "2", "4", "5"]),
         ("devlogd-ctl-status", &["0", "2", "3"]),
         ("devlogd-push", &["0", "1", "2", "3", "4", "5", "6"]),
         ("devlogd-ctl-push", &["0", "1", "2", "3", "4", "5", "6"]),
@@ -210,4 +210,28 @@ fn each_man_page_lists_only_the_exit_codes_its_command_returns() {
     ] {
         assert_eq!(codes(page), want, "{page}");
     }
+}
+
+/// The second walk's (d): `history` with an expired SAS said only that the credentials were
+/// refused (exit 1); it says the token expired and exits 5, as push does.
+#[test]
+fn history_with_an_expired_sas_says_it_expired_and_exits_5() {
+    let az = Azurite::shared();
+    let env = TestEnv::new().with_sas(account_sas_for(
+        ACCOUNT_KEY,
+        "racwdl",
+        "2020-01-01T00:00:00Z",
+    ));
+    env.write_config(&format!(
+        "[remote]\nurl = \"{}/journal\"\n",
+        az.container_url(&unique_container("hist-expired"))
+    ));
+    env.write_file("a.md", "a\n");
+    let out = env.run(&["history", "a.md"]);
+    out.assert_code(5);
+    assert!(
+        crate::tell::says_the_sas_expired(&out.stderr),
+        "{}",
+        out.stderr
+    );
 }
