@@ -502,6 +502,7 @@ mod tests {
             written_ns: written,
             service_ns: Some(stored),
             corrupt: false,
+            sealed: None,
         }
     }
 

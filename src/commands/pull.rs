@@ -54,6 +54,7 @@ pub async fn run(config: &Config, args: &PullArgs) -> Result<ExitCode, Failure> 
         })?;
     }
     let session = Session::open(config.clone())?;
+    crate::session::ready(session.remote.as_ref(), true).await?;
     if !args.dry_run {
         // What a pull (or restore) that was killed left behind.
         crate::restore::temp::sweep_root(&config.root);

@@ -107,6 +107,7 @@ pub async fn push_here(
     progress: &Progress,
 ) -> Result<PushedHere, Failure> {
     let session = Session::open(config.clone())?;
+    crate::session::ready(session.remote.as_ref(), true).await?;
     let mut state = session.open_index(if flags.all {
         DamagedIndex::Rebuild
     } else {

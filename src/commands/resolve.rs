@@ -52,6 +52,7 @@ pub async fn run(config: &Config, path: &str, keep: Keep, json: bool) -> Result<
     }
     let route = super::push::route(config)?;
     let session = crate::session::Session::open(config.clone())?;
+    crate::session::ready(session.remote.as_ref(), false).await?;
     let listing = session
         .remote
         .list()

@@ -124,6 +124,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
         return Ok(exit::OK);
     };
     let setup = build_setup(config)?;
+    crate::session::ready(setup.remote.as_ref(), true).await?;
     let alert_config = setup.config.alert.clone();
     if let crate::config::RemoteConfig::Directory {
         path,
@@ -354,6 +355,7 @@ async fn reload(
 ) -> Result<(), Failure> {
     let config = Config::load(config_path.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
     let setup = build_setup(config)?;
+    crate::session::ready(setup.remote.as_ref(), true).await?;
     alert_tx.send_replace(setup.config.alert.clone());
     let root = setup.config.root.clone();
     let new_watch = watch::start(&root, &setup.filter, sink.clone()).map_err(Failure::usage)?;

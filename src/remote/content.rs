@@ -96,6 +96,18 @@ pub enum OpenError {
     Io(std::io::Error),
 }
 
+/// How the bytes stored differ from the file's: an encryption applied as the file is read,
+/// block by block, so a large file still never sits in memory whole.
+pub trait Transform: Send + Sync {
+    /// Bytes stored for a file of `len` bytes.
+    fn stored_len(&self, len: u64) -> u64;
+    /// The bytes stored for the whole of a file read at once.
+    fn whole(&self, plain: &[u8]) -> Vec<u8>;
+    /// The bytes stored for block `index` of a file read in blocks of [`BLOCK_SIZE`]
+    /// (`last`: the block that ends the file).
+    fn block(&self, index: u32, plain: &[u8], last: bool) -> Vec<u8>;
+}
+
 /// One local file opened for upload. Clones share the descriptor, the bytes and the MD5.
 #[derive(Clone)]
 pub struct Content {
@@ -109,6 +121,11 @@ pub struct Content {
     md5: Arc<Mutex<Option<[u8; 16]>>>,
     budget: MemoryBudget,
     _inline_reservation: Option<Arc<Reservation>>,
+    /// What is sent is the file transformed (encrypted): `inline` and the blocks hold the
+    /// transformed bytes and `md5` is theirs, while the file's own MD5 goes to
+    /// `plain_md5`, the cell of the content this view was made from.
+    transform: Option<Arc<dyn Transform>>,
+    plain_md5: Option<Arc<Mutex<Option<[u8; 16]>>>>,
 }
 
 impl Content {
@@ -139,6 +156,8 @@ impl Content {
             md5: Arc::new(Mutex::new(None)),
             budget: budget.clone(),
             _inline_reservation: None,
+            transform: None,
+            plain_md5: None,
         };
         if stamp.size <= BLOCK_SIZE {
             let reservation = budget.reserve(stamp.size).await;
@@ -172,11 +191,41 @@ impl Content {
             md5: Arc::new(Mutex::new(Some(md5))),
             budget: MemoryBudget::default(),
             _inline_reservation: None,
+            transform: None,
+            plain_md5: None,
         }
     }
 
+    /// The same file as `transform` stores it: what a remote reads from the view is the
+    /// transformed bytes (and their MD5); reading it whole also gives this content its own
+    /// MD5. A small file is transformed now.
+    pub fn transformed(&self, transform: Arc<dyn Transform>) -> Content {
+        let inline = self
+            .inline
+            .as_ref()
+            .map(|plain| Bytes::from(transform.whole(plain)));
+        let md5 = inline
+            .as_ref()
+            .map(|stored| Md5::digest(stored).into());
+        Content {
+            file: self.file.clone(),
+            stamp: self.stamp,
+            inline,
+            md5: Arc::new(Mutex::new(md5)),
+            budget: self.budget.clone(),
+            _inline_reservation: self._inline_reservation.clone(),
+            transform: Some(transform),
+            plain_md5: Some(self.md5.clone()),
+        }
+    }
+
+    /// Bytes a remote stores for this content.
     pub fn size(&self) -> u64 {
-        self.stamp.size
+        match (&self.inline, &self.transform) {
+            (Some(stored), Some(_)) => stored.len() as u64,
+            (None, Some(transform)) => transform.stored_len(self.stamp.size),
+            _ => self.stamp.size,
+        }
     }
 
     fn file(&self) -> Result<&Arc<File>, ContentError> {
@@ -224,6 +273,7 @@ impl Content {
             offset: 0,
             index: 0,
             hasher: Md5::new(),
+            plain_hasher: Md5::new(),
         }
     }
 
@@ -234,6 +284,9 @@ impl Content {
             return self.known_md5().ok_or(ContentError::Changed);
         }
         let file = self.file()?;
+        if let Some(transform) = &self.transform {
+            return self.copy_transformed_to(file, transform.as_ref(), out);
+        }
         let mut hasher = Md5::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut offset = 0u64;
@@ -253,6 +306,50 @@ impl Content {
         let md5: [u8; 16] = hasher.finalize().into();
         self.set_md5(md5);
         Ok(md5)
+    }
+
+    /// [`Content::copy_to`] for a transformed view of a large file: block by block.
+    fn copy_transformed_to(
+        &self,
+        file: &File,
+        transform: &dyn Transform,
+        out: &mut impl std::io::Write,
+    ) -> Result<[u8; 16], ContentError> {
+        let (mut stored_hasher, mut plain_hasher) = (Md5::new(), Md5::new());
+        let size = self.stamp.size;
+        let mut buf = vec![0u8; BLOCK_SIZE as usize];
+        let (mut offset, mut index) = (0u64, 0u32);
+        loop {
+            let len = (size - offset).min(BLOCK_SIZE) as usize;
+            match file.read_exact_at(&mut buf[..len], offset) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(ContentError::Changed);
+                }
+                Err(e) => return Err(ContentError::Read(e)),
+            }
+            offset += len as u64;
+            plain_hasher.update(&buf[..len]);
+            let stored = transform.block(index, &buf[..len], offset >= size);
+            stored_hasher.update(&stored);
+            out.write_all(&stored).map_err(ContentError::Write)?;
+            index += 1;
+            if offset >= size {
+                break;
+            }
+        }
+        self.check_unchanged()?;
+        self.set_plain_md5(plain_hasher.finalize().into());
+        let md5: [u8; 16] = stored_hasher.finalize().into();
+        self.set_md5(md5);
+        Ok(md5)
+    }
+
+    /// Give the content this view was made from its MD5 (the file's own).
+    fn set_plain_md5(&self, md5: [u8; 16]) {
+        if let Some(Ok(mut m)) = self.plain_md5.as_ref().map(|m| m.lock()) {
+            *m = Some(md5);
+        }
     }
 
     /// Whether the file still has the stat it had when it was opened (same descriptor).
@@ -315,13 +412,20 @@ pub struct BlockReader<'a> {
     block_size: u64,
     offset: u64,
     index: u32,
+    /// Over what is sent (the transformed bytes, for a transformed view).
     hasher: Md5,
+    /// Over the file's own bytes (a transformed view's).
+    plain_hasher: Md5,
 }
 
 impl BlockReader<'_> {
     /// The next block, or `None` after the last one.
     pub async fn next_block(&mut self) -> Result<Option<Block>, ContentError> {
-        let size = self.content.stamp.size;
+        // What is read whole at open is what is sent; otherwise blocks come from the file.
+        let size = match &self.content.inline {
+            Some(all) => all.len() as u64,
+            None => self.content.stamp.size,
+        };
         if self.offset >= size && !(size == 0 && self.index == 0) {
             return Ok(None);
         }
@@ -347,6 +451,19 @@ impl BlockReader<'_> {
                 }
             }
         };
+        let data = match (&self.content.transform, &self.content.inline) {
+            (Some(transform), None) => {
+                self.plain_hasher.update(&data);
+                let last = self.offset + len >= size;
+                let (index, transform) = (self.index, transform.clone());
+                tokio::task::spawn_blocking(move || {
+                    Bytes::from(transform.block(index, &data, last))
+                })
+                .await
+                .map_err(|e| ContentError::Read(std::io::Error::other(e)))?
+            }
+            _ => data,
+        };
         self.hasher.update(&data);
         let md5: [u8; 16] = Md5::digest(&data).into();
         let block = Block {
@@ -366,6 +483,9 @@ impl BlockReader<'_> {
     /// The MD5 of everything read, after checking that the file did not change meanwhile.
     pub fn finish(self) -> Result<[u8; 16], ContentError> {
         self.content.check_unchanged()?;
+        if self.content.transform.is_some() && self.content.inline.is_none() {
+            self.content.set_plain_md5(self.plain_hasher.finalize().into());
+        }
         let md5: [u8; 16] = self.hasher.finalize().into();
         self.content.set_md5(md5);
         Ok(md5)

@@ -16,6 +16,8 @@ struct Stored {
     mark: Option<String>,
     /// The writer's host name, when it gave one.
     host: Option<String>,
+    /// What a layer above sealed with it.
+    sealed: Option<String>,
     written_ns: i128,
     /// When it was stored here (a copy into history: when it was copied).
     service_ns: i128,
@@ -88,6 +90,7 @@ impl MemoryRemote {
                     etag,
                     mark: None,
                     host: None,
+                    sealed: None,
                     written_ns: now_ns(),
                     service_ns: now_ns(),
                 },
@@ -121,6 +124,7 @@ impl MemoryRemote {
             written_ns: Some(b.written_ns),
             service_ns: Some(b.service_ns),
             corrupt: false,
+            sealed: b.sealed.clone(),
         }
     }
 
@@ -152,6 +156,7 @@ impl Remote for MemoryRemote {
             precondition,
             writer,
             host,
+            seal,
             ..
         } = put;
         super::check_name(name)?;
@@ -180,6 +185,7 @@ impl Remote for MemoryRemote {
                 etag: etag.clone(),
                 mark: Some(super::writer_mark(writer, &md5, name)),
                 host: (!host.is_empty()).then(|| crate::redact::safe_host(host)),
+                sealed: seal.map(|seal| seal()),
                 written_ns: now_ns(),
                 service_ns: now_ns(),
             },

@@ -81,7 +81,7 @@ impl AzureRemote {
         // The transactional `Content-MD5` is added by `RequestPolicy` from this.
         request.insert_header("x-ms-blob-content-md5", B64.encode(md5));
         request.insert_header("x-ms-blob-type", "BlockBlob");
-        for (key, value) in metadata(put.writer, put.host, &md5, put.name) {
+        for (key, value) in metadata(put.writer, put.host, &md5, put.name, put.seal.as_ref()) {
             request.insert_header(format!("x-ms-meta-{key}"), value);
         }
         request.insert_header("x-ms-version", self.api_version.clone());
@@ -174,7 +174,7 @@ impl AzureRemote {
         let md5 = reader.finish()?;
         let mut options = BlockBlobClientCommitBlockListOptions {
             blob_content_md5: Some(md5.to_vec()),
-            metadata: Some(metadata(put.writer, put.host, &md5, put.name)),
+            metadata: Some(metadata(put.writer, put.host, &md5, put.name, put.seal.as_ref())),
             ..Default::default()
         };
         match put.precondition {
