@@ -11,6 +11,7 @@ pub mod azure;
 pub mod change_mark;
 pub mod concurrency;
 pub mod content;
+pub mod crypt;
 pub mod directory;
 pub mod encrypted;
 mod features;
