@@ -204,9 +204,10 @@ pub fn passphrase_source(config: &Config) -> crate::remote::encrypted::key_blob:
     let config_file = config.file.clone();
     Box::new(move || {
         if let Some(p) = std::env::var_os(PASSPHRASE_ENV).filter(|v| !v.is_empty()) {
-            return p.into_string().map(zeroize::Zeroizing::new).map_err(|_| {
-                format!("{PASSPHRASE_ENV} in the environment is not valid UTF-8")
-            });
+            return p
+                .into_string()
+                .map(zeroize::Zeroizing::new)
+                .map_err(|_| format!("{PASSPHRASE_ENV} in the environment is not valid UTF-8"));
         }
         if let Some(command) = &command {
             return run_passphrase_command(command);

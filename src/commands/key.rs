@@ -128,10 +128,10 @@ async fn fetch(remote: &dyn Remote) -> Result<(Vec<u8>, String), Failure> {
 async fn import(config: &Config, remote: &dyn Remote, file: &Path) -> Result<ExitCode, Failure> {
     let bytes = std::fs::read(file)
         .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
-    let key = KeyFile::parse(&bytes)
-        .map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
-    let pass = (crate::session::passphrase_source(config))()
-        .map_err(|m| Failure::new(exit::LOCKED, m))?;
+    let key =
+        KeyFile::parse(&bytes).map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
+    let pass =
+        (crate::session::passphrase_source(config))().map_err(|m| Failure::new(exit::LOCKED, m))?;
     let id = key.id().to_string();
     let unlocked = {
         let pass: Zeroizing<String> = pass.clone();

@@ -204,9 +204,7 @@ impl Content {
             .inline
             .as_ref()
             .map(|plain| Bytes::from(transform.whole(plain)));
-        let md5 = inline
-            .as_ref()
-            .map(|stored| Md5::digest(stored).into());
+        let md5 = inline.as_ref().map(|stored| Md5::digest(stored).into());
         Content {
             file: self.file.clone(),
             stamp: self.stamp,
@@ -484,7 +482,8 @@ impl BlockReader<'_> {
     pub fn finish(self) -> Result<[u8; 16], ContentError> {
         self.content.check_unchanged()?;
         if self.content.transform.is_some() && self.content.inline.is_none() {
-            self.content.set_plain_md5(self.plain_hasher.finalize().into());
+            self.content
+                .set_plain_md5(self.plain_hasher.finalize().into());
         }
         let md5: [u8; 16] = self.hasher.finalize().into();
         self.content.set_md5(md5);

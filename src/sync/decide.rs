@@ -377,6 +377,7 @@ mod tests {
     }
 
     #[derive(Clone)]
+    #[allow(clippy::large_enum_variant)] // a test table
     enum R {
         Absent,
         Blob(RemoteBlob),

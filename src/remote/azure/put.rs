@@ -174,7 +174,13 @@ impl AzureRemote {
         let md5 = reader.finish()?;
         let mut options = BlockBlobClientCommitBlockListOptions {
             blob_content_md5: Some(md5.to_vec()),
-            metadata: Some(metadata(put.writer, put.host, &md5, put.name, put.seal.as_ref())),
+            metadata: Some(metadata(
+                put.writer,
+                put.host,
+                &md5,
+                put.name,
+                put.seal.as_ref(),
+            )),
             ..Default::default()
         };
         match put.precondition {

@@ -232,6 +232,11 @@ impl KeyFile {
         &self.id
     }
 
+    /// How the passphrase is stretched into the key that unwraps it.
+    pub fn kdf_params(&self) -> KdfParams {
+        self.params
+    }
+
     /// The blob's JSON (pretty, with a final newline).
     pub fn to_bytes(&self) -> Vec<u8> {
         let wire = Wire {

@@ -45,7 +45,9 @@ pub async fn unlock(
         Ok(stored) => stored,
         // Away: the local copy unlocks the key as well.
         Err(e) if e.is_transient() && cached.is_some() => {
-            tracing::info!("the remote cannot be reached ({e}); unlocking this machine's copy of the key");
+            tracing::info!(
+                "the remote cannot be reached ({e}); unlocking this machine's copy of the key"
+            );
             return open(cached.as_deref().unwrap_or_default(), &passphrase, remote).await;
         }
         Err(e) => return Err(e),
@@ -87,7 +89,7 @@ pub async fn unlock(
             Ok(keys)
         }
         (None, None) => {
-            if remote.list().await?.iter().next().is_some() {
+            if !remote.list().await?.is_empty() {
                 return Err(RemoteError::Permanent {
                     message: format!(
                         "{} holds files stored without encryption, so it cannot be encrypted in place: give [remote] url a new prefix (its blobs are encrypted from the first push), or set [encryption] enabled = false",
@@ -116,16 +118,15 @@ async fn create_key(
     passphrase: Zeroizing<String>,
 ) -> Result<Arc<Keys>, RemoteError> {
     let pass = passphrase.clone();
-    let (file, keys) = tokio::task::spawn_blocking(move || {
-        KeyFile::create(pass.as_bytes(), KdfParams::DEFAULT)
-    })
-    .await
-    .map_err(|e| RemoteError::Permanent {
-        message: format!("cannot make the key: {e}"),
-    })?
-    .map_err(|e| RemoteError::Permanent {
-        message: format!("cannot make the key: {e}"),
-    })?;
+    let (file, keys) =
+        tokio::task::spawn_blocking(move || KeyFile::create(pass.as_bytes(), KdfParams::DEFAULT))
+            .await
+            .map_err(|e| RemoteError::Permanent {
+                message: format!("cannot make the key: {e}"),
+            })?
+            .map_err(|e| RemoteError::Permanent {
+                message: format!("cannot make the key: {e}"),
+            })?;
     let bytes = file.to_bytes();
     let content = Content::from_bytes(bytes.clone().into());
     match remote
@@ -216,7 +217,10 @@ pub fn keep_copy(path: &Path, bytes: &[u8]) {
         return;
     }
     if let Err(e) = write_private(path, bytes) {
-        tracing::warn!("cannot keep a copy of the key blob at {}: {e}", path.display());
+        tracing::warn!(
+            "cannot keep a copy of the key blob at {}: {e}",
+            path.display()
+        );
     }
 }
 

@@ -127,9 +127,7 @@ impl Transform for ContentCipher {
 
     fn block(&self, index: u32, plain: &[u8], last: bool) -> Vec<u8> {
         let chunks_per_block = (super::content::BLOCK_SIZE / stream::CHUNK as u64) as u32;
-        let chunks = self
-            .0
-            .encrypt_chunks(index * chunks_per_block, plain, last);
+        let chunks = self.0.encrypt_chunks(index * chunks_per_block, plain, last);
         if index == 0 {
             let mut out = Vec::with_capacity(stream::HEADER_LEN + chunks.len());
             out.extend_from_slice(&self.0.header());

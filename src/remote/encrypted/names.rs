@@ -64,10 +64,7 @@ pub fn decrypt(keys: &Keys, stored: &str) -> Option<String> {
     if is_history(stored) {
         let (path, _, _) = parse_version_name(stored)?;
         let leaf = stored.rsplit('/').next()?;
-        return Some(format!(
-            "{HISTORY_DIR}/{}/{leaf}",
-            keys.decrypt_name(path)?
-        ));
+        return Some(format!("{HISTORY_DIR}/{}/{leaf}", keys.decrypt_name(path)?));
     }
     keys.decrypt_name(stored)
 }
