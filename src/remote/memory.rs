@@ -98,6 +98,41 @@ impl MemoryRemote {
         }
     }
 
+    /// Every blob as stored: name, bytes and sealed value.
+    pub fn snapshot(&self) -> Vec<(String, Vec<u8>, Option<String>)> {
+        self.blobs
+            .lock()
+            .map(|blobs| {
+                blobs
+                    .iter()
+                    .map(|(name, b)| (name.clone(), b.data.clone(), b.sealed.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Change a blob's bytes in place, as damage at rest or a stranger would, keeping its
+    /// metadata (the MD5 follows the bytes, as a service that took a new upload would).
+    pub fn tamper(&self, name: &str, change: impl FnOnce(&mut Vec<u8>)) {
+        use md5::{Digest, Md5};
+        if let Ok(mut blobs) = self.blobs.lock()
+            && let Some(blob) = blobs.get_mut(name)
+        {
+            change(&mut blob.data);
+            blob.md5 = Md5::digest(&blob.data).into();
+        }
+    }
+
+    /// Copy one blob (bytes and metadata) over another name, as a co-writer could.
+    pub fn copy_blob(&self, from: &str, to: &str) {
+        let etag = self.next_etag();
+        if let Ok(mut blobs) = self.blobs.lock()
+            && let Some(blob) = blobs.get(from).cloned()
+        {
+            blobs.insert(to.to_string(), Stored { etag, ..blob });
+        }
+    }
+
     fn next_etag(&self) -> String {
         format!("\"m{}\"", self.writes.fetch_add(1, Ordering::SeqCst) + 1)
     }

@@ -12,6 +12,8 @@
 pub mod key_blob;
 pub mod names;
 mod sink;
+#[cfg(test)]
+mod tests;
 
 use super::content::Transform;
 use super::crypt::{Encryptor, Keys, stream};
