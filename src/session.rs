@@ -172,11 +172,21 @@ pub fn open_remote(config: &Config) -> Result<Arc<dyn Remote>, crate::remote::Re
 /// A missing or wrong passphrase is exit 7, a mismatch exit 2; a remote that cannot be
 /// reached is left for the command's own requests to report.
 pub async fn ready(remote: &dyn Remote, create: bool) -> Result<(), Failure> {
-    use crate::remote::RemoteError;
     match remote.ready(create).await {
         Ok(()) => Ok(()),
-        Err(RemoteError::Locked { message }) => Err(Failure::new(crate::exit::LOCKED, message)),
-        Err(RemoteError::Auth { message }) => Err(Failure::new(
+        Err(e) => ready_failure(remote, e),
+    }
+}
+
+/// What [`ready`] makes of [`Remote::ready`]'s error.
+pub fn ready_failure(
+    remote: &dyn Remote,
+    error: crate::remote::RemoteError,
+) -> Result<(), Failure> {
+    use crate::remote::RemoteError;
+    match error {
+        RemoteError::Locked { message } => Err(Failure::new(crate::exit::LOCKED, message)),
+        RemoteError::Auth { message } => Err(Failure::new(
             crate::exit::AUTH,
             format!(
                 "{}: {message}; the credentials came from {}",
@@ -184,8 +194,8 @@ pub async fn ready(remote: &dyn Remote, create: bool) -> Result<(), Failure> {
                 remote.credential_source()
             ),
         )),
-        Err(e) if e.is_transient() => Ok(()),
-        Err(e) => Err(Failure::usage(e.to_string())),
+        e if e.is_transient() => Ok(()),
+        e => Err(Failure::usage(e.to_string())),
     }
 }
 

@@ -153,13 +153,9 @@ pub fn exit_status(page: &str) -> Option<&'static [&'static str]> {
         "devlogd-verify" | "devlogd-history" => &["0", "1", "2", "4", "5", "7"],
         "devlogd-prune" | "devlogd-run" => &["0", "1", "2", "7"],
         // Key commands: the passphrase, the remote's answer, a refused listing.
-        "devlogd-key"
-        | "devlogd-key-show"
-        | "devlogd-key-passwd"
-        | "devlogd-key-export"
+        "devlogd-key" | "devlogd-key-show" | "devlogd-key-passwd" | "devlogd-key-export"
         | "devlogd-key-import" => &["0", "1", "2", "4", "5", "7"],
-        "devlogd-service-install"
-        | "devlogd-service-uninstall" => &["0", "1", "2"],
+        "devlogd-service-install" | "devlogd-service-uninstall" => &["0", "1", "2"],
         "devlogd-service" => &["0", "1", "2", "3"],
         "devlogd-service-status"
         | "devlogd-ctl-status"
