@@ -184,3 +184,51 @@ async fn a_wrong_passphrase_is_locked_and_a_plain_prefix_is_not_encrypted_in_pla
     let e = inner.ready(true).await.unwrap_err();
     assert!(e.to_string().contains("enabled = true"), "{e}");
 }
+
+#[tokio::test]
+async fn prune_removes_old_encrypted_versions_and_leaves_the_key_and_current_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = Arc::new(MemoryRemote::new());
+    let remote = encrypted(inner.clone(), dir.path()).await;
+    let first = remote
+        .put(
+            "a.md",
+            &Content::from_bytes("one".into()),
+            &Precondition::IfAbsent,
+            "w",
+        )
+        .await
+        .unwrap();
+    let kept = crate::remote::history_name::version_name("a.md", &first.etag, "w");
+    remote.preserve("a.md", &first.etag, &kept).await.unwrap();
+    remote
+        .put(
+            "a.md",
+            &Content::from_bytes("two".into()),
+            &Precondition::IfMatch(first.etag.clone()),
+            "w",
+        )
+        .await
+        .unwrap();
+    let stored_before = inner.snapshot().len();
+    // Sixty days on, a 30-day window keeps nothing of the history.
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(60);
+    let report = crate::history::prune(
+        &remote,
+        30,
+        later,
+        crate::remote::retry::RetryPolicy::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.removed, 1, "{report:?}");
+    assert_eq!(inner.snapshot().len(), stored_before - 1);
+    assert!(remote.list_history(Some("a.md")).await.unwrap().is_empty());
+    assert!(
+        inner.head(KEY_NAME).await.unwrap().is_some(),
+        "the key stays"
+    );
+    let mut back = Vec::new();
+    remote.get("a.md", &mut back).await.unwrap().unwrap();
+    assert_eq!(back, b"two");
+}
