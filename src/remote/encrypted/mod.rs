@@ -23,7 +23,7 @@ use super::{
 use async_trait::async_trait;
 pub use key_blob::{KEY_NAME, KeySource};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::OnceCell;
 
 /// A remote whose blobs are encrypted with the journal's key, unlocked on first use.
@@ -33,6 +33,8 @@ pub struct EncryptedRemote {
     keys: OnceCell<Arc<Keys>>,
     /// Whether a first push may make the key of an empty prefix ([`Remote::ready`] says).
     may_create: AtomicBool,
+    /// How many listed blobs this key did not write, as last said (said again when it changes).
+    foreign_said: AtomicUsize,
 }
 
 impl EncryptedRemote {
@@ -42,6 +44,7 @@ impl EncryptedRemote {
             source,
             keys: OnceCell::new(),
             may_create: AtomicBool::new(false),
+            foreign_said: AtomicUsize::new(0),
         }
     }
 
@@ -98,16 +101,22 @@ impl EncryptedRemote {
         })
     }
 
+    /// A listing's blobs as the pipeline sees them; the ones this key did not write are
+    /// left out, and said once (again when their number changes).
     fn opened_all(&self, keys: &Keys, blobs: Vec<RemoteBlob>) -> Vec<RemoteBlob> {
-        let total = blobs.len();
+        let mut foreign = 0;
         let opened: Vec<RemoteBlob> = blobs
             .into_iter()
-            .filter_map(|b| Self::opened(keys, b))
+            .filter(|b| !names::is_reserved(&b.name))
+            .filter_map(|b| {
+                let opened = Self::opened(keys, b);
+                foreign += usize::from(opened.is_none());
+                opened
+            })
             .collect();
-        if opened.len() < total {
+        if foreign > 0 && self.foreign_said.swap(foreign, Ordering::Relaxed) != foreign {
             tracing::warn!(
-                "{} blobs at {} are not this journal's encrypted files (stored in clear, or with another key); left alone",
-                total - opened.len(),
+                "{foreign} blobs at {} are not this journal's encrypted files (stored in clear, or with another key); left alone",
                 self.inner.describe()
             );
         }
