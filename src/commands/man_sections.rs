@@ -139,9 +139,9 @@ pub fn exit_status(page: &str) -> Option<&'static [&'static str]> {
     Some(match page {
         "devlogd" => ALL_CODES,
         // Push, directly or through the daemon (`push::PushError::exit_code`).
-        "devlog" | "devlog-push" | "devlogd-push" | "devlogd-ctl" | "devlogd-ctl-push" => {
-            &["0", "1", "2", "3", "4", "5", "6", "7"]
-        }
+        "devlog" | "devlog-push" | "devlogd-push" => &["0", "1", "2", "3", "4", "5", "6", "7"],
+        // The daemon unlocked the key when it started.
+        "devlogd-ctl" | "devlogd-ctl-push" => &["0", "1", "2", "3", "4", "5", "6"],
         // The daemon's pause lease; a refused listing; Ctrl-C stops it cleanly.
         "devlogd-restore" => &["0", "1", "2", "3", "4", "7", "130"],
         "devlogd-pull" => &["0", "1", "2", "3", "4", "5", "7"],
