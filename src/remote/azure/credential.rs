@@ -644,7 +644,7 @@ mod tests {
         .unwrap();
         let e = CredentialsFile::load(&path).unwrap_err().to_string();
         assert!(
-            e.ends_with("line 2: unknown key HTTPS_PROXY; the known keys are AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_ACCOUNT, AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET"),
+            e.ends_with("line 2: unknown key HTTPS_PROXY; the known keys are AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_ACCOUNT, AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET and DEVLOG_PASSPHRASE"),
             "{e}"
         );
         std::fs::write(&path, "azure_storage_account_key=abc\n").unwrap();
