@@ -449,19 +449,24 @@ impl BlockReader<'_> {
                 }
             }
         };
-        let data = match (&self.content.transform, &self.content.inline) {
+        let (data, plain) = match (&self.content.transform, &self.content.inline) {
             (Some(transform), None) => {
-                self.plain_hasher.update(&data);
                 let last = self.offset + len >= size;
-                let (index, transform) = (self.index, transform.clone());
-                tokio::task::spawn_blocking(move || {
+                let (index, transform, plain) = (self.index, transform.clone(), data.clone());
+                let stored = tokio::task::spawn_blocking(move || {
                     Bytes::from(transform.block(index, &data, last))
                 })
                 .await
-                .map_err(|e| ContentError::Read(std::io::Error::other(e)))?
+                .map_err(|e| ContentError::Read(std::io::Error::other(e)))?;
+                (stored, Some(plain))
             }
-            _ => data,
+            _ => (data, None),
         };
+        // Hashed only past the last await: a caller that drops this future midway (a
+        // `select!`) reads the same block again, and it must count once.
+        if let Some(plain) = &plain {
+            self.plain_hasher.update(plain);
+        }
         self.hasher.update(&data);
         let md5: [u8; 16] = Md5::digest(&data).into();
         let block = Block {

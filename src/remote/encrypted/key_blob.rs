@@ -92,7 +92,7 @@ pub async fn unlock(
             if !remote.list().await?.is_empty() {
                 return Err(RemoteError::Permanent {
                     message: format!(
-                        "{} holds files stored without encryption, so it cannot be encrypted in place: give [remote] url a new prefix (its blobs are encrypted from the first push), or set [encryption] enabled = false",
+                        "{} holds files but no encryption key ({KEY_NAME}): if they were pushed with encryption, put the key back with devlogd key import FILE (a copy written by devlogd key export); if they are stored without encryption, they cannot be encrypted in place: give [remote] url a new prefix (its blobs are encrypted from the first push), or set [encryption] enabled = false",
                         remote.describe()
                     ),
                 });
