@@ -27,10 +27,19 @@ pub enum DamagedIndex {
 
 impl Session {
     pub fn open(config: Config) -> Result<Session, Failure> {
+        Session::open_with(config, None)
+    }
+
+    /// [`Session::open`] with `remote` when one is already open (its key unlocked before
+    /// the instance lock was taken).
+    pub fn open_with(config: Config, remote: Option<Arc<dyn Remote>>) -> Result<Session, Failure> {
         require_root(&config)?;
         let filter = filter_for(&config)?;
         // Errors building a remote are configuration problems (credentials, a bad URL).
-        let remote = open_remote(&config).map_err(|e| Failure::usage(e.to_string()))?;
+        let remote = match remote {
+            Some(remote) => remote,
+            None => open_remote(&config).map_err(|e| Failure::usage(e.to_string()))?,
+        };
         Ok(Session {
             config,
             filter,

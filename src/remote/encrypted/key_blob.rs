@@ -90,6 +90,12 @@ pub async fn unlock(
         }
         (None, None) => {
             if !remote.list().await?.is_empty() {
+                // Another machine may have made the key and pushed since the first look.
+                if let Some(stored) = fetch(remote).await? {
+                    let keys = open(&stored, &passphrase, remote).await?;
+                    keep_copy(&source.cached, &stored);
+                    return Ok(keys);
+                }
                 return Err(RemoteError::Permanent {
                     message: format!(
                         "{} holds files but no encryption key ({KEY_NAME}): if they were pushed with encryption, put the key back with devlogd key import FILE (a copy written by devlogd key export); if they are stored without encryption, they cannot be encrypted in place: give [remote] url a new prefix (its blobs are encrypted from the first push), or set [encryption] enabled = false",
