@@ -39,3 +39,12 @@ pub enum CryptError {
     #[error("the encrypted content does not authenticate (damaged, cut short, or another file's)")]
     Corrupt,
 }
+
+/// Associated data binding a ciphertext to `path` under one use's `domain`, so what was
+/// sealed for one path (or one use) never authenticates as another's.
+fn bound_to(domain: &[u8], path: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(domain.len() + path.len());
+    aad.extend_from_slice(domain);
+    aad.extend_from_slice(path.as_bytes());
+    aad
+}

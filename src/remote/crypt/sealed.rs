@@ -20,10 +20,7 @@ const MAX_HOST: usize = 255;
 const MAX_SEALED: usize = 1024;
 
 fn associated_data(path: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(DOMAIN.len() + path.len());
-    aad.extend_from_slice(DOMAIN);
-    aad.extend_from_slice(path.as_bytes());
-    aad
+    super::bound_to(DOMAIN, path)
 }
 
 impl Keys {

@@ -60,10 +60,7 @@ pub fn plain_len(encrypted_len: u64) -> Option<u64> {
 }
 
 fn associated_data(path: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(DOMAIN.len() + path.len());
-    aad.extend_from_slice(DOMAIN);
-    aad.extend_from_slice(path.as_bytes());
-    aad
+    super::bound_to(DOMAIN, path)
 }
 
 impl Keys {
