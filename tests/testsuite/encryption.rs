@@ -551,6 +551,17 @@ fn two_daemons_sync_both_ways_through_an_encrypted_prefix() {
         (ta == tb && settled(&a) && settled(&b)).then_some(ta)
     });
     assert_eq!(trees.len(), 2, "{:?}", trees.keys());
+    // Each daemon says it encrypts, where people look.
+    for env in [&a, &b] {
+        assert_eq!(common::status::status(env)["encrypted"], true);
+        let out = env.run(&["ctl", "status"]);
+        out.assert_code(0);
+        assert!(
+            out.stdout.contains("two-way, pull every 1 s, encrypted"),
+            "{}",
+            out.stdout
+        );
+    }
     let paths: Vec<String> = trees.keys().cloned().collect();
     assert_nothing_in_clear(
         &remote.exposed(),
