@@ -451,14 +451,18 @@ impl BlockReader<'_> {
         };
         let data = match (&self.content.transform, &self.content.inline) {
             (Some(transform), None) => {
-                self.plain_hasher.update(&data);
                 let last = self.offset + len >= size;
-                let (index, transform) = (self.index, transform.clone());
-                tokio::task::spawn_blocking(move || {
-                    Bytes::from(transform.block(index, &data, last))
+                let (index, transform, plain) = (self.index, transform.clone(), data.clone());
+                let stored = tokio::task::spawn_blocking(move || {
+                    Bytes::from(transform.block(index, &plain, last))
                 })
                 .await
-                .map_err(|e| ContentError::Read(std::io::Error::other(e)))?
+                .map_err(|e| ContentError::Read(std::io::Error::other(e)))?;
+                // Hashed only now: a call dropped at an await (put_blocks' select!) must leave
+                // the reader as it was, or the block read again would be hashed twice.
+                self.plain_hasher.update(&data);
+                drop(data); // the plaintext's memory goes now, not when the call returns
+                stored
             }
             _ => data,
         };
@@ -524,4 +528,52 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| OpenError::Io(std::io::Error::other(e)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Stores the file as is, slowly: a read of a block can be dropped while it transforms.
+    struct SlowCopy;
+
+    impl Transform for SlowCopy {
+        fn stored_len(&self, len: u64) -> u64 {
+            len
+        }
+        fn whole(&self, plain: &[u8]) -> Vec<u8> {
+            plain.to_vec()
+        }
+        fn block(&self, _index: u32, plain: &[u8], _last: bool) -> Vec<u8> {
+            std::thread::sleep(Duration::from_millis(300));
+            plain.to_vec()
+        }
+    }
+
+    /// put_blocks drops a `next_block` call when a staged block finishes first: the call
+    /// made again must read the same block, and the file's MD5 must count it once.
+    #[tokio::test]
+    async fn a_block_read_dropped_while_it_transforms_is_hashed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..BLOCK_SIZE + 1000).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("big.md"), &bytes).unwrap();
+        let root = Arc::new(Beneath::open(dir.path()).unwrap());
+        let budget = MemoryBudget::default();
+        let plain = Content::open(&root, "big.md", &budget, bytes.len() as u64)
+            .await
+            .unwrap();
+        let view = plain.transformed(Arc::new(SlowCopy));
+        let mut reader = view.blocks(BLOCK_SIZE);
+        let dropped = tokio::time::timeout(Duration::from_millis(100), reader.next_block()).await;
+        assert!(dropped.is_err(), "the read should still be transforming");
+        let mut read = Vec::new();
+        while let Some(block) = reader.next_block().await.unwrap() {
+            read.extend_from_slice(&block.data);
+        }
+        reader.finish().unwrap();
+        assert_eq!(read, bytes);
+        let md5: [u8; 16] = Md5::digest(&bytes).into();
+        assert_eq!(plain.known_md5(), Some(md5));
+    }
 }
