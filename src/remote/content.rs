@@ -65,6 +65,18 @@ impl Default for MemoryBudget {
 #[derive(Debug)]
 pub struct Reservation(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 
+impl Reservation {
+    /// Give back all of this share but `bytes`.
+    fn keep(&mut self, bytes: u64) {
+        if let Some(permit) = self.0.as_mut() {
+            let keep = bytes.div_ceil(1024).max(1) as usize;
+            if permit.num_permits() > keep {
+                drop(permit.split(permit.num_permits() - keep));
+            }
+        }
+    }
+}
+
 /// What identifies a file's content at one moment: if any of these moved, it was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {
@@ -428,7 +440,15 @@ impl BlockReader<'_> {
             return Ok(None);
         }
         let len = (size - self.offset).min(self.block_size);
-        let reservation = self.content.budget.reserve(len).await;
+        // A block being transformed is held twice for a while, as read and as stored: both
+        // count (taken at once: a file holding one share while it waits for another could
+        // wait for ever).
+        let transforming = self.content.transform.is_some() && self.content.inline.is_none();
+        let mut reservation = self
+            .content
+            .budget
+            .reserve(if transforming { 2 * len } else { len })
+            .await;
         let data = match &self.content.inline {
             Some(all) => all.slice(self.offset as usize..(self.offset + len) as usize),
             None => {
@@ -462,6 +482,7 @@ impl BlockReader<'_> {
                 // the reader as it was, or the block read again would be hashed twice.
                 self.plain_hasher.update(&data);
                 drop(data); // the plaintext's memory goes now, not when the call returns
+                reservation.keep(stored.len() as u64);
                 stored
             }
             _ => data,

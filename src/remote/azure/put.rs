@@ -186,7 +186,10 @@ impl AzureRemote {
                 }
             }
         }
-        let md5 = reader.take().expect("the reader is back after the last read").finish()?;
+        let md5 = reader
+            .take()
+            .expect("the reader is back after the last read")
+            .finish()?;
         let mut options = BlockBlobClientCommitBlockListOptions {
             blob_content_md5: Some(md5.to_vec()),
             metadata: Some(metadata(
