@@ -65,6 +65,18 @@ impl Default for MemoryBudget {
 #[derive(Debug)]
 pub struct Reservation(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 
+impl Reservation {
+    /// Give back all of this share but `bytes`.
+    fn keep(&mut self, bytes: u64) {
+        if let Some(permit) = self.0.as_mut() {
+            let keep = bytes.div_ceil(1024).max(1) as usize;
+            if permit.num_permits() > keep {
+                drop(permit.split(permit.num_permits() - keep));
+            }
+        }
+    }
+}
+
 /// What identifies a file's content at one moment: if any of these moved, it was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {
@@ -428,7 +440,15 @@ impl BlockReader<'_> {
             return Ok(None);
         }
         let len = (size - self.offset).min(self.block_size);
-        let reservation = self.content.budget.reserve(len).await;
+        // A block being transformed is held twice for a while, as read and as stored: both
+        // count (taken at once: a file holding one share while it waits for another could
+        // wait for ever).
+        let transforming = self.content.transform.is_some() && self.content.inline.is_none();
+        let mut reservation = self
+            .content
+            .budget
+            .reserve(if transforming { 2 * len } else { len })
+            .await;
         let data = match &self.content.inline {
             Some(all) => all.slice(self.offset as usize..(self.offset + len) as usize),
             None => {
@@ -449,24 +469,24 @@ impl BlockReader<'_> {
                 }
             }
         };
-        let (data, plain) = match (&self.content.transform, &self.content.inline) {
+        let data = match (&self.content.transform, &self.content.inline) {
             (Some(transform), None) => {
                 let last = self.offset + len >= size;
                 let (index, transform, plain) = (self.index, transform.clone(), data.clone());
                 let stored = tokio::task::spawn_blocking(move || {
-                    Bytes::from(transform.block(index, &data, last))
+                    Bytes::from(transform.block(index, &plain, last))
                 })
                 .await
                 .map_err(|e| ContentError::Read(std::io::Error::other(e)))?;
-                (stored, Some(plain))
+                // Hashed only now: a call dropped at an await (put_blocks' select!) must leave
+                // the reader as it was, or the block read again would be hashed twice.
+                self.plain_hasher.update(&data);
+                drop(data); // the plaintext's memory goes now, not when the call returns
+                reservation.keep(stored.len() as u64);
+                stored
             }
-            _ => (data, None),
+            _ => data,
         };
-        // Hashed only past the last await: a caller that drops this future midway (a
-        // `select!`) reads the same block again, and it must count once.
-        if let Some(plain) = &plain {
-            self.plain_hasher.update(plain);
-        }
         self.hasher.update(&data);
         let md5: [u8; 16] = Md5::digest(&data).into();
         let block = Block {
@@ -529,4 +549,52 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| OpenError::Io(std::io::Error::other(e)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Stores the file as is, slowly: a read of a block can be dropped while it transforms.
+    struct SlowCopy;
+
+    impl Transform for SlowCopy {
+        fn stored_len(&self, len: u64) -> u64 {
+            len
+        }
+        fn whole(&self, plain: &[u8]) -> Vec<u8> {
+            plain.to_vec()
+        }
+        fn block(&self, _index: u32, plain: &[u8], _last: bool) -> Vec<u8> {
+            std::thread::sleep(Duration::from_millis(300));
+            plain.to_vec()
+        }
+    }
+
+    /// put_blocks drops a `next_block` call when a staged block finishes first: the call
+    /// made again must read the same block, and the file's MD5 must count it once.
+    #[tokio::test]
+    async fn a_block_read_dropped_while_it_transforms_is_hashed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..BLOCK_SIZE + 1000).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("big.md"), &bytes).unwrap();
+        let root = Arc::new(Beneath::open(dir.path()).unwrap());
+        let budget = MemoryBudget::default();
+        let plain = Content::open(&root, "big.md", &budget, bytes.len() as u64)
+            .await
+            .unwrap();
+        let view = plain.transformed(Arc::new(SlowCopy));
+        let mut reader = view.blocks(BLOCK_SIZE);
+        let dropped = tokio::time::timeout(Duration::from_millis(100), reader.next_block()).await;
+        assert!(dropped.is_err(), "the read should still be transforming");
+        let mut read = Vec::new();
+        while let Some(block) = reader.next_block().await.unwrap() {
+            read.extend_from_slice(&block.data);
+        }
+        reader.finish().unwrap();
+        assert_eq!(read, bytes);
+        let md5: [u8; 16] = Md5::digest(&bytes).into();
+        assert_eq!(plain.known_md5(), Some(md5));
+    }
 }

@@ -119,8 +119,20 @@ impl Encryptor {
     /// block without `is_end` and then `encrypt_chunks(first + 64, &[], true)`. Chunks
     /// past [`MAX_PLAIN_LEN`] are left out rather than reuse a nonce.
     pub fn encrypt_chunks(&self, first_chunk: u32, plain: &[u8], is_end: bool) -> Vec<u8> {
-        let chunks = plain.len() / CHUNK + 1;
-        let mut out = Vec::with_capacity(plain.len() + chunks * TAG);
+        let mut out = Vec::with_capacity(plain.len() + (plain.len() / CHUNK + 1) * TAG);
+        self.encrypt_chunks_into(first_chunk, plain, is_end, &mut out);
+        out
+    }
+
+    /// [`Encryptor::encrypt_chunks`] appended to `out` (after the header, for a blob's
+    /// first block: no second copy of the block).
+    pub fn encrypt_chunks_into(
+        &self,
+        first_chunk: u32,
+        plain: &[u8],
+        is_end: bool,
+        out: &mut Vec<u8>,
+    ) {
         let mut sealed = Vec::with_capacity(SEALED_CHUNK);
         let mut index = u64::from(first_chunk);
         let mut rest = plain;
@@ -147,7 +159,6 @@ impl Encryptor {
                 break;
             }
         }
-        out
     }
 
     /// A whole blob, header and all chunks, for a file read whole.
@@ -155,7 +166,7 @@ impl Encryptor {
         let mut out =
             Vec::with_capacity(HEADER_LEN + plain.len() + (plain.len() / CHUNK + 1) * TAG);
         out.extend_from_slice(&self.header());
-        out.extend_from_slice(&self.encrypt_chunks(0, plain, true));
+        self.encrypt_chunks_into(0, plain, true, &mut out);
         out
     }
 }

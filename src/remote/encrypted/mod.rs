@@ -138,15 +138,16 @@ impl Transform for ContentCipher {
 
     fn block(&self, index: u32, plain: &[u8], last: bool) -> Vec<u8> {
         let chunks_per_block = (super::content::BLOCK_SIZE / stream::CHUNK as u64) as u32;
-        let chunks = self.0.encrypt_chunks(index * chunks_per_block, plain, last);
+        let header = if index == 0 { stream::HEADER_LEN } else { 0 };
+        let mut out = Vec::with_capacity(
+            header + plain.len() + (plain.len() / stream::CHUNK + 1) * stream::TAG,
+        );
         if index == 0 {
-            let mut out = Vec::with_capacity(stream::HEADER_LEN + chunks.len());
             out.extend_from_slice(&self.0.header());
-            out.extend_from_slice(&chunks);
-            out
-        } else {
-            chunks
         }
+        self.0
+            .encrypt_chunks_into(index * chunks_per_block, plain, last, &mut out);
+        out
     }
 }
 
