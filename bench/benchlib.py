@@ -279,14 +279,20 @@ def report(path, files):
             "| comparison | files/s (medians) | files/s, per round | CPU | peak RSS |",
             "|---|---:|---:|---:|---:|",
         ]
+        def ratio(x, y):
+            return f"{x / y:.2f}" if y > 0 else "n/a"
+
         for e, p, label, target in enc_rows:
             rate = med[p][0] / med[e][0]
             mark = "" if target is None else (" (met)" if rate >= target else " (below)")
-            both = {r for c, r in walls if c == e} & {r for c, r in walls if c == p}
-            per = ", ".join(f"{walls[(p, r)] / walls[(e, r)]:.2f}" for r in sorted(both, key=int))
+            both = sorted({r for c, r in walls if c == e} & {r for c, r in walls if c == p}, key=int)
+            per = [walls[(p, r)] / walls[(e, r)] for r in both]
+            per_text = ", ".join(f"{x:.2f}" for x in per)
+            if len(per) > 1:
+                per_text += f" (median {statistics.median(per):.2f})"
             out.append(
-                f"| {label} | {rate:.2f}{mark} | {per} | {med[e][1] / med[p][1]:.2f} "
-                f"| {med[e][2] / med[p][2]:.2f} |"
+                f"| {label} | {rate:.2f}{mark} | {per_text} | {ratio(med[e][1], med[p][1])} "
+                f"| {ratio(med[e][2], med[p][2])} |"
             )
     if notes:
         out += ["", "Checks that failed:", ""] + [f"- {n}" for n in notes]

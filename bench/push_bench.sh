@@ -28,6 +28,9 @@
 #                 rclone ("devlogd rclone")
 #   BENCH_WARMUPS unrecorded first pushes of each devlogd variant before round 1 (0)
 #   BENCH_RESTORE_CHECK rounds whose encrypted push is restored and diff -r'd ("1"; "" for none)
+#   BENCH_FRESH_AZURITE=1 a new Azurite for every tool's turn in a round (the in-memory store
+#                 slows down as a run's blobs pile up: 11.3 s to 15.6 s over six 10,000-file
+#                 pushes into fresh containers, so the second tool of a round is at a loss)
 #   BENCH_DEVLOGD a devlogd binary to use; without it the script runs `cargo build --release`
 #   BENCH_KEEP=1  keep the work dir (files, logs, raw results.tsv)
 # Needs python3, GNU time (installed with apt-get when missing and run as root), rclone (Debian's
@@ -104,6 +107,13 @@ lib gen "$src" "$files" "$dirs" 1024
 # bench/azurite.sh: it dies with this script, however the script ends.
 sas=$(lib sas)
 start_azurite --inMemoryPersistence
+# fresh_azurite: with BENCH_FRESH_AZURITE=1, Azurite started again (empty) for the next turn.
+fresh_azurite() {
+  [[ ${BENCH_FRESH_AZURITE:-} == 1 ]] || return 0
+  stop_azurite
+  start_azurite --inMemoryPersistence
+  export RCLONE_CONFIG_BENCH_SAS_URL="http://127.0.0.1:$port/devstoreaccount1?$sas"
+}
 say "Azurite $("$azurite" --version 2>/dev/null | tail -n1) on 127.0.0.1:$port (in memory)"
 
 export RCLONE_CONFIG=$work/rclone.conf
@@ -220,7 +230,7 @@ run_rclone() { # ROUND
 # cold; not recorded.
 for ((w = 1; w <= warmups; w++)); do
   for tool in devlogd devlogd-enc; do
-    if uses "$tool"; then warming=1 "run_$tool" "w$w"; fi
+    if uses "$tool"; then fresh_azurite; warming=1 "run_$tool" "w$w"; fi
   done
 done
 warming=
@@ -228,7 +238,7 @@ warming=
 for ((r = 1; r <= rounds; r++)); do
   if ((r % 2 == 1)); then order="devlogd devlogd-enc rclone"; else order="rclone devlogd-enc devlogd"; fi
   for tool in $order; do
-    if uses "$tool"; then "run_$tool" "$r"; fi
+    if uses "$tool"; then fresh_azurite; "run_$tool" "$r"; fi
   done
   stdout_to=/dev/null measure find "$r" find "$src" -printf '%s %T@\n'
   record find "$r" ok
@@ -246,6 +256,7 @@ fi
 if uses rclone; then echo "- $(rclone version 2>/dev/null | head -n1) (Debian), azureblob remote via sas_url"; fi
 echo "- Azurite $("$azurite" --version 2>/dev/null | tail -n1), in memory, --silent, on 127.0.0.1; node $(node --version)"
 if uses devlogd-enc; then echo "- devlogd-enc: the same binary with \`[encryption] enabled = true\`, DEVLOG_PASSPHRASE set; each first push makes its container's key (Argon2id, 46 MiB) and is timed with it"; fi
+if [[ ${BENCH_FRESH_AZURITE:-} == 1 ]]; then echo "- a new, empty Azurite for every tool's turn (BENCH_FRESH_AZURITE=1)"; fi
 if ((warmups > 0)); then echo "- $warmups unrecorded warm-up first push(es) of each devlogd variant before round 1"; fi
 echo "- medians over the rounds; client CPU and peak RSS from GNU time; files/s = files ÷ wall"
 echo
