@@ -7,6 +7,10 @@
   benchlib.py gen DIR FILES DIRS SIZE      write FILES files of SIZE bytes spread over DIRS dirs
   benchlib.py container PORT NAME create|delete
   benchlib.py snapshot PORT NAME           "COUNT DIGEST": blob count and a digest of names+ETags
+  benchlib.py check-stored PORT NAME ROOT plain|enc
+                                           "ok" when the container holds ROOT's files: one blob
+                                           each, of the file's size (enc: its encrypted size,
+                                           no name in clear, and the key blob)
   benchlib.py report RESULTS.tsv FILES     Markdown tables (medians and ratios) on stdout
   benchlib.py wan-report RESULTS.tsv FILES wan_bench.sh's tables (rates per round trip, ratios)
   benchlib.py proc-cpu PORT                CPU seconds so far of the Azurite serving PORT
@@ -128,9 +132,76 @@ def snapshot(port, name):
             return f"{count} {digest.hexdigest()[:16]}"
 
 
+def listing(port, name):
+    """(name, size) of every blob in the container, all pages."""
+    blobs, marker = [], ""
+    while True:
+        url = (
+            f"http://127.0.0.1:{port}/{ACCOUNT}/{name}?restype=container&comp=list"
+            f"&marker={urllib.parse.quote(marker, safe='')}&{account_sas()}"
+        )
+        status, _, body = request("GET", url)
+        if status != 200:
+            sys.exit(f"list {name}: HTTP {status}: {body[:300]!r}")
+        root = ET.fromstring(body)
+        for blob in root.iter("Blob"):
+            blobs.append((blob.findtext("Name"), int(blob.findtext("Properties/Content-Length"))))
+        marker = root.findtext("NextMarker") or ""
+        if not marker:
+            return blobs
+
+
+# devlogd's encrypted blobs (src/remote/crypt/stream.rs): a 27-byte header, then the plaintext
+# in 64 KiB chunks, each sealed with a 16-byte tag, the last one short (empty at a multiple).
+ENC_HEADER, ENC_CHUNK, ENC_TAG = 27, 64 * 1024, 16
+ENC_KEY_BLOB = ".devlog-history/.key"
+
+
+def encrypted_len(n):
+    return ENC_HEADER + n + ENC_TAG * (n // ENC_CHUNK + 1)
+
+
+def check_stored(port, name, root, mode):
+    """Whether the container holds the files under ROOT, one blob each: "ok", or what is wrong.
+    plain: blob names are the files' paths and sizes their sizes. enc: names cannot be compared
+    (they are encrypted), so the blobs are counted, their sizes compared as multisets against
+    the files' encrypted sizes, no name may be a file's path, and the key blob must be there
+    (only a restore checks the bytes)."""
+    local = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            path = os.path.join(d, f)
+            local[os.path.relpath(path, root).replace(os.sep, "/")] = os.path.getsize(path)
+    blobs = listing(port, name)
+    if mode == "plain":
+        stored = dict(blobs)
+        missing = [p for p in local if p not in stored]
+        wrong = [p for p, n in local.items() if p in stored and stored[p] != n]
+        extra = len(stored) - (len(local) - len(missing))
+        if missing or wrong or extra:
+            return (f"{len(missing)} of {len(local)} files missing, {len(wrong)} of the wrong "
+                    f"size, {extra} other blobs")
+        return "ok"
+    keys = [b for b, _ in blobs if b == ENC_KEY_BLOB]
+    data = [(b, n) for b, n in blobs if b != ENC_KEY_BLOB]
+    problems = []
+    if len(keys) != 1:
+        problems.append("no key blob")
+    if len(data) != len(local):
+        problems.append(f"{len(data)} blobs for {len(local)} files")
+    if sorted(n for _, n in data) != sorted(encrypted_len(n) for n in local.values()):
+        problems.append("sizes are not the files' encrypted sizes")
+    clear = sum(1 for b, _ in data if b in local)
+    if clear:
+        problems.append(f"{clear} names in clear")
+    return "; ".join(problems) or "ok"
+
+
 CASES = [
     ("devlogd-first", "devlogd push, first push (empty container)"),
     ("devlogd-nochange", "devlogd push, no change"),
+    ("devlogd-enc-first", "devlogd push, encrypted, first push (empty container, new key)"),
+    ("devlogd-enc-nochange", "devlogd push, encrypted, no change"),
     ("rclone-first", "rclone copy, default flags (fresh container)"),
     ("rclone32-first", "rclone copy --transfers 32 --checkers 32 (fresh container)"),
     ("rclone-nochange", "rclone copy, default flags, no change"),
@@ -147,14 +218,23 @@ RATIOS = [
 ]
 
 
+# Encrypted against plain devlogd: (encrypted case, plain case, label, files/s target or None).
+ENC_RATIOS = [
+    ("devlogd-enc-first", "devlogd-first", "first push (target ≥ 0.90)", 0.90),
+    ("devlogd-enc-nochange", "devlogd-nochange", "no change", None),
+]
+
+
 def report(path, files):
     rows = {}
     notes = []
+    walls = {}  # (case, round) -> wall, for the per-round ratios
     for line in open(path):
         case, rnd, wall, user, sys_, rss_kib, verified = line.rstrip("\n").split("\t")
         rows.setdefault(case, []).append(
             (float(wall), float(user) + float(sys_), int(rss_kib) / 1024.0)
         )
+        walls[(case, rnd)] = float(wall)
         if verified != "ok":
             notes.append(f"round {rnd}, {case}: {verified}")
     med = {
@@ -189,6 +269,31 @@ def report(path, files):
 
         for label, a, b in ratio_rows:
             out.append(f"| {label} | {ratio(a[0], b[0])} | {ratio(a[1], b[1])} | {ratio(a[2], b[2])} |")
+    enc_rows = [(e, p, label, t) for e, p, label, t in ENC_RATIOS if e in med and p in med]
+    if enc_rows:
+        out += [
+            "",
+            "Encrypted ÷ plain devlogd, same rounds (files/s above 1: encrypted is faster; CPU "
+            "and peak RSS below 1: it uses less); per round: the two runs of that round:",
+            "",
+            "| comparison | files/s (medians) | files/s, per round | CPU | peak RSS |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        def ratio(x, y):
+            return f"{x / y:.2f}" if y > 0 else "n/a"
+
+        for e, p, label, target in enc_rows:
+            rate = med[p][0] / med[e][0]
+            mark = "" if target is None else (" (met)" if rate >= target else " (below)")
+            both = sorted({r for c, r in walls if c == e} & {r for c, r in walls if c == p}, key=int)
+            per = [walls[(p, r)] / walls[(e, r)] for r in both]
+            per_text = ", ".join(f"{x:.2f}" for x in per)
+            if len(per) > 1:
+                per_text += f" (median {statistics.median(per):.2f})"
+            out.append(
+                f"| {label} | {rate:.2f}{mark} | {per_text} | {ratio(med[e][1], med[p][1])} "
+                f"| {ratio(med[e][2], med[p][2])} |"
+            )
     if notes:
         out += ["", "Checks that failed:", ""] + [f"- {n}" for n in notes]
     print("\n".join(out))
@@ -346,6 +451,8 @@ def main(argv):
         container(int(args[0]), args[1], args[2])
     elif cmd == "snapshot":
         print(snapshot(int(args[0]), args[1]))
+    elif cmd == "check-stored":
+        print(check_stored(int(args[0]), args[1], args[2], args[3]))
     elif cmd == "report":
         report(args[0], int(args[1]))
     elif cmd == "proc-cpu":

@@ -10,18 +10,27 @@
 # For each set and round, alternating which tool goes first, times under /usr/bin/time (wall,
 # user+sys CPU, peak RSS):
 #   devlogd push   first push into an empty container, with a fresh state dir
+#   devlogd-enc    the same with `[encryption] enabled = true` (DEVLOG_PASSPHRASE set): it makes
+#                  the key (Argon2id) of its empty container, then uploads encrypted blobs
 #   rclone copy    into a fresh container, default flags
 # A tool that fails is not fatal: its exit code and first error line are reported, and the
 # other tool's figures are still printed. Afterwards every blob is checked with a client of
 # this script's own (Get Blob Properties with the SAS, Python's urllib): it must exist, have the
-# local file's size, and a Content-MD5 property equal to the local file's MD5 (base64).
-# Prints Markdown tables (medians, MB/s, ratios) for BENCHMARKS.md on stdout; progress goes to
+# local file's size, and a Content-MD5 property equal to the local file's MD5 (base64). An
+# encrypted push's blobs have encrypted names and the MD5 of their ciphertext: they are counted,
+# their sizes compared with the files' encrypted sizes, the key blob looked for, and in the
+# rounds of BENCH_RESTORE_CHECK the set is restored (`devlogd restore --to`, not timed) and
+# compared byte for byte (diff -r).
+# Prints Markdown tables (medians, MB/s, ratios; with devlogd and devlogd-enc, encrypted ÷
+# plain per round too) for BENCHMARKS.md on stdout; progress goes to
 # stderr. Exits 1 after the report when a tool failed or a check did not pass.
 #
 # Environment:
 #   BENCH_SETS     data sets, separated by commas or spaces ("64m,1g")
 #   BENCH_ROUNDS   rounds (1)
-#   BENCH_TOOLS    which tools to run, separated by commas or spaces ("devlogd,rclone")
+#   BENCH_TOOLS    which tools to run, separated by commas or spaces: devlogd, devlogd-enc,
+#                  rclone ("devlogd,rclone")
+#   BENCH_RESTORE_CHECK rounds whose encrypted pushes are restored and diff -r'd ("1"; "" for none)
 #   BENCH_DEVLOGD  a devlogd binary to use; without it the script runs `cargo build --release`
 #   BENCH_AZURITE  "disk" (default: --location in the work dir) or "memory" (--inMemoryPersistence)
 #   BENCH_RTT      a round trip in ms (0): both tools then reach Azurite through examples/wan_proxy,
@@ -31,7 +40,8 @@
 # Needs python3, GNU time (installed with apt-get when missing and run as root), rclone (Debian's
 # 1.60 is fine: apt-get install rclone), Azurite (tests/azurite, installed with npm ci when
 # missing), and about twice the data's size free under TMPDIR (the data plus Azurite's copy of
-# one tool's upload; containers are deleted after each check).
+# one tool's upload; containers are deleted after each check; plus the set again while an
+# encrypted push is restored for its check).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -42,6 +52,10 @@ rounds=${BENCH_ROUNDS:-1}
 tools=${BENCH_TOOLS:-devlogd,rclone}
 tools=" ${tools//,/ } "
 persistence=${BENCH_AZURITE:-disk}
+restore_check=" ${BENCH_RESTORE_CHECK-1} "
+restore_check=${restore_check//,/ }
+# Any passphrase will do: each encrypted push makes a new key in an empty container.
+passphrase=devlogd-bench-passphrase
 azurite=${DEVLOGD_AZURITE_BIN:-$repo/tests/azurite/node_modules/.bin/azurite-blob}
 
 say() { printf 'large_bench: %s\n' "$*" >&2; }
@@ -133,7 +147,9 @@ elif cmd == "report":  # RESULTS.tsv
     def good(rs):
         return [r for r in rs if r["rc"] == 0 and r["check"] == "OK"]
 
-    label = {"devlogd": "devlogd push (first push)", "rclone": "rclone copy (default flags)"}
+    label = {"devlogd": "devlogd push (first push)",
+             "devlogd-enc": "devlogd push, encrypted (first push, new key)",
+             "rclone": "rclone copy (default flags)"}
     sets_seen = []
     for _, s in order:
         if s not in sets_seen:
@@ -144,7 +160,7 @@ elif cmd == "report":  # RESULTS.tsv
     ]
     failures = []
     for s in sets_seen:
-        for tool in ("devlogd", "rclone"):
+        for tool in ("devlogd", "devlogd-enc", "rclone"):
             rs = runs.get((tool, s))
             if not rs:
                 continue
@@ -193,6 +209,30 @@ elif cmd == "report":  # RESULTS.tsv
         else:
             why = "n/a (devlogd failed)" if not dok else "n/a (rclone failed or not run)"
             out.append(f"| {s} | {why} | {why} | {why} | {target} |")
+    if any(t == "devlogd-enc" for t, _ in order) and any(t == "devlogd" for t, _ in order): out += [
+        "",
+        "Encrypted ÷ plain devlogd, same rounds (MB/s above 1: encrypted is faster; CPU and RSS "
+        "below 1: it uses less; per round: the two runs of that round), and the encrypted peak "
+        "RSS against the 64 MiB bound:",
+        "",
+        "| set | MB/s (medians; target ≥ 0.90) | MB/s, per round | CPU | peak RSS | encrypted peak RSS ÷ 64 MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for s in sets_seen:
+        e, p = good(runs.get(("devlogd-enc", s), [])), good(runs.get(("devlogd", s), []))
+        if not e or not p:
+            if runs.get(("devlogd-enc", s)) or runs.get(("devlogd", s)):
+                out.append(f"| {s} | n/a (a run failed) | | | | |")
+            continue
+        mbs = med(p, "wall") / med(e, "wall")
+        walls_p = {r["round"]: r["wall"] for r in p}
+        per = ", ".join(f"{walls_p[r['round']] / r['wall']:.2f}" for r in e if r["round"] in walls_p)
+        rss_e = med(e, "rss")
+        out.append(
+            f"| {s} | {mbs:.2f} ({'met' if mbs >= 0.90 else 'below'}) | {per} "
+            f"| {med(e, 'cpu') / med(p, 'cpu'):.2f} | {rss_e / med(p, 'rss'):.2f} "
+            f"| {rss_e / 64:.2f} ({'within' if rss_e <= 64 else 'over'}) |"
+        )
     if failures:
         out += ["", "Failed runs and checks:", ""] + [f"- {f}" for f in failures]
     print("\n".join(out))
@@ -228,7 +268,9 @@ human() {
 command -v python3 >/dev/null || die "python3 is required"
 [[ $persistence == disk || $persistence == memory ]] || die "BENCH_AZURITE must be disk or memory"
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive number"
-for t in $tools; do [[ $t == devlogd || $t == rclone ]] || die "unknown tool in BENCH_TOOLS: $t"; done
+for t in $tools; do
+  [[ $t == devlogd || $t == devlogd-enc || $t == rclone ]] || die "unknown tool in BENCH_TOOLS: $t"
+done
 declare -A set_count set_size
 for s in $sets; do
   case $s in
@@ -259,7 +301,7 @@ if [[ ! -x $azurite ]]; then
   say "installing Azurite (npm ci in tests/azurite)"
   (cd "$repo/tests/azurite" && npm ci --no-audit --no-fund) >&2
 fi
-if uses devlogd; then
+if uses devlogd || uses devlogd-enc; then
   if [[ -n ${BENCH_DEVLOGD:-} ]]; then
     devlogd=$BENCH_DEVLOGD
   else
@@ -369,10 +411,13 @@ measure() {
   fi
 }
 
-# record TOOL SET ROUND CONTAINER: checks the uploaded blobs and appends a row to results.tsv
+# record TOOL SET ROUND CONTAINER [CHECK]: checks the uploaded blobs (unless CHECK gives the
+# result) and appends a row to results.tsv
 record() {
-  local tool=$1 set=$2 round=$3 c=$4 check
-  check=$(py verify "$port" "$c" "$work/manifest-$set.tsv") || check="MISMATCH: the check itself failed"
+  local tool=$1 set=$2 round=$3 c=$4 check=${5:-}
+  if [[ -z $check ]]; then
+    check=$(py verify "$port" "$c" "$work/manifest-$set.tsv") || check="MISMATCH: the check itself failed"
+  fi
   say "check $tool, set $set: $check"
   [[ $status == 0 && $check == OK ]] || failed=1
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$set" "$round" "$wall" "$user" \
@@ -380,18 +425,51 @@ record() {
   [[ ${BENCH_KEEP:-} == 1 ]] || lib container "$port" "$c" delete
 }
 
-run_devlogd() { # SET ROUND
-  local s=$1 r=$2 c=dl-$1-r$2 d=$work/devlogd-$1-r$2
+# verify_enc SET ROUND CONTAINER CONFIG DEVLOGD...: an encrypted push's check, in verify's words:
+# count, encrypted sizes, no name in clear, the key blob; in the rounds of BENCH_RESTORE_CHECK
+# also restored and compared byte for byte (direct to Azurite, not through the proxy).
+verify_enc() {
+  local s=$1 r=$2 c=$3 config=$4 stored out=$work/restored
+  shift 4
+  stored=$(lib check-stored "$port" "$c" "$work/sets/$s" enc) || stored="the check itself failed"
+  if [[ $stored != ok ]]; then echo "MISMATCH: $stored"; return; fi
+  if [[ $restore_check != *" $r "* ]]; then echo OK; return; fi
+  rm -rf "$out"
+  say "round $r, set $s: restoring devlogd-enc's upload to check it (not timed)"
+  sed "s|127.0.0.1:$cport/|127.0.0.1:$port/|" "$config" >"$config.direct"
+  if ! "$@" restore --config "$config.direct" --to "$out" 9>&- >"$work/restore.log" 2>&1; then
+    echo "MISMATCH: restore failed: $(grep -m1 . "$work/restore.log" | tr '\t' ' ' | cut -c1-200)"
+  elif diff -r -q "$work/sets/$s" "$out" >/dev/null 2>&1; then
+    echo OK
+  else
+    echo "MISMATCH: the restored set differs from the source"
+  fi
+  rm -rf "$out"
+}
+
+# run_devlogd SET ROUND [VARIANT]: VARIANT devlogd (default) or devlogd-enc ([encryption] on)
+run_devlogd() {
+  local s=$1 r=$2 v=${3:-devlogd} c d check=
+  c=${v/devlogd/dl}-$s-r$r d=$work/$v-$s-r$r
   mkdir -p "$d/config" "$d/state" "$d/data" "$d/home"
   printf 'root = "%s"\n\n[remote]\nurl = "http://127.0.0.1:%s/devstoreaccount1/%s"\n' \
     "$work/sets/$s" "$cport" "$c" >"$d/devlogd.toml"
+  local run=(env -i PATH="$PATH" HOME="$d/home" NO_COLOR=1 AZURE_STORAGE_SAS_TOKEN="$sas"
+    XDG_CONFIG_HOME="$d/config" XDG_STATE_HOME="$d/state" XDG_DATA_HOME="$d/data")
+  if [[ $v == devlogd-enc ]]; then
+    printf '\n[encryption]\nenabled = true\n' >>"$d/devlogd.toml"
+    run+=(DEVLOG_PASSPHRASE="$passphrase")
+  fi
   chmod 600 "$d/devlogd.toml"
+  run+=("$devlogd")
   lib container "$port" "$c" create
-  measure devlogd "$s" "$r" env -i PATH="$PATH" HOME="$d/home" NO_COLOR=1 AZURE_STORAGE_SAS_TOKEN="$sas" \
-    XDG_CONFIG_HOME="$d/config" XDG_STATE_HOME="$d/state" XDG_DATA_HOME="$d/data" \
-    "$devlogd" push --config "$d/devlogd.toml"
-  record devlogd "$s" "$r" "$c"
+  measure "$v" "$s" "$r" "${run[@]}" push --config "$d/devlogd.toml"
+  if [[ $v == devlogd-enc ]]; then
+    check=$(verify_enc "$s" "$r" "$c" "$d/devlogd.toml" "${run[@]}")
+  fi
+  record "$v" "$s" "$r" "$c" "$check"
 }
+run_devlogd-enc() { run_devlogd "$1" "$2" devlogd-enc; } # SET ROUND
 
 run_rclone() { # SET ROUND
   local s=$1 r=$2 c=rc-$1-r$2
@@ -401,7 +479,7 @@ run_rclone() { # SET ROUND
 }
 
 for ((r = 1; r <= rounds; r++)); do
-  if ((r % 2 == 1)); then order="devlogd rclone"; else order="rclone devlogd"; fi
+  if ((r % 2 == 1)); then order="devlogd devlogd-enc rclone"; else order="rclone devlogd-enc devlogd"; fi
   for s in $sets; do
     for tool in $order; do
       if uses "$tool"; then "run_$tool" "$s" "$r"; fi
@@ -418,7 +496,7 @@ done
 echo "### Large-file benchmark: $describe_sets; $rounds round(s)"
 echo
 echo "- $(date -u +%Y-%m-%d), $(nproc) cores${cpu:+ ($cpu)}, $(uname -sr)"
-if uses devlogd; then
+if uses devlogd || uses devlogd-enc; then
   built=${BENCH_DEVLOGD:+"prebuilt, $devlogd"}
   echo "- $("$devlogd" --version 2>/dev/null | head -n1) (${built:-release build by this script}; source $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?'))"
 fi
@@ -428,8 +506,14 @@ if uses rclone; then
 fi
 echo "- Azurite $("$azurite" --version 2>/dev/null | tail -n1), $persistence persistence, --silent, on 127.0.0.1; node $(node --version)"
 if ((rtt > 0)); then echo "- both tools through examples/wan_proxy: $rtt ms round trip (half each way), no bandwidth cap"; fi
+if uses devlogd-enc; then echo "- devlogd-enc: the same binary with \`[encryption] enabled = true\`, DEVLOG_PASSPHRASE set; each push makes its container's key (Argon2id, 46 MiB) and is timed with it"; fi
 echo "- random data from /dev/urandom; MB/s = 10^6 bytes ÷ wall; client CPU and peak RSS from GNU time; medians over the rounds that succeeded"
 echo "- check: each blob read back with Get Blob Properties (own client): size and Content-MD5 = local MD5"
+if uses devlogd-enc; then
+  restored="not restored"
+  if [[ -n ${restore_check// /} ]]; then restored="restored and diff -r'd in round(s)$restore_check"; fi
+  echo "- check, encrypted: blob count, sizes = the files' encrypted sizes, no name in clear, the key blob; ${restored% }"
+fi
 echo
 py report "$results"
 exit "$failed"

@@ -69,6 +69,24 @@ pub struct RawConfig {
     pub sync: RawSync,
     #[serde(default)]
     pub alert: RawAlert,
+    #[serde(default)]
+    pub encryption: RawEncryption,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncryption {
+    pub enabled: Option<bool>,
+    pub passphrase_command: Option<String>,
+}
+
+/// `[encryption]`: end-to-end encryption of contents and names with a key unlocked by a
+/// passphrase (`DEVLOG_PASSPHRASE`, or the output of `passphrase_command`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EncryptionConfig {
+    pub enabled: bool,
+    /// Run with `sh -c`; its standard output (one trailing newline dropped) is the passphrase.
+    pub passphrase_command: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -315,6 +333,7 @@ pub struct Config {
     pub auth: AuthMode,
     pub sync: SyncConfig,
     pub alert: AlertConfig,
+    pub encryption: EncryptionConfig,
     pub dirs: Dirs,
 }
 
@@ -496,8 +515,16 @@ impl Config {
                 "seconds",
             )?),
         };
+        let encryption = EncryptionConfig {
+            enabled: raw.encryption.enabled.unwrap_or(false),
+            passphrase_command: raw
+                .encryption
+                .passphrase_command
+                .filter(|c| !c.trim().is_empty()),
+        };
         Ok(Config {
             alert,
+            encryption,
             file,
             file_exists,
             root,

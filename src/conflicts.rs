@@ -150,6 +150,7 @@ mod tests {
             written_ns: Some(1_795_000_000_000_000_000),
             service_ns: None,
             corrupt: false,
+            sealed: None,
         };
         let listing = vec![
             blob("notes.md"),

@@ -1,7 +1,8 @@
 //! The exit codes of every command, in one place: 0 ok, 1 some files failed (or the
 //! remote could not be reached), 2 bad usage or configuration, 3 no daemon, 4 the remote
 //! refused the credentials, 5 the SAS token has expired, 6 the credentials are accepted
-//! but may not write (`push`, `config check --online`). Each error type says which it
+//! but may not write (`push`, `config check --online`), 7 encryption is on and the
+//! passphrase is missing or does not unlock the key. Each error type says which it
 //! means; the front ends only pass the code on.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -18,6 +19,8 @@ pub enum ExitCode {
     CredentialsExpired,
     /// The credentials are accepted but lack a permission devlogd needs (a read-only SAS).
     NoWritePermission,
+    /// Encryption is on and the key cannot be unlocked: no passphrase, or a wrong one.
+    Locked,
     /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
     Interrupted,
 }
@@ -29,6 +32,7 @@ pub const NO_DAEMON: ExitCode = ExitCode::NoDaemon;
 pub const AUTH: ExitCode = ExitCode::Auth;
 pub const CREDENTIALS_EXPIRED: ExitCode = ExitCode::CredentialsExpired;
 pub const NO_WRITE_PERMISSION: ExitCode = ExitCode::NoWritePermission;
+pub const LOCKED: ExitCode = ExitCode::Locked;
 pub const INTERRUPTED: ExitCode = ExitCode::Interrupted;
 
 impl ExitCode {
@@ -42,6 +46,7 @@ impl ExitCode {
             ExitCode::Auth => 4,
             ExitCode::CredentialsExpired => 5,
             ExitCode::NoWritePermission => 6,
+            ExitCode::Locked => 7,
             ExitCode::Interrupted => 130,
         }
     }
@@ -55,6 +60,7 @@ impl ExitCode {
             4 => ExitCode::Auth,
             5 => ExitCode::CredentialsExpired,
             6 => ExitCode::NoWritePermission,
+            7 => ExitCode::Locked,
             130 => ExitCode::Interrupted,
             _ => ExitCode::Usage,
         }
@@ -88,6 +94,7 @@ mod tests {
             AUTH,
             CREDENTIALS_EXPIRED,
             NO_WRITE_PERMISSION,
+            LOCKED,
             INTERRUPTED,
         ] {
             assert_eq!(ExitCode::from_code(c.code()), c);

@@ -58,6 +58,9 @@ pub struct Version {
     /// The ETag of the blob it is read from.
     #[serde(skip)]
     pub etag: String,
+    /// The listing already says its stored copy is damaged ([`RemoteBlob::corrupt`]).
+    #[serde(skip)]
+    pub corrupt: bool,
 }
 
 /// `2026-12-03T10:15:00Z`: a time to type after `restore --at`.
@@ -99,6 +102,7 @@ impl Version {
             replaced_by: None,
             current: true,
             etag: blob.etag.clone(),
+            corrupt: blob.corrupt,
         }
     }
 
@@ -129,6 +133,7 @@ impl Version {
             replaced_by: (!by.is_empty()).then(|| by.to_string()),
             current: false,
             etag: blob.etag.clone(),
+            corrupt: blob.corrupt,
         })
     }
 }
@@ -502,6 +507,7 @@ mod tests {
             written_ns: written,
             service_ns: Some(stored),
             corrupt: false,
+            sealed: None,
         }
     }
 

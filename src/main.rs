@@ -98,6 +98,11 @@ enum Command {
         #[command(subcommand)]
         command: ServiceCommand,
     },
+    /// The encryption key ([encryption]): show it, change its passphrase, keep a recovery copy.
+    Key {
+        #[command(subcommand)]
+        command: commands::key::KeyCommand,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -237,6 +242,9 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::History { path, json } => {
             commands::runtime()?.block_on(commands::history::run(&config, &path, json))
+        }
+        Command::Key { command } => {
+            commands::runtime()?.block_on(commands::key::run(&config, &command))
         }
         Command::Prune { json } => {
             commands::runtime()?.block_on(commands::prune::run(&config, json))

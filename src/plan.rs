@@ -308,6 +308,7 @@ mod tests {
             written_ns: None,
             service_ns: None,
             corrupt: false,
+            sealed: None,
         }
     }
 
@@ -414,6 +415,7 @@ mod tests {
         let ours = "\"ours\"".to_string();
         let damaged = RemoteBlob {
             corrupt: true,
+            sealed: None,
             writer: None, // the mark no longer matches the bytes
             ..blob(A, &ours)
         };

@@ -253,6 +253,9 @@ pub struct WorkerStatus {
     /// `sync.mode`: whether the daemon also brings the remote's changes down.
     #[serde(default)]
     pub mode: crate::config::SyncMode,
+    /// `[encryption] enabled`: contents and names are encrypted before they leave.
+    #[serde(default)]
+    pub encrypted: bool,
     /// Two-way mode: `sync.pull_interval_s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_interval_s: Option<u64>,

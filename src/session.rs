@@ -27,10 +27,19 @@ pub enum DamagedIndex {
 
 impl Session {
     pub fn open(config: Config) -> Result<Session, Failure> {
+        Session::open_with(config, None)
+    }
+
+    /// [`Session::open`] with `remote` when one is already open (its key unlocked before
+    /// the instance lock was taken).
+    pub fn open_with(config: Config, remote: Option<Arc<dyn Remote>>) -> Result<Session, Failure> {
         require_root(&config)?;
         let filter = filter_for(&config)?;
         // Errors building a remote are configuration problems (credentials, a bad URL).
-        let remote = open_remote(&config).map_err(|e| Failure::usage(e.to_string()))?;
+        let remote = match remote {
+            Some(remote) => remote,
+            None => open_remote(&config).map_err(|e| Failure::usage(e.to_string()))?,
+        };
         Ok(Session {
             config,
             filter,
@@ -150,8 +159,119 @@ pub fn own_writer(config: &Config) -> Option<String> {
         .map(|s| s.writer_id().to_string())
 }
 
-/// Build the remote a configuration names, resolving its credentials.
+/// Build the remote a configuration names, resolving its credentials; with `[encryption]`
+/// on, the encrypting remote around it (its key is unlocked by [`Remote::ready`] or on
+/// first use).
 pub fn open_remote(config: &Config) -> Result<Arc<dyn Remote>, crate::remote::RemoteError> {
+    let remote = open_plain_remote(config)?;
+    if !config.encryption.enabled {
+        return Ok(remote);
+    }
+    let source = crate::remote::encrypted::KeySource {
+        passphrase: passphrase_source(config),
+        cached: key_copy_path(config),
+    };
+    Ok(Arc::new(crate::remote::encrypted::EncryptedRemote::new(
+        remote, source,
+    )))
+}
+
+/// Make `remote` ready before a command works with it ([`Remote::ready`]): the key
+/// unlocked (or, with `create`, made for an empty prefix), an encryption mismatch refused.
+/// A missing or wrong passphrase is exit 7, a mismatch exit 2; a remote that cannot be
+/// reached is left for the command's own requests to report.
+pub async fn ready(remote: &dyn Remote, create: bool) -> Result<(), Failure> {
+    match remote.ready(create).await {
+        Ok(()) => Ok(()),
+        Err(e) => ready_failure(remote, e),
+    }
+}
+
+/// What [`ready`] makes of [`Remote::ready`]'s error.
+pub fn ready_failure(
+    remote: &dyn Remote,
+    error: crate::remote::RemoteError,
+) -> Result<(), Failure> {
+    use crate::remote::RemoteError;
+    match error {
+        RemoteError::Locked { message } => Err(Failure::new(crate::exit::LOCKED, message)),
+        RemoteError::Auth { message } => Err(Failure::new(
+            crate::exit::AUTH,
+            format!(
+                "{}: {message}; the credentials came from {}",
+                remote.describe(),
+                remote.credential_source()
+            ),
+        )),
+        e if e.is_transient() => Ok(()),
+        e => Err(Failure::usage(e.to_string())),
+    }
+}
+
+/// This machine's copy of the key blob of `config`'s remote, beside its state index.
+pub fn key_copy_path(config: &Config) -> std::path::PathBuf {
+    StateIndex::path_for(config.state_dir(), &config.remote.identity()).with_extension("key")
+}
+
+/// Where the passphrase comes from, first found wins: `DEVLOG_PASSPHRASE` in the
+/// environment, `[encryption] passphrase_command`, `DEVLOG_PASSPHRASE` in the credentials
+/// file.
+pub fn passphrase_source(config: &Config) -> crate::remote::encrypted::key_blob::Passphrase {
+    use crate::remote::credential::PASSPHRASE_ENV;
+    let command = config.encryption.passphrase_command.clone();
+    let credentials = config.dirs.credentials_file();
+    let config_file = config.file.clone();
+    Box::new(move || {
+        if let Some(p) = std::env::var_os(PASSPHRASE_ENV).filter(|v| !v.is_empty()) {
+            return p
+                .into_string()
+                .map(zeroize::Zeroizing::new)
+                .map_err(|_| format!("{PASSPHRASE_ENV} in the environment is not valid UTF-8"));
+        }
+        if let Some(command) = &command {
+            return run_passphrase_command(command);
+        }
+        let file = crate::remote::credential::CredentialsFile::load(&credentials)
+            .map_err(|e| e.to_string())?;
+        if let Some(p) = file.get(PASSPHRASE_ENV).filter(|p| !p.is_empty()) {
+            return Ok(zeroize::Zeroizing::new(p.to_string()));
+        }
+        Err(format!(
+            "encryption is on but no passphrase was given: set {PASSPHRASE_ENV} in the environment or in {} (0600), or passphrase_command under [encryption] in {}",
+            credentials.display(),
+            config_file.display()
+        ))
+    })
+}
+
+/// The passphrase a command prints (as restic's `--password-command`): its standard
+/// output without the trailing newline.
+fn run_passphrase_command(command: &str) -> Result<zeroize::Zeroizing<String>, String> {
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run passphrase_command: {e}"))?;
+    let stdout = zeroize::Zeroizing::new(output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "passphrase_command failed ({}): fix it or give DEVLOG_PASSPHRASE",
+            output.status
+        ));
+    }
+    let text = std::str::from_utf8(&stdout)
+        .map_err(|_| "passphrase_command printed something that is not UTF-8".to_string())?;
+    let pass = text.strip_suffix('\n').unwrap_or(text);
+    let pass = pass.strip_suffix('\r').unwrap_or(pass);
+    if pass.is_empty() {
+        return Err("passphrase_command printed nothing: fix it or give DEVLOG_PASSPHRASE".into());
+    }
+    Ok(zeroize::Zeroizing::new(pass.to_string()))
+}
+
+fn open_plain_remote(config: &Config) -> Result<Arc<dyn Remote>, crate::remote::RemoteError> {
     match &config.remote {
         RemoteConfig::Directory {
             path,

@@ -86,6 +86,7 @@ pub fn run(config: &Config) -> Result<ExitCode, Failure> {
         "mode           {}",
         s.mode.describe(Some(s.pull_interval))
     );
+    let _ = writeln!(out, "encryption     {}", encryption_line(config));
     let _ = writeln!(out, "include        {}", s.include.join(", "));
     let _ = writeln!(
         out,
@@ -175,4 +176,29 @@ pub fn run(config: &Config) -> Result<ExitCode, Failure> {
         Some(problem) => Err(Failure::new(super::exit::USAGE, problem)),
         None => Ok(super::exit::OK),
     }
+}
+
+/// `off`, or `on` and where the passphrase comes from (never the passphrase).
+fn encryption_line(config: &Config) -> String {
+    use crate::remote::credential::PASSPHRASE_ENV;
+    if !config.encryption.enabled {
+        return "off".to_string();
+    }
+    let from_env = std::env::var_os(PASSPHRASE_ENV).is_some_and(|v| !v.is_empty());
+    let source = if from_env {
+        format!("{PASSPHRASE_ENV} in the environment")
+    } else if let Some(command) = &config.encryption.passphrase_command {
+        format!("passphrase_command ({command})")
+    } else if crate::remote::credential::CredentialsFile::load(&config.dirs.credentials_file())
+        .ok()
+        .is_some_and(|f| f.get(PASSPHRASE_ENV).is_some_and(|p| !p.is_empty()))
+    {
+        format!(
+            "{PASSPHRASE_ENV} in {}",
+            config.dirs.credentials_file().display()
+        )
+    } else {
+        format!("NOT SET: give {PASSPHRASE_ENV} or passphrase_command")
+    };
+    format!("on, passphrase from {source}")
 }

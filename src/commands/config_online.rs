@@ -116,6 +116,9 @@ pub async fn run(config: &Config, write_test: bool) -> Result<ExitCode, Failure>
             "container      does not exist yet: the first push creates it (check the name in remote.url: a typo makes a new container)"
         );
     }
+    if container_exists {
+        encryption_check(config, remote.as_ref()).await?;
+    }
     if container_exists
         && config.sync.mode == crate::config::SyncMode::Backup
         && let Some(warning) = other_writers(remote.as_ref(), own_writer.as_deref()).await
@@ -382,6 +385,26 @@ async fn write_probe(remote: &dyn Remote) -> Result<(), RemoteError> {
         )
         .await?;
     remote.delete(&name, &Precondition::IfMatch(put.etag)).await
+}
+
+/// Whether the prefix's encryption matches `[encryption]`, and the passphrase unlocks its key.
+async fn encryption_check(config: &Config, remote: &dyn Remote) -> Result<(), Failure> {
+    match remote.ready(false).await {
+        Ok(()) if config.encryption.enabled => {
+            println!("encryption     on: the passphrase unlocks the key");
+        }
+        Ok(()) => {}
+        Err(RemoteError::Permanent { message })
+            if config.encryption.enabled && message.starts_with("nothing has been pushed") =>
+        {
+            println!("encryption     on: no key yet (the first push makes it)");
+        }
+        Err(e) => {
+            println!("encryption     NO: {e}");
+            return crate::session::ready_failure(remote, e);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -124,6 +124,7 @@ pub fn theirs_name(blob: &str) -> String {
 
 pub async fn run(config: &Config, fetch: bool, json: bool) -> Result<ExitCode, Failure> {
     let session = crate::session::Session::open(config.clone())?;
+    crate::session::ready(session.remote.as_ref(), false).await?;
     let flagged = session.conflict_paths();
     let own_writer = session.own_writer();
     let filter = session.filter;

@@ -263,9 +263,10 @@ pub fn status_text(s: &crate::protocol::Status) -> String {
         )),
     }
     lines.push(format!(
-        "mode           {}",
+        "mode           {}{}",
         w.mode
-            .describe(w.pull_interval_s.map(std::time::Duration::from_secs))
+            .describe(w.pull_interval_s.map(std::time::Duration::from_secs)),
+        if w.encrypted { ", encrypted" } else { "" }
     ));
     let oldest = s
         .pending_oldest_ms

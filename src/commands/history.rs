@@ -10,6 +10,7 @@ use crate::ui::{human_bytes, printable};
 pub async fn run(config: &Config, path: &str, json: bool) -> Result<ExitCode, Failure> {
     let remote = crate::session::open_remote(config)
         .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+    crate::session::ready(remote.as_ref(), false).await?;
     let rel = super::journal_path::resolve(config, path)?;
     if let Some(file) = local_file_below(config, &rel) {
         return Err(a_directory(&rel, path, file));

@@ -203,6 +203,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Push { flags } => {
             let runtime = commands::runtime()?;
             let args = commands::push::PushArgs { flags, json: false };
+            let unlocked = runtime.block_on(commands::push::unlocked_remote(&config, true))?;
             match commands::push::route(&config)? {
                 commands::push::Route::Daemon { socket } => {
                     eprintln!(
@@ -213,7 +214,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
                 commands::push::Route::Direct(_lock) => {
                     eprintln!("No devlogd running: pushing directly.");
-                    runtime.block_on(commands::push::run_direct(&config, &args))
+                    runtime.block_on(commands::push::run_direct(&config, unlocked, &args))
                 }
             }
         }

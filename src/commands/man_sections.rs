@@ -106,7 +106,7 @@ fn escape(text: &str) -> String {
     }
 }
 
-const EXIT_STATUS: [(&str, &str); 8] = [
+const EXIT_STATUS: [(&str, &str); 9] = [
     ("0", "Done: everything asked for went through."),
     (
         "1",
@@ -123,10 +123,14 @@ const EXIT_STATUS: [(&str, &str); 8] = [
     ("4", "The remote refused the credentials."),
     ("5", "The SAS token has expired."),
     ("6", "The credentials are accepted but may not write."),
+    (
+        "7",
+        "Encryption is on and the passphrase is missing or does not unlock the key.",
+    ),
     ("130", "Stopped by Ctrl-C."),
 ];
 
-const ALL_CODES: &[&str] = &["0", "1", "2", "3", "4", "5", "6", "130"];
+const ALL_CODES: &[&str] = &["0", "1", "2", "3", "4", "5", "6", "7", "130"];
 
 /// The exit codes the command of page `page` can end with (a command that asks a daemon
 /// can meet 3; one that talks to the remote with the credentials 4, 5, 6 as its errors map;
@@ -135,22 +139,23 @@ pub fn exit_status(page: &str) -> Option<&'static [&'static str]> {
     Some(match page {
         "devlogd" => ALL_CODES,
         // Push, directly or through the daemon (`push::PushError::exit_code`).
-        "devlog" | "devlog-push" | "devlogd-push" | "devlogd-ctl" | "devlogd-ctl-push" => {
-            &["0", "1", "2", "3", "4", "5", "6"]
-        }
+        "devlog" | "devlog-push" | "devlogd-push" => &["0", "1", "2", "3", "4", "5", "6", "7"],
+        // The daemon unlocked the key when it started.
+        "devlogd-ctl" | "devlogd-ctl-push" => &["0", "1", "2", "3", "4", "5", "6"],
         // The daemon's pause lease; a refused listing; Ctrl-C stops it cleanly.
-        "devlogd-restore" => &["0", "1", "2", "3", "4", "130"],
-        "devlogd-pull" => &["0", "1", "2", "3", "4", "5"],
+        "devlogd-restore" => &["0", "1", "2", "3", "4", "7", "130"],
+        "devlogd-pull" => &["0", "1", "2", "3", "4", "5", "7"],
         "devlogd-ctl-pull" => &["0", "1", "2", "3"],
         // With --resolve it pushes.
-        "devlogd-conflicts" => &["0", "1", "2", "4", "5", "6"],
+        "devlogd-conflicts" => &["0", "1", "2", "4", "5", "6", "7"],
         "devlogd-config" | "devlogd-config-check" => &["0", "1", "2", "4", "5", "6"],
         // A refused listing: 4, or 5 when the SAS has expired (`commands::listing_failure`).
-        "devlogd-verify" | "devlogd-history" => &["0", "1", "2", "4", "5"],
-        "devlogd-prune"
-        | "devlogd-run"
-        | "devlogd-service-install"
-        | "devlogd-service-uninstall" => &["0", "1", "2"],
+        "devlogd-verify" | "devlogd-history" => &["0", "1", "2", "4", "5", "7"],
+        "devlogd-prune" | "devlogd-run" => &["0", "1", "2", "7"],
+        // Key commands: the passphrase, the remote's answer, a refused listing.
+        "devlogd-key" | "devlogd-key-show" | "devlogd-key-passwd" | "devlogd-key-export"
+        | "devlogd-key-import" => &["0", "1", "2", "4", "5", "7"],
+        "devlogd-service-install" | "devlogd-service-uninstall" => &["0", "1", "2"],
         "devlogd-service" => &["0", "1", "2", "3"],
         "devlogd-service-status"
         | "devlogd-ctl-status"
@@ -171,7 +176,7 @@ pub fn exit_status(page: &str) -> Option<&'static [&'static str]> {
     })
 }
 
-const ENVIRONMENT: [(&str, &str); 10] = [
+const ENVIRONMENT: [(&str, &str); 12] = [
     (
         "DEVLOG_CONFIG",
         "The config file to use instead of the default (as --config).",
@@ -196,6 +201,14 @@ const ENVIRONMENT: [(&str, &str); 10] = [
     (
         "DEVLOGD_MACHINE_ID",
         "This machine's id (default: /etc/machine-id): names its events log and its writer id.",
+    ),
+    (
+        "DEVLOG_PASSPHRASE",
+        "The passphrase that unlocks the encryption key ([encryption]); also read from the credentials file.",
+    ),
+    (
+        "DEVLOG_NEW_PASSPHRASE",
+        "The new passphrase for devlogd key passwd (else asked at the terminal).",
     ),
     ("RUST_LOG", "Log filter (as -v): e.g. devlogd=debug."),
     (

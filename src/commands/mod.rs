@@ -11,6 +11,7 @@ pub mod global_args;
 pub mod history;
 pub mod journal_cli;
 pub mod journal_path;
+pub mod key;
 pub mod man_sections;
 pub mod metrics;
 pub mod prune;

@@ -9,6 +9,7 @@ use crate::remote::retry::RetryPolicy;
 pub async fn run(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let remote = crate::session::open_remote(config)
         .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+    crate::session::ready(remote.as_ref(), false).await?;
     let keep = config.sync.keep_versions_days;
     let report = crate::history::prune(
         remote.as_ref(),

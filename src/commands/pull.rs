@@ -27,6 +27,7 @@ pub struct PullArgs {
 }
 
 pub async fn run(config: &Config, args: &PullArgs) -> Result<ExitCode, Failure> {
+    let unlocked = super::push::unlocked_remote(config, true).await?;
     let _lock = match super::push::route(config)? {
         super::push::Route::Direct(lock) => lock,
         // Only the daemon writes the index while it runs: it pulls.
@@ -53,7 +54,8 @@ pub async fn run(config: &Config, args: &PullArgs) -> Result<ExitCode, Failure> 
             ))
         })?;
     }
-    let session = Session::open(config.clone())?;
+    let session = Session::open_with(config.clone(), unlocked)?;
+    crate::session::ready(session.remote.as_ref(), true).await?;
     if !args.dry_run {
         // What a pull (or restore) that was killed left behind.
         crate::restore::temp::sweep_root(&config.root);

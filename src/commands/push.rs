@@ -4,8 +4,10 @@ use super::{Failure, exit, hostname};
 use crate::config::{Config, RemoteConfig};
 use crate::exit::ExitCode;
 use crate::push::{self, PushContext, PushFlags, PushOptions};
+use crate::remote::Remote;
 use crate::session::{DamagedIndex, Session};
 use crate::ui::{self, Progress};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Default)]
 pub struct PushArgs {
@@ -46,6 +48,7 @@ pub fn route(config: &Config) -> Result<Route, Failure> {
 /// `devlogd push`: through the daemon when one runs (two writers must not share the
 /// index), otherwise directly.
 pub async fn run(config: &Config, args: &PushArgs) -> Result<ExitCode, Failure> {
+    let unlocked = unlocked_remote(config, true).await?;
     match route(config)? {
         Route::Daemon { socket } => {
             eprintln!(
@@ -54,8 +57,24 @@ pub async fn run(config: &Config, args: &PushArgs) -> Result<ExitCode, Failure> 
             );
             forward(config, args).await
         }
-        Route::Direct(_lock) => run_direct(config, args).await,
+        Route::Direct(_lock) => run_direct(config, unlocked, args).await,
     }
+}
+
+/// With encryption on and no daemon answering, the remote with its key unlocked before
+/// the instance lock is taken: a missing or wrong passphrase writes nothing, not even the
+/// lock. A running daemon has unlocked its own key.
+pub async fn unlocked_remote(
+    config: &Config,
+    create: bool,
+) -> Result<Option<Arc<dyn Remote>>, Failure> {
+    let socket = crate::daemon::control::socket_path(config);
+    if !config.encryption.enabled || std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        return Ok(None);
+    }
+    let remote = crate::session::open_remote(config).map_err(|e| Failure::usage(e.to_string()))?;
+    crate::session::ready(remote.as_ref(), create).await?;
+    Ok(Some(remote))
 }
 
 /// Ask the running daemon to push, with the same output as `devlogd ctl push`.
@@ -69,9 +88,13 @@ pub async fn forward(config: &Config, args: &PushArgs) -> Result<ExitCode, Failu
 }
 
 /// Run the pipeline in this process (the caller holds the instance lock).
-pub async fn run_direct(config: &Config, args: &PushArgs) -> Result<ExitCode, Failure> {
+pub async fn run_direct(
+    config: &Config,
+    remote: Option<Arc<dyn Remote>>,
+    args: &PushArgs,
+) -> Result<ExitCode, Failure> {
     let progress = Progress::new(args.json);
-    let result = push_here(config, args.flags, &progress).await?;
+    let result = push_here(config, remote, args.flags, &progress).await?;
     progress.finish();
     let (root, remote_name) = (config.root.display().to_string(), result.remote);
     match result.outcome {
@@ -103,10 +126,12 @@ pub struct PushedHere {
 
 pub async fn push_here(
     config: &Config,
+    remote: Option<Arc<dyn Remote>>,
     flags: PushFlags,
     progress: &Progress,
 ) -> Result<PushedHere, Failure> {
-    let session = Session::open(config.clone())?;
+    let session = Session::open_with(config.clone(), remote)?;
+    crate::session::ready(session.remote.as_ref(), true).await?;
     let mut state = session.open_index(if flags.all {
         DamagedIndex::Rebuild
     } else {

@@ -50,8 +50,10 @@ pub async fn run(config: &Config, path: &str, keep: Keep, json: bool) -> Result<
             printable(&rel)
         )));
     }
+    let unlocked = super::push::unlocked_remote(config, false).await?;
     let route = super::push::route(config)?;
-    let session = crate::session::Session::open(config.clone())?;
+    let session = crate::session::Session::open_with(config.clone(), unlocked)?;
+    crate::session::ready(session.remote.as_ref(), false).await?;
     let listing = session
         .remote
         .list()
@@ -169,7 +171,13 @@ pub async fn run(config: &Config, path: &str, keep: Keep, json: bool) -> Result<
     if let super::push::Route::Direct(_lock) = route {
         report.pushed_by = "here";
         let progress = crate::ui::Progress::new(true);
-        let pushed = super::push::push_here(config, Default::default(), &progress).await?;
+        let pushed = super::push::push_here(
+            config,
+            Some(session.remote.clone()),
+            Default::default(),
+            &progress,
+        )
+        .await?;
         match pushed.outcome {
             Ok(push) => report.push = Some(push),
             Err(e) => {

@@ -70,6 +70,7 @@ pub async fn run(config: &Config, args: &RestoreArgs) -> Result<ExitCode, Failur
     let into_root = canonical(&to) == canonical(&config.root);
     let remote = crate::session::open_remote(config)
         .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+    crate::session::ready(remote.as_ref(), false).await?;
     // The journal's own rules (and its own `.devlogignore`), never the remote's.
     let filter = crate::session::filter_for(config)?;
     let opts = RestoreOptions {

@@ -203,8 +203,9 @@ ExecStart={exec}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=10s
-# Exit 2 is a bad configuration: restarting cannot fix it.
-RestartPreventExitStatus=2
+# Exit 2 is a bad configuration, 7 a missing or wrong encryption passphrase: restarting
+# cannot fix either.
+RestartPreventExitStatus=2 7
 TimeoutStopSec=30s
 # No EnvironmentFile=: devlogd reads ~/.config/devlog/credentials itself, on start and on
 # every reload, so a rotated key takes effect without a restart.
@@ -850,7 +851,7 @@ mod tests {
             "ExecStart=/opt/bin/devlogd run",
             "ExecReload=/bin/kill -HUP $MAINPID",
             "Restart=on-failure",
-            "RestartPreventExitStatus=2",
+            "RestartPreventExitStatus=2 7",
             "NoNewPrivileges=yes",
             "PrivateTmp=yes",
             "ProtectSystem=strict",

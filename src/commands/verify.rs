@@ -7,6 +7,7 @@ use crate::ui;
 
 pub async fn run(config: &Config, json: bool) -> Result<ExitCode, Failure> {
     let session = crate::session::Session::open(config.clone())?;
+    crate::session::ready(session.remote.as_ref(), false).await?;
     let flagged = session.conflict_paths();
     let crate::session::Session { filter, remote, .. } = session;
     let mut report = crate::verify::verify(&config.root, &filter, remote.as_ref())

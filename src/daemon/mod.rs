@@ -30,6 +30,7 @@ mod worker_tests;
 use crate::config::Config;
 use crate::exit::{self, ExitCode, Failure};
 use crate::machine::hostname;
+use crate::remote::Remote;
 use crate::session::Session;
 use crate::state::{StateError, StateIndex};
 use futures::StreamExt;
@@ -52,12 +53,12 @@ pub struct ReloadRequest {
 }
 
 /// Build everything one configuration needs, or say why it cannot be used.
-fn build_setup(config: Config) -> Result<Setup, Failure> {
+fn build_setup(config: Config, remote: Option<Arc<dyn Remote>>) -> Result<Setup, Failure> {
     let Session {
         config,
         filter,
         remote,
-    } = Session::open(config)?;
+    } = Session::open_with(config, remote)?;
     let mut warnings = Vec::new();
     if let Some(shadowed) = crate::session::shadowed_credential(&config) {
         tracing::warn!("{shadowed}");
@@ -109,7 +110,6 @@ fn build_setup(config: Config) -> Result<Setup, Failure> {
 
 pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCode, Failure> {
     let started = Instant::now();
-    ensure_default_root(&config)?;
     // Signals first: SIGTERM must work while waiting for the lock.
     let mut signals = signal_hook_tokio::Signals::new([
         signal_hook::consts::SIGTERM,
@@ -117,13 +117,25 @@ pub async fn run(config_path: Option<PathBuf>, config: Config) -> Result<ExitCod
         signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| Failure::usage(format!("cannot install signal handlers: {e}")))?;
+    // With encryption on, the key first: a missing or wrong passphrase writes nothing, not
+    // even the lock.
+    let unlocked = if config.encryption.enabled {
+        let remote =
+            crate::session::open_remote(&config).map_err(|e| Failure::usage(e.to_string()))?;
+        crate::session::ready(remote.as_ref(), true).await?;
+        Some(remote)
+    } else {
+        None
+    };
+    ensure_default_root(&config)?;
     let socket = control::socket_path(&config);
     let Some(lock) = wait_for_lock(config.state_dir(), &socket, &mut signals).await? else {
         tracing::info!("stopped while waiting for the instance lock");
         signals.handle().close();
         return Ok(exit::OK);
     };
-    let setup = build_setup(config)?;
+    let setup = build_setup(config, unlocked)?;
+    crate::session::ready(setup.remote.as_ref(), true).await?;
     let alert_config = setup.config.alert.clone();
     if let crate::config::RemoteConfig::Directory {
         path,
@@ -353,7 +365,8 @@ async fn reload(
     tracker: &TaskTracker,
 ) -> Result<(), Failure> {
     let config = Config::load(config_path.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
-    let setup = build_setup(config)?;
+    let setup = build_setup(config, None)?;
+    crate::session::ready(setup.remote.as_ref(), true).await?;
     alert_tx.send_replace(setup.config.alert.clone());
     let root = setup.config.root.clone();
     let new_watch = watch::start(&root, &setup.filter, sink.clone()).map_err(Failure::usage)?;

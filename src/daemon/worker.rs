@@ -910,6 +910,7 @@ impl Worker {
         let expires = sas.as_ref().and_then(|s| s.expires_unix);
         let warnings = self.setup.warnings.clone();
         let mode = self.setup.config.sync.mode;
+        let encrypted = self.setup.config.encryption.enabled;
         let pull_interval = self.setup.config.sync.pull_interval.as_secs();
         let lacks = sas.and_then(|sas| {
             let names: Vec<&str> = sas
@@ -940,6 +941,7 @@ impl Worker {
             s.warnings = warnings;
             s.credential_lacks = lacks;
             s.mode = mode;
+            s.encrypted = encrypted;
             s.pull_interval_s = (mode == SyncMode::TwoWay).then_some(pull_interval);
         });
     }

@@ -794,6 +794,16 @@ async fn fetch_one(
     let Some(blob) = d.blob.as_ref() else {
         return (d, Fetched::Failed("nothing to download".into()), None);
     };
+    if blob.corrupt {
+        let damaged = RemoteError::Corrupt {
+            name: blob.name.clone(),
+        };
+        return (
+            d,
+            Fetched::Failed(format!("not downloaded: {damaged}")),
+            None,
+        );
+    }
     if blob.md5.is_none() {
         let error = "the listing has no MD5 to verify it with; not downloaded".to_string();
         return (d, Fetched::Failed(error), None);

@@ -204,6 +204,7 @@ impl Uploader<'_> {
                 writer: self.writer,
                 host: self.host,
                 on_retry: &on_retry,
+                seal: None,
             })
         })
         .await

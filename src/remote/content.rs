@@ -65,6 +65,18 @@ impl Default for MemoryBudget {
 #[derive(Debug)]
 pub struct Reservation(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 
+impl Reservation {
+    /// Give back all of this share but `bytes`.
+    fn keep(&mut self, bytes: u64) {
+        if let Some(permit) = self.0.as_mut() {
+            let keep = bytes.div_ceil(1024).max(1) as usize;
+            if permit.num_permits() > keep {
+                drop(permit.split(permit.num_permits() - keep));
+            }
+        }
+    }
+}
+
 /// What identifies a file's content at one moment: if any of these moved, it was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {
@@ -96,6 +108,18 @@ pub enum OpenError {
     Io(std::io::Error),
 }
 
+/// How the bytes stored differ from the file's: an encryption applied as the file is read,
+/// block by block, so a large file still never sits in memory whole.
+pub trait Transform: Send + Sync {
+    /// Bytes stored for a file of `len` bytes.
+    fn stored_len(&self, len: u64) -> u64;
+    /// The bytes stored for the whole of a file read at once.
+    fn whole(&self, plain: &[u8]) -> Vec<u8>;
+    /// The bytes stored for block `index` of a file read in blocks of [`BLOCK_SIZE`]
+    /// (`last`: the block that ends the file).
+    fn block(&self, index: u32, plain: &[u8], last: bool) -> Vec<u8>;
+}
+
 /// One local file opened for upload. Clones share the descriptor, the bytes and the MD5.
 #[derive(Clone)]
 pub struct Content {
@@ -109,6 +133,11 @@ pub struct Content {
     md5: Arc<Mutex<Option<[u8; 16]>>>,
     budget: MemoryBudget,
     _inline_reservation: Option<Arc<Reservation>>,
+    /// What is sent is the file transformed (encrypted): `inline` and the blocks hold the
+    /// transformed bytes and `md5` is theirs, while the file's own MD5 goes to
+    /// `plain_md5`, the cell of the content this view was made from.
+    transform: Option<Arc<dyn Transform>>,
+    plain_md5: Option<Arc<Mutex<Option<[u8; 16]>>>>,
 }
 
 impl Content {
@@ -139,6 +168,8 @@ impl Content {
             md5: Arc::new(Mutex::new(None)),
             budget: budget.clone(),
             _inline_reservation: None,
+            transform: None,
+            plain_md5: None,
         };
         if stamp.size <= BLOCK_SIZE {
             let reservation = budget.reserve(stamp.size).await;
@@ -172,11 +203,39 @@ impl Content {
             md5: Arc::new(Mutex::new(Some(md5))),
             budget: MemoryBudget::default(),
             _inline_reservation: None,
+            transform: None,
+            plain_md5: None,
         }
     }
 
+    /// The same file as `transform` stores it: what a remote reads from the view is the
+    /// transformed bytes (and their MD5); reading it whole also gives this content its own
+    /// MD5. A small file is transformed now.
+    pub fn transformed(&self, transform: Arc<dyn Transform>) -> Content {
+        let inline = self
+            .inline
+            .as_ref()
+            .map(|plain| Bytes::from(transform.whole(plain)));
+        let md5 = inline.as_ref().map(|stored| Md5::digest(stored).into());
+        Content {
+            file: self.file.clone(),
+            stamp: self.stamp,
+            inline,
+            md5: Arc::new(Mutex::new(md5)),
+            budget: self.budget.clone(),
+            _inline_reservation: self._inline_reservation.clone(),
+            transform: Some(transform),
+            plain_md5: Some(self.md5.clone()),
+        }
+    }
+
+    /// Bytes a remote stores for this content.
     pub fn size(&self) -> u64 {
-        self.stamp.size
+        match (&self.inline, &self.transform) {
+            (Some(stored), Some(_)) => stored.len() as u64,
+            (None, Some(transform)) => transform.stored_len(self.stamp.size),
+            _ => self.stamp.size,
+        }
     }
 
     fn file(&self) -> Result<&Arc<File>, ContentError> {
@@ -224,6 +283,8 @@ impl Content {
             offset: 0,
             index: 0,
             hasher: Md5::new(),
+            plain_hasher: Md5::new(),
+            hashers_away: false,
         }
     }
 
@@ -234,6 +295,9 @@ impl Content {
             return self.known_md5().ok_or(ContentError::Changed);
         }
         let file = self.file()?;
+        if let Some(transform) = &self.transform {
+            return self.copy_transformed_to(file, transform.as_ref(), out);
+        }
         let mut hasher = Md5::new();
         let mut buf = vec![0u8; 256 * 1024];
         let mut offset = 0u64;
@@ -253,6 +317,50 @@ impl Content {
         let md5: [u8; 16] = hasher.finalize().into();
         self.set_md5(md5);
         Ok(md5)
+    }
+
+    /// [`Content::copy_to`] for a transformed view of a large file: block by block.
+    fn copy_transformed_to(
+        &self,
+        file: &File,
+        transform: &dyn Transform,
+        out: &mut impl std::io::Write,
+    ) -> Result<[u8; 16], ContentError> {
+        let (mut stored_hasher, mut plain_hasher) = (Md5::new(), Md5::new());
+        let size = self.stamp.size;
+        let mut buf = vec![0u8; BLOCK_SIZE as usize];
+        let (mut offset, mut index) = (0u64, 0u32);
+        loop {
+            let len = (size - offset).min(BLOCK_SIZE) as usize;
+            match file.read_exact_at(&mut buf[..len], offset) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Err(ContentError::Changed);
+                }
+                Err(e) => return Err(ContentError::Read(e)),
+            }
+            offset += len as u64;
+            plain_hasher.update(&buf[..len]);
+            let stored = transform.block(index, &buf[..len], offset >= size);
+            stored_hasher.update(&stored);
+            out.write_all(&stored).map_err(ContentError::Write)?;
+            index += 1;
+            if offset >= size {
+                break;
+            }
+        }
+        self.check_unchanged()?;
+        self.set_plain_md5(plain_hasher.finalize().into());
+        let md5: [u8; 16] = stored_hasher.finalize().into();
+        self.set_md5(md5);
+        Ok(md5)
+    }
+
+    /// Give the content this view was made from its MD5 (the file's own).
+    fn set_plain_md5(&self, md5: [u8; 16]) {
+        if let Some(Ok(mut m)) = self.plain_md5.as_ref().map(|m| m.lock()) {
+            *m = Some(md5);
+        }
     }
 
     /// Whether the file still has the stat it had when it was opened (same descriptor).
@@ -315,40 +423,123 @@ pub struct BlockReader<'a> {
     block_size: u64,
     offset: u64,
     index: u32,
+    /// Over what is sent (the transformed bytes, for a transformed view).
     hasher: Md5,
+    /// Over the file's own bytes (a transformed view's).
+    plain_hasher: Md5,
+    /// The hashers are with a block being read (a dropped read never gives them back).
+    hashers_away: bool,
+}
+
+/// One block read from the file, transformed and hashed, on the blocking pool.
+struct BlockWork {
+    file: Arc<File>,
+    offset: u64,
+    len: usize,
+    index: u32,
+    last: bool,
+    transform: Option<Arc<dyn Transform>>,
+    hasher: Md5,
+    plain_hasher: Md5,
+}
+
+/// A [`BlockWork`] done: the bytes to send, their MD5, the hashers moved on.
+struct BlockDone {
+    data: Bytes,
+    md5: [u8; 16],
+    hasher: Md5,
+    plain_hasher: Md5,
+}
+
+impl BlockWork {
+    fn run(mut self) -> Result<BlockDone, ContentError> {
+        let mut buf = vec![0u8; self.len];
+        match self.file.read_exact_at(&mut buf, self.offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(ContentError::Changed);
+            }
+            Err(e) => return Err(ContentError::Read(e)),
+        }
+        let data = match &self.transform {
+            Some(transform) => {
+                self.plain_hasher.update(&buf);
+                let stored = transform.block(self.index, &buf, self.last);
+                drop(buf); // the plaintext's memory goes now
+                stored
+            }
+            None => buf,
+        };
+        self.hasher.update(&data);
+        let md5: [u8; 16] = Md5::digest(&data).into();
+        Ok(BlockDone {
+            data: Bytes::from(data),
+            md5,
+            hasher: self.hasher,
+            plain_hasher: self.plain_hasher,
+        })
+    }
 }
 
 impl BlockReader<'_> {
     /// The next block, or `None` after the last one.
     pub async fn next_block(&mut self) -> Result<Option<Block>, ContentError> {
-        let size = self.content.stamp.size;
+        // What is read whole at open is what is sent; otherwise blocks come from the file.
+        let size = match &self.content.inline {
+            Some(all) => all.len() as u64,
+            None => self.content.stamp.size,
+        };
         if self.offset >= size && !(size == 0 && self.index == 0) {
             return Ok(None);
         }
         let len = (size - self.offset).min(self.block_size);
-        let reservation = self.content.budget.reserve(len).await;
-        let data = match &self.content.inline {
-            Some(all) => all.slice(self.offset as usize..(self.offset + len) as usize),
+        // A block being transformed is held twice for a while, as read and as stored: both
+        // count (taken at once: a file holding one share while it waits for another could
+        // wait for ever).
+        let transforming = self.content.transform.is_some() && self.content.inline.is_none();
+        let mut reservation = self
+            .content
+            .budget
+            .reserve(if transforming { 2 * len } else { len })
+            .await;
+        let (data, md5) = match &self.content.inline {
+            Some(all) => {
+                let data = all.slice(self.offset as usize..(self.offset + len) as usize);
+                self.hasher.update(&data);
+                let md5: [u8; 16] = Md5::digest(&data).into();
+                (data, md5)
+            }
             None => {
-                let file = self.content.file()?.clone();
-                let offset = self.offset;
-                let read = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; len as usize];
-                    file.read_exact_at(&mut buf, offset).map(|()| buf)
-                })
-                .await
-                .map_err(|e| ContentError::Read(std::io::Error::other(e)))?;
-                match read {
-                    Ok(buf) => Bytes::from(buf),
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        return Err(ContentError::Changed);
-                    }
-                    Err(e) => return Err(ContentError::Read(e)),
+                // Read, transformed and hashed on the blocking pool, off the thread that
+                // drives the requests: the file's running hashers go along and come back.
+                // A call dropped meanwhile leaves them gone, and the reader refuses to go on
+                // rather than give a wrong MD5.
+                if self.hashers_away {
+                    return Err(ContentError::Changed);
                 }
+                let work = BlockWork {
+                    file: self.content.file()?.clone(),
+                    offset: self.offset,
+                    len: len as usize,
+                    index: self.index,
+                    last: self.offset + len >= size,
+                    transform: self.content.transform.clone(),
+                    hasher: std::mem::take(&mut self.hasher),
+                    plain_hasher: std::mem::take(&mut self.plain_hasher),
+                };
+                self.hashers_away = true;
+                let done = tokio::task::spawn_blocking(move || work.run())
+                    .await
+                    .map_err(|e| ContentError::Read(std::io::Error::other(e)))??;
+                self.hasher = done.hasher;
+                self.plain_hasher = done.plain_hasher;
+                self.hashers_away = false;
+                if transforming {
+                    reservation.keep(done.data.len() as u64);
+                }
+                (done.data, done.md5)
             }
         };
-        self.hasher.update(&data);
-        let md5: [u8; 16] = Md5::digest(&data).into();
         let block = Block {
             index: self.index,
             data,
@@ -365,7 +556,14 @@ impl BlockReader<'_> {
 
     /// The MD5 of everything read, after checking that the file did not change meanwhile.
     pub fn finish(self) -> Result<[u8; 16], ContentError> {
+        if self.hashers_away {
+            return Err(ContentError::Changed);
+        }
         self.content.check_unchanged()?;
+        if self.content.transform.is_some() && self.content.inline.is_none() {
+            self.content
+                .set_plain_md5(self.plain_hasher.finalize().into());
+        }
         let md5: [u8; 16] = self.hasher.finalize().into();
         self.content.set_md5(md5);
         Ok(md5)
@@ -405,4 +603,60 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| OpenError::Io(std::io::Error::other(e)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Stores the file as is, slowly: a read of a block can be dropped while it transforms.
+    struct SlowCopy;
+
+    impl Transform for SlowCopy {
+        fn stored_len(&self, len: u64) -> u64 {
+            len
+        }
+        fn whole(&self, plain: &[u8]) -> Vec<u8> {
+            plain.to_vec()
+        }
+        fn block(&self, _index: u32, plain: &[u8], _last: bool) -> Vec<u8> {
+            std::thread::sleep(Duration::from_millis(300));
+            plain.to_vec()
+        }
+    }
+
+    /// A `next_block` call dropped while its block is read never leads to a wrong MD5: the
+    /// reader refuses to go on (put_blocks keeps its read across its loop's turns).
+    #[tokio::test]
+    async fn a_block_read_dropped_while_it_transforms_leaves_no_wrong_md5() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..BLOCK_SIZE + 1000).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("big.md"), &bytes).unwrap();
+        let root = Arc::new(Beneath::open(dir.path()).unwrap());
+        let budget = MemoryBudget::default();
+        let plain = Content::open(&root, "big.md", &budget, bytes.len() as u64)
+            .await
+            .unwrap();
+        let view = plain.transformed(Arc::new(SlowCopy));
+        let mut reader = view.blocks(BLOCK_SIZE);
+        let dropped = tokio::time::timeout(Duration::from_millis(100), reader.next_block()).await;
+        assert!(dropped.is_err(), "the read should still be transforming");
+        assert!(matches!(
+            reader.next_block().await,
+            Err(ContentError::Changed)
+        ));
+        assert!(matches!(reader.finish(), Err(ContentError::Changed)));
+        assert_eq!(plain.known_md5(), None, "no MD5 from a broken read");
+        // Read without interruption, the view gives the bytes and the file's MD5.
+        let mut reader = view.blocks(BLOCK_SIZE);
+        let mut read = Vec::new();
+        while let Some(block) = reader.next_block().await.unwrap() {
+            read.extend_from_slice(&block.data);
+        }
+        reader.finish().unwrap();
+        assert_eq!(read, bytes);
+        let md5: [u8; 16] = Md5::digest(&bytes).into();
+        assert_eq!(plain.known_md5(), Some(md5));
+    }
 }

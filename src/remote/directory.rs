@@ -42,6 +42,8 @@ const LOCK_FILE: &str = ".devlogd.lock";
 const WRITER_XATTR: &str = "user.devlogd.writer";
 /// The writer's host name, for people ([`RemoteBlob::host`]).
 const HOST_XATTR: &str = "user.devlogd.host";
+/// What a layer above sealed with the blob ([`RemoteBlob::sealed`]).
+const SEALED_XATTR: &str = "user.devlogd.sealed";
 /// Extended attribute holding the file's mtime (ns) when devlogd wrote it: bytes that no
 /// longer match the mark while the mtime is still this one changed without a write (bit
 /// rot, a damaged disk); a write by another tool moves the mtime.
@@ -194,6 +196,7 @@ fn blob_of(file: &std::fs::File, name: &str, md5: [u8; 16], size: u64) -> Remote
         written_ns,
         service_ns,
         corrupt: written_md5 != md5,
+        sealed: xattr::get(file, SEALED_XATTR),
     }
 }
 
@@ -291,7 +294,7 @@ fn preserve_blocking(
     if blob_of(&src, name, md5, 0).etag != etag {
         return Err(RemoteError::Conflict);
     }
-    for attribute in [WRITER_XATTR, MTIME_XATTR, HOST_XATTR] {
+    for attribute in [WRITER_XATTR, MTIME_XATTR, HOST_XATTR, SEALED_XATTR] {
         if let Some(value) = xattr::get(&src, attribute) {
             xattr::set(&tmp.file, attribute, &value);
         }
@@ -491,6 +494,7 @@ fn put_blocking(
     precondition: &Precondition,
     writer: &str,
     host: &str,
+    seal: Option<&super::Seal>,
 ) -> Result<PutOutcome, RemoteError> {
     let dest = root.path().join(name);
     let tmp_dir = root
@@ -510,6 +514,9 @@ fn put_blocking(
     );
     if !host.is_empty() {
         xattr::set(&tmp.file, HOST_XATTR, &crate::redact::safe_host(host));
+    }
+    if let Some(seal) = seal {
+        xattr::set(&tmp.file, SEALED_XATTR, &seal());
     }
     if let Ok(meta) = tmp.file.metadata() {
         use std::os::unix::fs::MetadataExt;
@@ -663,7 +670,19 @@ impl Remote for DirectoryRemote {
         let (name, writer) = (put.name.to_string(), put.writer.to_string());
         let host = put.host.to_string();
         let content = put.content.clone();
-        blocking(move || put_blocking(&root, &name, &content, &precondition, &writer, &host)).await
+        let seal = put.seal.clone();
+        blocking(move || {
+            put_blocking(
+                &root,
+                &name,
+                &content,
+                &precondition,
+                &writer,
+                &host,
+                seal.as_ref(),
+            )
+        })
+        .await
     }
 
     async fn head(&self, name: &str) -> Result<Option<RemoteBlob>, RemoteError> {
@@ -781,7 +800,7 @@ mod xattr {
     }
 
     pub fn get(file: &std::fs::File, name: &str) -> Option<String> {
-        let mut buf = [0u8; 256];
+        let mut buf = [0u8; 512];
         #[cfg(any(target_os = "linux", target_os = "macos"))]
         let n = rustix::fs::fgetxattr(file, name, &mut buf[..]).ok()?;
         #[cfg(not(any(target_os = "linux", target_os = "macos")))]

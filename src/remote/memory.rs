@@ -16,6 +16,8 @@ struct Stored {
     mark: Option<String>,
     /// The writer's host name, when it gave one.
     host: Option<String>,
+    /// What a layer above sealed with it.
+    sealed: Option<String>,
     written_ns: i128,
     /// When it was stored here (a copy into history: when it was copied).
     service_ns: i128,
@@ -88,10 +90,46 @@ impl MemoryRemote {
                     etag,
                     mark: None,
                     host: None,
+                    sealed: None,
                     written_ns: now_ns(),
                     service_ns: now_ns(),
                 },
             );
+        }
+    }
+
+    /// Every blob as stored: name, bytes and sealed value.
+    pub fn snapshot(&self) -> Vec<(String, Vec<u8>, Option<String>)> {
+        self.blobs
+            .lock()
+            .map(|blobs| {
+                blobs
+                    .iter()
+                    .map(|(name, b)| (name.clone(), b.data.clone(), b.sealed.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Change a blob's bytes in place, as damage at rest or a stranger would, keeping its
+    /// metadata (the MD5 follows the bytes, as a service that took a new upload would).
+    pub fn tamper(&self, name: &str, change: impl FnOnce(&mut Vec<u8>)) {
+        use md5::{Digest, Md5};
+        if let Ok(mut blobs) = self.blobs.lock()
+            && let Some(blob) = blobs.get_mut(name)
+        {
+            change(&mut blob.data);
+            blob.md5 = Md5::digest(&blob.data).into();
+        }
+    }
+
+    /// Copy one blob (bytes and metadata) over another name, as a co-writer could.
+    pub fn copy_blob(&self, from: &str, to: &str) {
+        let etag = self.next_etag();
+        if let Ok(mut blobs) = self.blobs.lock()
+            && let Some(blob) = blobs.get(from).cloned()
+        {
+            blobs.insert(to.to_string(), Stored { etag, ..blob });
         }
     }
 
@@ -121,6 +159,7 @@ impl MemoryRemote {
             written_ns: Some(b.written_ns),
             service_ns: Some(b.service_ns),
             corrupt: false,
+            sealed: b.sealed.clone(),
         }
     }
 
@@ -152,6 +191,7 @@ impl Remote for MemoryRemote {
             precondition,
             writer,
             host,
+            seal,
             ..
         } = put;
         super::check_name(name)?;
@@ -180,6 +220,7 @@ impl Remote for MemoryRemote {
                 etag: etag.clone(),
                 mark: Some(super::writer_mark(writer, &md5, name)),
                 host: (!host.is_empty()).then(|| crate::redact::safe_host(host)),
+                sealed: seal.map(|seal| seal()),
                 written_ns: now_ns(),
                 service_ns: now_ns(),
             },

@@ -11,7 +11,9 @@ pub mod azure;
 pub mod change_mark;
 pub mod concurrency;
 pub mod content;
+pub mod crypt;
 pub mod directory;
+pub mod encrypted;
 mod features;
 pub mod history_name;
 pub mod limit;
@@ -56,6 +58,10 @@ pub struct RemoteBlob {
     /// The stored bytes no longer match the MD5 they were written with (the directory
     /// remote keeps that MD5 in the writer mark): the copy is damaged, not another version.
     pub corrupt: bool,
+    /// An opaque value a layer above stored with the blob ([`Put::seal`]): the encrypted
+    /// remote's sealed metadata (the plaintext's MD5 and host). Kept by a copy into the
+    /// history area.
+    pub sealed: Option<String>,
 }
 
 /// Refuse a blob name a request URL or a path must never be built from: empty, with a
@@ -270,6 +276,10 @@ pub enum RemoteError {
     /// The service refused the credentials (401/403).
     #[error("{message}")]
     Auth { message: String },
+    /// The encryption key cannot be unlocked: no passphrase, a wrong one, a damaged or
+    /// replaced key blob. Nothing was read or written with it.
+    #[error("{message}")]
+    Locked { message: String },
     /// Anything else: a bad request, a missing container that cannot be created, local I/O.
     #[error("{message}")]
     Permanent { message: String },
@@ -346,7 +356,14 @@ pub struct Put<'a> {
     /// This machine's host name, stored with the blob for people to read (empty: none).
     pub host: &'a str,
     pub on_retry: OnRetry<'a>,
+    /// Called once the whole content has been read (so after a large file's last block),
+    /// before the write is committed: a value to store with the blob as
+    /// [`RemoteBlob::sealed`]. `None`: nothing stored.
+    pub seal: Option<Seal>,
 }
+
+/// Gives [`Put::seal`]'s value once the content has been read whole.
+pub type Seal = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Where [`Remote::list_sending`] sends the listing's blobs as they come.
 pub type ListingSender = tokio::sync::mpsc::UnboundedSender<Vec<RemoteBlob>>;
@@ -396,6 +413,7 @@ pub trait Remote: Send + Sync {
             writer,
             host: "",
             on_retry,
+            seal: None,
         })
         .await
     }
@@ -431,6 +449,26 @@ pub trait Remote: Send + Sync {
     /// Remove `name` if `precondition` holds ([`RemoteError::Conflict`] otherwise); a
     /// blob that is already gone is not an error.
     async fn delete(&self, name: &str, precondition: &Precondition) -> Result<(), RemoteError>;
+
+    /// Before a command works with the remote: an encrypted remote unlocks its key now
+    /// (with `create`, making one for a prefix with nothing in it), so a missing or wrong
+    /// passphrase stops the command before anything is read or written
+    /// ([`RemoteError::Locked`]); a plain remote refuses a prefix that holds an encrypted
+    /// journal. A remote that cannot be reached gives no answer here: the command's own
+    /// requests report it.
+    async fn ready(&self, create: bool) -> Result<(), RemoteError> {
+        let _ = create;
+        match self.head(encrypted::KEY_NAME).await {
+            Ok(Some(_)) => Err(RemoteError::Permanent {
+                message: format!(
+                    "{} holds an encrypted journal (it has an encryption key, {}): set [encryption] enabled = true and give its passphrase (DEVLOG_PASSPHRASE)",
+                    self.describe(),
+                    encrypted::KEY_NAME
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
 
     /// One cheap request that needs the credentials (a listing of at most one page):
     /// whether the remote answers and accepts them. Writes nothing.

@@ -656,6 +656,10 @@ async fn restore_one(
         path: rel.clone(),
         error,
     };
+    if job.version.corrupt {
+        let damaged = RemoteError::Corrupt { name: rel.clone() };
+        return failed(format!("not restored: {damaged}"));
+    }
     let want = job.version.md5.as_deref().and_then(unhex);
     if want.is_none() && !opts.allow_unverified {
         return failed(

@@ -344,12 +344,14 @@ mod tests {
             written_ns: None,
             service_ns: None,
             corrupt: false,
+            sealed: None,
         }
     }
 
     fn corrupt(md5: [u8; 16], etag: &str) -> RemoteBlob {
         RemoteBlob {
             corrupt: true,
+            sealed: None,
             ..blob(md5, etag)
         }
     }
@@ -375,6 +377,7 @@ mod tests {
     }
 
     #[derive(Clone)]
+    #[allow(clippy::large_enum_variant)] // a test table
     enum R {
         Absent,
         Blob(RemoteBlob),

@@ -17,6 +17,7 @@ mod daemon_watch;
 mod data_safety;
 mod delete_guard;
 mod display;
+mod encryption;
 mod harness_smoke;
 mod journal;
 mod layers;

@@ -202,11 +202,12 @@ fn each_man_page_lists_only_the_exit_codes_its_command_returns() {
         ("devlog-new", &["0", "2"]),
         ("devlog-list", &["0", "2"]),
         ("devlog-edit", &["0", "2"]),
-        ("devlogd-history", &["0", "1", "2", "4", "5"]),
+        ("devlogd-history", &["0", "1", "2", "4", "5", "7"]),
         ("devlogd-ctl-status", &["0", "2", "3"]),
-        ("devlogd-push", &["0", "1", "2", "3", "4", "5", "6"]),
+        ("devlogd-push", &["0", "1", "2", "3", "4", "5", "6", "7"]),
         ("devlogd-ctl-push", &["0", "1", "2", "3", "4", "5", "6"]),
-        ("devlogd-restore", &["0", "1", "2", "3", "4", "130"]),
+        ("devlogd-restore", &["0", "1", "2", "3", "4", "7", "130"]),
+        ("devlogd-key-passwd", &["0", "1", "2", "4", "5", "7"]),
     ] {
         assert_eq!(codes(page), want, "{page}");
     }

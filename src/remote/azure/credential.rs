@@ -33,9 +33,11 @@ pub const ACCOUNT_KEY_ENV: &str = "AZURE_STORAGE_ACCOUNT_KEY";
 pub const CLIENT_ID_ENV: &str = "AZURE_CLIENT_ID";
 pub const TENANT_ID_ENV: &str = "AZURE_TENANT_ID";
 pub const CLIENT_SECRET_ENV: &str = "AZURE_CLIENT_SECRET";
+/// The passphrase that unlocks the encryption key (`[encryption]`).
+pub const PASSPHRASE_ENV: &str = "DEVLOG_PASSPHRASE";
 
 /// Every key the credentials file may set; any other is refused with its line.
-const KNOWN_KEYS: [&str; 7] = [
+const KNOWN_KEYS: [&str; 8] = [
     SAS_ENV,
     CONNECTION_STRING_ENV,
     ACCOUNT_KEY_ENV,
@@ -43,6 +45,7 @@ const KNOWN_KEYS: [&str; 7] = [
     CLIENT_ID_ENV,
     TENANT_ID_ENV,
     CLIENT_SECRET_ENV,
+    PASSPHRASE_ENV,
 ];
 
 /// Variables whose values are secrets (masked wherever they appear).
@@ -51,6 +54,7 @@ const SECRET_VARS: &[&str] = &[
     CONNECTION_STRING_ENV,
     ACCOUNT_KEY_ENV,
     CLIENT_SECRET_ENV,
+    PASSPHRASE_ENV,
 ];
 
 pub enum Credential {
@@ -640,7 +644,7 @@ mod tests {
         .unwrap();
         let e = CredentialsFile::load(&path).unwrap_err().to_string();
         assert!(
-            e.ends_with("line 2: unknown key HTTPS_PROXY; the known keys are AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_ACCOUNT, AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET"),
+            e.ends_with("line 2: unknown key HTTPS_PROXY; the known keys are AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_CONNECTION_STRING, AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_ACCOUNT, AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET and DEVLOG_PASSPHRASE"),
             "{e}"
         );
         std::fs::write(&path, "azure_storage_account_key=abc\n").unwrap();

@@ -14,6 +14,8 @@ const WRITER_METADATA: &str = "devlogdwriter";
 const WRITTEN_METADATA: &str = "devlogdwritten";
 /// Blob metadata key holding the writer's host name (see [`RemoteBlob::host`]).
 const HOST_METADATA: &str = "devlogdhost";
+/// Blob metadata key holding what a layer above sealed with the blob ([`RemoteBlob::sealed`]).
+const SEALED_METADATA: &str = "devlogdsealed";
 
 /// The metadata a write stores with the blob.
 pub(super) fn metadata(
@@ -21,6 +23,7 @@ pub(super) fn metadata(
     host: &str,
     md5: &[u8; 16],
     name: &str,
+    seal: Option<&crate::remote::Seal>,
 ) -> HashMap<String, String> {
     let now = OffsetDateTime::now_utc().unix_timestamp_nanos();
     let mut metadata = HashMap::from([
@@ -30,6 +33,9 @@ pub(super) fn metadata(
     if !host.is_empty() {
         // ASCII only, as a header value must be.
         metadata.insert(HOST_METADATA.to_string(), crate::redact::safe_host(host));
+    }
+    if let Some(seal) = seal {
+        metadata.insert(SEALED_METADATA.to_string(), seal());
     }
     metadata
 }
@@ -64,5 +70,6 @@ pub(super) fn described(
             .or(service_ns),
         service_ns,
         corrupt: false,
+        sealed: metadata.get(SEALED_METADATA).cloned(),
     }
 }

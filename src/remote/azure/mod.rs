@@ -11,6 +11,7 @@
 
 pub mod credential;
 mod errors;
+mod get;
 pub mod location;
 mod metadata;
 mod policy;
@@ -24,7 +25,7 @@ pub use errors::map_error;
 
 use crate::redact::scrub;
 use crate::remote::concurrency::{AUTO_MAX, Bound};
-use crate::remote::limit::{Limiter, Outcome};
+use crate::remote::limit::Limiter;
 use crate::remote::{
     Created, Features, Precondition, Put, PutOutcome, Remote, RemoteBlob, RemoteError, Sink,
     check_name, history_name, timeouts,
@@ -39,7 +40,7 @@ use azure_core::http::{
     Request, RetryOptions, StatusCode, Transport, Url, new_http_client,
 };
 use azure_storage_blob::models::{
-    BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
+    BlobClientDeleteOptions, BlobClientGetPropertiesResultHeaders,
     BlobClientStartCopyFromUrlOptions, BlobClientStartCopyFromUrlResultHeaders,
     BlobContainerClientListBlobsOptions, CopyStatus, ListBlobsIncludeItem,
 };
@@ -51,14 +52,13 @@ use errors::{
     bounded, error_chain, is_container_not_found, is_destination_taken, is_permission_mismatch,
     permanent_url,
 };
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use location::AzureLocation;
 use metadata::described;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use policy::RequestPolicy;
 use request::{Timing, within};
 use shared_key::SharedKey;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -433,60 +433,7 @@ impl Remote for AzureRemote {
     }
 
     async fn get(&self, name: &str, sink: Sink<'_>) -> Result<Option<RemoteBlob>, RemoteError> {
-        // One download under one permit, its body included; its time is mostly transfer, so
-        // no latency sample.
-        let download = async {
-            use md5::{Digest, Md5};
-            let client = self.blob_client(name)?;
-            let options = BlobClientDownloadOptions {
-                // Set explicitly: the default asks the OS for the CPU count on every call.
-                parallel: NonZeroUsize::new(1),
-                ..Default::default()
-            };
-            let result = match within(timeouts::SLOW_ANSWER, client.download(Some(options))).await?
-            {
-                Err(e) if e.http_status() == Some(StatusCode::NotFound) => return Ok(None),
-                answer => answer.map_err(map_error)?,
-            };
-            let props = result.properties;
-            let stored_md5 = props
-                .blob_content_md5
-                .clone()
-                .or(props.content_md5.clone())
-                .and_then(md5_array);
-            let mut body = result.body;
-            let mut hasher = Md5::new();
-            let mut size = 0u64;
-            loop {
-                let chunk = match within(timeouts::SLOW_ANSWER, body.next()).await? {
-                    None => break,
-                    Some(chunk) => chunk.map_err(map_error)?,
-                };
-                hasher.update(&chunk);
-                size += chunk.len() as u64;
-                sink.write_all(&chunk).map_err(|e| RemoteError::Permanent {
-                    message: format!("cannot write {name}: {e}"),
-                })?;
-            }
-            let md5: [u8; 16] = hasher.finalize().into();
-            if stored_md5.is_some_and(|stored| stored != md5) {
-                return Err(RemoteError::Permanent {
-                    message: format!(
-                        "integrity check failed for {name}: the bytes received do not match the blob's Content-MD5"
-                    ),
-                });
-            }
-            Ok(Some(described(
-                name,
-                size,
-                Some(md5),
-                props.etag.as_ref().map(|e| e.as_ref()),
-                &props.metadata,
-                props.last_modified,
-            )))
-        };
-        self.under_permit(Timing::Transfer, download, Outcome::of)
-            .await
+        self.get_blob(name, sink).await
     }
 
     async fn preserve(&self, name: &str, etag: &str, kept_as: &str) -> Result<(), RemoteError> {

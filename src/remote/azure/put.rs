@@ -81,7 +81,7 @@ impl AzureRemote {
         // The transactional `Content-MD5` is added by `RequestPolicy` from this.
         request.insert_header("x-ms-blob-content-md5", B64.encode(md5));
         request.insert_header("x-ms-blob-type", "BlockBlob");
-        for (key, value) in metadata(put.writer, put.host, &md5, put.name) {
+        for (key, value) in metadata(put.writer, put.host, &md5, put.name, put.seal.as_ref()) {
             request.insert_header(format!("x-ms-meta-{key}"), value);
         }
         request.insert_header("x-ms-version", self.api_version.clone());
@@ -131,10 +131,15 @@ impl AzureRemote {
         // blob never mix theirs; all ids of one blob have the same length, as required.
         let nonce: u64 = rand::random();
         let block_id = |index: u32| format!("devlogd-{nonce:016x}-{index:08}").into_bytes();
-        let mut reader = put.content.blocks(BLOCK_SIZE);
+        let mut reader = Some(put.content.blocks(BLOCK_SIZE));
         let mut ids = Vec::new();
         let mut in_flight = FuturesUnordered::new();
         let mut done_reading = false;
+        // The block being read, kept across the loop's turns (it holds the reader, and gives
+        // it back with the block): a read dropped whenever a staged block finished first
+        // would be read (and encrypted) again, the dropped one still running on the blocking
+        // pool with memory the budget no longer counts.
+        let mut reading = None;
         loop {
             if done_reading || in_flight.len() >= BLOCKS_IN_FLIGHT_PER_FILE {
                 match in_flight.next().await {
@@ -143,16 +148,26 @@ impl AzureRemote {
                 }
                 continue;
             }
+            if reading.is_none() {
+                let mut r = reader.take().expect("the reader is back after each read");
+                reading = Some(Box::pin(async move {
+                    let next = r.next_block().await;
+                    (r, next)
+                }));
+            }
             // Waiting for memory for the next block must not stop this file's blocks in
             // flight from finishing (and giving memory back): with every file waiting, and
-            // no one staging, nothing would ever be freed. Reading a block is cancel-safe: the
-            // reader moves on only once a block is read whole.
+            // no one staging, nothing would ever be freed.
             let next = tokio::select! {
                 Some(staged) = in_flight.next(), if !in_flight.is_empty() => {
                     staged?;
                     continue;
                 }
-                next = reader.next_block() => next?,
+                (r, next) = reading.as_mut().expect("set above") => {
+                    reading = None;
+                    reader = Some(r);
+                    next?
+                }
             };
             match next {
                 None => done_reading = true,
@@ -171,10 +186,19 @@ impl AzureRemote {
                 }
             }
         }
-        let md5 = reader.finish()?;
+        let md5 = reader
+            .take()
+            .expect("the reader is back after the last read")
+            .finish()?;
         let mut options = BlockBlobClientCommitBlockListOptions {
             blob_content_md5: Some(md5.to_vec()),
-            metadata: Some(metadata(put.writer, put.host, &md5, put.name)),
+            metadata: Some(metadata(
+                put.writer,
+                put.host,
+                &md5,
+                put.name,
+                put.seal.as_ref(),
+            )),
             ..Default::default()
         };
         match put.precondition {

@@ -478,7 +478,37 @@ impl Azurite {
     /// Like [`list_blobs`](Self::list_blobs), asking for at most `page_size` per response, to
     /// exercise the NextMarker paging.
     pub fn list_blobs_paged(&self, container: &str, page_size: Option<u32>) -> Vec<BlobInfo> {
-        let mut blobs = Vec::new();
+        self.list_pages(container, page_size, None)
+            .iter()
+            .flat_map(|body| parse_blob_list(body))
+            .collect()
+    }
+
+    /// Every `<Blob>…</Blob>` element of List Blobs with `include` (e.g. `metadata`), as the
+    /// service wrote it: name, properties and metadata, for tests that check all of it.
+    pub fn list_blob_elements(&self, container: &str, include: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for body in self.list_pages(container, None, Some(include)) {
+            let mut rest = body.as_str();
+            while let Some(start) = rest.find("<Blob>") {
+                let len = rest[start..]
+                    .find("</Blob>")
+                    .unwrap_or_else(|| panic!("List Blobs: unterminated <Blob> in {body}"));
+                out.push(rest[start..start + len + "</Blob>".len()].to_string());
+                rest = &rest[start + len..];
+            }
+        }
+        out
+    }
+
+    /// The body of every page of List Blobs; none when the container does not exist.
+    fn list_pages(
+        &self,
+        container: &str,
+        page_size: Option<u32>,
+        include: Option<&str>,
+    ) -> Vec<String> {
+        let mut pages = Vec::new();
         let mut marker = String::new();
         for _page in 0..100_000 {
             let mut url = format!(
@@ -488,6 +518,9 @@ impl Azurite {
             if let Some(n) = page_size {
                 url.push_str(&format!("&maxresults={n}"));
             }
+            if let Some(include) = include {
+                url.push_str(&format!("&include={include}"));
+            }
             if !marker.is_empty() {
                 url.push_str("&marker=");
                 url.push_str(&utf8_percent_encode(&marker, QUERY_VALUE).to_string());
@@ -495,13 +528,13 @@ impl Azurite {
             let url = self.with_sas(url);
             let (status, body) = self.send(self.agent.get(&url).call(), "GET", &url);
             if status == 404 && body.contains("ContainerNotFound") {
-                return blobs; // nothing pushed yet: no container, no blobs
+                return pages; // nothing pushed yet: no container, no blobs
             }
             assert_eq!(status, 200, "listing container {container:?}: {body}");
-            blobs.extend(parse_blob_list(&body));
             marker = xml_text(&body, "NextMarker").unwrap_or_default();
+            pages.push(body);
             if marker.is_empty() {
-                return blobs;
+                return pages;
             }
         }
         panic!("listing container {container:?}: the NextMarker chain did not end");
@@ -535,20 +568,56 @@ impl Azurite {
     /// Writes a block blob as another writer would (unconditionally, overwriting), with its
     /// Content-MD5. Returns the new ETag.
     pub fn put_blob(&self, container: &str, name: &str, bytes: &[u8]) -> String {
+        self.put_blob_with_metadata(container, name, bytes, &[])
+    }
+
+    /// [`put_blob`](Self::put_blob) with `metadata` (`x-ms-meta-KEY: VALUE`), as a copy that
+    /// keeps another blob's metadata would write it.
+    pub fn put_blob_with_metadata(
+        &self,
+        container: &str,
+        name: &str,
+        bytes: &[u8],
+        metadata: &[(String, String)],
+    ) -> String {
         let url = self.with_sas(self.blob_url(container, name));
-        let result = self
+        let mut request = self
             .agent
             .put(&url)
             .header("x-ms-blob-type", "BlockBlob")
             .header("Content-MD5", md5_b64(bytes))
-            .header("Content-Type", "application/octet-stream")
-            .send(bytes);
+            .header("Content-Type", "application/octet-stream");
+        for (key, value) in metadata {
+            request = request.header(format!("x-ms-meta-{key}"), value);
+        }
+        let result = request.send(bytes);
         let mut response = result.unwrap_or_else(|e| panic!("PUT {}: {e}", strip_query(&url)));
         let status = response.status().as_u16();
         let etag = header(&response, "etag");
         let body = response.body_mut().read_to_string().unwrap_or_default();
         assert_eq!(status, 201, "PUT blob {name:?} in {container:?}: {body}");
         etag.unwrap_or_else(|| panic!("PUT blob {name:?}: no ETag in the response"))
+    }
+
+    /// The metadata of a blob (`x-ms-meta-KEY` headers of Get Blob Properties), sorted.
+    pub fn blob_metadata(&self, container: &str, name: &str) -> Vec<(String, String)> {
+        let url = self.with_sas(self.blob_url(container, name));
+        let response = self
+            .agent
+            .head(&url)
+            .call()
+            .unwrap_or_else(|e| panic!("HEAD {}: {e}", strip_query(&url)));
+        assert_eq!(response.status().as_u16(), 200, "HEAD blob {name:?}");
+        let mut out: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter_map(|(key, value)| {
+                let key = key.as_str().strip_prefix("x-ms-meta-")?;
+                Some((key.to_string(), value.to_str().ok()?.to_string()))
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// Deletes a blob; `false` if there was none.
@@ -1061,8 +1130,19 @@ impl TestEnv {
     }
 
     pub fn run_with_timeout(&self, args: &[&str], timeout: Duration) -> RunOutput {
+        self.run_with_env(&[], args, timeout)
+    }
+
+    /// [`run_with_timeout`](Self::run_with_timeout) with `vars` added to the environment.
+    pub fn run_with_env(
+        &self,
+        vars: &[(&str, &str)],
+        args: &[&str],
+        timeout: Duration,
+    ) -> RunOutput {
         let mut child = self
             .devlogd()
+            .envs(vars.iter().copied())
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
