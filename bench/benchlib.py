@@ -111,10 +111,9 @@ def container(port, name, action):
         sys.exit(f"{action} container {name}: HTTP {status}: {body[:300]!r}")
 
 
-def snapshot(port, name):
-    """Blob count and a digest of (name, ETag) pairs: equal before and after a no-change run
-    means nothing was rewritten."""
-    digest, count, marker = hashlib.sha256(), 0, ""
+def blob_elements(port, name):
+    """Every <Blob> element of the container's listing, all pages."""
+    marker = ""
     while True:
         url = (
             f"http://127.0.0.1:{port}/{ACCOUNT}/{name}?restype=container&comp=list"
@@ -124,31 +123,28 @@ def snapshot(port, name):
         if status != 200:
             sys.exit(f"list {name}: HTTP {status}: {body[:300]!r}")
         root = ET.fromstring(body)
-        for blob in root.iter("Blob"):
-            digest.update(f"{blob.findtext('Name')}\0{blob.findtext('Properties/Etag')}\n".encode())
-            count += 1
+        yield from root.iter("Blob")
         marker = root.findtext("NextMarker") or ""
         if not marker:
-            return f"{count} {digest.hexdigest()[:16]}"
+            return
+
+
+def snapshot(port, name):
+    """Blob count and a digest of (name, ETag) pairs: equal before and after a no-change run
+    means nothing was rewritten."""
+    digest, count = hashlib.sha256(), 0
+    for blob in blob_elements(port, name):
+        digest.update(f"{blob.findtext('Name')}\0{blob.findtext('Properties/Etag')}\n".encode())
+        count += 1
+    return f"{count} {digest.hexdigest()[:16]}"
 
 
 def listing(port, name):
     """(name, size) of every blob in the container, all pages."""
-    blobs, marker = [], ""
-    while True:
-        url = (
-            f"http://127.0.0.1:{port}/{ACCOUNT}/{name}?restype=container&comp=list"
-            f"&marker={urllib.parse.quote(marker, safe='')}&{account_sas()}"
-        )
-        status, _, body = request("GET", url)
-        if status != 200:
-            sys.exit(f"list {name}: HTTP {status}: {body[:300]!r}")
-        root = ET.fromstring(body)
-        for blob in root.iter("Blob"):
-            blobs.append((blob.findtext("Name"), int(blob.findtext("Properties/Content-Length"))))
-        marker = root.findtext("NextMarker") or ""
-        if not marker:
-            return blobs
+    return [
+        (blob.findtext("Name"), int(blob.findtext("Properties/Content-Length")))
+        for blob in blob_elements(port, name)
+    ]
 
 
 # devlogd's encrypted blobs (src/remote/crypt/stream.rs): a 27-byte header, then the plaintext
