@@ -24,7 +24,11 @@
 # shared (another worktree's build or tests): each case first waits, up to BENCH_QUIET_S
 # (300) seconds, for the rest of the machine to be quiet, and the report names every run
 # that still shared it. Every tree written is checked to be byte-identical to the
-# source (diff -r); every load-generator body is checked against the blob's MD5. Downloads
+# source (diff -r); every load-generator body is checked against the blob's MD5. The trees
+# stay until the script ends (about 40 MiB each): on an ext4 without a journal (this
+# machine's), creating files within a minute of deleting thousands scans past every
+# recently deleted inode (the kernel's `recently_deleted`), a sixth of a pull's CPU that
+# depended on which case ran before it. Downloads
 # change nothing on the service, so one Azurite serves all rounds of a round trip.
 # Prints Markdown (medians; devlogd pull's fraction of the best load-generator rate, its speed
 # and CPU against each rclone) on stdout; progress on stderr.
@@ -251,7 +255,6 @@ except Exception:
     sys.exit()
 print("downloaded %s" % (len(j["downloaded"]) if isinstance(j.get("downloaded"), list) else j.get("downloaded")))' "$work/run.out")
       record "$rtt" "$case" "$r" "$(same_tree "$d/journal")" "$note"
-      rm -rf "$d"
       ;;
     rclone | rclone32)
       local dest=$work/$case-$rtt-r$r
@@ -260,7 +263,6 @@ print("downloaded %s" % (len(j["downloaded"]) if isinstance(j.get("downloaded"),
       RCLONE_CONFIG=$work/rclone.conf RCLONE_CONFIG_BENCH_TYPE=azureblob \
         RCLONE_CONFIG_BENCH_SAS_URL="http://127.0.0.1:$pport/devstoreaccount1?$sas" measure "${cmd[@]}"
       record "$rtt" "$case" "$r" "$(same_tree "$dest")"
-      rm -rf "$dest"
       ;;
   esac
 }

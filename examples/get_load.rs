@@ -10,10 +10,11 @@
 //!
 //! The blobs are the container's own, found by List Blobs under `--prefix` (default: the whole
 //! container) before the clock starts; `--files` takes the first N of them (0, the default:
-//! all) and the run fails if there are fewer. Every request is what devlogd's download of a
-//! small file sends (the SDK's managed download, one partition): `Range: bytes=0-4194303`,
-//! `Accept: application/octet-stream`, the SAS in the query, the SDK's version and date
-//! headers; one connection pool. Each body is read to its end and its MD5 checked against the
+//! all) and the run fails if there are fewer. Every request is what the SDK's managed
+//! download of a small file sends (one partition): `Range: bytes=0-4194303`,
+//! `Accept: application/octet-stream`, the SAS in the query, the version and date headers;
+//! one connection pool. (devlogd's own Get Blob, `src/remote/azure/get.rs`, now asks for the
+//! whole blob, without a range.) Each body is read to its end and its MD5 checked against the
 //! blob's (`x-ms-blob-content-md5`, or `Content-MD5`), as devlogd does. Prints
 //! `FILES files in SECONDS s: RATE files/s` and exits non-zero if any request was not
 //! answered 200 or 206 or a body did not match.

@@ -215,9 +215,11 @@ impl Beneath {
             let fd = rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)?;
             return Ok(Beneath { fd, path });
         }
-        if !create {
-            let fd = self.resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY, 0)?;
-            return Ok(Beneath { fd, path });
+        // Mostly the directory is there: one open, not a mkdir and an open per component.
+        match self.resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY, 0) {
+            Ok(fd) => return Ok(Beneath { fd, path }),
+            Err(e) if create && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
         let mut dir = self.open_dir("", false)?;
         for comp in rel.split('/') {

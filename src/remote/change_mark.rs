@@ -37,7 +37,10 @@ pub async fn bump(
     seen: Option<&Generation>,
 ) -> Result<Option<String>, RemoteError> {
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-    let content = Content::from_bytes(format!("{writer} {stamp}\n").into());
+    // Bytes never written before: where the ETag is the content's hash (a directory
+    // remote), the same bytes twice would leave it where it was and hide the second move.
+    let nonce: u64 = rand::random();
+    let content = Content::from_bytes(format!("{writer} {stamp} {nonce:016x}\n").into());
     if let Some(seen) = seen {
         let precondition = match seen {
             Some(etag) => Precondition::IfMatch(etag.clone()),
@@ -77,5 +80,20 @@ mod tests {
         assert_ne!(read(&remote).await.unwrap(), moved);
         // The mark is never part of the journal's listing.
         assert!(remote.list().await.unwrap().is_empty());
+    }
+
+    /// A directory remote's ETag is its content's MD5: two moves by one writer within one
+    /// second once wrote the same bytes, so the second left the ETag where it was and a
+    /// poller that had read it never listed the changes before it.
+    #[tokio::test]
+    async fn every_move_gives_a_new_etag_even_where_the_etag_is_the_content_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = crate::remote::directory::DirectoryRemote::new(dir.path(), true);
+        let first = bump(&remote, "a", Some(&None)).await.unwrap();
+        assert!(first.is_some());
+        let second = bump(&remote, "a", Some(&first)).await.unwrap();
+        assert!(second.is_some(), "it held the mark it moved");
+        assert_ne!(second, first, "the second move gave the mark a new ETag");
+        assert_eq!(read(&remote).await.unwrap(), second);
     }
 }

@@ -30,6 +30,9 @@ pub enum DownloadError {
     Gone,
 }
 
+/// The most a download holds before it writes: a small file is written in one call.
+const BUFFER: usize = 64 * 1024;
+
 /// A sink that refuses a byte past `limit` and hashes what it passes on.
 struct Bounded<W> {
     inner: W,
@@ -59,9 +62,9 @@ impl<W: Write> Write for Bounded<W> {
     }
 }
 
-/// Download `blob` into `file` under the retry policy (a retry starts the file over) and
-/// check it against `expected`. Returns the MD5 of the bytes written (the listed one, or
-/// with no listed MD5 the one computed).
+/// Download `blob` into `file` (new and empty) under the retry policy (a retry starts the
+/// file over) and check it against `expected`. Returns the MD5 of the bytes written (the
+/// listed one, or with no listed MD5 the one computed).
 pub async fn download_checked(
     remote: &dyn Remote,
     retry: RetryPolicy,
@@ -73,13 +76,20 @@ pub async fn download_checked(
         message: format!("cannot write: {e}"),
     };
     let over = std::sync::atomic::AtomicBool::new(false);
+    let tried = std::sync::atomic::AtomicBool::new(false);
     let got = retry
         .run(|| async {
             let mut handle = file;
-            handle.set_len(0).map_err(write_error)?;
-            std::io::Seek::rewind(&mut handle).map_err(write_error)?;
+            // A retry starts the file over; the first try finds it new and empty.
+            if tried.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                handle.set_len(0).map_err(write_error)?;
+                std::io::Seek::rewind(&mut handle).map_err(write_error)?;
+            }
             let mut sink = Bounded {
-                inner: std::io::BufWriter::with_capacity(64 * 1024, handle),
+                inner: std::io::BufWriter::with_capacity(
+                    BUFFER.min(expected.size as usize + 1),
+                    handle,
+                ),
                 limit: expected.size,
                 written: 0,
                 hasher: Md5::new(),

@@ -5,10 +5,30 @@
 //! each takes a ticket once its bytes are written, and one `syncfs` of the destination's file
 //! system, started after a ticket was taken, makes that file durable. Whoever finds the last
 //! flush too old runs the next one; everyone who waited meanwhile is covered by it.
+//!
+//! Flushes back to back covered under three files each (3,846 `syncfs` for 10,000 files, a
+//! fifth of a pull's CPU): a flush now starts no sooner than [`FLUSH_GAP`] after the one
+//! before, so each covers what came in meanwhile. The first flush does not wait: one file
+//! pulled alone is not held back.
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The least time from one flush's start to the next one's. Short beside a pass's time, and
+/// the downloads go on meanwhile (a finished file waits for its flush outside its slot).
+pub const FLUSH_GAP: Duration = Duration::from_millis(20);
+
+/// The flushes so far.
+#[derive(Default)]
+struct Flushed {
+    /// The highest ticket a completed flush covers.
+    covers: u64,
+    /// When the last flush started.
+    started: Option<Instant>,
+}
 
 /// The group commit of one restore's destination.
 pub struct Barrier {
@@ -16,8 +36,8 @@ pub struct Barrier {
     fd: Arc<OwnedFd>,
     /// Tickets handed out: one per file whose bytes are written.
     tickets: AtomicU64,
-    /// The highest ticket a completed flush covers; held while a flush runs.
-    flushed: tokio::sync::Mutex<u64>,
+    /// What the completed flushes cover; held while a flush waits for its turn and runs.
+    flushed: tokio::sync::Mutex<Flushed>,
 }
 
 impl Barrier {
@@ -25,7 +45,7 @@ impl Barrier {
         Ok(Barrier {
             fd: Arc::new(dest.try_clone_to_owned()?),
             tickets: AtomicU64::new(0),
-            flushed: tokio::sync::Mutex::new(0),
+            flushed: tokio::sync::Mutex::new(Flushed::default()),
         })
     }
 
@@ -40,16 +60,20 @@ impl Barrier {
         }
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         let mut flushed = self.flushed.lock().await;
-        if *flushed >= ticket {
+        if flushed.covers >= ticket {
             return Ok(());
+        }
+        if let Some(last) = flushed.started {
+            tokio::time::sleep_until(last + FLUSH_GAP).await;
         }
         // Every ticket taken by now had its bytes written before it was taken.
         let covers = self.tickets.load(Ordering::SeqCst);
+        flushed.started = Some(Instant::now());
         let fd = self.fd.clone();
         tokio::task::spawn_blocking(move || flush(&fd))
             .await
             .map_err(std::io::Error::other)??;
-        *flushed = covers;
+        flushed.covers = covers;
         Ok(())
     }
 }
@@ -86,7 +110,7 @@ mod tests {
         for t in tasks {
             t.await.expect("task").expect("durable");
         }
-        let flushed = *barrier.flushed.lock().await;
+        let flushed = barrier.flushed.lock().await.covers;
         if cfg!(target_os = "linux") {
             assert_eq!(flushed, 64, "the last flush covers every ticket");
         }

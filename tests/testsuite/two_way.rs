@@ -27,9 +27,34 @@ fn has(env: &TestEnv, rel: &str, bytes: &[u8]) -> Option<()> {
 
 /// Both trees the same, and both daemons idle with nothing pending.
 fn settled(a: &TestEnv, b: &TestEnv) -> BTreeMap<String, Vec<u8>> {
-    wait_for(Duration::from_secs(60), "both trees the same", || {
+    let wait = Duration::from_secs(60);
+    common::poll_until(wait, || {
         let (ta, tb) = (tree(&a.journal()), tree(&b.journal()));
         (ta == tb && idle(a) && idle(b)).then_some(ta)
+    })
+    .unwrap_or_else(|| {
+        // What still differs, and what each daemon says: the failure names its cause.
+        let (ta, tb) = (tree(&a.journal()), tree(&b.journal()));
+        let differ: Vec<_> = ta
+            .keys()
+            .chain(tb.keys())
+            .filter(|k| ta.get(*k) != tb.get(*k))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|k| {
+                format!(
+                    "{k} (A: {:?} bytes, B: {:?})",
+                    ta.get(k).map(Vec::len),
+                    tb.get(k).map(Vec::len)
+                )
+            })
+            .collect();
+        panic!(
+            "timed out after {wait:?} waiting for both trees the same and both daemons idle; \
+             differing: {differ:?}\nA: {}\nB: {}",
+            common::status::status(a),
+            common::status::status(b)
+        )
     })
 }
 
