@@ -428,6 +428,106 @@ fn a_conflict_found_on_both_machines_settles_in_one_conflict_file() {
     }
 }
 
+/// B finds a conflict, and before its push carries the conflict file up, A saves again: B's
+/// second conflict goes into the conflict file its first one wrote (its bytes are the base,
+/// which the remote keeps), not into a second one. Two daemons under load made two conflict
+/// files for one path this way.
+#[test]
+fn a_second_conflict_before_the_push_reuses_the_conflict_file_the_first_wrote() {
+    let az = Azurite::shared();
+    let container = unique_container("pull-reuse-unpushed");
+    let (a, b) = (two_way(az, &container), two_way(az, &container));
+    a.write_file("notes.md", "v0\n");
+    a.run(&["push"]).assert_code(0);
+    json(&b, &["pull"], 0);
+
+    a.write_file("notes.md", "A's first\n");
+    a.run(&["push"]).assert_code(0);
+    b.write_file("notes.md", "B's save\n");
+    let (report, _) = json(&b, &["pull"], 0);
+    let first = report["conflicts"][0]["conflict_file"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{report:#}"))
+        .to_string();
+    // B has not pushed: A saves again, over its first save (which goes to the history).
+    a.write_file("notes.md", "A's second\n");
+    a.run(&["push"]).assert_code(0);
+    let (report, _) = json(&b, &["pull"], 0);
+    assert_eq!(report["conflicts"][0]["conflict_file"], first, "{report:#}");
+    json(&b, &["push"], 0);
+    json(&a, &["pull"], 0);
+
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    let files = tree(&b.journal());
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["notes.md", first.as_str()],
+        "one conflict file for one path"
+    );
+    assert_eq!(files["notes.md"], b"B's save\n");
+    assert_eq!(files[&first], b"A's second\n");
+    let history = az.history_contents(&container, "journal");
+    assert!(
+        history.contains(&b"A's first\n".to_vec()),
+        "A's first save is lost"
+    );
+}
+
+/// B's conflict file, pushed, then written into by A (A's own conflict on the same path):
+/// B's next conflict on that path writes into it again, over A's version of it (kept in the
+/// history), and does not start a second one. Two daemons made two conflict files this way.
+#[test]
+fn a_conflict_file_another_machine_wrote_into_is_written_into_again() {
+    let az = Azurite::shared();
+    let container = unique_container("pull-reuse-moved");
+    let (a, b) = (two_way(az, &container), two_way(az, &container));
+    a.write_file("notes.md", "v0\n");
+    a.run(&["push"]).assert_code(0);
+    json(&b, &["pull"], 0);
+
+    a.write_file("notes.md", "A0\n");
+    a.run(&["push"]).assert_code(0);
+    b.write_file("notes.md", "B0\n");
+    let (report, _) = json(&b, &["pull"], 0);
+    let file = report["conflicts"][0]["conflict_file"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{report:#}"))
+        .to_string();
+    json(&b, &["push"], 0);
+    // A saved meanwhile: its conflict goes into B's conflict file (B's save, over A0).
+    a.write_file("notes.md", "A1\n");
+    let (report, _) = json(&a, &["pull"], 0);
+    assert_eq!(report["conflicts"][0]["conflict_file"], file, "{report:#}");
+    json(&a, &["push"], 0);
+    // B saved meanwhile too: its conflict goes into the same file, now A's version of it.
+    b.write_file("notes.md", "B1\n");
+    let (report, _) = json(&b, &["pull"], 0);
+    assert_eq!(report["conflicts"][0]["conflict_file"], file, "{report:#}");
+    let (pushed, _) = json(&b, &["push"], 0);
+    assert!(
+        pushed["conflicts"].as_array().is_none_or(Vec::is_empty),
+        "{pushed:#}"
+    );
+    json(&a, &["pull"], 0);
+
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    let files = tree(&a.journal());
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["notes.md", file.as_str()],
+        "one conflict file for one path"
+    );
+    assert_eq!(files["notes.md"], b"B1\n");
+    assert_eq!(files[&file], b"A1\n");
+    let history = az.history_contents(&container, "journal");
+    for save in ["A0\n", "B0\n"] {
+        assert!(
+            history.contains(&save.as_bytes().to_vec()),
+            "{save:?} is lost"
+        );
+    }
+}
+
 /// A and B (two-way, one prefix), with `path` conflicted: B holds B's edit and A's
 /// version in a sync-conflict file, both pushed; A has pulled. Returns the conflict file.
 fn conflicted(a: &TestEnv, b: &TestEnv, path: &str) -> String {
