@@ -416,14 +416,26 @@ async fn decide_all(
     let mut claimed: HashSet<String> = HashSet::new();
     for d in decided.iter_mut().filter(|d| d.action == Action::Conflict) {
         d.reuse = reusable_conflict_file(dest, &d.rel, locals, rows);
-        if d.reuse.is_none() {
-            d.reuse_blob = listed_conflict_file(&d.rel, &blobs, locals, rows, &claimed);
+        match &d.reuse {
+            // Another machine wrote into it since it was recorded here (its own conflict on
+            // this path): this version goes over theirs, as into a listed one, and theirs
+            // stays in the history. Against the old ETag the push would be refused, and the
+            // next conflict would start a second file.
+            Some(here) => {
+                let recorded = rows.get(&here.rel).and_then(|r| r.etag.as_deref());
+                d.reuse_blob = blobs
+                    .get(&here.rel)
+                    .filter(|listed| recorded != Some(listed.etag.as_str()))
+                    .cloned();
+                claimed.insert(here.rel.clone());
+            }
+            None => d.reuse_blob = listed_conflict_file(&d.rel, &blobs, locals, rows, &claimed),
         }
         if let Some(blob) = &d.reuse_blob {
             claimed.insert(blob.name.clone());
         }
     }
-    // A listed conflict file a conflict writes into is not also downloaded as it is.
+    // A conflict file a conflict writes into is not also downloaded as it is.
     decided.retain(|d| !(d.action == Action::Download && claimed.contains(&d.rel)));
     let mut out = Decisions {
         records: Vec::new(),
@@ -686,7 +698,9 @@ fn decide_one(
 }
 
 /// The conflict file of `rel` a conflict may write over: here, recorded as pushed, and not
-/// changed since (its content is on the remote, and a replaced version goes to history).
+/// changed since (its content is on the remote, and a replaced version goes to history); or
+/// not pushed yet and holding the path's base, as an earlier pull wrote it (the base is a
+/// version the remote keeps, current or in its history).
 fn reusable_conflict_file(
     dest: &Beneath,
     rel: &str,
@@ -702,15 +716,19 @@ fn reusable_conflict_file(
     candidates
         .into_iter()
         .find(|f| {
-            let Some(row) = rows.get(&f.rel).filter(|r| !r.conflict) else {
-                return false;
-            };
-            // A row recorded moments ago is racy: the bytes say whether it is untouched.
-            row.describes(f.size, f.mtime_ns, f.ctime_ns)
-                || dest
-                    .open_file(&f.rel)
+            let md5_is = |want: [u8; 16]| {
+                dest.open_file(&f.rel)
                     .and_then(crate::fsutil::md5_of_reader)
-                    .is_ok_and(|(md5, _)| md5 == row.md5)
+                    .is_ok_and(|(md5, _)| md5 == want)
+            };
+            match rows.get(&f.rel) {
+                // A row recorded moments ago is racy: the bytes say whether it is untouched.
+                Some(row) if !row.conflict => {
+                    row.describes(f.size, f.mtime_ns, f.ctime_ns) || md5_is(row.md5)
+                }
+                Some(_) => false,
+                None => rows.get(rel).is_some_and(|base| md5_is(base.md5)),
+            }
         })
         .cloned()
 }

@@ -428,20 +428,116 @@ fn a_conflict_found_on_both_machines_settles_in_one_conflict_file() {
     }
 }
 
-/// A and B (two-way, one prefix), with `path` conflicted: B holds B's edit and A's
-/// version in a sync-conflict file, both pushed; A has pulled. Returns the conflict file.
-fn conflicted(a: &TestEnv, b: &TestEnv, path: &str) -> String {
+/// B finds a conflict, and before its push carries the conflict file up, A saves again: B's
+/// second conflict goes into the conflict file its first one wrote (its bytes are the base,
+/// which the remote keeps), not into a second one. Two daemons under load made two conflict
+/// files for one path this way.
+#[test]
+fn a_second_conflict_before_the_push_reuses_the_conflict_file_the_first_wrote() {
+    let az = Azurite::shared();
+    let container = unique_container("pull-reuse-unpushed");
+    let (a, b) = (two_way(az, &container), two_way(az, &container));
+    let first = conflict_on_b(&a, &b, "notes.md", "A's first\n", "B's save\n");
+    // B has not pushed: A saves again, over its first save (which goes to the history).
+    a.write_file("notes.md", "A's second\n");
+    a.run(&["push"]).assert_code(0);
+    let (report, _) = json(&b, &["pull"], 0);
+    assert_eq!(report["conflicts"][0]["conflict_file"], first, "{report:#}");
+    json(&b, &["push"], 0);
+    json(&a, &["pull"], 0);
+    one_conflict_file(
+        az,
+        &container,
+        [&a, &b],
+        &first,
+        ("B's save\n", "A's second\n"),
+        &["A's first\n"],
+    );
+}
+
+/// B's conflict file, pushed, then written into by A (A's own conflict on the same path):
+/// B's next conflict on that path writes into it again, over A's version of it (kept in the
+/// history), and does not start a second one. Two daemons made two conflict files this way.
+#[test]
+fn a_conflict_file_another_machine_wrote_into_is_written_into_again() {
+    let az = Azurite::shared();
+    let container = unique_container("pull-reuse-moved");
+    let (a, b) = (two_way(az, &container), two_way(az, &container));
+    let file = conflict_on_b(&a, &b, "notes.md", "A0\n", "B0\n");
+    json(&b, &["push"], 0);
+    // A saved meanwhile: its conflict goes into B's conflict file (B's save, over A0).
+    a.write_file("notes.md", "A1\n");
+    let (report, _) = json(&a, &["pull"], 0);
+    assert_eq!(report["conflicts"][0]["conflict_file"], file, "{report:#}");
+    json(&a, &["push"], 0);
+    // B saved meanwhile too: its conflict goes into the same file, now A's version of it.
+    b.write_file("notes.md", "B1\n");
+    let (report, _) = json(&b, &["pull"], 0);
+    assert_eq!(report["conflicts"][0]["conflict_file"], file, "{report:#}");
+    let (pushed, _) = json(&b, &["push"], 0);
+    assert!(
+        pushed["conflicts"].as_array().is_none_or(Vec::is_empty),
+        "{pushed:#}"
+    );
+    json(&a, &["pull"], 0);
+    one_conflict_file(
+        az,
+        &container,
+        [&a, &b],
+        &file,
+        ("B1\n", "A1\n"),
+        &["A0\n", "B0\n"],
+    );
+}
+
+/// `path` made on A and pulled by B, then saved on both (A's save pushed): B's pull writes
+/// A's save beside B's. Returns the conflict file's name; nothing of B's is pushed yet.
+fn conflict_on_b(a: &TestEnv, b: &TestEnv, path: &str, on_a: &str, on_b: &str) -> String {
     a.write_file(path, "v0\n");
     a.run(&["push"]).assert_code(0);
     json(b, &["pull"], 0);
-    a.write_file(path, "A's edit\n");
+    a.write_file(path, on_a);
     a.run(&["push"]).assert_code(0);
-    b.write_file(path, "B's edit\n");
+    b.write_file(path, on_b);
     let (report, _) = json(b, &["pull"], 0);
-    let file = report["conflicts"][0]["conflict_file"]
+    report["conflicts"][0]["conflict_file"]
         .as_str()
         .unwrap_or_else(|| panic!("{report:#}"))
-        .to_string();
+        .to_string()
+}
+
+/// Both journals hold `notes.md` and one conflict file, `file`, with `(at_path, in_file)`;
+/// every one of `saves` is in the remote history.
+fn one_conflict_file(
+    az: &Azurite,
+    container: &str,
+    [a, b]: [&TestEnv; 2],
+    file: &str,
+    (at_path, in_file): (&str, &str),
+    saves: &[&str],
+) {
+    assert_eq!(tree(&a.journal()), tree(&b.journal()));
+    let files = tree(&a.journal());
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["notes.md", file],
+        "one conflict file for one path"
+    );
+    assert_eq!(files["notes.md"], at_path.as_bytes());
+    assert_eq!(files[file], in_file.as_bytes());
+    let history = az.history_contents(container, "journal");
+    for save in saves {
+        assert!(
+            history.contains(&save.as_bytes().to_vec()),
+            "{save:?} is lost"
+        );
+    }
+}
+
+/// A and B (two-way, one prefix), with `path` conflicted: B holds B's edit and A's
+/// version in a sync-conflict file, both pushed; A has pulled. Returns the conflict file.
+fn conflicted(a: &TestEnv, b: &TestEnv, path: &str) -> String {
+    let file = conflict_on_b(a, b, path, "A's edit\n", "B's edit\n");
     json(b, &["push"], 0);
     // A's pull brings the conflict file down, and counts it as waiting (its status says so).
     let (pulled, _) = json(a, &["pull"], 0);

@@ -180,7 +180,14 @@ fn a_path_both_daemons_edit_keeps_every_version() {
         .collect();
     eprintln!("conflict files after 5 rounds: {}", conflict_files.len());
     // Repeated conflicts on one path, found on either machine, settle in one file.
-    assert_eq!(conflict_files.len(), 1, "{:?}", trees.keys());
+    assert_eq!(
+        conflict_files.len(),
+        1,
+        "{:?}\nA's log:\n{}\nB's log:\n{}",
+        trees.keys(),
+        _da.log_text(),
+        _db.log_text()
+    );
     let file = conflict_files[0].clone();
 
     // Both machines say so: the file, its path, the host whose version it holds.
