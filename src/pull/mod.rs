@@ -727,7 +727,10 @@ fn reusable_conflict_file(
                     row.describes(f.size, f.mtime_ns, f.ctime_ns) || md5_is(row.md5)
                 }
                 Some(_) => false,
-                None => rows.get(rel).is_some_and(|base| md5_is(base.md5)),
+                // A base row marked `conflict` may hold our own bytes, never uploaded.
+                None => rows
+                    .get(rel)
+                    .is_some_and(|base| !base.conflict && md5_is(base.md5)),
             }
         })
         .cloned()

@@ -140,9 +140,12 @@ mod tests {
             let name = keys.encrypt_name(path);
             assert!(is_base32_lower(&name), "{name}");
             assert_eq!(name.split('/').count(), path.split('/').count());
-            for segment in path.split('/') {
-                assert!(segment.len() < 3 || !name.contains(segment), "{path}");
-                assert!(!name.contains(&segment.to_ascii_lowercase()) || segment.len() < 3);
+            // Base32 of random-looking bytes holds any given 3 letters about once in 300
+            // names of this length ("and" did, once in CI): only a segment of 6 or more
+            // showing would say something.
+            for segment in path.split('/').filter(|s| s.len() >= 6) {
+                assert!(!name.contains(segment), "{path}");
+                assert!(!name.contains(&segment.to_ascii_lowercase()), "{path}");
             }
             for (plain, enc) in path.split('/').zip(name.split('/')) {
                 assert_eq!(enc.len(), encrypted_segment_len(plain.len()), "{plain}");
