@@ -87,7 +87,8 @@ pub async fn download_checked(
             }
             let mut sink = Bounded {
                 inner: std::io::BufWriter::with_capacity(
-                    BUFFER.min(expected.size as usize + 1),
+                    // The listed size is the remote's word: any u64 must do.
+                    usize::try_from(expected.size).map_or(BUFFER, |size| size.clamp(1, BUFFER)),
                     handle,
                 ),
                 limit: expected.size,
@@ -152,5 +153,27 @@ mod tests {
         assert!(sink.write_all(b"de").is_err());
         assert!(sink.over);
         assert_eq!(out, b"abc");
+    }
+
+    /// The write buffer is sized from the listing: a hostile size is refused, not a panic.
+    #[tokio::test]
+    async fn any_listed_size_is_checked_without_a_panic() {
+        let remote = crate::remote::memory::MemoryRemote::new();
+        let content = crate::remote::content::Content::from_bytes(b"abc".to_vec().into());
+        remote
+            .put("a.md", &content, &crate::remote::Precondition::None, "w")
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for size in [0, 3, u64::MAX] {
+            let file = std::fs::File::create(dir.path().join(format!("f{size}"))).unwrap();
+            let expected = Expected { size, md5: None };
+            let got =
+                download_checked(&remote, RetryPolicy::default(), "a.md", expected, &file).await;
+            match size {
+                3 => assert!(got.is_ok(), "{got:?}"),
+                _ => assert!(matches!(got, Err(DownloadError::Mismatch(_))), "{got:?}"),
+            }
+        }
     }
 }
