@@ -27,33 +27,39 @@ fn has(env: &TestEnv, rel: &str, bytes: &[u8]) -> Option<()> {
 
 /// Both trees the same, and both daemons idle with nothing pending.
 fn settled(a: &TestEnv, b: &TestEnv) -> BTreeMap<String, Vec<u8>> {
+    all_settled(&[a, b])
+}
+
+/// Every machine's tree the same, and every daemon idle with nothing pending.
+fn all_settled(envs: &[&TestEnv]) -> BTreeMap<String, Vec<u8>> {
     let wait = Duration::from_secs(60);
+    let trees = || envs.iter().map(|e| tree(&e.journal())).collect::<Vec<_>>();
     common::poll_until(wait, || {
-        let (ta, tb) = (tree(&a.journal()), tree(&b.journal()));
-        (ta == tb && idle(a) && idle(b)).then_some(ta)
+        let all = trees();
+        (all.windows(2).all(|w| w[0] == w[1]) && envs.iter().all(|e| idle(e)))
+            .then(|| all.into_iter().next().unwrap_or_default())
     })
     .unwrap_or_else(|| {
         // What still differs, and what each daemon says: the failure names its cause.
-        let (ta, tb) = (tree(&a.journal()), tree(&b.journal()));
-        let differ: Vec<_> = ta
-            .keys()
-            .chain(tb.keys())
-            .filter(|k| ta.get(*k) != tb.get(*k))
-            .collect::<std::collections::BTreeSet<_>>()
+        let all = trees();
+        let names: std::collections::BTreeSet<&String> =
+            all.iter().flat_map(|t| t.keys()).collect();
+        let differ: Vec<String> = names
             .into_iter()
+            .filter(|k| all.windows(2).any(|w| w[0].get(*k) != w[1].get(*k)))
             .map(|k| {
-                format!(
-                    "{k} (A: {:?} bytes, B: {:?})",
-                    ta.get(k).map(Vec::len),
-                    tb.get(k).map(Vec::len)
-                )
+                let sizes: Vec<_> = all.iter().map(|t| t.get(k).map(Vec::len)).collect();
+                format!("{k} (bytes per machine: {sizes:?})")
             })
             .collect();
+        let statuses: Vec<String> = envs
+            .iter()
+            .map(|e| common::status::status(e).to_string())
+            .collect();
         panic!(
-            "timed out after {wait:?} waiting for both trees the same and both daemons idle; \
-             differing: {differ:?}\nA: {}\nB: {}",
-            common::status::status(a),
-            common::status::status(b)
+            "timed out after {wait:?} waiting for every tree the same and every daemon idle; \
+             differing: {differ:?}\nstatus per machine:\n{}",
+            statuses.join("\n")
         )
     })
 }
@@ -476,4 +482,60 @@ fn each_machines_events_log_is_taken_as_its_writer_has_it() {
     assert_eq!(entries, 13, "{:?}", trees.keys().collect::<Vec<_>>());
     // The change mark idle polls read is there, outside the journal's files.
     assert!(mirror.join(".devlog-history/.changed").is_file());
+}
+
+/// Three daemons (own HOME and machine id each) on one Azurite prefix. Each makes an entry a
+/// round while all three save one shared file within moments of each other; after
+/// quiescence the three trees are byte-identical, every entry is on every machine, every
+/// save of the shared file is at its path, in its one conflict file, or in the history.
+#[test]
+fn three_daemons_converge_and_keep_every_save() {
+    let az = Azurite::shared();
+    let container = unique_container("three-way");
+    let envs: Vec<TestEnv> = (0..3).map(|_| machine(az, &container)).collect();
+    let _daemons: Vec<Daemon> = envs
+        .iter()
+        .zip(["machine-a", "machine-b", "machine-c"])
+        .map(|(env, id)| Daemon::start_with(env, &[("DEVLOGD_MACHINE_ID", id)]))
+        .collect();
+    let all: Vec<&TestEnv> = envs.iter().collect();
+    let mut saved = Vec::new();
+    for round in 0..4 {
+        for (i, env) in envs.iter().enumerate() {
+            env.write_file(
+                &format!("2026/12/{round:02}-{i}.md"),
+                format!("# entry {round} from machine {i}\n"),
+            );
+            let save = format!("save {round} from machine {i}\n");
+            env.write_file("shared.md", &save);
+            saved.push(save);
+        }
+        let settled = common::poll_until(Duration::from_secs(30), || {
+            all.iter().all(|e| idle(e)).then_some(())
+        });
+        assert!(settled.is_some(), "round {round} never settled");
+    }
+    let trees = all_settled(&all);
+    let entries = trees.keys().filter(|k| k.starts_with("2026/12/")).count();
+    assert_eq!(entries, 12, "{:?}", trees.keys());
+    let history: Vec<Vec<u8>> = az
+        .list_blobs(&container)
+        .into_iter()
+        .filter(|blob| blob.name.starts_with("journal/.devlog-history/shared"))
+        .filter_map(|blob| az.get_blob(&container, &blob.name))
+        .collect();
+    for content in &saved {
+        let bytes = content.as_bytes();
+        assert!(
+            trees.values().any(|v| v == bytes) || history.iter().any(|v| v == bytes),
+            "{content:?} is lost: {:?}",
+            trees.keys()
+        );
+    }
+    let conflict_files: Vec<&String> = trees
+        .keys()
+        .filter(|k| k.starts_with("shared.sync-conflict-"))
+        .collect();
+    eprintln!("conflict files after 4 rounds on 3 machines: {conflict_files:?}");
+    assert!(conflict_files.len() <= 1, "{:?}", trees.keys());
 }
