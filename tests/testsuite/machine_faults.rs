@@ -98,7 +98,7 @@ fn after_a_queue_overflow_directories_made_meanwhile_are_watched() {
     });
     drop(queue);
     // Events pile up while the daemon is stopped, far past 16: the kernel drops them.
-    daemon.signal(libc::SIGSTOP);
+    daemon.stop();
     for i in 0..30 {
         env.write_file(&format!("d{i}/f.md"), format!("f{i}"));
     }
@@ -139,16 +139,17 @@ fn reading_the_journal_adds_nothing_to_the_kernel_queue() {
     for i in 0..20 {
         env.write_file(&format!("r{i}.md"), format!("read me {i}"));
     }
+    // Small until the start-up pass is through, so the daemon's instance surely has it.
     let queue = Sysctl::set("fs.inotify.max_queued_events", 16);
     let daemon = Daemon::start(&env);
-    drop(queue);
     wait_for(SETTLE, "the start-up pass", || {
         (mirrored(&env, "r19.md").is_some() && settled(&env)).then_some(())
     });
+    drop(queue);
     let before = status(&env);
     // Reads only (an editor's preview, grep, the daemon's own pass): opening and reading
     // changes nothing, so it must not fill the queue and make the kernel drop events.
-    daemon.signal(libc::SIGSTOP);
+    daemon.stop();
     for _ in 0..5 {
         for i in 0..20 {
             std::fs::read(env.journal().join(format!("r{i}.md"))).unwrap();

@@ -105,6 +105,28 @@ impl Daemon {
         unsafe { libc::kill(self.pid() as i32, sig) };
     }
 
+    /// SIGSTOP, returning once every thread is stopped: kill(2) only queues the signal,
+    /// and a thread woken meanwhile could still read what the caller does next.
+    pub fn stop(&self) {
+        self.signal(libc::SIGSTOP);
+        let tasks = format!("/proc/{}/task", self.pid());
+        let stopped = |stat: String| {
+            stat.rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_string))
+                .is_some_and(|state| state == "T" || state == "t")
+        };
+        crate::common::wait_for(
+            std::time::Duration::from_secs(30),
+            "the daemon stopped",
+            || {
+                let all = std::fs::read_dir(&tasks).ok()?.flatten().all(|task| {
+                    std::fs::read_to_string(task.path().join("stat")).is_ok_and(stopped)
+                });
+                all.then_some(())
+            },
+        );
+    }
+
     /// user+sys CPU seconds so far, from /proc.
     pub fn cpu_seconds(&self) -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
