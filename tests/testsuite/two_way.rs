@@ -518,12 +518,7 @@ fn three_daemons_converge_and_keep_every_save() {
     let trees = all_settled(&all);
     let entries = trees.keys().filter(|k| k.starts_with("2026/12/")).count();
     assert_eq!(entries, 12, "{:?}", trees.keys());
-    let history: Vec<Vec<u8>> = az
-        .list_blobs(&container)
-        .into_iter()
-        .filter(|blob| blob.name.starts_with("journal/.devlog-history/shared"))
-        .filter_map(|blob| az.get_blob(&container, &blob.name))
-        .collect();
+    let history = az.history_contents(&container, "journal");
     for content in &saved {
         let bytes = content.as_bytes();
         assert!(
